@@ -1,0 +1,529 @@
+//! The commit pipeline: one thread per data directory that writes the appends of every
+//! partition of that directory and makes them durable in rounds (group commit).
+//!
+//! A round takes everything queued (up to [`PipelineConfig::round_requests_max`] requests and
+//! [`PipelineConfig::round_bytes_max`] bytes), coalesces the requests for each file into one
+//! vectored write, and hands the writes plus one fdatasync per dirty file of every log that
+//! needs syncing to [`Storage::write_and_sync`]. While one round is on the disk, new appends
+//! queue up, so the next round carries all of them: the busier the disk, the more batches each
+//! fdatasync covers.
+//!
+//! Which logs are synced in a round depends on their [`FlushPolicy`]: `Always` logs in every
+//! round they were written in; `Interval` logs once their oldest unsynced write is older than the
+//! interval; `Os` logs only when asked ([`PipelineHandle::flush`], roll, close).
+//!
+//! Invariants:
+//! - requests of one log are written in the order they were queued, and a log's `written`
+//!   offset only covers batches whose bytes are complete in the file;
+//! - a log's recovery point (`durable`) only covers batches written *and* fdatasync'ed;
+//! - a failed write fails that round's waiters and marks the logs failed (they must be
+//!   reopened, which recovers them); a failed fdatasync is fatal: the process panics, because the
+//!   page cache state after a failed fsync is unknown and only recovery can tell what survived.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use crate::completion::{Completion, CompletionInner};
+use crate::error::{LogError, Result};
+use crate::io::{RoundError, Storage, StorageFile, WriteOp};
+use crate::offset::Offset;
+
+/// When a log's appends are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FlushPolicy {
+    /// fdatasync in the round that writes the batch; appends are durable when acknowledged.
+    #[default]
+    Always,
+    /// fdatasync once the oldest unsynced write is this many milliseconds old.
+    Interval(u64),
+    /// Never fdatasync on the append path; the page cache decides (Kafka's default).
+    Os,
+}
+
+/// Limits of the commit pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Requests waiting in the queue before appends block. Default: 65536. Minimum: 1.
+    pub queue_requests_max: usize,
+    /// Requests written in one round. Default: 4096. Minimum: 1.
+    pub round_requests_max: usize,
+    /// Bytes written in one round. Default: 64 MiB. Minimum: 1.
+    pub round_bytes_max: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> PipelineConfig {
+        PipelineConfig {
+            queue_requests_max: 65536,
+            round_requests_max: 4096,
+            round_bytes_max: 64 << 20,
+        }
+    }
+}
+
+/// Counters of a pipeline, for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Rounds run.
+    pub rounds: AtomicU64,
+    /// fdatasync calls issued.
+    pub fsyncs: AtomicU64,
+    /// Append requests written.
+    pub requests_written: AtomicU64,
+    /// Record batches written.
+    pub batches_written: AtomicU64,
+    /// Record batches made durable by an fdatasync.
+    pub batches_synced: AtomicU64,
+    /// Bytes written.
+    pub bytes_written: AtomicU64,
+}
+
+impl PipelineStats {
+    /// Batches made durable per fdatasync so far.
+    pub fn batches_per_fsync(&self) -> f64 {
+        let f = self.fsyncs.load(Ordering::Relaxed);
+        if f == 0 {
+            0.0
+        } else {
+            self.batches_synced.load(Ordering::Relaxed) as f64 / f as f64
+        }
+    }
+}
+
+/// Per-log progress shared between a log and the pipeline.
+#[derive(Debug)]
+pub(crate) struct LogProgress {
+    pub id: u64,
+    /// Every batch below this offset is completely written.
+    pub written: AtomicI64,
+    /// Every batch below this offset is durable: the recovery point.
+    pub durable: AtomicI64,
+    /// Set when a write failed; the log refuses appends until reopened.
+    pub failed: AtomicBool,
+    pub policy: Mutex<FlushPolicy>,
+}
+
+impl LogProgress {
+    pub fn new(id: u64, end: Offset, policy: FlushPolicy) -> LogProgress {
+        LogProgress {
+            id,
+            written: AtomicI64::new(end.0),
+            durable: AtomicI64::new(end.0),
+            failed: AtomicBool::new(false),
+            policy: Mutex::new(policy),
+        }
+    }
+
+    pub fn policy(&self) -> FlushPolicy {
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub(crate) struct WriteRequest {
+    pub file: Arc<dyn StorageFile>,
+    pub position: u64,
+    pub data: Bytes,
+    pub batches: u32,
+    pub end_offset: Offset,
+    pub progress: Arc<LogProgress>,
+    pub completion: Arc<CompletionInner>,
+}
+
+pub(crate) enum Command {
+    Write(WriteRequest),
+    /// Make everything queued so far for this log durable.
+    Flush(Arc<LogProgress>, Arc<CompletionInner>),
+    /// Completes once everything queued before it is written (not necessarily durable).
+    Barrier(Arc<CompletionInner>),
+    Shutdown,
+}
+
+/// What the pipeline remembers of a log between rounds.
+#[derive(Default)]
+struct LogState {
+    progress: Option<Arc<LogProgress>>,
+    dirty: Vec<Arc<dyn StorageFile>>,
+    unsynced_end: i64,
+    unsynced_batches: u64,
+    unsynced_since: Option<Instant>,
+    waiters: Vec<Arc<CompletionInner>>,
+}
+
+impl LogState {
+    fn mark_dirty(&mut self, file: &Arc<dyn StorageFile>) {
+        if !self.dirty.iter().any(|f| Arc::ptr_eq(f, file)) {
+            self.dirty.push(file.clone());
+        }
+    }
+}
+
+/// The cheap, cloneable side of a pipeline that logs hold.
+#[derive(Clone, Debug)]
+pub struct PipelineHandle {
+    tx: Sender<Command>,
+    stats: Arc<PipelineStats>,
+    storage: Arc<dyn Storage>,
+    next_log_id: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Write(w) => write!(f, "Write({:?}@{})", w.file.path(), w.position),
+            Command::Flush(p, _) => write!(f, "Flush({})", p.id),
+            Command::Barrier(_) => f.write_str("Barrier"),
+            Command::Shutdown => f.write_str("Shutdown"),
+        }
+    }
+}
+
+impl PipelineHandle {
+    /// The storage backend of this pipeline's data directory.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The pipeline's counters.
+    pub fn stats(&self) -> &Arc<PipelineStats> {
+        &self.stats
+    }
+
+    pub(crate) fn new_log_id(&self) -> u64 {
+        self.next_log_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn send(&self, cmd: Command) -> Result<()> {
+        match self.tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(cmd)) => self.tx.send(cmd).map_err(|_| LogError::Closed),
+            Err(TrySendError::Disconnected(_)) => Err(LogError::Closed),
+        }
+    }
+
+    /// Asks for everything queued so far for a log to be made durable.
+    pub(crate) fn flush(&self, progress: &Arc<LogProgress>) -> Result<Completion> {
+        let (c, inner) = Completion::new();
+        self.send(Command::Flush(progress.clone(), inner))?;
+        Ok(c)
+    }
+
+    /// Waits until everything queued so far (by any log) is written.
+    pub fn barrier(&self) -> Result<()> {
+        let (c, inner) = Completion::new();
+        self.send(Command::Barrier(inner))?;
+        c.wait_written()
+    }
+}
+
+/// The commit pipeline of one data directory. Dropping it finishes the queued work and stops
+/// the thread.
+#[derive(Debug)]
+pub struct CommitPipeline {
+    handle: PipelineHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CommitPipeline {
+    /// Starts the pipeline thread for `storage`.
+    pub fn start(storage: Arc<dyn Storage>, config: PipelineConfig) -> io::Result<CommitPipeline> {
+        assert!(
+            config.queue_requests_max >= 1
+                && config.round_requests_max >= 1
+                && config.round_bytes_max >= 1
+        );
+        let (tx, rx) = crossbeam_channel::bounded(config.queue_requests_max);
+        let stats = Arc::new(PipelineStats::default());
+        let worker = Worker {
+            storage: storage.clone(),
+            rx,
+            config,
+            stats: stats.clone(),
+            logs: HashMap::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("strata-commit-{}", storage.name()))
+            .spawn(move || worker.run())?;
+        Ok(CommitPipeline {
+            handle: PipelineHandle {
+                tx,
+                stats,
+                storage,
+                next_log_id: Arc::new(AtomicU64::new(1)),
+            },
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for opening logs on this pipeline.
+    pub fn handle(&self) -> PipelineHandle {
+        self.handle.clone()
+    }
+
+    /// The pipeline's counters.
+    pub fn stats(&self) -> &Arc<PipelineStats> {
+        &self.handle.stats
+    }
+
+    /// Finishes the queued work and stops the thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.handle.tx.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            // A panic in the pipeline (failed fsync) has already been reported by the thread.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for CommitPipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Worker {
+    storage: Arc<dyn Storage>,
+    rx: Receiver<Command>,
+    config: PipelineConfig,
+    stats: Arc<PipelineStats>,
+    logs: HashMap<u64, LogState>,
+}
+
+impl Worker {
+    fn next_deadline(&self) -> Option<Instant> {
+        self.logs
+            .values()
+            .filter_map(|s| {
+                let since = s.unsynced_since?;
+                match s.progress.as_ref()?.policy() {
+                    FlushPolicy::Interval(ms) => Some(since + Duration::from_millis(ms)),
+                    _ => None,
+                }
+            })
+            .min()
+    }
+
+    fn run(mut self) {
+        let mut shutting_down = false;
+        while !shutting_down {
+            let first = match self.next_deadline() {
+                Some(deadline) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    match self.rx.recv_timeout(wait) {
+                        Ok(c) => Some(c),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                None => match self.rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => return,
+                },
+            };
+            let mut commands: Vec<Command> = first.into_iter().collect();
+            let mut bytes = 0usize;
+            while commands.len() < self.config.round_requests_max
+                && bytes < self.config.round_bytes_max
+            {
+                match self.rx.try_recv() {
+                    Ok(c) => {
+                        if let Command::Write(w) = &c {
+                            bytes += w.data.len();
+                        }
+                        commands.push(c);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if commands.iter().any(|c| matches!(c, Command::Shutdown)) {
+                shutting_down = true;
+            }
+            self.round(commands);
+        }
+        // Drain whatever was queued after the shutdown command.
+        let rest: Vec<Command> = self.rx.try_iter().collect();
+        if !rest.is_empty() {
+            self.round(rest);
+        }
+    }
+
+    fn round(&mut self, commands: Vec<Command>) {
+        let now = Instant::now();
+        let mut writes: Vec<WriteRequest> = Vec::new();
+        let mut flush_requested: Vec<(Arc<LogProgress>, Arc<CompletionInner>)> = Vec::new();
+        let mut barriers: Vec<Arc<CompletionInner>> = Vec::new();
+        for c in commands {
+            match c {
+                Command::Write(w) => writes.push(w),
+                Command::Flush(p, done) => flush_requested.push((p, done)),
+                Command::Barrier(done) => barriers.push(done),
+                Command::Shutdown => {}
+            }
+        }
+
+        // Coalesce consecutive writes to the same file at contiguous positions.
+        let mut ops: Vec<WriteOp<'_>> = Vec::new();
+        for w in &writes {
+            if let Some(last) = ops.last_mut()
+                && std::ptr::addr_eq(Arc::as_ptr(&w.file), last.file as *const dyn StorageFile)
+                && last.position + last.len() as u64 == w.position
+            {
+                last.bufs.push(&w.data);
+                continue;
+            }
+            ops.push(WriteOp {
+                file: w.file.as_ref(),
+                position: w.position,
+                bufs: vec![&w.data],
+            });
+        }
+
+        // Register this round's writes with their logs' state.
+        for w in &writes {
+            let st = self.logs.entry(w.progress.id).or_default();
+            st.progress.get_or_insert_with(|| w.progress.clone());
+            st.mark_dirty(&w.file);
+        }
+        for (p, _) in &flush_requested {
+            self.logs
+                .entry(p.id)
+                .or_default()
+                .progress
+                .get_or_insert_with(|| p.clone());
+        }
+
+        // Which logs are synced this round.
+        let mut to_sync: Vec<u64> = Vec::new();
+        for (id, st) in &self.logs {
+            let Some(progress) = &st.progress else {
+                continue;
+            };
+            let written_now = writes.iter().any(|w| w.progress.id == *id);
+            let asked = flush_requested.iter().any(|(p, _)| p.id == *id);
+            let due = match progress.policy() {
+                FlushPolicy::Always => written_now || !st.dirty.is_empty(),
+                FlushPolicy::Interval(ms) => st
+                    .unsynced_since
+                    .is_some_and(|t| now.duration_since(t) >= Duration::from_millis(ms)),
+                FlushPolicy::Os => false,
+            };
+            if asked || due && !st.dirty.is_empty() {
+                to_sync.push(*id);
+            }
+        }
+        let sync_files: Vec<Arc<dyn StorageFile>> = to_sync
+            .iter()
+            .filter_map(|id| self.logs.get(id))
+            .flat_map(|st| st.dirty.iter().cloned())
+            .collect();
+        let sync_refs: Vec<&dyn StorageFile> = sync_files.iter().map(|f| f.as_ref()).collect();
+
+        let result = if ops.is_empty() && sync_refs.is_empty() {
+            Ok(())
+        } else {
+            self.storage.write_and_sync(&ops, &sync_refs)
+        };
+        drop(ops);
+        self.stats.rounds.fetch_add(1, Ordering::Relaxed);
+
+        match result {
+            Ok(()) => {}
+            Err(RoundError::Sync(e)) => {
+                // The kernel may have dropped dirty pages after reporting the error; retrying
+                // could report success for data that is gone. Stop here; recovery at restart
+                // decides what survived.
+                panic!(
+                    "fdatasync failed: {e}; stopping so that recovery can decide what is durable"
+                );
+            }
+            Err(RoundError::Write(e)) => {
+                tracing::error!(error = %e, "write to the log failed; affected logs go offline until reopened");
+                let path: PathBuf = writes
+                    .first()
+                    .map(|w| w.file.path().to_path_buf())
+                    .unwrap_or_default();
+                for w in &writes {
+                    w.progress.failed.store(true, Ordering::SeqCst);
+                    w.completion.fail(w.file.path().to_path_buf(), &e);
+                    if let Some(st) = self.logs.get_mut(&w.progress.id) {
+                        for waiter in st.waiters.drain(..) {
+                            waiter.fail(path.clone(), &e);
+                        }
+                    }
+                }
+                for (_, done) in flush_requested {
+                    done.fail(path.clone(), &e);
+                }
+                for b in barriers {
+                    b.mark_written();
+                }
+                return;
+            }
+        }
+
+        // The round is on disk: publish.
+        let mut batches = 0u64;
+        let mut bytes = 0u64;
+        for w in writes {
+            batches += u64::from(w.batches);
+            bytes += w.data.len() as u64;
+            w.progress
+                .written
+                .fetch_max(w.end_offset.0, Ordering::SeqCst);
+            w.completion.mark_written();
+            let st = self.logs.entry(w.progress.id).or_default();
+            st.unsynced_end = st.unsynced_end.max(w.end_offset.0);
+            st.unsynced_batches += u64::from(w.batches);
+            st.unsynced_since.get_or_insert(now);
+            st.waiters.push(w.completion);
+        }
+        self.stats.requests_written.fetch_add(0, Ordering::Relaxed);
+        self.stats
+            .batches_written
+            .fetch_add(batches, Ordering::Relaxed);
+        self.stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        self.stats
+            .fsyncs
+            .fetch_add(sync_refs.len() as u64, Ordering::Relaxed);
+        drop(sync_refs);
+
+        for id in &to_sync {
+            let Some(st) = self.logs.get_mut(id) else {
+                continue;
+            };
+            if let Some(p) = &st.progress {
+                let end = st.unsynced_end.max(p.written.load(Ordering::SeqCst));
+                p.durable.fetch_max(end, Ordering::SeqCst);
+            }
+            self.stats
+                .batches_synced
+                .fetch_add(st.unsynced_batches, Ordering::Relaxed);
+            st.dirty.clear();
+            st.unsynced_batches = 0;
+            st.unsynced_since = None;
+            for waiter in st.waiters.drain(..) {
+                waiter.mark_durable();
+            }
+        }
+        for (_, done) in flush_requested {
+            done.mark_durable();
+        }
+        for b in barriers {
+            b.mark_written();
+        }
+        // Forget logs with nothing pending so closed logs do not accumulate.
+        self.logs
+            .retain(|_, st| !st.dirty.is_empty() || !st.waiters.is_empty());
+    }
+}

@@ -1,0 +1,1006 @@
+//! `Log`: one partition's ordered segments on one disk. Append, read, truncate, roll, retain,
+//! checkpoint, close.
+//!
+//! Concurrency: a `Log` is `Send + Sync`. Appends and structural changes take the log's mutex
+//! briefly (validation and CRC checks happen before it is taken); the bytes are written by the
+//! commit pipeline outside it. Reads take the mutex only to locate the segment and consult its
+//! index, then read headers from the file without it.
+//!
+//! Invariants:
+//! - `log_start_offset <= log_end_offset`; segments are ordered by base offset and the active
+//!   (last) segment is the only one that grows;
+//! - offsets are assigned densely for client appends: each batch's base offset is the previous
+//!   batch's last offset + 1;
+//! - `recovery_point <= written <= log_end_offset`: reads never see bytes the pipeline has not
+//!   finished writing, and the recovery point only covers fdatasync'ed batches;
+//! - a truncation or a segment deletion never races a pending write of the same bytes: the log
+//!   drains its queued writes first.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::BytesMut;
+
+use crate::batch::{self, BatchHeader, Origin};
+use crate::checkpoint::PartitionCheckpoint;
+use crate::completion::Completion;
+use crate::config::{CleanupPolicy, LogConfig};
+use crate::error::{BatchError, LogError, Result};
+use crate::flush::{Command, FlushPolicy, LogProgress, PipelineHandle, WriteRequest};
+use crate::io::{MmapView, Storage, StorageFile};
+use crate::leader_epoch::LeaderEpochCache;
+use crate::offset::{LeaderEpoch, Offset};
+use crate::recovery::{self, CLEAN_SHUTDOWN_FILE, RecoveryMode, RecoveryReport};
+use crate::segment::LogSegment;
+
+/// What an append assigned, and how to wait for it.
+#[derive(Debug, Clone)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub first_offset: Offset,
+    /// Offset of the last record appended.
+    pub last_offset: Offset,
+    /// Largest record timestamp among the batches.
+    pub max_timestamp: i64,
+    /// Number of batches appended.
+    pub batches: usize,
+    /// Bytes appended.
+    pub bytes: usize,
+    /// Wait for [`crate::Stage::Written`] or [`crate::Stage::Durable`] on it.
+    pub completion: Completion,
+}
+
+/// Limits of one read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// Bytes to return at most (whole batches only).
+    pub max_bytes: usize,
+    /// Do not return batches starting at or after this offset (the high watermark for
+    /// consumers). `None`: up to everything written.
+    pub max_offset: Option<Offset>,
+    /// Return the first batch even if it alone exceeds `max_bytes` (KIP-74).
+    pub min_one_batch: bool,
+}
+
+impl ReadLimits {
+    /// Up to `max_bytes` of whole batches, at least one.
+    pub fn bytes(max_bytes: usize) -> ReadLimits {
+        ReadLimits {
+            max_bytes,
+            max_offset: None,
+            min_one_batch: true,
+        }
+    }
+}
+
+/// A range of a segment file holding whole record batches, ready to be sent with
+/// sendfile/splice from [`FileSlice::raw_fd`], mapped with [`FileSlice::map`], or copied with
+/// [`FileSlice::read_to_vec`].
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    file: Arc<dyn StorageFile>,
+    position: u64,
+    len: usize,
+    first_offset: Offset,
+    next_offset: Offset,
+}
+
+impl FileSlice {
+    /// The file's descriptor (`None` on the simulated disk).
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.file.raw_fd()
+    }
+
+    /// The file.
+    pub fn file(&self) -> &Arc<dyn StorageFile> {
+        &self.file
+    }
+
+    /// Byte position of the first batch in the file.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the slice is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Base offset of the first batch.
+    pub fn first_offset(&self) -> Offset {
+        self.first_offset
+    }
+
+    /// Offset after the last batch.
+    pub fn next_offset(&self) -> Offset {
+        self.next_offset
+    }
+
+    /// A read-only memory map of the slice's bytes (`None` on the simulated disk). The map
+    /// starts at a page boundary; [`MappedSlice::bytes`] gives exactly the slice.
+    pub fn map(&self) -> std::io::Result<Option<MappedSlice>> {
+        let page = 4096u64;
+        let start = self.position - self.position % page;
+        let skip = (self.position - start) as usize;
+        Ok(self
+            .file
+            .map(start, skip + self.len)?
+            .map(|map| MappedSlice {
+                map,
+                skip,
+                len: self.len,
+            }))
+    }
+
+    /// Copies the bytes out (for tests, tools, and backends without a descriptor).
+    pub fn read_to_vec(&self) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.len];
+        let n = self.file.read_at(&mut buf, self.position)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+/// A memory-mapped view of a [`FileSlice`].
+#[derive(Debug)]
+pub struct MappedSlice {
+    map: MmapView,
+    skip: usize,
+    len: usize,
+}
+
+impl MappedSlice {
+    /// The slice's bytes, in place.
+    pub fn bytes(&self) -> &[u8] {
+        self.map.get(self.skip..self.skip + self.len).unwrap_or(&[])
+    }
+}
+
+/// Result of a read.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// The batches, or `None` if there is nothing to return at this offset yet.
+    pub slice: Option<FileSlice>,
+    /// The log start offset when the read was made.
+    pub log_start_offset: Offset,
+    /// The log end offset when the read was made.
+    pub log_end_offset: Offset,
+}
+
+/// Counts of a retention or compaction pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupStats {
+    /// Segments removed.
+    pub segments_deleted: usize,
+    /// Bytes removed.
+    pub bytes_deleted: u64,
+}
+
+#[derive(Debug)]
+struct LogInner {
+    config: LogConfig,
+    segments: BTreeMap<Offset, LogSegment>,
+    log_start_offset: Offset,
+    log_end_offset: Offset,
+    epochs: LeaderEpochCache,
+    checkpoint_recovery_point: Offset,
+    closed: bool,
+}
+
+/// One partition's log. See the module docs.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    pipeline: PipelineHandle,
+    progress: Arc<LogProgress>,
+    inner: Mutex<LogInner>,
+    report: RecoveryReport,
+}
+
+impl LogInner {
+    fn active(&self) -> &LogSegment {
+        // Invariant: a log always has at least one segment.
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log has at least one segment")
+    }
+
+    fn active_mut(&mut self) -> &mut LogSegment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log has at least one segment")
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.segments.values().map(LogSegment::size).sum()
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, recovering it if the last shutdown was not
+    /// clean. Writes go through `pipeline`, which also decides the storage backend.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        pipeline: &PipelineHandle,
+    ) -> Result<Log> {
+        Log::open_with_mode(dir, config, pipeline, RecoveryMode::Strict)
+    }
+
+    /// Like [`Log::open`] with an explicit [`RecoveryMode`].
+    pub fn open_with_mode(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        pipeline: &PipelineHandle,
+        mode: RecoveryMode,
+    ) -> Result<Log> {
+        let dir = dir.as_ref().to_path_buf();
+        config.validate().map_err(|reason| LogError::Malformed {
+            path: dir.clone(),
+            reason,
+        })?;
+        let storage = pipeline.storage().clone();
+        let rec = recovery::recover(&storage, &dir, &config, mode)?;
+        tracing::debug!(dir = ?dir, report = ?rec.report, leo = %rec.log_end_offset, "log opened");
+        let progress = Arc::new(LogProgress::new(
+            pipeline.new_log_id(),
+            rec.log_end_offset,
+            config.flush,
+        ));
+        Ok(Log {
+            dir,
+            storage,
+            pipeline: pipeline.clone(),
+            progress,
+            inner: Mutex::new(LogInner {
+                config,
+                segments: rec.segments,
+                log_start_offset: rec.log_start_offset,
+                log_end_offset: rec.log_end_offset,
+                epochs: rec.epochs,
+                checkpoint_recovery_point: rec.log_end_offset,
+                closed: false,
+            }),
+            report: rec.report,
+        })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, LogInner>> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.closed {
+            return Err(LogError::Closed);
+        }
+        if self.progress.failed.load(Ordering::SeqCst) {
+            return Err(LogError::io(
+                &self.dir,
+                std::io::Error::other("a write to this log failed; reopen it to recover"),
+            ));
+        }
+        Ok(g)
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What recovery did when the log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The next offset to be assigned.
+    pub fn log_end_offset(&self) -> Offset {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .log_end_offset
+    }
+
+    /// The first offset still in the log.
+    pub fn log_start_offset(&self) -> Offset {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .log_start_offset
+    }
+
+    /// Everything below this offset is written to the file (readable).
+    pub fn written_offset(&self) -> Offset {
+        Offset(self.progress.written.load(Ordering::SeqCst))
+    }
+
+    /// The recovery point: everything below it is durable (fdatasync'ed).
+    pub fn recovery_point(&self) -> Offset {
+        Offset(self.progress.durable.load(Ordering::SeqCst))
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .size_bytes()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .segments
+            .len()
+    }
+
+    /// Base offsets of the segments, in order.
+    pub fn segment_base_offsets(&self) -> Vec<Offset> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .segments
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> LogConfig {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config
+            .clone()
+    }
+
+    /// Replaces the configuration (topic config changes). Applies to later appends.
+    pub fn set_config(&self, config: LogConfig) -> Result<()> {
+        config.validate().map_err(|reason| LogError::Malformed {
+            path: self.dir.clone(),
+            reason,
+        })?;
+        let mut g = self.lock()?;
+        *self
+            .progress
+            .policy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = config.flush;
+        g.config = config;
+        Ok(())
+    }
+
+    /// A copy of the leader epoch cache.
+    pub fn leader_epochs(&self) -> LeaderEpochCache {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .epochs
+            .clone()
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch <= `epoch` and its end offset.
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.epochs.end_offset_for(epoch, g.log_end_offset)
+    }
+
+    /// Appends client batches: validates them, assigns offsets from the log end offset, stamps
+    /// `leader_epoch` into each, and queues the write. Nothing is written if any batch is
+    /// invalid. The returned [`AppendInfo::completion`] tells when the batches are written and
+    /// when they are durable.
+    pub fn append(&self, records: BytesMut, leader_epoch: LeaderEpoch) -> Result<AppendInfo> {
+        self.append_inner(records, Origin::Client, leader_epoch)
+    }
+
+    /// Appends batches copied from a leader, keeping their offsets and leader epochs. Their base
+    /// offsets must not go below the log end offset.
+    pub fn append_as_follower(&self, records: BytesMut) -> Result<AppendInfo> {
+        self.append_inner(records, Origin::Replication, LeaderEpoch::UNKNOWN)
+    }
+
+    fn append_inner(
+        &self,
+        mut records: BytesMut,
+        origin: Origin,
+        leader_epoch: LeaderEpoch,
+    ) -> Result<AppendInfo> {
+        let max_message_bytes = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config
+            .max_message_bytes;
+        let mut headers = match batch::validate_all(&records, origin, usize::MAX) {
+            Ok(h) => h,
+            Err(e) => return Err(LogError::InvalidBatch(e)),
+        };
+        if let Some((_, h)) = headers.iter().find(|(_, h)| h.size() > max_message_bytes) {
+            return Err(LogError::BatchTooLarge {
+                size: h.size(),
+                limit: max_message_bytes,
+            });
+        }
+        let total = records.len();
+        let mut g = self.lock()?;
+        let leo = g.log_end_offset;
+
+        // Assign offsets and epochs.
+        match origin {
+            Origin::Client => {
+                let mut next = leo;
+                for (pos, h) in headers.iter_mut() {
+                    let slice = &mut records[*pos..*pos + h.size()];
+                    batch::stamp_base_offset(slice, next);
+                    batch::stamp_leader_epoch(slice, leader_epoch);
+                    h.base_offset = next;
+                    h.partition_leader_epoch = leader_epoch;
+                    next = h.next_offset();
+                }
+            }
+            Origin::Replication => {
+                let mut expected = leo;
+                for (_, h) in &headers {
+                    if h.base_offset < expected {
+                        return Err(LogError::InvalidBatch(BatchError::NonMonotonic {
+                            base_offset: h.base_offset,
+                            expected,
+                        }));
+                    }
+                    expected = h.next_offset();
+                }
+            }
+        }
+        let first = headers
+            .first()
+            .map(|(_, h)| *h)
+            .ok_or(LogError::InvalidBatch(BatchError::Empty))?;
+        let last = headers
+            .last()
+            .map(|(_, h)| *h)
+            .ok_or(LogError::InvalidBatch(BatchError::Empty))?;
+        let max_timestamp = headers
+            .iter()
+            .map(|(_, h)| h.max_timestamp)
+            .max()
+            .unwrap_or(-1);
+
+        self.maybe_roll(&mut g, &first, &last, total as u64, max_timestamp)?;
+
+        // Leader epochs: a batch with a new epoch starts that epoch.
+        let mut epochs_changed = false;
+        for (_, h) in &headers {
+            let e = h.partition_leader_epoch;
+            if e.0 >= 0 && g.epochs.latest_epoch().is_none_or(|l| l < e) {
+                epochs_changed |= g.epochs.assign(e, h.base_offset);
+            }
+        }
+        if epochs_changed {
+            g.epochs.save(self.storage.as_ref(), &self.dir)?;
+        }
+
+        let segment = g.active_mut();
+        let position = segment.size();
+        segment.record_append(position, &headers);
+        let file = segment.file().clone();
+        g.log_end_offset = last.next_offset();
+
+        let (completion, inner) = Completion::new();
+        let request = WriteRequest {
+            file,
+            position,
+            data: records.freeze(),
+            batches: headers.len() as u32,
+            end_offset: last.next_offset(),
+            progress: self.progress.clone(),
+            completion: inner,
+        };
+        // Sent under the lock so that the pipeline sees this log's writes in position order.
+        self.pipeline.send(Command::Write(request))?;
+        self.maybe_checkpoint(&mut g)?;
+        drop(g);
+        Ok(AppendInfo {
+            first_offset: first.base_offset,
+            last_offset: last.last_offset(),
+            max_timestamp,
+            batches: headers.len(),
+            bytes: total,
+            completion,
+        })
+    }
+
+    fn maybe_roll(
+        &self,
+        g: &mut LogInner,
+        first: &BatchHeader,
+        last: &BatchHeader,
+        bytes: u64,
+        max_timestamp: i64,
+    ) -> Result<()> {
+        let config = g.config.clone();
+        let active = g.active();
+        if active.size() == 0 {
+            return Ok(());
+        }
+        let too_big = active.size() + bytes > config.segment_bytes;
+        let too_old = active
+            .rolling_timestamp()
+            .is_some_and(|t| max_timestamp.saturating_sub(t) > config.segment_ms);
+        let offset_overflow = last.last_offset().0 - active.base_offset().0 > i64::from(u32::MAX);
+        if too_big || too_old || offset_overflow || active.indexes_full() {
+            self.roll_locked(g, first.base_offset)?;
+        }
+        Ok(())
+    }
+
+    fn roll_locked(&self, g: &mut LogInner, new_base: Offset) -> Result<()> {
+        let new_base = new_base.max(g.log_end_offset);
+        if g.active().size() == 0 {
+            return Ok(());
+        }
+        g.active_mut().trim_indexes()?;
+        let limits = recovery::limits(&g.config);
+        let seg = LogSegment::create(&self.storage, &self.dir, new_base, limits)?;
+        g.segments.insert(new_base, seg);
+        // The rolled segment's tail is made durable by the pipeline (in order, after its queued
+        // writes), whatever the flush policy, as Kafka flushes a segment when it rolls.
+        let _ = self.pipeline.flush(&self.progress)?;
+        tracing::debug!(dir = ?self.dir, base = %new_base, "rolled a new segment");
+        Ok(())
+    }
+
+    /// Rolls a new active segment now (if the active one is not empty).
+    pub fn roll(&self) -> Result<()> {
+        let mut g = self.lock()?;
+        let leo = g.log_end_offset;
+        self.roll_locked(&mut g, leo)
+    }
+
+    /// Writes the recovery point checkpoint if enough has become durable since the last one.
+    fn maybe_checkpoint(&self, g: &mut LogInner) -> Result<()> {
+        let durable = self.recovery_point();
+        if durable <= g.checkpoint_recovery_point {
+            return Ok(());
+        }
+        // Cheap estimate of bytes since the checkpoint: only checkpoint when the active segment
+        // has grown past the threshold since it, or the recovery point left its segment.
+        let threshold = g.config.recovery_checkpoint_bytes;
+        let active_base = g.active().base_offset();
+        let cp_in_active = g.checkpoint_recovery_point >= active_base;
+        if cp_in_active {
+            let Some((cp_pos, _)) = self.position_of(g, g.checkpoint_recovery_point)? else {
+                return Ok(());
+            };
+            let Some((pos, _)) = self.position_of(g, durable)? else {
+                return Ok(());
+            };
+            if pos.saturating_sub(cp_pos) < threshold {
+                return Ok(());
+            }
+        }
+        self.write_checkpoint(g, durable)
+    }
+
+    /// (segment base, position) of the batch boundary at `offset` (`offset` at a segment end maps
+    /// to the end of that segment).
+    fn position_of(&self, g: &LogInner, offset: Offset) -> Result<Option<(u64, Offset)>> {
+        let Some((base, seg)) = g.segments.range(..=offset).next_back() else {
+            return Ok(None);
+        };
+        if offset >= seg.next_offset() {
+            return Ok(Some((seg.size(), *base)));
+        }
+        Ok(seg
+            .find_batch(offset, Offset(i64::MAX))?
+            .and_then(|(pos, h)| (h.base_offset == offset).then_some((pos, *base))))
+    }
+
+    fn write_checkpoint(&self, g: &mut LogInner, recovery_point: Offset) -> Result<()> {
+        let recovery_point = recovery_point.min(g.log_end_offset);
+        let Some((base, seg)) = g
+            .segments
+            .range(..=recovery_point)
+            .next_back()
+            .map(|(b, s)| (*b, s))
+        else {
+            return Ok(());
+        };
+        let (position, seg_base) = if recovery_point >= seg.next_offset() {
+            (seg.size(), base)
+        } else {
+            match seg.find_batch(recovery_point, Offset(i64::MAX))? {
+                Some((pos, h)) if h.base_offset == recovery_point => (pos, base),
+                // Not at a batch boundary (a gap left by compaction): use the segment start.
+                _ => (0, base),
+            }
+        };
+        let recovery_point = if position == 0 {
+            seg_base.min(recovery_point)
+        } else {
+            recovery_point
+        };
+        // Index entries below `position` must be durable before the checkpoint names them.
+        seg.flush_indexes()?;
+        let index_entries = seg
+            .offset_index()
+            .entries()
+            .iter()
+            .filter(|e| u64::from(e.position) < position.max(1))
+            .count();
+        let time_index_entries = seg
+            .time_index()
+            .entries()
+            .iter()
+            .filter(|e| e.offset < recovery_point)
+            .count();
+        PartitionCheckpoint {
+            recovery_point,
+            segment_base: seg_base,
+            position,
+            index_entries: if position == 0 { 0 } else { index_entries },
+            time_index_entries: if position == 0 { 0 } else { time_index_entries },
+            log_start_offset: g.log_start_offset,
+        }
+        .write(self.storage.as_ref(), &self.dir)?;
+        g.checkpoint_recovery_point = recovery_point;
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable and checkpoints the recovery point.
+    pub fn flush(&self) -> Result<()> {
+        let c = {
+            let _g = self.lock()?;
+            self.pipeline.flush(&self.progress)?
+        };
+        c.wait_durable()?;
+        let mut g = self.lock()?;
+        let rp = self.recovery_point();
+        self.write_checkpoint(&mut g, rp)
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`. Returns an empty result
+    /// at the log end offset (or at `limits.max_offset`), and [`LogError::OffsetOutOfRange`]
+    /// outside `[log_start_offset, log_end_offset]`.
+    pub fn read(&self, offset: Offset, limits: ReadLimits) -> Result<ReadResult> {
+        let g = self.lock()?;
+        let (start, end) = (g.log_start_offset, g.log_end_offset);
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: start,
+                log_end_offset: end,
+            });
+        }
+        let written = self.written_offset();
+        let limit = limits.max_offset.map_or(written, |m| m.min(written));
+        let empty = ReadResult {
+            slice: None,
+            log_start_offset: start,
+            log_end_offset: end,
+        };
+        if offset >= limit {
+            return Ok(empty);
+        }
+        // The segment holding `offset`, or a later one if compaction left a gap.
+        for (_, seg) in g.segments.range(..=offset).next_back().into_iter().chain(
+            g.segments
+                .range(offset..)
+                .skip_while(|(b, _)| **b <= offset),
+        ) {
+            if seg.base_offset() >= limit {
+                break;
+            }
+            let Some((pos, first)) = seg.find_batch(offset, limit)? else {
+                continue;
+            };
+            let max_bytes = limits.max_bytes as u64;
+            if first.size() as u64 > max_bytes && !limits.min_one_batch {
+                return Ok(empty);
+            }
+            let (end_pos, next) = seg.extend_batches(pos, &first, max_bytes, limit)?;
+            return Ok(ReadResult {
+                slice: Some(FileSlice {
+                    file: seg.file().clone(),
+                    position: pos,
+                    len: (end_pos - pos) as usize,
+                    first_offset: first.base_offset,
+                    next_offset: next,
+                }),
+                log_start_offset: start,
+                log_end_offset: end,
+            });
+        }
+        Ok(empty)
+    }
+
+    /// The first offset whose record timestamp is >= `timestamp` (ListOffsets by time), with
+    /// that record's timestamp; `None` if every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(Offset, i64)>> {
+        let g = self.lock()?;
+        let written = self.written_offset();
+        for seg in g.segments.values() {
+            if seg.max_timestamp() < timestamp {
+                continue;
+            }
+            if let Some((off, ts)) = seg.find_offset_by_timestamp(timestamp, g.log_start_offset)?
+                && off < written
+            {
+                return Ok(Some((off, ts)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes everything at and after `offset` (a follower diverging from its leader). If
+    /// `offset` falls inside a batch, that whole batch goes. Returns the new log end offset.
+    pub fn truncate_to(&self, offset: Offset) -> Result<Offset> {
+        let mut g = self.lock()?;
+        if offset >= g.log_end_offset {
+            return Ok(g.log_end_offset);
+        }
+        // Drain and sync this log's queued writes so no pending write or stale pipeline state
+        // refers to the bytes being cut.
+        self.pipeline.flush(&self.progress)?.wait_durable()?;
+        let first_base = *g.segments.keys().next().ok_or(LogError::Closed)?;
+        let limits = recovery::limits(&g.config);
+        if offset <= first_base {
+            // Everything goes: start afresh at `offset`.
+            let all: Vec<Offset> = g.segments.keys().copied().collect();
+            for b in all {
+                if let Some(s) = g.segments.remove(&b) {
+                    s.delete(self.storage.as_ref())?;
+                }
+            }
+            let seg = LogSegment::create(&self.storage, &self.dir, offset, limits)?;
+            g.segments.insert(offset, seg);
+            g.log_start_offset = offset;
+            g.log_end_offset = offset;
+        } else {
+            let later: Vec<Offset> = g.segments.range(offset..).map(|(b, _)| *b).collect();
+            for b in later {
+                if let Some(s) = g.segments.remove(&b) {
+                    s.delete(self.storage.as_ref())?;
+                }
+            }
+            self.storage
+                .sync_dir(&self.dir)
+                .map_err(|e| LogError::io(&self.dir, e))?;
+            let seg = g.active_mut();
+            let new_end = seg.truncate_to(offset)?;
+            seg.grow_indexes()?;
+            g.log_end_offset = new_end;
+            g.log_start_offset = g.log_start_offset.min(new_end);
+        }
+        let end = g.log_end_offset;
+        self.progress.written.store(end.0, Ordering::SeqCst);
+        self.progress.durable.store(end.0, Ordering::SeqCst);
+        if g.epochs.truncate_from_end(end) {
+            g.epochs.save(self.storage.as_ref(), &self.dir)?;
+        }
+        self.write_checkpoint(&mut g, end)?;
+        Ok(end)
+    }
+
+    /// Moves the log start offset forward to `offset` (DeleteRecords) and removes segments that
+    /// lie wholly before it. `offset` may not pass the log end offset.
+    pub fn delete_records_before(&self, offset: Offset) -> Result<Offset> {
+        let mut g = self.lock()?;
+        if offset > g.log_end_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: g.log_start_offset,
+                log_end_offset: g.log_end_offset,
+            });
+        }
+        if offset <= g.log_start_offset {
+            return Ok(g.log_start_offset);
+        }
+        g.log_start_offset = offset;
+        self.delete_segments_before_start(&mut g)?;
+        if g.epochs.truncate_from_start(offset) {
+            g.epochs.save(self.storage.as_ref(), &self.dir)?;
+        }
+        let rp = Log::checkpointable(&g);
+        self.write_checkpoint(&mut g, rp)?;
+        Ok(g.log_start_offset)
+    }
+
+    /// Removes segments whose every offset is below the log start offset. The active segment
+    /// is replaced by an empty one when the start passes its end.
+    fn delete_segments_before_start(&self, g: &mut LogInner) -> Result<CleanupStats> {
+        let mut stats = CleanupStats::default();
+        let start = g.log_start_offset;
+        loop {
+            let mut it = g.segments.iter();
+            let Some((&base, seg)) = it.next() else { break };
+            let next_base = it.next().map(|(b, _)| *b);
+            let whole_below = match next_base {
+                Some(nb) => nb <= start,
+                None => seg.next_offset() <= start && seg.size() > 0 && start >= g.log_end_offset,
+            };
+            if !whole_below {
+                break;
+            }
+            if next_base.is_none() {
+                // The active segment goes: roll first so the log keeps a segment.
+                self.roll_locked(g, start)?;
+            }
+            if let Some(s) = g.segments.remove(&base) {
+                stats.segments_deleted += 1;
+                stats.bytes_deleted += s.size();
+                s.delete(self.storage.as_ref())?;
+            }
+        }
+        if stats.segments_deleted > 0 {
+            self.storage
+                .sync_dir(&self.dir)
+                .map_err(|e| LogError::io(&self.dir, e))?;
+        }
+        Ok(stats)
+    }
+
+    /// Applies `retention.ms` (against `now_ms`) and `retention.bytes`: deletes the oldest
+    /// inactive segments past either limit and moves the log start offset. The active segment
+    /// is never deleted.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<CleanupStats> {
+        let mut g = self.lock()?;
+        if g.config.cleanup_policy != CleanupPolicy::Delete {
+            return Ok(CleanupStats::default());
+        }
+        let mut stats = CleanupStats::default();
+        let retention_ms = g.config.retention_ms;
+        let retention_bytes = g.config.retention_bytes;
+        loop {
+            if g.segments.len() <= 1 {
+                break;
+            }
+            let total = g.size_bytes();
+            let Some((&base, seg)) = g.segments.iter().next() else {
+                break;
+            };
+            let expired = retention_ms >= 0
+                && seg.max_timestamp() != i64::MIN
+                && now_ms - seg.max_timestamp() > retention_ms;
+            let oversized =
+                retention_bytes >= 0 && total.saturating_sub(seg.size()) >= retention_bytes as u64;
+            if !(expired || oversized) {
+                break;
+            }
+            if let Some(s) = g.segments.remove(&base) {
+                stats.segments_deleted += 1;
+                stats.bytes_deleted += s.size();
+                s.delete(self.storage.as_ref())?;
+            }
+            let new_first = *g.segments.keys().next().ok_or(LogError::Closed)?;
+            g.log_start_offset = g.log_start_offset.max(new_first);
+        }
+        if stats.segments_deleted > 0 {
+            self.storage
+                .sync_dir(&self.dir)
+                .map_err(|e| LogError::io(&self.dir, e))?;
+            let start = g.log_start_offset;
+            if g.epochs.truncate_from_start(start) {
+                g.epochs.save(self.storage.as_ref(), &self.dir)?;
+            }
+            let rp = Log::checkpointable(&g);
+            self.write_checkpoint(&mut g, rp)?;
+        }
+        Ok(stats)
+    }
+
+    /// A recovery point that is known durable and lies in a segment that still exists: the
+    /// last checkpointed one, or the start of the first segment if that was deleted.
+    fn checkpointable(g: &LogInner) -> Offset {
+        let first_base = g.segments.keys().next().copied().unwrap_or(Offset::ZERO);
+        g.checkpoint_recovery_point.max(first_base)
+    }
+
+    pub(crate) fn with_segments<T>(
+        &self,
+        f: impl FnOnce(&mut CompactionAccess<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut g = self.lock()?;
+        // Compaction rewrites inactive segments; make sure none of their bytes is pending.
+        self.pipeline.flush(&self.progress)?.wait_durable()?;
+        let config = g.config.clone();
+        let mut access = CompactionAccess {
+            storage: &self.storage,
+            dir: &self.dir,
+            segments: &mut g.segments,
+            config: &config,
+        };
+        let out = f(&mut access);
+        let rp = Log::checkpointable(&g);
+        self.write_checkpoint(&mut g, rp)?;
+        out
+    }
+
+    /// Closes the log cleanly: makes everything durable, trims the active segment's indexes,
+    /// checkpoints, and leaves the clean shutdown marker so the next open skips recovery.
+    pub fn close(&self) -> Result<()> {
+        self.flush()?;
+        let mut g = self.lock()?;
+        g.active_mut().trim_indexes()?;
+        let end = g.log_end_offset;
+        self.write_checkpoint(&mut g, end)?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        let f = self
+            .storage
+            .open(&marker, true)
+            .map_err(|e| LogError::io(&marker, e))?;
+        f.sync_data().map_err(|e| LogError::io(&marker, e))?;
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| LogError::io(&self.dir, e))?;
+        g.closed = true;
+        Ok(())
+    }
+
+    /// Closes the log and removes its directory (DeleteTopics).
+    pub fn delete(self) -> Result<()> {
+        {
+            let mut g = self.lock()?;
+            let _ = self.pipeline.flush(&self.progress)?.wait_written();
+            g.closed = true;
+            g.segments.clear();
+        }
+        self.storage
+            .remove_dir_all(&self.dir)
+            .map_err(|e| LogError::io(&self.dir, e))
+    }
+
+    /// Reads every batch of the log and checks its CRC; reports the first corrupt one. For
+    /// operators and tests: ordinary reads do not check CRCs (consumers do).
+    pub fn verify(&self) -> Result<u64> {
+        let g = self.lock()?;
+        let mut batches = 0u64;
+        for seg in g.segments.values() {
+            let mut pos = 0u64;
+            while let Some(h) = seg.read_header(pos)? {
+                let mut bytes = vec![0u8; h.size()];
+                let n = seg
+                    .file()
+                    .read_at(&mut bytes, pos)
+                    .map_err(|e| LogError::io(seg.path(), e))?;
+                if n != bytes.len() {
+                    return Err(LogError::Corruption {
+                        segment: seg.path().to_path_buf(),
+                        position: pos,
+                        reason: "short read".into(),
+                    });
+                }
+                if let Err(e) = batch::validate(&bytes, 0, Origin::Replication, usize::MAX) {
+                    return Err(LogError::Corruption {
+                        segment: seg.path().to_path_buf(),
+                        position: pos,
+                        reason: e.to_string(),
+                    });
+                }
+                batches += 1;
+                pos += h.size() as u64;
+            }
+        }
+        Ok(batches)
+    }
+
+    /// The flush policy now in force.
+    pub fn flush_policy(&self) -> FlushPolicy {
+        self.progress.policy()
+    }
+}
+
+/// What compaction may touch, handed out under the log's lock.
+pub(crate) struct CompactionAccess<'a> {
+    pub storage: &'a Arc<dyn Storage>,
+    pub dir: &'a Path,
+    pub segments: &'a mut BTreeMap<Offset, LogSegment>,
+    pub config: &'a LogConfig,
+}

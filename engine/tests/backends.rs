@@ -1,0 +1,505 @@
+//! The engine's behaviour suite, run once per storage backend (std, io_uring, sim): appends
+//! assign dense offsets, reads return whole batches (also from inside a batch), rolls, restarts,
+//! truncation, retention, timestamps, leader epochs, compaction and group commit behave the same
+//! whatever the backend.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+macro_rules! backend_suite {
+    ($name:ident, $kind:expr) => {
+        mod $name {
+            use super::common::*;
+            use bytes::BytesMut;
+            use strata_engine::*;
+
+            fn h() -> Harness {
+                Harness::new($kind)
+            }
+
+            fn small_segments() -> LogConfig {
+                LogConfig {
+                    segment_bytes: 4096,
+                    index_interval_bytes: 256,
+                    segment_index_bytes: 1024,
+                    ..LogConfig::default()
+                }
+            }
+
+            /// Offsets are dense from 0, the LEO follows, and what is read back is what was sent.
+            #[test]
+            fn append_assigns_dense_offsets_and_reads_back() {
+                let h = h();
+                let log = h.open(LogConfig::default());
+                let a = append_values(&log, &[value(0, 10), value(1, 10)], 1);
+                let b = append_values(&log, &[value(2, 10)], 2);
+                assert_eq!((a.first_offset, a.last_offset), (Offset(0), Offset(1)));
+                assert_eq!((b.first_offset, b.last_offset), (Offset(2), Offset(2)));
+                b.completion.wait_durable().unwrap();
+                assert_eq!(log.log_end_offset(), Offset(3));
+                assert_eq!(log.recovery_point(), Offset(3));
+                let all = read_all(&log, Offset(0));
+                assert_eq!(all.len(), 3);
+                assert_eq!(all[2], (Offset(2), Some(value(2, 10))));
+            }
+
+            /// A read from an offset inside a batch returns that whole batch.
+            #[test]
+            fn read_inside_a_batch_returns_the_whole_batch() {
+                let h = h();
+                let log = h.open(LogConfig::default());
+                let vals: Vec<_> = (0..5).map(|i| value(i, 20)).collect();
+                append_values(&log, &vals, 1)
+                    .completion
+                    .wait_written()
+                    .unwrap();
+                let r = log.read(Offset(3), ReadLimits::bytes(1 << 20)).unwrap();
+                let s = r.slice.unwrap();
+                assert_eq!(s.first_offset(), Offset(0));
+                assert_eq!(s.next_offset(), Offset(5));
+                let bytes = s.read_to_vec().unwrap();
+                let hd =
+                    batch::validate(&bytes, 0, batch::Origin::Replication, usize::MAX).unwrap();
+                assert_eq!(hd.records_count, 5);
+            }
+
+            /// Reads honour the byte limit with whole batches, return at least one batch, stop at
+            /// max_offset, and report offsets out of range.
+            #[test]
+            fn read_limits_and_ranges() {
+                let h = h();
+                let log = h.open(LogConfig::default());
+                for i in 0..10 {
+                    append_values(&log, &[value(i, 100)], 1);
+                }
+                log.flush().unwrap();
+                let one = log
+                    .read(Offset(0), ReadLimits::bytes(1))
+                    .unwrap()
+                    .slice
+                    .unwrap();
+                assert_eq!(one.next_offset(), Offset(1), "min one batch");
+                let size = one.len();
+                let three = log
+                    .read(Offset(0), ReadLimits::bytes(size * 3 + 5))
+                    .unwrap()
+                    .slice
+                    .unwrap();
+                assert_eq!(three.next_offset(), Offset(3));
+                assert_eq!(three.len(), size * 3);
+                let none = log
+                    .read(
+                        Offset(0),
+                        ReadLimits {
+                            max_bytes: 1,
+                            max_offset: None,
+                            min_one_batch: false,
+                        },
+                    )
+                    .unwrap();
+                assert!(none.slice.is_none());
+                let hw = log
+                    .read(
+                        Offset(0),
+                        ReadLimits {
+                            max_bytes: 1 << 20,
+                            max_offset: Some(Offset(4)),
+                            min_one_batch: true,
+                        },
+                    )
+                    .unwrap();
+                assert_eq!(hw.slice.unwrap().next_offset(), Offset(4));
+                assert!(
+                    log.read(Offset(10), ReadLimits::bytes(100))
+                        .unwrap()
+                        .slice
+                        .is_none()
+                );
+                assert!(matches!(
+                    log.read(Offset(11), ReadLimits::bytes(100)),
+                    Err(LogError::OffsetOutOfRange { .. })
+                ));
+            }
+
+            /// Invalid batches are rejected with a typed error and nothing is written.
+            #[test]
+            fn invalid_batches_write_nothing() {
+                let h = h();
+                let log = h.open(LogConfig {
+                    max_message_bytes: 200,
+                    ..LogConfig::default()
+                });
+                append_values(&log, &[value(0, 10)], 1)
+                    .completion
+                    .wait_durable()
+                    .unwrap();
+                let good = batch_of(&[value(1, 10)], 1);
+                let mut bad = good.clone();
+                let n = bad.len();
+                bad[n - 1] ^= 0xff;
+                let mut both = good.clone();
+                both.extend_from_slice(&bad);
+                assert!(matches!(
+                    log.append(both, LeaderEpoch(0)),
+                    Err(LogError::InvalidBatch(BatchError::CrcMismatch { .. }))
+                ));
+                assert!(matches!(
+                    log.append(BytesMut::from(&good[..20]), LeaderEpoch(0)),
+                    Err(LogError::InvalidBatch(_))
+                ));
+                assert!(matches!(
+                    log.append(batch_of(&[value(2, 300)], 1), LeaderEpoch(0)),
+                    Err(LogError::BatchTooLarge { .. })
+                ));
+                assert_eq!(log.log_end_offset(), Offset(1));
+                assert_eq!(read_all(&log, Offset(0)).len(), 1);
+            }
+
+            /// Segments roll by size; reads cross segments; a clean restart keeps everything.
+            #[test]
+            fn roll_and_clean_restart() {
+                let mut h = h();
+                let log = h.open(small_segments());
+                for i in 0..100 {
+                    append_values(&log, &[value(i, 90)], 1000 + i as i64);
+                }
+                log.flush().unwrap();
+                assert!(log.segment_count() > 3, "rolled: {}", log.segment_count());
+                let before = read_all(&log, Offset(0));
+                assert_eq!(before.len(), 100);
+                log.close().unwrap();
+                drop(log);
+                h.restart_pipeline();
+                let log = h.open(small_segments());
+                assert!(log.recovery_report().clean_shutdown);
+                assert_eq!(log.recovery_report().segments_scanned, 0);
+                assert_eq!(log.log_end_offset(), Offset(100));
+                assert_eq!(read_all(&log, Offset(0)), before);
+                let a = append_values(&log, &[value(100, 5)], 2000);
+                assert_eq!(a.first_offset, Offset(100));
+            }
+
+            /// An unclean restart recovers everything that was durable and scans only the tail.
+            #[test]
+            fn unclean_restart_recovers() {
+                let mut h = h();
+                let log = h.open(small_segments());
+                for i in 0..50 {
+                    append_values(&log, &[value(i, 90)], 1000);
+                }
+                log.flush().unwrap();
+                drop(log);
+                h.restart_pipeline();
+                let log = h.open(small_segments());
+                assert!(!log.recovery_report().clean_shutdown);
+                assert_eq!(log.log_end_offset(), Offset(50));
+                assert_eq!(read_all(&log, Offset(0)).len(), 50);
+            }
+
+            /// truncate_to removes the tail (across segments), and appends continue from there.
+            #[test]
+            fn truncate_to_cuts_the_tail() {
+                let mut h = h();
+                let log = h.open(small_segments());
+                for i in 0..60 {
+                    append_values(&log, &[value(i, 90)], 1000);
+                }
+                assert_eq!(log.truncate_to(Offset(17)).unwrap(), Offset(17));
+                assert_eq!(log.log_end_offset(), Offset(17));
+                let a = append_values(&log, &[value(999, 10)], 1000);
+                assert_eq!(a.first_offset, Offset(17));
+                a.completion.wait_durable().unwrap();
+                let all = read_all(&log, Offset(0));
+                assert_eq!(all.len(), 18);
+                assert_eq!(all[17].1, Some(value(999, 10)));
+                drop(log);
+                h.restart_pipeline();
+                let log = h.open(small_segments());
+                assert_eq!(log.log_end_offset(), Offset(18));
+                assert_eq!(log.truncate_to(Offset(0)).unwrap(), Offset(0));
+                assert_eq!(read_all(&log, Offset(0)).len(), 0);
+            }
+
+            /// delete_records_before moves the log start offset, persists it, drops old segments.
+            #[test]
+            fn delete_records_moves_log_start() {
+                let mut h = h();
+                let log = h.open(small_segments());
+                for i in 0..60 {
+                    append_values(&log, &[value(i, 90)], 1000);
+                }
+                log.flush().unwrap();
+                let segs = log.segment_count();
+                assert_eq!(log.delete_records_before(Offset(30)).unwrap(), Offset(30));
+                assert!(log.segment_count() < segs);
+                assert!(matches!(
+                    log.read(Offset(29), ReadLimits::bytes(100)),
+                    Err(LogError::OffsetOutOfRange { .. })
+                ));
+                assert_eq!(
+                    read_all(&log, Offset(30)).first().map(|r| r.0),
+                    Some(Offset(30))
+                );
+                drop(log);
+                h.restart_pipeline();
+                let log = h.open(small_segments());
+                assert_eq!(log.log_start_offset(), Offset(30));
+            }
+
+            /// Retention by bytes and by time deletes whole old segments, never the active one.
+            #[test]
+            fn retention_by_bytes_and_time() {
+                let h = h();
+                let log = h.open(LogConfig {
+                    retention_bytes: 2000,
+                    ..small_segments()
+                });
+                for i in 0..100 {
+                    append_values(&log, &[value(i, 90)], 1000 + i as i64);
+                }
+                log.flush().unwrap();
+                let s = log.apply_retention(0).unwrap();
+                assert!(s.segments_deleted > 0);
+                assert!(log.size_bytes() < 2000 + 4096);
+                assert!(log.log_start_offset() > Offset(0));
+                let cfg = LogConfig {
+                    retention_ms: 10,
+                    ..small_segments()
+                };
+                log.set_config(cfg).unwrap();
+                log.apply_retention(1_000_000).unwrap();
+                assert_eq!(log.segment_count(), 1);
+            }
+
+            /// Segments roll by segment.ms measured on batch timestamps.
+            #[test]
+            fn roll_by_time() {
+                let h = h();
+                let log = h.open(LogConfig {
+                    segment_ms: 1000,
+                    ..LogConfig::default()
+                });
+                append_values(&log, &[value(0, 10)], 10_000);
+                append_values(&log, &[value(1, 10)], 10_500);
+                assert_eq!(log.segment_count(), 1);
+                append_values(&log, &[value(2, 10)], 11_001);
+                assert_eq!(log.segment_count(), 2);
+            }
+
+            /// Lookup by timestamp finds the first record at or after the time.
+            #[test]
+            fn offset_for_timestamp() {
+                let h = h();
+                let log = h.open(small_segments());
+                for i in 0..100 {
+                    append_values(&log, &[value(i, 50)], 1000 + 10 * i as i64);
+                }
+                log.flush().unwrap();
+                assert_eq!(
+                    log.offset_for_timestamp(0).unwrap().map(|x| x.0),
+                    Some(Offset(0))
+                );
+                assert_eq!(
+                    log.offset_for_timestamp(1455).unwrap().map(|x| x.0),
+                    Some(Offset(46))
+                );
+                assert_eq!(
+                    log.offset_for_timestamp(1460).unwrap(),
+                    Some((Offset(46), 1460))
+                );
+                assert_eq!(log.offset_for_timestamp(99_999).unwrap(), None);
+            }
+
+            /// Leader epochs are recorded, answer OffsetForLeaderEpoch, survive restart and
+            /// truncation.
+            #[test]
+            fn leader_epoch_checkpoint() {
+                let mut h = h();
+                let log = h.open(LogConfig::default());
+                log.append(batch_of(&[value(0, 5), value(1, 5)], 1), LeaderEpoch(1))
+                    .unwrap();
+                log.append(batch_of(&[value(2, 5)], 1), LeaderEpoch(3))
+                    .unwrap();
+                log.append(batch_of(&[value(3, 5)], 1), LeaderEpoch(3))
+                    .unwrap();
+                log.append(batch_of(&[value(4, 5)], 1), LeaderEpoch(4))
+                    .unwrap();
+                assert_eq!(
+                    log.end_offset_for_epoch(LeaderEpoch(1)),
+                    Some((LeaderEpoch(1), Offset(2)))
+                );
+                assert_eq!(
+                    log.end_offset_for_epoch(LeaderEpoch(2)),
+                    Some((LeaderEpoch(1), Offset(2)))
+                );
+                assert_eq!(
+                    log.end_offset_for_epoch(LeaderEpoch(4)),
+                    Some((LeaderEpoch(4), Offset(5)))
+                );
+                log.truncate_to(Offset(4)).unwrap();
+                assert_eq!(log.leader_epochs().latest_epoch(), Some(LeaderEpoch(3)));
+                drop(log);
+                h.restart_pipeline();
+                let log = h.open(LogConfig::default());
+                assert_eq!(
+                    log.end_offset_for_epoch(LeaderEpoch(3)),
+                    Some((LeaderEpoch(3), Offset(4)))
+                );
+                let read = log
+                    .read(Offset(2), ReadLimits::bytes(1000))
+                    .unwrap()
+                    .slice
+                    .unwrap()
+                    .read_to_vec()
+                    .unwrap();
+                assert_eq!(
+                    batch::parse_header(&read, 0)
+                        .unwrap()
+                        .partition_leader_epoch,
+                    LeaderEpoch(3)
+                );
+            }
+
+            /// Follower appends keep the leader's offsets and epochs and refuse going backwards.
+            #[test]
+            fn follower_append_keeps_offsets() {
+                let h = h();
+                let log = h.open(LogConfig::default());
+                let mut b = batch_of(&[value(0, 5), value(1, 5)], 1);
+                batch::stamp_base_offset(&mut b, Offset(0));
+                batch::stamp_leader_epoch(&mut b, LeaderEpoch(7));
+                log.append_as_follower(b.clone()).unwrap();
+                assert_eq!(log.log_end_offset(), Offset(2));
+                assert_eq!(log.leader_epochs().latest_epoch(), Some(LeaderEpoch(7)));
+                assert!(matches!(
+                    log.append_as_follower(b),
+                    Err(LogError::InvalidBatch(BatchError::NonMonotonic { .. }))
+                ));
+            }
+
+            /// Compaction keeps the last record of each key and leaves offsets unchanged.
+            #[test]
+            fn compaction_keeps_last_value_per_key() {
+                let h = h();
+                let cfg = LogConfig {
+                    cleanup_policy: CleanupPolicy::Compact,
+                    ..small_segments()
+                };
+                let log = h.open(cfg);
+                for round in 0..20u32 {
+                    for key in 0..5u32 {
+                        let k = format!("k{key}");
+                        let v = format!("r{round}-{:080}", key);
+                        log.append(
+                            keyed_batch(&[(k.as_bytes(), v.as_bytes())], 1),
+                            LeaderEpoch(0),
+                        )
+                        .unwrap();
+                    }
+                }
+                log.flush().unwrap();
+                let before = log.size_bytes();
+                let stats = log.compact().unwrap();
+                assert!(stats.records_removed > 0);
+                assert!(log.size_bytes() < before);
+                let all = read_all(&log, Offset(0));
+                // Every key's last value (round 19) is still there at its original offset.
+                for key in 0..5u32 {
+                    let off = Offset(95 + i64::from(key));
+                    let v = format!("r19-{:080}", key).into_bytes();
+                    assert!(all.contains(&(off, Some(v))), "key {key}");
+                }
+                assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+                assert_eq!(log.log_end_offset(), Offset(100));
+                assert!(
+                    log.verify().unwrap() > 0,
+                    "every rewritten batch passes its CRC check"
+                );
+            }
+
+            /// Many concurrent appenders with flush=always share fdatasyncs (group commit), and each
+            /// is released only once durable.
+            #[test]
+            fn group_commit_shares_fsyncs() {
+                let h = h();
+                let log = std::sync::Arc::new(h.open(LogConfig::default()));
+                let threads: Vec<_> = (0..16)
+                    .map(|t| {
+                        let log = log.clone();
+                        std::thread::spawn(move || {
+                            for i in 0..50 {
+                                let info = append_values(&log, &[value(t * 1000 + i, 100)], 1);
+                                info.completion.wait_durable().unwrap();
+                                assert!(log.recovery_point() > info.last_offset);
+                            }
+                        })
+                    })
+                    .collect();
+                for t in threads {
+                    t.join().unwrap();
+                }
+                let stats = h.stats();
+                let fsyncs = stats.fsyncs.load(std::sync::atomic::Ordering::Relaxed);
+                assert!(
+                    fsyncs < 800,
+                    "16 x 50 appends used {fsyncs} fsyncs: no grouping"
+                );
+                assert_eq!(read_all(&log, Offset(0)).len(), 800);
+            }
+
+            /// flush=os never syncs on the append path, but flush() makes everything durable.
+            #[test]
+            fn flush_policy_os_and_explicit_flush() {
+                let h = h();
+                let log = h.open(LogConfig {
+                    flush: FlushPolicy::Os,
+                    ..LogConfig::default()
+                });
+                let a = append_values(&log, &[value(0, 10)], 1);
+                a.completion.wait_written().unwrap();
+                assert_eq!(log.recovery_point(), Offset(0));
+                log.flush().unwrap();
+                assert_eq!(log.recovery_point(), Offset(1));
+                a.completion.wait_durable().unwrap();
+            }
+
+            /// flush=interval makes appends durable within the interval without being asked.
+            #[test]
+            fn flush_policy_interval() {
+                let h = h();
+                let log = h.open(LogConfig {
+                    flush: FlushPolicy::Interval(20),
+                    ..LogConfig::default()
+                });
+                let a = append_values(&log, &[value(0, 10)], 1);
+                a.completion.wait_durable().unwrap();
+                assert_eq!(log.recovery_point(), Offset(1));
+            }
+
+            /// The mmap view of a read shows exactly the bytes a copy gives.
+            #[test]
+            fn reads_through_an_mmap_view_match() {
+                let h = h();
+                let log = h.open(LogConfig::default());
+                append_values(&log, &[value(0, 3000)], 1)
+                    .completion
+                    .wait_written()
+                    .unwrap();
+                let s = log
+                    .read(Offset(0), ReadLimits::bytes(1 << 20))
+                    .unwrap()
+                    .slice
+                    .unwrap();
+                let copied = s.read_to_vec().unwrap();
+                match s.map().unwrap() {
+                    Some(m) => assert_eq!(m.bytes(), &copied[..]),
+                    None => assert!(s.raw_fd().is_none(), "only the simulated disk has no map"),
+                }
+            }
+        }
+    };
+}
+
+backend_suite!(std_backend, Kind::Std);
+backend_suite!(uring_backend, Kind::Uring);
+backend_suite!(sim_backend, Kind::Sim);
