@@ -135,7 +135,8 @@ impl Completion {
         self.wait(Stage::Written)
     }
 
-    /// Blocks until durable.
+    /// Blocks until durable. Under `flush=os` an append becomes durable only when something
+    /// syncs its log ([`crate::Log::flush`], a segment roll, or [`crate::Log::close`]).
     pub fn wait_durable(&self) -> Result<(), LogError> {
         self.wait(Stage::Durable)
     }

@@ -49,6 +49,8 @@ pub use config::{CleanupPolicy, LogConfig};
 pub use error::{BatchError, LogError, Result};
 pub use flush::{CommitPipeline, FlushPolicy, PipelineConfig, PipelineHandle, PipelineStats};
 pub use leader_epoch::LeaderEpochCache;
-pub use log::{AppendInfo, CleanupStats, FileSlice, Log, MappedSlice, ReadLimits, ReadResult};
+pub use log::{
+    AppendInfo, CleanupStats, FileSlice, Log, MappedSlice, ReadLimits, ReadResult, SegmentIndexes,
+};
 pub use offset::{LeaderEpoch, Offset};
 pub use recovery::{RecoveryMode, RecoveryReport};

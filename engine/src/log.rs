@@ -183,6 +183,17 @@ pub struct CleanupStats {
     pub bytes_deleted: u64,
 }
 
+/// The index entries of one segment, as [`Log::segment_indexes`] reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentIndexes {
+    /// The segment's base offset.
+    pub base_offset: Offset,
+    /// Its offset index entries.
+    pub offsets: Vec<crate::index::offset_index::OffsetPosition>,
+    /// Its time index entries.
+    pub timestamps: Vec<crate::index::time_index::TimestampOffset>,
+}
+
 #[derive(Debug)]
 struct LogInner {
     config: LogConfig,
@@ -989,6 +1000,20 @@ impl Log {
             }
         }
         Ok(batches)
+    }
+
+    /// The index entries of every segment (base offset, offset index, time index), for
+    /// diagnostics and for tests that compare rebuilt indexes with freshly built ones.
+    pub fn segment_indexes(&self) -> Vec<SegmentIndexes> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.segments
+            .values()
+            .map(|s| SegmentIndexes {
+                base_offset: s.base_offset(),
+                offsets: s.offset_index().entries(),
+                timestamps: s.time_index().entries(),
+            })
+            .collect()
     }
 
     /// The flush policy now in force.
