@@ -254,6 +254,14 @@ pub fn validate(
                 && i64::from(header.records_count) <= i64::from(header.last_offset_delta) + 1
         }
     };
+    if header
+        .base_offset
+        .0
+        .checked_add(i64::from(header.last_offset_delta) + 1)
+        .is_none()
+    {
+        return Err(BatchError::OffsetOverflow { position });
+    }
     if !counts_ok {
         return Err(BatchError::CountMismatch {
             position,

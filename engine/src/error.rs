@@ -64,6 +64,12 @@ pub enum BatchError {
         /// The header's last offset delta.
         last_offset_delta: i32,
     },
+    /// The batch's offsets do not fit in an i64.
+    #[error("batch at position {position} overflows the offset range")]
+    OffsetOverflow {
+        /// Position of the batch in the input.
+        position: usize,
+    },
     /// The input holds no batch at all.
     #[error("no record batch in the input")]
     Empty,

@@ -10,7 +10,7 @@
 //!
 //! Which logs are synced in a round depends on their [`FlushPolicy`]: `Always` logs in every
 //! round they were written in; `Interval` logs once their oldest unsynced write is older than the
-//! interval; `Os` logs only when asked ([`PipelineHandle::flush`], roll, close).
+//! interval; `Os` logs only when asked ([`crate::Log::flush`], roll, close).
 //!
 //! Invariants:
 //! - requests of one log are written in the order they were queued, and a log's `written`
@@ -53,6 +53,9 @@ pub enum FlushPolicy {
 pub struct PipelineConfig {
     /// Requests waiting in the queue before appends block. Default: 65536. Minimum: 1.
     pub queue_requests_max: usize,
+    /// Bytes of appends queued but not yet written before appends block (backpressure that
+    /// also keeps append buffers recycled while they are warm). Default: 32 MiB. Minimum: 1.
+    pub queue_bytes_max: usize,
     /// Requests written in one round. Default: 4096. Minimum: 1.
     pub round_requests_max: usize,
     /// Bytes written in one round. Default: 64 MiB. Minimum: 1.
@@ -63,6 +66,7 @@ impl Default for PipelineConfig {
     fn default() -> PipelineConfig {
         PipelineConfig {
             queue_requests_max: 65536,
+            queue_bytes_max: 32 << 20,
             round_requests_max: 4096,
             round_bytes_max: 64 << 20,
         }
@@ -165,9 +169,36 @@ impl LogState {
     }
 }
 
+/// Bytes queued in the pipeline, and a condition to wait for room.
+#[derive(Debug, Default)]
+struct QueuedBytes {
+    bytes: Mutex<usize>,
+    room: std::sync::Condvar,
+    max: usize,
+}
+
+impl QueuedBytes {
+    fn acquire(&self, n: usize) {
+        let mut q = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        // A request larger than the budget still goes through once the queue is empty.
+        while *q > 0 && *q + n > self.max {
+            q = self.room.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        *q += n;
+    }
+
+    fn release(&self, n: usize) {
+        let mut q = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        *q = q.saturating_sub(n);
+        drop(q);
+        self.room.notify_all();
+    }
+}
+
 /// The cheap, cloneable side of a pipeline that logs hold.
 #[derive(Clone, Debug)]
 pub struct PipelineHandle {
+    queued: Arc<QueuedBytes>,
     tx: Sender<Command>,
     stats: Arc<PipelineStats>,
     storage: Arc<dyn Storage>,
@@ -201,6 +232,9 @@ impl PipelineHandle {
     }
 
     pub(crate) fn send(&self, cmd: Command) -> Result<()> {
+        if let Command::Write(w) = &cmd {
+            self.queued.acquire(w.data.len());
+        }
         match self.tx.try_send(cmd) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(cmd)) => self.tx.send(cmd).map_err(|_| LogError::Closed),
@@ -241,7 +275,12 @@ impl CommitPipeline {
         );
         let (tx, rx) = crossbeam_channel::bounded(config.queue_requests_max);
         let stats = Arc::new(PipelineStats::default());
+        let queued = Arc::new(QueuedBytes {
+            max: config.queue_bytes_max,
+            ..QueuedBytes::default()
+        });
         let worker = Worker {
+            queued: queued.clone(),
             storage: storage.clone(),
             rx,
             config,
@@ -253,6 +292,7 @@ impl CommitPipeline {
             .spawn(move || worker.run())?;
         Ok(CommitPipeline {
             handle: PipelineHandle {
+                queued,
                 tx,
                 stats,
                 storage,
@@ -293,6 +333,7 @@ impl Drop for CommitPipeline {
 }
 
 struct Worker {
+    queued: Arc<QueuedBytes>,
     storage: Arc<dyn Storage>,
     rx: Receiver<Command>,
     config: PipelineConfig,
@@ -374,12 +415,14 @@ impl Worker {
 
         // Coalesce consecutive writes to the same file at contiguous positions.
         let mut ops: Vec<WriteOp<'_>> = Vec::new();
+        let mut op_end = 0u64; // end position of the last op, kept to avoid re-summing its buffers
         for w in &writes {
             if let Some(last) = ops.last_mut()
                 && std::ptr::addr_eq(Arc::as_ptr(&w.file), last.file as *const dyn StorageFile)
-                && last.position + last.len() as u64 == w.position
+                && op_end == w.position
             {
                 last.bufs.push(&w.data);
+                op_end += w.data.len() as u64;
                 continue;
             }
             ops.push(WriteOp {
@@ -387,6 +430,7 @@ impl Worker {
                 position: w.position,
                 bufs: vec![&w.data],
             });
+            op_end = w.position + w.data.len() as u64;
         }
 
         // Register this round's writes with their logs' state.
@@ -436,6 +480,8 @@ impl Worker {
         };
         drop(ops);
         self.stats.rounds.fetch_add(1, Ordering::Relaxed);
+        self.queued
+            .release(writes.iter().map(|w| w.data.len()).sum());
 
         match result {
             Ok(()) => {}
@@ -486,7 +532,10 @@ impl Worker {
             st.unsynced_end = st.unsynced_end.max(w.end_offset.0);
             st.unsynced_batches += u64::from(w.batches);
             st.unsynced_since.get_or_insert(now);
-            st.waiters.push(w.completion);
+            // Keep the completion for the durable wake-up only if someone still holds it.
+            if Arc::strong_count(&w.completion) > 1 {
+                st.waiters.push(w.completion);
+            }
         }
         self.stats.requests_written.fetch_add(0, Ordering::Relaxed);
         self.stats

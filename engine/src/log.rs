@@ -424,24 +424,20 @@ impl Log {
         origin: Origin,
         leader_epoch: LeaderEpoch,
     ) -> Result<AppendInfo> {
-        let max_message_bytes = self
-            .inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .config
-            .max_message_bytes;
+        // CRCs are checked before the lock is taken: appends to one log validate in parallel.
         let mut headers = match batch::validate_all(&records, origin, usize::MAX) {
             Ok(h) => h,
             Err(e) => return Err(LogError::InvalidBatch(e)),
         };
+        let total = records.len();
+        let mut g = self.lock()?;
+        let max_message_bytes = g.config.max_message_bytes;
         if let Some((_, h)) = headers.iter().find(|(_, h)| h.size() > max_message_bytes) {
             return Err(LogError::BatchTooLarge {
                 size: h.size(),
                 limit: max_message_bytes,
             });
         }
-        let total = records.len();
-        let mut g = self.lock()?;
         let leo = g.log_end_offset;
 
         // Assign offsets and epochs.
@@ -879,7 +875,7 @@ impl Log {
             };
             let expired = retention_ms >= 0
                 && seg.max_timestamp() != i64::MIN
-                && now_ms - seg.max_timestamp() > retention_ms;
+                && now_ms.saturating_sub(seg.max_timestamp()) > retention_ms;
             let oversized =
                 retention_bytes >= 0 && total.saturating_sub(seg.size()) >= retention_bytes as u64;
             if !(expired || oversized) {

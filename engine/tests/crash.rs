@@ -70,7 +70,7 @@ fn crash_scenario(seed: u64, mode: CrashMode, policy: FlushPolicy) {
             .collect();
         let info = append_values(&log, &vals, 1_000 + i as i64);
         appended.extend(vals);
-        if (rng >> 33) % 3 == 0 || policy == FlushPolicy::Always {
+        if (rng >> 33).is_multiple_of(3) || policy == FlushPolicy::Always {
             if policy == FlushPolicy::Os {
                 // Under flush=os only an explicit flush (or roll, or close) makes bytes durable.
                 log.flush().unwrap();
@@ -78,7 +78,7 @@ fn crash_scenario(seed: u64, mode: CrashMode, policy: FlushPolicy) {
             info.completion.wait_durable().unwrap();
             acked_durable.push(info.last_offset);
         }
-        if (rng >> 20) % 17 == 0 {
+        if (rng >> 20).is_multiple_of(17) {
             log.flush().unwrap();
             acked_durable.push(info.last_offset);
         }

@@ -86,13 +86,13 @@ impl Harness {
 
 /// A batch of records with values `value(i)`.
 pub fn batch_of(values: &[Vec<u8>], timestamp: i64) -> BytesMut {
-    let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+    let recs: Vec<batch::KeyValue<'_>> =
         values.iter().map(|v| (None, Some(v.as_slice()))).collect();
     BytesMut::from(batch::build(Offset(0), timestamp, &recs).as_slice())
 }
 
 pub fn keyed_batch(records: &[(&[u8], &[u8])], timestamp: i64) -> BytesMut {
-    let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+    let recs: Vec<batch::KeyValue<'_>> =
         records.iter().map(|(k, v)| (Some(*k), Some(*v))).collect();
     BytesMut::from(batch::build(Offset(0), timestamp, &recs).as_slice())
 }
