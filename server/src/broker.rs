@@ -1,0 +1,495 @@
+//! The broker's state: its configuration, the commit pipeline of its data directory, its topics
+//! and partitions (persisted in `topics.toml`), the group coordinator and producer ids.
+//!
+//! Invariant: `topics.toml` lists exactly the topics whose partition directories are in use; it
+//! is rewritten atomically (temporary file, fsync, rename, directory fsync) before a create or
+//! delete is acknowledged.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use strata_engine::io::{Backend, open_backend};
+use strata_engine::{CleanupPolicy, CommitPipeline, Log, LogConfig, PipelineHandle};
+use uuid::Uuid;
+
+use crate::config::{BrokerConfig, set_log_property};
+use crate::error_code::ErrorCode;
+use crate::topic::{Partition, Topic, valid_topic_name};
+
+/// Name of the internal offsets topic.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+const TOPICS_FILE: &str = "topics.toml";
+const PRODUCER_ID_FILE: &str = "producer-id-block";
+/// Producer ids reserved per persisted block.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Errors of topic administration.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// With the Kafka error code to return.
+    #[error("{message}")]
+    Kafka {
+        /// Code for the client.
+        code: ErrorCode,
+        /// Message for the client.
+        message: String,
+    },
+}
+
+impl AdminError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> AdminError {
+        AdminError::Kafka {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The Kafka error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AdminError::Kafka { code, .. } => *code,
+        }
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct TopicsFile {
+    #[serde(default)]
+    topics: BTreeMap<String, TopicEntry>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct TopicEntry {
+    id: String,
+    partitions: i32,
+    #[serde(default)]
+    configs: BTreeMap<String, String>,
+}
+
+/// The broker.
+#[derive(Debug)]
+pub struct Broker {
+    /// Configuration.
+    pub config: BrokerConfig,
+    pipeline: Mutex<Option<CommitPipeline>>,
+    handle: PipelineHandle,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    admin: Mutex<()>,
+    /// Bumped on every append; fetches waiting for data watch it.
+    pub appends: tokio::sync::watch::Sender<u64>,
+    next_producer_id: AtomicI64,
+    producer_id_limit: Mutex<i64>,
+}
+
+fn atomic_write(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl Broker {
+    /// Opens the data directory: starts the commit pipeline, opens (and recovers) every
+    /// partition log listed in `topics.toml`, and makes sure `__consumer_offsets` exists.
+    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+        std::fs::create_dir_all(&config.log_dir)?;
+        let storage = open_backend(Backend::Auto)?;
+        tracing::info!(backend = storage.name(), dir = ?config.log_dir, "opening data directory");
+        let pipeline = CommitPipeline::start(storage, Default::default())?;
+        let handle = pipeline.handle();
+        let (appends, _) = tokio::sync::watch::channel(0u64);
+        let block_path = config.log_dir.join(PRODUCER_ID_FILE);
+        let block_start: i64 = std::fs::read_to_string(&block_path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let broker = Arc::new(Broker {
+            config,
+            pipeline: Mutex::new(Some(pipeline)),
+            handle,
+            topics: RwLock::new(BTreeMap::new()),
+            admin: Mutex::new(()),
+            appends,
+            next_producer_id: AtomicI64::new(block_start),
+            producer_id_limit: Mutex::new(block_start),
+        });
+        let file = broker.read_topics_file()?;
+        for (name, entry) in file.topics {
+            let id = Uuid::parse_str(&entry.id)?;
+            let topic = broker.open_topic(&name, id, entry.partitions, entry.configs)?;
+            broker.topics_write().insert(name, topic);
+        }
+        if broker.topic(OFFSETS_TOPIC).is_none() {
+            let mut configs = BTreeMap::new();
+            configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            configs.insert("segment.bytes".to_string(), (100u64 << 20).to_string());
+            let partitions = broker.config.offsets_topic_partitions;
+            broker
+                .create_topic(OFFSETS_TOPIC, partitions, configs)
+                .map_err(|e| anyhow::anyhow!("creating {OFFSETS_TOPIC}: {e}"))?;
+        }
+        Ok(broker)
+    }
+
+    fn topics_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Topic>>> {
+        self.topics.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_topics_file(&self) -> anyhow::Result<TopicsFile> {
+        let path = self.config.log_dir.join(TOPICS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(toml::from_str(&text).map_err(|e| anyhow::anyhow!("{path:?}: {e}"))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TopicsFile::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn write_topics_file(&self) -> std::io::Result<()> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        let file = TopicsFile {
+            topics: topics
+                .values()
+                .map(|t| {
+                    (
+                        t.name.clone(),
+                        TopicEntry {
+                            id: t.id.to_string(),
+                            partitions: t.partition_count() as i32,
+                            configs: t
+                                .overrides
+                                .read()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .clone(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let text = toml::to_string(&file).map_err(std::io::Error::other)?;
+        atomic_write(&self.config.log_dir, TOPICS_FILE, text.as_bytes())
+    }
+
+    /// The effective log config of a topic with these overrides.
+    pub fn log_config(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<LogConfig, AdminError> {
+        let mut c = self.config.log_defaults.clone();
+        for (k, v) in overrides {
+            set_log_property(&mut c, k, v, false)
+                .map_err(|e| AdminError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+        }
+        Ok(c)
+    }
+
+    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        self.config.log_dir.join(format!("{topic}-{index}"))
+    }
+
+    fn open_partition(
+        &self,
+        topic: &str,
+        index: i32,
+        config: &LogConfig,
+    ) -> anyhow::Result<Arc<Partition>> {
+        let log = Log::open(
+            self.partition_dir(topic, index),
+            config.clone(),
+            &self.handle,
+        )?;
+        Ok(Arc::new(Partition::new(topic, index, log)?))
+    }
+
+    fn open_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+    ) -> anyhow::Result<Arc<Topic>> {
+        let config = self.log_config(&overrides)?;
+        let mut ps = Vec::with_capacity(partitions.max(0) as usize);
+        for i in 0..partitions {
+            ps.push(self.open_partition(name, i, &config)?);
+        }
+        Ok(Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            internal: name == OFFSETS_TOPIC,
+            partitions: RwLock::new(ps),
+            overrides: RwLock::new(overrides),
+            config: RwLock::new(config),
+        }))
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// A topic by id.
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
+    }
+
+    /// All topics.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Creates a topic (idempotently refusing an existing name).
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, AdminError> {
+        let _g = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        if !valid_topic_name(name) {
+            return Err(AdminError::new(
+                ErrorCode::InvalidTopicException,
+                format!("invalid topic name {name:?}"),
+            ));
+        }
+        if self.topic(name).is_some() {
+            return Err(AdminError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic {name} already exists"),
+            ));
+        }
+        if !(1..=10_000).contains(&partitions) {
+            return Err(AdminError::new(
+                ErrorCode::InvalidPartitions,
+                format!("{partitions} partitions"),
+            ));
+        }
+        self.log_config(&configs)?;
+        let topic = self
+            .open_topic(name, Uuid::new_v4(), partitions, configs)
+            .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?;
+        self.topics_write().insert(name.to_string(), topic.clone());
+        self.write_topics_file()
+            .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?;
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and its data.
+    pub fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
+        let _g = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        if name == OFFSETS_TOPIC {
+            return Err(AdminError::new(
+                ErrorCode::InvalidTopicException,
+                "internal topics cannot be deleted",
+            ));
+        }
+        let topic = self.topics_write().remove(name).ok_or_else(|| {
+            AdminError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("no topic {name}"),
+            )
+        })?;
+        self.write_topics_file()
+            .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?;
+        let partitions =
+            std::mem::take(&mut *topic.partitions.write().unwrap_or_else(|p| p.into_inner()));
+        for p in partitions {
+            let dir = self.partition_dir(name, p.index);
+            // Readers may still hold the Arc; the directory goes now, the files when they drop.
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = ?dir, error = %e, "removing a deleted partition's directory");
+            }
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Adds partitions to a topic.
+    pub fn create_partitions(&self, name: &str, count: i32) -> Result<(), AdminError> {
+        let _g = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let topic = self.topic(name).ok_or_else(|| {
+            AdminError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("no topic {name}"),
+            )
+        })?;
+        let current = topic.partition_count() as i32;
+        if count <= current || count > 10_000 {
+            return Err(AdminError::new(
+                ErrorCode::InvalidPartitions,
+                format!("topic {name} has {current} partitions; asked for {count}"),
+            ));
+        }
+        let config = topic
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for i in current..count {
+            let p = self
+                .open_partition(name, i, &config)
+                .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?;
+            topic
+                .partitions
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(p);
+        }
+        self.write_topics_file()
+            .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))
+    }
+
+    /// Replaces (or, with `incremental`, merges into) a topic's config overrides.
+    pub fn alter_topic_config(
+        &self,
+        name: &str,
+        changes: Vec<(String, Option<String>)>,
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let _g = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let topic = self.topic(name).ok_or_else(|| {
+            AdminError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("no topic {name}"),
+            )
+        })?;
+        let mut overrides = if incremental {
+            topic
+                .overrides
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        } else {
+            BTreeMap::new()
+        };
+        for (k, v) in changes {
+            match v {
+                Some(v) => {
+                    overrides.insert(k, v);
+                }
+                None => {
+                    overrides.remove(&k);
+                }
+            }
+        }
+        let config = self.log_config(&overrides)?;
+        if topic.internal && config.cleanup_policy != CleanupPolicy::Compact {
+            return Err(AdminError::new(
+                ErrorCode::InvalidConfig,
+                "__consumer_offsets stays compacted",
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        for p in topic
+            .partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            p.log
+                .set_config(config.clone())
+                .map_err(|e| AdminError::new(ErrorCode::KafkaStorageError, e.to_string()))?;
+        }
+        *topic.overrides.write().unwrap_or_else(|p| p.into_inner()) = overrides;
+        *topic.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        self.write_topics_file()
+            .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))
+    }
+
+    /// Allocates a producer id. Ids are reserved in persisted blocks so none is reused after a
+    /// restart.
+    pub fn allocate_producer_id(&self) -> std::io::Result<i64> {
+        let mut limit = self
+            .producer_id_limit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let id = self.next_producer_id.fetch_add(1, Ordering::SeqCst);
+        if id >= *limit {
+            let new_limit = id + PRODUCER_ID_BLOCK;
+            atomic_write(
+                &self.config.log_dir,
+                PRODUCER_ID_FILE,
+                new_limit.to_string().as_bytes(),
+            )?;
+            *limit = new_limit;
+        }
+        Ok(id)
+    }
+
+    /// Signals fetches waiting for data.
+    pub fn notify_append(&self) {
+        self.appends.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Applies retention and compaction to every partition.
+    pub fn run_cleanup(&self, now_ms: i64) {
+        for t in self.topics() {
+            for p in t
+                .partitions
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                if let Err(e) = p.log.apply_retention(now_ms) {
+                    tracing::warn!(topic = %t.name, partition = p.index, error = %e, "retention failed");
+                }
+                if let Err(e) = p.log.compact() {
+                    tracing::warn!(topic = %t.name, partition = p.index, error = %e, "compaction failed");
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every log cleanly, then stops the pipeline.
+    pub fn shutdown(&self) {
+        for t in self.topics() {
+            for p in t
+                .partitions
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                if let Err(e) = p.log.close() {
+                    tracing::warn!(topic = %t.name, partition = p.index, error = %e, "closing log");
+                }
+            }
+        }
+        if let Some(p) = self
+            .pipeline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            p.shutdown();
+        }
+        tracing::info!("broker stopped cleanly");
+    }
+
+    /// The pipeline's counters (fsyncs, batches per fsync).
+    pub fn pipeline_stats(&self) -> Arc<strata_engine::PipelineStats> {
+        self.handle.stats().clone()
+    }
+}

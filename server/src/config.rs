@@ -1,0 +1,457 @@
+//! Broker configuration with Kafka's property names, from a TOML file (`--config`) and
+//! `--set key=value` overrides. Unknown or invalid settings are an error at start.
+//!
+//! In the TOML file a property may be written quoted (`"log.dirs" = "./data"`) or as nested
+//! tables (`[log] dirs = "./data"`); both flatten to the dotted name.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use strata_engine::{CleanupPolicy, FlushPolicy, LogConfig};
+
+/// A configuration error, naming the property.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The property does not exist.
+    #[error("unknown property `{0}`")]
+    Unknown(String),
+    /// The value does not parse or is out of bounds.
+    #[error("invalid value `{value}` for `{key}`: {reason}")]
+    Invalid {
+        /// Property name.
+        key: String,
+        /// The value given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The file could not be read or parsed.
+    #[error("config file {path:?}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The broker's configuration. Field comments give the property name and default.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`. Default: 1.
+    pub node_id: i32,
+    /// `process.roles`. Default: `broker,controller`.
+    pub process_roles: String,
+    /// `log.dirs`: the data directory. Default: `./data`.
+    pub log_dir: PathBuf,
+    /// `listeners`: where the Kafka listener binds. Default: `PLAINTEXT://127.0.0.1:9092`.
+    pub listener: SocketAddr,
+    /// `advertised.listeners`: the address clients are told. Default: the listener.
+    pub advertised: (String, u16),
+    /// `cluster.id`. Default: `strata-cluster`.
+    pub cluster_id: String,
+    /// `broker.rack`. Default: none.
+    pub rack: Option<String>,
+    /// `num.partitions` of auto-created topics. Default: 1.
+    pub num_partitions: i32,
+    /// `default.replication.factor`. Default: 1.
+    pub default_replication_factor: i16,
+    /// `min.insync.replicas`. Default: 1.
+    pub min_insync_replicas: i32,
+    /// `auto.create.topics.enable`. Default: true.
+    pub auto_create_topics: bool,
+    /// `socket.request.max.bytes`: the largest request frame accepted. Default: 100 MiB.
+    pub socket_request_max_bytes: usize,
+    /// `offsets.topic.num.partitions`. Default: 16.
+    pub offsets_topic_partitions: i32,
+    /// `group.initial.rebalance.delay.ms`. Default: 3000.
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`. Default: 6000.
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`. Default: 1800000.
+    pub group_max_session_timeout_ms: i32,
+    /// `metrics.listen`: address of the Prometheus endpoint; empty disables it.
+    /// Default: `127.0.0.1:9644`... unless the port is taken: then the error says so.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `log.retention.check.interval.ms`. Default: 300000.
+    pub retention_check_interval_ms: u64,
+    /// Topic defaults: `log.segment.bytes`, `log.roll.ms`, `log.retention.ms`,
+    /// `log.retention.bytes`, `log.index.interval.bytes`, `log.index.size.max.bytes`,
+    /// `message.max.bytes`, `log.flush.policy` (`always`|`interval`|`os`),
+    /// `log.flush.interval.ms`, `log.cleanup.policy`.
+    pub log_defaults: LogConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> BrokerConfig {
+        let listener: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9092));
+        BrokerConfig {
+            node_id: 1,
+            process_roles: "broker,controller".into(),
+            log_dir: PathBuf::from("./data"),
+            listener,
+            advertised: ("127.0.0.1".into(), 9092),
+            cluster_id: "strata-cluster".into(),
+            rack: None,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            min_insync_replicas: 1,
+            auto_create_topics: true,
+            socket_request_max_bytes: 100 << 20,
+            offsets_topic_partitions: 16,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            metrics_listen: None,
+            retention_check_interval_ms: 300_000,
+            log_defaults: LogConfig {
+                max_message_bytes: 1_048_588,
+                ..LogConfig::default()
+            },
+        }
+    }
+}
+
+fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| invalid(key, value, e.to_string()))
+}
+
+fn positive<T: PartialOrd + Default + std::str::FromStr>(
+    key: &str,
+    value: &str,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let v: T = parse(key, value)?;
+    if v <= T::default() {
+        return Err(invalid(key, value, "must be positive"));
+    }
+    Ok(v)
+}
+
+/// Parses `PLAINTEXT://host:port` (or `host:port`), the first of a comma-separated list.
+fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
+    let first = value.split(',').next().unwrap_or_default().trim();
+    let addr = match first.split_once("://") {
+        Some((proto, rest)) => {
+            if !proto.eq_ignore_ascii_case("PLAINTEXT") {
+                return Err(invalid(
+                    key,
+                    value,
+                    "only PLAINTEXT listeners are supported",
+                ));
+            }
+            rest
+        }
+        None => first,
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(key, value, "expected host:port"))?;
+    let port: u16 = port.parse().map_err(|_| invalid(key, value, "bad port"))?;
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Ok((
+        host.trim_matches(|c| c == '[' || c == ']').to_string(),
+        port,
+    ))
+}
+
+impl BrokerConfig {
+    /// Sets one property from its string form.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value;
+        match key {
+            "node.id" | "broker.id" => self.node_id = parse(key, v)?,
+            "process.roles" => {
+                for role in v.split(',') {
+                    if !matches!(role.trim(), "broker" | "controller") {
+                        return Err(invalid(key, v, "roles are `broker` and `controller`"));
+                    }
+                }
+                self.process_roles = v.into();
+            }
+            "log.dirs" | "log.dir" => {
+                let first = v.split(',').next().unwrap_or_default().trim();
+                if first.is_empty() {
+                    return Err(invalid(key, v, "empty path"));
+                }
+                self.log_dir = PathBuf::from(first);
+            }
+            "listeners" => {
+                let (host, port) = parse_listener(key, v)?;
+                let ip: std::net::IpAddr = if host == "localhost" {
+                    [127, 0, 0, 1].into()
+                } else {
+                    host.parse()
+                        .map_err(|_| invalid(key, v, "the listener host must be an IP address"))?
+                };
+                let advertised_default =
+                    self.advertised == (self.listener.ip().to_string(), self.listener.port());
+                self.listener = SocketAddr::new(ip, port);
+                if advertised_default {
+                    self.advertised = (ip.to_string(), port);
+                }
+            }
+            "advertised.listeners" => self.advertised = parse_listener(key, v)?,
+            "cluster.id" => self.cluster_id = v.into(),
+            "broker.rack" => self.rack = (!v.is_empty()).then(|| v.to_string()),
+            "num.partitions" => self.num_partitions = positive(key, v)?,
+            "default.replication.factor" => self.default_replication_factor = positive(key, v)?,
+            "min.insync.replicas" => self.min_insync_replicas = positive(key, v)?,
+            "auto.create.topics.enable" => self.auto_create_topics = parse(key, v)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = positive(key, v)?,
+            "offsets.topic.num.partitions" => self.offsets_topic_partitions = positive(key, v)?,
+            "offsets.topic.replication.factor" => {
+                let _: i16 = positive(key, v)?;
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.group_initial_rebalance_delay_ms = parse(key, v)?
+            }
+            "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = positive(key, v)?,
+            "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = positive(key, v)?,
+            "metrics.listen" => {
+                self.metrics_listen = if v.trim().is_empty() {
+                    None
+                } else {
+                    Some(parse(key, v)?)
+                };
+            }
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval_ms = positive(key, v)?
+            }
+            "unclean.leader.election.enable" => {
+                let _: bool = parse(key, v)?;
+            }
+            "controller.quorum.voters" | "controller.listener.names" => {}
+            other => return set_log_property(&mut self.log_defaults, other, v, true),
+        }
+        Ok(())
+    }
+
+    /// Loads a TOML file of properties on top of the current values.
+    pub fn load_file(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let mut flat = Vec::new();
+        flatten("", &toml::Value::Table(table), &mut flat);
+        for (k, v) in flat {
+            self.set(&k, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Checks settings that depend on each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.log_defaults
+            .validate()
+            .map_err(|reason| invalid("log.*", "", reason))?;
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(invalid(
+                "group.min.session.timeout.ms",
+                &self.group_min_session_timeout_ms.to_string(),
+                "larger than group.max.session.timeout.ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        toml::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        toml::Value::Array(a) => out.push((
+            prefix.to_string(),
+            a.iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// Sets a log property, by its broker name (`log.segment.bytes`, when `broker` is set) or its
+/// topic name (`segment.bytes`).
+pub fn set_log_property(
+    c: &mut LogConfig,
+    key: &str,
+    v: &str,
+    broker: bool,
+) -> Result<(), ConfigError> {
+    let name = if broker {
+        match key {
+            "log.segment.bytes" => "segment.bytes",
+            "log.roll.ms" => "segment.ms",
+            "log.retention.ms" => "retention.ms",
+            "log.retention.bytes" => "retention.bytes",
+            "log.index.interval.bytes" => "index.interval.bytes",
+            "log.index.size.max.bytes" => "segment.index.bytes",
+            "message.max.bytes" => "max.message.bytes",
+            "log.flush.policy" => "flush.policy",
+            "log.flush.interval.ms" => "flush.ms",
+            "log.cleanup.policy" => "cleanup.policy",
+            "log.retention.hours" => {
+                let h: i64 = parse(key, v)?;
+                c.retention_ms = h.saturating_mul(3_600_000);
+                return Ok(());
+            }
+            other => return Err(ConfigError::Unknown(other.to_string())),
+        }
+    } else {
+        key
+    };
+    match name {
+        "segment.bytes" => c.segment_bytes = positive(key, v)?,
+        "segment.ms" => c.segment_ms = positive(key, v)?,
+        "retention.ms" => c.retention_ms = parse(key, v)?,
+        "retention.bytes" => c.retention_bytes = parse(key, v)?,
+        "index.interval.bytes" => c.index_interval_bytes = positive(key, v)?,
+        "segment.index.bytes" => c.segment_index_bytes = positive(key, v)?,
+        "max.message.bytes" => c.max_message_bytes = positive(key, v)?,
+        "flush.policy" => {
+            c.flush = match v.trim() {
+                "always" => FlushPolicy::Always,
+                "os" => FlushPolicy::Os,
+                "interval" => FlushPolicy::Interval(match c.flush {
+                    FlushPolicy::Interval(ms) => ms,
+                    _ => 1000,
+                }),
+                _ => return Err(invalid(key, v, "expected always, interval or os")),
+            }
+        }
+        "flush.ms" => {
+            let ms: u64 = positive(key, v)?;
+            c.flush = FlushPolicy::Interval(ms);
+        }
+        "cleanup.policy" => {
+            c.cleanup_policy = match v.trim() {
+                "delete" => CleanupPolicy::Delete,
+                "compact" => CleanupPolicy::Compact,
+                _ => return Err(invalid(key, v, "expected delete or compact")),
+            }
+        }
+        "min.insync.replicas"
+        | "unclean.leader.election.enable"
+        | "compression.type"
+        | "message.timestamp.type" => {}
+        other => return Err(ConfigError::Unknown(other.to_string())),
+    }
+    c.validate().map_err(|reason| invalid(key, v, reason))
+}
+
+/// The topic-level configs, as (name, value) pairs for DescribeConfigs.
+pub fn describe_log_config(c: &LogConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("segment.bytes", c.segment_bytes.to_string()),
+        ("segment.ms", c.segment_ms.to_string()),
+        ("retention.ms", c.retention_ms.to_string()),
+        ("retention.bytes", c.retention_bytes.to_string()),
+        ("index.interval.bytes", c.index_interval_bytes.to_string()),
+        ("segment.index.bytes", c.segment_index_bytes.to_string()),
+        ("max.message.bytes", c.max_message_bytes.to_string()),
+        (
+            "flush.policy",
+            match c.flush {
+                FlushPolicy::Always => "always".into(),
+                FlushPolicy::Interval(_) => "interval".into(),
+                FlushPolicy::Os => "os".into(),
+            },
+        ),
+        (
+            "flush.ms",
+            match c.flush {
+                FlushPolicy::Interval(ms) => ms.to_string(),
+                _ => "0".into(),
+            },
+        ),
+        (
+            "cleanup.policy",
+            match c.cleanup_policy {
+                CleanupPolicy::Delete => "delete".into(),
+                CleanupPolicy::Compact => "compact".into(),
+            },
+        ),
+    ]
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_parse_and_unknown_ones_are_refused() {
+        let mut c = BrokerConfig::default();
+        c.set("listeners", "PLAINTEXT://127.0.0.1:19092").unwrap();
+        assert_eq!(c.listener.port(), 19092);
+        assert_eq!(c.advertised, ("127.0.0.1".to_string(), 19092));
+        c.set("log.segment.bytes", "1048576").unwrap();
+        assert_eq!(c.log_defaults.segment_bytes, 1 << 20);
+        c.set("log.flush.policy", "os").unwrap();
+        assert_eq!(c.log_defaults.flush, FlushPolicy::Os);
+        assert!(matches!(
+            c.set("log.segmnet.bytes", "1"),
+            Err(ConfigError::Unknown(_))
+        ));
+        assert!(matches!(
+            c.set("num.partitions", "zero"),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            c.set("num.partitions", "0"),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn toml_files_flatten_to_property_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("strata.toml");
+        std::fs::write(
+            &p,
+            "\"num.partitions\" = 3\n[log]\ndirs = \"/tmp/x\"\nretention.ms = 1000\n",
+        )
+        .unwrap();
+        let mut c = BrokerConfig::default();
+        c.load_file(&p).unwrap();
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.log_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.log_defaults.retention_ms, 1000);
+    }
+}

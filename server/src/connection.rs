@@ -1,0 +1,171 @@
+//! One client connection: length-prefixed frames in, responses out, in request order.
+//!
+//! Frame layout: `size: i32` (bytes that follow), then the request header and body. A size that
+//! is negative or above `socket.request.max.bytes` closes the connection before anything is
+//! allocated; so do frames that do not decode and unknown API keys. Requests on one connection
+//! are handled one at a time, as Kafka does, so responses keep request order. Other connections
+//! are separate tasks: one bad or slow client affects no one else.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::handler::{self, Context};
+
+/// Why a connection was closed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The peer closed it or the socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame size outside `[0, socket.request.max.bytes]`.
+    #[error("frame of {size} bytes exceeds socket.request.max.bytes {limit}")]
+    FrameTooLarge {
+        /// Size announced.
+        size: i64,
+        /// The limit.
+        limit: usize,
+    },
+    /// A frame that does not decode.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+}
+
+/// Serves one connection until it closes or the broker shuts down.
+pub async fn serve(
+    ctx: Arc<Context>,
+    mut stream: TcpStream,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let peer = stream.peer_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let result = tokio::select! {
+        r = run(&ctx, &mut stream) => r,
+        _ = async { let _ = shutdown.wait_for(|s| *s).await; } => Ok(()),
+    };
+    match result {
+        Ok(()) => tracing::debug!(?peer, "connection closed"),
+        Err(ConnectionError::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            tracing::debug!(?peer, "connection closed by peer")
+        }
+        Err(e) => tracing::warn!(?peer, error = %e, "closing connection"),
+    }
+}
+
+async fn run(ctx: &Arc<Context>, stream: &mut TcpStream) -> Result<(), ConnectionError> {
+    let limit = ctx.broker.config.socket_request_max_bytes;
+    loop {
+        let mut len = [0u8; 4];
+        match stream.read_exact(&mut len).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let size = i32::from_be_bytes(len);
+        if size < 0 || size as usize > limit {
+            ctx.metrics.malformed_requests.inc();
+            return Err(ConnectionError::FrameTooLarge {
+                size: i64::from(size),
+                limit,
+            });
+        }
+        let mut frame = BytesMut::zeroed(size as usize);
+        stream.read_exact(&mut frame).await?;
+        let Some(response) = handle_frame(ctx, frame.freeze()).await? else {
+            continue;
+        };
+        stream.write_all(&response).await?;
+    }
+}
+
+/// Decodes one frame, handles it, and returns the encoded response frame (None: no response,
+/// as for acks=0 produce).
+pub async fn handle_frame(
+    ctx: &Arc<Context>,
+    mut frame: Bytes,
+) -> Result<Option<Bytes>, ConnectionError> {
+    if frame.len() < 8 {
+        ctx.metrics.malformed_requests.inc();
+        return Err(ConnectionError::Malformed(format!(
+            "{}-byte frame is shorter than a request header",
+            frame.len()
+        )));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api_key) = ApiKey::try_from(key) else {
+        ctx.metrics.malformed_requests.inc();
+        return Err(ConnectionError::Malformed(format!("unknown API key {key}")));
+    };
+    let supported = handler::supported_versions(api_key);
+    // KIP-511: an ApiVersions request of a version we do not know is answered in v0 with
+    // UNSUPPORTED_VERSION and our ranges, so the client can retry with one we do.
+    if api_key == ApiKey::ApiVersions && supported.is_some_and(|(_, max)| version > max) {
+        let body = handler::api_versions::unsupported_response();
+        return Ok(Some(encode_response(correlation_id, 0, &body, 0)?));
+    }
+    let Some((min, max)) = supported.filter(|(min, max)| version >= *min && version <= *max) else {
+        ctx.metrics.malformed_requests.inc();
+        return Err(ConnectionError::Malformed(format!(
+            "{api_key:?} v{version} is not supported"
+        )));
+    };
+    let _ = (min, max);
+    let header_version = api_key.request_header_version(version);
+    let header = RequestHeader::decode(&mut frame, header_version)
+        .map_err(|e| ConnectionError::Malformed(format!("{api_key:?} v{version} header: {e}")))?;
+    let request = RequestKind::decode(api_key, &mut frame, version)
+        .map_err(|e| ConnectionError::Malformed(format!("{api_key:?} v{version} body: {e}")))?;
+    if frame.has_remaining() {
+        tracing::debug!(
+            ?api_key,
+            version,
+            extra = frame.remaining(),
+            "trailing bytes after request body"
+        );
+    }
+    let started = std::time::Instant::now();
+    let response = handler::handle(ctx, &header, request).await;
+    ctx.metrics.observe_request(api_key, started.elapsed());
+    let Some(response) = response else {
+        return Ok(None);
+    };
+    let response_header_version = api_key.response_header_version(version);
+    Ok(Some(encode_response(
+        correlation_id,
+        response_header_version,
+        &response,
+        version,
+    )?))
+}
+
+fn encode_response(
+    correlation_id: i32,
+    header_version: i16,
+    body: &kafka_protocol::messages::ResponseKind,
+    version: i16,
+) -> Result<Bytes, ConnectionError> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0); // size, patched below
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, header_version)
+        .map_err(|e| ConnectionError::Malformed(format!("encoding response header: {e}")))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| ConnectionError::Malformed(format!("encoding response: {e}")))?;
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf.freeze())
+}

@@ -1,0 +1,102 @@
+//! Kafka error codes, as explicit discriminants. A retired code stays retired: never reuse a
+//! number for another meaning.
+
+/// The Kafka protocol error codes Strata returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i16)]
+pub enum ErrorCode {
+    /// Success.
+    None = 0,
+    /// The requested offset is outside the log.
+    OffsetOutOfRange = 1,
+    /// A record failed its CRC or framing check.
+    CorruptMessage = 2,
+    /// The topic or partition does not exist.
+    UnknownTopicOrPartition = 3,
+    /// This broker does not lead the partition.
+    NotLeaderOrFollower = 6,
+    /// The request timed out (acks=all not satisfied in time).
+    RequestTimedOut = 7,
+    /// A batch is larger than max.message.bytes.
+    MessageTooLarge = 10,
+    /// The group coordinator is still loading.
+    CoordinatorLoadInProgress = 14,
+    /// This broker does not coordinate the group.
+    NotCoordinator = 16,
+    /// The topic name is not valid.
+    InvalidTopicException = 17,
+    /// Fewer in-sync replicas than min.insync.replicas.
+    NotEnoughReplicas = 19,
+    /// The acks value is not 0, 1 or -1.
+    InvalidRequiredAcks = 21,
+    /// The generation id is stale.
+    IllegalGeneration = 22,
+    /// The member's protocol type or protocols do not match the group's.
+    InconsistentGroupProtocol = 23,
+    /// The group id is empty or invalid.
+    InvalidGroupId = 24,
+    /// The member id is not known to the group.
+    UnknownMemberId = 25,
+    /// The session timeout is outside the broker's bounds.
+    InvalidSessionTimeout = 26,
+    /// The group is rebalancing.
+    RebalanceInProgress = 27,
+    /// The commit's offset metadata is too large.
+    OffsetMetadataTooLarge = 12,
+    /// The API version is not supported.
+    UnsupportedVersion = 35,
+    /// The topic already exists.
+    TopicAlreadyExists = 36,
+    /// The partition count is invalid.
+    InvalidPartitions = 37,
+    /// The replication factor is invalid.
+    InvalidReplicationFactor = 38,
+    /// The request is malformed.
+    InvalidRequest = 42,
+    /// A config value is invalid.
+    InvalidConfig = 40,
+    /// The sequence number is out of order for this producer.
+    OutOfOrderSequenceNumber = 45,
+    /// The sequence number duplicates an earlier batch.
+    DuplicateSequenceNumber = 46,
+    /// The producer epoch is older than the current one.
+    InvalidProducerEpoch = 47,
+    /// The group still has members.
+    NonEmptyGroup = 68,
+    /// The group does not exist.
+    GroupIdNotFound = 69,
+    /// The producer id is not known.
+    UnknownProducerId = 59,
+    /// A broker-side error with no better code.
+    UnknownServerError = -1,
+    /// The storage of the partition failed.
+    KafkaStorageError = 56,
+    /// The member must rejoin with the member id it was given (KIP-394).
+    MemberIdRequired = 79,
+    /// The topic id is not known.
+    UnknownTopicId = 100,
+    /// Transactions are not supported.
+    TransactionalIdAuthorizationFailed = 53,
+}
+
+impl ErrorCode {
+    /// The wire value.
+    pub const fn code(self) -> i16 {
+        self as i16
+    }
+}
+
+impl From<&strata_engine::LogError> for ErrorCode {
+    fn from(e: &strata_engine::LogError) -> ErrorCode {
+        use strata_engine::LogError;
+        match e {
+            LogError::InvalidBatch(_) => ErrorCode::CorruptMessage,
+            LogError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
+            LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            LogError::Closed => ErrorCode::NotLeaderOrFollower,
+            LogError::Corruption { .. } | LogError::Io { .. } | LogError::Malformed { .. } => {
+                ErrorCode::KafkaStorageError
+            }
+        }
+    }
+}

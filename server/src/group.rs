@@ -1,0 +1,943 @@
+//! The group coordinator (classic consumer group protocol) and the committed offsets store.
+//!
+//! Membership: JoinGroup parks each member until every known member has rejoined (or the
+//! rebalance timeout passes, or, for an empty group, `group.initial.rebalance.delay.ms`), then
+//! answers all of them with a new generation, the leader getting the member list. SyncGroup parks
+//! members until the leader's assignment arrives and hands each its bytes exactly as the leader
+//! sent them. Members that stop heartbeating for their session timeout are removed, which starts a
+//! rebalance.
+//!
+//! Offsets: a commit is appended to the compacted `__consumer_offsets` topic, in Kafka's record
+//! schema (key v1: group, topic, partition; value v3: offset, leader epoch, metadata, commit
+//! timestamp), and acknowledged only once durable; the in-memory cache is rebuilt from that topic
+//! at startup, so commits survive restarts and SIGKILL.
+//!
+//! Invariant: the cache holds exactly the last durable commit of each (group, topic, partition).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use strata_engine::{LeaderEpoch, Offset, ReadLimits, Stage, batch};
+use tokio::sync::oneshot;
+
+use crate::broker::{Broker, OFFSETS_TOPIC};
+use crate::error_code::ErrorCode;
+
+/// Group states, named as Kafka reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupState {
+    /// No members.
+    Empty,
+    /// Waiting for members to (re)join.
+    PreparingRebalance,
+    /// Waiting for the leader's assignment.
+    CompletingRebalance,
+    /// Members have their assignment.
+    Stable,
+}
+
+impl GroupState {
+    /// Kafka's name of the state.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+        }
+    }
+}
+
+/// What a member's JoinGroup gets back.
+#[derive(Clone, Debug)]
+pub struct JoinResult {
+    /// Error, or none.
+    pub error: ErrorCode,
+    /// The new generation.
+    pub generation_id: i32,
+    /// The chosen protocol.
+    pub protocol_name: Option<String>,
+    /// The group's protocol type.
+    pub protocol_type: Option<String>,
+    /// The leader's member id.
+    pub leader: String,
+    /// This member's id.
+    pub member_id: String,
+    /// For the leader: every member with its metadata for the chosen protocol.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+impl JoinResult {
+    fn error(error: ErrorCode, member_id: &str) -> JoinResult {
+        JoinResult {
+            error,
+            generation_id: -1,
+            protocol_name: None,
+            protocol_type: None,
+            leader: String::new(),
+            member_id: member_id.to_string(),
+            members: vec![],
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Member {
+    client_id: String,
+    group_instance_id: Option<String>,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    last_heartbeat: Instant,
+    join_waiter: Option<oneshot::Sender<JoinResult>>,
+    sync_waiter: Option<oneshot::Sender<(ErrorCode, Bytes)>>,
+}
+
+#[derive(Debug)]
+struct Group {
+    state: GroupState,
+    generation_id: i32,
+    protocol_type: Option<String>,
+    protocol_name: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Member ids handed out by MEMBER_ID_REQUIRED that have not joined yet (KIP-394).
+    pending: HashMap<String, Instant>,
+    rebalance_started: Option<Instant>,
+    rebalance_epoch: u64,
+}
+
+impl Group {
+    fn new() -> Group {
+        Group {
+            state: GroupState::Empty,
+            generation_id: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending: HashMap::new(),
+            rebalance_started: None,
+            rebalance_epoch: 0,
+        }
+    }
+}
+
+/// A committed offset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The offset.
+    pub offset: i64,
+    /// Leader epoch of the record before it, or -1.
+    pub leader_epoch: i32,
+    /// The client's metadata string.
+    pub metadata: Option<String>,
+}
+
+/// A join request, decoded.
+#[derive(Debug)]
+pub struct JoinRequest {
+    /// Group id.
+    pub group_id: String,
+    /// Member id ("" when new).
+    pub member_id: String,
+    /// Static membership id.
+    pub group_instance_id: Option<String>,
+    /// The client id from the request header.
+    pub client_id: String,
+    /// Session timeout.
+    pub session_timeout_ms: i32,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// Protocol type ("consumer").
+    pub protocol_type: String,
+    /// Protocols with metadata, in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    /// Whether the client understands MEMBER_ID_REQUIRED (JoinGroup v4+).
+    pub requires_known_member_id: bool,
+}
+
+type OffsetKey = (String, String, i32);
+
+/// The group coordinator of this broker.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    broker: Arc<Broker>,
+    groups: Mutex<HashMap<String, Group>>,
+    offsets: Mutex<BTreeMap<OffsetKey, CommittedOffset>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl GroupCoordinator {
+    /// Loads committed offsets from `__consumer_offsets`.
+    pub fn load(broker: Arc<Broker>) -> anyhow::Result<Arc<GroupCoordinator>> {
+        let mut offsets = BTreeMap::new();
+        if let Some(topic) = broker.topic(OFFSETS_TOPIC) {
+            for p in topic
+                .partitions
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                let mut next = p.log.log_start_offset();
+                loop {
+                    let r = p.log.read(next, ReadLimits::bytes(4 << 20))?;
+                    let Some(slice) = r.slice else { break };
+                    let bytes = slice.read_to_vec()?;
+                    let mut pos = 0usize;
+                    while pos < bytes.len() {
+                        let h = batch::parse_header(&bytes[pos..], pos)?;
+                        if let Some(records) = batch::records(&bytes[pos..pos + h.size()]) {
+                            for r in records {
+                                let Some(key) = r.key.and_then(decode_key) else {
+                                    continue;
+                                };
+                                match r.value.and_then(decode_value) {
+                                    Some(v) => {
+                                        offsets.insert(key, v);
+                                    }
+                                    None => {
+                                        offsets.remove(&key);
+                                    }
+                                }
+                            }
+                        }
+                        pos += h.size();
+                    }
+                    next = slice.next_offset();
+                }
+            }
+        }
+        tracing::info!(offsets = offsets.len(), "loaded committed offsets");
+        Ok(Arc::new(GroupCoordinator {
+            broker,
+            groups: Mutex::new(HashMap::new()),
+            offsets: Mutex::new(offsets),
+        }))
+    }
+
+    /// The `__consumer_offsets` partition of a group.
+    pub fn partition_for(&self, group: &str) -> i32 {
+        let n = self
+            .broker
+            .topic(OFFSETS_TOPIC)
+            .map_or(1, |t| t.partition_count().max(1)) as i32;
+        // Kafka's Utils.abs(groupId.hashCode) % n, with Java's String.hashCode.
+        let mut h: i32 = 0;
+        for c in group.encode_utf16() {
+            h = h.wrapping_mul(31).wrapping_add(i32::from(c));
+        }
+        (h & 0x7fff_ffff) % n
+    }
+
+    /// Handles a JoinGroup; completes when the rebalance does.
+    pub async fn join(self: &Arc<Self>, req: JoinRequest) -> JoinResult {
+        let cfg = &self.broker.config;
+        if req.group_id.is_empty() {
+            return JoinResult::error(ErrorCode::InvalidGroupId, &req.member_id);
+        }
+        if req.session_timeout_ms < cfg.group_min_session_timeout_ms
+            || req.session_timeout_ms > cfg.group_max_session_timeout_ms
+        {
+            return JoinResult::error(ErrorCode::InvalidSessionTimeout, &req.member_id);
+        }
+        if req.protocols.is_empty() || req.protocol_type.is_empty() {
+            return JoinResult::error(ErrorCode::InconsistentGroupProtocol, &req.member_id);
+        }
+        let rx = {
+            let mut groups = lock(&self.groups);
+            let group = groups
+                .entry(req.group_id.clone())
+                .or_insert_with(Group::new);
+            if group
+                .protocol_type
+                .as_deref()
+                .is_some_and(|t| t != req.protocol_type)
+                && !group.members.is_empty()
+            {
+                return JoinResult::error(ErrorCode::InconsistentGroupProtocol, &req.member_id);
+            }
+            let mut member_id = req.member_id.clone();
+            if member_id.is_empty() {
+                member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
+                if req.requires_known_member_id {
+                    group.pending.insert(member_id.clone(), Instant::now());
+                    return JoinResult::error(ErrorCode::MemberIdRequired, &member_id);
+                }
+            } else if !group.members.contains_key(&member_id)
+                && group.pending.remove(&member_id).is_none()
+            {
+                return JoinResult::error(ErrorCode::UnknownMemberId, &member_id);
+            }
+            let (tx, rx) = oneshot::channel();
+            let session = Duration::from_millis(req.session_timeout_ms as u64);
+            let rebalance =
+                Duration::from_millis(req.rebalance_timeout_ms.max(req.session_timeout_ms) as u64);
+            let member = group
+                .members
+                .entry(member_id.clone())
+                .or_insert_with(|| Member {
+                    client_id: req.client_id.clone(),
+                    group_instance_id: req.group_instance_id.clone(),
+                    session_timeout: session,
+                    rebalance_timeout: rebalance,
+                    protocols: vec![],
+                    assignment: Bytes::new(),
+                    last_heartbeat: Instant::now(),
+                    join_waiter: None,
+                    sync_waiter: None,
+                });
+            let changed = member.protocols != req.protocols;
+            member.protocols = req.protocols.clone();
+            member.session_timeout = session;
+            member.rebalance_timeout = rebalance;
+            member.last_heartbeat = Instant::now();
+            member.join_waiter = Some(tx);
+            group.protocol_type = Some(req.protocol_type.clone());
+            let needs_rebalance = match group.state {
+                GroupState::PreparingRebalance => false,
+                // A known member rejoining a stable group with the same protocols while its
+                // assignment stands is answered at once; anything else rebalances.
+                GroupState::Stable
+                    if !changed && group.leader.as_deref() != Some(member_id.as_str()) =>
+                {
+                    let result = self.join_result_locked(group, &member_id);
+                    if let Some(m) = group.members.get_mut(&member_id)
+                        && let Some(tx) = m.join_waiter.take()
+                    {
+                        let _ = tx.send(result);
+                    }
+                    false
+                }
+                _ => true,
+            };
+            if needs_rebalance {
+                self.prepare_rebalance_locked(&req.group_id, group);
+            }
+            self.try_complete_join_locked(&req.group_id, group, false);
+            rx
+        };
+        rx.await
+            .unwrap_or_else(|_| JoinResult::error(ErrorCode::RebalanceInProgress, &req.member_id))
+    }
+
+    fn prepare_rebalance_locked(self: &Arc<Self>, group_id: &str, group: &mut Group) {
+        let was_empty = group.state == GroupState::Empty;
+        group.state = GroupState::PreparingRebalance;
+        group.rebalance_started = Some(Instant::now());
+        group.rebalance_epoch += 1;
+        // Members waiting in SyncGroup learn that a rebalance started.
+        for m in group.members.values_mut() {
+            if let Some(tx) = m.sync_waiter.take() {
+                let _ = tx.send((ErrorCode::RebalanceInProgress, Bytes::new()));
+            }
+        }
+        let timeout = group
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(5));
+        let delay = if was_empty {
+            Duration::from_millis(self.broker.config.group_initial_rebalance_delay_ms)
+        } else {
+            Duration::ZERO
+        };
+        let epoch = group.rebalance_epoch;
+        let me = self.clone();
+        let gid = group_id.to_string();
+        // Completes the join once the initial delay has passed (if everyone is in), and by
+        // force at the rebalance timeout, dropping members that did not rejoin.
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+                me.with_group(&gid, |me, g| {
+                    if g.rebalance_epoch == epoch {
+                        g.rebalance_started = None;
+                        me.try_complete_join_locked(&gid, g, false);
+                    }
+                });
+            } else {
+                me.with_group(&gid, |_, g| {
+                    if g.rebalance_epoch == epoch {
+                        g.rebalance_started = None;
+                    }
+                });
+            }
+            tokio::time::sleep(timeout.saturating_sub(delay)).await;
+            me.with_group(&gid, |me, g| {
+                if g.rebalance_epoch == epoch && g.state == GroupState::PreparingRebalance {
+                    me.try_complete_join_locked(&gid, g, true);
+                }
+            });
+        });
+        if delay.is_zero() {
+            group.rebalance_started = None;
+        }
+    }
+
+    fn with_group(self: &Arc<Self>, group_id: &str, f: impl FnOnce(&Arc<Self>, &mut Group)) {
+        let mut groups = lock(&self.groups);
+        if let Some(g) = groups.get_mut(group_id) {
+            f(self, g);
+        }
+    }
+
+    fn try_complete_join_locked(self: &Arc<Self>, group_id: &str, group: &mut Group, force: bool) {
+        if group.state != GroupState::PreparingRebalance {
+            return;
+        }
+        let all_joined = group.members.values().all(|m| m.join_waiter.is_some());
+        let delay_over = group.rebalance_started.is_none();
+        if !(force || all_joined && delay_over) {
+            return;
+        }
+        // Members that did not rejoin in time are out.
+        group.members.retain(|_, m| m.join_waiter.is_some());
+        if group.members.is_empty() {
+            group.state = GroupState::Empty;
+            group.generation_id += 1;
+            group.leader = None;
+            group.protocol_name = None;
+            return;
+        }
+        // The protocol every member supports, in the first member's order of preference.
+        let first: Vec<String> = group
+            .members
+            .values()
+            .next()
+            .map(|m| m.protocols.iter().map(|p| p.0.clone()).collect())
+            .unwrap_or_default();
+        let chosen = first.into_iter().find(|name| {
+            group
+                .members
+                .values()
+                .all(|m| m.protocols.iter().any(|p| &p.0 == name))
+        });
+        let Some(chosen) = chosen else {
+            for m in group.members.values_mut() {
+                if let Some(tx) = m.join_waiter.take() {
+                    let _ = tx.send(JoinResult::error(ErrorCode::InconsistentGroupProtocol, ""));
+                }
+            }
+            group.members.clear();
+            group.state = GroupState::Empty;
+            return;
+        };
+        group.generation_id += 1;
+        group.protocol_name = Some(chosen);
+        if group
+            .leader
+            .as_ref()
+            .is_none_or(|l| !group.members.contains_key(l))
+        {
+            group.leader = group.members.keys().next().cloned();
+        }
+        group.state = GroupState::CompletingRebalance;
+        let ids: Vec<String> = group.members.keys().cloned().collect();
+        for id in ids {
+            let result = self.join_result_locked(group, &id);
+            if let Some(m) = group.members.get_mut(&id) {
+                m.last_heartbeat = Instant::now();
+                m.assignment = Bytes::new();
+                if let Some(tx) = m.join_waiter.take() {
+                    let _ = tx.send(result);
+                }
+            }
+        }
+        tracing::debug!(
+            group = group_id,
+            generation = group.generation_id,
+            members = group.members.len(),
+            "rebalance joined"
+        );
+    }
+
+    fn join_result_locked(&self, group: &Group, member_id: &str) -> JoinResult {
+        let leader = group.leader.clone().unwrap_or_default();
+        let protocol = group.protocol_name.clone();
+        let members = if leader == member_id {
+            group
+                .members
+                .iter()
+                .map(|(id, m)| {
+                    let meta = m
+                        .protocols
+                        .iter()
+                        .find(|p| Some(&p.0) == protocol.as_ref())
+                        .map(|p| p.1.clone())
+                        .unwrap_or_default();
+                    (id.clone(), m.group_instance_id.clone(), meta)
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        JoinResult {
+            error: ErrorCode::None,
+            generation_id: group.generation_id,
+            protocol_name: protocol,
+            protocol_type: group.protocol_type.clone(),
+            leader,
+            member_id: member_id.to_string(),
+            members,
+        }
+    }
+
+    /// Handles a SyncGroup; the leader's assignments are handed out exactly as sent.
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        assignments: Vec<(String, Bytes)>,
+    ) -> (ErrorCode, Bytes) {
+        let rx = {
+            let mut groups = lock(&self.groups);
+            let Some(group) = groups.get_mut(group_id) else {
+                return (ErrorCode::UnknownMemberId, Bytes::new());
+            };
+            if !group.members.contains_key(member_id) {
+                return (ErrorCode::UnknownMemberId, Bytes::new());
+            }
+            if generation != group.generation_id {
+                return (ErrorCode::IllegalGeneration, Bytes::new());
+            }
+            match group.state {
+                GroupState::PreparingRebalance | GroupState::Empty => {
+                    return (ErrorCode::RebalanceInProgress, Bytes::new());
+                }
+                GroupState::Stable => {
+                    let a = group
+                        .members
+                        .get(member_id)
+                        .map(|m| m.assignment.clone())
+                        .unwrap_or_default();
+                    return (ErrorCode::None, a);
+                }
+                GroupState::CompletingRebalance => {}
+            }
+            let (tx, rx) = oneshot::channel();
+            if let Some(m) = group.members.get_mut(member_id) {
+                m.sync_waiter = Some(tx);
+                m.last_heartbeat = Instant::now();
+            }
+            if group.leader.as_deref() == Some(member_id) {
+                let given: HashMap<String, Bytes> = assignments.into_iter().collect();
+                for (id, m) in group.members.iter_mut() {
+                    m.assignment = given.get(id).cloned().unwrap_or_default();
+                }
+                group.state = GroupState::Stable;
+                for m in group.members.values_mut() {
+                    if let Some(tx) = m.sync_waiter.take() {
+                        let _ = tx.send((ErrorCode::None, m.assignment.clone()));
+                    }
+                }
+            }
+            rx
+        };
+        rx.await
+            .unwrap_or((ErrorCode::RebalanceInProgress, Bytes::new()))
+    }
+
+    /// Handles a Heartbeat.
+    pub fn heartbeat(
+        self: &Arc<Self>,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+    ) -> ErrorCode {
+        let mut groups = lock(&self.groups);
+        let Some(group) = groups.get_mut(group_id) else {
+            return ErrorCode::UnknownMemberId;
+        };
+        let Some(m) = group.members.get_mut(member_id) else {
+            return ErrorCode::UnknownMemberId;
+        };
+        m.last_heartbeat = Instant::now();
+        if group.state == GroupState::PreparingRebalance {
+            return ErrorCode::RebalanceInProgress;
+        }
+        if generation != group.generation_id {
+            return ErrorCode::IllegalGeneration;
+        }
+        ErrorCode::None
+    }
+
+    /// Handles a LeaveGroup of some members; returns a code per member.
+    pub fn leave(self: &Arc<Self>, group_id: &str, members: &[String]) -> Vec<ErrorCode> {
+        let mut groups = lock(&self.groups);
+        let Some(group) = groups.get_mut(group_id) else {
+            return members.iter().map(|_| ErrorCode::UnknownMemberId).collect();
+        };
+        let codes = members
+            .iter()
+            .map(|id| match group.members.remove(id) {
+                Some(m) => {
+                    if let Some(tx) = m.join_waiter {
+                        let _ = tx.send(JoinResult::error(ErrorCode::UnknownMemberId, id));
+                    }
+                    ErrorCode::None
+                }
+                None => ErrorCode::UnknownMemberId,
+            })
+            .collect();
+        self.after_membership_change(group_id, group);
+        codes
+    }
+
+    fn after_membership_change(self: &Arc<Self>, group_id: &str, group: &mut Group) {
+        if group.members.is_empty() {
+            group.state = GroupState::Empty;
+            group.leader = None;
+            group.generation_id += 1;
+            return;
+        }
+        match group.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.prepare_rebalance_locked(group_id, group)
+            }
+            GroupState::PreparingRebalance => self.try_complete_join_locked(group_id, group, false),
+            GroupState::Empty => {}
+        }
+    }
+
+    /// Removes members whose session expired; called periodically.
+    pub fn expire_sessions(self: &Arc<Self>) {
+        let mut groups = lock(&self.groups);
+        let now = Instant::now();
+        for (id, group) in groups.iter_mut() {
+            group
+                .pending
+                .retain(|_, t| now.duration_since(*t) < Duration::from_secs(300));
+            // Members waiting in JoinGroup during a rebalance are alive.
+            let expired: Vec<String> = group
+                .members
+                .iter()
+                .filter(|(_, m)| {
+                    m.join_waiter.is_none()
+                        && now.duration_since(m.last_heartbeat) > m.session_timeout
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            if expired.is_empty() {
+                continue;
+            }
+            for e in &expired {
+                tracing::info!(group = %id, member = %e, "member session expired");
+                group.members.remove(e);
+            }
+            self.after_membership_change(id, group);
+        }
+    }
+
+    /// Checks that a commit comes from a current member (or is a standalone commit).
+    pub fn validate_commit(&self, group_id: &str, generation: i32, member_id: &str) -> ErrorCode {
+        let groups = lock(&self.groups);
+        let group = groups.get(group_id);
+        if generation < 0 && member_id.is_empty() {
+            return match group {
+                Some(g) if !g.members.is_empty() => ErrorCode::IllegalGeneration,
+                _ => ErrorCode::None,
+            };
+        }
+        let Some(group) = group else {
+            return ErrorCode::IllegalGeneration;
+        };
+        if !group.members.contains_key(member_id) {
+            return ErrorCode::UnknownMemberId;
+        }
+        if generation != group.generation_id {
+            return ErrorCode::IllegalGeneration;
+        }
+        if group.state == GroupState::PreparingRebalance {
+            return ErrorCode::RebalanceInProgress;
+        }
+        ErrorCode::None
+    }
+
+    /// Appends commits to `__consumer_offsets` as one batch, waits until durable, then updates
+    /// the cache.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        commits: Vec<((String, i32), CommittedOffset)>,
+    ) -> Result<(), ErrorCode> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let topic = self
+            .broker
+            .topic(OFFSETS_TOPIC)
+            .ok_or(ErrorCode::CoordinatorLoadInProgress)?;
+        let partition = topic
+            .partition(self.partition_for(group_id))
+            .ok_or(ErrorCode::CoordinatorLoadInProgress)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let encoded: Vec<(Vec<u8>, Vec<u8>)> = commits
+            .iter()
+            .map(|((t, p), c)| (encode_key(group_id, t, *p), encode_value(c, now)))
+            .collect();
+        let records: Vec<batch::KeyValue<'_>> = encoded
+            .iter()
+            .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice())))
+            .collect();
+        let bytes = batch::build(Offset(0), now, &records);
+        let info = partition
+            .log
+            .append(BytesMut::from(bytes.as_slice()), LeaderEpoch(0))
+            .map_err(|e| ErrorCode::from(&e))?;
+        info.completion
+            .until(Stage::Durable)
+            .await
+            .map_err(|e| ErrorCode::from(&e))?;
+        let mut offsets = lock(&self.offsets);
+        for ((t, p), c) in commits {
+            offsets.insert((group_id.to_string(), t, p), c);
+        }
+        Ok(())
+    }
+
+    /// The committed offset of a partition.
+    pub fn committed(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Option<CommittedOffset> {
+        lock(&self.offsets)
+            .get(&(group_id.to_string(), topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// Every committed partition of a group.
+    pub fn committed_all(&self, group_id: &str) -> Vec<(String, i32, CommittedOffset)> {
+        lock(&self.offsets)
+            .iter()
+            .filter(|((g, _, _), _)| g == group_id)
+            .map(|((_, t, p), c)| (t.clone(), *p, c.clone()))
+            .collect()
+    }
+
+    /// Group ids known (with members or committed offsets), with state and protocol type.
+    pub fn list(&self) -> Vec<(String, GroupState, String)> {
+        let groups = lock(&self.groups);
+        let mut out: BTreeMap<String, (GroupState, String)> = groups
+            .iter()
+            .map(|(id, g)| {
+                (
+                    id.clone(),
+                    (g.state, g.protocol_type.clone().unwrap_or_default()),
+                )
+            })
+            .collect();
+        for (g, _, _) in lock(&self.offsets).keys() {
+            out.entry(g.clone())
+                .or_insert((GroupState::Empty, "consumer".into()));
+        }
+        out.into_iter().map(|(id, (s, t))| (id, s, t)).collect()
+    }
+
+    /// A description of a group: state, protocol type and name, members
+    /// (id, instance id, client id, metadata, assignment).
+    #[expect(
+        clippy::type_complexity,
+        reason = "a plain tuple mirrors the wire fields"
+    )]
+    pub fn describe(
+        &self,
+        group_id: &str,
+    ) -> (
+        GroupState,
+        String,
+        String,
+        Vec<(String, Option<String>, String, Bytes, Bytes)>,
+    ) {
+        let groups = lock(&self.groups);
+        match groups.get(group_id) {
+            None => (GroupState::Empty, String::new(), String::new(), vec![]),
+            Some(g) => (
+                g.state,
+                g.protocol_type.clone().unwrap_or_default(),
+                g.protocol_name.clone().unwrap_or_default(),
+                g.members
+                    .iter()
+                    .map(|(id, m)| {
+                        let meta = m
+                            .protocols
+                            .iter()
+                            .find(|p| Some(&p.0) == g.protocol_name.as_ref())
+                            .map(|p| p.1.clone())
+                            .unwrap_or_default();
+                        (
+                            id.clone(),
+                            m.group_instance_id.clone(),
+                            m.client_id.clone(),
+                            meta,
+                            m.assignment.clone(),
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Deletes an empty group and its committed offsets (tombstones in `__consumer_offsets`).
+    pub async fn delete(&self, group_id: &str) -> ErrorCode {
+        {
+            let mut groups = lock(&self.groups);
+            if let Some(g) = groups.get(group_id) {
+                if !g.members.is_empty() {
+                    return ErrorCode::NonEmptyGroup;
+                }
+                groups.remove(group_id);
+            } else if self.committed_all(group_id).is_empty() {
+                return ErrorCode::GroupIdNotFound;
+            }
+        }
+        let keys: Vec<(String, i32)> = self
+            .committed_all(group_id)
+            .into_iter()
+            .map(|(t, p, _)| (t, p))
+            .collect();
+        if keys.is_empty() {
+            return ErrorCode::None;
+        }
+        let Some(partition) = self
+            .broker
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(self.partition_for(group_id)))
+        else {
+            return ErrorCode::CoordinatorLoadInProgress;
+        };
+        let encoded: Vec<Vec<u8>> = keys
+            .iter()
+            .map(|(t, p)| encode_key(group_id, t, *p))
+            .collect();
+        let records: Vec<batch::KeyValue<'_>> =
+            encoded.iter().map(|k| (Some(k.as_slice()), None)).collect();
+        let bytes = batch::build(Offset(0), 0, &records);
+        let appended = partition
+            .log
+            .append(BytesMut::from(bytes.as_slice()), LeaderEpoch(0));
+        match appended {
+            Ok(info) => {
+                if let Err(e) = info.completion.until(Stage::Durable).await {
+                    return ErrorCode::from(&e);
+                }
+            }
+            Err(e) => return ErrorCode::from(&e),
+        }
+        let mut offsets = lock(&self.offsets);
+        for (t, p) in keys {
+            offsets.remove(&(group_id.to_string(), t, p));
+        }
+        ErrorCode::None
+    }
+
+    /// Consumer lag per committed partition: (group, topic, partition, high watermark - offset).
+    pub fn lags(&self, broker: &Broker) -> Vec<(String, String, i32, i64)> {
+        lock(&self.offsets)
+            .iter()
+            .filter_map(|((g, t, p), c)| {
+                let hw = broker.topic(t)?.partition(*p)?.high_watermark().0;
+                Some((g.clone(), t.clone(), *p, (hw - c.offset).max(0)))
+            })
+            .collect()
+    }
+}
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    buf.put_i16(s.len() as i16);
+    buf.put_slice(s.as_bytes());
+}
+
+fn get_str(buf: &mut &[u8]) -> Option<String> {
+    if buf.remaining() < 2 {
+        return None;
+    }
+    let len = buf.get_i16();
+    if len < 0 {
+        return Some(String::new());
+    }
+    let len = len as usize;
+    if buf.remaining() < len {
+        return None;
+    }
+    let s = String::from_utf8(buf[..len].to_vec()).ok()?;
+    buf.advance(len);
+    Some(s)
+}
+
+/// Kafka's OffsetCommitKey v1: group, topic, partition.
+fn encode_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(8 + group.len() + topic.len());
+    b.put_i16(1);
+    put_str(&mut b, group);
+    put_str(&mut b, topic);
+    b.put_i32(partition);
+    b
+}
+
+fn decode_key(mut b: &[u8]) -> Option<OffsetKey> {
+    if b.remaining() < 2 || b.get_i16() > 1 {
+        return None; // versions 2+ are group metadata, not offsets
+    }
+    let group = get_str(&mut b)?;
+    let topic = get_str(&mut b)?;
+    if b.remaining() < 4 {
+        return None;
+    }
+    Some((group, topic, b.get_i32()))
+}
+
+/// Kafka's OffsetCommitValue v3: offset, leader epoch, metadata, commit timestamp.
+fn encode_value(c: &CommittedOffset, now: i64) -> Vec<u8> {
+    let meta = c.metadata.clone().unwrap_or_default();
+    let mut b = Vec::with_capacity(26 + meta.len());
+    b.put_i16(3);
+    b.put_i64(c.offset);
+    b.put_i32(c.leader_epoch);
+    put_str(&mut b, &meta);
+    b.put_i64(now);
+    b
+}
+
+fn decode_value(mut b: &[u8]) -> Option<CommittedOffset> {
+    if b.remaining() < 2 || b.get_i16() != 3 || b.remaining() < 12 {
+        return None;
+    }
+    let offset = b.get_i64();
+    let leader_epoch = b.get_i32();
+    let metadata = get_str(&mut b)?;
+    Some(CommittedOffset {
+        offset,
+        leader_epoch,
+        metadata: Some(metadata),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_records_round_trip() {
+        let k = encode_key("g", "t", 3);
+        assert_eq!(decode_key(&k), Some(("g".into(), "t".into(), 3)));
+        let c = CommittedOffset {
+            offset: 42,
+            leader_epoch: 1,
+            metadata: Some("meta".into()),
+        };
+        assert_eq!(decode_value(&encode_value(&c, 5)), Some(c));
+    }
+}

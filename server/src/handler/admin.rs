@@ -1,0 +1,430 @@
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
+//! AlterConfigs, IncrementalAlterConfigs, DescribeCluster, DeleteRecords.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::alter_configs_request::AlterConfigsRequest;
+use kafka_protocol::messages::alter_configs_response::{
+    AlterConfigsResourceResponse, AlterConfigsResponse,
+};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
+use kafka_protocol::messages::create_partitions_response::{
+    CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
+use kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
+};
+use kafka_protocol::messages::delete_records_request::DeleteRecordsRequest;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
+use kafka_protocol::messages::describe_cluster_response::{
+    DescribeClusterBroker, DescribeClusterResponse,
+};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+};
+use kafka_protocol::messages::incremental_alter_configs_request::IncrementalAlterConfigsRequest;
+use kafka_protocol::messages::incremental_alter_configs_response::{
+    AlterConfigsResourceResponse as IncrementalResult, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::messages::{BrokerId, TopicName};
+use strata_engine::{LogError, Offset};
+
+use super::{Context, s};
+use crate::broker::AdminError;
+use crate::config::describe_log_config;
+use crate::error_code::ErrorCode;
+
+/// ConfigResource type of topics.
+const RESOURCE_TOPIC: i8 = 2;
+/// ConfigResource type of brokers.
+const RESOURCE_BROKER: i8 = 4;
+
+fn code_message(r: Result<(), AdminError>) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+    match r {
+        Ok(()) => (0, None),
+        Err(e) => (e.code().code(), Some(s(&e.to_string()))),
+    }
+}
+
+/// CreateTopics.
+pub fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopicsResponse {
+    let broker = &ctx.broker;
+    let topics = r
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.as_str().to_string();
+            let partitions = if t.num_partitions == -1 {
+                broker.config.num_partitions
+            } else {
+                t.num_partitions
+            };
+            let rf = if t.replication_factor == -1 {
+                broker.config.default_replication_factor
+            } else {
+                t.replication_factor
+            };
+            let configs: BTreeMap<String, String> = t
+                .configs
+                .iter()
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.as_str().to_string(), v.as_str().to_string()))
+                })
+                .collect();
+            let mut result = msg!(CreatableTopicResult {
+                name: t.name.clone(),
+                num_partitions: partitions,
+                replication_factor: rf,
+            });
+            let outcome = if rf != 1 {
+                Err(AdminError::Kafka {
+                    code: ErrorCode::InvalidReplicationFactor,
+                    message: format!(
+                        "replication factor {rf} is larger than the 1 available broker"
+                    ),
+                })
+            } else if !t.assignments.is_empty() {
+                Err(AdminError::Kafka {
+                    code: ErrorCode::InvalidRequest,
+                    message: "manual replica assignment is not supported".into(),
+                })
+            } else if r.validate_only {
+                broker.log_config(&configs).map(|_| ())
+            } else {
+                broker
+                    .create_topic(&name, partitions, configs.clone())
+                    .map(|topic| {
+                        result.topic_id = topic.id;
+                    })
+            };
+            let (code, message) = code_message(outcome);
+            result.error_code = code;
+            result.error_message = message;
+            if code == 0
+                && let Some(topic) = broker.topic(&name)
+            {
+                let config = topic
+                    .config
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                result.configs = Some(
+                    describe_log_config(&config)
+                        .into_iter()
+                        .map(|(k, v)| {
+                            msg!(CreatableTopicConfigs {
+                                name: s(k),
+                                value: Some(s(&v)),
+                                config_source: if configs.contains_key(k) { 1 } else { 5 },
+                            })
+                        })
+                        .collect(),
+                );
+            }
+            result
+        })
+        .collect();
+    msg!(CreateTopicsResponse { topics })
+}
+
+/// DeleteTopics (by name, or by id from v6).
+pub fn delete_topics(ctx: &Context, r: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
+        r.topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.as_ref().map(|n| n.0.as_str().to_string()),
+                    t.topic_id,
+                )
+            })
+            .collect()
+    } else {
+        r.topic_names
+            .iter()
+            .map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil()))
+            .collect()
+    };
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let name = name.or_else(|| ctx.broker.topic_by_id(id).map(|t| t.name.clone()));
+            let (code, message) = match &name {
+                Some(n) => code_message(ctx.broker.delete_topic(n)),
+                None => (ErrorCode::UnknownTopicId.code(), None),
+            };
+            msg!(DeletableTopicResult {
+                name: name.map(|n| TopicName(s(&n))),
+                topic_id: id,
+                error_code: code,
+                error_message: message,
+            })
+        })
+        .collect();
+    msg!(DeleteTopicsResponse { responses })
+}
+
+/// CreatePartitions.
+pub fn create_partitions(ctx: &Context, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let results = r
+        .topics
+        .into_iter()
+        .map(|t| {
+            let outcome = if r.validate_only {
+                Ok(())
+            } else {
+                ctx.broker.create_partitions(t.name.0.as_str(), t.count)
+            };
+            let (code, message) = code_message(outcome);
+            msg!(CreatePartitionsTopicResult {
+                name: t.name,
+                error_code: code,
+                error_message: message,
+            })
+        })
+        .collect();
+    msg!(CreatePartitionsResponse { results })
+}
+
+/// DescribeConfigs of topics (and of this broker's topic defaults).
+pub fn describe_configs(ctx: &Context, r: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let results = r
+        .resources
+        .into_iter()
+        .map(|res| {
+            let name = res.resource_name.as_str().to_string();
+            let wanted = |k: &str| {
+                res.configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|x| x.as_str() == k))
+            };
+            let (code, configs) = match res.resource_type {
+                RESOURCE_TOPIC => match ctx.broker.topic(&name) {
+                    None => (ErrorCode::UnknownTopicOrPartition, vec![]),
+                    Some(t) => {
+                        let config = t.config.read().unwrap_or_else(|p| p.into_inner()).clone();
+                        let overrides = t
+                            .overrides
+                            .read()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .clone();
+                        (
+                            ErrorCode::None,
+                            describe_log_config(&config)
+                                .into_iter()
+                                .filter(|(k, _)| wanted(k))
+                                .map(|(k, v)| {
+                                    msg!(DescribeConfigsResourceResult {
+                                        name: s(k),
+                                        value: Some(s(&v)),
+                                        read_only: false,
+                                        // 1: topic override, 5: default.
+                                        config_source: if overrides.contains_key(k) {
+                                            1
+                                        } else {
+                                            5
+                                        },
+                                    })
+                                })
+                                .collect(),
+                        )
+                    }
+                },
+                RESOURCE_BROKER => (
+                    ErrorCode::None,
+                    describe_log_config(&ctx.broker.config.log_defaults)
+                        .into_iter()
+                        .filter(|(k, _)| wanted(k))
+                        .map(|(k, v)| {
+                            msg!(DescribeConfigsResourceResult {
+                                name: s(&format!("log.{k}")),
+                                value: Some(s(&v)),
+                                read_only: true,
+                                config_source: 5,
+                            })
+                        })
+                        .collect(),
+                ),
+                _ => (ErrorCode::InvalidRequest, vec![]),
+            };
+            msg!(DescribeConfigsResult {
+                error_code: code.code(),
+                resource_type: res.resource_type,
+                resource_name: res.resource_name,
+                configs,
+            })
+        })
+        .collect();
+    msg!(DescribeConfigsResponse { results })
+}
+
+/// AlterConfigs: replaces a topic's overrides.
+pub fn alter_configs(ctx: &Context, r: AlterConfigsRequest) -> AlterConfigsResponse {
+    let responses = r
+        .resources
+        .into_iter()
+        .map(|res| {
+            let outcome = if res.resource_type != RESOURCE_TOPIC {
+                Err(AdminError::Kafka {
+                    code: ErrorCode::InvalidRequest,
+                    message: "only topic configs can be altered".into(),
+                })
+            } else {
+                let changes = res
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name.as_str().to_string(),
+                            c.value.as_ref().map(|v| v.as_str().to_string()),
+                        )
+                    })
+                    .collect();
+                ctx.broker.alter_topic_config(
+                    res.resource_name.as_str(),
+                    changes,
+                    false,
+                    r.validate_only,
+                )
+            };
+            let (code, message) = code_message(outcome);
+            msg!(AlterConfigsResourceResponse {
+                error_code: code,
+                error_message: message,
+                resource_type: res.resource_type,
+                resource_name: res.resource_name,
+            })
+        })
+        .collect();
+    msg!(AlterConfigsResponse { responses })
+}
+
+/// IncrementalAlterConfigs: SET (0) and DELETE (1) on topic overrides.
+pub fn incremental_alter_configs(
+    ctx: &Context,
+    r: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let responses = r
+        .resources
+        .into_iter()
+        .map(|res| {
+            let outcome = if res.resource_type != RESOURCE_TOPIC {
+                Err(AdminError::Kafka {
+                    code: ErrorCode::InvalidRequest,
+                    message: "only topic configs can be altered".into(),
+                })
+            } else if res
+                .configs
+                .iter()
+                .any(|c| !matches!(c.config_operation, 0 | 1))
+            {
+                Err(AdminError::Kafka {
+                    code: ErrorCode::InvalidRequest,
+                    message: "only SET and DELETE operations are supported".into(),
+                })
+            } else {
+                let changes = res
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        let value = if c.config_operation == 1 {
+                            None
+                        } else {
+                            c.value.as_ref().map(|v| v.as_str().to_string())
+                        };
+                        (c.name.as_str().to_string(), value)
+                    })
+                    .collect();
+                ctx.broker.alter_topic_config(
+                    res.resource_name.as_str(),
+                    changes,
+                    true,
+                    r.validate_only,
+                )
+            };
+            let (code, message) = code_message(outcome);
+            msg!(IncrementalResult {
+                error_code: code,
+                error_message: message,
+                resource_type: res.resource_type,
+                resource_name: res.resource_name,
+            })
+        })
+        .collect();
+    msg!(IncrementalAlterConfigsResponse { responses })
+}
+
+/// DescribeCluster: this broker.
+pub fn describe_cluster(ctx: &Context) -> DescribeClusterResponse {
+    let (host, port) = &ctx.broker.config.advertised;
+    msg!(DescribeClusterResponse {
+        error_code: 0,
+        endpoint_type: 1,
+        cluster_id: s(&ctx.broker.config.cluster_id),
+        controller_id: BrokerId(ctx.broker.config.node_id),
+        brokers: vec![msg!(DescribeClusterBroker {
+            broker_id: BrokerId(ctx.broker.config.node_id),
+            host: s(host),
+            port: i32::from(*port),
+            rack: ctx.broker.config.rack.as_deref().map(s),
+            is_fenced: false,
+        })],
+        cluster_authorized_operations: -2147483648,
+    })
+}
+
+/// DeleteRecords: moves log start offsets (-1 means the high watermark).
+pub fn delete_records(ctx: &Context, r: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let topics = r
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = ctx.broker.topic(t.name.0.as_str());
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let mut out = msg!(DeleteRecordsPartitionResult {
+                        partition_index: p.partition_index,
+                        low_watermark: -1,
+                    });
+                    let Some(partition) =
+                        topic.as_ref().and_then(|t| t.partition(p.partition_index))
+                    else {
+                        out.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                        return out;
+                    };
+                    let hw = partition.high_watermark();
+                    let target = if p.offset == -1 { hw } else { Offset(p.offset) };
+                    if target > hw || target.0 < 0 {
+                        out.error_code = ErrorCode::OffsetOutOfRange.code();
+                        return out;
+                    }
+                    match partition.log.delete_records_before(target) {
+                        Ok(start) => out.low_watermark = start.0,
+                        Err(e @ LogError::OffsetOutOfRange { .. }) => {
+                            out.error_code = ErrorCode::from(&e).code()
+                        }
+                        Err(e) => out.error_code = ErrorCode::from(&e).code(),
+                    }
+                    out
+                })
+                .collect();
+            msg!(DeleteRecordsTopicResult {
+                name: t.name,
+                partitions,
+            })
+        })
+        .collect();
+    msg!(DeleteRecordsResponse { topics })
+}

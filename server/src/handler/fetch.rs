@@ -1,0 +1,226 @@
+//! Fetch (long-polling), ListOffsets and OffsetForLeaderEpoch.
+//!
+//! Fetch returns whole batches below the high watermark, starting with the batch that holds the
+//! fetch offset, within the partition and response byte limits (the first partition with data
+//! always gets at least one batch, KIP-74). With too little data it waits, woken by appends,
+//! until `min_bytes` are there or `max_wait_ms` passes.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::fetch_request::FetchRequest;
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderEpochRequest;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
+};
+use strata_engine::{LeaderEpoch, LogError, Offset, ReadLimits};
+
+use super::{Context, s};
+use crate::error_code::ErrorCode;
+
+fn build(ctx: &Context, r: &FetchRequest, version: i16) -> (FetchResponse, usize) {
+    let mut remaining = usize::try_from(r.max_bytes).unwrap_or(0).max(1);
+    let mut total = 0usize;
+    let mut topics = Vec::with_capacity(r.topics.len());
+    for ft in &r.topics {
+        let topic = if version >= 13 {
+            ctx.broker.topic_by_id(ft.topic_id)
+        } else {
+            ctx.broker.topic(ft.topic.0.as_str())
+        };
+        let mut partitions = Vec::with_capacity(ft.partitions.len());
+        for fp in &ft.partitions {
+            let mut pd = msg!(PartitionData {
+                partition_index: fp.partition,
+                high_watermark: -1,
+                last_stable_offset: -1,
+                log_start_offset: -1,
+                preferred_read_replica: (-1).into(),
+                records: Some(Bytes::new()),
+            });
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
+                pd.error_code = if version >= 13 && topic.is_none() {
+                    ErrorCode::UnknownTopicId
+                } else {
+                    ErrorCode::UnknownTopicOrPartition
+                }
+                .code();
+                partitions.push(pd);
+                continue;
+            };
+            let hw = partition.high_watermark();
+            pd.high_watermark = hw.0;
+            pd.last_stable_offset = hw.0;
+            pd.log_start_offset = partition.log.log_start_offset().0;
+            let limits = ReadLimits {
+                max_bytes: usize::try_from(fp.partition_max_bytes)
+                    .unwrap_or(0)
+                    .min(remaining),
+                max_offset: Some(hw),
+                min_one_batch: total == 0,
+            };
+            match partition.log.read(Offset(fp.fetch_offset), limits) {
+                Ok(read) => {
+                    if let Some(slice) = read.slice {
+                        match slice.read_to_vec() {
+                            Ok(bytes) => {
+                                total += bytes.len();
+                                remaining = remaining.saturating_sub(bytes.len());
+                                ctx.metrics.bytes_out.inc_by(bytes.len() as u64);
+                                pd.records = Some(Bytes::from(bytes));
+                            }
+                            Err(e) => {
+                                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "reading the log");
+                                pd.error_code = ErrorCode::KafkaStorageError.code();
+                            }
+                        }
+                    }
+                }
+                Err(LogError::OffsetOutOfRange { .. }) => {
+                    pd.error_code = ErrorCode::OffsetOutOfRange.code()
+                }
+                Err(e) => pd.error_code = ErrorCode::from(&e).code(),
+            }
+            partitions.push(pd);
+        }
+        topics.push(msg!(FetchableTopicResponse {
+            topic: ft.topic.clone(),
+            topic_id: ft.topic_id,
+            partitions,
+        }));
+    }
+    (
+        msg!(FetchResponse {
+            error_code: ErrorCode::None.code(),
+            session_id: 0,
+            responses: topics,
+        }),
+        total,
+    )
+}
+
+/// Handles Fetch, long-polling.
+pub async fn handle(ctx: &std::sync::Arc<Context>, r: FetchRequest, version: i16) -> FetchResponse {
+    let wait = Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0));
+    let deadline = tokio::time::Instant::now() + wait;
+    let min_bytes = usize::try_from(r.min_bytes).unwrap_or(0);
+    let mut appends = ctx.broker.appends.subscribe();
+    loop {
+        appends.borrow_and_update();
+        let (response, bytes) = build(ctx, &r, version);
+        let errors = response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.error_code != 0);
+        if bytes >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline {
+            return response;
+        }
+        if tokio::time::timeout_at(deadline, appends.changed())
+            .await
+            .is_err()
+        {
+            return build(ctx, &r, version).0;
+        }
+    }
+}
+
+/// Handles ListOffsets: -1 latest (high watermark), -2 earliest, or the first offset at or
+/// after a timestamp.
+pub fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> ListOffsetsResponse {
+    let topics = r
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = ctx.broker.topic(t.name.0.as_str());
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let mut out = msg!(ListOffsetsPartitionResponse {
+                        partition_index: p.partition_index,
+                        timestamp: -1,
+                        offset: -1,
+                        leader_epoch: 0,
+                    });
+                    let Some(partition) =
+                        topic.as_ref().and_then(|t| t.partition(p.partition_index))
+                    else {
+                        out.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                        return out;
+                    };
+                    match p.timestamp {
+                        -1 => out.offset = partition.high_watermark().0,
+                        -2 => out.offset = partition.log.log_start_offset().0,
+                        ts if ts >= 0 => match partition.log.offset_for_timestamp(ts) {
+                            Ok(Some((o, found_ts))) if o < partition.high_watermark() => {
+                                out.offset = o.0;
+                                out.timestamp = found_ts;
+                            }
+                            Ok(_) => {}
+                            Err(e) => out.error_code = ErrorCode::from(&e).code(),
+                        },
+                        _ => out.error_code = ErrorCode::InvalidRequest.code(),
+                    }
+                    out
+                })
+                .collect();
+            msg!(ListOffsetsTopicResponse {
+                name: t.name,
+                partitions,
+            })
+        })
+        .collect();
+    msg!(ListOffsetsResponse { topics })
+}
+
+/// Handles OffsetForLeaderEpoch from the leader epoch cache.
+pub fn offset_for_leader_epoch(
+    ctx: &Context,
+    r: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let topics = r
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = ctx.broker.topic(t.topic.0.as_str());
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let mut out = msg!(EpochEndOffset {
+                        partition: p.partition,
+                        leader_epoch: -1,
+                        end_offset: -1,
+                    });
+                    match topic.as_ref().and_then(|t| t.partition(p.partition)) {
+                        None => out.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                        Some(partition) => {
+                            if let Some((epoch, end)) = partition
+                                .log
+                                .end_offset_for_epoch(LeaderEpoch(p.leader_epoch))
+                            {
+                                out.leader_epoch = epoch.0;
+                                out.end_offset = end.0;
+                            }
+                        }
+                    }
+                    out
+                })
+                .collect();
+            msg!(OffsetForLeaderTopicResult {
+                topic: TopicName(s(t.topic.0.as_str())),
+                partitions,
+            })
+        })
+        .collect();
+    msg!(OffsetForLeaderEpochResponse { topics })
+}

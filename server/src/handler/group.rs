@@ -1,0 +1,444 @@
+//! Group APIs on the wire: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups. The state machine lives
+//! in `crate::group`.
+
+use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
+use kafka_protocol::messages::delete_groups_response::{
+    DeletableGroupResult, DeleteGroupsResponse,
+};
+use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
+use kafka_protocol::messages::describe_groups_response::{
+    DescribeGroupsResponse, DescribedGroup, DescribedGroupMember,
+};
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
+use kafka_protocol::messages::heartbeat_response::HeartbeatResponse;
+use kafka_protocol::messages::join_group_request::JoinGroupRequest;
+use kafka_protocol::messages::join_group_response::{JoinGroupResponse, JoinGroupResponseMember};
+use kafka_protocol::messages::leave_group_request::LeaveGroupRequest;
+use kafka_protocol::messages::leave_group_response::{LeaveGroupResponse, MemberResponse};
+use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
+use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition,
+    OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequest;
+use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
+use kafka_protocol::messages::{BrokerId, GroupId, TopicName};
+
+use super::{Context, s};
+use crate::error_code::ErrorCode;
+use crate::group::{CommittedOffset, JoinRequest};
+
+/// Largest offset metadata string accepted (Kafka's offset.metadata.max.bytes).
+const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
+/// FindCoordinator: this broker coordinates every group.
+pub fn find_coordinator(
+    ctx: &Context,
+    r: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let (host, port) = &ctx.broker.config.advertised;
+    let node = BrokerId(ctx.broker.config.node_id);
+    let transactional = r.key_type == 1;
+    let error = if transactional {
+        ErrorCode::TransactionalIdAuthorizationFailed
+    } else {
+        ErrorCode::None
+    };
+    if version >= 4 {
+        msg!(FindCoordinatorResponse {
+            coordinators: r
+                .coordinator_keys
+                .into_iter()
+                .map(|key| msg!(Coordinator {
+                    key,
+                    node_id: node,
+                    host: s(host),
+                    port: i32::from(*port),
+                    error_code: error.code(),
+                }))
+                .collect(),
+        })
+    } else {
+        msg!(FindCoordinatorResponse {
+            error_code: error.code(),
+            node_id: node,
+            host: s(host),
+            port: i32::from(*port),
+        })
+    }
+}
+
+/// JoinGroup.
+pub async fn join_group(
+    ctx: &std::sync::Arc<Context>,
+    r: JoinGroupRequest,
+    version: i16,
+    client_id: &str,
+) -> JoinGroupResponse {
+    let req = JoinRequest {
+        group_id: r.group_id.0.as_str().to_string(),
+        member_id: r.member_id.as_str().to_string(),
+        group_instance_id: r.group_instance_id.as_ref().map(|g| g.as_str().to_string()),
+        client_id: client_id.to_string(),
+        session_timeout_ms: r.session_timeout_ms,
+        rebalance_timeout_ms: if version == 0 {
+            r.session_timeout_ms
+        } else {
+            r.rebalance_timeout_ms
+        },
+        protocol_type: r.protocol_type.as_str().to_string(),
+        protocols: r
+            .protocols
+            .iter()
+            .map(|p| (p.name.as_str().to_string(), p.metadata.clone()))
+            .collect(),
+        requires_known_member_id: version >= 4,
+    };
+    let res = ctx.groups.join(req).await;
+    msg!(JoinGroupResponse {
+        error_code: res.error.code(),
+        generation_id: res.generation_id,
+        protocol_type: res.protocol_type.as_deref().map(s),
+        protocol_name: Some(s(res.protocol_name.as_deref().unwrap_or(""))),
+        leader: s(&res.leader),
+        member_id: s(&res.member_id),
+        members: res
+            .members
+            .into_iter()
+            .map(|(id, instance, metadata)| msg!(JoinGroupResponseMember {
+                member_id: s(&id),
+                group_instance_id: instance.as_deref().map(s),
+                metadata,
+            }))
+            .collect(),
+    })
+}
+
+/// SyncGroup.
+pub async fn sync_group(ctx: &Context, r: SyncGroupRequest) -> SyncGroupResponse {
+    let assignments = r
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.as_str().to_string(), a.assignment.clone()))
+        .collect();
+    let (code, assignment) = ctx
+        .groups
+        .sync(
+            r.group_id.0.as_str(),
+            r.generation_id,
+            r.member_id.as_str(),
+            assignments,
+        )
+        .await;
+    let (_, protocol_type, protocol_name, _) = ctx.groups.describe(r.group_id.0.as_str());
+    msg!(SyncGroupResponse {
+        error_code: code.code(),
+        protocol_type: Some(s(&protocol_type)),
+        protocol_name: Some(s(&protocol_name)),
+        assignment,
+    })
+}
+
+/// Heartbeat.
+pub fn heartbeat(ctx: &std::sync::Arc<Context>, r: HeartbeatRequest) -> HeartbeatResponse {
+    msg!(HeartbeatResponse {
+        error_code: ctx
+            .groups
+            .heartbeat(r.group_id.0.as_str(), r.generation_id, r.member_id.as_str())
+            .code(),
+    })
+}
+
+/// LeaveGroup (one member before v3, a batch from v3).
+pub fn leave_group(
+    ctx: &std::sync::Arc<Context>,
+    r: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
+    let group = r.group_id.0.as_str();
+    if version < 3 {
+        let codes = ctx.groups.leave(group, &[r.member_id.as_str().to_string()]);
+        return msg!(LeaveGroupResponse {
+            error_code: codes.first().copied().unwrap_or(ErrorCode::None).code(),
+        });
+    }
+    let ids: Vec<String> = r
+        .members
+        .iter()
+        .map(|m| m.member_id.as_str().to_string())
+        .collect();
+    let codes = ctx.groups.leave(group, &ids);
+    msg!(LeaveGroupResponse {
+        error_code: 0,
+        members: r
+            .members
+            .into_iter()
+            .zip(codes)
+            .map(|(m, c)| msg!(MemberResponse {
+                member_id: m.member_id,
+                group_instance_id: m.group_instance_id,
+                error_code: c.code(),
+            }))
+            .collect(),
+    })
+}
+
+/// OffsetCommit: validated against the group's generation, appended durably.
+pub async fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group = r.group_id.0.as_str().to_string();
+    let check = ctx.groups.validate_commit(
+        &group,
+        r.generation_id_or_member_epoch,
+        r.member_id.as_str(),
+    );
+    let mut commits = Vec::new();
+    let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
+    for t in &r.topics {
+        let name = t.name.0.as_str().to_string();
+        let topic = ctx.broker.topic(&name);
+        let mut partitions = Vec::new();
+        for p in &t.partitions {
+            let code = if check != ErrorCode::None {
+                check
+            } else if topic
+                .as_ref()
+                .and_then(|t| t.partition(p.partition_index))
+                .is_none()
+            {
+                ErrorCode::UnknownTopicOrPartition
+            } else if p
+                .committed_metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES)
+            {
+                ErrorCode::OffsetMetadataTooLarge
+            } else {
+                commits.push((
+                    (name.clone(), p.partition_index),
+                    CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.as_str().to_string()),
+                    },
+                ));
+                ErrorCode::None
+            };
+            partitions.push(msg!(OffsetCommitResponsePartition {
+                partition_index: p.partition_index,
+                error_code: code.code(),
+            }));
+        }
+        topics.push(msg!(OffsetCommitResponseTopic {
+            name: t.name.clone(),
+            topic_id: t.topic_id,
+            partitions,
+        }));
+    }
+    if let Err(code) = ctx.groups.commit(&group, commits).await {
+        for t in &mut topics {
+            for p in &mut t.partitions {
+                if p.error_code == 0 {
+                    p.error_code = code.code();
+                }
+            }
+        }
+    }
+    msg!(OffsetCommitResponse { topics })
+}
+
+/// Committed offsets of one topic: (partition, offset if committed).
+type TopicOffsets = (TopicName, Vec<(i32, Option<CommittedOffset>)>);
+
+fn fetch_one(
+    ctx: &Context,
+    group: &str,
+    topics: Option<Vec<(TopicName, Vec<i32>)>>,
+) -> Vec<TopicOffsets> {
+    match topics {
+        Some(list) => list
+            .into_iter()
+            .map(|(name, parts)| {
+                let n = name.0.as_str().to_string();
+                let ps = parts
+                    .into_iter()
+                    .map(|p| (p, ctx.groups.committed(group, &n, p)))
+                    .collect();
+                (name, ps)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: std::collections::BTreeMap<
+                String,
+                Vec<(i32, Option<CommittedOffset>)>,
+            > = Default::default();
+            for (t, p, c) in ctx.groups.committed_all(group) {
+                by_topic.entry(t).or_default().push((p, Some(c)));
+            }
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| (TopicName(s(&t)), ps))
+                .collect()
+        }
+    }
+}
+
+/// OffsetFetch (one group before v8, several from v8).
+pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = r
+            .groups
+            .into_iter()
+            .map(|g| {
+                let wanted = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name, t.partition_indexes))
+                        .collect()
+                });
+                let found = fetch_one(ctx, g.group_id.0.as_str(), wanted);
+                msg!(OffsetFetchResponseGroup {
+                    group_id: g.group_id,
+                    topics: found
+                        .into_iter()
+                        .map(|(name, ps)| msg!(OffsetFetchResponseTopics {
+                            name,
+                            partitions: ps
+                                .into_iter()
+                                .map(|(p, c)| msg!(OffsetFetchResponsePartitions {
+                                    partition_index: p,
+                                    committed_offset: c.as_ref().map_or(-1, |c| c.offset),
+                                    committed_leader_epoch: c
+                                        .as_ref()
+                                        .map_or(-1, |c| c.leader_epoch),
+                                    metadata: Some(s(c
+                                        .as_ref()
+                                        .and_then(|c| c.metadata.as_deref())
+                                        .unwrap_or(""))),
+                                    error_code: 0,
+                                }))
+                                .collect(),
+                        }))
+                        .collect(),
+                    error_code: 0,
+                })
+            })
+            .collect();
+        return msg!(OffsetFetchResponse { groups });
+    }
+    let wanted = r.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name, t.partition_indexes))
+            .collect()
+    });
+    let found = fetch_one(ctx, r.group_id.0.as_str(), wanted);
+    msg!(OffsetFetchResponse {
+        topics: found
+            .into_iter()
+            .map(|(name, ps)| msg!(OffsetFetchResponseTopic {
+                name,
+                partitions: ps
+                    .into_iter()
+                    .map(|(p, c)| msg!(OffsetFetchResponsePartition {
+                        partition_index: p,
+                        committed_offset: c.as_ref().map_or(-1, |c| c.offset),
+                        committed_leader_epoch: c.as_ref().map_or(-1, |c| c.leader_epoch),
+                        metadata: Some(s(c
+                            .as_ref()
+                            .and_then(|c| c.metadata.as_deref())
+                            .unwrap_or(""))),
+                        error_code: 0,
+                    }))
+                    .collect(),
+            }))
+            .collect(),
+        error_code: 0,
+    })
+}
+
+/// DescribeGroups.
+pub fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let groups = r
+        .groups
+        .into_iter()
+        .map(|g| {
+            let (state, protocol_type, protocol_name, members) = ctx.groups.describe(g.0.as_str());
+            msg!(DescribedGroup {
+                error_code: 0,
+                group_id: g,
+                group_state: s(
+                    if members.is_empty() && state == crate::group::GroupState::Empty {
+                        "Empty"
+                    } else {
+                        state.name()
+                    }
+                ),
+                protocol_type: s(&protocol_type),
+                protocol_data: s(&protocol_name),
+                members: members
+                    .into_iter()
+                    .map(
+                        |(id, instance, client, meta, assignment)| msg!(DescribedGroupMember {
+                            member_id: s(&id),
+                            group_instance_id: instance.as_deref().map(s),
+                            client_id: s(&client),
+                            client_host: s(""),
+                            member_metadata: meta,
+                            member_assignment: assignment,
+                        })
+                    )
+                    .collect(),
+                authorized_operations: -2147483648,
+            })
+        })
+        .collect();
+    msg!(DescribeGroupsResponse { groups })
+}
+
+/// ListGroups, with the state filter of v4+.
+pub fn list_groups(ctx: &Context, r: ListGroupsRequest) -> ListGroupsResponse {
+    let groups = ctx
+        .groups
+        .list()
+        .into_iter()
+        .filter(|(_, state, _)| {
+            r.states_filter.is_empty()
+                || r.states_filter
+                    .iter()
+                    .any(|f| f.as_str().eq_ignore_ascii_case(state.name()))
+        })
+        .map(|(id, state, protocol_type)| {
+            msg!(ListedGroup {
+                group_id: GroupId(s(&id)),
+                protocol_type: s(&protocol_type),
+                group_state: s(state.name()),
+                group_type: s("classic"),
+            })
+        })
+        .collect();
+    msg!(ListGroupsResponse { groups })
+}
+
+/// DeleteGroups.
+pub async fn delete_groups(ctx: &Context, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::new();
+    for g in r.groups_names {
+        let code = ctx.groups.delete(g.0.as_str()).await;
+        results.push(msg!(DeletableGroupResult {
+            group_id: g,
+            error_code: code.code(),
+        }));
+    }
+    msg!(DeleteGroupsResponse { results })
+}

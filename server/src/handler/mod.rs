@@ -1,0 +1,149 @@
+//! Request handlers: one module per area, each turning a decoded request into engine calls and
+//! a response. `supported_versions` is the single table of what this broker implements; the
+//! ApiVersions response is built from it, so what is advertised is exactly what is handled.
+
+pub mod admin;
+pub mod api_versions;
+pub mod fetch;
+pub mod group;
+pub mod metadata;
+pub mod produce;
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+use crate::group::GroupCoordinator;
+use crate::metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub struct Context {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// The group coordinator.
+    pub groups: Arc<GroupCoordinator>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The versions this broker implements, per API: `(min, max)`, or `None` if not implemented.
+/// Produce advertises a minimum of 0 because librdkafka refuses brokers that do not, but
+/// versions 0-2 (message formats v0/v1) are not decoded: such requests close the connection.
+pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    Some(match key {
+        ApiKey::Produce => (3, 11),
+        ApiKey::Fetch => (4, 16),
+        ApiKey::ListOffsets => (1, 9),
+        ApiKey::Metadata => (0, 12),
+        ApiKey::OffsetCommit => (2, 9),
+        ApiKey::OffsetFetch => (1, 9),
+        ApiKey::FindCoordinator => (0, 6),
+        ApiKey::JoinGroup => (0, 9),
+        ApiKey::Heartbeat => (0, 4),
+        ApiKey::LeaveGroup => (0, 5),
+        ApiKey::SyncGroup => (0, 5),
+        ApiKey::DescribeGroups => (0, 5),
+        ApiKey::ListGroups => (0, 5),
+        ApiKey::ApiVersions => (0, 4),
+        ApiKey::CreateTopics => (2, 7),
+        ApiKey::DeleteTopics => (1, 6),
+        ApiKey::DeleteRecords => (0, 2),
+        ApiKey::InitProducerId => (0, 5),
+        ApiKey::OffsetForLeaderEpoch => (2, 4),
+        ApiKey::DescribeConfigs => (1, 4),
+        ApiKey::AlterConfigs => (0, 2),
+        ApiKey::CreatePartitions => (0, 3),
+        ApiKey::DeleteGroups => (0, 2),
+        ApiKey::IncrementalAlterConfigs => (0, 1),
+        ApiKey::DescribeCluster => (0, 1),
+        _ => return None,
+    })
+}
+
+/// The advertised range: as supported, except Produce whose minimum is advertised as 0.
+pub fn advertised_versions(key: ApiKey) -> Option<(i16, i16)> {
+    supported_versions(key).map(|(min, max)| {
+        if key == ApiKey::Produce {
+            (0, max)
+        } else {
+            (min, max)
+        }
+    })
+}
+
+/// A `StrBytes` from a `&str`.
+pub fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// Dispatches a decoded request. `None`: send no response (acks=0).
+pub async fn handle(
+    ctx: &Arc<Context>,
+    header: &RequestHeader,
+    request: RequestKind,
+) -> Option<ResponseKind> {
+    let v = header.request_api_version;
+    Some(match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, v)),
+        RequestKind::Produce(r) => {
+            return produce::handle(ctx, r, v).await.map(ResponseKind::Produce);
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r, v).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(fetch::list_offsets(ctx, r)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(fetch::offset_for_leader_epoch(ctx, r))
+        }
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(admin::create_topics(ctx, r)),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(admin::delete_topics(ctx, r, v)),
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(ctx, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(admin::describe_configs(ctx, r))
+        }
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(admin::alter_configs(ctx, r)),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(ctx, r))
+        }
+        RequestKind::DescribeCluster(_) => {
+            ResponseKind::DescribeCluster(admin::describe_cluster(ctx))
+        }
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(ctx, r)),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(produce::init_producer_id(ctx, r))
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(group::find_coordinator(ctx, r, v))
+        }
+        RequestKind::JoinGroup(r) => {
+            let client = header
+                .client_id
+                .as_ref()
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default();
+            ResponseKind::JoinGroup(group::join_group(ctx, r, v, &client).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(group::sync_group(ctx, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group::heartbeat(ctx, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(group::leave_group(ctx, r, v)),
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(group::offset_commit(ctx, r).await)
+        }
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(group::offset_fetch(ctx, r, v)),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(group::describe_groups(ctx, r))
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(group::list_groups(ctx, r)),
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(group::delete_groups(ctx, r).await)
+        }
+        other => {
+            tracing::warn!(request = ?std::mem::discriminant(&other), "request of an API that is not advertised");
+            return None;
+        }
+    })
+}

@@ -1,0 +1,174 @@
+//! Produce and InitProducerId.
+//!
+//! acks=0 gets no response; acks=1 and acks=all are answered once the batch is durable under the
+//! topic's flush policy (after fdatasync for the default `always`), or written for `os` and
+//! `interval`. On a single broker the ISR is this broker, so acks=all and acks=1 wait for the
+//! same thing. A request that waits longer than its `timeout_ms` gets REQUEST_TIMED_OUT.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::ProducerId;
+use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
+use kafka_protocol::messages::produce_request::ProduceRequest;
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use strata_engine::{FlushPolicy, Stage};
+
+use super::{Context, s};
+use crate::error_code::ErrorCode;
+use crate::topic::AppendOutcome;
+
+fn error(index: i32, code: ErrorCode, message: Option<String>) -> PartitionProduceResponse {
+    msg!(PartitionProduceResponse {
+        index,
+        error_code: code.code(),
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+        error_message: message.map(|m| s(&m)),
+    })
+}
+
+/// Handles Produce. `None` for acks=0.
+pub async fn handle(
+    ctx: &std::sync::Arc<Context>,
+    r: ProduceRequest,
+    _version: i16,
+) -> Option<ProduceResponse> {
+    let acks = r.acks;
+    let timeout = Duration::from_millis(u64::try_from(r.timeout_ms).unwrap_or(0).max(1));
+    let mut topics = Vec::with_capacity(r.topic_data.len());
+    let mut waits = Vec::new();
+    for td in r.topic_data {
+        let topic = if td.name.0.is_empty() {
+            ctx.broker.topic_by_id(td.topic_id)
+        } else {
+            ctx.broker.topic(td.name.0.as_str())
+        };
+        let mut partitions = Vec::with_capacity(td.partition_data.len());
+        for pd in td.partition_data {
+            let index = pd.index;
+            if !(-1..=1).contains(&acks) {
+                partitions.push(error(index, ErrorCode::InvalidRequiredAcks, None));
+                continue;
+            }
+            if r.transactional_id.is_some() {
+                partitions.push(error(
+                    index,
+                    ErrorCode::TransactionalIdAuthorizationFailed,
+                    Some("transactions are not supported".into()),
+                ));
+                continue;
+            }
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(index)) else {
+                partitions.push(error(index, ErrorCode::UnknownTopicOrPartition, None));
+                continue;
+            };
+            let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
+                partitions.push(error(
+                    index,
+                    ErrorCode::CorruptMessage,
+                    Some("no records".into()),
+                ));
+                continue;
+            };
+            ctx.metrics.bytes_in.inc_by(records.len() as u64);
+            match partition.append(BytesMut::from(&records[..])) {
+                Ok(AppendOutcome::Appended(info)) => {
+                    let stage = match partition.log.flush_policy() {
+                        FlushPolicy::Always => Stage::Durable,
+                        _ => Stage::Written,
+                    };
+                    let c = info.completion.clone();
+                    let broker = ctx.broker.clone();
+                    // Fetches wait for the high watermark, which moves when the batch is durable.
+                    tokio::spawn(async move {
+                        let _ = c.until(stage).await;
+                        broker.notify_append();
+                    });
+                    waits.push((partitions.len(), topics.len(), info.completion.until(stage)));
+                    partitions.push(msg!(PartitionProduceResponse {
+                        index,
+                        error_code: ErrorCode::None.code(),
+                        base_offset: info.first_offset.0,
+                        log_append_time_ms: -1,
+                        log_start_offset: partition.log.log_start_offset().0,
+                    }));
+                }
+                Ok(AppendOutcome::Duplicate(offset)) => {
+                    partitions.push(msg!(PartitionProduceResponse {
+                        index,
+                        error_code: ErrorCode::None.code(),
+                        base_offset: offset.0,
+                        log_append_time_ms: -1,
+                        log_start_offset: partition.log.log_start_offset().0,
+                    }))
+                }
+                Err((code, message)) => partitions.push(error(index, code, Some(message))),
+            }
+        }
+        topics.push(msg!(TopicProduceResponse {
+            name: td.name,
+            topic_id: td.topic_id,
+            partition_responses: partitions,
+        }));
+    }
+    if acks == 0 {
+        return None;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    for (p, t, wait) in waits {
+        let code = match tokio::time::timeout_at(deadline, wait).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some((ErrorCode::from(&e), e.to_string())),
+            Err(_) => Some((
+                ErrorCode::RequestTimedOut,
+                "not durable within timeout_ms".to_string(),
+            )),
+        };
+        if let Some((code, message)) = code
+            && let Some(resp) = topics
+                .get_mut(t)
+                .and_then(|t| t.partition_responses.get_mut(p))
+        {
+            *resp = error(resp.index, code, Some(message));
+        }
+    }
+    Some(msg!(ProduceResponse { responses: topics }))
+}
+
+/// Handles InitProducerId for idempotent producers (transactions are not supported).
+pub fn init_producer_id(ctx: &Context, r: InitProducerIdRequest) -> InitProducerIdResponse {
+    let failed = |code: ErrorCode| {
+        msg!(InitProducerIdResponse {
+            error_code: code.code(),
+            producer_id: ProducerId(-1),
+            producer_epoch: -1,
+        })
+    };
+    if r.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
+        return failed(ErrorCode::TransactionalIdAuthorizationFailed);
+    }
+    // KIP-360: a producer that asks with its current id gets the next epoch of it.
+    if r.producer_id.0 >= 0 && r.producer_epoch >= 0 && r.producer_epoch < i16::MAX - 1 {
+        return msg!(InitProducerIdResponse {
+            error_code: ErrorCode::None.code(),
+            producer_id: r.producer_id,
+            producer_epoch: r.producer_epoch + 1,
+        });
+    }
+    match ctx.broker.allocate_producer_id() {
+        Ok(id) => msg!(InitProducerIdResponse {
+            error_code: ErrorCode::None.code(),
+            producer_id: ProducerId(id),
+            producer_epoch: 0,
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "allocating a producer id");
+            failed(ErrorCode::UnknownServerError)
+        }
+    }
+}

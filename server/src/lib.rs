@@ -1,0 +1,29 @@
+//! # strata-server
+//!
+//! The `strata` broker: the Kafka wire protocol over Tokio, request handlers that drive the
+//! storage engine, the group coordinator with offsets in `__consumer_offsets`, configuration with
+//! Kafka's property names, and a Prometheus metrics endpoint.
+#![deny(missing_docs)]
+
+/// Builds a protocol message (the crate's structs are `#[non_exhaustive]`): starts from
+/// `Default` and sets the named fields. `msg!(Type { a: 1, b })`.
+#[macro_export]
+macro_rules! msg {
+    ($t:path { $($f:ident $(: $v:expr)?),* $(,)? }) => {{
+        let mut m = <$t>::default();
+        $( $crate::msg!(@set m $f $(: $v)?); )*
+        m
+    }};
+    (@set $m:ident $f:ident : $v:expr) => { $m.$f = $v; };
+    (@set $m:ident $f:ident) => { $m.$f = $f; };
+}
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod error_code;
+pub mod group;
+pub mod handler;
+pub mod metrics;
+pub mod server;
+pub mod topic;

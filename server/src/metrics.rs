@@ -1,0 +1,249 @@
+//! Prometheus metrics: request rates and latencies per API, bytes in and out, malformed
+//! requests; and, computed at scrape time, log end offsets and high watermarks per partition,
+//! fsyncs and batches per fsync, and consumer lag per group and partition. Served as text at
+//! `GET /metrics` on `metrics.listen`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::broker::Broker;
+
+/// Label of per-API metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    /// API name, e.g. `Produce`.
+    pub api: String,
+}
+
+/// Label of per-partition metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    /// Topic.
+    pub topic: String,
+    /// Partition index.
+    pub partition: String,
+}
+
+/// Label of consumer lag.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabel {
+    /// Group id.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition index.
+    pub partition: String,
+}
+
+fn histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+}
+
+/// The broker's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<ApiLabel, Counter>,
+    latency: Family<ApiLabel, Histogram, fn() -> Histogram>,
+    /// Record bytes received in Produce requests.
+    pub bytes_in: Counter,
+    /// Record bytes sent in Fetch responses.
+    pub bytes_out: Counter,
+    /// Frames closed as malformed, oversized or unsupported.
+    pub malformed_requests: Counter,
+    log_end_offset: Family<PartitionLabel, Gauge>,
+    high_watermark: Family<PartitionLabel, Gauge>,
+    fsyncs: Gauge,
+    batches_synced: Gauge,
+    batches_per_fsync: Gauge<f64, std::sync::atomic::AtomicU64>,
+    consumer_lag: Family<LagLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("strata");
+        let requests = Family::<ApiLabel, Counter>::default();
+        let latency = Family::<ApiLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            histogram as fn() -> Histogram,
+        );
+        let m = Metrics {
+            requests,
+            latency,
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            malformed_requests: Counter::default(),
+            log_end_offset: Family::default(),
+            high_watermark: Family::default(),
+            fsyncs: Gauge::default(),
+            batches_synced: Gauge::default(),
+            batches_per_fsync: Gauge::default(),
+            consumer_lag: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "Requests handled, by API", m.requests.clone());
+        registry.register(
+            "request_latency_seconds",
+            "Request handling time, by API",
+            m.latency.clone(),
+        );
+        registry.register("bytes_in", "Record bytes produced", m.bytes_in.clone());
+        registry.register("bytes_out", "Record bytes fetched", m.bytes_out.clone());
+        registry.register(
+            "malformed_requests",
+            "Connections closed for malformed, oversized or unsupported frames",
+            m.malformed_requests.clone(),
+        );
+        registry.register(
+            "log_end_offset",
+            "Log end offset, by partition",
+            m.log_end_offset.clone(),
+        );
+        registry.register(
+            "high_watermark",
+            "High watermark, by partition",
+            m.high_watermark.clone(),
+        );
+        registry.register(
+            "fsyncs",
+            "fdatasync calls of the commit pipeline",
+            m.fsyncs.clone(),
+        );
+        registry.register(
+            "batches_synced",
+            "Record batches made durable by fdatasync",
+            m.batches_synced.clone(),
+        );
+        registry.register(
+            "batches_per_fsync",
+            "Record batches made durable per fdatasync",
+            m.batches_per_fsync.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "High watermark minus committed offset, by group and partition",
+            m.consumer_lag.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Counts a handled request and its latency.
+    pub fn observe_request(&self, api: ApiKey, elapsed: Duration) {
+        let label = ApiLabel {
+            api: format!("{api:?}"),
+        };
+        self.requests.get_or_create(&label).inc();
+        self.latency
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Refreshes the scrape-time values and encodes everything as Prometheus text.
+    pub fn render(&self, broker: &Broker, lags: Vec<(String, String, i32, i64)>) -> String {
+        for t in broker.topics() {
+            for p in t
+                .partitions
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                let l = PartitionLabel {
+                    topic: t.name.clone(),
+                    partition: p.index.to_string(),
+                };
+                self.log_end_offset
+                    .get_or_create(&l)
+                    .set(p.log.log_end_offset().0);
+                self.high_watermark
+                    .get_or_create(&l)
+                    .set(p.high_watermark().0);
+            }
+        }
+        let stats = broker.pipeline_stats();
+        self.fsyncs
+            .set(stats.fsyncs.load(std::sync::atomic::Ordering::Relaxed) as i64);
+        self.batches_synced.set(
+            stats
+                .batches_synced
+                .load(std::sync::atomic::Ordering::Relaxed) as i64,
+        );
+        self.batches_per_fsync.set(stats.batches_per_fsync());
+        self.consumer_lag.clear();
+        for (group, topic, partition, lag) in lags {
+            self.consumer_lag
+                .get_or_create(&LagLabel {
+                    group,
+                    topic,
+                    partition: partition.to_string(),
+                })
+                .set(lag);
+        }
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics` until shutdown.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ctx: Arc<crate::handler::Context>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+        };
+        let Ok((mut stream, _)) = accepted else {
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            while n < buf.len() {
+                match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf[n..])).await
+                {
+                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => return,
+                    Ok(Ok(k)) => n += k,
+                }
+                if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if request.starts_with("GET /metrics") {
+                (
+                    "200 OK",
+                    ctx.metrics
+                        .render(&ctx.broker, ctx.groups.lags(&ctx.broker)),
+                )
+            } else {
+                ("404 Not Found", "try GET /metrics\n".to_string())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}

@@ -1,0 +1,111 @@
+//! The broker process: listeners, background tasks (session expiry, retention), and graceful
+//! shutdown (stop accepting, let in-flight requests finish, flush, close logs cleanly).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
+use crate::handler::Context;
+use crate::metrics::Metrics;
+
+/// Runs a broker until SIGTERM or SIGINT.
+pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listener)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the Kafka listener {}: {e}", config.listener))?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding metrics.listen {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
+    let groups = GroupCoordinator::load(broker.clone())?;
+    let ctx = Arc::new(Context {
+        broker: broker.clone(),
+        groups: groups.clone(),
+        metrics: Arc::new(Metrics::new()),
+    });
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    tracing::info!(
+        listener = %broker.config.listener,
+        node_id = broker.config.node_id,
+        data = ?broker.config.log_dir,
+        "strata broker ready"
+    );
+    println!("strata: listening on {}", broker.config.listener);
+    if let Some(l) = metrics_listener {
+        tracing::info!(addr = ?l.local_addr().ok(), "metrics endpoint at /metrics");
+        tokio::spawn(crate::metrics::serve(l, ctx.clone(), shutdown_rx.clone()));
+    }
+    // Session expiry and retention.
+    {
+        let groups = groups.clone();
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => groups.expire_sessions(),
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                }
+            }
+        });
+    }
+    {
+        let broker = broker.clone();
+        let mut stop = shutdown_rx.clone();
+        let every = Duration::from_millis(broker.config.retention_check_interval_ms);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let b = broker.clone();
+                        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+                        let _ = tokio::task::spawn_blocking(move || b.run_cleanup(now)).await;
+                    }
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                }
+            }
+        });
+    }
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                match accepted {
+                    Ok((stream, _)) => {
+                        connections.spawn(crate::connection::serve(ctx.clone(), stream, shutdown_rx.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    drop(listener);
+    // Connections finish the request they are handling, then stop reading.
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    tokio::task::spawn_blocking(move || broker.shutdown()).await?;
+    Ok(())
+}
