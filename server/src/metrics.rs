@@ -60,6 +60,8 @@ pub struct Metrics {
     pub bytes_out: Counter,
     /// Frames closed as malformed, oversized or unsupported.
     pub malformed_requests: Counter,
+    /// Produced batches recognised as retries of stored ones (idempotent producer).
+    pub duplicate_batches: Counter,
     log_end_offset: Family<PartitionLabel, Gauge>,
     high_watermark: Family<PartitionLabel, Gauge>,
     fsyncs: Gauge,
@@ -88,6 +90,7 @@ impl Metrics {
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             malformed_requests: Counter::default(),
+            duplicate_batches: Counter::default(),
             log_end_offset: Family::default(),
             high_watermark: Family::default(),
             fsyncs: Gauge::default(),
@@ -101,6 +104,11 @@ impl Metrics {
             "request_latency_seconds",
             "Request handling time, by API",
             m.latency.clone(),
+        );
+        registry.register(
+            "duplicate_batches",
+            "Produced batches acknowledged as retries of stored ones",
+            m.duplicate_batches.clone(),
         );
         registry.register("bytes_in", "Record bytes produced", m.bytes_in.clone());
         registry.register("bytes_out", "Record bytes fetched", m.bytes_out.clone());

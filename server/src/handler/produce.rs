@@ -99,6 +99,7 @@ pub async fn handle(
                     }));
                 }
                 Ok(AppendOutcome::Duplicate(offset)) => {
+                    ctx.metrics.duplicate_batches.inc();
                     partitions.push(msg!(PartitionProduceResponse {
                         index,
                         error_code: ErrorCode::None.code(),

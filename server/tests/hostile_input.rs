@@ -1,0 +1,375 @@
+//! Hostile and malformed input against the real binary, over raw TCP: oversized, negative,
+//! truncated and garbage frames, unknown API keys and versions, unknown topics and partitions,
+//! corrupt batches, and a client that stops reading. Each gets an error code or a closed
+//! connection; the broker never dies, other connections keep working, and nothing already
+//! written is lost.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::Broker;
+use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use kafka_protocol::messages::produce_request::{
+    PartitionProduceData, ProduceRequest, TopicProduceData,
+};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader, ResponseKind, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use strata_engine::{Offset, batch};
+
+fn connect(b: &Broker) -> TcpStream {
+    let s = TcpStream::connect(b.bootstrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn frame<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, req: &R) -> Vec<u8> {
+    let mut body = BytesMut::new();
+    let mut header = RequestHeader::default();
+    header.request_api_key = key as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(StrBytes::from_static_str("hostile-test"));
+    header
+        .encode(&mut body, key.request_header_version(version))
+        .unwrap();
+    req.encode(&mut body, version).unwrap();
+    let mut out = (body.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+fn read_response(s: &mut TcpStream, key: ApiKey, version: i16) -> Option<(i32, ResponseKind)> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).ok()?;
+    let mut b = Bytes::from(buf);
+    let h = ResponseHeader::decode(&mut b, key.response_header_version(version)).unwrap();
+    Some((
+        h.correlation_id,
+        ResponseKind::decode(key, &mut b, version).unwrap(),
+    ))
+}
+
+fn call<R: Encodable>(s: &mut TcpStream, key: ApiKey, version: i16, req: &R) -> ResponseKind {
+    s.write_all(&frame(key, version, 7, req)).unwrap();
+    let (cid, resp) = read_response(s, key, version).expect("a response");
+    assert_eq!(cid, 7);
+    resp
+}
+
+/// Whether the broker closed the connection (EOF) rather than answering.
+fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0))
+        || matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
+fn records(values: &[&str]) -> Bytes {
+    let recs: Vec<batch::KeyValue<'_>> =
+        values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
+    Bytes::from(batch::build(Offset(0), 1_700_000_000_000, &recs))
+}
+
+fn produce(topic: &str, parts: Vec<(i32, Bytes)>) -> ProduceRequest {
+    let mut td = TopicProduceData::default();
+    td.name = TopicName(StrBytes::from_string(topic.into()));
+    td.partition_data = parts
+        .into_iter()
+        .map(|(i, r)| {
+            let mut p = PartitionProduceData::default();
+            p.index = i;
+            p.records = Some(r);
+            p
+        })
+        .collect();
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 10_000;
+    req.topic_data = vec![td];
+    req
+}
+
+fn metadata(topic: &str) -> MetadataRequest {
+    let mut t = MetadataRequestTopic::default();
+    t.name = Some(TopicName(StrBytes::from_string(topic.into())));
+    let mut r = MetadataRequest::default();
+    r.topics = Some(vec![t]);
+    r.allow_auto_topic_creation = true;
+    r
+}
+
+fn produce_codes(resp: ResponseKind) -> Vec<(i32, i16, i64)> {
+    let ResponseKind::Produce(p) = resp else {
+        panic!("not a produce response")
+    };
+    p.responses[0]
+        .partition_responses
+        .iter()
+        .map(|r| (r.index, r.error_code, r.base_offset))
+        .collect()
+}
+
+fn fetch_req(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    let mut fp = FetchPartition::default();
+    fp.partition = partition;
+    fp.fetch_offset = offset;
+    fp.partition_max_bytes = 1 << 20;
+    let mut ft = FetchTopic::default();
+    ft.topic = TopicName(StrBytes::from_string(topic.into()));
+    ft.partitions = vec![fp];
+    let mut r = FetchRequest::default();
+    r.replica_id = (-1).into();
+    r.max_wait_ms = max_wait_ms;
+    r.min_bytes = 1;
+    r.max_bytes = 50 << 20;
+    r.topics = vec![ft];
+    r
+}
+
+/// Number of records readable from partition 0 of `topic`, through a fresh connection.
+fn count_records(b: &Broker, topic: &str) -> usize {
+    let mut s = connect(b);
+    let ResponseKind::Fetch(f) = call(&mut s, ApiKey::Fetch, 11, &fetch_req(topic, 0, 0, 0)) else {
+        panic!()
+    };
+    let bytes = f.responses[0].partitions[0]
+        .records
+        .clone()
+        .unwrap_or_default();
+    let mut n = 0;
+    for (pos, h) in
+        batch::validate_all(&bytes, batch::Origin::Replication, usize::MAX).unwrap_or_default()
+    {
+        n += batch::records(&bytes[pos..pos + h.size()]).unwrap().len();
+    }
+    n
+}
+
+fn setup() -> Broker {
+    let b = Broker::start(&[
+        "socket.request.max.bytes=1048576",
+        "auto.create.topics.enable=false",
+    ]);
+    let mut s = connect(&b);
+    let mut ct = kafka_protocol::messages::create_topics_request::CreatableTopic::default();
+    ct.name = TopicName(StrBytes::from_static_str("safe"));
+    ct.num_partitions = 2;
+    ct.replication_factor = 1;
+    let mut req = kafka_protocol::messages::create_topics_request::CreateTopicsRequest::default();
+    req.topics = vec![ct];
+    req.timeout_ms = 5000;
+    let ResponseKind::CreateTopics(r) = call(&mut s, ApiKey::CreateTopics, 5, &req) else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].error_code, 0);
+    let codes = produce_codes(call(
+        &mut s,
+        ApiKey::Produce,
+        9,
+        &produce("safe", vec![(0, records(&["a", "b", "c"]))]),
+    ));
+    assert_eq!(codes, vec![(0, 0, 0)]);
+    b
+}
+
+/// After each attack: the broker is alive, a new connection works, and the 3 records are there.
+fn still_serving(b: &mut Broker) {
+    assert!(b.is_running(), "the broker died");
+    assert_eq!(
+        count_records(b, "safe"),
+        3,
+        "records written before are intact"
+    );
+}
+
+#[test]
+fn oversized_and_negative_frames_close_only_that_connection() {
+    let mut b = setup();
+    let mut bystander = connect(&b);
+    for size in [2_000_000i32, i32::MAX, -5] {
+        let mut s = connect(&b);
+        s.write_all(&size.to_be_bytes()).unwrap();
+        assert!(closed(&mut s), "frame size {size} closes the connection");
+    }
+    // The bystander connection opened before is unaffected.
+    let resp = call(&mut bystander, ApiKey::Metadata, 9, &metadata("safe"));
+    let ResponseKind::Metadata(m) = resp else {
+        panic!()
+    };
+    assert_eq!(m.topics[0].error_code, 0);
+    still_serving(&mut b);
+}
+
+#[test]
+fn garbage_truncated_and_unknown_frames_are_refused() {
+    let mut b = setup();
+    // Garbage of a plausible size.
+    let mut s = connect(&b);
+    let mut g = 64i32.to_be_bytes().to_vec();
+    g.extend((0..64u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
+    s.write_all(&g).unwrap();
+    assert!(closed(&mut s));
+    // A header that is too short.
+    let mut s = connect(&b);
+    s.write_all(&[0, 0, 0, 3, 0, 18, 0]).unwrap();
+    assert!(closed(&mut s));
+    // A frame cut short by the client.
+    let mut s = connect(&b);
+    s.write_all(&[0, 0, 0, 100, 0, 18, 0, 3]).unwrap();
+    drop(s);
+    // An unknown API key.
+    let mut s = connect(&b);
+    let mut f = frame(ApiKey::ApiVersions, 0, 1, &ApiVersionsRequest::default());
+    f[4..6].copy_from_slice(&999i16.to_be_bytes());
+    s.write_all(&f).unwrap();
+    assert!(closed(&mut s));
+    // A valid header with a body that does not decode.
+    let mut s = connect(&b);
+    let mut f = frame(ApiKey::Metadata, 9, 1, &metadata("safe"));
+    f.truncate(f.len() - 3);
+    let len = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&len.to_be_bytes());
+    s.write_all(&f).unwrap();
+    assert!(closed(&mut s));
+    // Produce v2 (message format v1) is advertised from 0 for librdkafka but refused.
+    let mut s = connect(&b);
+    let f = frame(ApiKey::ApiVersions, 0, 1, &ApiVersionsRequest::default());
+    let mut f2 = f.clone();
+    f2[4..6].copy_from_slice(&0i16.to_be_bytes());
+    f2[6..8].copy_from_slice(&2i16.to_be_bytes());
+    s.write_all(&f2).unwrap();
+    assert!(closed(&mut s));
+    still_serving(&mut b);
+}
+
+#[test]
+fn api_versions_of_an_unknown_version_gets_the_kip_511_answer() {
+    let mut b = setup();
+    let mut s = connect(&b);
+    let mut f = frame(ApiKey::ApiVersions, 3, 42, &ApiVersionsRequest::default());
+    f[6..8].copy_from_slice(&99i16.to_be_bytes());
+    s.write_all(&f).unwrap();
+    let (cid, resp) = read_response(&mut s, ApiKey::ApiVersions, 0).unwrap();
+    assert_eq!(cid, 42);
+    let ResponseKind::ApiVersions(v) = resp else {
+        panic!()
+    };
+    assert_eq!(v.error_code, 35, "UNSUPPORTED_VERSION");
+    let av = v
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+        .unwrap();
+    assert!(av.max_version >= 3);
+    // And the connection still works at a supported version.
+    let ResponseKind::ApiVersions(v) = call(
+        &mut s,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    ) else {
+        panic!()
+    };
+    assert_eq!(v.error_code, 0);
+    let produce = v.api_keys.iter().find(|k| k.api_key == 0).unwrap();
+    assert_eq!(
+        produce.min_version, 0,
+        "Produce advertised from 0 for librdkafka"
+    );
+    still_serving(&mut b);
+}
+
+#[test]
+fn unknown_topics_partitions_and_corrupt_batches_get_error_codes() {
+    let mut b = setup();
+    let mut s = connect(&b);
+    let ResponseKind::Metadata(m) = call(&mut s, ApiKey::Metadata, 9, &metadata("nope")) else {
+        panic!()
+    };
+    assert_eq!(
+        m.topics[0].error_code, 3,
+        "UNKNOWN_TOPIC_OR_PARTITION with auto-create off"
+    );
+    // One good partition and one that does not exist, in one request.
+    let codes = produce_codes(call(
+        &mut s,
+        ApiKey::Produce,
+        9,
+        &produce("safe", vec![(1, records(&["x"])), (7, records(&["y"]))]),
+    ));
+    assert_eq!(codes[0], (1, 0, 0));
+    assert_eq!(codes[1].0, 7);
+    assert_eq!(codes[1].1, 3);
+    let codes = produce_codes(call(
+        &mut s,
+        ApiKey::Produce,
+        9,
+        &produce("nope", vec![(0, records(&["z"]))]),
+    ));
+    assert_eq!(codes[0].1, 3);
+    // A batch whose CRC does not match is refused and nothing of it is stored.
+    let mut bad = records(&["corrupt"]).to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    let codes = produce_codes(call(
+        &mut s,
+        ApiKey::Produce,
+        9,
+        &produce("safe", vec![(0, Bytes::from(bad))]),
+    ));
+    assert_eq!(codes[0].1, 2, "CORRUPT_MESSAGE");
+    // Fetch beyond the end: OFFSET_OUT_OF_RANGE.
+    let ResponseKind::Fetch(f) = call(&mut s, ApiKey::Fetch, 11, &fetch_req("safe", 0, 99, 0))
+    else {
+        panic!()
+    };
+    assert_eq!(f.responses[0].partitions[0].error_code, 1);
+    still_serving(&mut b);
+}
+
+#[test]
+fn a_client_that_stops_reading_does_not_stall_others() {
+    let mut b = setup();
+    // Fill partition 1 with ~4 MiB so fetch responses are large.
+    let mut s = connect(&b);
+    let big = "v".repeat(100_000);
+    for _ in 0..40 {
+        let codes = produce_codes(call(
+            &mut s,
+            ApiKey::Produce,
+            9,
+            &produce("safe", vec![(1, records(&[&big]))]),
+        ));
+        assert_eq!(codes[0].1, 0);
+    }
+    // The hostile client pipelines fetches and never reads a response.
+    let mut hog = connect(&b);
+    hog.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let req = frame(ApiKey::Fetch, 11, 1, &fetch_req("safe", 1, 0, 0));
+    for _ in 0..200 {
+        if hog.write_all(&req).is_err() {
+            break; // its send buffer is full: the broker stopped reading from it
+        }
+    }
+    // Everyone else carries on.
+    for i in 0..20 {
+        let mut other = connect(&b);
+        let codes = produce_codes(call(
+            &mut other,
+            ApiKey::Produce,
+            9,
+            &produce("safe", vec![(1, records(&[&format!("after-{i}")]))]),
+        ));
+        assert_eq!(codes[0].1, 0);
+    }
+    drop(hog);
+    still_serving(&mut b);
+}
