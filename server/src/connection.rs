@@ -9,12 +9,13 @@
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::handler::{self, Context};
+use crate::wire_out::{Part, SegmentedFrame};
 
 /// Why a connection was closed.
 #[derive(Debug, thiserror::Error)]
@@ -82,10 +83,10 @@ async fn run(ctx: &Arc<Context>, stream: &mut TcpStream) -> Result<(), Connectio
         }
         let mut frame = BytesMut::zeroed(size as usize);
         stream.read_exact(&mut frame).await?;
-        let Some(response) = handle_frame(ctx, frame.freeze()).await? else {
+        let Some(parts) = handle_frame(ctx, frame.freeze()).await? else {
             continue;
         };
-        stream.write_all(&response).await?;
+        crate::wire_out::write_parts(stream, parts).await?;
     }
 }
 
@@ -94,7 +95,7 @@ async fn run(ctx: &Arc<Context>, stream: &mut TcpStream) -> Result<(), Connectio
 pub async fn handle_frame(
     ctx: &Arc<Context>,
     mut frame: Bytes,
-) -> Result<Option<Bytes>, ConnectionError> {
+) -> Result<Option<Vec<Part>>, ConnectionError> {
     if frame.len() < 8 {
         ctx.metrics.malformed_requests.inc();
         return Err(ConnectionError::Malformed(format!(
@@ -114,7 +115,12 @@ pub async fn handle_frame(
     // UNSUPPORTED_VERSION and our ranges, so the client can retry with one we do.
     if api_key == ApiKey::ApiVersions && supported.is_some_and(|(_, max)| version > max) {
         let body = handler::api_versions::unsupported_response();
-        return Ok(Some(encode_response(correlation_id, 0, &body, 0)?));
+        return Ok(Some(vec![Part::Bytes(encode_response(
+            correlation_id,
+            0,
+            &body,
+            0,
+        )?)]));
     }
     let Some((min, max)) = supported.filter(|(min, max)| version >= *min && version <= *max) else {
         ctx.metrics.malformed_requests.inc();
@@ -139,16 +145,54 @@ pub async fn handle_frame(
     let started = std::time::Instant::now();
     let response = handler::handle(ctx, &header, request).await;
     ctx.metrics.observe_request(api_key, started.elapsed());
-    let Some(response) = response else {
+    let Some((response, files)) = response else {
         return Ok(None);
     };
     let response_header_version = api_key.response_header_version(version);
-    Ok(Some(encode_response(
+    if let (false, ResponseKind::Fetch(fetch)) = (files.is_empty(), &response) {
+        return encode_segmented(
+            correlation_id,
+            response_header_version,
+            fetch,
+            version,
+            files,
+        )
+        .map(Some);
+    }
+    Ok(Some(vec![Part::Bytes(encode_response(
         correlation_id,
         response_header_version,
         &response,
         version,
-    )?))
+    )?)]))
+}
+
+/// Encodes a Fetch response whose record fields are markers for `files`.
+fn encode_segmented(
+    correlation_id: i32,
+    header_version: i16,
+    fetch: &kafka_protocol::messages::fetch_response::FetchResponse,
+    version: i16,
+    files: Vec<strata_engine::FileSlice>,
+) -> Result<Vec<Part>, ConnectionError> {
+    let mut frame = SegmentedFrame::new(files);
+    frame.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut frame, header_version)
+        .map_err(|e| ConnectionError::Malformed(format!("encoding response header: {e}")))?;
+    fetch
+        .encode(&mut frame, version)
+        .map_err(|e| ConnectionError::Malformed(format!("encoding fetch response: {e}")))?;
+    let size = (frame.len() - 4) as i32;
+    if !frame.patch_prefix(0, &size.to_be_bytes()) {
+        return Err(ConnectionError::Malformed(
+            "could not frame the fetch response".into(),
+        ));
+    }
+    frame.finish().ok_or_else(|| {
+        ConnectionError::Malformed("fetch response markers did not match its file slices".into())
+    })
 }
 
 fn encode_response(

@@ -27,3 +27,4 @@ pub mod handler;
 pub mod metrics;
 pub mod server;
 pub mod topic;
+pub mod wire_out;

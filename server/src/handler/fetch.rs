@@ -21,12 +21,15 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderEp
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
 };
-use strata_engine::{LeaderEpoch, LogError, Offset, ReadLimits};
+use strata_engine::{FileSlice, LeaderEpoch, LogError, Offset, ReadLimits};
+
+use crate::wire_out::marker;
 
 use super::{Context, s};
 use crate::error_code::ErrorCode;
 
-fn build(ctx: &Context, r: &FetchRequest, version: i16) -> (FetchResponse, usize) {
+fn build(ctx: &Context, r: &FetchRequest, version: i16) -> (FetchResponse, usize, Vec<FileSlice>) {
+    let mut files = Vec::new();
     let mut remaining = usize::try_from(r.max_bytes).unwrap_or(0).max(1);
     let mut total = 0usize;
     let mut topics = Vec::with_capacity(r.topics.len());
@@ -70,12 +73,22 @@ fn build(ctx: &Context, r: &FetchRequest, version: i16) -> (FetchResponse, usize
             match partition.log.read(Offset(fp.fetch_offset), limits) {
                 Ok(read) => {
                     if let Some(slice) = read.slice {
-                        match slice.read_to_vec() {
-                            Ok(bytes) => {
-                                total += bytes.len();
-                                remaining = remaining.saturating_sub(bytes.len());
-                                ctx.metrics.bytes_out.inc_by(bytes.len() as u64);
-                                pd.records = Some(Bytes::from(bytes));
+                        let len = slice.len();
+                        // Zero-copy: a marker of the slice's length; the connection sends the
+                        // file range itself with sendfile.
+                        let records = match (slice.raw_fd(), marker(len)) {
+                            (Some(_), Some(m)) => {
+                                files.push(slice);
+                                Ok(m)
+                            }
+                            _ => slice.read_to_vec().map(Bytes::from),
+                        };
+                        match records {
+                            Ok(b) => {
+                                total += len;
+                                remaining = remaining.saturating_sub(len);
+                                ctx.metrics.bytes_out.inc_by(len as u64);
+                                pd.records = Some(b);
                             }
                             Err(e) => {
                                 tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "reading the log");
@@ -104,31 +117,37 @@ fn build(ctx: &Context, r: &FetchRequest, version: i16) -> (FetchResponse, usize
             responses: topics,
         }),
         total,
+        files,
     )
 }
 
 /// Handles Fetch, long-polling.
-pub async fn handle(ctx: &std::sync::Arc<Context>, r: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(
+    ctx: &std::sync::Arc<Context>,
+    r: FetchRequest,
+    version: i16,
+) -> (FetchResponse, Vec<FileSlice>) {
     let wait = Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0));
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = usize::try_from(r.min_bytes).unwrap_or(0);
     let mut appends = ctx.broker.appends.subscribe();
     loop {
         appends.borrow_and_update();
-        let (response, bytes) = build(ctx, &r, version);
+        let (response, bytes, files) = build(ctx, &r, version);
         let errors = response
             .responses
             .iter()
             .flat_map(|t| &t.partitions)
             .any(|p| p.error_code != 0);
         if bytes >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline {
-            return response;
+            return (response, files);
         }
         if tokio::time::timeout_at(deadline, appends.changed())
             .await
             .is_err()
         {
-            return build(ctx, &r, version).0;
+            let (response, _, files) = build(ctx, &r, version);
+            return (response, files);
         }
     }
 }

@@ -84,6 +84,22 @@ pub async fn handle(
     ctx: &Arc<Context>,
     header: &RequestHeader,
     request: RequestKind,
+) -> Option<Response> {
+    let v = header.request_api_version;
+    if let RequestKind::Fetch(r) = request {
+        let (resp, files) = fetch::handle(ctx, r, v).await;
+        return Some((ResponseKind::Fetch(resp), files));
+    }
+    Some((dispatch(ctx, header, request).await?, Vec::new()))
+}
+
+/// A response and the file slices its markers stand for (Fetch record bytes, sent zero-copy).
+pub type Response = (ResponseKind, Vec<strata_engine::FileSlice>);
+
+async fn dispatch(
+    ctx: &Arc<Context>,
+    header: &RequestHeader,
+    request: RequestKind,
 ) -> Option<ResponseKind> {
     let v = header.request_api_version;
     Some(match request {
@@ -92,7 +108,6 @@ pub async fn handle(
         RequestKind::Produce(r) => {
             return produce::handle(ctx, r, v).await.map(ResponseKind::Produce);
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r, v).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(fetch::list_offsets(ctx, r)),
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(fetch::offset_for_leader_epoch(ctx, r))
