@@ -4,8 +4,10 @@
 //!
 //! Subcommands:
 //! - `engine`: the storage engine against a plain sequential-write loop of the same bytes.
+//! - `produce`, `consume`: the Kafka protocol with librdkafka against socket/file baselines.
 
 mod engine;
+mod kafka;
 
 use clap::{Parser, Subcommand};
 
@@ -24,12 +26,19 @@ enum Command {
     /// Storage engine: append (flush=os / flush=always with many appenders), read, index
     /// lookups and crash recovery, each against a plain file baseline.
     Engine(engine::EngineArgs),
+    /// Produce over the Kafka protocol with librdkafka (starts a broker unless
+    /// --bootstrap-servers is given), against a loopback-TCP-into-a-file baseline.
+    Produce(kafka::KafkaArgs),
+    /// Produce, then consume it back, against a sendfile-over-loopback baseline.
+    Consume(kafka::KafkaArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Engine(args) => engine::run(args),
+        Command::Produce(args) => kafka::run(args, true, false),
+        Command::Consume(args) => kafka::run(args, true, true),
     };
     if let Err(e) = result {
         eprintln!("strata-bench: {e}");

@@ -1,0 +1,524 @@
+//! `strata-bench produce` and `strata-bench consume`: the Kafka protocol end to end with
+//! librdkafka, against a broker this tool starts (the `strata` binary next to it, in a temporary
+//! directory) or any `--bootstrap-servers`. Each run also measures its baseline in the same run:
+//!
+//! - produce: the same bytes pushed over one loopback TCP connection into a file, with an
+//!   fdatasync at the same cadence (bytes per fdatasync) the broker reported;
+//! - consume: the same bytes sent from a page-cached file over loopback with sendfile.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// Options shared by produce and consume.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KafkaArgs {
+    /// Broker to use; without it, a `strata` broker is started in a temporary directory.
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// Path of the `strata` binary to start (default: next to this tool).
+    #[arg(long)]
+    strata_bin: Option<PathBuf>,
+    /// Messages to send.
+    #[arg(long, default_value_t = 200_000)]
+    messages: u64,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    message_bytes: usize,
+    /// acks: 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// librdkafka linger.ms.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// librdkafka batch.size.
+    #[arg(long, default_value_t = 1 << 20)]
+    batch_bytes: usize,
+    /// Partitions of the benchmark topic.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+}
+
+struct StartedBroker {
+    child: Child,
+    bootstrap: String,
+    metrics: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for StartedBroker {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, BoxError> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start_broker(args: &KafkaArgs, dir_in: &Path) -> Result<StartedBroker, BoxError> {
+    let bin = match &args.strata_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("strata"),
+    };
+    if !bin.exists() {
+        return Err(format!(
+            "{bin:?} not found: build it (cargo build --release --bin strata) or pass --strata-bin"
+        )
+        .into());
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("broker-")
+        .tempdir_in(dir_in)?;
+    let port = free_port()?;
+    let metrics_port = free_port()?;
+    let mut child = Command::new(bin)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--set", &format!("metrics.listen=127.0.0.1:{metrics_port}")])
+        .env("STRATA_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("listening on") => break,
+            Some(Ok(_)) => {}
+            _ => return Err("strata exited before listening".into()),
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok(StartedBroker {
+        child,
+        bootstrap: format!("127.0.0.1:{port}"),
+        metrics: format!("127.0.0.1:{metrics_port}"),
+        _dir: dir,
+    })
+}
+
+fn metric(addr: &str, name: &str) -> Option<f64> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), BoxError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let res = rt.block_on(admin.create_topics(
+        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ))?;
+    for r in res {
+        if let Err((t, e)) = r
+            && e != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists
+        {
+            return Err(format!("creating {t}: {e}").into());
+        }
+    }
+    Ok(())
+}
+
+struct ProduceResult {
+    elapsed: Duration,
+    latency: Histogram<u64>,
+}
+
+fn produce(bootstrap: &str, topic: &str, args: &KafkaArgs) -> Result<ProduceResult, BoxError> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", &args.acks)
+        .set("linger.ms", args.linger_ms.to_string())
+        .set("batch.size", args.batch_bytes.to_string())
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("message.timeout.ms", "60000")
+        .create()?;
+    let payload = vec![b'x'; args.message_bytes];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let start = Instant::now();
+    let mut last_print = Instant::now();
+    rt.block_on(async {
+        let mut in_flight = std::collections::VecDeque::new();
+        for i in 0..args.messages {
+            let sent_at = Instant::now();
+            let fut = producer
+                .send_result(FutureRecord::<(), _>::to(topic).payload(&payload))
+                .map_err(|(e, _)| e)?;
+            in_flight.push_back((sent_at, fut));
+            while in_flight.len() > 50_000 {
+                if let Some((t, f)) = in_flight.pop_front() {
+                    f.await.map_err(|_| "cancelled")?.map_err(|(e, _)| e)?;
+                    latency.record(t.elapsed().as_micros() as u64).ok();
+                }
+            }
+            if last_print.elapsed() > Duration::from_secs(1) {
+                last_print = Instant::now();
+                let secs = start.elapsed().as_secs_f64();
+                eprint!(
+                    "\r  {secs:5.1}s  {:>9.0} msgs/s  {:>7.1} MB/s  p99 {:.1} ms   ",
+                    i as f64 / secs,
+                    i as f64 * args.message_bytes as f64 / secs / 1e6,
+                    latency.value_at_quantile(0.99) as f64 / 1000.0
+                );
+            }
+        }
+        for (t, f) in in_flight {
+            f.await.map_err(|_| "cancelled")?.map_err(|(e, _)| e)?;
+            latency.record(t.elapsed().as_micros() as u64).ok();
+        }
+        Ok::<(), BoxError>(())
+    })?;
+    eprintln!();
+    Ok(ProduceResult {
+        elapsed: start.elapsed(),
+        latency,
+    })
+}
+
+fn consume(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    messages: u64,
+) -> Result<(Duration, u64), BoxError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "strata-bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", (50 << 20).to_string())
+        .set("max.partition.fetch.bytes", (8 << 20).to_string())
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let start = Instant::now();
+    let (mut n, mut bytes) = (0u64, 0u64);
+    while n < messages {
+        if start.elapsed() > Duration::from_secs(300) {
+            return Err(format!("consumed only {n} of {messages}").into());
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m?;
+            bytes += m.payload().map_or(0, |p| p.len() as u64);
+            n += 1;
+        }
+    }
+    Ok((start.elapsed(), bytes))
+}
+
+/// Consumes with plain Fetch requests (kafka-protocol encoding, 50 MiB responses, record bytes
+/// counted but not decoded): the broker's fetch path without a client library's per-record cost.
+fn consume_raw(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    total_bytes: u64,
+) -> Result<(Duration, u64), BoxError> {
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+    use kafka_protocol::messages::{
+        ApiKey, FetchResponse, RequestHeader, ResponseHeader, TopicName,
+    };
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    let version = 11i16;
+    let mut s = TcpStream::connect(bootstrap)?;
+    s.set_nodelay(true)?;
+    let mut offsets = vec![0i64; partitions as usize];
+    let mut got = 0u64;
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    while got < total_bytes {
+        if start.elapsed() > Duration::from_secs(300) {
+            return Err("raw consume took too long".into());
+        }
+        let mut ft = FetchTopic::default();
+        ft.topic = TopicName(StrBytes::from_string(topic.to_string()));
+        ft.partitions = (0..partitions)
+            .map(|p| {
+                let mut fp = FetchPartition::default();
+                fp.partition = p;
+                fp.fetch_offset = offsets[p as usize];
+                fp.partition_max_bytes = 16 << 20;
+                fp
+            })
+            .collect();
+        let mut req = FetchRequest::default();
+        req.replica_id = (-1).into();
+        req.max_wait_ms = 500;
+        req.min_bytes = 1;
+        req.max_bytes = 64 << 20;
+        req.topics = vec![ft];
+        let mut body = BytesMut::new();
+        let mut h = RequestHeader::default();
+        h.request_api_key = ApiKey::Fetch as i16;
+        h.request_api_version = version;
+        h.correlation_id = 1;
+        h.encode(&mut body, ApiKey::Fetch.request_header_version(version))?;
+        req.encode(&mut body, version)?;
+        s.write_all(&(body.len() as i32).to_be_bytes())?;
+        s.write_all(&body)?;
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len)?;
+        buf.resize(i32::from_be_bytes(len) as usize, 0);
+        s.read_exact(&mut buf)?;
+        let mut b = Bytes::copy_from_slice(&buf);
+        ResponseHeader::decode(&mut b, ApiKey::Fetch.response_header_version(version))?;
+        let resp = FetchResponse::decode(&mut b, version)?;
+        for t in resp.responses {
+            for p in t.partitions {
+                let records = p.records.unwrap_or_default();
+                // Advance past the last whole batch: its base offset + last offset delta + 1.
+                let mut pos = 0usize;
+                while pos + 61 <= records.len() {
+                    let base = i64::from_be_bytes(records[pos..pos + 8].try_into()?);
+                    let len =
+                        i32::from_be_bytes(records[pos + 8..pos + 12].try_into()?) as usize + 12;
+                    let delta = i32::from_be_bytes(records[pos + 23..pos + 27].try_into()?);
+                    if pos + len > records.len() {
+                        break;
+                    }
+                    offsets[p.partition_index as usize] = base + i64::from(delta) + 1;
+                    pos += len;
+                }
+                got += records.len() as u64;
+            }
+        }
+    }
+    Ok((start.elapsed(), got))
+}
+
+/// Baseline of produce: the same bytes over one loopback TCP connection into a file, fdatasync
+/// every `sync_every_bytes`.
+fn socket_to_file_baseline(
+    dir: &Path,
+    total: u64,
+    chunk: usize,
+    sync_every_bytes: u64,
+) -> Result<Duration, BoxError> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let path = dir.join("baseline-sink.bin");
+    let sink_path = path.clone();
+    let sink = std::thread::spawn(move || -> Result<(), String> {
+        let (mut s, _) = listener.accept().map_err(|e| e.to_string())?;
+        let f = std::fs::File::create(&sink_path).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 1 << 20];
+        let (mut got, mut since_sync) = (0u64, 0u64);
+        use std::os::unix::fs::FileExt;
+        while got < total {
+            let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            f.write_all_at(&buf[..n], got).map_err(|e| e.to_string())?;
+            got += n as u64;
+            since_sync += n as u64;
+            if since_sync >= sync_every_bytes {
+                f.sync_data().map_err(|e| e.to_string())?;
+                since_sync = 0;
+            }
+        }
+        f.sync_data().map_err(|e| e.to_string())?;
+        s.write_all(b"k").map_err(|e| e.to_string())?;
+        Ok(())
+    });
+    let mut c = TcpStream::connect(addr)?;
+    let data = vec![b'x'; chunk];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < total {
+        c.write_all(&data)?;
+        sent += chunk as u64;
+    }
+    let mut ack = [0u8; 1];
+    c.read_exact(&mut ack)?;
+    let d = start.elapsed();
+    sink.join().map_err(|_| "sink panicked")??;
+    std::fs::remove_file(path)?;
+    Ok(d)
+}
+
+/// Baseline of consume: a page-cached file of `total` bytes sent over loopback with sendfile.
+fn sendfile_baseline(dir: &Path, total: u64) -> Result<Duration, BoxError> {
+    let path = dir.join("baseline-source.bin");
+    {
+        let mut f = std::fs::File::create(&path)?;
+        let chunk = vec![b'x'; 1 << 20];
+        let mut w = 0u64;
+        while w < total {
+            f.write_all(&chunk)?;
+            w += chunk.len() as u64;
+        }
+    }
+    // Read it once so it is in the page cache, as the broker's segment is.
+    std::io::copy(&mut std::fs::File::open(&path)?, &mut std::io::sink())?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let reader = std::thread::spawn(move || -> u64 {
+        let Ok((mut s, _)) = listener.accept() else {
+            return 0;
+        };
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0u64;
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+        }
+        got
+    });
+    let c = TcpStream::connect(addr)?;
+    let f = std::fs::File::open(&path)?;
+    let start = Instant::now();
+    let mut off: libc::off_t = 0;
+    let len = f.metadata()?.len() as i64;
+    while off < len {
+        // SAFETY: valid descriptors and offset pointer for the duration of the call.
+        let n =
+            unsafe { libc::sendfile(c.as_raw_fd(), f.as_raw_fd(), &mut off, (len - off) as usize) };
+        if n <= 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+    }
+    drop(c);
+    let got = reader.join().map_err(|_| "reader panicked")?;
+    let d = start.elapsed();
+    std::fs::remove_file(path)?;
+    if got < total {
+        return Err("baseline reader got fewer bytes".into());
+    }
+    Ok(d)
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// Runs produce then consume (consume needs data) and prints both with their baselines.
+pub fn run(args: KafkaArgs, do_produce: bool, do_consume: bool) -> Result<(), BoxError> {
+    std::fs::create_dir_all("bench-results")?;
+    let work = tempfile::Builder::new()
+        .prefix("kafka-")
+        .tempdir_in("bench-results")?;
+    let started = match &args.bootstrap_servers {
+        Some(_) => None,
+        None => Some(start_broker(&args, work.path())?),
+    };
+    let bootstrap = args
+        .bootstrap_servers
+        .clone()
+        .or_else(|| started.as_ref().map(|b| b.bootstrap.clone()))
+        .ok_or("no broker")?;
+    let topic = format!("bench-{}", std::process::id());
+    create_topic(&bootstrap, &topic, args.partitions)?;
+    let total = args.messages * args.message_bytes as u64;
+    println!(
+        "strata-bench: {} messages x {} B, acks={}, {} partition(s), broker {bootstrap}",
+        args.messages, args.message_bytes, args.acks, args.partitions
+    );
+    // Producing is needed for consuming.
+    let fsyncs_before = started
+        .as_ref()
+        .and_then(|b| metric(&b.metrics, "strata_fsyncs"))
+        .unwrap_or(0.0);
+    let p = produce(&bootstrap, &topic, &args)?;
+    let fsyncs = started
+        .as_ref()
+        .and_then(|b| metric(&b.metrics, "strata_fsyncs"))
+        .map(|f| f - fsyncs_before);
+    let produce_mbps = total as f64 / p.elapsed.as_secs_f64() / 1e6;
+    if do_produce {
+        println!(
+            "produce   {:>10.0} msgs/s {:>8.1} MB/s   latency p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+            args.messages as f64 / p.elapsed.as_secs_f64(),
+            produce_mbps,
+            ms(&p.latency, 0.5),
+            ms(&p.latency, 0.99),
+            ms(&p.latency, 0.999),
+            p.latency.max() as f64 / 1000.0
+        );
+        let sync_every = match fsyncs {
+            Some(f) if f >= 1.0 => {
+                println!(
+                    "  broker fdatasyncs: {f:.0} ({:.0} per second)",
+                    f / p.elapsed.as_secs_f64()
+                );
+                (total as f64 / f) as u64
+            }
+            _ => u64::MAX,
+        };
+        let base = socket_to_file_baseline(work.path(), total, 64 << 10, sync_every.max(1))?;
+        let base_mbps = total as f64 / base.as_secs_f64() / 1e6;
+        println!(
+            "  baseline: loopback TCP into a file, fdatasync every {} KiB: {base_mbps:.1} MB/s -> produce is {:.2}x of it (target >= 0.5)",
+            if sync_every == u64::MAX {
+                0
+            } else {
+                sync_every >> 10
+            },
+            produce_mbps / base_mbps
+        );
+    }
+    if do_consume {
+        let (d, bytes) = consume(&bootstrap, &topic, args.partitions, args.messages)?;
+        let consume_mbps = bytes as f64 / d.as_secs_f64() / 1e6;
+        println!(
+            "consume   {:>10.0} msgs/s {:>8.1} MB/s (from page cache)",
+            args.messages as f64 / d.as_secs_f64(),
+            consume_mbps
+        );
+        let log_bytes = total + total / 16; // record and batch overhead, roughly
+        let (rd, rbytes) = consume_raw(&bootstrap, &topic, args.partitions, log_bytes.min(total))?;
+        let raw_mbps = rbytes as f64 / rd.as_secs_f64() / 1e6;
+        println!(
+            "consume, plain Fetch requests (no per-record client work): {raw_mbps:.1} MB/s of record batches"
+        );
+        let base = sendfile_baseline(work.path(), rbytes)?;
+        let base_mbps = rbytes as f64 / base.as_secs_f64() / 1e6;
+        println!(
+            "  baseline: sendfile of a page-cached file over loopback: {base_mbps:.1} MB/s -> plain Fetch is {:.2}x of it (target >= 0.7), librdkafka {:.2}x",
+            raw_mbps / base_mbps,
+            consume_mbps / base_mbps
+        );
+    }
+    drop(started);
+    Ok(())
+}
