@@ -279,7 +279,16 @@ impl CommitPipeline {
             max: config.queue_bytes_max,
             ..QueuedBytes::default()
         });
+        let (sync_tx, sync_rx) = crossbeam_channel::unbounded();
+        let syncer = {
+            let storage = storage.clone();
+            let stats = stats.clone();
+            std::thread::Builder::new()
+                .name(format!("strata-sync-{}", storage.name()))
+                .spawn(move || run_syncer(storage, sync_rx, stats))?
+        };
         let worker = Worker {
+            syncer: sync_tx,
             queued: queued.clone(),
             storage: storage.clone(),
             rx,
@@ -289,7 +298,11 @@ impl CommitPipeline {
         };
         let thread = std::thread::Builder::new()
             .name(format!("strata-commit-{}", storage.name()))
-            .spawn(move || worker.run())?;
+            .spawn(move || {
+                worker.run();
+                // The worker dropped its sender: the syncer finishes the queued jobs and exits.
+                let _ = syncer.join();
+            })?;
         Ok(CommitPipeline {
             handle: PipelineHandle {
                 queued,
@@ -333,6 +346,7 @@ impl Drop for CommitPipeline {
 }
 
 struct Worker {
+    syncer: Sender<SyncJob>,
     queued: Arc<QueuedBytes>,
     storage: Arc<dyn Storage>,
     rx: Receiver<Command>,
@@ -432,93 +446,44 @@ impl Worker {
             });
             op_end = w.position + w.data.len() as u64;
         }
-
-        // Register this round's writes with their logs' state.
-        for w in &writes {
-            let st = self.logs.entry(w.progress.id).or_default();
-            st.progress.get_or_insert_with(|| w.progress.clone());
-            st.mark_dirty(&w.file);
-        }
-        for (p, _) in &flush_requested {
-            self.logs
-                .entry(p.id)
-                .or_default()
-                .progress
-                .get_or_insert_with(|| p.clone());
-        }
-
-        // Which logs are synced this round.
-        let mut to_sync: Vec<u64> = Vec::new();
-        for (id, st) in &self.logs {
-            let Some(progress) = &st.progress else {
-                continue;
-            };
-            let written_now = writes.iter().any(|w| w.progress.id == *id);
-            let asked = flush_requested.iter().any(|(p, _)| p.id == *id);
-            let due = match progress.policy() {
-                FlushPolicy::Always => written_now || !st.dirty.is_empty(),
-                FlushPolicy::Interval(ms) => st
-                    .unsynced_since
-                    .is_some_and(|t| now.duration_since(t) >= Duration::from_millis(ms)),
-                FlushPolicy::Os => false,
-            };
-            if asked || due && !st.dirty.is_empty() {
-                to_sync.push(*id);
-            }
-        }
-        let sync_files: Vec<Arc<dyn StorageFile>> = to_sync
-            .iter()
-            .filter_map(|id| self.logs.get(id))
-            .flat_map(|st| st.dirty.iter().cloned())
-            .collect();
-        let sync_refs: Vec<&dyn StorageFile> = sync_files.iter().map(|f| f.as_ref()).collect();
-
-        let result = if ops.is_empty() && sync_refs.is_empty() {
+        let result = if ops.is_empty() {
             Ok(())
         } else {
-            self.storage.write_and_sync(&ops, &sync_refs)
+            self.storage.write_and_sync(&ops, &[])
         };
         drop(ops);
         self.stats.rounds.fetch_add(1, Ordering::Relaxed);
         self.queued
             .release(writes.iter().map(|w| w.data.len()).sum());
 
-        match result {
-            Ok(()) => {}
-            Err(RoundError::Sync(e)) => {
-                // The kernel may have dropped dirty pages after reporting the error; retrying
-                // could report success for data that is gone. Stop here; recovery at restart
-                // decides what survived.
-                panic!(
-                    "fdatasync failed: {e}; stopping so that recovery can decide what is durable"
-                );
-            }
-            Err(RoundError::Write(e)) => {
-                tracing::error!(error = %e, "write to the log failed; affected logs go offline until reopened");
-                let path: PathBuf = writes
-                    .first()
-                    .map(|w| w.file.path().to_path_buf())
-                    .unwrap_or_default();
-                for w in &writes {
-                    w.progress.failed.store(true, Ordering::SeqCst);
-                    w.completion.fail(w.file.path().to_path_buf(), &e);
-                    if let Some(st) = self.logs.get_mut(&w.progress.id) {
-                        for waiter in st.waiters.drain(..) {
-                            waiter.fail(path.clone(), &e);
-                        }
+        if let Err(e) = result {
+            let e = match e {
+                RoundError::Write(e) | RoundError::Sync(e) => e,
+            };
+            tracing::error!(error = %e, "write to the log failed; affected logs go offline until reopened");
+            let path: PathBuf = writes
+                .first()
+                .map(|w| w.file.path().to_path_buf())
+                .unwrap_or_default();
+            for w in &writes {
+                w.progress.failed.store(true, Ordering::SeqCst);
+                w.completion.fail(w.file.path().to_path_buf(), &e);
+                if let Some(st) = self.logs.get_mut(&w.progress.id) {
+                    for waiter in st.waiters.drain(..) {
+                        waiter.fail(path.clone(), &e);
                     }
                 }
-                for (_, done) in flush_requested {
-                    done.fail(path.clone(), &e);
-                }
-                for b in barriers {
-                    b.mark_written();
-                }
-                return;
             }
+            for (_, done) in flush_requested {
+                done.fail(path.clone(), &e);
+            }
+            for b in barriers {
+                b.mark_written();
+            }
+            return;
         }
 
-        // The round is on disk: publish.
+        // The round's bytes are in the files: publish "written" and remember what is unsynced.
         let mut batches = 0u64;
         let mut bytes = 0u64;
         for w in writes {
@@ -529,6 +494,8 @@ impl Worker {
                 .fetch_max(w.end_offset.0, Ordering::SeqCst);
             w.completion.mark_written();
             let st = self.logs.entry(w.progress.id).or_default();
+            st.progress.get_or_insert_with(|| w.progress.clone());
+            st.mark_dirty(&w.file);
             st.unsynced_end = st.unsynced_end.max(w.end_offset.0);
             st.unsynced_batches += u64::from(w.batches);
             st.unsynced_since.get_or_insert(now);
@@ -542,37 +509,106 @@ impl Worker {
             .batches_written
             .fetch_add(batches, Ordering::Relaxed);
         self.stats.bytes_written.fetch_add(bytes, Ordering::Relaxed);
-        self.stats
-            .fsyncs
-            .fetch_add(sync_refs.len() as u64, Ordering::Relaxed);
-        drop(sync_refs);
-
-        for id in &to_sync {
-            let Some(st) = self.logs.get_mut(id) else {
-                continue;
-            };
-            if let Some(p) = &st.progress {
-                let end = st.unsynced_end.max(p.written.load(Ordering::SeqCst));
-                p.durable.fetch_max(end, Ordering::SeqCst);
-            }
-            self.stats
-                .batches_synced
-                .fetch_add(st.unsynced_batches, Ordering::Relaxed);
-            st.dirty.clear();
-            st.unsynced_batches = 0;
-            st.unsynced_since = None;
-            for waiter in st.waiters.drain(..) {
-                waiter.mark_durable();
-            }
-        }
-        for (_, done) in flush_requested {
-            done.mark_durable();
-        }
         for b in barriers {
             b.mark_written();
+        }
+
+        // Hand the logs due for durability to the syncer. Their files are synced there while this
+        // thread goes on writing the next rounds.
+        for (p, _) in &flush_requested {
+            self.logs
+                .entry(p.id)
+                .or_default()
+                .progress
+                .get_or_insert_with(|| p.clone());
+        }
+        let mut job = SyncJob::default();
+        for (id, st) in self.logs.iter_mut() {
+            let Some(progress) = st.progress.clone() else {
+                continue;
+            };
+            let asked = flush_requested.iter().any(|(p, _)| p.id == *id);
+            let due = match progress.policy() {
+                FlushPolicy::Always => !st.dirty.is_empty(),
+                FlushPolicy::Interval(ms) => st
+                    .unsynced_since
+                    .is_some_and(|t| now.duration_since(t) >= Duration::from_millis(ms)),
+                FlushPolicy::Os => false,
+            };
+            if !(asked || due) {
+                continue;
+            }
+            let end = st.unsynced_end.max(progress.written.load(Ordering::SeqCst));
+            job.files.append(&mut st.dirty);
+            job.logs.push((progress, end, st.unsynced_batches));
+            job.waiters.append(&mut st.waiters);
+            st.unsynced_batches = 0;
+            st.unsynced_since = None;
+        }
+        job.waiters
+            .extend(flush_requested.into_iter().map(|(_, done)| done));
+        if !job.logs.is_empty() || !job.waiters.is_empty() {
+            if let Err(crossbeam_channel::SendError(job)) = self.syncer.send(job) {
+                // The syncer is gone only if it panicked on a failed fsync; nothing is durable.
+                for w in job.waiters {
+                    w.fail(
+                        PathBuf::new(),
+                        &std::io::Error::other("the commit pipeline's syncer stopped"),
+                    );
+                }
+            }
         }
         // Forget logs with nothing pending so closed logs do not accumulate.
         self.logs
             .retain(|_, st| !st.dirty.is_empty() || !st.waiters.is_empty());
+    }
+}
+
+/// Logs handed from the writer to the syncer: files to fdatasync, then the offsets that become
+/// durable and the completions to release.
+#[derive(Default)]
+struct SyncJob {
+    files: Vec<Arc<dyn StorageFile>>,
+    logs: Vec<(Arc<LogProgress>, i64, u64)>,
+    waiters: Vec<Arc<CompletionInner>>,
+}
+
+/// The syncer thread: takes every queued job, syncs the union of their files once (one
+/// fdatasync per file), then publishes the recovery points and releases the waiters. While it
+/// is in fdatasync the writer keeps writing, and the jobs that queue up meanwhile share the next
+/// fdatasync.
+fn run_syncer(storage: Arc<dyn Storage>, rx: Receiver<SyncJob>, stats: Arc<PipelineStats>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        jobs.extend(rx.try_iter());
+        let mut files: Vec<Arc<dyn StorageFile>> = Vec::new();
+        for j in &mut jobs {
+            for f in j.files.drain(..) {
+                if !files.iter().any(|g| Arc::ptr_eq(g, &f)) {
+                    files.push(f);
+                }
+            }
+        }
+        if !files.is_empty() {
+            let refs: Vec<&dyn StorageFile> = files.iter().map(|f| f.as_ref()).collect();
+            if let Err(e) = storage.write_and_sync(&[], &refs) {
+                // The kernel may have dropped dirty pages after reporting the error; retrying
+                // could report success for data that is gone. Stop here; recovery at restart
+                // decides what survived.
+                panic!(
+                    "fdatasync failed: {e}; stopping so that recovery can decide what is durable"
+                );
+            }
+            stats.fsyncs.fetch_add(refs.len() as u64, Ordering::Relaxed);
+        }
+        for j in jobs {
+            for (progress, end, batches) in j.logs {
+                progress.durable.fetch_max(end, Ordering::SeqCst);
+                stats.batches_synced.fetch_add(batches, Ordering::Relaxed);
+            }
+            for w in j.waiters {
+                w.mark_durable();
+            }
+        }
     }
 }

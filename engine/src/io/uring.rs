@@ -25,7 +25,10 @@ const IOV_MAX: usize = 1024;
 /// The io_uring backend.
 #[derive(Debug)]
 pub struct UringStorage {
+    /// Ring for the writes of a round.
     ring: Mutex<RingCell>,
+    /// Ring for fdatasyncs, so that a sync in flight never blocks the next round's writes.
+    sync_ring: Mutex<RingCell>,
 }
 
 struct RingCell(IoUring);
@@ -40,6 +43,13 @@ impl UringStorage {
     /// Sets up a ring and checks that it works with a NOP (io_uring can be present but refused by
     /// `kernel.io_uring_disabled` or a seccomp filter).
     pub fn new() -> io::Result<UringStorage> {
+        Ok(UringStorage {
+            ring: Mutex::new(RingCell(UringStorage::probe()?)),
+            sync_ring: Mutex::new(RingCell(UringStorage::probe()?)),
+        })
+    }
+
+    fn probe() -> io::Result<IoUring> {
         let mut ring = IoUring::new(RING_ENTRIES)?;
         let nop = opcode::Nop::new().build().user_data(0);
         // SAFETY: a NOP references no memory.
@@ -56,9 +66,7 @@ impl UringStorage {
         if cqe.result() < 0 {
             return Err(io::Error::from_raw_os_error(-cqe.result()));
         }
-        Ok(UringStorage {
-            ring: Mutex::new(RingCell(ring)),
-        })
+        Ok(ring)
     }
 }
 
@@ -167,13 +175,22 @@ impl Storage for UringStorage {
         writes: &[WriteOp<'_>],
         syncs: &[&dyn StorageFile],
     ) -> Result<(), RoundError> {
-        let mut guard = self
-            .ring
-            .lock()
-            .map_err(|_| RoundError::Write(io::Error::other("io_uring ring lock poisoned")))?;
-        self.write_phase(&mut guard.0, writes)
-            .map_err(RoundError::Write)?;
-        sync_phase(&mut guard.0, syncs).map_err(RoundError::Sync)
+        if !writes.is_empty() {
+            let mut guard = self
+                .ring
+                .lock()
+                .map_err(|_| RoundError::Write(io::Error::other("io_uring ring lock poisoned")))?;
+            self.write_phase(&mut guard.0, writes)
+                .map_err(RoundError::Write)?;
+        }
+        if !syncs.is_empty() {
+            let mut guard = self
+                .sync_ring
+                .lock()
+                .map_err(|_| RoundError::Sync(io::Error::other("io_uring ring lock poisoned")))?;
+            sync_phase(&mut guard.0, syncs).map_err(RoundError::Sync)?;
+        }
+        Ok(())
     }
 
     fn map_index(&self, file: &Arc<dyn StorageFile>, len: usize) -> io::Result<Box<dyn IndexMap>> {
