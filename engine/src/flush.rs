@@ -547,15 +547,15 @@ impl Worker {
         }
         job.waiters
             .extend(flush_requested.into_iter().map(|(_, done)| done));
-        if !job.logs.is_empty() || !job.waiters.is_empty() {
-            if let Err(crossbeam_channel::SendError(job)) = self.syncer.send(job) {
-                // The syncer is gone only if it panicked on a failed fsync; nothing is durable.
-                for w in job.waiters {
-                    w.fail(
-                        PathBuf::new(),
-                        &std::io::Error::other("the commit pipeline's syncer stopped"),
-                    );
-                }
+        if (!job.logs.is_empty() || !job.waiters.is_empty())
+            && let Err(crossbeam_channel::SendError(job)) = self.syncer.send(job)
+        {
+            // The syncer is gone only if it panicked on a failed fsync; nothing is durable.
+            for w in job.waiters {
+                w.fail(
+                    PathBuf::new(),
+                    &std::io::Error::other("the commit pipeline's syncer stopped"),
+                );
             }
         }
         // Forget logs with nothing pending so closed logs do not accumulate.
