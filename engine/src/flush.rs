@@ -1,12 +1,13 @@
 //! The commit pipeline: one thread per data directory that writes the appends of every
 //! partition of that directory and makes them durable in rounds (group commit).
 //!
-//! A round takes everything queued (up to [`PipelineConfig::round_requests_max`] requests and
-//! [`PipelineConfig::round_bytes_max`] bytes), coalesces the requests for each file into one
-//! vectored write, and hands the writes plus one fdatasync per dirty file of every log that
-//! needs syncing to [`Storage::write_and_sync`]. While one round is on the disk, new appends
-//! queue up, so the next round carries all of them: the busier the disk, the more batches each
-//! fdatasync covers.
+//! The writer thread runs in rounds: a round takes everything queued (up to
+//! [`PipelineConfig::round_requests_max`] requests and [`PipelineConfig::round_bytes_max`]
+//! bytes), coalesces the requests for each file into one vectored write and submits them through
+//! [`Storage::write_and_sync`] (writes only). The logs then due for durability go to a syncer
+//! thread, which fdatasyncs the union of their dirty files once and releases their waiters. While
+//! a sync is on the disk the writer keeps writing, and everything that becomes due meanwhile
+//! shares the next fdatasync: the busier the disk, the more batches each fdatasync covers.
 //!
 //! Which logs are synced in a round depends on their [`FlushPolicy`]: `Always` logs in every
 //! round they were written in; `Interval` logs once their oldest unsynced write is older than the
@@ -17,8 +18,9 @@
 //!   offset only covers batches whose bytes are complete in the file;
 //! - a log's recovery point (`durable`) only covers batches written *and* fdatasync'ed;
 //! - a failed write fails that round's waiters and marks the logs failed (they must be
-//!   reopened, which recovers them); a failed fdatasync is fatal: the process panics, because the
-//!   page cache state after a failed fsync is unknown and only recovery can tell what survived.
+//!   reopened, which recovers them); a failed fdatasync is fatal: the syncer panics (and the
+//!   waiters are failed), because the page cache state after a failed fsync is unknown and only
+//!   recovery can tell what survived.
 
 use std::collections::HashMap;
 use std::io;
