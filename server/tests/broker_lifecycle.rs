@@ -282,3 +282,32 @@ fn a_member_that_stops_heartbeating_is_removed() {
         );
     }
 }
+
+#[test]
+fn unknown_or_invalid_settings_are_refused_at_start() {
+    for (arg, expected) in [
+        (
+            "log.segmnet.bytes=1",
+            "unknown property `log.segmnet.bytes`",
+        ),
+        (
+            "num.partitions=zero",
+            "invalid value `zero` for `num.partitions`",
+        ),
+        ("listeners=PLAINTEXT://127.0.0.1:notaport", "invalid value"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "serve",
+                "--data-dir",
+                "/nonexistent/never-created",
+                "--set",
+                arg,
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{arg} must be refused");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{arg}: {stderr}");
+    }
+}

@@ -373,3 +373,82 @@ fn a_client_that_stops_reading_does_not_stall_others() {
     drop(hog);
     still_serving(&mut b);
 }
+
+#[test]
+fn batches_over_max_message_bytes_are_refused_per_topic() {
+    let mut b = setup();
+    let mut s = connect(&b);
+    let mut req = kafka_protocol::messages::incremental_alter_configs_request::IncrementalAlterConfigsRequest::default();
+    let mut res =
+        kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource::default(
+        );
+    res.resource_type = 2;
+    res.resource_name = StrBytes::from_static_str("safe");
+    let mut c =
+        kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig::default();
+    c.name = StrBytes::from_static_str("max.message.bytes");
+    c.config_operation = 0;
+    c.value = Some(StrBytes::from_static_str("1000"));
+    res.configs = vec![c];
+    req.resources = vec![res];
+    let ResponseKind::IncrementalAlterConfigs(r) =
+        call(&mut s, ApiKey::IncrementalAlterConfigs, 1, &req)
+    else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].error_code, 0);
+    let big = "y".repeat(2000);
+    let codes = produce_codes(call(
+        &mut s,
+        ApiKey::Produce,
+        9,
+        &produce("safe", vec![(0, records(&[&big]))]),
+    ));
+    assert_eq!(codes[0].1, 10, "MESSAGE_TOO_LARGE");
+    let codes = produce_codes(call(
+        &mut s,
+        ApiKey::Produce,
+        9,
+        &produce("safe", vec![(1, records(&["small"]))]),
+    ));
+    assert_eq!(codes[0].1, 0);
+    still_serving(&mut b);
+}
+
+#[test]
+fn a_waiting_fetch_is_woken_by_a_produce() {
+    let mut b = setup();
+    let mut waiting = connect(&b);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // Wait up to 30 s for data beyond the end of partition 0 (which ends at 3).
+    waiting
+        .write_all(&frame(
+            ApiKey::Fetch,
+            11,
+            9,
+            &fetch_req("safe", 0, 3, 30_000),
+        ))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut s = connect(&b);
+    let codes = produce_codes(call(
+        &mut s,
+        ApiKey::Produce,
+        9,
+        &produce("safe", vec![(0, records(&["wake"]))]),
+    ));
+    assert_eq!(codes[0], (0, 0, 3));
+    // The fetch returns long before its 30 s wait (the read timeout is 20 s) with the record.
+    let (cid, resp) = read_response(&mut waiting, ApiKey::Fetch, 11).expect("the fetch returned");
+    assert_eq!(cid, 9);
+    let ResponseKind::Fetch(f) = resp else {
+        panic!()
+    };
+    let bytes = f.responses[0].partitions[0].records.clone().unwrap();
+    let hs = batch::validate_all(&bytes, batch::Origin::Replication, usize::MAX).unwrap();
+    assert_eq!(hs[0].1.base_offset, Offset(3));
+    assert!(b.is_running());
+    assert_eq!(count_records(&b, "safe"), 4);
+}
