@@ -3,10 +3,10 @@
 //! submitted as one batch of `WRITEV` SQEs, then one `FSYNC(DATASYNC)` SQE per dirty file, so a
 //! round costs two `io_uring_enter` calls whatever the number of batches and partitions in it.
 //!
-//! Why the `io-uring` crate and not `tokio-uring`: the engine is driven by one dedicated commit
-//! thread per data directory, not by an async runtime, so a plain ring owned by that thread is
-//! all that is needed. `tokio-uring` brings a single-threaded runtime with non-`Send` types and
-//! is pinned to an older `io-uring`; it also lacks splice/sendfile, which the server wants.
+//! Why the `io-uring` crate and not `tokio-uring`: the engine is driven by dedicated writer and
+//! syncer threads, not by an async runtime, so a plain ring owned by each is all that is needed.
+//! `tokio-uring` brings a single-threaded runtime with non-`Send` types and is pinned to an older
+//! `io-uring`; it also lacks splice/sendfile, which the server wants. (See ARCHITECTURE.md.)
 
 use std::io;
 use std::path::{Path, PathBuf};
