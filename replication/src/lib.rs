@@ -1,8 +1,16 @@
-//! Strata's replication layer: partition state machines (leader, ISR, high watermark, leader
-//! epochs) and the Raft metadata controller, as sans-IO cores driven by the server.
+//! Strata's replication layer: sans-IO state machines for partitions (leader, ISR, high
+//! watermark, leader epochs) that the server drives. The Raft metadata controller joins them
+//! with the cluster issue.
 //!
-//! This crate is a placeholder until the cluster issue fills it; it exists so that the
-//! dependency direction `server -> replication -> engine` is fixed from the start.
+//! Nothing here does I/O or reads a clock: the driver feeds events (`become_leader`, `on_fetch`,
+//! `tick(now_ms)`, ...) and acts on what comes back (`Ready`: a high watermark that advanced, an
+//! ISR change to propose to the controller). `tests/simulator.rs` drives several replicas
+//! through a seeded, lossy network with crashes and checks Kafka's replication invariants.
 #![deny(missing_docs)]
 
+pub mod broker_id;
+pub mod partition;
+
+pub use broker_id::BrokerId;
+pub use partition::{AlterIsr, Partition, PartitionConfig, Ready, ReplicationError, Role};
 pub use strata_engine as engine;
