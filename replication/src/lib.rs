@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod broker_id;
+pub mod controller;
 pub mod partition;
 
 pub use broker_id::BrokerId;

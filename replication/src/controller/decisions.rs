@@ -1,0 +1,659 @@
+//! The active controller's decisions. Each method looks at the committed image and returns the
+//! records to append; nothing changes until those records are committed and applied.
+//!
+//! - Brokers register (fenced), are unfenced by their first heartbeat, and are fenced when no
+//!   heartbeat arrives for `broker_session_timeout_ms` or when they shut down; fencing removes
+//!   them from every ISR (never emptying one) and moves their leaderships to another live ISR
+//!   member, bumping the leader epoch. With unclean election off, a partition whose ISR has no
+//!   live member goes offline until one returns.
+//! - Topics are placed across racks (no two replicas of a partition on one rack while enough
+//!   racks exist) with preferred leaders spread evenly.
+//! - ISR changes come from the leader, in its current epoch, and may only add live replicas.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use strata_engine::LeaderEpoch;
+
+use super::image::MetadataImage;
+use super::records::MetadataRecord;
+use crate::broker_id::BrokerId;
+
+/// Controller settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ControllerConfig {
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced. Default: 600 (Strata
+    /// aims at sub-second failover; Kafka's default is 9000).
+    pub broker_session_timeout_ms: u64,
+    /// `unclean.leader.election.enable`. Default: false.
+    pub unclean_leader_election: bool,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> ControllerConfig {
+        ControllerConfig {
+            broker_session_timeout_ms: 600,
+            unclean_leader_election: false,
+        }
+    }
+}
+
+/// Why a request to the controller was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControllerError {
+    /// Not enough live brokers for the replication factor.
+    #[error("replication factor {rf} needs more than the {live} live brokers")]
+    InvalidReplicationFactor {
+        /// Asked for.
+        rf: usize,
+        /// Live brokers.
+        live: usize,
+    },
+    /// The partition count is not positive.
+    #[error("invalid partition count {0}")]
+    InvalidPartitions(u32),
+    /// The topic exists.
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    /// No such topic or partition.
+    #[error("unknown topic or partition {0}")]
+    UnknownTopicOrPartition(String),
+    /// The broker is not registered (or registered again since).
+    #[error("unknown broker {0} or stale broker epoch")]
+    UnknownBroker(BrokerId),
+    /// The request's leader epoch is not the current one.
+    #[error("fenced leader epoch {request}, current {current}")]
+    FencedLeaderEpoch {
+        /// In the request.
+        request: LeaderEpoch,
+        /// Current.
+        current: LeaderEpoch,
+    },
+    /// The requester does not lead the partition.
+    #[error("broker {0} is not the leader")]
+    NotLeader(BrokerId),
+    /// The ISR names a replica that may not be in it.
+    #[error("ineligible replica {0} in the proposed ISR")]
+    IneligibleReplica(BrokerId),
+}
+
+/// The controller's decision logic and its in-memory view of heartbeats.
+#[derive(Debug, Default)]
+pub struct ControllerLogic {
+    config: ControllerConfig,
+    last_heartbeat_ms: BTreeMap<BrokerId, u64>,
+    next_broker_epoch: u64,
+}
+
+/// Records plus the image they lead to, so that several decisions in one call see each other.
+struct Batch {
+    image: MetadataImage,
+    records: Vec<MetadataRecord>,
+}
+
+impl Batch {
+    fn new(image: &MetadataImage) -> Batch {
+        Batch {
+            image: image.clone(),
+            records: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, r: MetadataRecord) {
+        self.image.apply(&r);
+        self.records.push(r);
+    }
+}
+
+impl ControllerLogic {
+    /// A controller with `config`.
+    pub fn new(config: ControllerConfig) -> ControllerLogic {
+        ControllerLogic {
+            config,
+            last_heartbeat_ms: BTreeMap::new(),
+            next_broker_epoch: 1,
+        }
+    }
+
+    /// Registers (or re-registers) a broker; it starts fenced. Returns its epoch and the records.
+    pub fn register_broker(
+        &mut self,
+        image: &MetadataImage,
+        id: BrokerId,
+        endpoint: &str,
+        rack: Option<&str>,
+        now_ms: u64,
+    ) -> (u64, Vec<MetadataRecord>) {
+        let epoch = self.next_broker_epoch.max(
+            image
+                .brokers
+                .values()
+                .map(|b| b.epoch + 1)
+                .max()
+                .unwrap_or(1),
+        );
+        self.next_broker_epoch = epoch + 1;
+        self.last_heartbeat_ms.insert(id, now_ms);
+        let mut batch = Batch::new(image);
+        // A re-registration means the old incarnation is gone: fence it first.
+        if image.is_live(id) {
+            self.fence_into(&mut batch, id);
+        }
+        batch.push(MetadataRecord::RegisterBroker {
+            id,
+            epoch,
+            endpoint: endpoint.to_string(),
+            rack: rack.map(str::to_string),
+        });
+        (epoch, batch.records)
+    }
+
+    /// A heartbeat from `id` in incarnation `epoch`. The first one unfences the broker and
+    /// brings back partitions that were offline waiting for it.
+    pub fn heartbeat(
+        &mut self,
+        image: &MetadataImage,
+        id: BrokerId,
+        epoch: u64,
+        now_ms: u64,
+    ) -> Result<Vec<MetadataRecord>, ControllerError> {
+        let reg = image
+            .brokers
+            .get(&id)
+            .filter(|b| b.epoch == epoch)
+            .ok_or(ControllerError::UnknownBroker(id))?;
+        self.last_heartbeat_ms.insert(id, now_ms);
+        let mut batch = Batch::new(image);
+        if reg.fenced {
+            batch.push(MetadataRecord::UnfenceBroker { id });
+            self.elect_offline_into(&mut batch);
+        }
+        Ok(batch.records)
+    }
+
+    /// Time passes: brokers silent for the session timeout are fenced.
+    pub fn tick(&mut self, image: &MetadataImage, now_ms: u64) -> Vec<MetadataRecord> {
+        let mut batch = Batch::new(image);
+        let expired: Vec<BrokerId> = image
+            .live_brokers()
+            .iter()
+            .map(|b| b.id)
+            .filter(|id| {
+                self.last_heartbeat_ms.get(id).is_none_or(|t| {
+                    now_ms.saturating_sub(*t) > self.config.broker_session_timeout_ms
+                })
+            })
+            .collect();
+        for id in expired {
+            self.fence_into(&mut batch, id);
+        }
+        batch.records
+    }
+
+    /// Controlled shutdown: the broker's leaderships move away, then it is fenced.
+    pub fn controlled_shutdown(
+        &mut self,
+        image: &MetadataImage,
+        id: BrokerId,
+    ) -> Vec<MetadataRecord> {
+        let mut batch = Batch::new(image);
+        self.fence_into(&mut batch, id);
+        self.last_heartbeat_ms.remove(&id);
+        batch.records
+    }
+
+    fn fence_into(&self, batch: &mut Batch, id: BrokerId) {
+        batch.push(MetadataRecord::FenceBroker { id });
+        let topics: Vec<String> = batch.image.topics.keys().cloned().collect();
+        for topic in topics {
+            let count = batch
+                .image
+                .topics
+                .get(&topic)
+                .map_or(0, |t| t.partitions.len());
+            for index in 0..count {
+                let Some(p) = batch
+                    .image
+                    .topics
+                    .get(&topic)
+                    .and_then(|t| t.partitions.get(index))
+                    .cloned()
+                else {
+                    continue;
+                };
+                if !p.isr.contains(&id) && p.leader != Some(id) {
+                    continue;
+                }
+                // Never empty an ISR: its last member is the only safe leader to wait for.
+                let isr: Vec<BrokerId> = if p.isr.len() > 1 {
+                    p.isr.iter().copied().filter(|b| *b != id).collect()
+                } else {
+                    p.isr.clone()
+                };
+                let (leader, isr, epoch) = if p.leader == Some(id) {
+                    let (leader, isr) = self.choose_leader(&batch.image, &p.replicas, &isr);
+                    (leader, isr, LeaderEpoch(p.leader_epoch.0 + 1))
+                } else {
+                    (p.leader, isr, p.leader_epoch)
+                };
+                batch.push(MetadataRecord::ChangePartition {
+                    topic: topic.clone(),
+                    partition: index as u32,
+                    leader,
+                    isr,
+                    leader_epoch: epoch,
+                });
+            }
+        }
+    }
+
+    /// A leader from the ISR's live members (preferred order), or, with unclean election, any
+    /// live replica (whose ISR becomes itself alone); else none.
+    fn choose_leader(
+        &self,
+        image: &MetadataImage,
+        replicas: &[BrokerId],
+        isr: &[BrokerId],
+    ) -> (Option<BrokerId>, Vec<BrokerId>) {
+        if let Some(l) = replicas
+            .iter()
+            .find(|r| isr.contains(r) && image.is_live(**r))
+        {
+            return (Some(*l), isr.to_vec());
+        }
+        if self.config.unclean_leader_election
+            && let Some(l) = replicas.iter().find(|r| image.is_live(**r))
+        {
+            return (Some(*l), vec![*l]);
+        }
+        (None, isr.to_vec())
+    }
+
+    fn elect_offline_into(&self, batch: &mut Batch) {
+        let topics: Vec<String> = batch.image.topics.keys().cloned().collect();
+        for topic in topics {
+            let count = batch
+                .image
+                .topics
+                .get(&topic)
+                .map_or(0, |t| t.partitions.len());
+            for index in 0..count {
+                let Some(p) = batch
+                    .image
+                    .topics
+                    .get(&topic)
+                    .and_then(|t| t.partitions.get(index))
+                    .cloned()
+                else {
+                    continue;
+                };
+                if p.leader.is_some() {
+                    continue;
+                }
+                let (leader, isr) = self.choose_leader(&batch.image, &p.replicas, &p.isr);
+                if leader.is_some() {
+                    batch.push(MetadataRecord::ChangePartition {
+                        topic: topic.clone(),
+                        partition: index as u32,
+                        leader,
+                        isr,
+                        leader_epoch: LeaderEpoch(p.leader_epoch.0 + 1),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Places a new topic: replicas across racks, preferred leaders spread over the brokers.
+    pub fn create_topic(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        id: u128,
+        partitions: u32,
+        replication_factor: usize,
+        configs: BTreeMap<String, String>,
+    ) -> Result<MetadataRecord, ControllerError> {
+        if image.topics.contains_key(name) {
+            return Err(ControllerError::TopicExists(name.to_string()));
+        }
+        if partitions == 0 {
+            return Err(ControllerError::InvalidPartitions(partitions));
+        }
+        let live = image.live_brokers();
+        if replication_factor == 0 || replication_factor > live.len() {
+            return Err(ControllerError::InvalidReplicationFactor {
+                rf: replication_factor,
+                live: live.len(),
+            });
+        }
+        // Brokers alternating across racks (Kafka's rack-alternated list): r1b1, r2b1, r3b1, r1b2...
+        let mut by_rack: BTreeMap<String, Vec<BrokerId>> = BTreeMap::new();
+        for b in &live {
+            by_rack
+                .entry(b.rack.clone().unwrap_or_default())
+                .or_default()
+                .push(b.id);
+        }
+        let mut ordered = Vec::new();
+        let longest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+        for i in 0..longest {
+            for brokers in by_rack.values() {
+                if let Some(b) = brokers.get(i) {
+                    ordered.push(*b);
+                }
+            }
+        }
+        let rack_of = |b: BrokerId| {
+            image
+                .brokers
+                .get(&b)
+                .and_then(|r| r.rack.clone())
+                .unwrap_or_default()
+        };
+        let racks = by_rack.len();
+        let n = ordered.len();
+        let assignments = (0..partitions as usize)
+            .map(|p| {
+                let mut replicas: Vec<BrokerId> = Vec::with_capacity(replication_factor);
+                let mut used_racks = BTreeSet::new();
+                // First pass: distinct racks while there are enough; second: anything unused.
+                for pass in 0..2 {
+                    for k in 0..n {
+                        if replicas.len() == replication_factor {
+                            break;
+                        }
+                        let b = ordered[(p + k) % n];
+                        if replicas.contains(&b) {
+                            continue;
+                        }
+                        if pass == 0 && used_racks.len() < racks && used_racks.contains(&rack_of(b))
+                        {
+                            continue;
+                        }
+                        used_racks.insert(rack_of(b));
+                        replicas.push(b);
+                    }
+                }
+                replicas
+            })
+            .collect();
+        Ok(MetadataRecord::CreateTopic {
+            name: name.to_string(),
+            id,
+            assignments,
+            configs,
+        })
+    }
+
+    /// Rules on a leader's ISR change.
+    pub fn alter_isr(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        partition: u32,
+        from: BrokerId,
+        leader_epoch: LeaderEpoch,
+        isr: Vec<BrokerId>,
+    ) -> Result<MetadataRecord, ControllerError> {
+        let p = image
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(partition as usize))
+            .ok_or_else(|| {
+                ControllerError::UnknownTopicOrPartition(format!("{topic}-{partition}"))
+            })?;
+        if p.leader != Some(from) {
+            return Err(ControllerError::NotLeader(from));
+        }
+        if leader_epoch != p.leader_epoch {
+            return Err(ControllerError::FencedLeaderEpoch {
+                request: leader_epoch,
+                current: p.leader_epoch,
+            });
+        }
+        if !isr.contains(&from) {
+            return Err(ControllerError::IneligibleReplica(from));
+        }
+        for b in &isr {
+            let added = !p.isr.contains(b);
+            if !p.replicas.contains(b) || (added && !image.is_live(*b)) {
+                return Err(ControllerError::IneligibleReplica(*b));
+            }
+        }
+        Ok(MetadataRecord::ChangePartition {
+            topic: topic.to_string(),
+            partition,
+            leader: Some(from),
+            isr,
+            leader_epoch,
+        })
+    }
+
+    /// `auto.leader.rebalance.enable`: partitions whose preferred replica is live and in sync
+    /// but not leading get it back as leader.
+    pub fn preferred_leader_elections(&self, image: &MetadataImage) -> Vec<MetadataRecord> {
+        let mut out = Vec::new();
+        for (topic, t) in &image.topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let Some(preferred) = p.replicas.first().copied() else {
+                    continue;
+                };
+                if p.leader != Some(preferred)
+                    && p.isr.contains(&preferred)
+                    && image.is_live(preferred)
+                {
+                    out.push(MetadataRecord::ChangePartition {
+                        topic: topic.clone(),
+                        partition: i as u32,
+                        leader: Some(preferred),
+                        isr: p.isr.clone(),
+                        leader_epoch: LeaderEpoch(p.leader_epoch.0 + 1),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply_all(image: &mut MetadataImage, records: &[MetadataRecord]) {
+        for r in records {
+            image.apply(r);
+        }
+    }
+
+    /// A cluster of `racks.len()` brokers (ids 1..), registered and unfenced at time 0.
+    fn cluster(racks: &[&str], config: ControllerConfig) -> (MetadataImage, ControllerLogic) {
+        let mut image = MetadataImage::default();
+        let mut c = ControllerLogic::new(config);
+        for (i, rack) in racks.iter().enumerate() {
+            let id = BrokerId(i as i32 + 1);
+            let (epoch, recs) = c.register_broker(&image, id, "127.0.0.1:1", Some(rack), 0);
+            apply_all(&mut image, &recs);
+            let recs = c.heartbeat(&image, id, epoch, 0).unwrap();
+            apply_all(&mut image, &recs);
+        }
+        (image, c)
+    }
+
+    #[test]
+    fn placement_spreads_replicas_over_racks_and_leaders_over_brokers() {
+        let (mut image, c) = cluster(&["a", "a", "b", "b", "c", "c"], ControllerConfig::default());
+        let r = c
+            .create_topic(&image, "t", 1, 12, 3, BTreeMap::new())
+            .unwrap();
+        image.apply(&r);
+        let t = &image.topics["t"];
+        let mut leaders: BTreeMap<BrokerId, usize> = BTreeMap::new();
+        for p in &t.partitions {
+            let racks: BTreeSet<String> = p
+                .replicas
+                .iter()
+                .map(|b| image.brokers[b].rack.clone().unwrap())
+                .collect();
+            assert_eq!(
+                racks.len(),
+                3,
+                "three replicas on three racks: {:?}",
+                p.replicas
+            );
+            *leaders.entry(p.leader.unwrap()).or_default() += 1;
+        }
+        assert_eq!(leaders.len(), 6, "every broker leads some partitions");
+        assert!(leaders.values().all(|n| *n == 2), "{leaders:?}");
+        assert!(matches!(
+            c.create_topic(&image, "u", 2, 1, 7, BTreeMap::new()),
+            Err(ControllerError::InvalidReplicationFactor { .. })
+        ));
+    }
+
+    #[test]
+    fn fencing_moves_leadership_within_the_isr_and_bumps_the_epoch() {
+        let (mut image, mut c) = cluster(&["a", "b", "c"], ControllerConfig::default());
+        let r = c
+            .create_topic(&image, "t", 1, 3, 3, BTreeMap::new())
+            .unwrap();
+        image.apply(&r);
+        let leader0 = image.topics["t"].partitions[0].leader.unwrap();
+        // Everyone but leader0 keeps heartbeating.
+        for b in [1, 2, 3].map(BrokerId) {
+            if b != leader0 {
+                let e = image.brokers[&b].epoch;
+                let recs = c.heartbeat(&image, b, e, 500).unwrap();
+                apply_all(&mut image, &recs);
+            }
+        }
+        let recs = c.tick(&image, 700);
+        apply_all(&mut image, &recs);
+        let p = &image.topics["t"].partitions[0];
+        assert_ne!(p.leader, Some(leader0));
+        assert!(p.leader.is_some());
+        assert_eq!(p.leader_epoch, LeaderEpoch(1));
+        assert!(!p.isr.contains(&leader0));
+        assert!(image.brokers[&leader0].fenced);
+        // It comes back: re-register, heartbeat, and preferred leader election returns partition 0.
+        let (e, recs) = c.register_broker(&image, leader0, "127.0.0.1:1", Some("a"), 800);
+        apply_all(&mut image, &recs);
+        let recs = c.heartbeat(&image, leader0, e, 800).unwrap();
+        apply_all(&mut image, &recs);
+        // It must rejoin the ISR (through the leader) before it can lead again.
+        assert!(
+            c.preferred_leader_elections(&image)
+                .iter()
+                .all(|r| !matches!(r, MetadataRecord::ChangePartition { partition: 0, .. }))
+        );
+        let p = image.topics["t"].partitions[0].clone();
+        let mut isr = p.isr.clone();
+        isr.push(leader0);
+        let r = c
+            .alter_isr(&image, "t", 0, p.leader.unwrap(), p.leader_epoch, isr)
+            .unwrap();
+        image.apply(&r);
+        let recs = c.preferred_leader_elections(&image);
+        apply_all(&mut image, &recs);
+        assert_eq!(image.topics["t"].partitions[0].leader, Some(leader0));
+        assert_eq!(image.topics["t"].partitions[0].leader_epoch, LeaderEpoch(2));
+    }
+
+    #[test]
+    fn without_unclean_election_a_partition_waits_for_its_last_isr_member() {
+        let (mut image, mut c) = cluster(&["a", "b"], ControllerConfig::default());
+        let r = c
+            .create_topic(&image, "t", 1, 1, 2, BTreeMap::new())
+            .unwrap();
+        image.apply(&r);
+        let p = image.topics["t"].partitions[0].clone();
+        let (leader, follower) = (p.replicas[0], p.replicas[1]);
+        // The follower falls out of the ISR, then the leader dies.
+        let r = c
+            .alter_isr(&image, "t", 0, leader, p.leader_epoch, vec![leader])
+            .unwrap();
+        image.apply(&r);
+        let fe = image.brokers[&follower].epoch;
+        let recs = c.heartbeat(&image, follower, fe, 1000).unwrap();
+        apply_all(&mut image, &recs);
+        let recs = c.tick(&image, 1000);
+        apply_all(&mut image, &recs);
+        let p = &image.topics["t"].partitions[0];
+        assert_eq!(
+            p.leader, None,
+            "offline rather than electing the out-of-sync follower"
+        );
+        assert_eq!(p.isr, vec![leader], "the ISR keeps its last member");
+        // With unclean election the follower would have been chosen.
+        let (mut image2, mut c2) = cluster(
+            &["a", "b"],
+            ControllerConfig {
+                unclean_leader_election: true,
+                ..ControllerConfig::default()
+            },
+        );
+        let r = c2
+            .create_topic(&image2, "t", 1, 1, 2, BTreeMap::new())
+            .unwrap();
+        image2.apply(&r);
+        let p = image2.topics["t"].partitions[0].clone();
+        let r = c2
+            .alter_isr(
+                &image2,
+                "t",
+                0,
+                p.replicas[0],
+                p.leader_epoch,
+                vec![p.replicas[0]],
+            )
+            .unwrap();
+        image2.apply(&r);
+        let fe = image2.brokers[&p.replicas[1]].epoch;
+        let recs = c2.heartbeat(&image2, p.replicas[1], fe, 1000).unwrap();
+        apply_all(&mut image2, &recs);
+        let recs = c2.tick(&image2, 1000);
+        apply_all(&mut image2, &recs);
+        assert_eq!(image2.topics["t"].partitions[0].leader, Some(p.replicas[1]));
+        // The returning last ISR member brings the partition back.
+        let (e, recs) = c.register_broker(&image, leader, "127.0.0.1:1", Some("a"), 1100);
+        apply_all(&mut image, &recs);
+        let recs = c.heartbeat(&image, leader, e, 1100).unwrap();
+        apply_all(&mut image, &recs);
+        assert_eq!(image.topics["t"].partitions[0].leader, Some(leader));
+    }
+
+    #[test]
+    fn isr_changes_are_checked() {
+        let (mut image, mut c) = cluster(&["a", "b", "c"], ControllerConfig::default());
+        let r = c
+            .create_topic(&image, "t", 1, 1, 3, BTreeMap::new())
+            .unwrap();
+        image.apply(&r);
+        let p = image.topics["t"].partitions[0].clone();
+        let l = p.leader.unwrap();
+        let other = p.replicas[1];
+        assert!(matches!(
+            c.alter_isr(&image, "t", 0, other, p.leader_epoch, p.isr.clone()),
+            Err(ControllerError::NotLeader(_))
+        ));
+        assert!(matches!(
+            c.alter_isr(&image, "t", 0, l, LeaderEpoch(5), p.isr.clone()),
+            Err(ControllerError::FencedLeaderEpoch { .. })
+        ));
+        assert!(matches!(
+            c.alter_isr(&image, "t", 0, l, p.leader_epoch, vec![other]),
+            Err(ControllerError::IneligibleReplica(_))
+        ));
+        // Shrink, fence the removed replica, and it cannot be added back while fenced.
+        let r = c
+            .alter_isr(&image, "t", 0, l, p.leader_epoch, vec![l, other])
+            .unwrap();
+        image.apply(&r);
+        let third = p.replicas[2];
+        let recs = c.controlled_shutdown(&image, third);
+        apply_all(&mut image, &recs);
+        assert!(
+            matches!(c.alter_isr(&image, "t", 0, l, p.leader_epoch, vec![l, other, third]), Err(ControllerError::IneligibleReplica(b)) if b == third)
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! The cluster metadata as the metadata log builds it: brokers, topics, partitions.
+//!
+//! Invariants (asserted in `apply`): a partition's leader, if any, is one of its replicas and in
+//! its ISR; its ISR is a subset of its replicas; leader epochs never go back.
+
+use std::collections::BTreeMap;
+
+use strata_engine::LeaderEpoch;
+
+use super::records::MetadataRecord;
+use crate::broker_id::BrokerId;
+
+/// A registered broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    /// Broker id.
+    pub id: BrokerId,
+    /// Incarnation.
+    pub epoch: u64,
+    /// Advertised `host:port`.
+    pub endpoint: String,
+    /// Rack.
+    pub rack: Option<String>,
+    /// Whether it is fenced.
+    pub fenced: bool,
+}
+
+/// One partition's replication state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRegistration {
+    /// Replicas, preferred leader first.
+    pub replicas: Vec<BrokerId>,
+    /// In-sync replicas.
+    pub isr: Vec<BrokerId>,
+    /// Leader, or `None` while offline.
+    pub leader: Option<BrokerId>,
+    /// Leader epoch.
+    pub leader_epoch: LeaderEpoch,
+}
+
+/// A topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicImage {
+    /// Topic id.
+    pub id: u128,
+    /// Partitions by index.
+    pub partitions: Vec<PartitionRegistration>,
+    /// Config overrides.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The whole cluster metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataImage {
+    /// Brokers by id.
+    pub brokers: BTreeMap<BrokerId, BrokerRegistration>,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicImage>,
+}
+
+impl MetadataImage {
+    /// Applies one committed record.
+    pub fn apply(&mut self, record: &MetadataRecord) {
+        match record {
+            MetadataRecord::RegisterBroker {
+                id,
+                epoch,
+                endpoint,
+                rack,
+            } => {
+                self.brokers.insert(
+                    *id,
+                    BrokerRegistration {
+                        id: *id,
+                        epoch: *epoch,
+                        endpoint: endpoint.clone(),
+                        rack: rack.clone(),
+                        fenced: true,
+                    },
+                );
+            }
+            MetadataRecord::UnfenceBroker { id } => {
+                if let Some(b) = self.brokers.get_mut(id) {
+                    b.fenced = false;
+                }
+            }
+            MetadataRecord::FenceBroker { id } => {
+                if let Some(b) = self.brokers.get_mut(id) {
+                    b.fenced = true;
+                }
+            }
+            MetadataRecord::CreateTopic {
+                name,
+                id,
+                assignments,
+                configs,
+            } => {
+                let partitions = assignments
+                    .iter()
+                    .map(|replicas| PartitionRegistration {
+                        replicas: replicas.clone(),
+                        isr: replicas.clone(),
+                        leader: replicas.first().copied(),
+                        leader_epoch: LeaderEpoch(0),
+                    })
+                    .collect();
+                self.topics.insert(
+                    name.clone(),
+                    TopicImage {
+                        id: *id,
+                        partitions,
+                        configs: configs.clone(),
+                    },
+                );
+            }
+            MetadataRecord::DeleteTopic { name } => {
+                self.topics.remove(name);
+            }
+            MetadataRecord::ChangePartition {
+                topic,
+                partition,
+                leader,
+                isr,
+                leader_epoch,
+            } => {
+                let Some(p) = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.partitions.get_mut(*partition as usize))
+                else {
+                    return;
+                };
+                assert!(
+                    *leader_epoch >= p.leader_epoch,
+                    "leader epochs never go back"
+                );
+                assert!(
+                    isr.iter().all(|b| p.replicas.contains(b)),
+                    "the ISR is a subset of the replicas"
+                );
+                assert!(
+                    leader.is_none_or(|l| isr.contains(&l)),
+                    "the leader is in the ISR"
+                );
+                p.leader = *leader;
+                p.isr = isr.clone();
+                p.leader_epoch = *leader_epoch;
+            }
+            MetadataRecord::SetTopicConfig { topic, configs } => {
+                if let Some(t) = self.topics.get_mut(topic) {
+                    t.configs = configs.clone();
+                }
+            }
+        }
+    }
+
+    /// Brokers that are registered and not fenced.
+    pub fn live_brokers(&self) -> Vec<&BrokerRegistration> {
+        self.brokers.values().filter(|b| !b.fenced).collect()
+    }
+
+    /// Whether a broker is registered and unfenced.
+    pub fn is_live(&self, id: BrokerId) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+}

@@ -1,0 +1,18 @@
+//! The metadata controller's logic, without consensus: the replicated state
+//! ([`image::MetadataImage`]), the records that change it ([`records::MetadataRecord`]), and the
+//! decisions that produce records ([`decisions::ControllerLogic`]: broker registration and
+//! fencing, rack-aware topic placement, leader election from the ISR, ISR rulings, preferred
+//! leader rebalancing).
+//!
+//! The Raft quorum (raft-rs over raft-engine, with the cluster issue) will order these records;
+//! every controller and broker applies them to its own image in that order, so they all agree.
+//! Decisions are made only on the active controller, from its image, and take effect only once
+//! their records are committed.
+
+pub mod decisions;
+pub mod image;
+pub mod records;
+
+pub use decisions::{ControllerConfig, ControllerError, ControllerLogic};
+pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
+pub use records::MetadataRecord;

@@ -1,0 +1,71 @@
+//! Records of the metadata log. Each is a fact decided by the active controller; applying them
+//! in log order rebuilds the cluster metadata anywhere.
+
+use std::collections::BTreeMap;
+
+use strata_engine::LeaderEpoch;
+
+use crate::broker_id::BrokerId;
+
+/// One change to the cluster metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataRecord {
+    /// A broker (re)registered; a new `epoch` replaces an earlier incarnation. Registered brokers
+    /// start fenced until their first heartbeat.
+    RegisterBroker {
+        /// Broker id.
+        id: BrokerId,
+        /// Incarnation: bumped on every registration.
+        epoch: u64,
+        /// Advertised `host:port`.
+        endpoint: String,
+        /// `broker.rack`.
+        rack: Option<String>,
+    },
+    /// The broker may lead and be in ISRs again.
+    UnfenceBroker {
+        /// Broker id.
+        id: BrokerId,
+    },
+    /// The broker stopped heartbeating or shut down: it leads nothing and leaves ISRs.
+    FenceBroker {
+        /// Broker id.
+        id: BrokerId,
+    },
+    /// A topic with its partitions' initial assignment.
+    CreateTopic {
+        /// Name.
+        name: String,
+        /// Topic id.
+        id: u128,
+        /// Replicas of each partition, preferred leader first.
+        assignments: Vec<Vec<BrokerId>>,
+        /// Topic config overrides.
+        configs: BTreeMap<String, String>,
+    },
+    /// A topic and its partitions are gone.
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// A partition's leader, ISR or leader epoch changed.
+    ChangePartition {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: u32,
+        /// New leader (`None`: offline, no eligible replica).
+        leader: Option<BrokerId>,
+        /// New ISR.
+        isr: Vec<BrokerId>,
+        /// New leader epoch (bumped on every leader change).
+        leader_epoch: LeaderEpoch,
+    },
+    /// Topic config overrides replaced.
+    SetTopicConfig {
+        /// Topic name.
+        topic: String,
+        /// The overrides.
+        configs: BTreeMap<String, String>,
+    },
+}
