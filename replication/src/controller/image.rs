@@ -11,7 +11,7 @@ use super::records::MetadataRecord;
 use crate::broker_id::BrokerId;
 
 /// A registered broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BrokerRegistration {
     /// Broker id.
     pub id: BrokerId,
@@ -26,7 +26,7 @@ pub struct BrokerRegistration {
 }
 
 /// One partition's replication state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionRegistration {
     /// Replicas, preferred leader first.
     pub replicas: Vec<BrokerId>,
@@ -35,11 +35,12 @@ pub struct PartitionRegistration {
     /// Leader, or `None` while offline.
     pub leader: Option<BrokerId>,
     /// Leader epoch.
+    #[serde(with = "super::records::epoch_serde")]
     pub leader_epoch: LeaderEpoch,
 }
 
 /// A topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopicImage {
     /// Topic id.
     pub id: u128,
@@ -162,5 +163,39 @@ impl MetadataImage {
     /// Whether a broker is registered and unfenced.
     pub fn is_live(&self, id: BrokerId) -> bool {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+}
+
+/// The image in a form that serializes to JSON (maps keyed by broker id become lists).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ImageSnapshot {
+    brokers: Vec<BrokerRegistration>,
+    topics: Vec<(String, TopicImage)>,
+}
+
+impl MetadataImage {
+    /// Encodes the image for a Raft snapshot.
+    pub fn to_snapshot_bytes(&self) -> Vec<u8> {
+        let s = ImageSnapshot {
+            brokers: self.brokers.values().cloned().collect(),
+            topics: self
+                .topics
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        serde_json::to_vec(&s).unwrap_or_default()
+    }
+
+    /// Decodes an image from a Raft snapshot.
+    pub fn from_snapshot_bytes(bytes: &[u8]) -> Result<MetadataImage, serde_json::Error> {
+        if bytes.is_empty() {
+            return Ok(MetadataImage::default());
+        }
+        let s: ImageSnapshot = serde_json::from_slice(bytes)?;
+        Ok(MetadataImage {
+            brokers: s.brokers.into_iter().map(|b| (b.id, b)).collect(),
+            topics: s.topics.into_iter().collect(),
+        })
     }
 }

@@ -11,8 +11,11 @@
 
 pub mod decisions;
 pub mod image;
+pub mod quorum;
+pub mod raft_log;
 pub mod records;
 
 pub use decisions::{ControllerConfig, ControllerError, ControllerLogic};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
+pub use quorum::{QuorumError, QuorumNode};
 pub use records::MetadataRecord;

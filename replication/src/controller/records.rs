@@ -8,7 +8,7 @@ use strata_engine::LeaderEpoch;
 use crate::broker_id::BrokerId;
 
 /// One change to the cluster metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MetadataRecord {
     /// A broker (re)registered; a new `epoch` replaces an earlier incarnation. Registered brokers
     /// start fenced until their first heartbeat.
@@ -59,6 +59,7 @@ pub enum MetadataRecord {
         /// New ISR.
         isr: Vec<BrokerId>,
         /// New leader epoch (bumped on every leader change).
+        #[serde(with = "epoch_serde")]
         leader_epoch: LeaderEpoch,
     },
     /// Topic config overrides replaced.
@@ -68,4 +69,18 @@ pub enum MetadataRecord {
         /// The overrides.
         configs: BTreeMap<String, String>,
     },
+}
+
+/// Serde for `LeaderEpoch` (an engine type) as its plain number.
+pub(crate) mod epoch_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use strata_engine::LeaderEpoch;
+
+    pub fn serialize<S: Serializer>(e: &LeaderEpoch, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(e.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LeaderEpoch, D::Error> {
+        i32::deserialize(d).map(LeaderEpoch)
+    }
 }
