@@ -15,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
         for (pos, h) in &headers {
             assert_eq!(*pos, end, "batches are contiguous");
             let one = &data[*pos..*pos + h.size()];
-            let again = batch::validate(one, 0, origin, 1 << 20).expect("accepted batch re-validates");
+            let again =
+                batch::validate(one, 0, origin, 1 << 20).expect("accepted batch re-validates");
             assert_eq!(&again, h);
             let mut stamped = one.to_vec();
             batch::stamp_base_offset(&mut stamped, Offset(1234));

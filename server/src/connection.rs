@@ -90,14 +90,31 @@ async fn run(ctx: &Arc<Context>, stream: &mut TcpStream) -> Result<(), Connectio
     }
 }
 
-/// Decodes one frame, handles it, and returns the encoded response frame (None: no response,
-/// as for acks=0 produce).
-pub async fn handle_frame(
-    ctx: &Arc<Context>,
-    mut frame: Bytes,
-) -> Result<Option<Vec<Part>>, ConnectionError> {
+/// A request frame, decoded.
+#[derive(Debug)]
+pub enum Decoded {
+    /// ApiVersions of a version newer than ours: answer with the KIP-511 v0 response.
+    UnsupportedApiVersions {
+        /// To echo.
+        correlation_id: i32,
+    },
+    /// A request of a supported API and version.
+    Request {
+        /// The API.
+        api_key: ApiKey,
+        /// Its version.
+        version: i16,
+        /// The header.
+        header: RequestHeader,
+        /// The body.
+        request: RequestKind,
+    },
+}
+
+/// Decodes one request frame (without its size prefix). Pure: no I/O, never panics; every
+/// defect is a `ConnectionError::Malformed`. Fuzzed by `fuzz/fuzz_targets/wire_request.rs`.
+pub fn decode_request(mut frame: Bytes) -> Result<Decoded, ConnectionError> {
     if frame.len() < 8 {
-        ctx.metrics.malformed_requests.inc();
         return Err(ConnectionError::Malformed(format!(
             "{}-byte frame is shorter than a request header",
             frame.len()
@@ -107,28 +124,19 @@ pub async fn handle_frame(
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let Ok(api_key) = ApiKey::try_from(key) else {
-        ctx.metrics.malformed_requests.inc();
         return Err(ConnectionError::Malformed(format!("unknown API key {key}")));
     };
     let supported = handler::supported_versions(api_key);
     // KIP-511: an ApiVersions request of a version we do not know is answered in v0 with
     // UNSUPPORTED_VERSION and our ranges, so the client can retry with one we do.
     if api_key == ApiKey::ApiVersions && supported.is_some_and(|(_, max)| version > max) {
-        let body = handler::api_versions::unsupported_response();
-        return Ok(Some(vec![Part::Bytes(encode_response(
-            correlation_id,
-            0,
-            &body,
-            0,
-        )?)]));
+        return Ok(Decoded::UnsupportedApiVersions { correlation_id });
     }
-    let Some((min, max)) = supported.filter(|(min, max)| version >= *min && version <= *max) else {
-        ctx.metrics.malformed_requests.inc();
+    if !supported.is_some_and(|(min, max)| version >= min && version <= max) {
         return Err(ConnectionError::Malformed(format!(
             "{api_key:?} v{version} is not supported"
         )));
-    };
-    let _ = (min, max);
+    }
     let header_version = api_key.request_header_version(version);
     let header = RequestHeader::decode(&mut frame, header_version)
         .map_err(|e| ConnectionError::Malformed(format!("{api_key:?} v{version} header: {e}")))?;
@@ -142,6 +150,42 @@ pub async fn handle_frame(
             "trailing bytes after request body"
         );
     }
+    Ok(Decoded::Request {
+        api_key,
+        version,
+        header,
+        request,
+    })
+}
+
+/// Decodes one frame, handles it, and returns the encoded response frame as parts (bytes and
+/// file slices to sendfile); `None`: no response, as for acks=0 produce.
+pub async fn handle_frame(
+    ctx: &Arc<Context>,
+    frame: Bytes,
+) -> Result<Option<Vec<Part>>, ConnectionError> {
+    let (api_key, version, header, request) = match decode_request(frame) {
+        Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {
+            let body = handler::api_versions::unsupported_response();
+            return Ok(Some(vec![Part::Bytes(encode_response(
+                correlation_id,
+                0,
+                &body,
+                0,
+            )?)]));
+        }
+        Ok(Decoded::Request {
+            api_key,
+            version,
+            header,
+            request,
+        }) => (api_key, version, header, request),
+        Err(e) => {
+            ctx.metrics.malformed_requests.inc();
+            return Err(e);
+        }
+    };
+    let correlation_id = header.correlation_id;
     let started = std::time::Instant::now();
     let response = handler::handle(ctx, &header, request).await;
     ctx.metrics.observe_request(api_key, started.elapsed());

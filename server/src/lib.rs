@@ -18,6 +18,7 @@ macro_rules! msg {
     (@set $m:ident $f:ident) => { $m.$f = $f; };
 }
 
+pub mod alloc;
 pub mod broker;
 pub mod config;
 pub mod connection;

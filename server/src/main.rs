@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use strata_server::config::BrokerConfig;
 
+/// See `strata_server::alloc`: a hostile array length must not abort the broker.
+#[global_allocator]
+static ALLOCATOR: strata_server::alloc::NoReserveLarge = strata_server::alloc::NoReserveLarge;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "strata",

@@ -452,3 +452,20 @@ fn a_waiting_fetch_is_woken_by_a_produce() {
     assert!(b.is_running());
     assert_eq!(count_records(&b, "safe"), 4);
 }
+
+/// A 20-byte Metadata request whose topic array claims 2^32-5 elements (found by the
+/// `wire_request` fuzz target): the codec reserves capacity for them before reading any. The
+/// broker must close that connection and live on.
+#[test]
+fn an_absurd_array_length_does_not_take_the_broker_down() {
+    let mut b = setup();
+    let mut s = connect(&b);
+    // Metadata v1, correlation id, client id of 2 bytes, then a topic count of 0x6f277abe.
+    let frame: [u8; 20] = [
+        0, 3, 0, 1, 0xff, 0xfb, 0, 0, 0, 2, 0, 4, 0x6f, 0x27, 0x7a, 0xbe, 0xff, 0xff, 0xff, 0xff,
+    ];
+    s.write_all(&(frame.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(&frame).unwrap();
+    assert!(closed(&mut s));
+    still_serving(&mut b);
+}

@@ -1,0 +1,20 @@
+//! Request decoding on arbitrary frames, as the broker does it: never panics and never aborts on
+//! a huge allocation (hostile array lengths; see `strata_server::alloc`).
+//!
+//! Round-tripping is not asserted: the frames are decoded by the kafka-protocol crate, whose
+//! re-encoding of some inputs (unknown tagged fields) does not decode again, and the broker never
+//! re-encodes a request.
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use strata_server::connection::decode_request;
+
+/// The broker's allocator, so that huge capacity reservations from hostile array lengths behave
+/// as in the `strata` binary (lazily mapped, never touched).
+#[global_allocator]
+static ALLOCATOR: strata_server::alloc::NoReserveLarge = strata_server::alloc::NoReserveLarge;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = decode_request(Bytes::copy_from_slice(data));
+});
