@@ -107,7 +107,7 @@ pub enum Decoded {
         /// The header.
         header: RequestHeader,
         /// The body.
-        request: RequestKind,
+        request: Box<RequestKind>,
     },
 }
 
@@ -154,7 +154,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, ConnectionError> {
         api_key,
         version,
         header,
-        request,
+        request: Box::new(request),
     })
 }
 
@@ -179,7 +179,7 @@ pub async fn handle_frame(
             version,
             header,
             request,
-        }) => (api_key, version, header, request),
+        }) => (api_key, version, header, *request),
         Err(e) => {
             ctx.metrics.malformed_requests.inc();
             return Err(e);
