@@ -149,18 +149,30 @@ impl BatchHeader {
     }
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "callers read header fields of a buffer checked to hold a whole header"
+)]
 fn be_i16(b: &[u8], pos: usize) -> i16 {
     let mut a = [0u8; 2];
     a.copy_from_slice(&b[pos..pos + 2]);
     i16::from_be_bytes(a)
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "callers read header fields of a buffer checked to hold a whole header"
+)]
 fn be_i32(b: &[u8], pos: usize) -> i32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[pos..pos + 4]);
     i32::from_be_bytes(a)
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "callers read header fields of a buffer checked to hold a whole header"
+)]
 fn be_i64(b: &[u8], pos: usize) -> i64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[pos..pos + 8]);
@@ -189,7 +201,7 @@ pub fn parse_header(bytes: &[u8], position: usize) -> Result<BatchHeader, BatchE
         base_offset: Offset(be_i64(bytes, BASE_OFFSET_POS)),
         batch_length,
         partition_leader_epoch: LeaderEpoch(be_i32(bytes, LEADER_EPOCH_POS)),
-        magic: bytes[MAGIC_POS] as i8,
+        magic: bytes.get(MAGIC_POS).copied().unwrap_or(0) as i8,
         crc: be_i32(bytes, CRC_POS) as u32,
         attributes: be_i16(bytes, ATTRIBUTES_POS),
         last_offset_delta: be_i32(bytes, LAST_OFFSET_DELTA_POS),
@@ -281,8 +293,7 @@ pub fn validate_all(
 ) -> Result<Vec<(usize, BatchHeader)>, BatchError> {
     let mut out = Vec::new();
     let mut position = 0usize;
-    while position < bytes.len() {
-        let rest = &bytes[position..];
+    while let Some(rest) = bytes.get(position..).filter(|r| !r.is_empty()) {
         let header = parse_header(rest, position)?;
         if header.size() > max_batch_bytes {
             return Err(BatchError::InvalidLength {
@@ -298,7 +309,12 @@ pub fn validate_all(
                 available: rest.len(),
             });
         }
-        let header = validate(&rest[..header.size()], position, origin, max_batch_bytes)?;
+        let one = rest.get(..header.size()).ok_or(BatchError::Truncated {
+            position,
+            needed: header.size(),
+            available: rest.len(),
+        })?;
+        let header = validate(one, position, origin, max_batch_bytes)?;
         out.push((position, header));
         position += header.size();
     }
@@ -308,30 +324,39 @@ pub fn validate_all(
     Ok(out)
 }
 
+/// Writes `value` at `pos` of a batch header. Invariant: `batch` holds a whole header (it was
+/// validated, or built here), which the assertion checks.
+fn put_field(batch: &mut [u8], pos: usize, value: &[u8]) {
+    assert!(batch.len() >= HEADER_BYTES, "a batch holds a whole header");
+    if let Some(field) = batch.get_mut(pos..pos + value.len()) {
+        field.copy_from_slice(value);
+    }
+}
+
 /// Writes the base offset into a batch header (outside the CRC).
 pub fn stamp_base_offset(batch: &mut [u8], base_offset: Offset) {
-    batch[BASE_OFFSET_POS..BASE_OFFSET_POS + 8].copy_from_slice(&base_offset.0.to_be_bytes());
+    put_field(batch, BASE_OFFSET_POS, &base_offset.0.to_be_bytes());
 }
 
 /// Writes the partition leader epoch into a batch header (outside the CRC).
 pub fn stamp_leader_epoch(batch: &mut [u8], epoch: LeaderEpoch) {
-    batch[LEADER_EPOCH_POS..LEADER_EPOCH_POS + 4].copy_from_slice(&epoch.0.to_be_bytes());
+    put_field(batch, LEADER_EPOCH_POS, &epoch.0.to_be_bytes());
 }
 
 /// Rewrites the CRC field from the batch's bytes (used by compaction after rewriting records).
 pub fn restamp_crc(batch: &mut [u8]) {
     let crc = compute_crc(batch);
-    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    put_field(batch, CRC_POS, &crc.to_be_bytes());
 }
 
 /// Sets the record count field (used by compaction).
 pub(crate) fn set_records_count(batch: &mut [u8], count: i32) {
-    batch[RECORDS_COUNT_POS..RECORDS_COUNT_POS + 4].copy_from_slice(&count.to_be_bytes());
+    put_field(batch, RECORDS_COUNT_POS, &count.to_be_bytes());
 }
 
 /// Sets the batch length field (used by compaction).
 pub(crate) fn set_batch_length(batch: &mut [u8], length: i32) {
-    batch[LENGTH_POS..LENGTH_POS + 4].copy_from_slice(&length.to_be_bytes());
+    put_field(batch, LENGTH_POS, &length.to_be_bytes());
 }
 
 /// A record given to [`build`]: key and value, each `None` for null.

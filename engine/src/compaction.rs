@@ -112,8 +112,10 @@ fn compact_segments(acc: &mut CompactionAccess<'_>) -> Result<CompactionStats> {
         }
     }
     // 2. Rewrite every inactive segment.
-    let inactive: Vec<Offset> = acc.segments.keys().copied().collect();
-    let inactive = &inactive[..inactive.len() - 1];
+    let all: Vec<Offset> = acc.segments.keys().copied().collect();
+    let Some((_active, inactive)) = all.split_last() else {
+        return Ok(stats);
+    };
     for base in inactive {
         let Some(seg) = acc.segments.get(base) else {
             continue;

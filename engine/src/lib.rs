@@ -27,6 +27,8 @@
 //! ```
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used)]
+#![deny(clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::indexing_slicing))]
 
 pub mod batch;
 pub mod checkpoint;

@@ -445,7 +445,13 @@ impl Log {
             Origin::Client => {
                 let mut next = leo;
                 for (pos, h) in headers.iter_mut() {
-                    let slice = &mut records[*pos..*pos + h.size()];
+                    let Some(slice) = records.get_mut(*pos..*pos + h.size()) else {
+                        return Err(LogError::InvalidBatch(BatchError::Truncated {
+                            position: *pos,
+                            needed: h.size(),
+                            available: 0,
+                        }));
+                    };
                     batch::stamp_base_offset(slice, next);
                     batch::stamp_leader_epoch(slice, leader_epoch);
                     h.base_offset = next;

@@ -173,8 +173,7 @@ pub(crate) fn recover(
     }
     let mut scanned: Vec<Offset> = Vec::new();
     let mut idx = 0usize;
-    while idx < bases.len() {
-        let base = bases[idx];
+    while let Some(&base) = bases.get(idx) {
         let plan = if clean {
             Plan::Trusted
         } else {

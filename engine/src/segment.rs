@@ -690,7 +690,7 @@ impl<'a> ChunkReader<'a> {
             )));
         }
         let off = (pos - self.buf_start) as usize;
-        let header = match batch::parse_header(&self.buf[off..], 0) {
+        let header = match batch::parse_header(self.buf.get(off..).unwrap_or(&[]), 0) {
             Ok(h) => h,
             Err(e) => return Ok(Err(e.to_string())),
         };
@@ -701,6 +701,9 @@ impl<'a> ChunkReader<'a> {
             )));
         }
         let off = (pos - self.buf_start) as usize;
-        Ok(Ok(&self.buf[off..off + size]))
+        Ok(self
+            .buf
+            .get(off..off + size)
+            .ok_or_else(|| format!("batch of {size} bytes runs past the buffer")))
     }
 }

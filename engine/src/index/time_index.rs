@@ -127,8 +127,9 @@ impl TimeIndex {
     /// Checks increasing timestamps and offsets below `next_offset`.
     pub fn is_sane(&self, next_offset: Offset) -> bool {
         let es = self.entries();
-        es.windows(2)
-            .all(|w| w[0].timestamp < w[1].timestamp && w[0].offset < w[1].offset)
+        es.iter()
+            .zip(es.iter().skip(1))
+            .all(|(a, b)| a.timestamp < b.timestamp && a.offset < b.offset)
             && es
                 .iter()
                 .all(|e| e.offset < next_offset.max(self.base_offset.plus(1)))

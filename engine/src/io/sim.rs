@@ -9,6 +9,11 @@
 //! Invariant: bytes covered by a completed `sync_data`/`write_and_sync` sync are never lost by a
 //! crash; handles opened before a crash fail afterwards (the process that held them is dead).
 
+#![expect(
+    clippy::indexing_slicing,
+    reason = "the simulated disk indexes its in-memory images at positions it has just bounds-checked"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::fd::RawFd;

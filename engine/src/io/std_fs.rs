@@ -40,8 +40,8 @@ impl StorageFile for RealFile {
 
     fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize> {
         let mut done = 0;
-        while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], position + done as u64) {
+        while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+            match self.file.read_at(rest, position + done as u64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -157,8 +157,9 @@ pub(crate) fn pwritev_all(fd: RawFd, bufs: &[&[u8]], mut position: u64) -> io::R
         }
         let mut n = n as usize;
         position += n as u64;
-        while n > 0 && start < iov.len() {
-            let cur = &mut iov[start];
+        while n > 0
+            && let Some(cur) = iov.get_mut(start)
+        {
             if n >= cur.iov_len {
                 n -= cur.iov_len;
                 start += 1;

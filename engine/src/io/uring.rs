@@ -84,7 +84,7 @@ fn skip_bytes<'a>(bufs: &[&'a [u8]], mut n: usize) -> Vec<&'a [u8]> {
         if n >= b.len() {
             n -= b.len();
         } else {
-            out.push(&b[n..]);
+            out.extend(b.get(n..));
             n = 0;
         }
     }
