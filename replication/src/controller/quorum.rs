@@ -99,6 +99,11 @@ impl QuorumNode {
         self.raw.raft.state == StateRole::Leader
     }
 
+    /// The current Raft term.
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
     /// The active controller, if known.
     pub fn leader_id(&self) -> Option<u64> {
         let l = self.raw.raft.leader_id;
@@ -182,6 +187,13 @@ impl QuorumNode {
         let committed = light.take_committed_entries();
         self.apply_entries(committed)?;
         self.raw.advance_apply();
+        // Snapshots are sent fire-and-forget: report them done so the leader goes back to probing
+        // the follower (a lost snapshot is then requested again) instead of waiting forever.
+        for m in &out {
+            if m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+                self.raw.report_snapshot(m.to, raft::SnapshotStatus::Finish);
+            }
+        }
         if self.since_snapshot >= self.snapshot_every && self.applied > 0 {
             let data = self.image.to_snapshot_bytes();
             self.raw.store().snapshot_at(self.applied, data)?;
