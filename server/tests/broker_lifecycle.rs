@@ -311,3 +311,74 @@ fn unknown_or_invalid_settings_are_refused_at_start() {
         assert!(stderr.contains(expected), "{arg}: {stderr}");
     }
 }
+
+/// A standalone commit with a metadata string survives SIGKILL, metadata included, and the
+/// consumer lag metric reports high watermark minus the committed offset.
+#[test]
+fn committed_offset_metadata_survives_sigkill_and_lag_is_reported() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequest, OffsetFetchRequestTopic,
+    };
+    let mport = common::free_port();
+    let mut b = Broker::start(&[&format!("metrics.listen=127.0.0.1:{mport}")]);
+    let mut s = connect(&b);
+    let mut md = kafka_protocol::messages::metadata_request::MetadataRequest::default();
+    let mut t = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
+    t.name = Some(TopicName(StrBytes::from_static_str("lagged")));
+    md.topics = Some(vec![t]);
+    md.allow_auto_topic_creation = true;
+    call(&mut s, ApiKey::Metadata, 9, &md);
+    for i in 0..10 {
+        produce_result(call(
+            &mut s,
+            ApiKey::Produce,
+            9,
+            &idempotent_produce("lagged", 99, i, &["x"]),
+        ));
+    }
+    let mut p = OffsetCommitRequestPartition::default();
+    p.partition_index = 0;
+    p.committed_offset = 4;
+    p.committed_leader_epoch = 0;
+    p.committed_metadata = Some(StrBytes::from_static_str("checkpoint-a"));
+    let mut ct = OffsetCommitRequestTopic::default();
+    ct.name = TopicName(StrBytes::from_static_str("lagged"));
+    ct.partitions = vec![p];
+    let mut commit = OffsetCommitRequest::default();
+    commit.group_id = GroupId(StrBytes::from_static_str("standalone"));
+    commit.generation_id_or_member_epoch = -1;
+    commit.topics = vec![ct];
+    let ResponseKind::OffsetCommit(r) = call(&mut s, ApiKey::OffsetCommit, 8, &commit) else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    assert_eq!(
+        metric(
+            mport,
+            "strata_consumer_lag{group=\"standalone\",topic=\"lagged\",partition=\"0\"}"
+        ),
+        6.0
+    );
+    drop(s);
+    b.kill9();
+    b.restart();
+    let mut s = connect(&b);
+    let mut ft = OffsetFetchRequestTopic::default();
+    ft.name = TopicName(StrBytes::from_static_str("lagged"));
+    ft.partition_indexes = vec![0];
+    let mut fetch = OffsetFetchRequest::default();
+    fetch.group_id = GroupId(StrBytes::from_static_str("standalone"));
+    fetch.topics = Some(vec![ft]);
+    let ResponseKind::OffsetFetch(r) = call(&mut s, ApiKey::OffsetFetch, 7, &fetch) else {
+        panic!()
+    };
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.committed_offset, 4);
+    assert_eq!(
+        p.metadata.as_ref().map(|m| m.as_str()),
+        Some("checkpoint-a")
+    );
+}
