@@ -7,6 +7,8 @@
 //! ISR change to propose to the controller). `tests/simulator.rs` drives several replicas
 //! through a seeded, lossy network with crashes and checks Kafka's replication invariants.
 #![deny(missing_docs)]
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod broker_id;
 pub mod controller;

@@ -4,6 +4,8 @@
 //! storage engine, the group coordinator with offsets in `__consumer_offsets`, configuration with
 //! Kafka's property names, and a Prometheus metrics endpoint.
 #![deny(missing_docs)]
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 /// Builds a protocol message (the crate's structs are `#[non_exhaustive]`): starts from
 /// `Default` and sets the named fields. `msg!(Type { a: 1, b })`.
