@@ -7,12 +7,15 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 
+mod support;
+
 use strata_replication::BrokerId;
-use strata_replication::controller::{MetadataRecord, QuorumNode};
+use strata_replication::controller::MetadataRecord;
+use support::Member;
 
 struct Cluster {
     dirs: Vec<PathBuf>,
-    nodes: BTreeMap<u64, QuorumNode>,
+    nodes: BTreeMap<u64, Member>,
     queue: VecDeque<raft::eraftpb::Message>,
     _tmp: tempfile::TempDir,
 }
@@ -40,8 +43,12 @@ impl Cluster {
     }
 
     fn start(&mut self, id: u64) {
-        let node =
-            QuorumNode::open(id, &VOTERS, &self.dirs[(id - 1) as usize], SNAPSHOT_EVERY).unwrap();
+        let node = Member::start(
+            id,
+            &VOTERS,
+            self.dirs[(id - 1) as usize].clone(),
+            SNAPSHOT_EVERY,
+        );
         self.nodes.insert(id, node);
     }
 
@@ -52,19 +59,19 @@ impl Cluster {
     /// Runs `rounds` rounds: every member ticks, then messages are delivered until quiet.
     fn run(&mut self, rounds: usize) {
         for _ in 0..rounds {
-            for n in self.nodes.values_mut() {
-                n.tick();
+            for n in self.nodes.values() {
+                n.call(|n| n.tick());
             }
             for _ in 0..50 {
-                for n in self.nodes.values_mut() {
-                    self.queue.extend(n.handle_ready().unwrap());
+                for n in self.nodes.values() {
+                    self.queue.extend(n.call(|n| n.handle_ready().unwrap()));
                 }
                 if self.queue.is_empty() {
                     break;
                 }
                 while let Some(m) = self.queue.pop_front() {
-                    if let Some(n) = self.nodes.get_mut(&m.to) {
-                        n.step(m).unwrap();
+                    if let Some(n) = self.nodes.get(&m.to) {
+                        n.call(move |n| n.step(m).unwrap());
                     }
                 }
             }
@@ -72,7 +79,10 @@ impl Cluster {
     }
 
     fn leader(&self) -> Option<u64> {
-        self.nodes.values().find(|n| n.is_leader()).map(|n| n.id())
+        self.nodes
+            .values()
+            .find(|n| n.call(|n| n.is_leader()))
+            .map(|n| n.id())
     }
 
     fn elect(&mut self) -> u64 {
@@ -87,7 +97,8 @@ impl Cluster {
 
     fn propose(&mut self, records: &[MetadataRecord]) {
         let l = self.elect();
-        self.nodes.get_mut(&l).unwrap().propose(records).unwrap();
+        let records = records.to_vec();
+        self.nodes[&l].call(move |n| n.propose(&records).unwrap());
         self.run(3);
     }
 }
@@ -111,7 +122,7 @@ fn records_commit_on_all_members_and_survive_leader_loss() {
     c.run(5);
     for n in c.nodes.values() {
         assert_eq!(
-            n.image().brokers.len(),
+            n.call(|n| n.image().brokers.len()),
             10,
             "member {} applied everything",
             n.id()
@@ -125,11 +136,15 @@ fn records_commit_on_all_members_and_survive_leader_loss() {
         c.propose(&[register(i)]);
     }
     c.run(5);
-    assert_eq!(c.nodes[&second].image().brokers.len(), 20);
+    assert_eq!(c.nodes[&second].call(|n| n.image().brokers.len()), 20);
     // The old leader restarts from its raft-engine log (and snapshot) and catches up.
     c.start(first);
     c.run(20);
-    let images: Vec<_> = c.nodes.values().map(|n| n.image().clone()).collect();
+    let images: Vec<_> = c
+        .nodes
+        .values()
+        .map(|n| n.call(|n| n.image().clone()))
+        .collect();
     assert!(images.windows(2).all(|w| w[0] == w[1]), "all members agree");
     assert_eq!(images[0].brokers.len(), 20);
 }
@@ -150,16 +165,19 @@ fn snapshots_bound_the_log_and_catch_up_a_member_that_missed_compacted_entries()
     }
     c.run(5);
     let lid = c.elect();
-    let l = &c.nodes[&lid];
+    let entries = c.nodes[&lid].call(|n| n.log_entries());
     assert!(
-        l.log_entries() <= 2 * SNAPSHOT_EVERY + 10,
-        "log bounded by snapshots: {} entries",
-        l.log_entries()
+        entries <= 2 * SNAPSHOT_EVERY + 10,
+        "log bounded by snapshots: {entries} entries"
     );
     // The lagging member's entries were compacted away on the others: it needs a snapshot.
     c.start(lagging);
     c.run(30);
-    let images: Vec<_> = c.nodes.values().map(|n| n.image().clone()).collect();
+    let images: Vec<_> = c
+        .nodes
+        .values()
+        .map(|n| n.call(|n| n.image().clone()))
+        .collect();
     assert!(
         images.windows(2).all(|w| w[0] == w[1]),
         "the restarted member caught up through a snapshot"

@@ -10,8 +10,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+mod support;
+
 use strata_replication::BrokerId;
 use strata_replication::controller::{MetadataRecord, QuorumNode};
+use support::Member;
 
 const VOTERS: [u64; 3] = [1, 2, 3];
 
@@ -33,7 +36,7 @@ struct Sim {
     now: u64,
     rng: Rng,
     dirs: Vec<PathBuf>,
-    nodes: BTreeMap<u64, QuorumNode>,
+    nodes: BTreeMap<u64, Member>,
     net: Vec<(u64, raft::eraftpb::Message)>,
     drop_per_mille: u64,
     leaders_by_term: BTreeMap<u64, u64>,
@@ -86,7 +89,7 @@ impl Sim {
     }
 
     fn start(&mut self, id: u64) {
-        let n = QuorumNode::open(id, &VOTERS, &self.dirs[(id - 1) as usize], 16).unwrap();
+        let n = Member::start(id, &VOTERS, self.dirs[(id - 1) as usize].clone(), 16);
         self.nodes.insert(id, n);
     }
 
@@ -106,14 +109,14 @@ impl Sim {
                 }
             }
         }
-        for n in self.nodes.values_mut() {
-            n.tick();
+        for n in self.nodes.values() {
+            n.call(|n| n.tick());
         }
         // Proposals, on whoever is leader now. Each record carries its sequence in the epoch
         // field, so the applied order can be compared.
         if faults
             && self.rng.chance(400)
-            && let Some(l) = self.nodes.values_mut().find(|n| n.is_leader())
+            && let Some(l) = self.nodes.values().find(|n| n.call(|n| n.is_leader()))
         {
             let id = self.next_broker;
             let r = MetadataRecord::RegisterBroker {
@@ -122,13 +125,13 @@ impl Sim {
                 endpoint: String::new(),
                 rack: None,
             };
-            if l.propose(&[r]).is_ok() {
+            if l.call(move |n| n.propose(&[r]).is_ok()) {
                 self.next_broker += 1;
             }
         }
         let mut out = Vec::new();
-        for n in self.nodes.values_mut() {
-            out.extend(n.handle_ready().unwrap());
+        for n in self.nodes.values() {
+            out.extend(n.call(|n| n.handle_ready().unwrap()));
         }
         for m in out {
             if self.rng.chance(self.drop_per_mille) {
@@ -148,36 +151,41 @@ impl Sim {
             }
         });
         for m in due {
-            if let Some(n) = self.nodes.get_mut(&m.to) {
+            if let Some(n) = self.nodes.get(&m.to) {
                 // A message from a past incarnation may be refused; that is Raft's business.
-                let _ = n.step(m);
+                n.call(move |n| {
+                    let _ = n.step(m);
+                });
             }
         }
         self.check();
     }
 
     fn check(&mut self) {
-        for n in self.nodes.values() {
-            if n.is_leader() {
-                let term = n.term();
-                if let Some(prev) = self.leaders_by_term.insert(term, n.id())
-                    && prev != n.id()
+        let states: Vec<(u64, bool, u64, Vec<i32>)> = self
+            .nodes
+            .values()
+            .map(|n| n.call(|n| (n.id(), n.is_leader(), n.term(), applied_history(n))))
+            .collect();
+        for (id, leader, term, _) in &states {
+            if *leader {
+                let (id, term) = (*id, *term);
+                if let Some(prev) = self.leaders_by_term.insert(term, id)
+                    && prev != id
                 {
-                    self.fail(format!("two leaders in term {term}: {prev} and {}", n.id()));
+                    self.fail(format!("two leaders in term {term}: {prev} and {id}"));
                 }
             }
         }
         // Every applied history is a prefix of the longest one seen.
-        for n in self.nodes.values() {
-            let h = applied_history(n);
+        for (id, _, _, h) in states {
             let common = h.len().min(self.history.len());
             if h[..common] != self.history[..common] {
                 let at = (0..common)
                     .find(|i| h[*i] != self.history[*i])
                     .unwrap_or(common);
                 self.fail(format!(
-                    "member {} diverges at position {at}: {:?} vs {:?}",
-                    n.id(),
+                    "member {id} diverges at position {at}: {:?} vs {:?}",
                     h.get(at),
                     self.history.get(at)
                 ));
@@ -198,7 +206,11 @@ impl Sim {
         for _ in 0..600 {
             self.step(false);
         }
-        let histories: Vec<Vec<i32>> = self.nodes.values().map(applied_history).collect();
+        let histories: Vec<Vec<i32>> = self
+            .nodes
+            .values()
+            .map(|n| n.call(|n| applied_history(n)))
+            .collect();
         if histories.windows(2).any(|w| w[0] != w[1]) {
             let lens: Vec<usize> = histories.iter().map(Vec::len).collect();
             self.fail(format!(

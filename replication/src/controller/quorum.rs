@@ -6,6 +6,11 @@
 //! persists entries and hard state (synced) before it returns the messages that depend on them,
 //! applies committed entries, and snapshots the image every `snapshot_every` applied entries
 //! (compacting the log so it stays bounded).
+//!
+//! One member per process: raft-engine caches the last block it read in a thread-local keyed
+//! by file position, not by engine, so two members driven from one thread can be served each
+//! other's blocks (its own assertion then fires). Tests that run several members in one process
+//! give each its own thread (`replication/tests/support`).
 
 use std::path::Path;
 
