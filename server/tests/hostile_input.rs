@@ -315,6 +315,10 @@ fn unknown_topics_partitions_and_corrupt_batches_get_error_codes() {
         &produce("nope", vec![(0, records(&["z"]))]),
     ));
     assert_eq!(codes[0].1, 3);
+    // Clients cannot write into the offsets topic.
+    let forged = produce("__consumer_offsets", vec![(0, records(&["forged"]))]);
+    let codes = produce_codes(call(&mut s, ApiKey::Produce, 9, &forged));
+    assert_eq!(codes[0].1, 17, "INVALID_TOPIC_EXCEPTION");
     // A batch whose CRC does not match is refused and nothing of it is stored.
     let mut bad = records(&["corrupt"]).to_vec();
     let last = bad.len() - 1;

@@ -63,6 +63,16 @@ pub async fn handle(
                 ));
                 continue;
             }
+            // Clients may not write to internal topics: only the group coordinator appends to
+            // `__consumer_offsets`.
+            if topic.as_ref().is_some_and(|t| t.internal) {
+                partitions.push(error(
+                    index,
+                    ErrorCode::InvalidTopicException,
+                    Some("cannot produce to an internal topic".into()),
+                ));
+                continue;
+            }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(index)) else {
                 partitions.push(error(index, ErrorCode::UnknownTopicOrPartition, None));
                 continue;
