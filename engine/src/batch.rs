@@ -284,11 +284,11 @@ pub fn validate(
     Ok(header)
 }
 
-/// Splits a buffer of concatenated batches and validates each. Returns the headers with each
-/// batch's position in `bytes`. Fails on the first bad batch; then nothing may be written.
-pub fn validate_all(
+/// Splits a buffer of concatenated batches by their length fields, without checking CRCs or
+/// anything else: the headers with each batch's position in `bytes`. For callers that only need
+/// header fields of batches the log validates anyway ([`validate_all`] builds on it).
+pub fn frame(
     bytes: &[u8],
-    origin: Origin,
     max_batch_bytes: usize,
 ) -> Result<Vec<(usize, BatchHeader)>, BatchError> {
     let mut out = Vec::new();
@@ -309,17 +309,32 @@ pub fn validate_all(
                 available: rest.len(),
             });
         }
-        let one = rest.get(..header.size()).ok_or(BatchError::Truncated {
-            position,
-            needed: header.size(),
-            available: rest.len(),
-        })?;
-        let header = validate(one, position, origin, max_batch_bytes)?;
         out.push((position, header));
         position += header.size();
     }
     if out.is_empty() {
         return Err(BatchError::Empty);
+    }
+    Ok(out)
+}
+
+/// Splits a buffer of concatenated batches and validates each. Returns the headers with each
+/// batch's position in `bytes`. Fails on the first bad batch; then nothing may be written.
+pub fn validate_all(
+    bytes: &[u8],
+    origin: Origin,
+    max_batch_bytes: usize,
+) -> Result<Vec<(usize, BatchHeader)>, BatchError> {
+    let mut out = frame(bytes, max_batch_bytes)?;
+    for (position, header) in &mut out {
+        let one = bytes
+            .get(*position..*position + header.size())
+            .ok_or(BatchError::Truncated {
+                position: *position,
+                needed: header.size(),
+                available: bytes.len() - *position,
+            })?;
+        *header = validate(one, *position, origin, max_batch_bytes)?;
     }
     Ok(out)
 }

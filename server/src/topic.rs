@@ -115,34 +115,17 @@ impl ProducerStates {
     /// Rebuilds the state by walking every batch header of the log.
     pub fn rebuild(log: &Log) -> strata_engine::Result<ProducerStates> {
         let mut st = ProducerStates::default();
-        let mut next = log.log_start_offset();
-        loop {
-            let r = log.read(next, strata_engine::ReadLimits::bytes(4 << 20))?;
-            let Some(slice) = r.slice else { break };
-            let bytes = slice
-                .read_to_vec()
-                .map_err(|e| strata_engine::LogError::Io {
-                    path: log.dir().to_path_buf(),
-                    source: e,
-                })?;
-            let mut pos = 0usize;
-            while pos + batch::HEADER_BYTES <= bytes.len() {
-                let Ok(h) = batch::parse_header(&bytes[pos..], pos) else {
-                    break;
-                };
-                if h.producer_id >= 0 && h.base_sequence >= 0 {
-                    st.record(
-                        h.producer_id,
-                        h.producer_epoch,
-                        h.base_sequence,
-                        h.base_sequence.wrapping_add(h.last_offset_delta),
-                        h.base_offset,
-                    );
-                }
-                pos += h.size();
+        log.for_each_batch_header(|h| {
+            if h.producer_id >= 0 && h.base_sequence >= 0 {
+                st.record(
+                    h.producer_id,
+                    h.producer_epoch,
+                    h.base_sequence,
+                    h.base_sequence.wrapping_add(h.last_offset_delta),
+                    h.base_offset,
+                );
             }
-            next = slice.next_offset();
-        }
+        })?;
         Ok(st)
     }
 }
@@ -192,7 +175,9 @@ impl Partition {
 
     /// Appends client batches after the idempotent producer checks.
     pub fn append(&self, records: BytesMut) -> Result<AppendOutcome, (ErrorCode, String)> {
-        let headers = batch::validate_all(&records, batch::Origin::Client, usize::MAX)
+        // Only the producer fields are needed here; `Log::append` validates every batch (CRC
+        // included) once, before anything is written.
+        let headers = batch::frame(&records, usize::MAX)
             .map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
         let idempotent: Vec<_> = headers
             .iter()

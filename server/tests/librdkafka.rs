@@ -108,6 +108,24 @@ fn consume_n(c: &BaseConsumer, n: usize, timeout: Duration) -> Vec<Got> {
     out
 }
 
+/// Headers of the batches stored in partition 0 of `topic`, read from its first segment file.
+fn stored_batches(broker: &Broker, topic: &str) -> Vec<strata_engine::batch::BatchHeader> {
+    let path = broker
+        .data_dir()
+        .join(format!("{topic}-0"))
+        .join("00000000000000000000.log");
+    let bytes = std::fs::read(&path).unwrap();
+    strata_engine::batch::validate_all(
+        &bytes,
+        strata_engine::batch::Origin::Replication,
+        usize::MAX,
+    )
+    .unwrap()
+    .into_iter()
+    .map(|(_, h)| h)
+    .collect()
+}
+
 /// Every acks level and every compression codec: keys, values and headers come back exactly,
 /// in order, and compressed batches are stored as sent.
 #[test]
@@ -156,6 +174,34 @@ fn produce_and_consume_with_each_acks_and_codec() {
             let c = consumer(&b, &format!("g-{case}"), &[]);
             c.subscribe(&[&topic]).unwrap();
             let got = consume_n(&c, n, Duration::from_secs(30));
+            // Consumed, hence written (also for acks=0). The broker stores the producer's batches untouched, compressed as they were sent.
+            let expected = match codec {
+                "none" => strata_engine::batch::Compression::None,
+                "gzip" => strata_engine::batch::Compression::Gzip,
+                "snappy" => strata_engine::batch::Compression::Snappy,
+                "lz4" => strata_engine::batch::Compression::Lz4,
+                _ => strata_engine::batch::Compression::Zstd,
+            };
+            let stored = stored_batches(&broker, &topic);
+            // (librdkafka sends a batch uncompressed when compressing would not shrink it.)
+            use strata_engine::batch::Compression;
+            assert!(
+                stored
+                    .iter()
+                    .all(|h| h.compression() == expected || h.compression() == Compression::None),
+                "acks={acks} codec={codec}: {stored:?}"
+            );
+            assert!(
+                stored.iter().any(|h| h.compression() == expected),
+                "acks={acks} codec={codec}: {stored:?}"
+            );
+            assert_eq!(
+                stored
+                    .iter()
+                    .map(|h| i64::from(h.records_count))
+                    .sum::<i64>(),
+                n as i64
+            );
             for (i, (key, value, headers, _, offset)) in got.iter().enumerate() {
                 assert_eq!(*offset, i as i64, "acks={acks} codec={codec}");
                 assert_eq!(key.as_deref(), Some(format!("key-{i}").as_bytes()));
@@ -192,6 +238,10 @@ fn fetch_from_an_offset_inside_a_batch() {
             f.await.unwrap().unwrap();
         }
     });
+    // The ten records really form one batch on disk, so offset 6 lies inside it.
+    let stored = stored_batches(&broker, "inside");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].records_count, 10);
     let c = consumer(&b, "inside-g", &[]);
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset("inside", 0, Offset::Offset(6))
