@@ -81,6 +81,8 @@ pub struct Broker {
     pub appends: tokio::sync::watch::Sender<u64>,
     next_producer_id: AtomicI64,
     producer_id_limit: Mutex<i64>,
+    /// Cluster membership: the metadata image and the controller client. `None` standalone.
+    pub cluster: Option<crate::cluster::ClusterState>,
 }
 
 fn atomic_write(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
@@ -97,6 +99,8 @@ fn atomic_write(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> 
 impl Broker {
     /// Opens the data directory: starts the commit pipeline, opens (and recovers) every
     /// partition log listed in `topics.toml`, and makes sure `__consumer_offsets` exists.
+    /// In a cluster the metadata image says which partitions this broker holds: they are
+    /// opened as it arrives (`cluster::replica_manager`).
     pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
         std::fs::create_dir_all(&config.log_dir)?;
         let storage = open_backend(Backend::Auto)?;
@@ -104,6 +108,9 @@ impl Broker {
         let pipeline = CommitPipeline::start(storage, Default::default())?;
         let handle = pipeline.handle();
         let (appends, _) = tokio::sync::watch::channel(0u64);
+        let config_cluster = config
+            .is_cluster()
+            .then(|| crate::cluster::ClusterState::new(&config));
         let block_path = config.log_dir.join(PRODUCER_ID_FILE);
         let block_start: i64 = std::fs::read_to_string(&block_path)
             .ok()
@@ -118,7 +125,11 @@ impl Broker {
             appends,
             next_producer_id: AtomicI64::new(block_start),
             producer_id_limit: Mutex::new(block_start),
+            cluster: config_cluster,
         });
+        if broker.cluster.is_some() {
+            return Ok(broker);
+        }
         let file = broker.read_topics_file()?;
         for (name, entry) in file.topics {
             let id = Uuid::parse_str(&entry.id)?;
@@ -188,22 +199,94 @@ impl Broker {
         Ok(c)
     }
 
-    fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+    /// The directory of a partition's log.
+    pub fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
         self.config.log_dir.join(format!("{topic}-{index}"))
     }
 
-    fn open_partition(
+    /// Opens (recovering) a partition's log; in a cluster, as an offline replica.
+    pub fn open_partition(
         &self,
         topic: &str,
         index: i32,
         config: &LogConfig,
+        min_insync_replicas: usize,
     ) -> anyhow::Result<Arc<Partition>> {
         let log = Log::open(
             self.partition_dir(topic, index),
             config.clone(),
             &self.handle,
         )?;
-        Ok(Arc::new(Partition::new(topic, index, log)?))
+        let replica = self.cluster.as_ref().map(|_| {
+            (
+                strata_replication::BrokerId(self.config.node_id),
+                strata_replication::PartitionConfig {
+                    replica_lag_time_max_ms: self.config.replica_lag_time_max_ms,
+                    min_insync_replicas,
+                },
+            )
+        });
+        Ok(Arc::new(Partition::new(topic, index, log, replica)?))
+    }
+
+    /// `min.insync.replicas` of a topic with these overrides.
+    pub fn min_insync_replicas(&self, overrides: &BTreeMap<String, String>) -> usize {
+        overrides
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(usize::try_from(self.config.min_insync_replicas).unwrap_or(1))
+            .max(1)
+    }
+
+    /// The error for a partition this broker does not hold: NOT_LEADER_OR_FOLLOWER if the
+    /// cluster has it elsewhere (the client refreshes its metadata), else
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn missing_partition_code(&self, topic: Option<&Topic>, index: i32) -> ErrorCode {
+        let elsewhere =
+            match (&self.cluster, topic) {
+                (Some(c), Some(t)) => c.image().topics.get(&t.name).is_some_and(|ti| {
+                    usize::try_from(index).is_ok_and(|i| i < ti.partitions.len())
+                }),
+                _ => false,
+            };
+        if elsewhere {
+            ErrorCode::NotLeaderOrFollower
+        } else {
+            ErrorCode::UnknownTopicOrPartition
+        }
+    }
+
+    /// Whether the partition exists (anywhere in the cluster).
+    pub fn partition_exists(&self, topic: Option<&Topic>, index: i32) -> bool {
+        match topic {
+            None => false,
+            Some(t) if self.cluster.is_none() => t.partition(index).is_some(),
+            Some(t) => {
+                self.missing_partition_code(Some(t), index) == ErrorCode::NotLeaderOrFollower
+            }
+        }
+    }
+
+    /// Adds a topic to this broker's table (cluster mode: as the metadata image says).
+    pub fn insert_topic(&self, topic: Arc<Topic>) {
+        self.topics_write().insert(topic.name.clone(), topic);
+    }
+
+    /// Removes a topic from this broker's table (cluster mode), closing its logs and deleting
+    /// their directories.
+    pub fn remove_topic(&self, name: &str) {
+        let Some(topic) = self.topics_write().remove(name) else {
+            return;
+        };
+        let partitions =
+            std::mem::take(&mut *topic.partitions.write().unwrap_or_else(|p| p.into_inner()));
+        for p in partitions.into_values() {
+            p.with_replica(|r| r.machine.become_offline());
+            let dir = self.partition_dir(name, p.index);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = ?dir, error = %e, "removing a deleted partition's directory");
+            }
+        }
     }
 
     fn open_topic(
@@ -214,9 +297,12 @@ impl Broker {
         overrides: BTreeMap<String, String>,
     ) -> anyhow::Result<Arc<Topic>> {
         let config = self.log_config(&overrides)?;
-        let mut ps = Vec::with_capacity(partitions.max(0) as usize);
+        let mut ps = BTreeMap::new();
         for i in 0..partitions {
-            ps.push(self.open_partition(name, i, &config)?);
+            ps.insert(
+                i,
+                self.open_partition(name, i, &config, self.min_insync_replicas(&overrides))?,
+            );
         }
         Ok(Arc::new(Topic {
             name: name.to_string(),
@@ -294,6 +380,124 @@ impl Broker {
         Ok(topic)
     }
 
+    /// CreateTopics: standalone, creates it here; in a cluster, asks the controller to place
+    /// it and waits until this broker's metadata has it. Returns the topic id.
+    pub async fn admin_create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Uuid, AdminError> {
+        let Some(cluster) = &self.cluster else {
+            return self.create_topic(name, partitions, configs).map(|t| t.id);
+        };
+        if !valid_topic_name(name) {
+            return Err(AdminError::new(
+                ErrorCode::InvalidTopicException,
+                format!("invalid topic name {name:?}"),
+            ));
+        }
+        if !(1..=10_000).contains(&partitions) {
+            return Err(AdminError::new(
+                ErrorCode::InvalidPartitions,
+                format!("{partitions} partitions"),
+            ));
+        }
+        if replication_factor < 1 {
+            return Err(AdminError::new(
+                ErrorCode::InvalidReplicationFactor,
+                format!("replication factor {replication_factor}"),
+            ));
+        }
+        self.log_config(&configs)?;
+        let req = crate::cluster::wire::ControllerRequest::CreateTopic {
+            name: name.to_string(),
+            partitions: partitions as u32,
+            replication_factor: replication_factor as u32,
+            configs,
+        };
+        cluster
+            .admin_call(req)
+            .await
+            .map_err(|(code, message)| AdminError::new(code, message))?;
+        cluster
+            .image()
+            .topics
+            .get(name)
+            .map(|t| Uuid::from_u128(t.id))
+            .ok_or_else(|| AdminError::new(ErrorCode::RequestTimedOut, "topic not visible yet"))
+    }
+
+    /// DeleteTopics, standalone or through the controller.
+    pub async fn admin_delete_topic(&self, name: &str) -> Result<(), AdminError> {
+        let Some(cluster) = &self.cluster else {
+            return self.delete_topic(name);
+        };
+        if name == OFFSETS_TOPIC {
+            return Err(AdminError::new(
+                ErrorCode::InvalidTopicException,
+                "internal topics cannot be deleted",
+            ));
+        }
+        let req = crate::cluster::wire::ControllerRequest::DeleteTopic {
+            name: name.to_string(),
+        };
+        cluster
+            .admin_call(req)
+            .await
+            .map_err(|(code, message)| AdminError::new(code, message))
+    }
+
+    /// AlterConfigs / IncrementalAlterConfigs, standalone or through the controller.
+    pub async fn admin_alter_topic_config(
+        &self,
+        name: &str,
+        changes: Vec<(String, Option<String>)>,
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let Some(cluster) = &self.cluster else {
+            return self.alter_topic_config(name, changes, incremental, validate_only);
+        };
+        let image = cluster.image();
+        let current = image.topics.get(name).ok_or_else(|| {
+            AdminError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("no topic {name}"),
+            )
+        })?;
+        let mut overrides = if incremental {
+            current.configs.clone()
+        } else {
+            BTreeMap::new()
+        };
+        for (k, v) in changes {
+            match v {
+                Some(v) => overrides.insert(k, v),
+                None => overrides.remove(&k),
+            };
+        }
+        let config = self.log_config(&overrides)?;
+        if name == OFFSETS_TOPIC && config.cleanup_policy != CleanupPolicy::Compact {
+            return Err(AdminError::new(
+                ErrorCode::InvalidConfig,
+                "__consumer_offsets stays compacted",
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let req = crate::cluster::wire::ControllerRequest::SetTopicConfig {
+            name: name.to_string(),
+            configs: overrides,
+        };
+        cluster
+            .admin_call(req)
+            .await
+            .map_err(|(code, message)| AdminError::new(code, message))
+    }
+
     /// Deletes a topic and its data.
     pub fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
         let _g = self.admin.lock().unwrap_or_else(|p| p.into_inner());
@@ -313,7 +517,7 @@ impl Broker {
             .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?;
         let partitions =
             std::mem::take(&mut *topic.partitions.write().unwrap_or_else(|p| p.into_inner()));
-        for p in partitions {
+        for p in partitions.into_values() {
             let dir = self.partition_dir(name, p.index);
             // Readers may still hold the Arc; the directory goes now, the files when they drop.
             if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -345,15 +549,17 @@ impl Broker {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let min_insync =
+            self.min_insync_replicas(&topic.overrides.read().unwrap_or_else(|p| p.into_inner()));
         for i in current..count {
             let p = self
-                .open_partition(name, i, &config)
+                .open_partition(name, i, &config, min_insync)
                 .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?;
             topic
                 .partitions
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .push(p);
+                .insert(i, p);
         }
         self.write_topics_file()
             .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))
@@ -403,12 +609,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        for p in topic
-            .partitions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for p in topic.local_partitions() {
             p.log
                 .set_config(config.clone())
                 .map_err(|e| AdminError::new(ErrorCode::KafkaStorageError, e.to_string()))?;
@@ -447,12 +648,7 @@ impl Broker {
     /// Applies retention and compaction to every partition.
     pub fn run_cleanup(&self, now_ms: i64) {
         for t in self.topics() {
-            for p in t
-                .partitions
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-            {
+            for p in t.local_partitions() {
                 if let Err(e) = p.log.apply_retention(now_ms) {
                     tracing::warn!(topic = %t.name, partition = p.index, error = %e, "retention failed");
                 }
@@ -466,12 +662,8 @@ impl Broker {
     /// Flushes and closes every log cleanly, then stops the pipeline.
     pub fn shutdown(&self) {
         for t in self.topics() {
-            for p in t
-                .partitions
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-            {
+            for p in t.local_partitions() {
+                p.with_replica(|r| r.machine.become_offline());
                 if let Err(e) = p.log.close() {
                     tracing::warn!(topic = %t.name, partition = p.index, error = %e, "closing log");
                 }

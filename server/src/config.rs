@@ -75,6 +75,31 @@ pub struct BrokerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// `log.retention.check.interval.ms`. Default: 300000.
     pub retention_check_interval_ms: u64,
+    /// `controller.quorum.voters`: `id@host:port,...`. Empty (the default): a standalone broker
+    /// that is its own controller, with topics kept in `topics.toml`. Set: a cluster member.
+    pub controller_quorum_voters: Vec<(i32, SocketAddr)>,
+    /// `broker.session.timeout.ms`: the controller fences a broker silent this long.
+    /// Default: 600 (Kafka: 9000).
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`. Default: 100 (Kafka: 2000).
+    pub broker_heartbeat_interval_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower not caught up this long leaves the ISR.
+    /// Default: 10000.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits for data. Default: 500.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `unclean.leader.election.enable`. Default: false.
+    pub unclean_leader_election: bool,
+    /// `auto.leader.rebalance.enable`: preferred leaders take their partitions back.
+    /// Default: true.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`. Default: 5 (Kafka: 300).
+    pub leader_imbalance_check_interval_ms: u64,
+    /// `offsets.topic.replication.factor` (cluster mode). Default: 3.
+    pub offsets_topic_replication_factor: i16,
+    /// `controlled.shutdown.timeout.ms`: how long SIGTERM waits for leaderships to move away.
+    /// Default: 5000.
+    pub controlled_shutdown_timeout_ms: u64,
     /// Topic defaults: `log.segment.bytes`, `log.roll.ms`, `log.retention.ms`,
     /// `log.retention.bytes`, `log.index.interval.bytes`, `log.index.size.max.bytes`,
     /// `message.max.bytes`, `log.flush.policy` (`always`|`interval`|`os`),
@@ -104,6 +129,16 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             metrics_listen: None,
             retention_check_interval_ms: 300_000,
+            controller_quorum_voters: Vec::new(),
+            broker_session_timeout_ms: 600,
+            broker_heartbeat_interval_ms: 100,
+            replica_lag_time_max_ms: 10_000,
+            replica_fetch_wait_max_ms: 500,
+            unclean_leader_election: false,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_ms: 5_000,
+            offsets_topic_replication_factor: 3,
+            controlled_shutdown_timeout_ms: 5_000,
             log_defaults: LogConfig {
                 max_message_bytes: 1_048_588,
                 ..LogConfig::default()
@@ -171,6 +206,31 @@ fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> 
     ))
 }
 
+/// Parses `controller.quorum.voters`: `1@127.0.0.1:19093,2@127.0.0.1:19094`.
+fn parse_voters(key: &str, value: &str) -> Result<Vec<(i32, SocketAddr)>, ConfigError> {
+    let mut voters = Vec::new();
+    for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let (id, addr) = v
+            .split_once('@')
+            .ok_or_else(|| invalid(key, value, "expected id@host:port"))?;
+        let id: i32 = id
+            .parse()
+            .map_err(|_| invalid(key, value, format!("bad voter id {id:?}")))?;
+        if id < 0 {
+            return Err(invalid(key, value, "voter ids are not negative"));
+        }
+        let addr = addr.replace("localhost", "127.0.0.1");
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| invalid(key, value, format!("bad voter address {addr:?}")))?;
+        if voters.iter().any(|(i, _)| *i == id) {
+            return Err(invalid(key, value, format!("voter {id} is listed twice")));
+        }
+        voters.push((id, addr));
+    }
+    Ok(voters)
+}
+
 impl BrokerConfig {
     /// Sets one property from its string form.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
@@ -217,7 +277,7 @@ impl BrokerConfig {
             "socket.request.max.bytes" => self.socket_request_max_bytes = positive(key, v)?,
             "offsets.topic.num.partitions" => self.offsets_topic_partitions = positive(key, v)?,
             "offsets.topic.replication.factor" => {
-                let _: i16 = positive(key, v)?;
+                self.offsets_topic_replication_factor = positive(key, v)?
             }
             "group.initial.rebalance.delay.ms" => {
                 self.group_initial_rebalance_delay_ms = parse(key, v)?
@@ -234,13 +294,42 @@ impl BrokerConfig {
             "log.retention.check.interval.ms" => {
                 self.retention_check_interval_ms = positive(key, v)?
             }
-            "unclean.leader.election.enable" => {
-                let _: bool = parse(key, v)?;
+            "unclean.leader.election.enable" => self.unclean_leader_election = parse(key, v)?,
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance = parse(key, v)?,
+            "leader.imbalance.check.interval.seconds" => {
+                let secs: u64 = positive(key, v)?;
+                self.leader_imbalance_check_interval_ms = secs.saturating_mul(1000);
             }
-            "controller.quorum.voters" | "controller.listener.names" => {}
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms = positive(key, v)?,
+            "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = positive(key, v)?,
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = positive(key, v)?,
+            "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms = positive(key, v)?,
+            "controlled.shutdown.timeout.ms" => {
+                self.controlled_shutdown_timeout_ms = positive(key, v)?
+            }
+            "controller.quorum.voters" => self.controller_quorum_voters = parse_voters(key, v)?,
+            "controller.listener.names" => {}
             other => return set_log_property(&mut self.log_defaults, other, v, true),
         }
         Ok(())
+    }
+
+    /// Whether this node is a member of a cluster (`controller.quorum.voters` set).
+    pub fn is_cluster(&self) -> bool {
+        !self.controller_quorum_voters.is_empty()
+    }
+
+    /// Whether `process.roles` includes `role` (`broker` or `controller`).
+    pub fn has_role(&self, role: &str) -> bool {
+        self.process_roles.split(',').any(|r| r.trim() == role)
+    }
+
+    /// This node's address in `controller.quorum.voters`, if it is a voter.
+    pub fn controller_address(&self) -> Option<SocketAddr> {
+        self.controller_quorum_voters
+            .iter()
+            .find(|(id, _)| *id == self.node_id)
+            .map(|(_, a)| *a)
     }
 
     /// Loads a TOML file of properties on top of the current values.
@@ -268,6 +357,23 @@ impl BrokerConfig {
         self.log_defaults
             .validate()
             .map_err(|reason| invalid("log.*", "", reason))?;
+        if self.is_cluster() && self.has_role("controller") && self.controller_address().is_none() {
+            return Err(invalid(
+                "controller.quorum.voters",
+                "",
+                format!(
+                    "node.id {} has the controller role but is not a voter",
+                    self.node_id
+                ),
+            ));
+        }
+        if self.broker_heartbeat_interval_ms >= self.broker_session_timeout_ms {
+            return Err(invalid(
+                "broker.heartbeat.interval.ms",
+                &self.broker_heartbeat_interval_ms.to_string(),
+                "must be shorter than broker.session.timeout.ms",
+            ));
+        }
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
             return Err(invalid(
                 "group.min.session.timeout.ms",

@@ -77,6 +77,77 @@ pub enum ErrorCode {
     UnknownTopicId = 100,
     /// Transactions are not supported.
     TransactionalIdAuthorizationFailed = 53,
+    /// The partition has no leader right now (an election is under way).
+    LeaderNotAvailable = 5,
+    /// The broker is not available.
+    BrokerNotAvailable = 8,
+    /// The group coordinator is not available (its partition has no leader yet).
+    CoordinatorNotAvailable = 15,
+    /// This node is not the active controller.
+    NotController = 41,
+    /// The request's leader epoch is older than the replica's.
+    FencedLeaderEpoch = 74,
+    /// The request's leader epoch is newer than the replica knows.
+    UnknownLeaderEpoch = 75,
+    /// The broker's registration epoch is stale: register again.
+    StaleBrokerEpoch = 77,
+    /// A replica named in an ISR change may not join it.
+    IneligibleReplica = 107,
+}
+
+impl ErrorCode {
+    /// The code with this wire value, if Strata knows it.
+    pub fn from_code(code: i16) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        [
+            None,
+            OffsetOutOfRange,
+            CorruptMessage,
+            UnknownTopicOrPartition,
+            NotLeaderOrFollower,
+            RequestTimedOut,
+            MessageTooLarge,
+            CoordinatorLoadInProgress,
+            NotCoordinator,
+            InvalidTopicException,
+            NotEnoughReplicas,
+            InvalidRequiredAcks,
+            IllegalGeneration,
+            InconsistentGroupProtocol,
+            InvalidGroupId,
+            UnknownMemberId,
+            InvalidSessionTimeout,
+            RebalanceInProgress,
+            OffsetMetadataTooLarge,
+            UnsupportedVersion,
+            TopicAlreadyExists,
+            InvalidPartitions,
+            InvalidReplicationFactor,
+            InvalidRequest,
+            InvalidConfig,
+            OutOfOrderSequenceNumber,
+            DuplicateSequenceNumber,
+            InvalidProducerEpoch,
+            NonEmptyGroup,
+            GroupIdNotFound,
+            UnknownProducerId,
+            UnknownServerError,
+            KafkaStorageError,
+            MemberIdRequired,
+            UnknownTopicId,
+            TransactionalIdAuthorizationFailed,
+            LeaderNotAvailable,
+            BrokerNotAvailable,
+            CoordinatorNotAvailable,
+            NotController,
+            FencedLeaderEpoch,
+            UnknownLeaderEpoch,
+            StaleBrokerEpoch,
+            IneligibleReplica,
+        ]
+        .into_iter()
+        .find(|c| c.code() == code)
+    }
 }
 
 impl ErrorCode {

@@ -19,11 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use strata_engine::{LeaderEpoch, Offset, ReadLimits, Stage, batch};
+use strata_engine::{Offset, ReadLimits, Stage, batch};
 use tokio::sync::oneshot;
 
 use crate::broker::{Broker, OFFSETS_TOPIC};
 use crate::error_code::ErrorCode;
+use crate::topic::AppendOutcome;
 
 /// Group states, named as Kafka reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,15 +176,111 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl GroupCoordinator {
-    /// Loads committed offsets from `__consumer_offsets`.
+    /// Loads committed offsets from `__consumer_offsets` (standalone: every partition; in a
+    /// cluster each partition is loaded when this broker becomes its leader).
     pub fn load(broker: Arc<Broker>) -> anyhow::Result<Arc<GroupCoordinator>> {
         let mut offsets = BTreeMap::new();
-        if let Some(topic) = broker.topic(OFFSETS_TOPIC) {
-            for p in topic
-                .partitions
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
+        if broker.cluster.is_none()
+            && let Some(topic) = broker.topic(OFFSETS_TOPIC)
+        {
+            for p in topic.local_partitions() {
+                read_offsets(&p, &mut offsets)?;
+            }
+        }
+        tracing::info!(offsets = offsets.len(), "loaded committed offsets");
+        Ok(Arc::new(GroupCoordinator {
+            broker,
+            groups: Mutex::new(HashMap::new()),
+            offsets: Mutex::new(offsets),
+        }))
+    }
+
+    /// This broker became the leader of `__consumer_offsets` partition `index`: the groups
+    /// that hash to it are coordinated here now; their committed offsets are read from it.
+    pub fn load_partition(&self, index: i32) {
+        let Some(p) = self
+            .broker
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(index))
+        else {
+            return;
+        };
+        let mut loaded = BTreeMap::new();
+        if let Err(e) = read_offsets(&p, &mut loaded) {
+            tracing::error!(partition = index, error = %e, "reading committed offsets");
+            return;
+        }
+        let n = loaded.len();
+        let mut offsets = lock(&self.offsets);
+        offsets.retain(|(g, _, _), _| self.partition_for(g) != index);
+        offsets.extend(loaded);
+        tracing::info!(
+            partition = index,
+            offsets = n,
+            "coordinating the groups of an offsets partition"
+        );
+    }
+
+    /// This broker no longer leads `__consumer_offsets` partition `index`: its groups move.
+    pub fn unload_partition(&self, index: i32) {
+        lock(&self.offsets).retain(|(g, _, _), _| self.partition_for(g) != index);
+        let mut groups = lock(&self.groups);
+        let moved: Vec<String> = groups
+            .keys()
+            .filter(|g| self.partition_for(g) == index)
+            .cloned()
+            .collect();
+        for g in moved {
+            if let Some(group) = groups.remove(&g) {
+                for (id, m) in group.members {
+                    if let Some(tx) = m.join_waiter {
+                        let _ = tx.send(JoinResult::error(ErrorCode::NotCoordinator, &id));
+                    }
+                    if let Some(tx) = m.sync_waiter {
+                        let _ = tx.send((ErrorCode::NotCoordinator, Bytes::new()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// NOT_COORDINATOR unless this broker leads the group's offsets partition (always
+    /// standalone); COORDINATOR_NOT_AVAILABLE while that partition has no leader.
+    pub fn check_coordinator(&self, group_id: &str) -> ErrorCode {
+        let Some(cluster) = &self.broker.cluster else {
+            return ErrorCode::None;
+        };
+        let index = self.partition_for(group_id);
+        let image = cluster.image();
+        let Some(reg) = image.topics.get(OFFSETS_TOPIC).and_then(|t| {
+            t.partitions
+                .get(usize::try_from(index).unwrap_or(usize::MAX))
+        }) else {
+            return ErrorCode::CoordinatorNotAvailable;
+        };
+        if reg.leader.is_none() {
+            return ErrorCode::CoordinatorNotAvailable;
+        }
+        let local = self
+            .broker
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(index))
+            .is_some_and(|p| p.is_leader());
+        if local {
+            ErrorCode::None
+        } else {
+            ErrorCode::NotCoordinator
+        }
+    }
+}
+
+/// Reads every committed offset in one `__consumer_offsets` partition into `offsets`.
+fn read_offsets(
+    p: &crate::topic::Partition,
+    offsets: &mut BTreeMap<OffsetKey, CommittedOffset>,
+) -> anyhow::Result<()> {
+    {
+        {
             {
                 let mut next = p.log.log_start_offset();
                 loop {
@@ -214,20 +311,27 @@ impl GroupCoordinator {
                 }
             }
         }
-        tracing::info!(offsets = offsets.len(), "loaded committed offsets");
-        Ok(Arc::new(GroupCoordinator {
-            broker,
-            groups: Mutex::new(HashMap::new()),
-            offsets: Mutex::new(offsets),
-        }))
     }
+    Ok(())
+}
 
+impl GroupCoordinator {
     /// The `__consumer_offsets` partition of a group.
     pub fn partition_for(&self, group: &str) -> i32 {
-        let n = self
-            .broker
-            .topic(OFFSETS_TOPIC)
-            .map_or(1, |t| t.partition_count().max(1)) as i32;
+        let n = match &self.broker.cluster {
+            Some(c) => c
+                .image()
+                .topics
+                .get(OFFSETS_TOPIC)
+                .map_or(self.broker.config.offsets_topic_partitions, |t| {
+                    t.partitions.len() as i32
+                }),
+            None => self
+                .broker
+                .topic(OFFSETS_TOPIC)
+                .map_or(1, |t| t.partition_count() as i32),
+        }
+        .max(1);
         // Kafka's Utils.abs(groupId.hashCode) % n, with Java's String.hashCode.
         let mut h: i32 = 0;
         for c in group.encode_utf16() {
@@ -241,6 +345,10 @@ impl GroupCoordinator {
         let cfg = &self.broker.config;
         if req.group_id.is_empty() {
             return JoinResult::error(ErrorCode::InvalidGroupId, &req.member_id);
+        }
+        let coordinator = self.check_coordinator(&req.group_id);
+        if coordinator != ErrorCode::None {
+            return JoinResult::error(coordinator, &req.member_id);
         }
         if req.session_timeout_ms < cfg.group_min_session_timeout_ms
             || req.session_timeout_ms > cfg.group_max_session_timeout_ms
@@ -498,6 +606,10 @@ impl GroupCoordinator {
         member_id: &str,
         assignments: Vec<(String, Bytes)>,
     ) -> (ErrorCode, Bytes) {
+        let coordinator = self.check_coordinator(group_id);
+        if coordinator != ErrorCode::None {
+            return (coordinator, Bytes::new());
+        }
         let rx = {
             let mut groups = lock(&self.groups);
             let Some(group) = groups.get_mut(group_id) else {
@@ -553,6 +665,10 @@ impl GroupCoordinator {
         generation: i32,
         member_id: &str,
     ) -> ErrorCode {
+        let coordinator = self.check_coordinator(group_id);
+        if coordinator != ErrorCode::None {
+            return coordinator;
+        }
         let mut groups = lock(&self.groups);
         let Some(group) = groups.get_mut(group_id) else {
             return ErrorCode::UnknownMemberId;
@@ -572,6 +688,10 @@ impl GroupCoordinator {
 
     /// Handles a LeaveGroup of some members; returns a code per member.
     pub fn leave(self: &Arc<Self>, group_id: &str, members: &[String]) -> Vec<ErrorCode> {
+        let coordinator = self.check_coordinator(group_id);
+        if coordinator != ErrorCode::None {
+            return members.iter().map(|_| coordinator).collect();
+        }
         let mut groups = lock(&self.groups);
         let Some(group) = groups.get_mut(group_id) else {
             return members.iter().map(|_| ErrorCode::UnknownMemberId).collect();
@@ -639,6 +759,10 @@ impl GroupCoordinator {
 
     /// Checks that a commit comes from a current member (or is a standalone commit).
     pub fn validate_commit(&self, group_id: &str, generation: i32, member_id: &str) -> ErrorCode {
+        let coordinator = self.check_coordinator(group_id);
+        if coordinator != ErrorCode::None {
+            return coordinator;
+        }
         let groups = lock(&self.groups);
         let group = groups.get(group_id);
         if generation < 0 && member_id.is_empty() {
@@ -691,14 +815,31 @@ impl GroupCoordinator {
             .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice())))
             .collect();
         let bytes = batch::build(Offset(0), now, &records);
-        let info = partition
-            .log
-            .append(BytesMut::from(bytes.as_slice()), LeaderEpoch(0))
-            .map_err(|e| ErrorCode::from(&e))?;
+        // Like a produce with acks=all: acknowledged once durable here and, in a cluster, on
+        // the in-sync replicas, so the commit survives the loss of this broker.
+        let (outcome, epoch) = partition
+            .append(BytesMut::from(bytes.as_slice()), true)
+            .map_err(|(code, _)| match code {
+                ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
+                other => other,
+            })?;
+        let AppendOutcome::Appended(info) = outcome else {
+            return Err(ErrorCode::UnknownServerError);
+        };
         info.completion
             .until(Stage::Durable)
             .await
             .map_err(|e| ErrorCode::from(&e))?;
+        partition.on_local_progress();
+        self.broker.notify_append();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        partition
+            .wait_replicated(Offset(info.last_offset.0 + 1), epoch, deadline)
+            .await
+            .map_err(|(code, _)| match code {
+                ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
+                other => other,
+            })?;
         let mut offsets = lock(&self.offsets);
         for ((t, p), c) in commits {
             offsets.insert((group_id.to_string(), t, p), c);
@@ -825,16 +966,16 @@ impl GroupCoordinator {
         let records: Vec<batch::KeyValue<'_>> =
             encoded.iter().map(|k| (Some(k.as_slice()), None)).collect();
         let bytes = batch::build(Offset(0), 0, &records);
-        let appended = partition
-            .log
-            .append(BytesMut::from(bytes.as_slice()), LeaderEpoch(0));
+        let appended = partition.append(BytesMut::from(bytes.as_slice()), false);
         match appended {
-            Ok(info) => {
+            Ok((AppendOutcome::Appended(info), _)) => {
                 if let Err(e) = info.completion.until(Stage::Durable).await {
                     return ErrorCode::from(&e);
                 }
+                partition.on_local_progress();
             }
-            Err(e) => return ErrorCode::from(&e),
+            Ok(_) => {}
+            Err((code, _)) => return code,
         }
         let mut offsets = lock(&self.offsets);
         for (t, p) in keys {

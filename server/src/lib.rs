@@ -22,6 +22,7 @@ macro_rules! msg {
 
 pub mod alloc;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod error_code;

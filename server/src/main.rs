@@ -41,6 +41,98 @@ enum Command {
         #[arg(long)]
         node_id: Option<i32>,
     },
+    /// Starts a local cluster of combined broker+controller nodes on 127.0.0.1, one process
+    /// each, to try replication and failover by hand (kill one with `kill -9`).
+    DevCluster {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// Kafka port of node 1; node N listens on base + N - 1.
+        #[arg(long, default_value_t = 9092)]
+        base_port: u16,
+        /// Controller port of node 1; node N uses base + N - 1.
+        #[arg(long, default_value_t = 19093)]
+        controller_base_port: u16,
+        /// Parent of the nodes' data directories (`node-1`, ...).
+        #[arg(long, default_value = "./data-cluster")]
+        data_dir: PathBuf,
+        /// Extra `--set KEY=VALUE` for every node. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+}
+
+/// Runs `nodes` child processes of this binary as one cluster until Ctrl-C or SIGTERM, then
+/// stops them with SIGTERM (controlled shutdown).
+fn dev_cluster(
+    nodes: u16,
+    base_port: u16,
+    controller_base_port: u16,
+    data_dir: PathBuf,
+    set: Vec<String>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(nodes >= 1, "--nodes must be at least 1");
+    let exe = std::env::current_exe()?;
+    let voters: Vec<String> = (0..nodes)
+        .map(|i| format!("{}@127.0.0.1:{}", i + 1, controller_base_port + i))
+        .collect();
+    let voters = voters.join(",");
+    let rf = nodes.min(3);
+    let mut children = Vec::new();
+    for i in 0..nodes {
+        let id = i + 1;
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("serve")
+            .arg("--node-id")
+            .arg(id.to_string())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", base_port + i))
+            .arg("--data-dir")
+            .arg(data_dir.join(format!("node-{id}")))
+            .arg("--set")
+            .arg(format!("controller.quorum.voters={voters}"))
+            .arg("--set")
+            .arg(format!("default.replication.factor={rf}"))
+            .arg("--set")
+            .arg(format!("offsets.topic.replication.factor={rf}"))
+            .arg("--set")
+            .arg(format!("min.insync.replicas={}", rf.min(2)));
+        for kv in &set {
+            cmd.arg("--set").arg(kv);
+        }
+        let child = cmd.spawn()?;
+        println!(
+            "strata dev-cluster: node {id} (pid {}) on 127.0.0.1:{}, data in {:?}",
+            child.id(),
+            base_port + i,
+            data_dir.join(format!("node-{id}"))
+        );
+        children.push(child);
+    }
+    println!(
+        "strata dev-cluster: bootstrap servers 127.0.0.1:{base_port}; Ctrl-C stops every node"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    for c in &children {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    for mut c in children {
+        let _ = c.wait();
+    }
+    Ok(())
 }
 
 fn build_config(
@@ -95,6 +187,13 @@ fn main() {
                 .build()?
                 .block_on(strata_server::server::run(c))
         }),
+        Command::DevCluster {
+            nodes,
+            base_port,
+            controller_base_port,
+            data_dir,
+            set,
+        } => dev_cluster(nodes, base_port, controller_base_port, data_dir, set),
     };
     if let Err(e) = result {
         eprintln!("strata: {e:#}");

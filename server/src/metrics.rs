@@ -164,12 +164,7 @@ impl Metrics {
     /// Refreshes the scrape-time values and encodes everything as Prometheus text.
     pub fn render(&self, broker: &Broker, lags: Vec<(String, String, i32, i64)>) -> String {
         for t in broker.topics() {
-            for p in t
-                .partitions
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-            {
+            for p in t.local_partitions() {
                 let l = PartitionLabel {
                     topic: t.name.clone(),
                     partition: p.index.to_string(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::broker::Broker;
+use crate::cluster::controller::Controller;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::handler::Context;
@@ -25,8 +26,21 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // A controller node binds its quorum listener first, so peers can reach it while it opens.
+    let controller = match config.controller_address() {
+        Some(addr) if config.is_cluster() && config.has_role("controller") => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding the controller listener {addr}: {e}"))?;
+            Some(Controller::start(&config, l).await?)
+        }
+        _ => None,
+    };
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
     let groups = GroupCoordinator::load(broker.clone())?;
+    if broker.cluster.is_some() {
+        crate::cluster::membership::start(broker.clone(), groups.clone());
+    }
     let ctx = Arc::new(Context {
         broker: broker.clone(),
         groups: groups.clone(),
@@ -98,6 +112,10 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    if broker.cluster.is_some() {
+        tracing::info!("controlled shutdown: moving leaderships away");
+        crate::cluster::membership::controlled_shutdown(&broker).await;
+    }
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     drop(listener);
     // Connections finish the request they are handling, then stop reading.
@@ -106,6 +124,12 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         while connections.join_next().await.is_some() {}
     })
     .await;
-    tokio::task::spawn_blocking(move || broker.shutdown()).await?;
+    tokio::task::spawn_blocking(move || {
+        broker.shutdown();
+        if let Some(c) = controller {
+            c.stop();
+        }
+    })
+    .await?;
     Ok(())
 }

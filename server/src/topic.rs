@@ -5,11 +5,12 @@
 //! (`Partition::append`), so a retried batch is checked against the state that includes every
 //! batch appended before it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::BytesMut;
 use strata_engine::{AppendInfo, FlushPolicy, LeaderEpoch, Log, LogConfig, Offset, batch};
+use strata_replication::{AlterIsr, BrokerId, ReplicationError, Role};
 use uuid::Uuid;
 
 use crate::error_code::ErrorCode;
@@ -139,6 +140,28 @@ pub enum AppendOutcome {
     Duplicate(Offset),
 }
 
+/// A replica's replication state on this broker (cluster mode).
+#[derive(Debug)]
+pub struct ReplicaState {
+    /// The sans-IO state machine: role, epoch, ISR, high watermark.
+    pub machine: strata_replication::Partition,
+    /// As follower: the log must be truncated to the divergence point before fetching.
+    pub needs_truncation: bool,
+    /// As follower: do not fetch before this instant (after an error from the leader).
+    pub retry_at: Option<std::time::Instant>,
+}
+
+/// What acks=all waiters and long-polls watch: the role, epoch and high watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HwView {
+    /// Whether this replica leads.
+    pub leader: bool,
+    /// Leader epoch.
+    pub epoch: LeaderEpoch,
+    /// High watermark.
+    pub hw: Offset,
+}
+
 /// One partition of a topic on this broker.
 #[derive(Debug)]
 pub struct Partition {
@@ -149,32 +172,232 @@ pub struct Partition {
     /// The log.
     pub log: Log,
     producers: Mutex<ProducerStates>,
+    /// Replication state; `None` on a standalone broker, which leads everything alone.
+    replica: Option<Mutex<ReplicaState>>,
+    hw: tokio::sync::watch::Sender<HwView>,
+}
+
+fn replication_code(e: &ReplicationError) -> ErrorCode {
+    match e {
+        ReplicationError::NotLeader | ReplicationError::UnknownReplica(_) => {
+            ErrorCode::NotLeaderOrFollower
+        }
+        ReplicationError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+        ReplicationError::UnknownLeaderEpoch(_) => ErrorCode::UnknownLeaderEpoch,
+        ReplicationError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
+    }
 }
 
 impl Partition {
-    /// Wraps an opened log, rebuilding producer state from it.
-    pub fn new(topic: &str, index: i32, log: Log) -> strata_engine::Result<Partition> {
+    /// Wraps an opened log, rebuilding producer state from it. With `replica`, the partition
+    /// is one replica of a cluster (offline until the metadata gives it a role).
+    pub fn new(
+        topic: &str,
+        index: i32,
+        log: Log,
+        replica: Option<(BrokerId, strata_replication::PartitionConfig)>,
+    ) -> strata_engine::Result<Partition> {
         let producers = ProducerStates::rebuild(&log)?;
+        let replica = replica.map(|(id, config)| {
+            Mutex::new(ReplicaState {
+                machine: strata_replication::Partition::new(id, config, Offset::ZERO),
+                needs_truncation: false,
+                retry_at: None,
+            })
+        });
+        let (hw, _) = tokio::sync::watch::channel(HwView {
+            leader: replica.is_none(),
+            epoch: LeaderEpoch(0),
+            hw: Offset::ZERO,
+        });
         Ok(Partition {
             topic: topic.to_string(),
             index,
             log,
             producers: Mutex::new(producers),
+            replica,
+            hw,
         })
     }
 
-    /// The high watermark consumers may read below. On a single broker it is the recovery
-    /// point under `flush=always` (consumers never see a record that a crash could take back)
-    /// and the written offset otherwise.
-    pub fn high_watermark(&self) -> Offset {
+    /// The end of what this replica holds safely: the recovery point under `flush=always`
+    /// (a crash cannot take it back), the written offset otherwise.
+    pub fn local_end(&self) -> Offset {
         match self.log.flush_policy() {
             FlushPolicy::Always => self.log.recovery_point(),
             _ => self.log.written_offset(),
         }
     }
 
-    /// Appends client batches after the idempotent producer checks.
-    pub fn append(&self, records: BytesMut) -> Result<AppendOutcome, (ErrorCode, String)> {
+    /// The high watermark consumers may read below. Standalone, it is [`Partition::local_end`];
+    /// in a cluster, the replication state machine's (the minimum over the ISR).
+    pub fn high_watermark(&self) -> Offset {
+        match &self.replica {
+            Some(r) => lock(r).machine.high_watermark(),
+            None => self.local_end(),
+        }
+    }
+
+    /// Whether this broker may serve clients for the partition (always, standalone).
+    pub fn is_leader(&self) -> bool {
+        self.replica
+            .as_ref()
+            .is_none_or(|r| lock(r).machine.is_leader())
+    }
+
+    /// The current leader epoch (0 standalone).
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.replica
+            .as_ref()
+            .map_or(LeaderEpoch(0), |r| lock(r).machine.leader_epoch())
+    }
+
+    /// Whether this is a cluster replica.
+    pub fn is_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// Runs `f` on the replication state (cluster mode), then publishes the high watermark.
+    pub fn with_replica<T>(&self, f: impl FnOnce(&mut ReplicaState) -> T) -> Option<T> {
+        let r = self.replica.as_ref()?;
+        let mut g = lock(r);
+        let out = f(&mut g);
+        let view = HwView {
+            leader: g.machine.is_leader(),
+            epoch: g.machine.leader_epoch(),
+            hw: g.machine.high_watermark(),
+        };
+        drop(g);
+        self.hw.send_if_modified(|v| {
+            let changed = *v != view;
+            *v = view;
+            changed
+        });
+        Some(out)
+    }
+
+    /// The leader's own log progressed (a batch became durable): the high watermark may move.
+    pub fn on_local_progress(&self) {
+        let end = self.local_end();
+        self.with_replica(|r| r.machine.on_leader_append(end));
+    }
+
+    /// A follower fetched from `fetch_offset` in `epoch`: returns an ISR change to send to the
+    /// controller, if the fetch calls for one.
+    pub fn on_follower_fetch(
+        &self,
+        follower: BrokerId,
+        epoch: LeaderEpoch,
+        fetch_offset: Offset,
+        now_ms: u64,
+    ) -> Result<Option<AlterIsr>, ErrorCode> {
+        let end = self.local_end();
+        self.with_replica(|r| {
+            r.machine
+                .on_fetch(follower, epoch, fetch_offset, end, now_ms)
+                .map(|ready| ready.alter_isr)
+                .map_err(|e| replication_code(&e))
+        })
+        .unwrap_or(Err(ErrorCode::NotLeaderOrFollower))
+    }
+
+    /// Periodic leader work: followers lagging too long are proposed out of the ISR.
+    pub fn tick(&self, now_ms: u64) -> Option<AlterIsr> {
+        let end = self.local_end();
+        self.with_replica(|r| r.machine.tick(now_ms, end).alter_isr)
+            .flatten()
+    }
+
+    /// Applies the controller's view of the partition (from the metadata image). Returns
+    /// `true` if this replica became a follower of a new leader or epoch.
+    pub fn apply_assignment(
+        &self,
+        leader: Option<BrokerId>,
+        epoch: LeaderEpoch,
+        replicas: &[BrokerId],
+        isr: &[BrokerId],
+        now_ms: u64,
+    ) -> bool {
+        let leo = self.log.log_end_offset();
+        let end = self.local_end();
+        self.with_replica(|r| {
+            let m = &mut r.machine;
+            let me = m.id();
+            let isr: BTreeSet<BrokerId> = isr.iter().copied().collect();
+            match leader {
+                Some(l) if l == me => {
+                    if !m.is_leader() || m.leader_epoch() < epoch {
+                        if epoch >= m.leader_epoch() && isr.contains(&me) {
+                            m.become_leader(epoch, replicas.to_vec(), isr, leo, now_ms);
+                            m.on_leader_append(end);
+                            tracing::debug!(topic = %self.topic, partition = self.index, epoch = epoch.0, "leading");
+                        }
+                    } else if m.leader_epoch() == epoch && *m.isr() != isr {
+                        m.on_isr_changed(epoch, isr, end);
+                    }
+                    false
+                }
+                Some(l) => {
+                    let changed = m.role() != &Role::Follower(l) || m.leader_epoch() < epoch;
+                    if changed && epoch >= m.leader_epoch() {
+                        m.become_follower(epoch, l);
+                        r.needs_truncation = true;
+                        r.retry_at = None;
+                        tracing::debug!(topic = %self.topic, partition = self.index, epoch = epoch.0, leader = l.0, "following");
+                        return true;
+                    }
+                    false
+                }
+                None => {
+                    if m.role() != &Role::Offline {
+                        m.become_offline();
+                    }
+                    false
+                }
+            }
+        })
+        .unwrap_or(false)
+    }
+
+    /// Waits until the high watermark reaches `next_offset` in `epoch` (acks=all), failing
+    /// with NOT_LEADER_OR_FOLLOWER if leadership moves, or REQUEST_TIMED_OUT at `deadline`.
+    pub async fn wait_replicated(
+        &self,
+        next_offset: Offset,
+        epoch: LeaderEpoch,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), (ErrorCode, String)> {
+        if self.replica.is_none() {
+            return Ok(());
+        }
+        let mut rx = self.hw.subscribe();
+        let waited = tokio::time::timeout_at(
+            deadline,
+            rx.wait_for(|v| !v.leader || v.epoch != epoch || v.hw >= next_offset),
+        )
+        .await;
+        match waited {
+            Err(_) => Err((
+                ErrorCode::RequestTimedOut,
+                "the in-sync replicas did not confirm the batch within timeout_ms".into(),
+            )),
+            Ok(Err(_)) => Err((ErrorCode::NotLeaderOrFollower, "partition closed".into())),
+            Ok(Ok(v)) if v.leader && v.epoch == epoch => Ok(()),
+            Ok(Ok(_)) => Err((
+                ErrorCode::NotLeaderOrFollower,
+                "leadership moved before the batch was replicated".into(),
+            )),
+        }
+    }
+
+    /// Appends client batches after the leadership and idempotent producer checks. With
+    /// `acks_all`, the ISR must have at least `min.insync.replicas` members. Returns the
+    /// outcome and the leader epoch the batches were stamped with.
+    pub fn append(
+        &self,
+        records: BytesMut,
+        acks_all: bool,
+    ) -> Result<(AppendOutcome, LeaderEpoch), (ErrorCode, String)> {
         // Only the producer fields are needed here; `Log::append` validates every batch (CRC
         // included) once, before anything is written.
         let headers = batch::frame(&records, usize::MAX)
@@ -185,6 +408,21 @@ impl Partition {
             .filter(|h| h.producer_id >= 0 && h.base_sequence >= 0)
             .collect();
         let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        let epoch = match &self.replica {
+            None => LeaderEpoch(0),
+            Some(r) => {
+                let g = lock(r);
+                let checked = if acks_all {
+                    g.machine.check_acks_all()
+                } else if g.machine.is_leader() {
+                    Ok(())
+                } else {
+                    Err(ReplicationError::NotLeader)
+                };
+                checked.map_err(|e| (replication_code(&e), e.to_string()))?;
+                g.machine.leader_epoch()
+            }
+        };
         if let Some(h) = idempotent.first() {
             if headers.len() != 1 {
                 return Err((
@@ -195,7 +433,7 @@ impl Partition {
             let last = h.base_sequence.wrapping_add(h.last_offset_delta);
             match producers.check(h.producer_id, h.producer_epoch, h.base_sequence, last) {
                 SequenceCheck::Append => {}
-                SequenceCheck::Duplicate(o) => return Ok(AppendOutcome::Duplicate(o)),
+                SequenceCheck::Duplicate(o) => return Ok((AppendOutcome::Duplicate(o), epoch)),
                 SequenceCheck::Reject(code) => {
                     return Err((code, format!("sequence {} rejected", h.base_sequence)));
                 }
@@ -203,7 +441,7 @@ impl Partition {
         }
         let info = self
             .log
-            .append(records, LeaderEpoch(0))
+            .append(records, epoch)
             .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
         if let Some(h) = idempotent.first() {
             let last = h.base_sequence.wrapping_add(h.last_offset_delta);
@@ -215,8 +453,45 @@ impl Partition {
                 info.first_offset,
             );
         }
-        Ok(AppendOutcome::Appended(info))
+        Ok((AppendOutcome::Appended(info), epoch))
     }
+
+    /// Appends batches fetched from the leader (follower side), keeping their offsets and
+    /// epochs; the producer state follows them so this replica can lead later.
+    pub fn append_as_follower(&self, records: BytesMut) -> Result<AppendInfo, (ErrorCode, String)> {
+        let headers = batch::frame(&records, usize::MAX)
+            .map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
+        let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        let info = self
+            .log
+            .append_as_follower(records)
+            .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
+        for (_, h) in &headers {
+            if h.producer_id >= 0 && h.base_sequence >= 0 {
+                producers.record(
+                    h.producer_id,
+                    h.producer_epoch,
+                    h.base_sequence,
+                    h.base_sequence.wrapping_add(h.last_offset_delta),
+                    h.base_offset,
+                );
+            }
+        }
+        Ok(info)
+    }
+
+    /// Truncates the log (follower diverging from its leader) and rebuilds the producer state.
+    pub fn truncate_to(&self, offset: Offset) -> strata_engine::Result<Offset> {
+        let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        let end = self.log.truncate_to(offset)?;
+        *producers = ProducerStates::rebuild(&self.log)?;
+        self.with_replica(|r| r.machine.on_truncated(end));
+        Ok(end)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A topic on this broker.
@@ -228,10 +503,11 @@ pub struct Topic {
     pub id: Uuid,
     /// Whether it is internal (`__consumer_offsets`).
     pub internal: bool,
-    /// Its partitions, by index.
-    pub partitions: RwLock<Vec<Arc<Partition>>>,
+    /// Its partitions on this broker, by index (all of them standalone; the ones this broker
+    /// holds a replica of in a cluster).
+    pub partitions: RwLock<BTreeMap<i32, Arc<Partition>>>,
     /// Topic-level config overrides, by Kafka name.
-    pub overrides: RwLock<std::collections::BTreeMap<String, String>>,
+    pub overrides: RwLock<BTreeMap<String, String>>,
     /// The effective log config.
     pub config: RwLock<LogConfig>,
 }
@@ -240,10 +516,20 @@ impl Topic {
     /// The partition with this index.
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
         let ps = self.partitions.read().unwrap_or_else(|p| p.into_inner());
-        usize::try_from(index).ok().and_then(|i| ps.get(i).cloned())
+        ps.get(&index).cloned()
     }
 
-    /// Number of partitions.
+    /// The partitions on this broker.
+    pub fn local_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Number of partitions on this broker.
     pub fn partition_count(&self) -> usize {
         self.partitions
             .read()

@@ -147,6 +147,12 @@ impl ControllerLogic {
         (epoch, batch.records)
     }
 
+    /// A newly elected controller does not know when brokers last heartbeated: every
+    /// registered broker gets a full session from `now_ms` before it can be fenced.
+    pub fn start_sessions(&mut self, image: &MetadataImage, now_ms: u64) {
+        self.last_heartbeat_ms = image.brokers.keys().map(|b| (*b, now_ms)).collect();
+    }
+
     /// A heartbeat from `id` in incarnation `epoch`. The first one unfences the broker and
     /// brings back partitions that were offline waiting for it.
     pub fn heartbeat(

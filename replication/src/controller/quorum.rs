@@ -141,14 +141,37 @@ impl QuorumNode {
         Ok(())
     }
 
-    /// Proposes records (one Raft entry, applied atomically).
-    pub fn propose(&mut self, records: &[MetadataRecord]) -> Result<(), QuorumError> {
+    /// Proposes records (one Raft entry, applied atomically). Returns the entry's index: the
+    /// records are in the image once [`QuorumNode::applied`] reaches it (while this member stays
+    /// leader in the same term).
+    pub fn propose(&mut self, records: &[MetadataRecord]) -> Result<u64, QuorumError> {
         if !self.is_leader() {
             return Err(QuorumError::NotLeader(self.leader_id()));
         }
         let data = serde_json::to_vec(records)?;
         self.raw.propose(vec![], data)?;
+        Ok(self.last_index())
+    }
+
+    /// Index of the last entry in this member's log.
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
+    /// Index of the last committed entry this member knows of.
+    pub fn committed(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    /// Campaigns at once (a quorum of one elects itself without waiting for a timeout).
+    pub fn campaign(&mut self) -> Result<(), QuorumError> {
+        self.raw.campaign()?;
         Ok(())
+    }
+
+    /// Hands leadership to `to` (controlled shutdown of the active controller).
+    pub fn transfer_leader(&mut self, to: u64) {
+        self.raw.transfer_leader(to);
     }
 
     fn apply_entries(&mut self, entries: Vec<raft::eraftpb::Entry>) -> Result<(), QuorumError> {

@@ -55,12 +55,11 @@ fn code_message(r: Result<(), AdminError>) -> (i16, Option<kafka_protocol::proto
 }
 
 /// CreateTopics.
-pub fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopicsResponse {
     let broker = &ctx.broker;
-    let topics = r
-        .topics
-        .into_iter()
-        .map(|t| {
+    let mut topics = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let result = {
             let name = t.name.0.as_str().to_string();
             let partitions = if t.num_partitions == -1 {
                 broker.config.num_partitions
@@ -86,7 +85,7 @@ pub fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopicsRespo
                 num_partitions: partitions,
                 replication_factor: rf,
             });
-            let outcome = if rf != 1 {
+            let outcome = if rf != 1 && broker.cluster.is_none() {
                 Err(AdminError::Kafka {
                     code: ErrorCode::InvalidReplicationFactor,
                     message: format!(
@@ -102,9 +101,10 @@ pub fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopicsRespo
                 broker.log_config(&configs).map(|_| ())
             } else {
                 broker
-                    .create_topic(&name, partitions, configs.clone())
-                    .map(|topic| {
-                        result.topic_id = topic.id;
+                    .admin_create_topic(&name, partitions, rf, configs.clone())
+                    .await
+                    .map(|id| {
+                        result.topic_id = id;
                     })
             };
             let (code, message) = code_message(outcome);
@@ -132,13 +132,18 @@ pub fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopicsRespo
                 );
             }
             result
-        })
-        .collect();
+        };
+        topics.push(result);
+    }
     msg!(CreateTopicsResponse { topics })
 }
 
 /// DeleteTopics (by name, or by id from v6).
-pub fn delete_topics(ctx: &Context, r: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn delete_topics(
+    ctx: &Context,
+    r: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
         r.topics
             .iter()
@@ -155,22 +160,20 @@ pub fn delete_topics(ctx: &Context, r: DeleteTopicsRequest, version: i16) -> Del
             .map(|n| (Some(n.0.as_str().to_string()), uuid::Uuid::nil()))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
-            let name = name.or_else(|| ctx.broker.topic_by_id(id).map(|t| t.name.clone()));
-            let (code, message) = match &name {
-                Some(n) => code_message(ctx.broker.delete_topic(n)),
-                None => (ErrorCode::UnknownTopicId.code(), None),
-            };
-            msg!(DeletableTopicResult {
-                name: name.map(|n| TopicName(s(&n))),
-                topic_id: id,
-                error_code: code,
-                error_message: message,
-            })
-        })
-        .collect();
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let name = name.or_else(|| ctx.broker.topic_by_id(id).map(|t| t.name.clone()));
+        let (code, message) = match &name {
+            Some(n) => code_message(ctx.broker.admin_delete_topic(n).await),
+            None => (ErrorCode::UnknownTopicId.code(), None),
+        };
+        responses.push(msg!(DeletableTopicResult {
+            name: name.map(|n| TopicName(s(&n))),
+            topic_id: id,
+            error_code: code,
+            error_message: message,
+        }));
+    }
     msg!(DeleteTopicsResponse { responses })
 }
 
@@ -180,7 +183,12 @@ pub fn create_partitions(ctx: &Context, r: CreatePartitionsRequest) -> CreatePar
         .topics
         .into_iter()
         .map(|t| {
-            let outcome = if r.validate_only {
+            let outcome = if ctx.broker.cluster.is_some() {
+                Err(AdminError::Kafka {
+                    code: ErrorCode::InvalidRequest,
+                    message: "adding partitions is not supported in a cluster yet".into(),
+                })
+            } else if r.validate_only {
                 Ok(())
             } else {
                 ctx.broker.create_partitions(t.name.0.as_str(), t.count)
@@ -269,11 +277,10 @@ pub fn describe_configs(ctx: &Context, r: DescribeConfigsRequest) -> DescribeCon
 }
 
 /// AlterConfigs: replaces a topic's overrides.
-pub fn alter_configs(ctx: &Context, r: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = r
-        .resources
-        .into_iter()
-        .map(|res| {
+pub async fn alter_configs(ctx: &Context, r: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(r.resources.len());
+    for res in r.resources {
+        let response = {
             let outcome = if res.resource_type != RESOURCE_TOPIC {
                 Err(AdminError::Kafka {
                     code: ErrorCode::InvalidRequest,
@@ -290,12 +297,14 @@ pub fn alter_configs(ctx: &Context, r: AlterConfigsRequest) -> AlterConfigsRespo
                         )
                     })
                     .collect();
-                ctx.broker.alter_topic_config(
-                    res.resource_name.as_str(),
-                    changes,
-                    false,
-                    r.validate_only,
-                )
+                ctx.broker
+                    .admin_alter_topic_config(
+                        res.resource_name.as_str(),
+                        changes,
+                        false,
+                        r.validate_only,
+                    )
+                    .await
             };
             let (code, message) = code_message(outcome);
             msg!(AlterConfigsResourceResponse {
@@ -304,20 +313,20 @@ pub fn alter_configs(ctx: &Context, r: AlterConfigsRequest) -> AlterConfigsRespo
                 resource_type: res.resource_type,
                 resource_name: res.resource_name,
             })
-        })
-        .collect();
+        };
+        responses.push(response);
+    }
     msg!(AlterConfigsResponse { responses })
 }
 
 /// IncrementalAlterConfigs: SET (0) and DELETE (1) on topic overrides.
-pub fn incremental_alter_configs(
+pub async fn incremental_alter_configs(
     ctx: &Context,
     r: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = r
-        .resources
-        .into_iter()
-        .map(|res| {
+    let mut responses = Vec::with_capacity(r.resources.len());
+    for res in r.resources {
+        let response = {
             let outcome = if res.resource_type != RESOURCE_TOPIC {
                 Err(AdminError::Kafka {
                     code: ErrorCode::InvalidRequest,
@@ -345,12 +354,14 @@ pub fn incremental_alter_configs(
                         (c.name.as_str().to_string(), value)
                     })
                     .collect();
-                ctx.broker.alter_topic_config(
-                    res.resource_name.as_str(),
-                    changes,
-                    true,
-                    r.validate_only,
-                )
+                ctx.broker
+                    .admin_alter_topic_config(
+                        res.resource_name.as_str(),
+                        changes,
+                        true,
+                        r.validate_only,
+                    )
+                    .await
             };
             let (code, message) = code_message(outcome);
             msg!(IncrementalResult {
@@ -359,8 +370,9 @@ pub fn incremental_alter_configs(
                 resource_type: res.resource_type,
                 resource_name: res.resource_name,
             })
-        })
-        .collect();
+        };
+        responses.push(response);
+    }
     msg!(IncrementalAlterConfigsResponse { responses })
 }
 

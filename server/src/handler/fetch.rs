@@ -28,7 +28,27 @@ use crate::wire_out::marker;
 use super::{Context, s};
 use crate::error_code::ErrorCode;
 
-fn build(ctx: &Context, r: &FetchRequest, version: i16) -> (FetchResponse, usize, Vec<FileSlice>) {
+/// Checks a client's view of the leader epoch (KIP-320): -1 skips the check.
+fn epoch_check(current: i32, requested: i32) -> Option<ErrorCode> {
+    if requested < 0 || requested == current {
+        None
+    } else if requested < current {
+        Some(ErrorCode::FencedLeaderEpoch)
+    } else {
+        Some(ErrorCode::UnknownLeaderEpoch)
+    }
+}
+
+fn build(
+    ctx: &std::sync::Arc<Context>,
+    r: &FetchRequest,
+    version: i16,
+) -> (FetchResponse, usize, Vec<FileSlice>) {
+    let replica_id = if version >= 15 {
+        r.replica_state.replica_id.0
+    } else {
+        r.replica_id.0
+    };
     let mut files = Vec::new();
     let mut remaining = usize::try_from(r.max_bytes).unwrap_or(0).max(1);
     let mut total = 0usize;
@@ -53,12 +73,43 @@ fn build(ctx: &Context, r: &FetchRequest, version: i16) -> (FetchResponse, usize
                 pd.error_code = if version >= 13 && topic.is_none() {
                     ErrorCode::UnknownTopicId
                 } else {
-                    ErrorCode::UnknownTopicOrPartition
+                    ctx.broker
+                        .missing_partition_code(topic.as_deref(), fp.partition)
                 }
                 .code();
                 partitions.push(pd);
                 continue;
             };
+            let follower = replica_id >= 0 && partition.is_replica();
+            if follower {
+                let now = ctx.broker.cluster.as_ref().map_or(0, |c| c.now_ms());
+                match partition.on_follower_fetch(
+                    strata_replication::BrokerId(replica_id),
+                    LeaderEpoch(fp.current_leader_epoch),
+                    Offset(fp.fetch_offset),
+                    now,
+                ) {
+                    Ok(Some(alter)) => {
+                        crate::cluster::replica_manager::propose_isr(&ctx.broker, &partition, alter)
+                    }
+                    Ok(None) => {}
+                    Err(code) => {
+                        pd.error_code = code.code();
+                        partitions.push(pd);
+                        continue;
+                    }
+                }
+            } else if !partition.is_leader() {
+                pd.error_code = ErrorCode::NotLeaderOrFollower.code();
+                partitions.push(pd);
+                continue;
+            } else if let Some(code) =
+                epoch_check(partition.leader_epoch().0, fp.current_leader_epoch)
+            {
+                pd.error_code = code.code();
+                partitions.push(pd);
+                continue;
+            }
             let hw = partition.high_watermark();
             pd.high_watermark = hw.0;
             pd.last_stable_offset = hw.0;
@@ -67,7 +118,8 @@ fn build(ctx: &Context, r: &FetchRequest, version: i16) -> (FetchResponse, usize
                 max_bytes: usize::try_from(fp.partition_max_bytes)
                     .unwrap_or(0)
                     .min(remaining),
-                max_offset: Some(hw),
+                // Followers copy everything written; consumers see only what is replicated.
+                max_offset: (!follower).then_some(hw),
                 min_one_batch: total == 0,
             };
             match partition.log.read(Offset(fp.fetch_offset), limits) {
@@ -173,9 +225,23 @@ pub fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> ListOffsetsResponse
                     let Some(partition) =
                         topic.as_ref().and_then(|t| t.partition(p.partition_index))
                     else {
-                        out.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                        out.error_code = ctx
+                            .broker
+                            .missing_partition_code(topic.as_deref(), p.partition_index)
+                            .code();
                         return out;
                     };
+                    if !partition.is_leader() {
+                        out.error_code = ErrorCode::NotLeaderOrFollower.code();
+                        return out;
+                    }
+                    if let Some(code) =
+                        epoch_check(partition.leader_epoch().0, p.current_leader_epoch)
+                    {
+                        out.error_code = code.code();
+                        return out;
+                    }
+                    out.leader_epoch = partition.leader_epoch().0;
                     match p.timestamp {
                         -1 => out.offset = partition.high_watermark().0,
                         -2 => out.offset = partition.log.log_start_offset().0,
@@ -221,7 +287,15 @@ pub fn offset_for_leader_epoch(
                         end_offset: -1,
                     });
                     match topic.as_ref().and_then(|t| t.partition(p.partition)) {
-                        None => out.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                        None => {
+                            out.error_code = ctx
+                                .broker
+                                .missing_partition_code(topic.as_deref(), p.partition)
+                                .code()
+                        }
+                        Some(partition) if !partition.is_leader() => {
+                            out.error_code = ErrorCode::NotLeaderOrFollower.code()
+                        }
                         Some(partition) => {
                             if let Some((epoch, end)) = partition
                                 .log

@@ -33,47 +33,106 @@ use kafka_protocol::messages::sync_group_request::SyncGroupRequest;
 use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
 use kafka_protocol::messages::{BrokerId, GroupId, TopicName};
 
+use kafka_protocol::protocol::StrBytes;
+
 use super::{Context, s};
+use crate::broker::OFFSETS_TOPIC;
 use crate::error_code::ErrorCode;
 use crate::group::{CommittedOffset, JoinRequest};
 
 /// Largest offset metadata string accepted (Kafka's offset.metadata.max.bytes).
 const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
-/// FindCoordinator: this broker coordinates every group.
-pub fn find_coordinator(
+/// The coordinator of `key`: standalone, this broker; in a cluster, the leader of the group's
+/// `__consumer_offsets` partition (created on first use, like Kafka).
+async fn coordinator_of(ctx: &Context, key: &str) -> Result<(i32, String, i32), ErrorCode> {
+    let Some(cluster) = &ctx.broker.cluster else {
+        let (host, port) = &ctx.broker.config.advertised;
+        return Ok((ctx.broker.config.node_id, host.clone(), i32::from(*port)));
+    };
+    if !cluster.image().topics.contains_key(OFFSETS_TOPIC) {
+        let cfg = &ctx.broker.config;
+        let mut configs = std::collections::BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("segment.bytes".to_string(), (100u64 << 20).to_string());
+        let req = crate::cluster::wire::ControllerRequest::CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: u32::try_from(cfg.offsets_topic_partitions).unwrap_or(1),
+            replication_factor: u32::try_from(cfg.offsets_topic_replication_factor).unwrap_or(1),
+            configs,
+        };
+        if let Err((code, message)) = cluster.admin_call(req).await
+            && code != ErrorCode::TopicAlreadyExists
+        {
+            tracing::info!(?code, %message, "cannot create {OFFSETS_TOPIC} yet");
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+    }
+    let image = cluster.image();
+    let index = ctx.groups.partition_for(key);
+    let leader = image
+        .topics
+        .get(OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
+        .and_then(|p| p.leader)
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let endpoint = image
+        .brokers
+        .get(&leader)
+        .filter(|b| !b.fenced)
+        .map(|b| b.endpoint.clone())
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    let (host, port) = endpoint
+        .rsplit_once(':')
+        .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+    Ok((
+        leader.0,
+        host.to_string(),
+        port.parse()
+            .map_err(|_| ErrorCode::CoordinatorNotAvailable)?,
+    ))
+}
+
+/// FindCoordinator.
+pub async fn find_coordinator(
     ctx: &Context,
     r: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = &ctx.broker.config.advertised;
-    let node = BrokerId(ctx.broker.config.node_id);
     let transactional = r.key_type == 1;
-    let error = if transactional {
-        ErrorCode::TransactionalIdAuthorizationFailed
+    let keys: Vec<StrBytes> = if version >= 4 {
+        r.coordinator_keys
     } else {
-        ErrorCode::None
+        vec![r.key]
     };
-    if version >= 4 {
-        msg!(FindCoordinatorResponse {
-            coordinators: r
-                .coordinator_keys
-                .into_iter()
-                .map(|key| msg!(Coordinator {
-                    key,
-                    node_id: node,
-                    host: s(host),
-                    port: i32::from(*port),
-                    error_code: error.code(),
-                }))
-                .collect(),
-        })
-    } else {
-        msg!(FindCoordinatorResponse {
+    let mut coordinators = Vec::with_capacity(keys.len());
+    for key in keys {
+        let found = if transactional {
+            Err(ErrorCode::TransactionalIdAuthorizationFailed)
+        } else {
+            coordinator_of(ctx, key.as_str()).await
+        };
+        let (node, host, port, error) = match found {
+            Ok((node, host, port)) => (node, host, port, ErrorCode::None),
+            Err(e) => (-1, String::new(), -1, e),
+        };
+        coordinators.push(msg!(Coordinator {
+            key,
+            node_id: BrokerId(node),
+            host: s(&host),
+            port,
             error_code: error.code(),
-            node_id: node,
-            host: s(host),
-            port: i32::from(*port),
+        }));
+    }
+    if version >= 4 {
+        msg!(FindCoordinatorResponse { coordinators })
+    } else {
+        let c = coordinators.pop().unwrap_or_default();
+        msg!(FindCoordinatorResponse {
+            error_code: c.error_code,
+            node_id: c.node_id,
+            host: c.host,
+            port: c.port,
         })
     }
 }
@@ -210,10 +269,9 @@ pub async fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommi
         for p in &t.partitions {
             let code = if check != ErrorCode::None {
                 check
-            } else if topic
-                .as_ref()
-                .and_then(|t| t.partition(p.partition_index))
-                .is_none()
+            } else if !ctx
+                .broker
+                .partition_exists(topic.as_deref(), p.partition_index)
             {
                 ErrorCode::UnknownTopicOrPartition
             } else if p
@@ -307,7 +365,12 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
                         .map(|t| (t.name, t.partition_indexes))
                         .collect()
                 });
-                let found = fetch_one(ctx, g.group_id.0.as_str(), wanted);
+                let coordinator = ctx.groups.check_coordinator(g.group_id.0.as_str());
+                let found = if coordinator == ErrorCode::None {
+                    fetch_one(ctx, g.group_id.0.as_str(), wanted)
+                } else {
+                    Vec::new()
+                };
                 msg!(OffsetFetchResponseGroup {
                     group_id: g.group_id,
                     topics: found
@@ -331,7 +394,7 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
                                 .collect(),
                         }))
                         .collect(),
-                    error_code: 0,
+                    error_code: coordinator.code(),
                 })
             })
             .collect();
@@ -342,6 +405,12 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
+    let coordinator = ctx.groups.check_coordinator(r.group_id.0.as_str());
+    if coordinator != ErrorCode::None {
+        return msg!(OffsetFetchResponse {
+            error_code: coordinator.code(),
+        });
+    }
     let found = fetch_one(ctx, r.group_id.0.as_str(), wanted);
     msg!(OffsetFetchResponse {
         topics: found

@@ -6,6 +6,8 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, TopicName};
 
+use strata_replication::controller::{MetadataImage, TopicImage};
+
 use super::{Context, s};
 use crate::error_code::ErrorCode;
 use crate::topic::Topic;
@@ -46,8 +48,152 @@ fn topic_entry(ctx: &Context, t: &Topic) -> MetadataResponseTopic {
     })
 }
 
+fn cluster_topic_entry(image: &MetadataImage, name: &str, t: &TopicImage) -> MetadataResponseTopic {
+    let partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let ids = |v: &[strata_replication::BrokerId]| -> Vec<BrokerId> {
+                v.iter().map(|b| BrokerId(b.0)).collect()
+            };
+            msg!(MetadataResponsePartition {
+                error_code: if p.leader.is_some() {
+                    ErrorCode::None
+                } else {
+                    ErrorCode::LeaderNotAvailable
+                }
+                .code(),
+                partition_index: i as i32,
+                leader_id: BrokerId(p.leader.map_or(-1, |l| l.0)),
+                leader_epoch: p.leader_epoch.0,
+                replica_nodes: ids(&p.replicas),
+                isr_nodes: ids(&p.isr),
+                offline_replicas: p
+                    .replicas
+                    .iter()
+                    .filter(|b| !image.is_live(**b))
+                    .map(|b| BrokerId(b.0))
+                    .collect(),
+            })
+        })
+        .collect();
+    msg!(MetadataResponseTopic {
+        error_code: ErrorCode::None.code(),
+        name: Some(TopicName(s(name))),
+        topic_id: uuid::Uuid::from_u128(t.id),
+        is_internal: name == crate::broker::OFFSETS_TOPIC,
+        partitions,
+        topic_authorized_operations: -2147483648,
+    })
+}
+
+/// Metadata in a cluster: every live broker, and each partition's leader, replicas and ISR as
+/// the metadata image has them. Auto-creation asks the controller.
+async fn handle_cluster(
+    ctx: &Context,
+    cluster: &crate::cluster::ClusterState,
+    r: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let broker = &ctx.broker;
+    let mut image = cluster.image();
+    let wanted: Option<Vec<(Option<String>, uuid::Uuid)>> = match r.topics {
+        None => None,
+        Some(list) if list.is_empty() && version == 0 => None,
+        Some(list) => Some(
+            list.into_iter()
+                .map(|t| (t.name.map(|n| n.0.as_str().to_string()), t.topic_id))
+                .collect(),
+        ),
+    };
+    let auto = broker.config.auto_create_topics && (version < 4 || r.allow_auto_topic_creation);
+    if auto && let Some(list) = &wanted {
+        let mut created = false;
+        for (name, _) in list {
+            let Some(name) = name else { continue };
+            if image.topics.contains_key(name) || !crate::topic::valid_topic_name(name) {
+                continue;
+            }
+            let req = crate::cluster::wire::ControllerRequest::CreateTopic {
+                name: name.clone(),
+                partitions: u32::try_from(broker.config.num_partitions).unwrap_or(1),
+                replication_factor: u32::try_from(broker.config.default_replication_factor)
+                    .unwrap_or(1),
+                configs: Default::default(),
+            };
+            match cluster.admin_call(req).await {
+                Ok(()) => created = true,
+                Err((code, message)) => {
+                    tracing::debug!(topic = %name, ?code, %message, "auto-creation refused")
+                }
+            }
+        }
+        if created {
+            image = cluster.image();
+        }
+    }
+    let topics = match wanted {
+        None => image
+            .topics
+            .iter()
+            .map(|(n, t)| cluster_topic_entry(&image, n, t))
+            .collect(),
+        Some(list) => list
+            .into_iter()
+            .map(|(name, id)| {
+                let found = match &name {
+                    Some(n) => image.topics.get_key_value(n),
+                    None => image
+                        .topics
+                        .iter()
+                        .find(|(_, t)| uuid::Uuid::from_u128(t.id) == id),
+                };
+                match (found, name) {
+                    (Some((n, t)), _) => cluster_topic_entry(&image, n, t),
+                    (None, Some(n)) => msg!(MetadataResponseTopic {
+                        error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                        name: Some(TopicName(s(&n))),
+                    }),
+                    (None, None) => msg!(MetadataResponseTopic {
+                        error_code: ErrorCode::UnknownTopicId.code(),
+                        topic_id: id,
+                    }),
+                }
+            })
+            .collect(),
+    };
+    let mut brokers: Vec<MetadataResponseBroker> = image
+        .live_brokers()
+        .iter()
+        .filter_map(|b| {
+            let (host, port) = b.endpoint.rsplit_once(':')?;
+            Some(msg!(MetadataResponseBroker {
+                node_id: BrokerId(b.id.0),
+                host: s(host),
+                port: port.parse().ok()?,
+                rack: b.rack.as_deref().map(s),
+            }))
+        })
+        .collect();
+    if brokers.is_empty() {
+        brokers.push(broker_entry(ctx));
+    }
+    msg!(MetadataResponse {
+        brokers,
+        cluster_id: Some(s(&broker.config.cluster_id)),
+        // Any broker forwards administration to the active controller.
+        controller_id: BrokerId(broker.config.node_id),
+        topics,
+        cluster_authorized_operations: -2147483648,
+    })
+}
+
 /// Handles Metadata.
-pub fn handle(ctx: &Context, r: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(ctx: &Context, r: MetadataRequest, version: i16) -> MetadataResponse {
+    if let Some(cluster) = &ctx.broker.cluster {
+        return handle_cluster(ctx, cluster, r, version).await;
+    }
     let broker = &ctx.broker;
     let topics = match r.topics {
         // v0: an empty list means all topics; v1+: null means all.

@@ -3,7 +3,10 @@
 //! acks=0 gets no response; acks=1 and acks=all are answered once the batch is durable under the
 //! topic's flush policy (after fdatasync for the default `always`), or written for `os` and
 //! `interval`. On a single broker the ISR is this broker, so acks=all and acks=1 wait for the
-//! same thing. A request that waits longer than its `timeout_ms` gets REQUEST_TIMED_OUT.
+//! same thing; in a cluster acks=all also waits until the high watermark (the minimum over the
+//! ISR of what each replica has made durable) passes the batch, and is refused with
+//! NOT_ENOUGH_REPLICAS when the ISR is smaller than `min.insync.replicas`. A request that waits
+//! longer than its `timeout_ms` gets REQUEST_TIMED_OUT.
 
 use std::time::Duration;
 
@@ -15,7 +18,7 @@ use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
-use strata_engine::{FlushPolicy, Stage};
+use strata_engine::{FlushPolicy, Offset, Stage};
 
 use super::{Context, s};
 use crate::error_code::ErrorCode;
@@ -74,7 +77,8 @@ pub async fn handle(
                 continue;
             }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(index)) else {
-                partitions.push(error(index, ErrorCode::UnknownTopicOrPartition, None));
+                let code = ctx.broker.missing_partition_code(topic.as_deref(), index);
+                partitions.push(error(index, code, None));
                 continue;
             };
             let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
@@ -86,20 +90,35 @@ pub async fn handle(
                 continue;
             };
             ctx.metrics.bytes_in.inc_by(records.len() as u64);
-            match partition.append(BytesMut::from(&records[..])) {
-                Ok(AppendOutcome::Appended(info)) => {
+            match partition.append(BytesMut::from(&records[..]), acks == -1) {
+                Ok((AppendOutcome::Appended(info), epoch)) => {
                     let stage = match partition.log.flush_policy() {
                         FlushPolicy::Always => Stage::Durable,
                         _ => Stage::Written,
                     };
                     let c = info.completion.clone();
                     let broker = ctx.broker.clone();
-                    // Fetches wait for the high watermark, which moves when the batch is durable.
+                    let p = partition.clone();
+                    // Followers may copy the batch once it is written; consumers wait for the
+                    // high watermark, which moves once it is durable here (and, in a cluster,
+                    // on the in-sync followers).
                     tokio::spawn(async move {
-                        let _ = c.until(stage).await;
-                        broker.notify_append();
+                        if c.until(Stage::Written).await.is_ok() {
+                            broker.notify_append();
+                        }
+                        if c.until(stage).await.is_ok() {
+                            p.on_local_progress();
+                            broker.notify_append();
+                        }
                     });
-                    waits.push((partitions.len(), topics.len(), info.completion.until(stage)));
+                    let replicated = (acks == -1)
+                        .then(|| (partition.clone(), Offset(info.last_offset.0 + 1), epoch));
+                    waits.push((
+                        partitions.len(),
+                        topics.len(),
+                        info.completion.until(stage),
+                        replicated,
+                    ));
                     partitions.push(msg!(PartitionProduceResponse {
                         index,
                         error_code: ErrorCode::None.code(),
@@ -108,7 +127,7 @@ pub async fn handle(
                         log_start_offset: partition.log.log_start_offset().0,
                     }));
                 }
-                Ok(AppendOutcome::Duplicate(offset)) => {
+                Ok((AppendOutcome::Duplicate(offset), _)) => {
                     ctx.metrics.duplicate_batches.inc();
                     partitions.push(msg!(PartitionProduceResponse {
                         index,
@@ -131,8 +150,8 @@ pub async fn handle(
         return None;
     }
     let deadline = tokio::time::Instant::now() + timeout;
-    for (p, t, wait) in waits {
-        let code = match tokio::time::timeout_at(deadline, wait).await {
+    for (p, t, wait, replicated) in waits {
+        let mut code = match tokio::time::timeout_at(deadline, wait).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some((ErrorCode::from(&e), e.to_string())),
             Err(_) => Some((
@@ -140,6 +159,11 @@ pub async fn handle(
                 "not durable within timeout_ms".to_string(),
             )),
         };
+        if code.is_none()
+            && let Some((partition, next, epoch)) = replicated
+        {
+            code = partition.wait_replicated(next, epoch, deadline).await.err();
+        }
         if let Some((code, message)) = code
             && let Some(resp) = topics
                 .get_mut(t)

@@ -1,0 +1,618 @@
+//! A controller node: one member of the Raft metadata quorum, and (when elected) the active
+//! controller that makes the cluster's decisions.
+//!
+//! One thread owns the [`QuorumNode`] (its raft-engine log does blocking fsyncs) and is fed by
+//! a channel: Raft messages from peers, requests from brokers, and a 50 ms tick. After each
+//! round it runs `handle_ready`, hands outgoing messages to per-peer writer tasks, answers the
+//! requests whose records are now applied, and answers metadata watchers.
+//!
+//! Invariants:
+//! - decisions are made only by the leader, and only once it has applied every entry of
+//!   earlier terms (its image is then the committed state plus its own pending proposals);
+//! - a request is answered only after its records are committed and applied, so a broker
+//!   never acts on a decision the quorum could still lose;
+//! - Raft ids are `node.id + 1` (raft-rs reserves 0).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use raft::eraftpb::Message;
+use strata_engine::LeaderEpoch;
+use strata_replication::BrokerId;
+use strata_replication::controller::{
+    ControllerConfig, ControllerError, ControllerLogic, MetadataImage, MetadataRecord, QuorumNode,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::wire::{ControllerRequest, ControllerResponse, Frame};
+use crate::config::BrokerConfig;
+use crate::error_code::ErrorCode;
+
+/// Raft tick period.
+const TICK: Duration = Duration::from_millis(50);
+/// Metadata watchers are answered after this long even without news.
+const WATCH_MAX: Duration = Duration::from_millis(1000);
+/// Entries between snapshots of the metadata image.
+const SNAPSHOT_EVERY: u64 = 1000;
+
+/// The Raft id of a node.
+pub fn raft_id(node: i32) -> u64 {
+    u64::try_from(node).unwrap_or(0) + 1
+}
+
+fn node_of(raft: u64) -> i32 {
+    i32::try_from(raft.saturating_sub(1)).unwrap_or(-1)
+}
+
+enum Input {
+    Raft(Message),
+    Request(ControllerRequest, oneshot::Sender<ControllerResponse>),
+    Stop,
+}
+
+/// A running controller node.
+pub struct Controller {
+    tx: Sender<Input>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// Opens the quorum member's log (`<log.dirs>/__cluster_metadata`), starts its thread, the
+    /// peer writers, and the listener for peers and brokers.
+    pub async fn start(config: &BrokerConfig, listener: TcpListener) -> anyhow::Result<Arc<Self>> {
+        let me = raft_id(config.node_id);
+        let voters: Vec<u64> = config
+            .controller_quorum_voters
+            .iter()
+            .map(|(id, _)| raft_id(*id))
+            .collect();
+        let dir = config.log_dir.join("__cluster_metadata");
+        std::fs::create_dir_all(&dir)?;
+        let node = {
+            let voters = voters.clone();
+            tokio::task::spawn_blocking(move || QuorumNode::open(me, &voters, &dir, SNAPSHOT_EVERY))
+                .await??
+        };
+        let mut peers = HashMap::new();
+        for (id, addr) in &config.controller_quorum_voters {
+            if raft_id(*id) == me {
+                continue;
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(peer_writer(*addr, rx));
+            peers.insert(raft_id(*id), tx);
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let logic_config = ControllerConfig {
+            broker_session_timeout_ms: config.broker_session_timeout_ms,
+            unclean_leader_election: config.unclean_leader_election,
+        };
+        let mut state = ControllerLoop {
+            node,
+            logic: ControllerLogic::new(logic_config),
+            logic_config,
+            peers,
+            pending: VecDeque::new(),
+            watchers: Vec::new(),
+            leading_since: None,
+            sessions_started: false,
+            started: Instant::now(),
+            rebalance_every_ms: config
+                .auto_leader_rebalance
+                .then_some(config.leader_imbalance_check_interval_ms),
+            last_rebalance_ms: 0,
+        };
+        if voters.len() == 1 {
+            state.node.campaign()?;
+        }
+        let thread = std::thread::Builder::new()
+            .name("strata-controller".into())
+            .spawn(move || state.run(rx))?;
+        let controller = Arc::new(Controller {
+            tx: tx.clone(),
+            thread: Mutex::new(Some(thread)),
+        });
+        tokio::spawn(accept_loop(listener, tx));
+        Ok(controller)
+    }
+
+    /// Stops the controller thread (the node leaves the quorum's availability until restart).
+    pub fn stop(&self) {
+        let _ = self.tx.send(Input::Stop);
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tx: Sender<Input>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_connection(stream, tx.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "controller listener accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One peer or broker connection: Raft messages go to the thread; requests are answered in
+/// order on the same connection.
+async fn serve_connection(stream: TcpStream, tx: Sender<Input>) {
+    let (mut rd, mut wr) = stream.into_split();
+    loop {
+        match Frame::read(&mut rd).await {
+            Ok(Frame::Raft(m)) => {
+                if tx.send(Input::Raft(m)).is_err() {
+                    return;
+                }
+            }
+            Ok(Frame::Request(req)) => {
+                let (otx, orx) = oneshot::channel();
+                if tx.send(Input::Request(req, otx)).is_err() {
+                    return;
+                }
+                let resp = orx
+                    .await
+                    .unwrap_or(ControllerResponse::NotController { leader: None });
+                if Frame::Response(resp).write(&mut wr).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Frame::Response(_)) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "controller connection closed");
+                return;
+            }
+        }
+    }
+}
+
+/// Sends Raft messages to one peer, reconnecting as needed. Messages that cannot be sent are
+/// dropped: Raft retransmits.
+async fn peer_writer(addr: SocketAddr, mut rx: mpsc::UnboundedReceiver<Message>) {
+    use tokio::io::AsyncWriteExt;
+    let mut conn: Option<TcpStream> = None;
+    while let Some(m) = rx.recv().await {
+        let mut buf = Frame::Raft(m).encode().unwrap_or_default();
+        while let Ok(m) = rx.try_recv() {
+            buf.extend(Frame::Raft(m).encode().unwrap_or_default());
+        }
+        if conn.is_none() {
+            match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    conn = Some(s);
+                }
+                _ => continue,
+            }
+        }
+        if let Some(s) = conn.as_mut()
+            && tokio::time::timeout(Duration::from_millis(500), s.write_all(&buf))
+                .await
+                .map_or(true, |r| r.is_err())
+        {
+            conn = None;
+        }
+    }
+}
+
+/// What to answer once a proposal is applied.
+enum Reply {
+    Registered(u64),
+    Heartbeat(BrokerId),
+    Done,
+}
+
+struct Pending {
+    index: u64,
+    records: Vec<MetadataRecord>,
+    reply: Option<(oneshot::Sender<ControllerResponse>, Reply)>,
+}
+
+struct Watcher {
+    known: u64,
+    deadline: Instant,
+    reply: oneshot::Sender<ControllerResponse>,
+}
+
+struct ControllerLoop {
+    node: QuorumNode,
+    logic: ControllerLogic,
+    logic_config: ControllerConfig,
+    peers: HashMap<u64, mpsc::UnboundedSender<Message>>,
+    pending: VecDeque<Pending>,
+    watchers: Vec<Watcher>,
+    /// The index of this leadership's first entry; `None` while not leader.
+    leading_since: Option<u64>,
+    sessions_started: bool,
+    started: Instant,
+    rebalance_every_ms: Option<u64>,
+    last_rebalance_ms: u64,
+}
+
+fn error_response(e: &ControllerError) -> ControllerResponse {
+    let code = match e {
+        ControllerError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
+        ControllerError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+        ControllerError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
+        ControllerError::UnknownTopicOrPartition(_) => ErrorCode::UnknownTopicOrPartition,
+        ControllerError::UnknownBroker(_) => ErrorCode::StaleBrokerEpoch,
+        ControllerError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+        ControllerError::NotLeader(_) => ErrorCode::NotLeaderOrFollower,
+        ControllerError::IneligibleReplica(_) => ErrorCode::IneligibleReplica,
+    };
+    ControllerResponse::Error {
+        code: code.code(),
+        message: e.to_string(),
+    }
+}
+
+impl ControllerLoop {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn run(mut self, rx: Receiver<Input>) {
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(input) => {
+                    self.input(input);
+                    // Take what else is queued before paying for a ready round.
+                    for _ in 0..256 {
+                        match rx.try_recv() {
+                            Ok(Input::Stop) => return,
+                            Ok(input) => self.input(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + TICK;
+                self.node.tick();
+                self.leader_duties();
+            }
+            if let Err(e) = self.ready() {
+                // The metadata log could not be written: this member cannot go on safely.
+                tracing::error!(error = %e, "metadata quorum failed; stopping the process");
+                std::process::exit(70);
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Raft(m) => {
+                if let Err(e) = self.node.step(m) {
+                    tracing::debug!(error = %e, "raft message refused");
+                }
+            }
+            Input::Request(req, reply) => self.request(req, reply),
+            Input::Stop => {}
+        }
+    }
+
+    fn ready(&mut self) -> Result<(), strata_replication::controller::QuorumError> {
+        // A proposal may commit within one ready round (a quorum of one); loop until quiet.
+        for _ in 0..4 {
+            let messages = self.node.handle_ready()?;
+            let quiet = messages.is_empty();
+            for m in messages {
+                if let Some(p) = self.peers.get(&m.to) {
+                    let _ = p.send(m);
+                }
+            }
+            self.track_leadership();
+            self.complete();
+            if quiet {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn track_leadership(&mut self) {
+        let leader = self.node.is_leader();
+        match (leader, self.leading_since) {
+            (true, None) => {
+                self.leading_since = Some(self.node.last_index());
+                self.sessions_started = false;
+                self.logic = ControllerLogic::new(self.logic_config);
+                tracing::info!(term = self.node.term(), "became the active controller");
+            }
+            (false, Some(_)) => {
+                self.leading_since = None;
+                let leader = self.node.leader_id().map(node_of);
+                for p in self.pending.drain(..) {
+                    if let Some((tx, _)) = p.reply {
+                        let _ = tx.send(ControllerResponse::NotController { leader });
+                    }
+                }
+                for w in self.watchers.drain(..) {
+                    let _ = w.reply.send(ControllerResponse::NotController { leader });
+                }
+                tracing::info!(leader = ?leader, "no longer the active controller");
+            }
+            _ => {}
+        }
+        if let Some(since) = self.leading_since
+            && !self.sessions_started
+            && self.node.applied() >= since
+        {
+            let now = self.now_ms();
+            self.logic.start_sessions(self.node.image(), now);
+            self.sessions_started = true;
+        }
+    }
+
+    /// Whether this member may decide: leader, with every earlier term's entries applied.
+    fn deciding(&self) -> bool {
+        self.leading_since.is_some() && self.sessions_started
+    }
+
+    /// The committed image plus the records of proposals not yet applied.
+    fn projected(&self) -> MetadataImage {
+        let mut image = self.node.image().clone();
+        for p in &self.pending {
+            for r in &p.records {
+                image.apply(r);
+            }
+        }
+        image
+    }
+
+    fn answer(&self, reply: Reply) -> ControllerResponse {
+        let offset = self.node.applied();
+        match reply {
+            Reply::Registered(epoch) => ControllerResponse::Registered { epoch },
+            Reply::Heartbeat(id) => ControllerResponse::Heartbeat {
+                fenced: !self.node.image().is_live(id),
+                metadata_offset: offset,
+            },
+            Reply::Done => ControllerResponse::Done {
+                metadata_offset: offset,
+            },
+        }
+    }
+
+    fn propose(
+        &mut self,
+        records: Vec<MetadataRecord>,
+        reply: Option<(oneshot::Sender<ControllerResponse>, Reply)>,
+    ) {
+        if records.is_empty() {
+            if let Some((tx, r)) = reply {
+                let _ = tx.send(self.answer(r));
+            }
+            return;
+        }
+        match self.node.propose(&records) {
+            Ok(index) => self.pending.push_back(Pending {
+                index,
+                records,
+                reply,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "metadata proposal failed");
+                if let Some((tx, _)) = reply {
+                    let _ = tx.send(ControllerResponse::NotController {
+                        leader: self.node.leader_id().map(node_of),
+                    });
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self) {
+        let applied = self.node.applied();
+        while self.pending.front().is_some_and(|p| p.index <= applied) {
+            if let Some(p) = self.pending.pop_front()
+                && let Some((tx, r)) = p.reply
+            {
+                let _ = tx.send(self.answer(r));
+            }
+        }
+        let now = Instant::now();
+        let watchers = std::mem::take(&mut self.watchers);
+        for w in watchers {
+            if applied > w.known {
+                let image = String::from_utf8(self.node.image().to_snapshot_bytes()).ok();
+                let _ = w.reply.send(ControllerResponse::Metadata {
+                    offset: applied,
+                    image,
+                });
+            } else if now >= w.deadline {
+                let _ = w.reply.send(ControllerResponse::Metadata {
+                    offset: applied,
+                    image: None,
+                });
+            } else {
+                self.watchers.push(w);
+            }
+        }
+    }
+
+    fn leader_duties(&mut self) {
+        if !self.deciding() {
+            return;
+        }
+        let now = self.now_ms();
+        let image = self.projected();
+        let fenced = self.logic.tick(&image, now);
+        if !fenced.is_empty() {
+            tracing::info!(
+                records = fenced.len(),
+                "fencing brokers whose session expired"
+            );
+            self.propose(fenced, None);
+            return;
+        }
+        if let Some(every) = self.rebalance_every_ms
+            && now.saturating_sub(self.last_rebalance_ms) >= every
+            && self.pending.is_empty()
+        {
+            self.last_rebalance_ms = now;
+            let moves = self.logic.preferred_leader_elections(&image);
+            if !moves.is_empty() {
+                tracing::info!(
+                    partitions = moves.len(),
+                    "moving leaderships back to preferred replicas"
+                );
+                self.propose(moves, None);
+            }
+        }
+    }
+
+    fn request(&mut self, req: ControllerRequest, tx: oneshot::Sender<ControllerResponse>) {
+        if !self.deciding() {
+            let leader = self
+                .node
+                .leader_id()
+                .map(node_of)
+                .filter(|l| raft_id(*l) != self.node.id());
+            let _ = tx.send(ControllerResponse::NotController { leader });
+            return;
+        }
+        let now = self.now_ms();
+        let image = self.projected();
+        match req {
+            ControllerRequest::Register { id, endpoint, rack } => {
+                let (epoch, records) = self.logic.register_broker(
+                    &image,
+                    BrokerId(id),
+                    &endpoint,
+                    rack.as_deref(),
+                    now,
+                );
+                tracing::info!(broker = id, epoch, %endpoint, "broker registered");
+                self.propose(records, Some((tx, Reply::Registered(epoch))));
+            }
+            ControllerRequest::Heartbeat {
+                id,
+                epoch,
+                shutting_down,
+            } => {
+                let b = BrokerId(id);
+                if image.brokers.get(&b).is_none_or(|r| r.epoch != epoch) {
+                    let _ = tx.send(error_response(&ControllerError::UnknownBroker(b)));
+                    return;
+                }
+                if shutting_down {
+                    let records = if image.is_live(b) {
+                        tracing::info!(broker = id, "controlled shutdown");
+                        self.logic.controlled_shutdown(&image, b)
+                    } else {
+                        Vec::new()
+                    };
+                    self.propose(records, Some((tx, Reply::Heartbeat(b))));
+                    return;
+                }
+                match self.logic.heartbeat(&image, b, epoch, now) {
+                    Ok(records) => self.propose(records, Some((tx, Reply::Heartbeat(b)))),
+                    Err(e) => {
+                        let _ = tx.send(error_response(&e));
+                    }
+                }
+            }
+            ControllerRequest::WatchMetadata { known } => {
+                self.watchers.push(Watcher {
+                    known,
+                    deadline: Instant::now() + WATCH_MAX,
+                    reply: tx,
+                });
+                self.complete();
+            }
+            ControllerRequest::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                let id = uuid::Uuid::new_v4().as_u128();
+                match self.logic.create_topic(
+                    &image,
+                    &name,
+                    id,
+                    partitions,
+                    replication_factor as usize,
+                    configs,
+                ) {
+                    Ok(record) => {
+                        tracing::info!(topic = %name, partitions, replication_factor, "creating topic");
+                        self.propose(vec![record], Some((tx, Reply::Done)));
+                    }
+                    Err(e) => {
+                        let _ = tx.send(error_response(&e));
+                    }
+                }
+            }
+            ControllerRequest::DeleteTopic { name } => {
+                if !image.topics.contains_key(&name) {
+                    let _ = tx.send(error_response(&ControllerError::UnknownTopicOrPartition(
+                        name,
+                    )));
+                    return;
+                }
+                self.propose(
+                    vec![MetadataRecord::DeleteTopic { name }],
+                    Some((tx, Reply::Done)),
+                );
+            }
+            ControllerRequest::SetTopicConfig { name, configs } => {
+                if !image.topics.contains_key(&name) {
+                    let _ = tx.send(error_response(&ControllerError::UnknownTopicOrPartition(
+                        name,
+                    )));
+                    return;
+                }
+                self.propose(
+                    vec![MetadataRecord::SetTopicConfig {
+                        topic: name,
+                        configs,
+                    }],
+                    Some((tx, Reply::Done)),
+                );
+            }
+            ControllerRequest::AlterPartition {
+                topic,
+                partition,
+                from,
+                leader_epoch,
+                isr,
+            } => {
+                match self.logic.alter_isr(
+                    &image,
+                    &topic,
+                    partition,
+                    BrokerId(from),
+                    LeaderEpoch(leader_epoch),
+                    isr.into_iter().map(BrokerId).collect(),
+                ) {
+                    Ok(record) => self.propose(vec![record], Some((tx, Reply::Done))),
+                    Err(e) => {
+                        let _ = tx.send(error_response(&e));
+                    }
+                }
+            }
+        }
+    }
+}

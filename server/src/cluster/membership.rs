@@ -1,0 +1,191 @@
+//! The broker's membership in the cluster: it registers with the active controller, heartbeats
+//! every `broker.heartbeat.interval.ms`, keeps a metadata watch open so each committed change
+//! reaches it at once, applies every new image (`replica_manager`), runs the leader's periodic
+//! ISR checks, and on SIGTERM asks for a controlled shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use strata_replication::BrokerId;
+use strata_replication::controller::MetadataImage;
+
+use super::controller_client::ControllerClient;
+use super::wire::{ControllerRequest, ControllerResponse};
+use super::{replica_fetcher, replica_manager};
+use crate::broker::Broker;
+use crate::error_code::ErrorCode;
+use crate::group::GroupCoordinator;
+
+/// Starts the membership tasks.
+pub fn start(broker: Arc<Broker>, groups: Arc<GroupCoordinator>) {
+    tokio::spawn(heartbeats(broker.clone()));
+    tokio::spawn(metadata_watch(broker.clone(), groups));
+    tokio::spawn(leader_ticks(broker));
+}
+
+async fn register(broker: &Broker, client: &ControllerClient) -> u64 {
+    let (host, port) = &broker.config.advertised;
+    loop {
+        let req = ControllerRequest::Register {
+            id: broker.config.node_id,
+            endpoint: format!("{host}:{port}"),
+            rack: broker.config.rack.clone(),
+        };
+        match client.call(req, Duration::from_secs(2)).await {
+            Ok(ControllerResponse::Registered { epoch }) => {
+                tracing::info!(epoch, "registered with the controller");
+                return epoch;
+            }
+            other => {
+                tracing::debug!(answer = ?other, "registration not accepted yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn heartbeats(broker: Arc<Broker>) {
+    let Some(cluster) = broker.cluster.as_ref() else {
+        return;
+    };
+    let client = ControllerClient::new(broker.config.controller_quorum_voters.clone());
+    let every = Duration::from_millis(broker.config.broker_heartbeat_interval_ms);
+    let patience = Duration::from_millis(broker.config.broker_session_timeout_ms);
+    loop {
+        let epoch = register(&broker, &client).await;
+        cluster.broker_epoch.store(epoch, Ordering::SeqCst);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let req = ControllerRequest::Heartbeat {
+                id: broker.config.node_id,
+                epoch,
+                shutting_down: cluster.is_shutting_down(),
+            };
+            match client.call(req, patience).await {
+                Ok(ControllerResponse::Heartbeat { .. }) => {}
+                Ok(ControllerResponse::Error { code, message })
+                    if code == ErrorCode::StaleBrokerEpoch.code() =>
+                {
+                    tracing::warn!(%message, "the controller does not know this incarnation; registering again");
+                    break;
+                }
+                other => tracing::debug!(answer = ?other, "heartbeat not answered"),
+            }
+        }
+    }
+}
+
+async fn metadata_watch(broker: Arc<Broker>, groups: Arc<GroupCoordinator>) {
+    let Some(cluster) = broker.cluster.as_ref() else {
+        return;
+    };
+    let client = ControllerClient::new(broker.config.controller_quorum_voters.clone());
+    let mut known = 0u64;
+    loop {
+        let answer = client
+            .call(
+                ControllerRequest::WatchMetadata { known },
+                Duration::from_secs(5),
+            )
+            .await;
+        let (offset, json) = match answer {
+            Ok(ControllerResponse::Metadata {
+                offset,
+                image: Some(json),
+            }) => (offset, json),
+            Ok(ControllerResponse::Metadata { .. }) => continue,
+            other => {
+                tracing::debug!(answer = ?other, "metadata watch failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let image = match MetadataImage::from_snapshot_bytes(json.as_bytes()) {
+            Ok(i) => Arc::new(i),
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable metadata image");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let b = broker.clone();
+        let img = image.clone();
+        let now = cluster.now_ms();
+        let changes = match tokio::task::spawn_blocking(move || {
+            replica_manager::apply(&b, &img, now)
+        })
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "applying metadata failed");
+                continue;
+            }
+        };
+        cluster.set_image(image, offset);
+        known = offset;
+        broker.notify_append();
+        for leader in changes.leaders {
+            replica_fetcher::ensure(&broker, leader);
+        }
+        for p in changes.offsets_lost {
+            groups.unload_partition(p);
+        }
+        for p in changes.offsets_gained {
+            let g = groups.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || g.load_partition(p)).await {
+                tracing::error!(partition = p, error = %e, "loading group offsets");
+            }
+        }
+    }
+}
+
+async fn leader_ticks(broker: Arc<Broker>) {
+    let Some(cluster) = broker.cluster.as_ref() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let now = cluster.now_ms();
+        for t in broker.topics() {
+            for p in t.local_partitions() {
+                if let Some(alter) = p.tick(now) {
+                    replica_manager::propose_isr(&broker, &p, alter);
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM: asks the controller to move this broker's leaderships away and waits (up to
+/// `controlled.shutdown.timeout.ms`) until the metadata shows it leads nothing.
+pub async fn controlled_shutdown(broker: &Broker) {
+    let Some(cluster) = broker.cluster.as_ref() else {
+        return;
+    };
+    cluster.shutting_down.store(true, Ordering::SeqCst);
+    let me = BrokerId(broker.config.node_id);
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(broker.config.controlled_shutdown_timeout_ms);
+    loop {
+        let image = cluster.image();
+        let leads = image
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .any(|p| p.leader == Some(me));
+        if !image.is_live(me) && !leads {
+            tracing::info!("controlled shutdown: no leaderships left");
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("controlled shutdown timed out; stopping anyway");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,116 @@
+//! Cluster mode: the controller quorum, broker membership, and replication between brokers.
+//!
+//! - [`controller`]: a quorum member (raft-rs over raft-engine) and, when elected, the active
+//!   controller deciding with `strata_replication::controller::ControllerLogic`;
+//! - [`membership`]: the broker's side: registration, heartbeats, the metadata watch, and
+//!   controlled shutdown;
+//! - [`replica_manager`]: turns each metadata image into local partitions and roles;
+//! - [`replica_fetcher`]: followers copying from leaders (Fetch with a replica id, truncation
+//!   by OffsetForLeaderEpoch);
+//! - [`wire`], [`controller_client`], [`kafka_client`]: the transports.
+
+pub mod controller;
+pub mod controller_client;
+pub mod kafka_client;
+pub mod membership;
+pub mod replica_fetcher;
+pub mod replica_manager;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use strata_replication::controller::MetadataImage;
+
+use crate::config::BrokerConfig;
+use crate::error_code::ErrorCode;
+use controller_client::ControllerClient;
+use wire::{ControllerRequest, ControllerResponse};
+
+/// A broker's view of the cluster.
+#[derive(Debug)]
+pub struct ClusterState {
+    image: RwLock<Arc<MetadataImage>>,
+    offset: tokio::sync::watch::Sender<u64>,
+    /// Client for administration requests (topics, configs).
+    pub admin: ControllerClient,
+    /// Client for ISR changes.
+    pub isr: ControllerClient,
+    /// Set by SIGTERM: heartbeats ask for a controlled shutdown.
+    pub shutting_down: AtomicBool,
+    /// This broker's registration epoch.
+    pub broker_epoch: AtomicU64,
+    /// Follower fetchers, by leader id.
+    pub fetchers: Mutex<HashMap<i32, tokio::task::JoinHandle<()>>>,
+    started: Instant,
+}
+
+impl ClusterState {
+    /// A broker that has not heard from the controller yet.
+    pub fn new(config: &BrokerConfig) -> ClusterState {
+        let (offset, _) = tokio::sync::watch::channel(0);
+        ClusterState {
+            image: RwLock::new(Arc::new(MetadataImage::default())),
+            offset,
+            admin: ControllerClient::new(config.controller_quorum_voters.clone()),
+            isr: ControllerClient::new(config.controller_quorum_voters.clone()),
+            shutting_down: AtomicBool::new(false),
+            broker_epoch: AtomicU64::new(0),
+            fetchers: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+        }
+    }
+
+    /// The latest metadata image this broker has applied.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Installs an applied image at metadata `offset`.
+    pub fn set_image(&self, image: Arc<MetadataImage>, offset: u64) {
+        *self.image.write().unwrap_or_else(|p| p.into_inner()) = image;
+        self.offset.send_replace(offset);
+    }
+
+    /// The metadata offset of the current image.
+    pub fn metadata_offset(&self) -> u64 {
+        *self.offset.borrow()
+    }
+
+    /// Milliseconds since the broker started (the replication state machines' clock).
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Whether SIGTERM started a controlled shutdown.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Sends an administrative request and waits until this broker's image includes its
+    /// effect, so that the client's next request here sees it.
+    pub async fn admin_call(&self, req: ControllerRequest) -> Result<(), (ErrorCode, String)> {
+        match self.admin.call(req, Duration::from_secs(10)).await {
+            Ok(ControllerResponse::Done { metadata_offset }) => {
+                let mut rx = self.offset.subscribe();
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    rx.wait_for(|o| *o >= metadata_offset),
+                )
+                .await;
+                Ok(())
+            }
+            Ok(ControllerResponse::Error { code, message }) => Err((
+                ErrorCode::from_code(code).unwrap_or(ErrorCode::UnknownServerError),
+                message,
+            )),
+            Ok(other) => Err((
+                ErrorCode::UnknownServerError,
+                format!("unexpected controller answer {other:?}"),
+            )),
+            Err(e) => Err((ErrorCode::RequestTimedOut, e.to_string())),
+        }
+    }
+}
