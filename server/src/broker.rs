@@ -620,9 +620,43 @@ impl Broker {
             .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))
     }
 
-    /// Allocates a producer id. Ids are reserved in persisted blocks so none is reused after a
-    /// restart.
-    pub fn allocate_producer_id(&self) -> std::io::Result<i64> {
+    /// Allocates a producer id, unique across restarts and, in a cluster, across brokers:
+    /// there the blocks come from the controller (recorded in the metadata log).
+    pub async fn allocate_producer_id(&self) -> Result<i64, AdminError> {
+        let Some(cluster) = &self.cluster else {
+            return self
+                .allocate_local_producer_id()
+                .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()));
+        };
+        let mut block = cluster.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            let answer = cluster
+                .admin
+                .call(
+                    crate::cluster::wire::ControllerRequest::AllocateProducerIds,
+                    std::time::Duration::from_secs(10),
+                )
+                .await;
+            match answer {
+                Ok(crate::cluster::wire::ControllerResponse::ProducerIds { start, len }) => {
+                    *block = (start, start + len);
+                }
+                other => {
+                    return Err(AdminError::new(
+                        ErrorCode::CoordinatorNotAvailable,
+                        format!("no producer id block from the controller: {other:?}"),
+                    ));
+                }
+            }
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+
+    /// Allocates a producer id on a standalone broker. Ids are reserved in persisted blocks so
+    /// none is reused after a restart.
+    fn allocate_local_producer_id(&self) -> std::io::Result<i64> {
         let mut limit = self
             .producer_id_limit
             .lock()

@@ -100,6 +100,10 @@ pub struct BrokerConfig {
     /// `controlled.shutdown.timeout.ms`: how long SIGTERM waits for leaderships to move away.
     /// Default: 5000.
     pub controlled_shutdown_timeout_ms: u64,
+    /// `inter.broker.address.overrides`: `id@host:port,...`: where this node reaches other
+    /// brokers' Kafka listeners to replicate, instead of their advertised address (NAT, or a
+    /// fault-injecting proxy in tests). Default: none.
+    pub inter_broker_address_overrides: Vec<(i32, SocketAddr)>,
     /// Topic defaults: `log.segment.bytes`, `log.roll.ms`, `log.retention.ms`,
     /// `log.retention.bytes`, `log.index.interval.bytes`, `log.index.size.max.bytes`,
     /// `message.max.bytes`, `log.flush.policy` (`always`|`interval`|`os`),
@@ -139,6 +143,7 @@ impl Default for BrokerConfig {
             leader_imbalance_check_interval_ms: 5_000,
             offsets_topic_replication_factor: 3,
             controlled_shutdown_timeout_ms: 5_000,
+            inter_broker_address_overrides: Vec::new(),
             log_defaults: LogConfig {
                 max_message_bytes: 1_048_588,
                 ..LogConfig::default()
@@ -308,6 +313,9 @@ impl BrokerConfig {
                 self.controlled_shutdown_timeout_ms = positive(key, v)?
             }
             "controller.quorum.voters" => self.controller_quorum_voters = parse_voters(key, v)?,
+            "inter.broker.address.overrides" => {
+                self.inter_broker_address_overrides = parse_voters(key, v)?
+            }
             "controller.listener.names" => {}
             other => return set_log_property(&mut self.log_defaults, other, v, true),
         }

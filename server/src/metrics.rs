@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::broker::Broker;
+use crate::handler::Context;
 
 /// Label of per-API metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,6 +68,8 @@ pub struct Metrics {
     batches_synced: Gauge,
     batches_per_fsync: Gauge<f64, std::sync::atomic::AtomicU64>,
     consumer_lag: Family<LagLabel, Gauge>,
+    /// 1 while this node is the active controller.
+    pub controller_active: Gauge,
 }
 
 impl Default for Metrics {
@@ -97,6 +99,7 @@ impl Metrics {
             batches_synced: Gauge::default(),
             batches_per_fsync: Gauge::default(),
             consumer_lag: Family::default(),
+            controller_active: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Requests handled, by API", m.requests.clone());
@@ -147,6 +150,11 @@ impl Metrics {
             "High watermark minus committed offset, by group and partition",
             m.consumer_lag.clone(),
         );
+        registry.register(
+            "controller_active",
+            "1 while this node is the active controller of the metadata quorum",
+            m.controller_active.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -162,7 +170,12 @@ impl Metrics {
     }
 
     /// Refreshes the scrape-time values and encodes everything as Prometheus text.
-    pub fn render(&self, broker: &Broker, lags: Vec<(String, String, i32, i64)>) -> String {
+    pub fn render(&self, ctx: &Context) -> String {
+        let broker = &ctx.broker;
+        let lags = ctx.groups.lags(broker);
+        self.controller_active.set(i64::from(
+            ctx.controller.as_ref().is_some_and(|c| c.is_active()),
+        ));
         for t in broker.topics() {
             for p in t.local_partitions() {
                 let l = PartitionLabel {
@@ -234,11 +247,7 @@ pub async fn serve(
             }
             let request = String::from_utf8_lossy(&buf[..n]);
             let (status, body) = if request.starts_with("GET /metrics") {
-                (
-                    "200 OK",
-                    ctx.metrics
-                        .render(&ctx.broker, ctx.groups.lags(&ctx.broker)),
-                )
+                ("200 OK", ctx.metrics.render(&ctx))
             } else {
                 ("404 Not Found", "try GET /metrics\n".to_string())
             };

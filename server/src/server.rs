@@ -15,9 +15,6 @@ use crate::metrics::Metrics;
 
 /// Runs a broker until SIGTERM or SIGINT.
 pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listener)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding the Kafka listener {}: {e}", config.listener))?;
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -36,6 +33,26 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    if !config.has_role("broker") {
+        let Some(controller) = controller else {
+            anyhow::bail!("process.roles=controller needs this node in controller.quorum.voters");
+        };
+        println!(
+            "strata: controller listening on {:?}",
+            config.controller_address()
+        );
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm.recv() => {}
+        }
+        tokio::task::spawn_blocking(move || controller.stop()).await?;
+        return Ok(());
+    }
+    let listener = TcpListener::bind(config.listener)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the Kafka listener {}: {e}", config.listener))?;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
     let groups = GroupCoordinator::load(broker.clone())?;
     if broker.cluster.is_some() {
@@ -45,6 +62,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         broker: broker.clone(),
         groups: groups.clone(),
         metrics: Arc::new(Metrics::new()),
+        controller: controller.clone(),
     });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tracing::info!(

@@ -57,6 +57,8 @@ pub struct MetadataImage {
     pub brokers: BTreeMap<BrokerId, BrokerRegistration>,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicImage>,
+    /// The first producer id not yet handed out.
+    pub next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -147,6 +149,13 @@ impl MetadataImage {
                 p.isr = isr.clone();
                 p.leader_epoch = *leader_epoch;
             }
+            MetadataRecord::ProducerIdsAllocated { next } => {
+                assert!(
+                    *next >= self.next_producer_id,
+                    "producer ids are never reused"
+                );
+                self.next_producer_id = *next;
+            }
             MetadataRecord::SetTopicConfig { topic, configs } => {
                 if let Some(t) = self.topics.get_mut(topic) {
                     t.configs = configs.clone();
@@ -171,6 +180,8 @@ impl MetadataImage {
 struct ImageSnapshot {
     brokers: Vec<BrokerRegistration>,
     topics: Vec<(String, TopicImage)>,
+    #[serde(default)]
+    next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -183,6 +194,7 @@ impl MetadataImage {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            next_producer_id: self.next_producer_id,
         };
         serde_json::to_vec(&s).unwrap_or_default()
     }
@@ -196,6 +208,7 @@ impl MetadataImage {
         Ok(MetadataImage {
             brokers: s.brokers.into_iter().map(|b| (b.id, b)).collect(),
             topics: s.topics.into_iter().collect(),
+            next_producer_id: s.next_producer_id,
         })
     }
 }

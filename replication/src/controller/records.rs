@@ -62,6 +62,12 @@ pub enum MetadataRecord {
         #[serde(with = "epoch_serde")]
         leader_epoch: LeaderEpoch,
     },
+    /// Producer ids below `next` are handed out (brokers take them in blocks, so an
+    /// idempotent producer's id is unique across the cluster).
+    ProducerIdsAllocated {
+        /// The first id not yet handed out.
+        next: i64,
+    },
     /// Topic config overrides replaced.
     SetTopicConfig {
         /// Topic name.

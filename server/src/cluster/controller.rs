@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,8 @@ use crate::error_code::ErrorCode;
 
 /// Raft tick period.
 const TICK: Duration = Duration::from_millis(50);
+/// Producer ids per block handed to a broker.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 /// Metadata watchers are answered after this long even without news.
 const WATCH_MAX: Duration = Duration::from_millis(1000);
 /// Entries between snapshots of the metadata image.
@@ -57,6 +60,7 @@ enum Input {
 /// A running controller node.
 pub struct Controller {
     tx: Sender<Input>,
+    active: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -97,7 +101,9 @@ impl Controller {
             broker_session_timeout_ms: config.broker_session_timeout_ms,
             unclean_leader_election: config.unclean_leader_election,
         };
+        let active = Arc::new(AtomicBool::new(false));
         let mut state = ControllerLoop {
+            active: active.clone(),
             node,
             logic: ControllerLogic::new(logic_config),
             logic_config,
@@ -120,10 +126,16 @@ impl Controller {
             .spawn(move || state.run(rx))?;
         let controller = Arc::new(Controller {
             tx: tx.clone(),
+            active,
             thread: Mutex::new(Some(thread)),
         });
         tokio::spawn(accept_loop(listener, tx));
         Ok(controller)
+    }
+
+    /// Whether this node is the active controller now.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// Stops the controller thread (the node leaves the quorum's availability until restart).
@@ -214,6 +226,7 @@ async fn peer_writer(addr: SocketAddr, mut rx: mpsc::UnboundedReceiver<Message>)
 /// What to answer once a proposal is applied.
 enum Reply {
     Registered(u64),
+    ProducerIds(i64),
     Heartbeat(BrokerId),
     Done,
 }
@@ -231,6 +244,7 @@ struct Watcher {
 }
 
 struct ControllerLoop {
+    active: Arc<AtomicBool>,
     node: QuorumNode,
     logic: ControllerLogic,
     logic_config: ControllerConfig,
@@ -332,6 +346,7 @@ impl ControllerLoop {
 
     fn track_leadership(&mut self) {
         let leader = self.node.is_leader();
+        self.active.store(self.deciding(), Ordering::Relaxed);
         match (leader, self.leading_since) {
             (true, None) => {
                 self.leading_since = Some(self.node.last_index());
@@ -384,6 +399,10 @@ impl ControllerLoop {
         let offset = self.node.applied();
         match reply {
             Reply::Registered(epoch) => ControllerResponse::Registered { epoch },
+            Reply::ProducerIds(start) => ControllerResponse::ProducerIds {
+                start,
+                len: PRODUCER_ID_BLOCK,
+            },
             Reply::Heartbeat(id) => ControllerResponse::Heartbeat {
                 fenced: !self.node.image().is_live(id),
                 metadata_offset: offset,
@@ -590,6 +609,15 @@ impl ControllerLoop {
                         configs,
                     }],
                     Some((tx, Reply::Done)),
+                );
+            }
+            ControllerRequest::AllocateProducerIds => {
+                let start = image.next_producer_id;
+                self.propose(
+                    vec![MetadataRecord::ProducerIdsAllocated {
+                        next: start + PRODUCER_ID_BLOCK,
+                    }],
+                    Some((tx, Reply::ProducerIds(start))),
                 );
             }
             ControllerRequest::AlterPartition {

@@ -42,6 +42,8 @@ pub struct ClusterState {
     pub shutting_down: AtomicBool,
     /// This broker's registration epoch.
     pub broker_epoch: AtomicU64,
+    /// This broker's block of producer ids: next, end.
+    pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Follower fetchers, by leader id.
     pub fetchers: Mutex<HashMap<i32, tokio::task::JoinHandle<()>>>,
     started: Instant,
@@ -59,6 +61,7 @@ impl ClusterState {
             shutting_down: AtomicBool::new(false),
             broker_epoch: AtomicU64::new(0),
             fetchers: Mutex::new(HashMap::new()),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
             started: Instant::now(),
         }
     }

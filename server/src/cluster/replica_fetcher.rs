@@ -66,6 +66,14 @@ fn followed(broker: &Broker, leader: i32) -> Vec<Arc<Partition>> {
 }
 
 fn endpoint(broker: &Broker, leader: i32) -> Option<String> {
+    if let Some((_, addr)) = broker
+        .config
+        .inter_broker_address_overrides
+        .iter()
+        .find(|(id, _)| *id == leader)
+    {
+        return Some(addr.to_string());
+    }
     let cluster = broker.cluster.as_ref()?;
     cluster
         .image()

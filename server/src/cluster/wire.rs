@@ -64,6 +64,8 @@ pub enum ControllerRequest {
         /// The overrides.
         configs: BTreeMap<String, String>,
     },
+    /// A broker needs a block of producer ids.
+    AllocateProducerIds,
     /// A partition leader asks for an ISR change.
     AlterPartition {
         /// Topic.
@@ -105,6 +107,13 @@ pub enum ControllerResponse {
         offset: u64,
         /// The whole image, or `None` if unchanged.
         image: Option<String>,
+    },
+    /// Producer ids `start..start + len` are this broker's to hand out.
+    ProducerIds {
+        /// First id.
+        start: i64,
+        /// How many.
+        len: i64,
     },
     /// Done; the change is committed at `metadata_offset`.
     Done {

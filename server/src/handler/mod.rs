@@ -27,6 +27,8 @@ pub struct Context {
     pub groups: Arc<GroupCoordinator>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The controller, if this node is a quorum member.
+    pub controller: Option<Arc<crate::cluster::controller::Controller>>,
 }
 
 /// The versions this broker implements, per API: `(min, max)`, or `None` if not implemented.
@@ -135,7 +137,7 @@ async fn dispatch(
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(ctx, r)),
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(produce::init_producer_id(ctx, r))
+            ResponseKind::InitProducerId(produce::init_producer_id(ctx, r).await)
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(group::find_coordinator(ctx, r, v).await)

@@ -176,7 +176,7 @@ pub async fn handle(
 }
 
 /// Handles InitProducerId for idempotent producers (transactions are not supported).
-pub fn init_producer_id(ctx: &Context, r: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn init_producer_id(ctx: &Context, r: InitProducerIdRequest) -> InitProducerIdResponse {
     let failed = |code: ErrorCode| {
         msg!(InitProducerIdResponse {
             error_code: code.code(),
@@ -195,15 +195,15 @@ pub fn init_producer_id(ctx: &Context, r: InitProducerIdRequest) -> InitProducer
             producer_epoch: r.producer_epoch + 1,
         });
     }
-    match ctx.broker.allocate_producer_id() {
+    match ctx.broker.allocate_producer_id().await {
         Ok(id) => msg!(InitProducerIdResponse {
             error_code: ErrorCode::None.code(),
             producer_id: ProducerId(id),
             producer_epoch: 0,
         }),
         Err(e) => {
-            tracing::error!(error = %e, "allocating a producer id");
-            failed(ErrorCode::UnknownServerError)
+            tracing::warn!(error = %e, "allocating a producer id");
+            failed(e.code())
         }
     }
 }

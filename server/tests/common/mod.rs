@@ -58,7 +58,10 @@ impl Broker {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .args(["--set", "group.initial.rebalance.delay.ms=0"])
-            .env("STRATA_LOG", "warn")
+            .env(
+                "STRATA_LOG",
+                std::env::var("STRATA_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for e in &self.extra {
@@ -137,3 +140,4 @@ impl Drop for Broker {
         self.kill9();
     }
 }
+pub mod cluster;

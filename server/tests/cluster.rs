@@ -1,0 +1,493 @@
+//! Three-node clusters of real `strata` processes on 127.0.0.1, driven by librdkafka: SIGKILL of
+//! a partition leader under acks=all, SIGKILL of every node at once, SIGKILL of the active
+//! controller, two of three brokers down, a group coordinator killed, and a leader cut off from
+//! the other nodes by a proxy. Every test checks that nothing acknowledged is lost.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::cluster::{Cluster, Layout, wait_for};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "30000")
+        .set("linger.ms", "1")
+        .set("topic.metadata.refresh.interval.ms", "1000");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().unwrap()
+}
+
+fn consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .create()
+        .unwrap()
+}
+
+fn create_topic(bootstrap: &str, name: &str, partitions: i32, rf: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let rt = runtime();
+    let res = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(rf))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .unwrap();
+    for r in res {
+        r.unwrap();
+    }
+}
+
+/// (leader, replicas, isr) of a partition, from a broker's metadata.
+fn partition_state(bootstrap: &str, topic: &str, p: i32) -> Option<(i32, Vec<i32>, Vec<i32>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .ok()?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(3)).ok()?;
+    let t = md.topics().iter().find(|t| t.name() == topic)?;
+    let part = t.partitions().iter().find(|x| x.id() == p)?;
+    Some((part.leader(), part.replicas().to_vec(), part.isr().to_vec()))
+}
+
+/// Waits until the partition has a leader and an ISR of `isr` members.
+fn wait_isr(bootstrap: &str, topic: &str, p: i32, isr: usize) -> i32 {
+    wait_for(&format!("{topic}-{p} with an ISR of {isr}"), LONG, || {
+        partition_state(bootstrap, topic, p)
+            .and_then(|(l, _, i)| (l >= 0 && i.len() == isr).then_some(l))
+    })
+}
+
+/// Produces `values` with acks=all and returns those acknowledged.
+fn produce_all(p: &FutureProducer, topic: &str, values: impl Iterator<Item = u64>) -> Vec<u64> {
+    let rt = runtime();
+    let futures: Vec<_> = values
+        .map(|v| {
+            let payload = v.to_string();
+            (
+                v,
+                p.send_result(FutureRecord::<(), _>::to(topic).payload(&payload))
+                    .unwrap(),
+            )
+        })
+        .collect();
+    rt.block_on(async {
+        let mut acked = Vec::new();
+        for (v, f) in futures {
+            if let Ok(Ok(_)) = f.await {
+                acked.push(v);
+            }
+        }
+        acked
+    })
+}
+
+/// Reads the partition from the start until `want` values are seen (or `LONG` passes) and
+/// returns them in log order.
+struct Printing;
+impl rdkafka::ClientContext for Printing {
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        eprintln!("rdkafka {fac}: {log_message}");
+    }
+}
+impl rdkafka::consumer::ConsumerContext for Printing {}
+
+fn read_back(bootstrap: &str, topic: &str, partition: i32, want: usize) -> Vec<u64> {
+    let mut cfg = ClientConfig::new();
+    if let Ok(d) = std::env::var("RDKAFKA_DEBUG") {
+        cfg.set("debug", d);
+        cfg.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
+    let c: BaseConsumer<Printing> = cfg
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "reader")
+        .set("enable.auto.commit", "false")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .create_with_context(Printing)
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + LONG;
+    while out.len() < want && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let v: u64 = std::str::from_utf8(m.payload().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Every acknowledged value is in the log, the log holds no duplicates, and it is in order.
+fn assert_nothing_lost(read: &[u64], acked: &[u64]) {
+    let seen: BTreeSet<u64> = read.iter().copied().collect();
+    assert_eq!(seen.len(), read.len(), "duplicates in the log: {read:?}");
+    assert!(
+        read.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {read:?}"
+    );
+    let missing: Vec<u64> = acked
+        .iter()
+        .filter(|v| !seen.contains(v))
+        .copied()
+        .collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+}
+
+#[test]
+fn sigkill_of_the_leader_under_acks_all_loses_nothing_and_it_rejoins() {
+    let mut c = Cluster::start3();
+    create_topic(&c.bootstrap(), "orders", 1, 3);
+    let leader = wait_isr(&c.bootstrap(), "orders", 0, 3) as usize;
+    let p = producer(&c.bootstrap(), &[]);
+    let mut acked = produce_all(&p, "orders", 0..300);
+    assert_eq!(acked.len(), 300, "all acknowledged before the kill");
+    // Kill the leader while a second burst is in flight.
+    let rt = runtime();
+    let inflight: Vec<_> = (300..900u64)
+        .map(|v| {
+            let payload = v.to_string();
+            (
+                v,
+                p.send_result(FutureRecord::<(), _>::to("orders").payload(&payload))
+                    .unwrap(),
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(20));
+    c.broker(leader).kill9();
+    rt.block_on(async {
+        for (v, f) in inflight {
+            if let Ok(Ok(_)) = f.await {
+                acked.push(v);
+            }
+        }
+    });
+    assert_eq!(acked.len(), 900, "the new leader took every retried batch");
+    let others = c.bootstrap_without(leader);
+    let new_leader = wait_isr(&others, "orders", 0, 2) as usize;
+    assert_ne!(new_leader, leader);
+    let read = read_back(&others, "orders", 0, acked.len());
+    assert_nothing_lost(&read, &acked);
+    assert_eq!(read.len(), 900, "no gaps");
+
+    // The killed broker comes back, catches up and rejoins the ISR.
+    c.broker(leader).restart();
+    wait_isr(&c.bootstrap(), "orders", 0, 3);
+    let more = produce_all(&p, "orders", 900..1000);
+    assert_eq!(more.len(), 100);
+}
+
+#[test]
+fn sigkill_of_every_node_at_once_loses_nothing() {
+    let mut c = Cluster::start3();
+    create_topic(&c.bootstrap(), "ledger", 2, 3);
+    wait_isr(&c.bootstrap(), "ledger", 0, 3);
+    wait_isr(&c.bootstrap(), "ledger", 1, 3);
+    let p = producer(&c.bootstrap(), &[]);
+    let rt = runtime();
+    let sends: Vec<_> = (0..400u64)
+        .map(|v| {
+            let payload = v.to_string();
+            let rec = FutureRecord::<(), _>::to("ledger")
+                .payload(&payload)
+                .partition((v % 2) as i32);
+            (v, p.send_result(rec).unwrap())
+        })
+        .collect();
+    let acked: Vec<u64> = rt.block_on(async {
+        let mut a = Vec::new();
+        for (v, f) in sends {
+            if let Ok(Ok(_)) = f.await {
+                a.push(v);
+            }
+        }
+        a
+    });
+    assert_eq!(acked.len(), 400);
+    drop(p);
+    for n in 1..=3 {
+        c.broker(n).kill9();
+    }
+    for n in 1..=3 {
+        c.broker(n).restart();
+    }
+    for part in 0..2 {
+        wait_isr(&c.bootstrap(), "ledger", part, 3);
+        let mine: Vec<u64> = acked
+            .iter()
+            .copied()
+            .filter(|v| (v % 2) as i32 == part)
+            .collect();
+        let read = read_back(&c.bootstrap(), "ledger", part, mine.len());
+        assert_nothing_lost(&read, &mine);
+    }
+}
+
+#[test]
+fn sigkill_of_the_active_controller_hands_over_and_the_cluster_keeps_serving() {
+    let mut c = Cluster::start3();
+    create_topic(&c.bootstrap(), "events", 1, 3);
+    wait_isr(&c.bootstrap(), "events", 0, 3);
+    let active = c.active_controller(LONG).expect("an active controller");
+    c.broker(active).kill9();
+    let others = c.bootstrap_without(active);
+    let next = c.active_controller(LONG).expect("a new active controller");
+    assert_ne!(next, active);
+    // Metadata changes still commit: a new topic, and produce on the old one.
+    create_topic(&others, "after", 1, 2);
+    let p = producer(&others, &[]);
+    assert_eq!(produce_all(&p, "events", 0..50).len(), 50);
+    assert_eq!(produce_all(&p, "after", 0..50).len(), 50);
+    let read = read_back(&others, "after", 0, 50);
+    assert_eq!(read, (0..50).collect::<Vec<_>>());
+}
+
+#[test]
+fn with_two_of_three_brokers_down_acks_all_is_refused_reads_go_on_and_it_heals() {
+    let mut c = Cluster::start(Layout {
+        brokers: 3,
+        controllers: 3,
+        ..Layout::default()
+    });
+    create_topic(&c.bootstrap(), "audit", 1, 3);
+    let leader = wait_isr(&c.bootstrap(), "audit", 0, 3) as usize;
+    let p = producer(&c.bootstrap(), &[]);
+    let acked = produce_all(&p, "audit", 0..100);
+    assert_eq!(acked.len(), 100);
+    for n in (1..=3).filter(|n| *n != leader) {
+        c.broker(n).kill9();
+    }
+    let only = c.brokers[leader - 1].bootstrap();
+    wait_isr(&only, "audit", 0, 1);
+    // acks=all with an ISR below min.insync.replicas: a clear, immediate refusal.
+    let strict = producer(
+        &only,
+        &[
+            ("enable.idempotence", "false"),
+            ("retries", "0"),
+            ("message.timeout.ms", "10000"),
+        ],
+    );
+    let rt = runtime();
+    let err = rt
+        .block_on(strict.send(
+            FutureRecord::<(), _>::to("audit").payload("refused"),
+            Duration::from_secs(10),
+        ))
+        .expect_err("acks=all must be refused");
+    assert!(
+        matches!(
+            err.0,
+            KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas)
+        ),
+        "{err:?}"
+    );
+    // What was committed can still be read.
+    let read = read_back(&only, "audit", 0, 100);
+    assert_eq!(read, acked);
+    // The two come back; the ISR grows back and acks=all works again.
+    for n in (1..=3).filter(|n| *n != leader) {
+        c.broker(n).restart();
+    }
+    wait_isr(&c.bootstrap(), "audit", 0, 3);
+    assert_eq!(produce_all(&p, "audit", 100..150).len(), 50);
+}
+
+/// Kafka's partition of a group in `__consumer_offsets` (Java's String.hashCode).
+fn offsets_partition(group: &str, partitions: i32) -> i32 {
+    let mut h: i32 = 0;
+    for c in group.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(i32::from(c));
+    }
+    (h & 0x7fff_ffff) % partitions
+}
+
+#[test]
+fn a_group_keeps_its_committed_offsets_when_its_coordinator_is_killed() {
+    let mut c = Cluster::start3();
+    create_topic(&c.bootstrap(), "jobs", 1, 3);
+    wait_isr(&c.bootstrap(), "jobs", 0, 3);
+    let p = producer(&c.bootstrap(), &[]);
+    assert_eq!(produce_all(&p, "jobs", 0..200).len(), 200);
+
+    let group = "workers";
+    let first = consumer(&c.bootstrap(), group);
+    first.subscribe(&["jobs"]).unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 120 {
+        if let Some(Ok(m)) = first.poll(Duration::from_millis(200)) {
+            seen.push(m.offset());
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("jobs", 0, Offset::Offset(120))
+        .unwrap();
+    first.commit(&tpl, CommitMode::Sync).unwrap();
+    drop(first);
+
+    let coordinator_partition = offsets_partition(group, 4);
+    let coordinator = wait_isr(
+        &c.bootstrap(),
+        "__consumer_offsets",
+        coordinator_partition,
+        3,
+    ) as usize;
+    c.broker(coordinator).kill9();
+    let others = c.bootstrap_without(coordinator);
+    wait_isr(&others, "__consumer_offsets", coordinator_partition, 2);
+
+    let second = consumer(&others, group);
+    second.subscribe(&["jobs"]).unwrap();
+    let m = wait_for(
+        "a message after the coordinator moved",
+        LONG,
+        || match second.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => Some(m.offset()),
+            _ => None,
+        },
+    );
+    assert_eq!(m, 120, "resumes exactly at the committed offset");
+}
+
+/// The bytes of every `.log` segment of a partition replica, in offset order.
+fn replica_bytes(c: &Cluster, node: usize, dir_name: &str) -> Vec<u8> {
+    let dir = c.brokers[node - 1].data_dir().join(dir_name);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| std::fs::read(f).unwrap())
+        .collect()
+}
+
+#[test]
+fn an_isolated_leader_acknowledges_nothing_and_keeps_no_divergent_record() {
+    let mut c = Cluster::start(Layout {
+        brokers: 3,
+        proxied: true,
+        ..Layout::default()
+    });
+    create_topic(&c.bootstrap(), "payments", 1, 3);
+    let leader = wait_isr(&c.bootstrap(), "payments", 0, 3) as usize;
+    let p = producer(&c.bootstrap(), &[]);
+    let mut acked = produce_all(&p, "payments", 0..100);
+    assert_eq!(acked.len(), 100);
+
+    c.isolate(leader);
+    // A client that only knows the isolated leader: it appends, but can never acknowledge.
+    let cut_off = producer(
+        &c.brokers[leader - 1].bootstrap(),
+        &[
+            ("enable.idempotence", "false"),
+            ("message.timeout.ms", "4000"),
+        ],
+    );
+    let lost = produce_all(&cut_off, "payments", 1000..1020);
+    assert!(lost.is_empty(), "the isolated leader acknowledged {lost:?}");
+    // The majority elects a new leader and takes writes.
+    let others = c.bootstrap_without(leader);
+    let new_leader = wait_for("a new leader among the majority", LONG, || {
+        partition_state(&others, "payments", 0)
+            .and_then(|(l, _, _)| (l > 0 && l as usize != leader).then_some(l))
+    });
+    assert_ne!(new_leader as usize, leader);
+    let majority = producer(&others, &[]);
+    acked.extend(produce_all(&majority, "payments", 100..200));
+    assert_eq!(acked.len(), 200);
+    for n in 1..=3 {
+        eprintln!(
+            "before heal node {n}: hw {} leo {}",
+            common::Broker::metric(
+                c.metrics_ports[n - 1],
+                "strata_high_watermark{topic=\"payments\""
+            ),
+            common::Broker::metric(
+                c.metrics_ports[n - 1],
+                "strata_log_end_offset{topic=\"payments\""
+            ),
+        );
+    }
+
+    c.heal();
+    wait_isr(&c.bootstrap(), "payments", 0, 3);
+    let read = read_back(&c.bootstrap(), "payments", 0, 200);
+    if read.len() < 200 {
+        for n in 1..=3 {
+            eprintln!(
+                "node {n} says {:?}; hw {} leo {}",
+                partition_state(&c.brokers[n - 1].bootstrap(), "payments", 0),
+                common::Broker::metric(
+                    c.metrics_ports[n - 1],
+                    "strata_high_watermark{topic=\"payments\""
+                ),
+                common::Broker::metric(
+                    c.metrics_ports[n - 1],
+                    "strata_log_end_offset{topic=\"payments\""
+                ),
+            );
+        }
+    }
+    assert_nothing_lost(&read, &acked);
+    assert!(
+        read.iter().all(|v| *v < 1000),
+        "an unacknowledged write survived: {read:?}"
+    );
+    // Every replica holds exactly the leader's history.
+    drop((p, cut_off, majority));
+    for n in 1..=3 {
+        assert!(c.broker(n).terminate().success());
+    }
+    let reference = replica_bytes(&c, new_leader as usize, "payments-0");
+    for n in 1..=3 {
+        assert_eq!(
+            replica_bytes(&c, n, "payments-0"),
+            reference,
+            "replica on node {n} diverges from the leader's"
+        );
+    }
+}

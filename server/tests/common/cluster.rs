@@ -1,0 +1,298 @@
+//! Test support for clusters: N real `strata` processes on 127.0.0.1 (combined broker and
+//! controller nodes, or brokers with a separate controller quorum), and optionally a
+//! fault-injecting TCP proxy on every directed link between nodes, so a node can be cut off
+//! from the others while clients still reach it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Broker, free_port};
+
+/// A TCP proxy that can be cut (closing its connections and refusing new ones) and healed.
+pub struct Proxy {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if cut.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+impl Proxy {
+    /// Forwards a fresh port to `127.0.0.1:target`.
+    pub fn start(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
+        let (c, cs) = (cut.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(client) = s else { continue };
+                if c.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                {
+                    let mut g = cs.lock().unwrap();
+                    g.push(client.try_clone().unwrap());
+                    g.push(server.try_clone().unwrap());
+                }
+                let (c1, c2) = (c.clone(), c.clone());
+                let (a, b) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || pump(client, server, c1));
+                std::thread::spawn(move || pump(b, a, c2));
+            }
+        });
+        Proxy { port, cut, conns }
+    }
+
+    /// Cuts the link: open connections are closed, new ones refused.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Restores the link.
+    pub fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// How to lay the cluster out.
+#[derive(Default)]
+pub struct Layout {
+    /// Broker processes (node ids 1..=brokers).
+    pub brokers: usize,
+    /// Separate controller-only processes (node ids 101..); 0: the brokers are the quorum.
+    pub controllers: usize,
+    /// Put a cuttable proxy on every link between nodes (combined layout only).
+    pub proxied: bool,
+    /// Extra `--set` for every broker.
+    pub extra: Vec<String>,
+}
+
+/// A running cluster.
+pub struct Cluster {
+    /// Broker processes; `brokers[i]` is node `i + 1`.
+    pub brokers: Vec<Broker>,
+    /// Controller-only processes.
+    pub controllers: Vec<Broker>,
+    /// Metrics port of each broker.
+    pub metrics_ports: Vec<u16>,
+    /// Proxies by (from node, to node), for controller and Kafka traffic.
+    links: HashMap<(usize, usize), Vec<Proxy>>,
+}
+
+/// Settings every test cluster uses.
+pub const DEFAULTS: &[&str] = &[
+    "min.insync.replicas=2",
+    "default.replication.factor=3",
+    "offsets.topic.replication.factor=3",
+    "offsets.topic.num.partitions=4",
+];
+
+impl Cluster {
+    /// Three combined nodes.
+    pub fn start3() -> Cluster {
+        Cluster::start(Layout {
+            brokers: 3,
+            ..Layout::default()
+        })
+    }
+
+    pub fn start(layout: Layout) -> Cluster {
+        let n = layout.brokers;
+        let kafka: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let metrics: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut links: HashMap<(usize, usize), Vec<Proxy>> = HashMap::new();
+        let mut controllers = Vec::new();
+        let voter_ports: Vec<(usize, u16)>;
+        if layout.controllers > 0 {
+            voter_ports = (0..layout.controllers)
+                .map(|i| (101 + i, free_port()))
+                .collect();
+        } else {
+            voter_ports = (0..n).map(|i| (i + 1, free_port())).collect();
+        }
+        if layout.proxied {
+            for from in 1..=n {
+                for to in 1..=n {
+                    if from != to {
+                        let ctrl = voter_ports[to - 1].1;
+                        links.insert(
+                            (from, to),
+                            vec![Proxy::start(ctrl), Proxy::start(kafka[to - 1])],
+                        );
+                    }
+                }
+            }
+        }
+        // The voters as node `me` sees them (through its proxies, if any).
+        let voters_for = |me: usize| -> String {
+            voter_ports
+                .iter()
+                .map(|(id, port)| {
+                    let port = match links.get(&(me, *id)) {
+                        Some(p) => p[0].port,
+                        None => *port,
+                    };
+                    format!("{id}@127.0.0.1:{port}")
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        for (id, port) in voter_ports.iter().filter(|_| layout.controllers > 0) {
+            let _ = port;
+            let args = vec![
+                format!("node.id={id}"),
+                "process.roles=controller".to_string(),
+                format!("controller.quorum.voters={}", voters_for(*id)),
+            ];
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            controllers.push(Broker::start_on(free_port(), &refs));
+        }
+        let mut brokers = Vec::new();
+        for i in 0..n {
+            let id = i + 1;
+            let mut args: Vec<String> = DEFAULTS.iter().map(|s| s.to_string()).collect();
+            args.push(format!("node.id={id}"));
+            args.push(format!("controller.quorum.voters={}", voters_for(id)));
+            args.push(format!("metrics.listen=127.0.0.1:{}", metrics[i]));
+            if layout.controllers > 0 {
+                args.push("process.roles=broker".into());
+            }
+            if layout.proxied {
+                let overrides: Vec<String> = (1..=n)
+                    .filter(|to| *to != id)
+                    .map(|to| format!("{to}@127.0.0.1:{}", links[&(id, to)][1].port))
+                    .collect();
+                args.push(format!(
+                    "inter.broker.address.overrides={}",
+                    overrides.join(",")
+                ));
+            }
+            args.extend(layout.extra.iter().cloned());
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            brokers.push(Broker::start_on(kafka[i], &refs));
+        }
+        let c = Cluster {
+            brokers,
+            controllers,
+            metrics_ports: metrics,
+            links,
+        };
+        c.wait_live(n);
+        c
+    }
+
+    /// Waits until the metadata lists `n` live brokers.
+    pub fn wait_live(&self, n: usize) {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .unwrap();
+        wait_for(
+            &format!("{n} live brokers"),
+            Duration::from_secs(60),
+            || {
+                client
+                    .fetch_metadata(None, Duration::from_secs(2))
+                    .ok()
+                    .filter(|md| md.brokers().len() == n)
+            },
+        );
+    }
+
+    /// Bootstrap servers of every broker.
+    pub fn bootstrap(&self) -> String {
+        self.brokers
+            .iter()
+            .map(|b| b.bootstrap())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Bootstrap servers of every broker but `node`.
+    pub fn bootstrap_without(&self, node: usize) -> String {
+        self.brokers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i + 1 != node)
+            .map(|(_, b)| b.bootstrap())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn broker(&mut self, node: usize) -> &mut Broker {
+        &mut self.brokers[node - 1]
+    }
+
+    /// The node that reports itself the active controller (combined layout), waiting for one.
+    pub fn active_controller(&mut self, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            for (i, port) in self.metrics_ports.clone().into_iter().enumerate() {
+                if self.brokers[i].is_running()
+                    && Broker::metric(port, "strata_controller_active") == 1.0
+                {
+                    return Some(i + 1);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Cuts `node` off from every other node (both directions, controller and replication
+    /// traffic). Clients still reach it.
+    pub fn isolate(&self, node: usize) {
+        for ((from, to), ps) in &self.links {
+            if *from == node || *to == node {
+                ps.iter().for_each(Proxy::cut);
+            }
+        }
+    }
+
+    /// Undoes `isolate`.
+    pub fn heal(&self) {
+        self.links.values().flatten().for_each(Proxy::heal);
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
