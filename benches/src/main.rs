@@ -5,8 +5,10 @@
 //! Subcommands:
 //! - `engine`: the storage engine against a plain sequential-write loop of the same bytes.
 //! - `produce`, `consume`: the Kafka protocol with librdkafka against socket/file baselines.
+//! - `failover`: SIGKILL of a partition leader in a 3-node cluster, against Kafka's timing.
 
 mod engine;
+mod failover;
 mod kafka;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +33,9 @@ enum Command {
     Produce(kafka::KafkaArgs),
     /// Produce, then consume it back, against a sendfile-over-loopback baseline.
     Consume(kafka::KafkaArgs),
+    /// SIGKILL of a partition leader in a local 3-node cluster: time to the first acks=all
+    /// produce acknowledged by the new leader, against Kafka's default failure-detection timing.
+    Failover(failover::FailoverArgs),
 }
 
 fn main() {
@@ -39,6 +44,7 @@ fn main() {
         Command::Engine(args) => engine::run(args),
         Command::Produce(args) => kafka::run(args, true, false),
         Command::Consume(args) => kafka::run(args, true, true),
+        Command::Failover(args) => failover::run(args).map_err(|e| e as Box<dyn std::error::Error>),
     };
     if let Err(e) = result {
         eprintln!("strata-bench: {e}");

@@ -148,9 +148,28 @@ impl ControllerLogic {
     }
 
     /// A newly elected controller does not know when brokers last heartbeated: every
-    /// registered broker gets a full session from `now_ms` before it can be fenced.
-    pub fn start_sessions(&mut self, image: &MetadataImage, now_ms: u64) {
-        self.last_heartbeat_ms = image.brokers.keys().map(|b| (*b, now_ms)).collect();
+    /// registered broker gets `grace_ms` from `now_ms` (at most a full session) to heartbeat
+    /// to it before it can be fenced. Live brokers find the new controller within a few
+    /// heartbeat intervals; a broker that died with the old controller does not.
+    pub fn start_sessions(&mut self, image: &MetadataImage, now_ms: u64, grace_ms: u64) {
+        let session = self.config.broker_session_timeout_ms;
+        let last = now_ms
+            .saturating_add(grace_ms.min(session))
+            .saturating_sub(session);
+        self.last_heartbeat_ms = image.brokers.keys().map(|b| (*b, last)).collect();
+    }
+
+    /// The connection `id` heartbeats on closed. A process that died (SIGKILL, crash) closes
+    /// its sockets at once, so instead of the whole session the broker gets `grace_ms` to
+    /// heartbeat again (on a new connection) before it is fenced. A link that merely stalls
+    /// closes nothing, and the session timeout applies as before.
+    pub fn connection_lost(&mut self, id: BrokerId, now_ms: u64, grace_ms: u64) {
+        let expire_at = now_ms.saturating_add(grace_ms);
+        let session = self.config.broker_session_timeout_ms;
+        if let Some(t) = self.last_heartbeat_ms.get_mut(&id) {
+            // Fenced once now - t > session, i.e. at t + session: move that to expire_at.
+            *t = (*t).min(expire_at.saturating_sub(session));
+        }
     }
 
     /// A heartbeat from `id` in incarnation `epoch`. The first one unfences the broker and

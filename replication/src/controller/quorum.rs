@@ -72,8 +72,10 @@ impl QuorumNode {
         let applied = snapshot.get_metadata().index;
         let config = Config {
             id,
-            election_tick: 10,
-            heartbeat_tick: 2,
+            // With the owner's 50 ms tick: heartbeats every 50 ms, elections after 300-600 ms
+            // of silence (raft-rs randomizes in [election_tick, 2 * election_tick)).
+            election_tick: 6,
+            heartbeat_tick: 1,
             applied,
             check_quorum: true,
             pre_vote: true,

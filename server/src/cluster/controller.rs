@@ -53,6 +53,8 @@ fn node_of(raft: u64) -> i32 {
 
 enum Input {
     Raft(Message),
+    /// The connection a broker heartbeated on closed.
+    ConnectionLost(i32),
     Request(ControllerRequest, oneshot::Sender<ControllerResponse>),
     Stop,
 }
@@ -117,6 +119,7 @@ impl Controller {
                 .auto_leader_rebalance
                 .then_some(config.leader_imbalance_check_interval_ms),
             last_rebalance_ms: 0,
+            connection_grace_ms: config.broker_heartbeat_interval_ms.saturating_mul(2),
         };
         if voters.len() == 1 {
             state.node.campaign()?;
@@ -166,14 +169,30 @@ async fn accept_loop(listener: TcpListener, tx: Sender<Input>) {
 /// order on the same connection.
 async fn serve_connection(stream: TcpStream, tx: Sender<Input>) {
     let (mut rd, mut wr) = stream.into_split();
+    let mut heartbeating: Option<i32> = None;
+    serve_frames(&mut rd, &mut wr, &tx, &mut heartbeating).await;
+    if let Some(id) = heartbeating {
+        let _ = tx.send(Input::ConnectionLost(id));
+    }
+}
+
+async fn serve_frames(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    tx: &Sender<Input>,
+    heartbeating: &mut Option<i32>,
+) {
     loop {
-        match Frame::read(&mut rd).await {
+        match Frame::read(rd).await {
             Ok(Frame::Raft(m)) => {
                 if tx.send(Input::Raft(m)).is_err() {
                     return;
                 }
             }
             Ok(Frame::Request(req)) => {
+                if let ControllerRequest::Heartbeat { id, .. } = &req {
+                    *heartbeating = Some(*id);
+                }
                 let (otx, orx) = oneshot::channel();
                 if tx.send(Input::Request(req, otx)).is_err() {
                     return;
@@ -181,7 +200,7 @@ async fn serve_connection(stream: TcpStream, tx: Sender<Input>) {
                 let resp = orx
                     .await
                     .unwrap_or(ControllerResponse::NotController { leader: None });
-                if Frame::Response(resp).write(&mut wr).await.is_err() {
+                if Frame::Response(resp).write(wr).await.is_err() {
                     return;
                 }
             }
@@ -257,6 +276,8 @@ struct ControllerLoop {
     started: Instant,
     rebalance_every_ms: Option<u64>,
     last_rebalance_ms: u64,
+    /// How long a broker whose heartbeat connection closed has to heartbeat again.
+    connection_grace_ms: u64,
 }
 
 fn error_response(e: &ControllerError) -> ControllerResponse {
@@ -321,6 +342,13 @@ impl ControllerLoop {
                 }
             }
             Input::Request(req, reply) => self.request(req, reply),
+            Input::ConnectionLost(id) => {
+                if self.deciding() {
+                    let now = self.now_ms();
+                    self.logic
+                        .connection_lost(BrokerId(id), now, self.connection_grace_ms);
+                }
+            }
             Input::Stop => {}
         }
     }
@@ -374,7 +402,9 @@ impl ControllerLoop {
             && self.node.applied() >= since
         {
             let now = self.now_ms();
-            self.logic.start_sessions(self.node.image(), now);
+            // Live brokers find the new controller within a few heartbeats.
+            let grace = self.connection_grace_ms.saturating_mul(2).max(300);
+            self.logic.start_sessions(self.node.image(), now, grace);
             self.sessions_started = true;
         }
     }

@@ -125,6 +125,7 @@ async fn metadata_watch(broker: Arc<Broker>, groups: Arc<GroupCoordinator>) {
                 continue;
             }
         };
+        cluster.clear_unreachable();
         cluster.set_image(image, offset);
         known = offset;
         broker.notify_append();

@@ -44,10 +44,20 @@ pub struct ClusterState {
     pub broker_epoch: AtomicU64,
     /// This broker's block of producer ids: next, end.
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Leaders this broker's fetchers just lost their connection to, and since when. Until the
+    /// controller rules (or the connection is back, or the hint expires), Metadata answers
+    /// LEADER_NOT_AVAILABLE for their partitions instead of naming a leader that is likely
+    /// dead, so clients keep re-querying quickly instead of waiting on a dead address.
+    pub unreachable: Mutex<HashMap<i32, Instant>>,
     /// Follower fetchers, by leader id.
     pub fetchers: Mutex<HashMap<i32, tokio::task::JoinHandle<()>>>,
+    hint_ttl: Duration,
+    recently_fenced: Mutex<HashMap<i32, Instant>>,
     started: Instant,
 }
+
+/// How long Metadata keeps listing a fenced broker.
+const FENCED_LISTING: Duration = Duration::from_secs(5);
 
 impl ClusterState {
     /// A broker that has not heard from the controller yet.
@@ -61,6 +71,9 @@ impl ClusterState {
             shutting_down: AtomicBool::new(false),
             broker_epoch: AtomicU64::new(0),
             fetchers: Mutex::new(HashMap::new()),
+            unreachable: Mutex::new(HashMap::new()),
+            recently_fenced: Mutex::new(HashMap::new()),
+            hint_ttl: Duration::from_millis(config.broker_session_timeout_ms.saturating_mul(2)),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             started: Instant::now(),
         }
@@ -73,8 +86,36 @@ impl ClusterState {
 
     /// Installs an applied image at metadata `offset`.
     pub fn set_image(&self, image: Arc<MetadataImage>, offset: u64) {
-        *self.image.write().unwrap_or_else(|p| p.into_inner()) = image;
+        let mut current = self.image.write().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut fenced = self
+                .recently_fenced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for b in current.live_brokers() {
+                if !image.is_live(b.id) {
+                    fenced.insert(b.id.0, Instant::now());
+                }
+            }
+            fenced.retain(|id, since| {
+                !image.is_live(strata_replication::BrokerId(*id))
+                    && since.elapsed() < FENCED_LISTING
+            });
+        }
+        *current = image;
+        drop(current);
         self.offset.send_replace(offset);
+    }
+
+    /// Whether `id` was fenced within the last few seconds. Metadata keeps listing such a
+    /// broker for a moment: librdkafka, seeing a leader move and its old broker vanish from
+    /// the list in the same response, parks the moved partitions for a second.
+    pub fn recently_fenced(&self, id: i32) -> bool {
+        self.recently_fenced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .is_some_and(|since| since.elapsed() < FENCED_LISTING)
     }
 
     /// The metadata offset of the current image.
@@ -85,6 +126,40 @@ impl ClusterState {
     /// Milliseconds since the broker started (the replication state machines' clock).
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Records that the connection to `leader` failed (first failure wins the timestamp).
+    pub fn mark_unreachable(&self, leader: i32) {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(leader)
+            .or_insert_with(Instant::now);
+    }
+
+    /// Records that `leader` answered.
+    pub fn mark_reachable(&self, leader: i32) {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&leader);
+    }
+
+    /// Whether `leader` is believed unreachable (a fresh hint, not yet ruled on).
+    pub fn is_unreachable(&self, leader: i32) -> bool {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&leader)
+            .is_some_and(|since| since.elapsed() < self.hint_ttl)
+    }
+
+    /// Forgets every hint (a new image has the controller's word on leaders).
+    pub fn clear_unreachable(&self) {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Whether SIGTERM started a controlled shutdown.

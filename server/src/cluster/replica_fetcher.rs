@@ -102,11 +102,15 @@ async fn run(broker: Arc<Broker>, leader: i32) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        let Some(cluster) = broker.cluster.as_ref() else {
+            return;
+        };
         if conn.as_ref().is_none_or(|(a, _)| *a != addr) {
             match KafkaConnection::connect(&addr, &client_id).await {
                 Ok(c) => conn = Some((addr, c)),
                 Err(e) => {
                     tracing::debug!(leader, error = %e, "connecting to the leader");
+                    cluster.mark_unreachable(leader);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -115,10 +119,16 @@ async fn run(broker: Arc<Broker>, leader: i32) {
         let Some((_, c)) = conn.as_mut() else {
             continue;
         };
-        if let Err(e) = round(&broker, c, partitions).await {
-            tracing::debug!(leader, error = %e, "replica fetch failed");
-            conn = None;
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        match round(&broker, c, partitions).await {
+            Ok(()) => cluster.mark_reachable(leader),
+            Err(e) => {
+                tracing::debug!(leader, error = %e, "replica fetch failed");
+                if matches!(e, KafkaClientError::Io(_)) {
+                    cluster.mark_unreachable(leader);
+                }
+                conn = None;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }

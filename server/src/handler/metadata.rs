@@ -48,7 +48,12 @@ fn topic_entry(ctx: &Context, t: &Topic) -> MetadataResponseTopic {
     })
 }
 
-fn cluster_topic_entry(image: &MetadataImage, name: &str, t: &TopicImage) -> MetadataResponseTopic {
+fn cluster_topic_entry(
+    cluster: &crate::cluster::ClusterState,
+    image: &MetadataImage,
+    name: &str,
+    t: &TopicImage,
+) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
@@ -57,15 +62,18 @@ fn cluster_topic_entry(image: &MetadataImage, name: &str, t: &TopicImage) -> Met
             let ids = |v: &[strata_replication::BrokerId]| -> Vec<BrokerId> {
                 v.iter().map(|b| BrokerId(b.0)).collect()
             };
+            // A leader this broker just lost its replication connection to is most likely
+            // dead: until the controller rules, say so, so clients re-query quickly.
+            let leader = p.leader.filter(|l| !cluster.is_unreachable(l.0));
             msg!(MetadataResponsePartition {
-                error_code: if p.leader.is_some() {
+                error_code: if leader.is_some() {
                     ErrorCode::None
                 } else {
                     ErrorCode::LeaderNotAvailable
                 }
                 .code(),
                 partition_index: i as i32,
-                leader_id: BrokerId(p.leader.map_or(-1, |l| l.0)),
+                leader_id: BrokerId(leader.map_or(-1, |l| l.0)),
                 leader_epoch: p.leader_epoch.0,
                 replica_nodes: ids(&p.replicas),
                 isr_nodes: ids(&p.isr),
@@ -137,7 +145,7 @@ async fn handle_cluster(
         None => image
             .topics
             .iter()
-            .map(|(n, t)| cluster_topic_entry(&image, n, t))
+            .map(|(n, t)| cluster_topic_entry(cluster, &image, n, t))
             .collect(),
         Some(list) => list
             .into_iter()
@@ -150,7 +158,7 @@ async fn handle_cluster(
                         .find(|(_, t)| uuid::Uuid::from_u128(t.id) == id),
                 };
                 match (found, name) {
-                    (Some((n, t)), _) => cluster_topic_entry(&image, n, t),
+                    (Some((n, t)), _) => cluster_topic_entry(cluster, &image, n, t),
                     (None, Some(n)) => msg!(MetadataResponseTopic {
                         error_code: ErrorCode::UnknownTopicOrPartition.code(),
                         name: Some(TopicName(s(&n))),
@@ -164,8 +172,9 @@ async fn handle_cluster(
             .collect(),
     };
     let mut brokers: Vec<MetadataResponseBroker> = image
-        .live_brokers()
-        .iter()
+        .brokers
+        .values()
+        .filter(|b| !b.fenced || cluster.recently_fenced(b.id.0))
         .filter_map(|b| {
             let (host, port) = b.endpoint.rsplit_once(':')?;
             Some(msg!(MetadataResponseBroker {

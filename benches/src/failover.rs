@@ -1,0 +1,306 @@
+//! `strata-bench failover`: the time from the SIGKILL of a partition leader to the first
+//! acks=all produce acknowledged by the new leader, on a local three-node cluster, as a client
+//! (librdkafka) sees it. Repeated runs give a median; the baseline is the same cluster with
+//! Kafka's default failure-detection timing (`broker.session.timeout.ms=9000`,
+//! `broker.heartbeat.interval.ms=2000`), measured in the same invocation.
+//!
+//! Each run also records when the surviving brokers' metadata first names the new leader, so
+//! the broker-side part of the failover can be told apart from the client's.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Options of `failover`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FailoverArgs {
+    /// Path of the `strata` binary (default: next to this tool).
+    #[arg(long)]
+    strata_bin: Option<PathBuf>,
+    /// Runs with Strata's default timing.
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+    /// Runs with Kafka's default failure-detection timing (the baseline); 0 skips it.
+    #[arg(long, default_value_t = 3)]
+    baseline_runs: usize,
+}
+
+struct Printing;
+impl rdkafka::ClientContext for Printing {
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        eprintln!(
+            "{:?} rdkafka {fac}: {log_message}",
+            std::time::SystemTime::now()
+        );
+    }
+}
+
+struct Node {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, BoxError> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start_cluster(
+    bin: &PathBuf,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Result<Vec<Node>, BoxError> {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let ctrl: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let voters = (0..3)
+        .map(|i| format!("{}@127.0.0.1:{}", i + 1, ctrl[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .arg("--node-id")
+            .arg((i + 1).to_string())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir.join(format!("node-{}", i + 1)))
+            .args(["--set", &format!("controller.quorum.voters={voters}")])
+            .args(["--set", "min.insync.replicas=2"])
+            .env(
+                "STRATA_LOG",
+                std::env::var("STRATA_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+            )
+            .stdout(Stdio::piped());
+        for e in extra {
+            cmd.args(["--set", e]);
+        }
+        let mut child = cmd.spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("listening on") => break,
+                Some(Ok(_)) => {}
+                _ => return Err("strata exited before listening".into()),
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        nodes.push(Node { child, port: *port });
+    }
+    Ok(nodes)
+}
+
+fn bootstrap(nodes: &[Node], skip: Option<usize>) -> String {
+    nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != skip)
+        .map(|(_, n)| format!("127.0.0.1:{}", n.port))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Live brokers as `bootstrap` reports them.
+fn live_brokers(bootstrap: &str) -> Option<usize> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .ok()?;
+    let md = c.fetch_metadata(None, Duration::from_secs(2)).ok()?;
+    Some(md.brokers().len())
+}
+
+/// (leader, ISR size, live brokers) of `topic`-0 as `bootstrap` reports it.
+fn leader(bootstrap: &str, topic: &str) -> Option<(i32, usize, usize)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .ok()?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(2)).ok()?;
+    let p = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)?
+        .partitions()
+        .first()?;
+    Some((p.leader(), p.isr().len(), md.brokers().len()))
+}
+
+/// One failover: (to the first ack by the new leader, to the new leader in metadata).
+fn one_run(bin: &PathBuf, extra: &[&str]) -> Result<(Duration, Duration), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes = start_cluster(bin, dir.path(), extra)?;
+    let all = bootstrap(&nodes, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // All three registered and unfenced.
+    loop {
+        if live_brokers(&all) == Some(3) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("cluster did not form".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &all)
+        .create()?;
+    for r in rt.block_on(admin.create_topics(
+        &[NewTopic::new("failover", 1, TopicReplication::Fixed(3))],
+        &AdminOptions::new(),
+    ))? {
+        r.map_err(|(t, e)| format!("creating {t}: {e}"))?;
+    }
+    let old = loop {
+        if let Some((l, isr, _)) = leader(&all, "failover")
+            && l > 0
+            && isr == 3
+        {
+            break l;
+        }
+        if Instant::now() > deadline {
+            return Err("topic did not get a full ISR".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut pc = ClientConfig::new();
+    if let Ok(d) = std::env::var("RDKAFKA_DEBUG") {
+        pc.set("debug", d);
+        pc.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
+    let producer: FutureProducer<Printing> = pc
+        .set("bootstrap.servers", &all)
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set("message.timeout.ms", "60000")
+        .create_with_context(Printing)?;
+    let send = |i: u64| {
+        let payload = i.to_string();
+        let f = producer.send(
+            FutureRecord::<(), _>::to("failover").payload(&payload),
+            Duration::from_secs(5),
+        );
+        rt.block_on(f).is_ok()
+    };
+    for i in 0..20 {
+        if !send(i) {
+            return Err("warm-up produce failed".into());
+        }
+    }
+    let victim = usize::try_from(old - 1)?;
+    let survivors = bootstrap(&nodes, Some(victim));
+    // Watch the survivors' metadata for the new leader in parallel.
+    let watcher = {
+        let survivors = survivors.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(60) {
+                if let Some((l, _, _)) = leader(&survivors, "failover")
+                    && l > 0
+                    && l != old
+                {
+                    return Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        })
+    };
+    let killed = Instant::now();
+    nodes[victim].child.kill()?;
+    let mut i = 1000;
+    let acked = loop {
+        i += 1;
+        if send(i) {
+            break Instant::now();
+        }
+        if killed.elapsed() > Duration::from_secs(60) {
+            return Err("no produce was acknowledged after the kill".into());
+        }
+    };
+    let seen = watcher
+        .join()
+        .map_err(|_| "watcher panicked")?
+        .ok_or("the metadata never named a new leader")?;
+    Ok((acked - killed, seen.saturating_duration_since(killed)))
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn series(bin: &PathBuf, runs: usize, extra: &[&str], label: &str) -> Result<Duration, BoxError> {
+    let mut acks = Vec::new();
+    let mut metas = Vec::new();
+    for r in 0..runs {
+        let (ack, meta) = one_run(bin, extra)?;
+        println!(
+            "  {label} run {}: first ack by the new leader {:.0} ms after the kill (new leader in metadata at {:.0} ms)",
+            r + 1,
+            ack.as_secs_f64() * 1e3,
+            meta.as_secs_f64() * 1e3
+        );
+        acks.push(ack);
+        metas.push(meta);
+    }
+    let m = median(&mut acks);
+    println!(
+        "{label}: median {:.0} ms to the first acks=all ack (min {:.0}, max {:.0}); median {:.0} ms to the new leader in metadata",
+        m.as_secs_f64() * 1e3,
+        acks.first().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        acks.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        median(&mut metas).as_secs_f64() * 1e3
+    );
+    Ok(m)
+}
+
+/// Runs the failover benchmark.
+pub fn run(args: FailoverArgs) -> Result<(), BoxError> {
+    let bin = match &args.strata_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.with_file_name("strata"),
+    };
+    if !bin.exists() {
+        return Err(format!("{bin:?} not found: build it or pass --strata-bin").into());
+    }
+    println!("failover: 3 nodes, rf=3, min.insync.replicas=2, SIGKILL of the partition leader");
+    let strata = series(&bin, args.runs.max(1), &[], "strata defaults")?;
+    if args.baseline_runs > 0 {
+        let kafka = series(
+            &bin,
+            args.baseline_runs,
+            &[
+                "broker.session.timeout.ms=9000",
+                "broker.heartbeat.interval.ms=2000",
+            ],
+            "kafka default timing",
+        )?;
+        println!(
+            "ratio: strata failover takes {:.2}x the time of the same cluster with Kafka's default timing",
+            strata.as_secs_f64() / kafka.as_secs_f64().max(1e-9)
+        );
+    }
+    Ok(())
+}
