@@ -131,14 +131,13 @@ impl Cluster {
         let metrics: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut links: HashMap<(usize, usize), Vec<Proxy>> = HashMap::new();
         let mut controllers = Vec::new();
-        let voter_ports: Vec<(usize, u16)>;
-        if layout.controllers > 0 {
-            voter_ports = (0..layout.controllers)
+        let voter_ports: Vec<(usize, u16)> = if layout.controllers > 0 {
+            (0..layout.controllers)
                 .map(|i| (101 + i, free_port()))
-                .collect();
+                .collect()
         } else {
-            voter_ports = (0..n).map(|i| (i + 1, free_port())).collect();
-        }
+            (0..n).map(|i| (i + 1, free_port())).collect()
+        };
         if layout.proxied {
             for from in 1..=n {
                 for to in 1..=n {
@@ -166,9 +165,8 @@ impl Cluster {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        for (id, port) in voter_ports.iter().filter(|_| layout.controllers > 0) {
-            let _ = port;
-            let args = vec![
+        for (id, _) in voter_ports.iter().filter(|_| layout.controllers > 0) {
+            let args = [
                 format!("node.id={id}"),
                 "process.roles=controller".to_string(),
                 format!("controller.quorum.voters={}", voters_for(*id)),
