@@ -238,6 +238,12 @@ impl Broker {
             .max(1)
     }
 
+    /// Whether this broker may act as a leader now: always standalone; in a cluster, while it
+    /// holds its lease from the controller (see `ClusterState::holds_lease`).
+    pub fn serving(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.holds_lease())
+    }
+
     /// The error for a partition this broker does not hold: NOT_LEADER_OR_FOLLOWER if the
     /// cluster has it elsewhere (the client refreshes its metadata), else
     /// UNKNOWN_TOPIC_OR_PARTITION.
@@ -628,6 +634,12 @@ impl Broker {
                 .allocate_local_producer_id()
                 .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()));
         };
+        if !cluster.holds_lease() {
+            return Err(AdminError::new(
+                ErrorCode::CoordinatorNotAvailable,
+                "this broker is not in contact with the controller",
+            ));
+        }
         let mut block = cluster.producer_ids.lock().await;
         if block.0 >= block.1 {
             let answer = cluster

@@ -266,7 +266,7 @@ impl GroupCoordinator {
             .topic(OFFSETS_TOPIC)
             .and_then(|t| t.partition(index))
             .is_some_and(|p| p.is_leader());
-        if local {
+        if local && cluster.holds_lease() {
             ErrorCode::None
         } else {
             ErrorCode::NotCoordinator

@@ -29,8 +29,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer<Printing> {
     let mut c = ClientConfig::new();
+    if let Ok(d) = std::env::var("RDKAFKA_PRODUCER_DEBUG") {
+        c.set("debug", d);
+        c.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
     c.set("bootstrap.servers", bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", "true")
@@ -40,7 +44,7 @@ fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
     for (k, v) in extra {
         c.set(*k, *v);
     }
-    c.create().unwrap()
+    c.create_with_context(Printing).unwrap()
 }
 
 fn consumer(bootstrap: &str, group: &str) -> BaseConsumer {
@@ -94,7 +98,11 @@ fn wait_isr(bootstrap: &str, topic: &str, p: i32, isr: usize) -> i32 {
 }
 
 /// Produces `values` with acks=all and returns those acknowledged.
-fn produce_all(p: &FutureProducer, topic: &str, values: impl Iterator<Item = u64>) -> Vec<u64> {
+fn produce_all(
+    p: &FutureProducer<Printing>,
+    topic: &str,
+    values: impl Iterator<Item = u64>,
+) -> Vec<u64> {
     let rt = runtime();
     let futures: Vec<_> = values
         .map(|v| {
@@ -129,7 +137,10 @@ fn produce_all(p: &FutureProducer, topic: &str, values: impl Iterator<Item = u64
 struct Printing;
 impl rdkafka::ClientContext for Printing {
     fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        eprintln!("rdkafka {fac}: {log_message}");
+        eprintln!(
+            "{:?} rdkafka {fac}: {log_message}",
+            std::time::SystemTime::now()
+        );
     }
 }
 impl rdkafka::consumer::ConsumerContext for Printing {}
@@ -218,11 +229,80 @@ fn sigkill_of_the_leader_under_acks_all_loses_nothing_and_it_rejoins() {
     assert_nothing_lost(&read, &acked);
     assert_eq!(read.len(), 900, "no gaps");
 
-    // The killed broker comes back, catches up and rejoins the ISR.
+    // The killed broker comes back, catches up and rejoins the ISR; being the preferred
+    // replica (first in the assignment), it then takes its leadership back.
     c.broker(leader).restart();
     wait_isr(&c.bootstrap(), "orders", 0, 3);
+    let (_, replicas, _) = partition_state(&c.bootstrap(), "orders", 0).unwrap();
+    assert_eq!(
+        replicas[0] as usize, leader,
+        "the first leader is the preferred replica"
+    );
+    wait_for("the preferred replica to lead again", LONG, || {
+        partition_state(&c.bootstrap(), "orders", 0)
+            .filter(|(l, _, isr)| *l as usize == leader && isr.len() == 3)
+    });
     let more = produce_all(&p, "orders", 900..1000);
     assert_eq!(more.len(), 100);
+    let read = read_back(&c.bootstrap(), "orders", 0, 1000);
+    assert_eq!(read, (0..1000).collect::<Vec<_>>());
+}
+
+#[test]
+fn sigterm_moves_leaderships_away_before_the_broker_stops() {
+    let mut c = Cluster::start3();
+    create_topic(&c.bootstrap(), "metrics", 3, 3);
+    for part in 0..3 {
+        wait_isr(&c.bootstrap(), "metrics", part, 3);
+    }
+    // Node 3 is not the one whose leaderships we check below only if it leads nothing; pick
+    // the leader of partition 0.
+    let leader = partition_state(&c.bootstrap(), "metrics", 0).unwrap().0 as usize;
+    let p = producer(&c.bootstrap(), &[]);
+    let rt = runtime();
+    let sends: Vec<_> = (0..300u64)
+        .map(|v| {
+            let payload = v.to_string();
+            let rec = FutureRecord::<(), _>::to("metrics")
+                .payload(&payload)
+                .partition((v % 3) as i32);
+            (v, p.send_result(rec).unwrap())
+        })
+        .collect();
+    let status = c.broker(leader).terminate();
+    assert!(status.success(), "clean exit after controlled shutdown");
+    // By the time it exited, the controller had moved every leadership it held.
+    let others = c.bootstrap_without(leader);
+    for part in 0..3 {
+        let (l, _, isr) = partition_state(&others, "metrics", part).unwrap();
+        assert!(
+            l > 0 && l as usize != leader,
+            "partition {part} still led by {l}"
+        );
+        assert!(
+            !isr.contains(&(leader as i32)),
+            "stopped broker left the ISR"
+        );
+    }
+    let acked: Vec<u64> = rt.block_on(async {
+        let mut a = Vec::new();
+        for (v, f) in sends {
+            if let Ok(Ok(_)) = f.await {
+                a.push(v);
+            }
+        }
+        a
+    });
+    assert_eq!(
+        acked.len(),
+        300,
+        "no send failed across the controlled shutdown"
+    );
+    for part in 0..3 {
+        let mine: Vec<u64> = (0..300).filter(|v| (v % 3) as i32 == part).collect();
+        let read = read_back(&others, "metrics", part, mine.len());
+        assert_eq!(read, mine);
+    }
 }
 
 #[test]

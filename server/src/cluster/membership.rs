@@ -64,8 +64,13 @@ async fn heartbeats(broker: Arc<Broker>) {
                 epoch,
                 shutting_down: cluster.is_shutting_down(),
             };
+            let sent = cluster.now_ms();
             match client.call(req, patience).await {
-                Ok(ControllerResponse::Heartbeat { .. }) => {}
+                Ok(ControllerResponse::Heartbeat { fenced, .. }) => {
+                    if !fenced || cluster.is_shutting_down() {
+                        cluster.renew_lease(sent);
+                    }
+                }
                 Ok(ControllerResponse::Error { code, message })
                     if code == ErrorCode::StaleBrokerEpoch.code() =>
                 {

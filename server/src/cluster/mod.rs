@@ -52,12 +52,11 @@ pub struct ClusterState {
     /// Follower fetchers, by leader id.
     pub fetchers: Mutex<HashMap<i32, tokio::task::JoinHandle<()>>>,
     hint_ttl: Duration,
-    recently_fenced: Mutex<HashMap<i32, Instant>>,
+    /// When the last heartbeat the controller answered was sent (ms since start; 0: none).
+    lease_from_ms: AtomicU64,
+    lease_ms: u64,
     started: Instant,
 }
-
-/// How long Metadata keeps listing a fenced broker.
-const FENCED_LISTING: Duration = Duration::from_secs(5);
 
 impl ClusterState {
     /// A broker that has not heard from the controller yet.
@@ -72,7 +71,12 @@ impl ClusterState {
             broker_epoch: AtomicU64::new(0),
             fetchers: Mutex::new(HashMap::new()),
             unreachable: Mutex::new(HashMap::new()),
-            recently_fenced: Mutex::new(HashMap::new()),
+            lease_from_ms: AtomicU64::new(0),
+            // Expires before the controller's session does: the session counts from when a
+            // heartbeat arrived, the lease from when it was sent.
+            lease_ms: config
+                .broker_session_timeout_ms
+                .saturating_sub(config.broker_heartbeat_interval_ms),
             hint_ttl: Duration::from_millis(config.broker_session_timeout_ms.saturating_mul(2)),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             started: Instant::now(),
@@ -87,35 +91,9 @@ impl ClusterState {
     /// Installs an applied image at metadata `offset`.
     pub fn set_image(&self, image: Arc<MetadataImage>, offset: u64) {
         let mut current = self.image.write().unwrap_or_else(|p| p.into_inner());
-        {
-            let mut fenced = self
-                .recently_fenced
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            for b in current.live_brokers() {
-                if !image.is_live(b.id) {
-                    fenced.insert(b.id.0, Instant::now());
-                }
-            }
-            fenced.retain(|id, since| {
-                !image.is_live(strata_replication::BrokerId(*id))
-                    && since.elapsed() < FENCED_LISTING
-            });
-        }
         *current = image;
         drop(current);
         self.offset.send_replace(offset);
-    }
-
-    /// Whether `id` was fenced within the last few seconds. Metadata keeps listing such a
-    /// broker for a moment: librdkafka, seeing a leader move and its old broker vanish from
-    /// the list in the same response, parks the moved partitions for a second.
-    pub fn recently_fenced(&self, id: i32) -> bool {
-        self.recently_fenced
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .is_some_and(|since| since.elapsed() < FENCED_LISTING)
     }
 
     /// The metadata offset of the current image.
@@ -162,6 +140,21 @@ impl ClusterState {
             .clear();
     }
 
+    /// The controller answered a heartbeat sent at `sent_ms` (see [`ClusterState::now_ms`]).
+    pub fn renew_lease(&self, sent_ms: u64) {
+        self.lease_from_ms
+            .fetch_max(sent_ms.max(1), Ordering::SeqCst);
+    }
+
+    /// Whether this broker may still act on its metadata: the controller answered one of its
+    /// heartbeats recently enough that it cannot have been fenced yet. A broker cut off from
+    /// the controller stops serving as leader when its lease runs out, so clients go to the
+    /// leader the controller elected instead (it fences itself).
+    pub fn holds_lease(&self) -> bool {
+        let from = self.lease_from_ms.load(Ordering::SeqCst);
+        from > 0 && self.now_ms() < from.saturating_add(self.lease_ms)
+    }
+
     /// Whether SIGTERM started a controlled shutdown.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
@@ -170,6 +163,12 @@ impl ClusterState {
     /// Sends an administrative request and waits until this broker's image includes its
     /// effect, so that the client's next request here sees it.
     pub async fn admin_call(&self, req: ControllerRequest) -> Result<(), (ErrorCode, String)> {
+        if !self.holds_lease() {
+            return Err((
+                ErrorCode::NotController,
+                "this broker is not in contact with the controller; ask another".into(),
+            ));
+        }
         match self.admin.call(req, Duration::from_secs(10)).await {
             Ok(ControllerResponse::Done { metadata_offset }) => {
                 let mut rx = self.offset.subscribe();

@@ -53,6 +53,7 @@ fn cluster_topic_entry(
     image: &MetadataImage,
     name: &str,
     t: &TopicImage,
+    me: i32,
 ) -> MetadataResponseTopic {
     let partitions = t
         .partitions
@@ -64,7 +65,12 @@ fn cluster_topic_entry(
             };
             // A leader this broker just lost its replication connection to is most likely
             // dead: until the controller rules, say so, so clients re-query quickly.
-            let leader = p.leader.filter(|l| !cluster.is_unreachable(l.0));
+            // A broker without its lease does not name itself: the controller may have moved
+            // its leaderships already.
+            let leader = p
+                .leader
+                .filter(|l| !cluster.is_unreachable(l.0))
+                .filter(|l| l.0 != me || cluster.holds_lease());
             msg!(MetadataResponsePartition {
                 error_code: if leader.is_some() {
                     ErrorCode::None
@@ -145,7 +151,7 @@ async fn handle_cluster(
         None => image
             .topics
             .iter()
-            .map(|(n, t)| cluster_topic_entry(cluster, &image, n, t))
+            .map(|(n, t)| cluster_topic_entry(cluster, &image, n, t, broker.config.node_id))
             .collect(),
         Some(list) => list
             .into_iter()
@@ -158,7 +164,9 @@ async fn handle_cluster(
                         .find(|(_, t)| uuid::Uuid::from_u128(t.id) == id),
                 };
                 match (found, name) {
-                    (Some((n, t)), _) => cluster_topic_entry(cluster, &image, n, t),
+                    (Some((n, t)), _) => {
+                        cluster_topic_entry(cluster, &image, n, t, broker.config.node_id)
+                    }
                     (None, Some(n)) => msg!(MetadataResponseTopic {
                         error_code: ErrorCode::UnknownTopicOrPartition.code(),
                         name: Some(TopicName(s(&n))),
@@ -172,9 +180,8 @@ async fn handle_cluster(
             .collect(),
     };
     let mut brokers: Vec<MetadataResponseBroker> = image
-        .brokers
-        .values()
-        .filter(|b| !b.fenced || cluster.recently_fenced(b.id.0))
+        .live_brokers()
+        .into_iter()
         .filter_map(|b| {
             let (host, port) = b.endpoint.rsplit_once(':')?;
             Some(msg!(MetadataResponseBroker {

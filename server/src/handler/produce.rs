@@ -81,6 +81,14 @@ pub async fn handle(
                 partitions.push(error(index, code, None));
                 continue;
             };
+            if !ctx.broker.serving() {
+                partitions.push(error(
+                    index,
+                    ErrorCode::NotLeaderOrFollower,
+                    Some("this broker lost contact with the controller".into()),
+                ));
+                continue;
+            }
             let Some(records) = pd.records.filter(|r| !r.is_empty()) else {
                 partitions.push(error(
                     index,
