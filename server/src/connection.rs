@@ -83,10 +83,21 @@ async fn run(ctx: &Arc<Context>, stream: &mut TcpStream) -> Result<(), Connectio
         }
         let mut frame = BytesMut::zeroed(size as usize);
         stream.read_exact(&mut frame).await?;
+        // A producer's request to a broker cut off from the controller: answer (with
+        // NOT_LEADER_OR_FOLLOWER and the like), then close, so the client reconnects to a
+        // broker that can serve it instead of retrying here.
+        let producing = frame.len() >= 2
+            && matches!(
+                ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])),
+                Ok(ApiKey::Produce | ApiKey::InitProducerId)
+            );
         let Some(parts) = handle_frame(ctx, frame.freeze()).await? else {
             continue;
         };
         crate::wire_out::write_parts(stream, parts).await?;
+        if producing && ctx.broker.cluster.as_ref().is_some_and(|c| c.lease_lost()) {
+            return Ok(());
+        }
     }
 }
 

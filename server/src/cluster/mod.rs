@@ -29,6 +29,9 @@ use crate::error_code::ErrorCode;
 use controller_client::ControllerClient;
 use wire::{ControllerRequest, ControllerResponse};
 
+/// How long Metadata keeps listing a fenced broker.
+const FENCED_LISTING: Duration = Duration::from_secs(3);
+
 /// A broker's view of the cluster.
 #[derive(Debug)]
 pub struct ClusterState {
@@ -52,6 +55,7 @@ pub struct ClusterState {
     /// Follower fetchers, by leader id.
     pub fetchers: Mutex<HashMap<i32, tokio::task::JoinHandle<()>>>,
     hint_ttl: Duration,
+    recently_fenced: Mutex<HashMap<i32, Instant>>,
     /// When the last heartbeat the controller answered was sent (ms since start; 0: none).
     lease_from_ms: AtomicU64,
     lease_ms: u64,
@@ -71,6 +75,7 @@ impl ClusterState {
             broker_epoch: AtomicU64::new(0),
             fetchers: Mutex::new(HashMap::new()),
             unreachable: Mutex::new(HashMap::new()),
+            recently_fenced: Mutex::new(HashMap::new()),
             lease_from_ms: AtomicU64::new(0),
             // Expires before the controller's session does: the session counts from when a
             // heartbeat arrived, the lease from when it was sent.
@@ -91,9 +96,46 @@ impl ClusterState {
     /// Installs an applied image at metadata `offset`.
     pub fn set_image(&self, image: Arc<MetadataImage>, offset: u64) {
         let mut current = self.image.write().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut fenced = self
+                .recently_fenced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for b in current.live_brokers() {
+                if !image.is_live(b.id) {
+                    fenced.insert(b.id.0, Instant::now());
+                }
+            }
+            fenced.retain(|id, since| {
+                !image.is_live(strata_replication::BrokerId(*id))
+                    && since.elapsed() < FENCED_LISTING
+            });
+        }
         *current = image;
         drop(current);
         self.offset.send_replace(offset);
+    }
+
+    /// Whether `id` was fenced within the last few seconds. Metadata keeps listing such a
+    /// broker for a moment: librdkafka, seeing a leader move and the old leader's broker vanish
+    /// from the list in the same response, parks the moved partitions for a second. (A fenced
+    /// broker that is in fact alive but cut off drops its client connections once its lease
+    /// lapses, so listing it sends no client there for long.)
+    pub fn recently_fenced(&self, id: i32) -> bool {
+        self.recently_fenced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .is_some_and(|since| since.elapsed() < FENCED_LISTING)
+    }
+
+    /// Whether this broker held a lease and lost it (cut off from the controller), outside a
+    /// controlled shutdown. Such a broker closes client connections after answering, so
+    /// clients reconnect to brokers that can serve them.
+    pub fn lease_lost(&self) -> bool {
+        self.lease_from_ms.load(Ordering::SeqCst) > 0
+            && !self.holds_lease()
+            && !self.is_shutting_down()
     }
 
     /// The metadata offset of the current image.

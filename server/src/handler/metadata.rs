@@ -180,8 +180,9 @@ async fn handle_cluster(
             .collect(),
     };
     let mut brokers: Vec<MetadataResponseBroker> = image
-        .live_brokers()
-        .into_iter()
+        .brokers
+        .values()
+        .filter(|b| !b.fenced || cluster.recently_fenced(b.id.0))
         .filter_map(|b| {
             let (host, port) = b.endpoint.rsplit_once(':')?;
             Some(msg!(MetadataResponseBroker {
