@@ -195,16 +195,13 @@ fn one_run(bin: &PathBuf, extra: &[&str]) -> Result<(Duration, Duration), BoxErr
         .set("linger.ms", "0")
         .set("message.timeout.ms", "60000")
         .create_with_context(Printing)?;
-    let send = |i: u64| {
+    for i in 0..20u64 {
         let payload = i.to_string();
         let f = producer.send(
             FutureRecord::<(), _>::to("failover").payload(&payload),
             Duration::from_secs(5),
         );
-        rt.block_on(f).is_ok()
-    };
-    for i in 0..20 {
-        if !send(i) {
+        if rt.block_on(f).is_err() {
             return Err("warm-up produce failed".into());
         }
     }
@@ -227,18 +224,47 @@ fn one_run(bin: &PathBuf, extra: &[&str]) -> Result<(Duration, Duration), BoxErr
             None
         })
     };
-    let killed = Instant::now();
-    nodes[victim].child.kill()?;
-    let mut i = 1000;
-    let acked = loop {
-        i += 1;
-        if send(i) {
-            break Instant::now();
+    // A steady stream (a message every 2 ms, each acks=all) across the kill, as a
+    // producing application would have; the figure is the first acknowledgement of a message
+    // sent after the kill (only the new leader can give it).
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, bool)>();
+    let mut killed = None;
+    let start = Instant::now();
+    let mut i = 1000u64;
+    let acked = rt.block_on(async {
+        loop {
+            i += 1;
+            let payload = i.to_string();
+            let sent = Instant::now();
+            match producer.send_result(FutureRecord::<(), _>::to("failover").payload(&payload)) {
+                Ok(f) => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let ok = matches!(f.await, Ok(Ok(_)));
+                        let _ = tx.send((sent, ok));
+                    });
+                }
+                Err((e, _)) => return Err(format!("enqueue failed: {e}")),
+            }
+            if killed.is_none() && start.elapsed() > Duration::from_millis(200) {
+                killed = Some(Instant::now());
+                nodes[victim].child.kill().map_err(|e| e.to_string())?;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            while let Ok((sent, ok)) = rx.try_recv() {
+                if let Some(k) = killed
+                    && ok
+                    && sent > k
+                {
+                    return Ok(Instant::now());
+                }
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err("no produce was acknowledged after the kill".to_string());
+            }
         }
-        if killed.elapsed() > Duration::from_secs(60) {
-            return Err("no produce was acknowledged after the kill".into());
-        }
-    };
+    })?;
+    let killed = killed.ok_or("never killed")?;
     let seen = watcher
         .join()
         .map_err(|_| "watcher panicked")?
