@@ -99,7 +99,7 @@ fn build(
                         continue;
                     }
                 }
-            } else if !partition.is_leader() || !ctx.broker.serving() {
+            } else if !partition.is_leader() {
                 pd.error_code = ErrorCode::NotLeaderOrFollower.code();
                 partitions.push(pd);
                 continue;
@@ -231,7 +231,7 @@ pub fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> ListOffsetsResponse
                             .code();
                         return out;
                     };
-                    if !partition.is_leader() || !ctx.broker.serving() {
+                    if !partition.is_leader() {
                         out.error_code = ErrorCode::NotLeaderOrFollower.code();
                         return out;
                     }
@@ -293,7 +293,7 @@ pub fn offset_for_leader_epoch(
                                 .missing_partition_code(topic.as_deref(), p.partition)
                                 .code()
                         }
-                        Some(partition) if !partition.is_leader() || !ctx.broker.serving() => {
+                        Some(partition) if !partition.is_leader() => {
                             out.error_code = ErrorCode::NotLeaderOrFollower.code()
                         }
                         Some(partition) => {

@@ -53,7 +53,6 @@ fn cluster_topic_entry(
     image: &MetadataImage,
     name: &str,
     t: &TopicImage,
-    me: i32,
 ) -> MetadataResponseTopic {
     let partitions = t
         .partitions
@@ -65,12 +64,7 @@ fn cluster_topic_entry(
             };
             // A leader this broker just lost its replication connection to is most likely
             // dead: until the controller rules, say so, so clients re-query quickly.
-            // A broker without its lease does not name itself: the controller may have moved
-            // its leaderships already.
-            let leader = p
-                .leader
-                .filter(|l| !cluster.is_unreachable(l.0))
-                .filter(|l| l.0 != me || cluster.holds_lease());
+            let leader = p.leader.filter(|l| !cluster.is_unreachable(l.0));
             msg!(MetadataResponsePartition {
                 error_code: if leader.is_some() {
                     ErrorCode::None
@@ -151,7 +145,7 @@ async fn handle_cluster(
         None => image
             .topics
             .iter()
-            .map(|(n, t)| cluster_topic_entry(cluster, &image, n, t, broker.config.node_id))
+            .map(|(n, t)| cluster_topic_entry(cluster, &image, n, t))
             .collect(),
         Some(list) => list
             .into_iter()
@@ -164,9 +158,7 @@ async fn handle_cluster(
                         .find(|(_, t)| uuid::Uuid::from_u128(t.id) == id),
                 };
                 match (found, name) {
-                    (Some((n, t)), _) => {
-                        cluster_topic_entry(cluster, &image, n, t, broker.config.node_id)
-                    }
+                    (Some((n, t)), _) => cluster_topic_entry(cluster, &image, n, t),
                     (None, Some(n)) => msg!(MetadataResponseTopic {
                         error_code: ErrorCode::UnknownTopicOrPartition.code(),
                         name: Some(TopicName(s(&n))),
