@@ -1,6 +1,6 @@
 //! Strata's replication layer: sans-IO state machines for partitions (leader, ISR, high
-//! watermark, leader epochs) that the server drives. The Raft metadata controller joins them
-//! with the cluster issue.
+//! watermark, leader epochs) and the metadata controller (its decisions, and the Raft quorum
+//! that orders them), which the server drives (`strata-server`'s `cluster` module).
 //!
 //! Nothing here does I/O or reads a clock: the driver feeds events (`become_leader`, `on_fetch`,
 //! `tick(now_ms)`, ...) and acts on what comes back (`Ready`: a high watermark that advanced, an

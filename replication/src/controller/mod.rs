@@ -4,7 +4,7 @@
 //! fencing, rack-aware topic placement, leader election from the ISR, ISR rulings, preferred
 //! leader rebalancing).
 //!
-//! The Raft quorum (raft-rs over raft-engine, with the cluster issue) will order these records;
+//! The Raft quorum ([`quorum::QuorumNode`]: raft-rs over raft-engine) orders these records;
 //! every controller and broker applies them to its own image in that order, so they all agree.
 //! Decisions are made only on the active controller, from its image, and take effect only once
 //! their records are committed.
