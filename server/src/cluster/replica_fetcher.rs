@@ -304,6 +304,14 @@ async fn fetch(
                     continue;
                 }
             }
+            // DeleteRecords on the leader: move our log start with it (never past our end).
+            let leader_start = Offset(pd.log_start_offset);
+            if leader_start > p.log.log_start_offset() {
+                let to = leader_start.min(p.log.log_end_offset());
+                if let Err(e) = p.log.delete_records_before(to) {
+                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "following the leader's log start");
+                }
+            }
             let records = pd.records.unwrap_or_default();
             if records.is_empty() {
                 let leo = p.local_end();
