@@ -85,6 +85,23 @@ pub struct Broker {
     pub cluster: Option<crate::cluster::ClusterState>,
 }
 
+/// A legal topic name and partition count (1 to 10000).
+fn validate_new_topic(name: &str, partitions: i32) -> Result<(), AdminError> {
+    if !valid_topic_name(name) {
+        return Err(AdminError::new(
+            ErrorCode::InvalidTopicException,
+            format!("invalid topic name {name:?}"),
+        ));
+    }
+    if !(1..=10_000).contains(&partitions) {
+        return Err(AdminError::new(
+            ErrorCode::InvalidPartitions,
+            format!("{partitions} partitions"),
+        ));
+    }
+    Ok(())
+}
+
 fn atomic_write(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = dir.join(format!("{name}.tmp"));
@@ -357,22 +374,11 @@ impl Broker {
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<Topic>, AdminError> {
         let _g = self.admin.lock().unwrap_or_else(|p| p.into_inner());
-        if !valid_topic_name(name) {
-            return Err(AdminError::new(
-                ErrorCode::InvalidTopicException,
-                format!("invalid topic name {name:?}"),
-            ));
-        }
+        validate_new_topic(name, partitions)?;
         if self.topic(name).is_some() {
             return Err(AdminError::new(
                 ErrorCode::TopicAlreadyExists,
                 format!("topic {name} already exists"),
-            ));
-        }
-        if !(1..=10_000).contains(&partitions) {
-            return Err(AdminError::new(
-                ErrorCode::InvalidPartitions,
-                format!("{partitions} partitions"),
             ));
         }
         self.log_config(&configs)?;
@@ -398,18 +404,7 @@ impl Broker {
         let Some(cluster) = &self.cluster else {
             return self.create_topic(name, partitions, configs).map(|t| t.id);
         };
-        if !valid_topic_name(name) {
-            return Err(AdminError::new(
-                ErrorCode::InvalidTopicException,
-                format!("invalid topic name {name:?}"),
-            ));
-        }
-        if !(1..=10_000).contains(&partitions) {
-            return Err(AdminError::new(
-                ErrorCode::InvalidPartitions,
-                format!("{partitions} partitions"),
-            ));
-        }
+        validate_new_topic(name, partitions)?;
         if replication_factor < 1 {
             return Err(AdminError::new(
                 ErrorCode::InvalidReplicationFactor,

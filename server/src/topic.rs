@@ -113,20 +113,23 @@ impl ProducerStates {
         }
     }
 
+    /// Records a batch already in the log (rebuild, or copied from a leader), if idempotent.
+    pub fn record_header(&mut self, h: &batch::BatchHeader) {
+        if h.producer_id >= 0 && h.base_sequence >= 0 {
+            self.record(
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+                h.base_sequence.wrapping_add(h.last_offset_delta),
+                h.base_offset,
+            );
+        }
+    }
+
     /// Rebuilds the state by walking every batch header of the log.
     pub fn rebuild(log: &Log) -> strata_engine::Result<ProducerStates> {
         let mut st = ProducerStates::default();
-        log.for_each_batch_header(|h| {
-            if h.producer_id >= 0 && h.base_sequence >= 0 {
-                st.record(
-                    h.producer_id,
-                    h.producer_epoch,
-                    h.base_sequence,
-                    h.base_sequence.wrapping_add(h.last_offset_delta),
-                    h.base_offset,
-                );
-            }
-        })?;
+        log.for_each_batch_header(|h| st.record_header(h))?;
         Ok(st)
     }
 }
@@ -467,15 +470,7 @@ impl Partition {
             .append_as_follower(records)
             .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
         for (_, h) in &headers {
-            if h.producer_id >= 0 && h.base_sequence >= 0 {
-                producers.record(
-                    h.producer_id,
-                    h.producer_epoch,
-                    h.base_sequence,
-                    h.base_sequence.wrapping_add(h.last_offset_delta),
-                    h.base_offset,
-                );
-            }
+            producers.record_header(h);
         }
         Ok(info)
     }

@@ -97,32 +97,39 @@ fn wait_isr(bootstrap: &str, topic: &str, p: i32, isr: usize) -> i32 {
     })
 }
 
-/// Produces `values` with acks=all and returns those acknowledged.
-fn produce_all(
+/// A pending send of `value`.
+type Pending = (u64, rdkafka::producer::DeliveryFuture);
+
+/// Enqueues `values` (to `partitions` round-robin by value, or to the partitioner's choice).
+fn enqueue(
     p: &FutureProducer<Printing>,
     topic: &str,
     values: impl Iterator<Item = u64>,
-) -> Vec<u64> {
-    let rt = runtime();
-    let futures: Vec<_> = values
+    partitions: Option<i32>,
+) -> Vec<Pending> {
+    values
         .map(|v| {
             let payload = v.to_string();
-            (
-                v,
-                p.send_result(FutureRecord::<(), _>::to(topic).payload(&payload))
-                    .unwrap(),
-            )
+            let mut rec = FutureRecord::<(), _>::to(topic).payload(&payload);
+            if let Some(n) = partitions {
+                rec = rec.partition((v % n as u64) as i32);
+            }
+            (v, p.send_result(rec).unwrap())
         })
-        .collect();
-    rt.block_on(async {
+        .collect()
+}
+
+/// Waits for every pending send; returns the acknowledged values (and prints the first error).
+fn acknowledged(pending: Vec<Pending>) -> Vec<u64> {
+    runtime().block_on(async {
         let mut acked = Vec::new();
         let mut failed = 0;
-        for (v, f) in futures {
+        for (v, f) in pending {
             match f.await {
                 Ok(Ok(_)) => acked.push(v),
                 other => {
                     if failed == 0 {
-                        eprintln!("produce of {v} to {topic} failed: {other:?}");
+                        eprintln!("produce of {v} failed: {other:?}");
                     }
                     failed += 1;
                 }
@@ -130,6 +137,15 @@ fn produce_all(
         }
         acked
     })
+}
+
+/// Produces `values` with acks=all and returns those acknowledged.
+fn produce_all(
+    p: &FutureProducer<Printing>,
+    topic: &str,
+    values: impl Iterator<Item = u64>,
+) -> Vec<u64> {
+    acknowledged(enqueue(p, topic, values, None))
 }
 
 /// Reads the partition from the start until `want` values are seen (or `LONG` passes) and
@@ -201,26 +217,10 @@ fn sigkill_of_the_leader_under_acks_all_loses_nothing_and_it_rejoins() {
     let mut acked = produce_all(&p, "orders", 0..300);
     assert_eq!(acked.len(), 300, "all acknowledged before the kill");
     // Kill the leader while a second burst is in flight.
-    let rt = runtime();
-    let inflight: Vec<_> = (300..900u64)
-        .map(|v| {
-            let payload = v.to_string();
-            (
-                v,
-                p.send_result(FutureRecord::<(), _>::to("orders").payload(&payload))
-                    .unwrap(),
-            )
-        })
-        .collect();
+    let inflight = enqueue(&p, "orders", 300..900, None);
     std::thread::sleep(Duration::from_millis(20));
     c.broker(leader).kill9();
-    rt.block_on(async {
-        for (v, f) in inflight {
-            if let Ok(Ok(_)) = f.await {
-                acked.push(v);
-            }
-        }
-    });
+    acked.extend(acknowledged(inflight));
     assert_eq!(acked.len(), 900, "the new leader took every retried batch");
     let others = c.bootstrap_without(leader);
     let new_leader = wait_isr(&others, "orders", 0, 2) as usize;
@@ -255,20 +255,10 @@ fn sigterm_moves_leaderships_away_before_the_broker_stops() {
     for part in 0..3 {
         wait_isr(&c.bootstrap(), "metrics", part, 3);
     }
-    // Node 3 is not the one whose leaderships we check below only if it leads nothing; pick
-    // the leader of partition 0.
+    // Stop the leader of partition 0 while sends to every partition are in flight.
     let leader = partition_state(&c.bootstrap(), "metrics", 0).unwrap().0 as usize;
     let p = producer(&c.bootstrap(), &[]);
-    let rt = runtime();
-    let sends: Vec<_> = (0..300u64)
-        .map(|v| {
-            let payload = v.to_string();
-            let rec = FutureRecord::<(), _>::to("metrics")
-                .payload(&payload)
-                .partition((v % 3) as i32);
-            (v, p.send_result(rec).unwrap())
-        })
-        .collect();
+    let sends = enqueue(&p, "metrics", 0..300, Some(3));
     let status = c.broker(leader).terminate();
     assert!(status.success(), "clean exit after controlled shutdown");
     // By the time it exited, the controller had moved every leadership it held.
@@ -284,15 +274,7 @@ fn sigterm_moves_leaderships_away_before_the_broker_stops() {
             "stopped broker left the ISR"
         );
     }
-    let acked: Vec<u64> = rt.block_on(async {
-        let mut a = Vec::new();
-        for (v, f) in sends {
-            if let Ok(Ok(_)) = f.await {
-                a.push(v);
-            }
-        }
-        a
-    });
+    let acked = acknowledged(sends);
     assert_eq!(
         acked.len(),
         300,
@@ -312,25 +294,7 @@ fn sigkill_of_every_node_at_once_loses_nothing() {
     wait_isr(&c.bootstrap(), "ledger", 0, 3);
     wait_isr(&c.bootstrap(), "ledger", 1, 3);
     let p = producer(&c.bootstrap(), &[]);
-    let rt = runtime();
-    let sends: Vec<_> = (0..400u64)
-        .map(|v| {
-            let payload = v.to_string();
-            let rec = FutureRecord::<(), _>::to("ledger")
-                .payload(&payload)
-                .partition((v % 2) as i32);
-            (v, p.send_result(rec).unwrap())
-        })
-        .collect();
-    let acked: Vec<u64> = rt.block_on(async {
-        let mut a = Vec::new();
-        for (v, f) in sends {
-            if let Ok(Ok(_)) = f.await {
-                a.push(v);
-            }
-        }
-        a
-    });
+    let acked = acknowledged(enqueue(&p, "ledger", 0..400, Some(2)));
     assert_eq!(acked.len(), 400);
     drop(p);
     for n in 1..=3 {
