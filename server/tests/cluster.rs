@@ -443,6 +443,22 @@ fn a_group_keeps_its_committed_offsets_when_its_coordinator_is_killed() {
     assert_eq!(m, 120, "resumes exactly at the committed offset");
 }
 
+/// Prints each node's view of `topic`-0 and its high watermark and log end offset there (for
+/// the failure message).
+fn dump_replicas(c: &Cluster, topic: &str, when: &str) {
+    for n in 1..=3 {
+        let port = c.metrics_ports[n - 1];
+        let metric =
+            |name: &str| common::Broker::metric(port, &format!("{name}{{topic=\"{topic}\""));
+        eprintln!(
+            "{when}, node {n} says {:?}; hw {} leo {}",
+            partition_state(&c.brokers[n - 1].bootstrap(), topic, 0),
+            metric("strata_high_watermark"),
+            metric("strata_log_end_offset"),
+        );
+    }
+}
+
 /// Sends one acks=all Produce request (v9) straight to `addr`, not following metadata, and
 /// returns the partition's error code (a timeout or a closed connection counts as -1).
 fn raw_produce(addr: &str, topic: &str, partition: i32, value: &str) -> i16 {
@@ -556,38 +572,13 @@ fn an_isolated_leader_acknowledges_nothing_and_keeps_no_divergent_record() {
     let from_majority = produce_all(&majority, "payments", 100..200);
     assert_eq!(from_majority.len(), 100);
     acked.extend(from_majority);
-    for n in 1..=3 {
-        eprintln!(
-            "before heal node {n}: hw {} leo {}",
-            common::Broker::metric(
-                c.metrics_ports[n - 1],
-                "strata_high_watermark{topic=\"payments\""
-            ),
-            common::Broker::metric(
-                c.metrics_ports[n - 1],
-                "strata_log_end_offset{topic=\"payments\""
-            ),
-        );
-    }
+    dump_replicas(&c, "payments", "before healing");
 
     c.heal();
     wait_isr(&c.bootstrap(), "payments", 0, 3);
     let read = read_back(&c.bootstrap(), "payments", 0, acked.len());
     if read.len() < acked.len() {
-        for n in 1..=3 {
-            eprintln!(
-                "node {n} says {:?}; hw {} leo {}",
-                partition_state(&c.brokers[n - 1].bootstrap(), "payments", 0),
-                common::Broker::metric(
-                    c.metrics_ports[n - 1],
-                    "strata_high_watermark{topic=\"payments\""
-                ),
-                common::Broker::metric(
-                    c.metrics_ports[n - 1],
-                    "strata_log_end_offset{topic=\"payments\""
-                ),
-            );
-        }
+        dump_replicas(&c, "payments", "after healing");
     }
     // Nothing acknowledged is lost; what the isolated leader took without acknowledging is
     // gone (the raw writes), and each producer's writes are in its order.
