@@ -443,6 +443,44 @@ fn a_group_keeps_its_committed_offsets_when_its_coordinator_is_killed() {
     assert_eq!(m, 120, "resumes exactly at the committed offset");
 }
 
+#[test]
+fn a_follower_that_stops_fetching_leaves_the_isr_and_comes_back_when_caught_up() {
+    let c = Cluster::start(Layout {
+        brokers: 3,
+        proxied: true,
+        extra: vec!["replica.lag.time.max.ms=1000".into()],
+        ..Layout::default()
+    });
+    create_topic(&c.bootstrap(), "telemetry", 1, 3);
+    let leader = wait_isr(&c.bootstrap(), "telemetry", 0, 3) as usize;
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let p = producer(&c.bootstrap(), &[]);
+    assert_eq!(produce_all(&p, "telemetry", 0..50).len(), 50);
+    // The follower keeps heartbeating but cannot fetch: after replica.lag.time.max.ms the
+    // leader asks the controller to drop it, and acks=all goes on with the other two.
+    c.cut_replication(follower, leader);
+    std::thread::spawn({
+        let p = p.clone();
+        move || produce_all(&p, "telemetry", 50..60)
+    });
+    let isr = wait_for("the ISR to shrink", LONG, || {
+        partition_state(&c.bootstrap(), "telemetry", 0)
+            .map(|(_, _, isr)| isr)
+            .filter(|isr| isr.len() == 2)
+    });
+    assert!(!isr.contains(&(follower as i32)), "{isr:?}");
+    assert_eq!(produce_all(&p, "telemetry", 100..150).len(), 50);
+    // Fetching again, it catches up and the leader adds it back.
+    c.heal();
+    let isr = wait_for("the ISR to grow back", LONG, || {
+        partition_state(&c.bootstrap(), "telemetry", 0)
+            .map(|(_, _, isr)| isr)
+            .filter(|isr| isr.len() == 3)
+    });
+    assert!(isr.contains(&(follower as i32)));
+    assert_eq!(produce_all(&p, "telemetry", 150..160).len(), 10);
+}
+
 /// Prints each node's view of `topic`-0 and its high watermark and log end offset there (for
 /// the failure message).
 fn dump_replicas(c: &Cluster, topic: &str, when: &str) {

@@ -277,6 +277,15 @@ impl Cluster {
         }
     }
 
+    /// Cuts only the replication traffic from `follower` to `leader` (its fetches), leaving
+    /// every controller link up: the follower stays registered and heartbeating but falls
+    /// behind.
+    pub fn cut_replication(&self, follower: usize, leader: usize) {
+        if let Some(ps) = self.links.get(&(follower, leader)) {
+            ps[1].cut();
+        }
+    }
+
     /// Undoes `isolate`.
     pub fn heal(&self) {
         self.links.values().flatten().for_each(Proxy::heal);
