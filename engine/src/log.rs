@@ -763,19 +763,9 @@ impl Log {
         // refers to the bytes being cut.
         self.pipeline.flush(&self.progress)?.wait_durable()?;
         let first_base = *g.segments.keys().next().ok_or(LogError::Closed)?;
-        let limits = recovery::limits(&g.config);
         if offset <= first_base {
             // Everything goes: start afresh at `offset`.
-            let all: Vec<Offset> = g.segments.keys().copied().collect();
-            for b in all {
-                if let Some(s) = g.segments.remove(&b) {
-                    s.delete(self.storage.as_ref())?;
-                }
-            }
-            let seg = LogSegment::create(&self.storage, &self.dir, offset, limits)?;
-            g.segments.insert(offset, seg);
-            g.log_start_offset = offset;
-            g.log_end_offset = offset;
+            self.replace_all_segments(&mut g, offset)?;
         } else {
             let later: Vec<Offset> = g.segments.range(offset..).map(|(b, _)| *b).collect();
             for b in later {
@@ -800,6 +790,43 @@ impl Log {
         }
         self.write_checkpoint(&mut g, end)?;
         Ok(end)
+    }
+
+    /// Discards the whole log and starts it empty at `offset`, which may lie beyond the log
+    /// end offset: a follower whose leader no longer holds the records it would fetch next
+    /// (they fell out of the leader's retention) starts over at the leader's log start.
+    /// Returns the new log end offset (`offset`).
+    pub fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<Offset> {
+        let mut g = self.lock()?;
+        self.pipeline.flush(&self.progress)?.wait_durable()?;
+        self.replace_all_segments(&mut g, offset)?;
+        self.progress.written.store(offset.0, Ordering::SeqCst);
+        self.progress.durable.store(offset.0, Ordering::SeqCst);
+        if g.epochs.truncate_from_end(Offset::ZERO) {
+            g.epochs.save(self.storage.as_ref(), &self.dir)?;
+        }
+        self.write_checkpoint(&mut g, offset)?;
+        Ok(offset)
+    }
+
+    /// Deletes every segment and creates one empty segment at `offset`, the new log start and
+    /// end. The caller has drained the pipeline and updates progress, epochs and checkpoint.
+    fn replace_all_segments(&self, g: &mut LogInner, offset: Offset) -> Result<()> {
+        let limits = recovery::limits(&g.config);
+        let all: Vec<Offset> = g.segments.keys().copied().collect();
+        for b in all {
+            if let Some(s) = g.segments.remove(&b) {
+                s.delete(self.storage.as_ref())?;
+            }
+        }
+        let seg = LogSegment::create(&self.storage, &self.dir, offset, limits)?;
+        g.segments.insert(offset, seg);
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| LogError::io(&self.dir, e))?;
+        g.log_start_offset = offset;
+        g.log_end_offset = offset;
+        Ok(())
     }
 
     /// Moves the log start offset forward to `offset` (DeleteRecords) and removes segments that

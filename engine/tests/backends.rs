@@ -220,6 +220,37 @@ macro_rules! backend_suite {
                 assert_eq!(read_all(&log, Offset(0)).len(), 0);
             }
 
+            /// truncate_fully_and_start_at empties the log and restarts it beyond its old end
+            /// (a follower that fell behind its leader's retention); it survives a reopen.
+            #[test]
+            fn truncate_fully_and_start_at_restarts_the_log_past_its_end() {
+                let mut h = h();
+                let log = h.open(small_segments());
+                for i in 0..20 {
+                    append_values(&log, &[value(i, 90)], 1000);
+                }
+                assert_eq!(
+                    log.truncate_fully_and_start_at(Offset(500)).unwrap(),
+                    Offset(500)
+                );
+                assert_eq!(log.log_start_offset(), Offset(500));
+                assert_eq!(log.log_end_offset(), Offset(500));
+                assert!(log.leader_epochs().latest_epoch().is_none());
+                assert!(matches!(
+                    log.read(Offset(10), ReadLimits::bytes(100)),
+                    Err(LogError::OffsetOutOfRange { .. })
+                ));
+                let a = append_values(&log, &[value(7, 10)], 1000);
+                assert_eq!(a.first_offset, Offset(500));
+                a.completion.wait_durable().unwrap();
+                drop(log);
+                h.restart_pipeline();
+                let log = h.open(small_segments());
+                assert_eq!(log.log_start_offset(), Offset(500));
+                assert_eq!(log.log_end_offset(), Offset(501));
+                assert_eq!(read_all(&log, Offset(500)).len(), 1);
+            }
+
             /// delete_records_before moves the log start offset, persists it, drops old segments.
             #[test]
             fn delete_records_moves_log_start() {

@@ -475,6 +475,15 @@ impl Partition {
         Ok(info)
     }
 
+    /// Empties the log and restarts it at `offset` (a follower behind its leader's log start),
+    /// forgetting the producer state with the records.
+    pub fn restart_at(&self, offset: Offset) -> strata_engine::Result<Offset> {
+        let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        let end = self.log.truncate_fully_and_start_at(offset)?;
+        *producers = ProducerStates::default();
+        Ok(end)
+    }
+
     /// Truncates the log (follower diverging from its leader) and rebuilds the producer state.
     pub fn truncate_to(&self, offset: Offset) -> strata_engine::Result<Offset> {
         let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());

@@ -61,6 +61,16 @@ fn consumer(bootstrap: &str, group: &str) -> BaseConsumer {
 }
 
 fn create_topic(bootstrap: &str, name: &str, partitions: i32, rf: i32) {
+    create_topic_with(bootstrap, name, partitions, rf, &[]);
+}
+
+fn create_topic_with(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    rf: i32,
+    configs: &[(&str, &str)],
+) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -68,7 +78,10 @@ fn create_topic(bootstrap: &str, name: &str, partitions: i32, rf: i32) {
     let rt = runtime();
     let res = rt
         .block_on(admin.create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(rf))],
+            &[configs.iter().fold(
+                NewTopic::new(name, partitions, TopicReplication::Fixed(rf)),
+                |t, (k, v)| t.set(k, v),
+            )],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         ))
         .unwrap();
@@ -479,6 +492,49 @@ fn a_follower_that_stops_fetching_leaves_the_isr_and_comes_back_when_caught_up()
     });
     assert!(isr.contains(&(follower as i32)));
     assert_eq!(produce_all(&p, "telemetry", 150..160).len(), 10);
+}
+
+#[test]
+fn a_replica_down_past_the_leaders_retention_starts_over_and_rejoins() {
+    let mut c = Cluster::start(Layout {
+        brokers: 3,
+        extra: vec!["log.retention.check.interval.ms=200".into()],
+        ..Layout::default()
+    });
+    create_topic_with(
+        &c.bootstrap(),
+        "rolling",
+        1,
+        3,
+        &[("segment.bytes", "2048"), ("retention.bytes", "4096")],
+    );
+    let leader = wait_isr(&c.bootstrap(), "rolling", 0, 3) as usize;
+    let down = (1..=3).find(|n| *n != leader).unwrap();
+    c.broker(down).kill9();
+    let others = c.bootstrap_without(down);
+    let p = producer(&others, &[("linger.ms", "0")]);
+    for chunk in 0..20u64 {
+        assert_eq!(
+            produce_all(&p, "rolling", chunk * 50..chunk * 50 + 50).len(),
+            50
+        );
+    }
+    // Retention has removed the start of the log on the leader.
+    let watcher: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &others)
+        .create()
+        .unwrap();
+    wait_for("the leader's log start to move", LONG, || {
+        watcher
+            .fetch_watermarks("rolling", 0, Duration::from_secs(2))
+            .ok()
+            .filter(|(low, _)| *low > 0)
+    });
+    // The returning replica's next offset is gone from the leader: it starts over at the
+    // leader's log start, catches up, and rejoins the ISR.
+    c.broker(down).restart();
+    wait_isr(&c.bootstrap(), "rolling", 0, 3);
+    assert_eq!(produce_all(&p, "rolling", 1000..1010).len(), 10);
 }
 
 /// Prints each node's view of `topic`-0 and its high watermark and log end offset there (for

@@ -293,8 +293,18 @@ async fn fetch(
             match ErrorCode::from_code(pd.error_code) {
                 Some(ErrorCode::None) => {}
                 Some(ErrorCode::OffsetOutOfRange) => {
-                    tracing::warn!(topic = %p.topic, partition = p.index, "fetch offset out of the leader's range; checking for divergence");
-                    p.with_replica(|r| r.needs_truncation = true);
+                    let leader_start = Offset(pd.log_start_offset);
+                    if p.local_end() < leader_start {
+                        // What we would fetch next is gone from the leader (retention or
+                        // DeleteRecords): start over at its log start.
+                        tracing::warn!(topic = %p.topic, partition = p.index, from = p.local_end().0, to = leader_start.0, "behind the leader's log start; starting over there");
+                        if let Err(e) = p.restart_at(leader_start) {
+                            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "restarting the replica's log");
+                        }
+                    } else {
+                        tracing::warn!(topic = %p.topic, partition = p.index, "fetch offset past the leader's end; checking for divergence");
+                        p.with_replica(|r| r.needs_truncation = true);
+                    }
                     retry_later(&p);
                     continue;
                 }

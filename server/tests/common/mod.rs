@@ -22,6 +22,9 @@ pub struct Broker {
 /// port between now and the broker binding it.
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
+    // Never the same port twice in one test process (a cluster picks several before any
+    // process binds them).
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u128(
@@ -31,7 +34,9 @@ pub fn free_port() -> u16 {
                 .as_nanos(),
         );
         let port = 20_000 + (h.finish() % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }
