@@ -7,10 +7,7 @@
 //! Each run also records when the surviving brokers' metadata first names the new leader, so
 //! the broker-side part of the failover can be told apart from the client's.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -18,6 +15,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::local_cluster::{bootstrap, start_nodes};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -43,79 +42,6 @@ impl rdkafka::ClientContext for Printing {
             std::time::SystemTime::now()
         );
     }
-}
-
-struct Node {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16, BoxError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn start_cluster(
-    bin: &PathBuf,
-    dir: &std::path::Path,
-    extra: &[&str],
-) -> Result<Vec<Node>, BoxError> {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let ctrl: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let voters = (0..3)
-        .map(|i| format!("{}@127.0.0.1:{}", i + 1, ctrl[i]))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut nodes = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg("--node-id")
-            .arg((i + 1).to_string())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(dir.join(format!("node-{}", i + 1)))
-            .args(["--set", &format!("controller.quorum.voters={voters}")])
-            .args(["--set", "min.insync.replicas=2"])
-            .env(
-                "STRATA_LOG",
-                std::env::var("STRATA_BENCH_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdout(Stdio::piped());
-        for e in extra {
-            cmd.args(["--set", e]);
-        }
-        let mut child = cmd.spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.contains("listening on") => break,
-                Some(Ok(_)) => {}
-                _ => return Err("strata exited before listening".into()),
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        nodes.push(Node { child, port: *port });
-    }
-    Ok(nodes)
-}
-
-fn bootstrap(nodes: &[Node], skip: Option<usize>) -> String {
-    nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| Some(*i) != skip)
-        .map(|(_, n)| format!("127.0.0.1:{}", n.port))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Live brokers as `bootstrap` reports them.
@@ -145,9 +71,11 @@ fn leader(bootstrap: &str, topic: &str) -> Option<(i32, usize, usize)> {
 }
 
 /// One failover: (to the first ack by the new leader, to the new leader in metadata).
-fn one_run(bin: &PathBuf, extra: &[&str]) -> Result<(Duration, Duration), BoxError> {
+fn one_run(bin: &std::path::Path, extra: &[&str]) -> Result<(Duration, Duration), BoxError> {
     let dir = tempfile::tempdir()?;
-    let mut nodes = start_cluster(bin, dir.path(), extra)?;
+    let mut extra_all = vec!["min.insync.replicas=2"];
+    extra_all.extend_from_slice(extra);
+    let mut nodes = start_nodes(bin, dir.path(), 3, &extra_all)?;
     let all = bootstrap(&nodes, None);
     let deadline = Instant::now() + Duration::from_secs(60);
     // All three registered and unfenced.
@@ -277,7 +205,7 @@ fn median(v: &mut [Duration]) -> Duration {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-fn series(bin: &PathBuf, runs: usize, extra: &[&str], label: &str) -> Result<Duration, BoxError> {
+fn series(bin: &std::path::Path, runs: usize, extra: &[&str], label: &str) -> Result<Duration, BoxError> {
     let mut acks = Vec::new();
     let mut metas = Vec::new();
     for r in 0..runs {
@@ -304,13 +232,7 @@ fn series(bin: &PathBuf, runs: usize, extra: &[&str], label: &str) -> Result<Dur
 
 /// Runs the failover benchmark.
 pub fn run(args: FailoverArgs) -> Result<(), BoxError> {
-    let bin = match &args.strata_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("strata"),
-    };
-    if !bin.exists() {
-        return Err(format!("{bin:?} not found: build it or pass --strata-bin").into());
-    }
+    let bin = crate::local_cluster::strata_bin(args.strata_bin.as_ref())?;
     println!("failover: 3 nodes, rf=3, min.insync.replicas=2, SIGKILL of the partition leader");
     let strata = series(&bin, args.runs.max(1), &[], "strata defaults")?;
     if args.baseline_runs > 0 {

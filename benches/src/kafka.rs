@@ -116,7 +116,7 @@ fn start_broker(args: &KafkaArgs, dir_in: &Path) -> Result<StartedBroker, BoxErr
     })
 }
 
-fn metric(addr: &str, name: &str) -> Option<f64> {
+pub(crate) fn metric(addr: &str, name: &str) -> Option<f64> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         .ok()?;
@@ -326,7 +326,7 @@ fn consume_raw(
 
 /// Baseline of produce: the same bytes over one loopback TCP connection into a file, fdatasync
 /// every `sync_every_bytes`.
-fn socket_to_file_baseline(
+pub(crate) fn socket_to_file_baseline(
     dir: &Path,
     total: u64,
     chunk: usize,

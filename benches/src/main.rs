@@ -5,11 +5,14 @@
 //! Subcommands:
 //! - `engine`: the storage engine against a plain sequential-write loop of the same bytes.
 //! - `produce`, `consume`: the Kafka protocol with librdkafka against socket/file baselines.
+//! - `run`: a workload file (`benches/workloads/`) with a same-run socket-into-file baseline.
 //! - `failover`: SIGKILL of a partition leader in a 3-node cluster, against Kafka's timing.
 
 mod engine;
 mod failover;
 mod kafka;
+mod local_cluster;
+mod workload;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +39,9 @@ enum Command {
     /// SIGKILL of a partition leader in a local 3-node cluster: time to the first acks=all
     /// produce acknowledged by the new leader, against Kafka's default failure-detection timing.
     Failover(failover::FailoverArgs),
+    /// A workload from a TOML file (`benches/workloads/`), against brokers it starts or any
+    /// `--bootstrap-servers`: throughput, produce and end-to-end latency, fsyncs, JSON report.
+    Run(workload::RunArgs),
 }
 
 fn main() {
@@ -45,6 +51,7 @@ fn main() {
         Command::Produce(args) => kafka::run(args, true, false),
         Command::Consume(args) => kafka::run(args, true, true),
         Command::Failover(args) => failover::run(args).map_err(|e| e as Box<dyn std::error::Error>),
+        Command::Run(args) => workload::run(args).map_err(|e| e as Box<dyn std::error::Error>),
     };
     if let Err(e) = result {
         eprintln!("strata-bench: {e}");

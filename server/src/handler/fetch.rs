@@ -83,12 +83,18 @@ fn build(
             let follower = replica_id >= 0 && partition.is_replica();
             if follower {
                 let now = ctx.broker.cluster.as_ref().map_or(0, |c| c.now_ms());
-                match partition.on_follower_fetch(
+                let hw_before = partition.high_watermark();
+                let outcome = partition.on_follower_fetch(
                     strata_replication::BrokerId(replica_id),
                     LeaderEpoch(fp.current_leader_epoch),
                     Offset(fp.fetch_offset),
                     now,
-                ) {
+                );
+                // Consumers long-polling for this partition wait for the high watermark.
+                if partition.high_watermark() > hw_before {
+                    ctx.broker.notify_append();
+                }
+                match outcome {
                     Ok(Some(alter)) => {
                         crate::cluster::replica_manager::propose_isr(&ctx.broker, &partition, alter)
                     }
