@@ -205,7 +205,12 @@ fn median(v: &mut [Duration]) -> Duration {
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-fn series(bin: &std::path::Path, runs: usize, extra: &[&str], label: &str) -> Result<Duration, BoxError> {
+fn series(
+    bin: &std::path::Path,
+    runs: usize,
+    extra: &[&str],
+    label: &str,
+) -> Result<Duration, BoxError> {
     let mut acks = Vec::new();
     let mut metas = Vec::new();
     for r in 0..runs {
