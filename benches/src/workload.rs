@@ -20,7 +20,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::local_cluster::{Node, bootstrap, start_nodes, strata_bin};
 
@@ -157,13 +156,43 @@ struct Shared {
     e2e_latency: Mutex<Histogram<u64>>,
 }
 
+/// Records each delivery report: latency from the message's intended send time.
+struct Reports {
+    shared: Arc<Shared>,
+}
+
+impl rdkafka::ClientContext for Reports {}
+
+impl rdkafka::producer::ProducerContext for Reports {
+    /// The intended send time, and whether the message was sent while measuring.
+    type DeliveryOpaque = Box<(Instant, bool)>;
+
+    fn delivery(
+        &self,
+        result: &rdkafka::producer::DeliveryResult<'_>,
+        opaque: Self::DeliveryOpaque,
+    ) {
+        let (intended, measured) = *opaque;
+        if result.is_ok() {
+            self.shared.acked.fetch_add(1, Ordering::Relaxed);
+            if measured && let Ok(mut h) = self.shared.produce_latency.lock() {
+                let _ = h.record((intended.elapsed().as_micros() as u64).max(1));
+            }
+        } else {
+            self.shared.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 fn producer_loop(
     w: &Workload,
     bootstrap: &str,
     topic: &str,
     shared: &Arc<Shared>,
 ) -> Result<(), BoxError> {
-    let producer: FutureProducer = ClientConfig::new()
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    // librdkafka's own thread serves the delivery reports; this one paces and enqueues.
+    let producer: ThreadedProducer<Reports> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", &w.acks)
         .set("linger.ms", w.linger_ms.to_string())
@@ -172,60 +201,49 @@ fn producer_loop(
         .set("queue.buffering.max.kbytes", "1048576")
         .set("queue.buffering.max.messages", "1000000")
         .set("message.timeout.ms", "60000")
-        .create()?;
-    // Delivery reports are awaited on the runtime's worker; the pacing loop runs here.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+        .create_with_context(Reports {
+            shared: shared.clone(),
+        })?;
     let per_producer = w.rate as f64 / w.producers.max(1) as f64;
     let mut payload = vec![b'x'; w.message_bytes];
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(100_000));
     let start = Instant::now();
-    rt.block_on(async {
-        let mut i: u64 = 0;
-        while !shared.stop.load(Ordering::Relaxed) {
-            // The intended send time at a fixed rate; now when unthrottled.
-            let intended = if per_producer > 0.0 {
-                let t = start + Duration::from_secs_f64(i as f64 / per_producer);
-                if let Some(wait) = t.checked_duration_since(Instant::now()) {
-                    tokio::time::sleep(wait).await;
-                }
-                t
-            } else {
-                Instant::now()
-            };
-            let permit = in_flight.clone().acquire_owned().await?;
-            if let Some(stamp) = payload.get_mut(..8) {
-                stamp.copy_from_slice(&now_nanos().to_be_bytes());
+    let mut i: u64 = 0;
+    while !shared.stop.load(Ordering::Relaxed) {
+        // The intended send time at a fixed rate; now when unthrottled.
+        let intended = if per_producer > 0.0 {
+            let t = start + Duration::from_secs_f64(i as f64 / per_producer);
+            if let Some(wait) = t.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
             }
-            let key = (w.keys > 0).then(|| (i % w.keys).to_string());
-            let mut rec = FutureRecord::to(topic).payload(&payload);
-            if let Some(k) = key.as_deref() {
-                rec = rec.key(k);
-            }
-            let f = producer.send_result(rec).map_err(|(e, _)| e)?;
-            shared.sent.fetch_add(1, Ordering::Relaxed);
-            let measured = shared.measuring.load(Ordering::Relaxed);
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let ok = matches!(f.await, Ok(Ok(_)));
-                drop(permit);
-                if ok {
-                    shared.acked.fetch_add(1, Ordering::Relaxed);
-                    if measured && let Ok(mut h) = shared.produce_latency.lock() {
-                        let _ = h.record((intended.elapsed().as_micros() as u64).max(1));
-                    }
-                } else {
-                    shared.failed.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-            i += 1;
+            t
+        } else {
+            Instant::now()
+        };
+        if let Some(stamp) = payload.get_mut(..8) {
+            stamp.copy_from_slice(&now_nanos().to_be_bytes());
         }
-        // Wait for every outstanding report.
-        let _ = in_flight.acquire_many(100_000).await?;
-        Ok::<(), BoxError>(())
-    })
+        let key = (w.keys > 0).then(|| (i % w.keys).to_string());
+        let opaque = Box::new((intended, shared.measuring.load(Ordering::Relaxed)));
+        let mut rec = BaseRecord::with_opaque_to(topic, opaque).payload(&payload);
+        if let Some(k) = key.as_deref() {
+            rec = rec.key(k);
+        }
+        match producer.send(rec) {
+            Ok(()) => {
+                shared.sent.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                _,
+            )) => std::thread::sleep(Duration::from_millis(1)),
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(())
 }
 
 fn consumer_loop(bootstrap: &str, topic: &str, shared: &Shared) -> Result<(), BoxError> {
