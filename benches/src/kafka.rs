@@ -6,11 +6,10 @@
 //!   fdatasync at the same cadence (bytes per fdatasync) the broker reported;
 //! - consume: the same bytes sent from a page-cached file over loopback with sendfile.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -49,71 +48,6 @@ pub struct KafkaArgs {
     /// Partitions of the benchmark topic.
     #[arg(long, default_value_t = 1)]
     partitions: i32,
-}
-
-struct StartedBroker {
-    child: Child,
-    bootstrap: String,
-    metrics: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for StartedBroker {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16, BoxError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn start_broker(args: &KafkaArgs, dir_in: &Path) -> Result<StartedBroker, BoxError> {
-    let bin = match &args.strata_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("strata"),
-    };
-    if !bin.exists() {
-        return Err(format!(
-            "{bin:?} not found: build it (cargo build --release --bin strata) or pass --strata-bin"
-        )
-        .into());
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("broker-")
-        .tempdir_in(dir_in)?;
-    let port = free_port()?;
-    let metrics_port = free_port()?;
-    let mut child = Command::new(bin)
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["--set", &format!("metrics.listen=127.0.0.1:{metrics_port}")])
-        .env("STRATA_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("listening on") => break,
-            Some(Ok(_)) => {}
-            _ => return Err("strata exited before listening".into()),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Ok(StartedBroker {
-        child,
-        bootstrap: format!("127.0.0.1:{port}"),
-        metrics: format!("127.0.0.1:{metrics_port}"),
-        _dir: dir,
-    })
 }
 
 pub(crate) fn metric(addr: &str, name: &str) -> Option<f64> {
@@ -440,12 +374,18 @@ pub fn run(args: KafkaArgs, do_produce: bool, do_consume: bool) -> Result<(), Bo
         .tempdir_in("bench-results")?;
     let started = match &args.bootstrap_servers {
         Some(_) => None,
-        None => Some(start_broker(&args, work.path())?),
+        None => {
+            let bin = crate::local_cluster::strata_bin(args.strata_bin.as_ref())
+                .map_err(|e| e as BoxError)?;
+            let mut nodes = crate::local_cluster::start_nodes(&bin, work.path(), 1, &[])
+                .map_err(|e| e as BoxError)?;
+            nodes.pop()
+        }
     };
     let bootstrap = args
         .bootstrap_servers
         .clone()
-        .or_else(|| started.as_ref().map(|b| b.bootstrap.clone()))
+        .or_else(|| started.as_ref().map(|b| format!("127.0.0.1:{}", b.port)))
         .ok_or("no broker")?;
     let topic = format!("bench-{}", std::process::id());
     create_topic(&bootstrap, &topic, args.partitions)?;

@@ -305,6 +305,36 @@ fn create_topic(bootstrap: &str, w: &Workload, topic: &str) -> Result<(), BoxErr
     }
 }
 
+/// p50, p99, p99.9 and max of a microsecond histogram, in milliseconds.
+#[derive(serde::Serialize)]
+struct Percentiles {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Percentiles {
+        Percentiles {
+            p50: ms(h, 0.5),
+            p99: ms(h, 0.99),
+            p999: ms(h, 0.999),
+            max: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
+impl std::fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            self.p50, self.p99, self.p999, self.max
+        )
+    }
+}
+
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
@@ -426,21 +456,10 @@ pub fn run(args: RunArgs) -> Result<(), BoxError> {
         acked as f64 / elapsed,
         mbps / baseline_mbps.max(1e-9)
     );
-    println!(
-        "produce latency ms: p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-        ms(&pl, 0.5),
-        ms(&pl, 0.99),
-        ms(&pl, 0.999),
-        pl.max() as f64 / 1000.0
-    );
+    let (pl, el) = (Percentiles::of(&pl), Percentiles::of(&el));
+    println!("produce latency ms: {pl}");
     if w.consumers > 0 {
-        println!(
-            "end-to-end latency ms: p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  ({received} received)",
-            ms(&el, 0.5),
-            ms(&el, 0.99),
-            ms(&el, 0.999),
-            el.max() as f64 / 1000.0
-        );
+        println!("end-to-end latency ms: {el}  ({received} received)");
     }
     if !nodes.is_empty() {
         println!(
@@ -461,8 +480,9 @@ pub fn run(args: RunArgs) -> Result<(), BoxError> {
         "mb_per_s": mbps,
         "baseline_socket_to_file_mb_per_s": baseline_mbps,
         "ratio_to_baseline": mbps / baseline_mbps.max(1e-9),
-        "produce_latency_ms": {"p50": ms(&pl, 0.5), "p99": ms(&pl, 0.99), "p999": ms(&pl, 0.999), "max": pl.max() as f64 / 1000.0},
-        "e2e_latency_ms": {"p50": ms(&el, 0.5), "p99": ms(&el, 0.99), "p999": ms(&el, 0.999), "max": el.max() as f64 / 1000.0, "received": received},
+        "produce_latency_ms": pl,
+        "e2e_latency_ms": el,
+        "e2e_received": received,
         "fsyncs_per_s": fsyncs / elapsed,
         "batches_per_fsync": if fsyncs > 0.0 { synced / fsyncs } else { 0.0 },
         "failed_sends": failed,

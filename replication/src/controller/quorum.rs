@@ -160,20 +160,10 @@ impl QuorumNode {
         self.raw.raft.raft_log.last_index()
     }
 
-    /// Index of the last committed entry this member knows of.
-    pub fn committed(&self) -> u64 {
-        self.raw.raft.raft_log.committed
-    }
-
     /// Campaigns at once (a quorum of one elects itself without waiting for a timeout).
     pub fn campaign(&mut self) -> Result<(), QuorumError> {
         self.raw.campaign()?;
         Ok(())
-    }
-
-    /// Hands leadership to `to` (controlled shutdown of the active controller).
-    pub fn transfer_leader(&mut self, to: u64) {
-        self.raw.transfer_leader(to);
     }
 
     fn apply_entries(&mut self, entries: Vec<raft::eraftpb::Entry>) -> Result<(), QuorumError> {

@@ -297,6 +297,19 @@ fn error_response(e: &ControllerError) -> ControllerResponse {
     }
 }
 
+/// The committed image plus the records of proposals not yet applied (borrowed as it is when
+/// nothing is pending: heartbeats, the common request, then copy nothing).
+fn projected<'a>(
+    node: &'a QuorumNode,
+    pending: &VecDeque<Pending>,
+) -> std::borrow::Cow<'a, MetadataImage> {
+    let mut image = std::borrow::Cow::Borrowed(node.image());
+    for r in pending.iter().flat_map(|p| &p.records) {
+        image.to_mut().apply(r);
+    }
+    image
+}
+
 impl ControllerLoop {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
@@ -414,17 +427,6 @@ impl ControllerLoop {
         self.leading_since.is_some() && self.sessions_started
     }
 
-    /// The committed image plus the records of proposals not yet applied.
-    fn projected(&self) -> MetadataImage {
-        let mut image = self.node.image().clone();
-        for p in &self.pending {
-            for r in &p.records {
-                image.apply(r);
-            }
-        }
-        image
-    }
-
     fn answer(&self, reply: Reply) -> ControllerResponse {
         let offset = self.node.applied();
         match reply {
@@ -505,7 +507,7 @@ impl ControllerLoop {
             return;
         }
         let now = self.now_ms();
-        let image = self.projected();
+        let image = projected(&self.node, &self.pending);
         let fenced = self.logic.tick(&image, now);
         if !fenced.is_empty() {
             tracing::info!(
@@ -542,7 +544,7 @@ impl ControllerLoop {
             return;
         }
         let now = self.now_ms();
-        let image = self.projected();
+        let image = projected(&self.node, &self.pending);
         match req {
             ControllerRequest::Register { id, endpoint, rack } => {
                 let (epoch, records) = self.logic.register_broker(

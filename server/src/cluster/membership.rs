@@ -54,7 +54,6 @@ async fn heartbeats(broker: Arc<Broker>) {
     let patience = Duration::from_millis(broker.config.broker_session_timeout_ms);
     loop {
         let epoch = register(&broker, &client).await;
-        cluster.broker_epoch.store(epoch, Ordering::SeqCst);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -43,8 +43,6 @@ pub struct ClusterState {
     pub isr: ControllerClient,
     /// Set by SIGTERM: heartbeats ask for a controlled shutdown.
     pub shutting_down: AtomicBool,
-    /// This broker's registration epoch.
-    pub broker_epoch: AtomicU64,
     /// This broker's block of producer ids: next, end.
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Leaders this broker's fetchers just lost their connection to, and since when. Until the
@@ -72,7 +70,6 @@ impl ClusterState {
             admin: ControllerClient::new(config.controller_quorum_voters.clone()),
             isr: ControllerClient::new(config.controller_quorum_voters.clone()),
             shutting_down: AtomicBool::new(false),
-            broker_epoch: AtomicU64::new(0),
             fetchers: Mutex::new(HashMap::new()),
             unreachable: Mutex::new(HashMap::new()),
             recently_fenced: Mutex::new(HashMap::new()),
@@ -136,11 +133,6 @@ impl ClusterState {
         self.lease_from_ms.load(Ordering::SeqCst) > 0
             && !self.holds_lease()
             && !self.is_shutting_down()
-    }
-
-    /// The metadata offset of the current image.
-    pub fn metadata_offset(&self) -> u64 {
-        *self.offset.borrow()
     }
 
     /// Milliseconds since the broker started (the replication state machines' clock).

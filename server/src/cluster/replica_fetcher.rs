@@ -298,8 +298,11 @@ async fn fetch(
                         // What we would fetch next is gone from the leader (retention or
                         // DeleteRecords): start over at its log start.
                         tracing::warn!(topic = %p.topic, partition = p.index, from = p.local_end().0, to = leader_start.0, "behind the leader's log start; starting over there");
-                        if let Err(e) = p.restart_at(leader_start) {
-                            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "restarting the replica's log");
+                        let p2 = p.clone();
+                        let restarted =
+                            tokio::task::spawn_blocking(move || p2.restart_at(leader_start)).await;
+                        if !matches!(restarted, Ok(Ok(_))) {
+                            tracing::error!(topic = %p.topic, partition = p.index, outcome = ?restarted.map(|r| r.map(|o| o.0)), "restarting the replica's log");
                         }
                     } else {
                         tracing::warn!(topic = %p.topic, partition = p.index, "fetch offset past the leader's end; checking for divergence");
@@ -318,8 +321,13 @@ async fn fetch(
             let leader_start = Offset(pd.log_start_offset);
             if leader_start > p.log.log_start_offset() {
                 let to = leader_start.min(p.log.log_end_offset());
-                if let Err(e) = p.log.delete_records_before(to) {
-                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "following the leader's log start");
+                let p2 = p.clone();
+                match tokio::task::spawn_blocking(move || p2.log.delete_records_before(to)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "following the leader's log start")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "log start task failed"),
                 }
             }
             let records = pd.records.unwrap_or_default();
