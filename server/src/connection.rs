@@ -2,9 +2,13 @@
 //!
 //! Frame layout: `size: i32` (bytes that follow), then the request header and body. A size that
 //! is negative or above `socket.request.max.bytes` closes the connection before anything is
-//! allocated; so do frames that do not decode and unknown API keys. Requests on one connection
-//! are handled one at a time, as Kafka does, so responses keep request order. Other connections
-//! are separate tasks: one bad or slow client affects no one else.
+//! allocated; so do frames that do not decode and unknown API keys. Responses keep request
+//! order. Requests on one connection are handled one at a time, as Kafka does, with one
+//! exception: consecutive produce requests are appended as they arrive and wait for
+//! durability and replication together (up to 16 at a time), so that a producer with several
+//! requests in flight gets several batches per fsync and per follower fetch instead of one.
+//! Any other request first waits for every earlier one. Other connections are separate tasks:
+//! one bad or slow client affects no one else.
 
 use std::sync::Arc;
 
@@ -12,6 +16,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::AsyncReadExt;
+
 use tokio::net::TcpStream;
 
 use crate::handler::{self, Context};
@@ -64,41 +69,171 @@ pub async fn serve(
     }
 }
 
+/// Produce requests of one connection that may wait for durability and replication at the
+/// same time. Their batches are appended in request order as each request arrives; only the
+/// waiting overlaps, and responses still go out in request order.
+const PRODUCE_PIPELINE_DEPTH: usize = 16;
+
+/// A produce request's response on its way: the encoded frame, `None` for acks=0.
+type PendingResponse = tokio::task::JoinHandle<Result<Option<Vec<Part>>, ConnectionError>>;
+
+/// What the connection loop waited for.
+enum Event {
+    /// Bytes were read (0: the peer closed its side).
+    Read(usize),
+    /// The oldest pending produce response is ready.
+    Responded(Result<Result<Option<Vec<Part>>, ConnectionError>, tokio::task::JoinError>),
+}
+
 async fn run(ctx: &Arc<Context>, stream: &mut TcpStream) -> Result<(), ConnectionError> {
     let limit = ctx.broker.config.socket_request_max_bytes;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut pending: std::collections::VecDeque<PendingResponse> =
+        std::collections::VecDeque::new();
     loop {
-        let mut len = [0u8; 4];
-        match stream.read_exact(&mut len).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-        let size = i32::from_be_bytes(len);
-        if size < 0 || size as usize > limit {
-            ctx.metrics.malformed_requests.inc();
-            return Err(ConnectionError::FrameTooLarge {
-                size: i64::from(size),
-                limit,
-            });
-        }
-        let mut frame = BytesMut::zeroed(size as usize);
-        stream.read_exact(&mut frame).await?;
-        // A producer's request to a broker cut off from the controller: answer (with
-        // NOT_LEADER_OR_FOLLOWER and the like), then close, so the client reconnects to a
-        // broker that can serve it instead of retrying here.
-        let producing = frame.len() >= 2
-            && matches!(
-                ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])),
-                Ok(ApiKey::Produce | ApiKey::InitProducerId)
-            );
-        let Some(parts) = handle_frame(ctx, frame.freeze()).await? else {
+        if let Some(frame) = next_frame(&mut buf, limit, ctx)? {
+            let api_key = (frame.len() >= 2)
+                .then(|| ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])).ok())
+                .flatten();
+            if api_key == Some(ApiKey::Produce) {
+                // Pipelined: append now, answer when durable (in order, after earlier ones).
+                if pending.len() >= PRODUCE_PIPELINE_DEPTH
+                    && let Some(oldest) = pending.pop_front()
+                    && !respond(ctx, stream, oldest.await, true).await?
+                {
+                    return Ok(());
+                }
+                pending.push_back(start_produce(ctx, frame)?);
+                continue;
+            }
+            // Anything else sees every earlier request finished, as if handled one at a time.
+            while let Some(oldest) = pending.pop_front() {
+                if !respond(ctx, stream, oldest.await, true).await? {
+                    return Ok(());
+                }
+            }
+            let producing = api_key == Some(ApiKey::InitProducerId);
+            let response = handle_frame(ctx, frame.freeze()).await;
+            if !respond(ctx, stream, Ok(response), producing).await? {
+                return Ok(());
+            }
             continue;
+        }
+        let event = tokio::select! {
+            // `read_buf` is cancel-safe: bytes read are in `buf` even if the other branch wins.
+            n = stream.read_buf(&mut buf) => Event::Read(n?),
+            r = async {
+                match pending.front_mut() {
+                    Some(oldest) => oldest.await,
+                    None => std::future::pending().await,
+                }
+            } => Event::Responded(r),
         };
-        crate::wire_out::write_parts(stream, parts).await?;
-        if producing && ctx.broker.cluster.as_ref().is_some_and(|c| c.lease_lost()) {
-            return Ok(());
+        match event {
+            Event::Read(0) => {
+                // The peer is done sending; what it sent is still answered.
+                while let Some(oldest) = pending.pop_front() {
+                    if !respond(ctx, stream, oldest.await, true).await? {
+                        break;
+                    }
+                }
+                return if buf.is_empty() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into())
+                };
+            }
+            Event::Read(_) => {}
+            Event::Responded(r) => {
+                pending.pop_front();
+                if !respond(ctx, stream, r, true).await? {
+                    return Ok(());
+                }
+            }
         }
     }
+}
+
+/// Takes the next whole request frame (without its size prefix) out of `buf`, once it is all
+/// there. A size outside `[0, limit]` is refused before anything is allocated for it.
+fn next_frame(
+    buf: &mut BytesMut,
+    limit: usize,
+    ctx: &Context,
+) -> Result<Option<BytesMut>, ConnectionError> {
+    let Some(len) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let size = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+    if size < 0 || size as usize > limit {
+        ctx.metrics.malformed_requests.inc();
+        return Err(ConnectionError::FrameTooLarge {
+            size: i64::from(size),
+            limit,
+        });
+    }
+    let size = size as usize;
+    if buf.len() < 4 + size {
+        buf.reserve(4 + size - buf.len());
+        return Ok(None);
+    }
+    buf.advance(4);
+    Ok(Some(buf.split_to(size)))
+}
+
+/// Appends a produce request's batches now and returns its response-to-be.
+fn start_produce(ctx: &Arc<Context>, frame: BytesMut) -> Result<PendingResponse, ConnectionError> {
+    let started = std::time::Instant::now();
+    let (version, header, request) = match decode_request(frame.freeze()) {
+        Ok(Decoded::Request {
+            version,
+            header,
+            request,
+            ..
+        }) => (version, header, *request),
+        Ok(Decoded::UnsupportedApiVersions { .. }) => {
+            return Err(ConnectionError::Malformed("not a produce request".into()));
+        }
+        Err(e) => {
+            ctx.metrics.malformed_requests.inc();
+            return Err(e);
+        }
+    };
+    let RequestKind::Produce(r) = request else {
+        return Err(ConnectionError::Malformed("not a produce request".into()));
+    };
+    let in_flight = handler::produce::start(ctx, r);
+    let ctx = ctx.clone();
+    Ok(tokio::spawn(async move {
+        let response = in_flight.finish().await;
+        ctx.metrics
+            .observe_request(ApiKey::Produce, started.elapsed());
+        let Some(response) = response else {
+            return Ok(None);
+        };
+        Ok(Some(vec![Part::Bytes(encode_response(
+            header.correlation_id,
+            ApiKey::Produce.response_header_version(version),
+            &ResponseKind::Produce(response),
+            version,
+        )?)]))
+    }))
+}
+
+/// Writes a response (none for acks=0). `false`: close the connection now, because this
+/// broker lost its lease and a producer must go to one that can serve it (answered with
+/// NOT_LEADER_OR_FOLLOWER and the like first, so the client knows why).
+async fn respond(
+    ctx: &Context,
+    stream: &mut TcpStream,
+    response: Result<Result<Option<Vec<Part>>, ConnectionError>, tokio::task::JoinError>,
+    producing: bool,
+) -> Result<bool, ConnectionError> {
+    let response = response.map_err(|e| ConnectionError::Io(std::io::Error::other(e)))??;
+    if let Some(parts) = response {
+        crate::wire_out::write_parts(stream, parts).await?;
+    }
+    Ok(!(producing && ctx.broker.cluster.as_ref().is_some_and(|c| c.lease_lost())))
 }
 
 /// A request frame, decoded.

@@ -41,6 +41,36 @@ pub async fn handle(
     r: ProduceRequest,
     _version: i16,
 ) -> Option<ProduceResponse> {
+    start(ctx, r).finish().await
+}
+
+/// A produce request whose batches are appended (or refused) and whose response waits for
+/// their durability and replication. Appends happen in [`start`], in request order; the
+/// waiting can overlap with later requests of the same connection (pipelining), whose
+/// batches then share the same fsync and the same follower fetch.
+#[derive(Debug)]
+pub struct InFlight {
+    acks: i16,
+    topics: Vec<TopicProduceResponse>,
+    waits: Vec<Wait>,
+    deadline: tokio::time::Instant,
+}
+
+/// One appended batch's wait: (partition response index, topic index, durability, and for
+/// acks=all the partition, the offset the high watermark must pass and the leader epoch).
+type Wait = (
+    usize,
+    usize,
+    strata_engine::completion::StageFuture,
+    Option<(
+        std::sync::Arc<crate::topic::Partition>,
+        Offset,
+        strata_engine::LeaderEpoch,
+    )>,
+);
+
+/// Appends every batch of a produce request now, without waiting for anything.
+pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
     let acks = r.acks;
     let timeout = Duration::from_millis(u64::try_from(r.timeout_ms).unwrap_or(0).max(1));
     let mut topics = Vec::with_capacity(r.topic_data.len());
@@ -154,33 +184,50 @@ pub async fn handle(
             partition_responses: partitions,
         }));
     }
-    if acks == 0 {
-        return None;
+    InFlight {
+        acks,
+        topics,
+        waits,
+        deadline: tokio::time::Instant::now() + timeout,
     }
-    let deadline = tokio::time::Instant::now() + timeout;
-    for (p, t, wait, replicated) in waits {
-        let mut code = match tokio::time::timeout_at(deadline, wait).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some((ErrorCode::from(&e), e.to_string())),
-            Err(_) => Some((
-                ErrorCode::RequestTimedOut,
-                "not durable within timeout_ms".to_string(),
-            )),
-        };
-        if code.is_none()
-            && let Some((partition, next, epoch)) = replicated
-        {
-            code = partition.wait_replicated(next, epoch, deadline).await.err();
+}
+
+impl InFlight {
+    /// Waits for what acks asks for; `None` for acks=0 (no response).
+    pub async fn finish(self) -> Option<ProduceResponse> {
+        let InFlight {
+            acks,
+            mut topics,
+            waits,
+            deadline,
+        } = self;
+        if acks == 0 {
+            return None;
         }
-        if let Some((code, message)) = code
-            && let Some(resp) = topics
-                .get_mut(t)
-                .and_then(|t| t.partition_responses.get_mut(p))
-        {
-            *resp = error(resp.index, code, Some(message));
+        for (p, t, wait, replicated) in waits {
+            let mut code = match tokio::time::timeout_at(deadline, wait).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some((ErrorCode::from(&e), e.to_string())),
+                Err(_) => Some((
+                    ErrorCode::RequestTimedOut,
+                    "not durable within timeout_ms".to_string(),
+                )),
+            };
+            if code.is_none()
+                && let Some((partition, next, epoch)) = replicated
+            {
+                code = partition.wait_replicated(next, epoch, deadline).await.err();
+            }
+            if let Some((code, message)) = code
+                && let Some(resp) = topics
+                    .get_mut(t)
+                    .and_then(|t| t.partition_responses.get_mut(p))
+            {
+                *resp = error(resp.index, code, Some(message));
+            }
         }
+        Some(msg!(ProduceResponse { responses: topics }))
     }
-    Some(msg!(ProduceResponse { responses: topics }))
 }
 
 /// Handles InitProducerId for idempotent producers (transactions are not supported).
