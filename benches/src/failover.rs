@@ -55,7 +55,7 @@ fn live_brokers(bootstrap: &str) -> Option<usize> {
 }
 
 /// (leader, ISR size, live brokers) of `topic`-0 as `bootstrap` reports it.
-fn leader(bootstrap: &str, topic: &str) -> Option<(i32, usize, usize)> {
+pub(crate) fn leader(bootstrap: &str, topic: &str) -> Option<(i32, usize, usize)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()

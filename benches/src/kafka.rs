@@ -7,9 +7,8 @@
 //! - consume: the same bytes sent from a page-cached file over loopback with sendfile.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -19,7 +18,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-type BoxError = Box<dyn std::error::Error>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Options shared by produce and consume.
 #[derive(clap::Args, Debug, Clone)]
@@ -258,110 +257,6 @@ fn consume_raw(
     Ok((start.elapsed(), got))
 }
 
-/// Baseline of produce: the same bytes over one loopback TCP connection into a file, fdatasync
-/// every `sync_every_bytes`.
-pub(crate) fn socket_to_file_baseline(
-    dir: &Path,
-    total: u64,
-    chunk: usize,
-    sync_every_bytes: u64,
-) -> Result<Duration, BoxError> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let path = dir.join("baseline-sink.bin");
-    let sink_path = path.clone();
-    let sink = std::thread::spawn(move || -> Result<(), String> {
-        let (mut s, _) = listener.accept().map_err(|e| e.to_string())?;
-        let f = std::fs::File::create(&sink_path).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 1 << 20];
-        let (mut got, mut since_sync) = (0u64, 0u64);
-        use std::os::unix::fs::FileExt;
-        while got < total {
-            let n = s.read(&mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            f.write_all_at(&buf[..n], got).map_err(|e| e.to_string())?;
-            got += n as u64;
-            since_sync += n as u64;
-            if since_sync >= sync_every_bytes {
-                f.sync_data().map_err(|e| e.to_string())?;
-                since_sync = 0;
-            }
-        }
-        f.sync_data().map_err(|e| e.to_string())?;
-        s.write_all(b"k").map_err(|e| e.to_string())?;
-        Ok(())
-    });
-    let mut c = TcpStream::connect(addr)?;
-    let data = vec![b'x'; chunk];
-    let start = Instant::now();
-    let mut sent = 0u64;
-    while sent < total {
-        c.write_all(&data)?;
-        sent += chunk as u64;
-    }
-    let mut ack = [0u8; 1];
-    c.read_exact(&mut ack)?;
-    let d = start.elapsed();
-    sink.join().map_err(|_| "sink panicked")??;
-    std::fs::remove_file(path)?;
-    Ok(d)
-}
-
-/// Baseline of consume: a page-cached file of `total` bytes sent over loopback with sendfile.
-fn sendfile_baseline(dir: &Path, total: u64) -> Result<Duration, BoxError> {
-    let path = dir.join("baseline-source.bin");
-    {
-        let mut f = std::fs::File::create(&path)?;
-        let chunk = vec![b'x'; 1 << 20];
-        let mut w = 0u64;
-        while w < total {
-            f.write_all(&chunk)?;
-            w += chunk.len() as u64;
-        }
-    }
-    // Read it once so it is in the page cache, as the broker's segment is.
-    std::io::copy(&mut std::fs::File::open(&path)?, &mut std::io::sink())?;
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let reader = std::thread::spawn(move || -> u64 {
-        let Ok((mut s, _)) = listener.accept() else {
-            return 0;
-        };
-        let mut buf = vec![0u8; 1 << 20];
-        let mut got = 0u64;
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            got += n as u64;
-        }
-        got
-    });
-    let c = TcpStream::connect(addr)?;
-    let f = std::fs::File::open(&path)?;
-    let start = Instant::now();
-    let mut off: libc::off_t = 0;
-    let len = f.metadata()?.len() as i64;
-    while off < len {
-        // SAFETY: valid descriptors and offset pointer for the duration of the call.
-        let n =
-            unsafe { libc::sendfile(c.as_raw_fd(), f.as_raw_fd(), &mut off, (len - off) as usize) };
-        if n <= 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-    }
-    drop(c);
-    let got = reader.join().map_err(|_| "reader panicked")?;
-    let d = start.elapsed();
-    std::fs::remove_file(path)?;
-    if got < total {
-        return Err("baseline reader got fewer bytes".into());
-    }
-    Ok(d)
-}
-
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
@@ -425,7 +320,8 @@ pub fn run(args: KafkaArgs, do_produce: bool, do_consume: bool) -> Result<(), Bo
             }
             _ => u64::MAX,
         };
-        let base = socket_to_file_baseline(work.path(), total, 64 << 10, sync_every.max(1))?;
+        let base =
+            crate::baseline::socket_to_file(work.path(), total, 64 << 10, sync_every.max(1))?;
         let base_mbps = total as f64 / base.as_secs_f64() / 1e6;
         println!(
             "  baseline: loopback TCP into a file, fdatasync every {} KiB: {base_mbps:.1} MB/s -> produce is {:.2}x of it (target >= 0.5)",
@@ -451,7 +347,7 @@ pub fn run(args: KafkaArgs, do_produce: bool, do_consume: bool) -> Result<(), Bo
         println!(
             "consume, plain Fetch requests (no per-record client work): {raw_mbps:.1} MB/s of record batches"
         );
-        let base = sendfile_baseline(work.path(), rbytes)?;
+        let base = crate::baseline::sendfile(work.path(), rbytes)?;
         let base_mbps = rbytes as f64 / base.as_secs_f64() / 1e6;
         println!(
             "  baseline: sendfile of a page-cached file over loopback: {base_mbps:.1} MB/s -> plain Fetch is {:.2}x of it (target >= 0.7), librdkafka {:.2}x",

@@ -17,6 +17,51 @@ pub struct Node {
     pub port: u16,
     /// `/metrics` address.
     pub metrics: String,
+    /// How it was started, so that it can be started again on the same data directory.
+    bin: PathBuf,
+    args: Vec<String>,
+}
+
+impl Node {
+    /// SIGKILLs the process (no shutdown of any kind) and reaps it.
+    pub fn kill(&mut self) -> Result<(), BoxError> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts the process again with its settings and data directory, once it is listening.
+    pub fn restart(&mut self) -> Result<(), BoxError> {
+        self.child = spawn(&self.bin, &self.args)?;
+        Ok(())
+    }
+}
+
+/// Spawns `strata` and returns once it reports that it is listening; its output is drained.
+fn spawn(bin: &Path, args: &[String]) -> Result<Child, BoxError> {
+    let mut child = Command::new(bin)
+        .args(args)
+        .env(
+            "STRATA_LOG",
+            std::env::var("STRATA_BENCH_LOG").unwrap_or_else(|_| "error".into()),
+        )
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("listening on") => break,
+            Some(Ok(_)) => {}
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("strata exited before listening".into());
+            }
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok(child)
 }
 
 impl Drop for Node {
@@ -64,41 +109,34 @@ pub fn start_nodes(
     let mut nodes = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         let metrics = format!("127.0.0.1:{}", free_port()?);
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg("--node-id")
-            .arg((i + 1).to_string())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(dir.join(format!("node-{}", i + 1)))
-            .args(["--set", &format!("metrics.listen={metrics}")])
-            .env(
-                "STRATA_LOG",
-                std::env::var("STRATA_BENCH_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdout(Stdio::piped());
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--node-id".into(),
+            (i + 1).to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".into(),
+            dir.join(format!("node-{}", i + 1))
+                .to_string_lossy()
+                .into_owned(),
+            "--set".into(),
+            format!("metrics.listen={metrics}"),
+        ];
         if n > 1 {
-            cmd.args(["--set", &format!("controller.quorum.voters={voters}")]);
+            args.push("--set".into());
+            args.push(format!("controller.quorum.voters={voters}"));
         }
         for e in extra {
-            cmd.args(["--set", e]);
+            args.push("--set".into());
+            args.push((*e).to_string());
         }
-        let mut child = cmd.spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.contains("listening on") => break,
-                Some(Ok(_)) => {}
-                _ => return Err("strata exited before listening".into()),
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
+        let child = spawn(bin, &args)?;
         nodes.push(Node {
             child,
             port: *port,
             metrics,
+            bin: bin.to_path_buf(),
+            args,
         });
     }
     Ok(nodes)

@@ -8,10 +8,15 @@
 //! - `run`: a workload file (`benches/workloads/`) with a same-run socket-into-file baseline.
 //! - `failover`: SIGKILL of a partition leader in a 3-node cluster, against Kafka's timing.
 
+mod baseline;
+mod chart;
+mod clients;
 mod engine;
 mod failover;
 mod kafka;
 mod local_cluster;
+mod report;
+mod resources;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -48,8 +53,12 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Engine(args) => engine::run(args),
-        Command::Produce(args) => kafka::run(args, true, false),
-        Command::Consume(args) => kafka::run(args, true, true),
+        Command::Produce(args) => {
+            kafka::run(args, true, false).map_err(|e| e as Box<dyn std::error::Error>)
+        }
+        Command::Consume(args) => {
+            kafka::run(args, true, true).map_err(|e| e as Box<dyn std::error::Error>)
+        }
         Command::Failover(args) => failover::run(args).map_err(|e| e as Box<dyn std::error::Error>),
         Command::Run(args) => workload::run(args).map_err(|e| e as Box<dyn std::error::Error>),
     };

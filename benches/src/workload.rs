@@ -2,26 +2,31 @@
 //! against brokers this tool starts (one standalone broker or a local cluster) or any
 //! `--bootstrap-servers`. Producers and consumers are librdkafka (the `rdkafka` crate).
 //!
+//! Three shapes of run, chosen by the workload's fields:
+//! - steady (the default): producers (and consumers reading the tail) for `duration_s`;
+//! - backlog (`backlog_messages > 0`): the messages are produced first, then the consumers read
+//!   them from the start of the log, and the figure is their catch-up rate;
+//! - failover (`kill_leader_every_s > 0`, a cluster this tool starts): a steady run in which the
+//!   leader of partition 0 is SIGKILLed every so often and restarted once a new leader acked.
+//!
 //! Produce latency is measured from each message's *intended* send time when a rate is set
 //! (so a stalled broker is charged for every message it delayed: no coordinated omission), from
 //! its enqueue time when unthrottled. End-to-end latency is from the send time written into the
-//! first 8 bytes of each payload to its arrival at a consumer. The baseline, measured in the
-//! same run, is the same bytes over one loopback TCP connection into a file with an fdatasync
-//! at the broker's measured cadence.
+//! first 8 bytes of each payload to its arrival at a consumer. Baselines are measured in the same
+//! run (see [`crate::baseline`]), and the report (table, JSON, PNG charts) gives every figure as a
+//! ratio against them.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 
+use crate::clients::{self, PendingKill, Shared};
 use crate::local_cluster::{Node, bootstrap, start_nodes, strata_bin};
+use crate::report::{self, Failover, Kill, Point, Report, Resources};
+use crate::resources::Tracker;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -49,6 +54,8 @@ pub struct Workload {
     pub rate: u64,
     /// `acks`: 0, 1 or all.
     pub acks: String,
+    /// librdkafka `enable.idempotence`.
+    pub idempotence: bool,
     /// librdkafka `linger.ms`.
     pub linger_ms: u64,
     /// librdkafka `batch.size`.
@@ -57,10 +64,16 @@ pub struct Workload {
     pub compression: String,
     /// Consumers in one group (0: none).
     pub consumers: usize,
-    /// Measured seconds.
+    /// Measured seconds (a steady or failover run).
     pub duration_s: u64,
     /// Seconds run before measuring.
     pub warmup_s: u64,
+    /// A backlog run: produce this many messages first, then measure the consumers reading
+    /// them from the start (0: a steady run).
+    pub backlog_messages: u64,
+    /// A failover run: SIGKILL the leader of partition 0 this often (0: never). Needs a
+    /// cluster this tool starts.
+    pub kill_leader_every_s: u64,
 }
 
 impl Default for Workload {
@@ -76,12 +89,15 @@ impl Default for Workload {
             producers: 1,
             rate: 0,
             acks: "all".into(),
+            idempotence: false,
             linger_ms: 5,
             batch_bytes: 1 << 20,
             compression: "none".into(),
             consumers: 0,
             duration_s: 20,
             warmup_s: 3,
+            backlog_messages: 0,
+            kill_leader_every_s: 0,
         }
     }
 }
@@ -101,7 +117,8 @@ pub struct RunArgs {
     /// Path of the `strata` binary (default: next to this tool).
     #[arg(long)]
     strata_bin: Option<PathBuf>,
-    /// Where to write the JSON report (default: `target/strata-bench/<file stem>.json`).
+    /// Where to write the JSON report; the charts go beside it (default:
+    /// `target/strata-bench/<file stem>.json`).
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -130,223 +147,163 @@ fn load(args: &RunArgs) -> Result<Workload, BoxError> {
     if w.message_bytes < 8 {
         return Err("message_bytes must be at least 8".into());
     }
+    if w.backlog_messages > 0 && w.consumers == 0 {
+        return Err("a backlog workload needs consumers".into());
+    }
+    if w.backlog_messages > 0 && w.kill_leader_every_s > 0 {
+        return Err("a workload is either a backlog or a failover run, not both".into());
+    }
+    if w.kill_leader_every_s > 0
+        && (args.bootstrap_servers.is_some() || w.brokers < 3 || w.replication_factor < 2)
+    {
+        return Err(
+            "a failover workload needs a cluster this tool starts (brokers >= 3, replication_factor >= 2, no --bootstrap-servers)"
+                .into(),
+        );
+    }
     Ok(w)
 }
 
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+/// The brokers of a run: started by this tool (with usage tracking) or external.
+struct Brokers {
+    nodes: Arc<Mutex<Vec<Node>>>,
+    trackers: Vec<Tracker>,
+    metrics: Vec<String>,
 }
 
-/// Microseconds, 1 µs to 2 minutes, 3 significant digits.
-fn histogram() -> Result<Histogram<u64>, BoxError> {
-    Ok(Histogram::new_with_bounds(1, 120_000_000, 3)?)
-}
-
-/// What producers and consumers share while running.
-struct Shared {
-    measuring: AtomicBool,
-    stop: AtomicBool,
-    sent: AtomicU64,
-    acked: AtomicU64,
-    failed: AtomicU64,
-    received: AtomicU64,
-    produce_latency: Mutex<Histogram<u64>>,
-    e2e_latency: Mutex<Histogram<u64>>,
-}
-
-/// Records each delivery report: latency from the message's intended send time.
-struct Reports {
-    shared: Arc<Shared>,
-}
-
-impl rdkafka::ClientContext for Reports {}
-
-impl rdkafka::producer::ProducerContext for Reports {
-    /// The intended send time, and whether the message was sent while measuring.
-    type DeliveryOpaque = Box<(Instant, bool)>;
-
-    fn delivery(
-        &self,
-        result: &rdkafka::producer::DeliveryResult<'_>,
-        opaque: Self::DeliveryOpaque,
-    ) {
-        let (intended, measured) = *opaque;
-        if result.is_ok() {
-            self.shared.acked.fetch_add(1, Ordering::Relaxed);
-            if measured && let Ok(mut h) = self.shared.produce_latency.lock() {
-                let _ = h.record((intended.elapsed().as_micros() as u64).max(1));
-            }
-        } else {
-            self.shared.failed.fetch_add(1, Ordering::Relaxed);
+impl Brokers {
+    fn pids(&self) -> Vec<Option<u32>> {
+        match self.nodes.lock() {
+            Ok(n) => n.iter().map(|n| Some(n.child.id())).collect(),
+            Err(_) => Vec::new(),
         }
+    }
+
+    fn restart_tracking(&mut self) {
+        self.trackers = self.pids().into_iter().map(Tracker::new).collect();
+    }
+
+    fn sample(&mut self) {
+        let pids = self.pids();
+        for (t, pid) in self.trackers.iter_mut().zip(pids) {
+            t.sample(pid);
+        }
+    }
+
+    /// A counter summed over the brokers, per broker so that a restart (which zeroes its
+    /// counters) can be told from progress.
+    fn counters(&self, name: &str) -> Vec<f64> {
+        self.metrics
+            .iter()
+            .map(|m| crate::kafka::metric(m, name).unwrap_or(0.0))
+            .collect()
     }
 }
 
-fn producer_loop(
-    w: &Workload,
-    bootstrap: &str,
-    topic: &str,
-    shared: &Arc<Shared>,
-) -> Result<(), BoxError> {
-    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-    // librdkafka's own thread serves the delivery reports; this one paces and enqueues.
-    let producer: ThreadedProducer<Reports> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", &w.acks)
-        .set("linger.ms", w.linger_ms.to_string())
-        .set("batch.size", w.batch_bytes.to_string())
-        .set("compression.type", &w.compression)
-        .set("queue.buffering.max.kbytes", "1048576")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("message.timeout.ms", "60000")
-        .create_with_context(Reports {
-            shared: shared.clone(),
-        })?;
-    let per_producer = w.rate as f64 / w.producers.max(1) as f64;
-    let mut payload = vec![b'x'; w.message_bytes];
-    let start = Instant::now();
-    let mut i: u64 = 0;
-    while !shared.stop.load(Ordering::Relaxed) {
-        // The intended send time at a fixed rate; now when unthrottled.
-        let intended = if per_producer > 0.0 {
-            let t = start + Duration::from_secs_f64(i as f64 / per_producer);
-            if let Some(wait) = t.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            t
-        } else {
-            Instant::now()
-        };
-        if let Some(stamp) = payload.get_mut(..8) {
-            stamp.copy_from_slice(&now_nanos().to_be_bytes());
-        }
-        let key = (w.keys > 0).then(|| (i % w.keys).to_string());
-        let opaque = Box::new((intended, shared.measuring.load(Ordering::Relaxed)));
-        let mut rec = BaseRecord::with_opaque_to(topic, opaque).payload(&payload);
-        if let Some(k) = key.as_deref() {
-            rec = rec.key(k);
-        }
-        match producer.send(rec) {
-            Ok(()) => {
-                shared.sent.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-            }
-            Err((
-                rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                ),
-                _,
-            )) => std::thread::sleep(Duration::from_millis(1)),
-            Err((e, _)) => return Err(e.into()),
-        }
-    }
-    producer.flush(Duration::from_secs(60))?;
-    Ok(())
-}
-
-fn consumer_loop(bootstrap: &str, topic: &str, shared: &Shared) -> Result<(), BoxError> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "strata-bench")
-        .set("auto.offset.reset", "latest")
-        .set("enable.auto.commit", "true")
-        .set("fetch.wait.max.ms", "100")
-        .create()?;
-    c.subscribe(&[topic])?;
-    while !shared.stop.load(Ordering::Relaxed) {
-        let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        shared.received.fetch_add(1, Ordering::Relaxed);
-        if let Some(stamp) = m.payload().and_then(|p| p.get(..8))
-            && shared.measuring.load(Ordering::Relaxed)
-        {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(stamp);
-            let sent = u64::from_be_bytes(b);
-            let us = now_nanos().saturating_sub(sent) / 1000;
-            if let Ok(mut h) = shared.e2e_latency.lock() {
-                let _ = h.record(us.max(1));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn create_topic(bootstrap: &str, w: &Workload, topic: &str) -> Result<(), BoxError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let res = rt.block_on(admin.create_topics(
-            &[NewTopic::new(
-                topic,
-                w.partitions,
-                TopicReplication::Fixed(w.replication_factor),
-            )],
-            &AdminOptions::new(),
-        ))?;
-        match res.into_iter().next() {
-            Some(Ok(_)) | None => return Ok(()),
-            Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => return Ok(()),
-            // A cluster that is still forming: not enough live brokers yet.
-            Some(Err((_, e))) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Some(Err((t, e))) => return Err(format!("creating {t}: {e}").into()),
-        }
-    }
-}
-
-/// p50, p99, p99.9 and max of a microsecond histogram, in milliseconds.
-#[derive(serde::Serialize)]
-struct Percentiles {
-    p50: f64,
-    p99: f64,
-    p999: f64,
-    max: f64,
-}
-
-impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Percentiles {
-        Percentiles {
-            p50: ms(h, 0.5),
-            p99: ms(h, 0.99),
-            p999: ms(h, 0.999),
-            max: h.max() as f64 / 1000.0,
-        }
-    }
-}
-
-impl std::fmt::Display for Percentiles {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-            self.p50, self.p99, self.p999, self.max
-        )
-    }
-}
-
-fn ms(h: &Histogram<u64>, q: f64) -> f64 {
-    h.value_at_quantile(q) as f64 / 1000.0
-}
-
-fn broker_counter(nodes: &[Node], name: &str) -> f64 {
-    nodes
+/// Growth of per-broker counters from `before` to `after`; a broker whose counter went down
+/// was restarted and counts from zero.
+fn growth(before: &[f64], after: &[f64]) -> f64 {
+    before
         .iter()
-        .filter_map(|n| crate::kafka::metric(&n.metrics, name))
+        .zip(after)
+        .map(|(b, a)| if a >= b { a - b } else { *a })
         .sum()
 }
 
-/// Runs a workload and prints (and writes as JSON) its report.
+/// One-second samples of the counters, printed as the progress line.
+struct Sampler {
+    start: Instant,
+    last: Instant,
+    last_acked: u64,
+    last_received: u64,
+    message_bytes: f64,
+    produce: Histogram<u64>,
+    e2e: Histogram<u64>,
+    series: Vec<Point>,
+}
+
+impl Sampler {
+    fn new(shared: &Shared, message_bytes: usize) -> Sampler {
+        let now = Instant::now();
+        // What was recorded during warm-up is not measured.
+        for h in [&shared.produce_latency, &shared.e2e_latency] {
+            if let Ok(mut h) = h.lock() {
+                h.reset();
+            }
+        }
+        Sampler {
+            start: now,
+            last: now,
+            last_acked: shared.acked.load(Ordering::Relaxed),
+            last_received: shared.received.load(Ordering::Relaxed),
+            message_bytes: message_bytes as f64,
+            produce: clients::histogram(),
+            e2e: clients::histogram(),
+            series: Vec::new(),
+        }
+    }
+
+    /// Folds in what was recorded since the last sample, without a point of its own (the
+    /// clients are draining, not running).
+    fn finish(&mut self, shared: &Shared) {
+        for (from, into) in [
+            (&shared.produce_latency, &mut self.produce),
+            (&shared.e2e_latency, &mut self.e2e),
+        ] {
+            if let Ok(mut h) = from.lock() {
+                let _ = into.add(&*h);
+                h.reset();
+            }
+        }
+    }
+
+    fn sample(&mut self, shared: &Shared) {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64().max(1e-9);
+        let (acked, received) = (
+            shared.acked.load(Ordering::Relaxed),
+            shared.received.load(Ordering::Relaxed),
+        );
+        let interval = shared
+            .produce_latency
+            .lock()
+            .map(|mut h| {
+                let taken = h.clone();
+                h.reset();
+                taken
+            })
+            .unwrap_or_else(|_| clients::histogram());
+        if let Ok(mut h) = shared.e2e_latency.lock() {
+            let _ = self.e2e.add(&*h);
+            h.reset();
+        }
+        let _ = self.produce.add(&interval);
+        let produced = (acked - self.last_acked) as f64 / dt;
+        let consumed = (received - self.last_received) as f64 / dt;
+        let p = Point {
+            t_s: now.duration_since(self.start).as_secs_f64(),
+            produced_msgs_per_s: produced,
+            produced_mb_per_s: produced * self.message_bytes / 1e6,
+            consumed_msgs_per_s: consumed,
+            consumed_mb_per_s: consumed * self.message_bytes / 1e6,
+            produce_p99_ms: report::ms(&interval, 0.99),
+        };
+        eprintln!(
+            "  {:6.1}s  {:>9.0} msgs/s  {:>7.1} MB/s  consumed {:>9.0} msgs/s  produce p99 so far {:.2} ms",
+            p.t_s,
+            p.produced_msgs_per_s,
+            p.produced_mb_per_s,
+            p.consumed_msgs_per_s,
+            report::ms(&self.produce, 0.99)
+        );
+        self.series.push(p);
+        self.last = now;
+        self.last_acked = acked;
+        self.last_received = received;
+    }
+}
+
+/// Runs a workload and prints (and writes as JSON and PNG) its report.
 pub fn run(args: RunArgs) -> Result<(), BoxError> {
     let w = load(&args)?;
     let dir = tempfile::tempdir()?;
@@ -362,27 +319,61 @@ pub fn run(args: RunArgs) -> Result<(), BoxError> {
         .bootstrap_servers
         .clone()
         .unwrap_or_else(|| bootstrap(&nodes, None));
-    let topic = format!("bench-{}", now_nanos() % 1_000_000_000);
+    let metrics = nodes.iter().map(|n| n.metrics.clone()).collect();
+    let mut brokers = Brokers {
+        nodes: Arc::new(Mutex::new(nodes)),
+        trackers: Vec::new(),
+        metrics,
+    };
+    let topic = format!("bench-{}", clients::now_nanos() % 1_000_000_000);
     println!("workload: {} against {servers}", w.name);
-    create_topic(&servers, &w, &topic)?;
-    let shared = Arc::new(Shared {
-        measuring: AtomicBool::new(false),
-        stop: AtomicBool::new(false),
-        sent: AtomicU64::new(0),
-        acked: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        received: AtomicU64::new(0),
-        produce_latency: Mutex::new(histogram()?),
-        e2e_latency: Mutex::new(histogram()?),
+    clients::create_topic(&servers, &w, &topic)?;
+    let mut report = if w.backlog_messages > 0 {
+        backlog(&w, &servers, &topic, &mut brokers)?
+    } else {
+        steady(&w, &servers, &topic, &mut brokers)?
+    };
+    report.bootstrap_servers = servers;
+    report.workload = w.clone();
+    baselines(&mut report, &w, dir.path())?;
+    report.print();
+    let path = args.json.clone().unwrap_or_else(|| {
+        let stem = args
+            .workload
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "workload".into());
+        PathBuf::from("target/strata-bench").join(format!("{stem}.json"))
     });
+    report.write(&path)?;
+    Ok(())
+}
+
+/// A steady run (with leader kills for a failover workload).
+fn steady(
+    w: &Workload,
+    servers: &str,
+    topic: &str,
+    brokers: &mut Brokers,
+) -> Result<Report, BoxError> {
+    let shared = Shared::new();
     let mut threads = Vec::new();
     for _ in 0..w.consumers {
-        let (s, t, sh) = (servers.clone(), topic.clone(), shared.clone());
-        threads.push(std::thread::spawn(move || consumer_loop(&s, &t, &sh)));
+        let (s, t, sh) = (servers.to_string(), topic.to_string(), shared.clone());
+        threads.push(std::thread::spawn(move || {
+            clients::consumer_loop(&s, &t, "strata-bench", false, &sh)
+        }));
     }
     for _ in 0..w.producers.max(1) {
-        let (s, t, sh, wl) = (servers.clone(), topic.clone(), shared.clone(), w.clone());
-        threads.push(std::thread::spawn(move || producer_loop(&wl, &s, &t, &sh)));
+        let (s, t, sh, wl) = (
+            servers.to_string(),
+            topic.to_string(),
+            shared.clone(),
+            w.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            clients::producer_loop(&wl, &s, &t, &sh, None)
+        }));
     }
     std::thread::sleep(Duration::from_secs(w.warmup_s));
     // Consumers must have joined their group (and be receiving) before measuring starts.
@@ -393,112 +384,255 @@ pub fn run(args: RunArgs) -> Result<(), BoxError> {
     {
         std::thread::sleep(Duration::from_millis(100));
     }
+    let (fsyncs0, synced0) = (
+        brokers.counters("strata_fsyncs"),
+        brokers.counters("strata_batches_synced"),
+    );
     let (acked0, received0) = (
         shared.acked.load(Ordering::Relaxed),
         shared.received.load(Ordering::Relaxed),
     );
-    let (fsyncs0, synced0) = (
-        broker_counter(&nodes, "strata_fsyncs"),
-        broker_counter(&nodes, "strata_batches_synced"),
-    );
+    brokers.restart_tracking();
+    let mut me = Tracker::new(None);
+    let mut sampler = Sampler::new(&shared, w.message_bytes);
     shared.measuring.store(true, Ordering::Relaxed);
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(w.duration_s) {
-        std::thread::sleep(Duration::from_secs(1));
-        let secs = start.elapsed().as_secs_f64();
-        let acked = shared.acked.load(Ordering::Relaxed) - acked0;
-        let p99 = shared
-            .produce_latency
-            .lock()
-            .map(|h| ms(&h, 0.99))
-            .unwrap_or(0.0);
-        eprintln!(
-            "  {secs:5.1}s  {:>9.0} msgs/s  {:>7.1} MB/s  produce p99 {p99:.2} ms   ",
-            acked as f64 / secs,
-            acked as f64 * w.message_bytes as f64 / secs / 1e6,
+    let killer = (w.kill_leader_every_s > 0).then(|| {
+        let (nodes, sh, s, t) = (
+            brokers.nodes.clone(),
+            shared.clone(),
+            servers.to_string(),
+            topic.to_string(),
         );
+        let (every, start) = (Duration::from_secs(w.kill_leader_every_s), sampler.start);
+        std::thread::spawn(move || kill_leaders(&nodes, &sh, &s, &t, every, start))
+    });
+    while sampler.start.elapsed() < Duration::from_secs(w.duration_s) {
+        std::thread::sleep(Duration::from_secs(1));
+        sampler.sample(&shared);
+        brokers.sample();
+        me.sample(None);
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = sampler.start.elapsed().as_secs_f64();
     let acked = shared.acked.load(Ordering::Relaxed) - acked0;
     let received = shared.received.load(Ordering::Relaxed) - received0;
-    let fsyncs = broker_counter(&nodes, "strata_fsyncs") - fsyncs0;
-    let synced = broker_counter(&nodes, "strata_batches_synced") - synced0;
+    let fsyncs = growth(&fsyncs0, &brokers.counters("strata_fsyncs"));
+    let synced = growth(&synced0, &brokers.counters("strata_batches_synced"));
+    brokers.sample();
+    me.sample(None);
     shared.measuring.store(false, Ordering::Relaxed);
     shared.stop.store(true, Ordering::Relaxed);
+    let kills = match killer {
+        Some(k) => k.join().map_err(|_| "the leader killer panicked")??,
+        None => Vec::new(),
+    };
     for t in threads {
         t.join().map_err(|_| "a client thread panicked")??;
     }
+    sampler.finish(&shared);
     eprintln!();
-    let bytes = acked as f64 * w.message_bytes as f64;
-    let mbps = bytes / elapsed / 1e6;
-    // Baseline: the same bytes over loopback TCP into a file, fdatasync at the broker's cadence.
-    let sync_every = if fsyncs > 0.0 {
-        (bytes / fsyncs) as u64
-    } else {
-        u64::MAX
-    };
-    let baseline = crate::kafka::socket_to_file_baseline(
-        dir.path(),
-        bytes as u64,
-        w.message_bytes.max(1) * 64,
-        sync_every.max(1),
-    )
-    .map_err(|e| e.to_string())?;
-    let baseline_mbps = bytes / baseline.as_secs_f64() / 1e6;
-    let pl = shared
-        .produce_latency
-        .lock()
-        .map_err(|_| "poisoned")?
-        .clone();
-    let el = shared.e2e_latency.lock().map_err(|_| "poisoned")?.clone();
-    println!(
-        "throughput: {:.0} msgs/s, {mbps:.1} MB/s ({:.2}x the raw socket into a file at the same fsync cadence, {baseline_mbps:.1} MB/s)",
-        acked as f64 / elapsed,
-        mbps / baseline_mbps.max(1e-9)
-    );
-    let (pl, el) = (Percentiles::of(&pl), Percentiles::of(&el));
-    println!("produce latency ms: {pl}");
-    if w.consumers > 0 {
-        println!("end-to-end latency ms: {el}  ({received} received)");
+    let mut r = Report::new("steady", elapsed, acked, w.message_bytes);
+    r.received = received;
+    r.produce_latency = sampler.produce;
+    r.e2e_latency = (w.consumers > 0).then_some(sampler.e2e);
+    r.series = sampler.series;
+    r.fsyncs = (!brokers.metrics.is_empty()).then_some((fsyncs, synced));
+    r.resources = Resources::of(&brokers.trackers, &me, elapsed);
+    r.failed_sends = shared.failed.load(Ordering::Relaxed);
+    if w.kill_leader_every_s > 0 {
+        r.mode = "failover".into();
+        r.failover = Some(Failover::of(kills, &w.broker_settings));
     }
-    if !nodes.is_empty() {
-        println!(
-            "brokers: {:.0} fsyncs/s, {:.1} batches per fsync",
-            fsyncs / elapsed,
-            if fsyncs > 0.0 { synced / fsyncs } else { 0.0 }
+    Ok(r)
+}
+
+/// Kills the leader of partition 0 every `every` until `shared.stop`: waits for a full ISR,
+/// SIGKILLs the leader, waits for the first acknowledgement by a new leader (recorded by the
+/// producers' delivery reports), then restarts the killed broker.
+fn kill_leaders(
+    nodes: &Mutex<Vec<Node>>,
+    shared: &Shared,
+    servers: &str,
+    topic: &str,
+    every: Duration,
+    start: Instant,
+) -> Result<Vec<Kill>, BoxError> {
+    let mut kills = Vec::new();
+    let mut next = Instant::now() + every;
+    let stopped = || shared.stop.load(Ordering::Relaxed);
+    while !stopped() {
+        if Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        let Some((leader, isr, _)) = crate::failover::leader(servers, topic) else {
+            continue;
+        };
+        let replicas = nodes.lock().map_err(|_| "poisoned")?.len();
+        if leader <= 0 || isr < replicas {
+            // Not yet healed from the last kill: kill only a fully replicated partition.
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let victim = usize::try_from(leader - 1)?;
+        let measured_before = shared.failovers.lock().map_or(0, |f| f.len());
+        {
+            let mut nodes = nodes.lock().map_err(|_| "poisoned")?;
+            let node = nodes
+                .get_mut(victim)
+                .ok_or("leader id is not a started node")?;
+            let mut kill = shared.kill.lock().map_err(|_| "poisoned")?;
+            *kill = Some(PendingKill { at: Instant::now() });
+            shared.kill_pending.store(true, Ordering::Release);
+            node.kill()?;
+        }
+        let at_s = start.elapsed().as_secs_f64();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while shared.kill_pending.load(Ordering::Acquire) && Instant::now() < deadline && !stopped()
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A kill that never saw a new leader's ack stays unmeasured (reported as such).
+        shared.kill_pending.store(false, Ordering::Release);
+        if let Ok(mut k) = shared.kill.lock() {
+            *k = None;
+        }
+        let first_ack = shared
+            .failovers
+            .lock()
+            .ok()
+            .filter(|f| f.len() > measured_before)
+            .and_then(|f| f.last().copied());
+        kills.push(Kill {
+            at_s,
+            victim: leader,
+            first_ack_ms: first_ack.map(|d| d.as_secs_f64() * 1e3),
+        });
+        nodes
+            .lock()
+            .map_err(|_| "poisoned")?
+            .get_mut(victim)
+            .ok_or("victim vanished")?
+            .restart()?;
+        next = Instant::now() + every;
+    }
+    Ok(kills)
+}
+
+/// A backlog run: produce `backlog_messages`, then time the consumers reading them all.
+fn backlog(
+    w: &Workload,
+    servers: &str,
+    topic: &str,
+    brokers: &mut Brokers,
+) -> Result<Report, BoxError> {
+    let shared = Shared::new();
+    let per = w.backlog_messages.div_ceil(w.producers.max(1) as u64);
+    let total = per * w.producers.max(1) as u64;
+    eprintln!("  producing a backlog of {total} messages");
+    let produced_at = Instant::now();
+    let producers: Vec<_> = (0..w.producers.max(1))
+        .map(|_| {
+            let (s, t, sh, wl) = (
+                servers.to_string(),
+                topic.to_string(),
+                shared.clone(),
+                w.clone(),
+            );
+            std::thread::spawn(move || clients::producer_loop(&wl, &s, &t, &sh, Some(per)))
+        })
+        .collect();
+    for p in producers {
+        p.join().map_err(|_| "a producer panicked")??;
+    }
+    let produce_s = produced_at.elapsed().as_secs_f64();
+    let acked = shared.acked.load(Ordering::Relaxed);
+    if acked < total {
+        return Err(format!("only {acked} of {total} backlog messages were acknowledged").into());
+    }
+    eprintln!(
+        "  backlog produced in {produce_s:.1} s ({:.0} msgs/s); consumers start from the beginning",
+        acked as f64 / produce_s
+    );
+    brokers.restart_tracking();
+    let mut me = Tracker::new(None);
+    let mut sampler = Sampler::new(&shared, w.message_bytes);
+    shared.measuring.store(true, Ordering::Relaxed);
+    let consumers: Vec<_> = (0..w.consumers)
+        .map(|_| {
+            let (s, t, sh) = (servers.to_string(), topic.to_string(), shared.clone());
+            std::thread::spawn(move || {
+                clients::consumer_loop(&s, &t, "strata-bench-backlog", true, &sh)
+            })
+        })
+        .collect();
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while shared.received.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        if first.is_none() && shared.received.load(Ordering::Relaxed) > 0 {
+            first = Some(Instant::now());
+        }
+        if sampler.last.elapsed() >= Duration::from_secs(1) {
+            sampler.sample(&shared);
+            brokers.sample();
+            me.sample(None);
+        }
+    }
+    let elapsed = sampler.start.elapsed().as_secs_f64();
+    let received = shared.received.load(Ordering::Relaxed);
+    brokers.sample();
+    me.sample(None);
+    shared.stop.store(true, Ordering::Relaxed);
+    for c in consumers {
+        c.join().map_err(|_| "a consumer panicked")??;
+    }
+    sampler.sample(&shared);
+    eprintln!();
+    if received < total {
+        return Err(
+            format!("consumers read {received} of {total} backlog messages in 600 s").into(),
         );
     }
-    let failed = shared.failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        println!("failed sends: {failed}");
-    }
-    let report = serde_json::json!({
-        "workload": w,
-        "bootstrap_servers": servers,
-        "seconds": elapsed,
-        "msgs_per_s": acked as f64 / elapsed,
-        "mb_per_s": mbps,
-        "baseline_socket_to_file_mb_per_s": baseline_mbps,
-        "ratio_to_baseline": mbps / baseline_mbps.max(1e-9),
-        "produce_latency_ms": pl,
-        "e2e_latency_ms": el,
-        "e2e_received": received,
-        "fsyncs_per_s": fsyncs / elapsed,
-        "batches_per_fsync": if fsyncs > 0.0 { synced / fsyncs } else { 0.0 },
-        "failed_sends": failed,
+    let first = first.map_or(0.0, |f| f.duration_since(sampler.start).as_secs_f64());
+    let mut r = Report::new("backlog", elapsed, acked, w.message_bytes);
+    r.received = received;
+    r.backlog = Some(report::Backlog {
+        produce_s,
+        first_message_s: first,
+        catch_up_s: elapsed,
+        consume_msgs_per_s: received as f64 / (elapsed - first).max(1e-9),
+        consume_mb_per_s: received as f64 * w.message_bytes as f64
+            / (elapsed - first).max(1e-9)
+            / 1e6,
     });
-    let path = args.json.clone().unwrap_or_else(|| {
-        let stem = args
-            .workload
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "workload".into());
-        PathBuf::from("target/strata-bench").join(format!("{stem}.json"))
-    });
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+    r.produce_latency = sampler.produce;
+    r.series = sampler.series;
+    r.resources = Resources::of(&brokers.trackers, &me, elapsed);
+    r.failed_sends = shared.failed.load(Ordering::Relaxed);
+    Ok(r)
+}
+
+/// Measures the baselines for `r` in this run, on the same disk and loopback.
+fn baselines(r: &mut Report, w: &Workload, dir: &Path) -> Result<(), BoxError> {
+    let bytes = r.bytes();
+    if r.backlog.is_some() {
+        let consumed = r.received as f64 * w.message_bytes as f64;
+        let d = crate::baseline::sendfile(dir, consumed as u64)?;
+        r.baselines.sendfile_mb_per_s = Some(consumed / d.as_secs_f64() / 1e6);
+        return Ok(());
     }
-    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
-    println!("report: {}", path.display());
+    if bytes == 0 {
+        return Ok(());
+    }
+    // The same fsync cadence as the brokers (bytes per fsync); none for external brokers.
+    let sync_every = match r.fsyncs {
+        Some((f, _)) if f > 0.0 => (bytes as f64 / f) as u64,
+        _ => u64::MAX,
+    };
+    let chunk = w.message_bytes.max(1) * 64;
+    let d = crate::baseline::socket_to_file(dir, bytes, chunk, sync_every.max(1))?;
+    r.baselines.socket_to_file_mb_per_s = Some(bytes as f64 / d.as_secs_f64() / 1e6);
+    let d = crate::baseline::disk(dir, bytes, chunk, sync_every.max(1))?;
+    r.baselines.disk_mb_per_s = Some(bytes as f64 / d.as_secs_f64() / 1e6);
     Ok(())
 }
