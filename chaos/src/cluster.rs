@@ -1,0 +1,299 @@
+//! The cluster under test: N `strata` processes on 127.0.0.1, every node both broker and
+//! controller, with a [`Proxy`] on every directed link between two nodes (controller quorum,
+//! heartbeats and replica fetches all pass through them). Clients reach the brokers directly,
+//! so a node cut off from its peers is still reachable by clients, as in a real partition.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::proxy::Proxy;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One node: its process (absent while killed) and how to start it again.
+#[derive(Debug)]
+pub struct Node {
+    /// Node id (1-based).
+    pub id: usize,
+    /// Kafka port.
+    pub port: u16,
+    /// Metrics port.
+    pub metrics_port: u16,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+/// A running cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    bin: PathBuf,
+    /// Nodes; `nodes[i]` has id `i + 1`.
+    pub nodes: Vec<Node>,
+    /// Proxies by (from, to) node id: [controller link, Kafka link].
+    links: HashMap<(usize, usize), [Proxy; 2]>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes under `dir` with `settings` (`key=value`, each broker's `--set`).
+    pub fn start(
+        bin: &Path,
+        dir: &Path,
+        n: usize,
+        settings: &[String],
+    ) -> Result<Cluster, BoxError> {
+        std::fs::create_dir_all(dir)?;
+        let kafka: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+        let ctrl: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+        let mut links = HashMap::new();
+        for from in 1..=n {
+            for to in (1..=n).filter(|t| *t != from) {
+                links.insert(
+                    (from, to),
+                    [Proxy::start(ctrl[to - 1])?, Proxy::start(kafka[to - 1])?],
+                );
+            }
+        }
+        let mut nodes = Vec::new();
+        for id in 1..=n {
+            let voters: Vec<String> = (1..=n)
+                .map(|to| {
+                    let port = if to == id {
+                        ctrl[to - 1]
+                    } else {
+                        links[&(id, to)][0].port
+                    };
+                    format!("{to}@127.0.0.1:{port}")
+                })
+                .collect();
+            let overrides: Vec<String> = (1..=n)
+                .filter(|to| *to != id)
+                .map(|to| format!("{to}@127.0.0.1:{}", links[&(id, to)][1].port))
+                .collect();
+            let metrics_port = free_port()?;
+            let data_dir = dir.join(format!("node-{id}"));
+            let mut args: Vec<String> = vec![
+                "serve".into(),
+                "--node-id".into(),
+                id.to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{}", kafka[id - 1]),
+                "--data-dir".into(),
+                data_dir.to_string_lossy().into_owned(),
+            ];
+            let mut set = vec![
+                format!("metrics.listen=127.0.0.1:{metrics_port}"),
+                format!("controller.quorum.voters={}", voters.join(",")),
+                format!("inter.broker.address.overrides={}", overrides.join(",")),
+            ];
+            set.extend(settings.iter().cloned());
+            for s in set {
+                args.push("--set".into());
+                args.push(s);
+            }
+            nodes.push(Node {
+                id,
+                port: kafka[id - 1],
+                metrics_port,
+                data_dir,
+                child: None,
+                paused: false,
+                args,
+                log: dir.join(format!("node-{id}.log")),
+            });
+        }
+        let mut c = Cluster {
+            bin: bin.to_path_buf(),
+            nodes,
+            links,
+        };
+        for id in 1..=n {
+            c.start_node(id)?;
+        }
+        Ok(c)
+    }
+
+    fn node(&mut self, id: usize) -> Result<&mut Node, BoxError> {
+        self.nodes
+            .get_mut(id.wrapping_sub(1))
+            .ok_or_else(|| format!("no node {id}").into())
+    }
+
+    /// Starts node `id` (after a kill) and waits until its Kafka port accepts connections.
+    pub fn start_node(&mut self, id: usize) -> Result<(), BoxError> {
+        let bin = self.bin.clone();
+        let node = self.node(id)?;
+        if node.child.is_some() {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)?;
+        let child = Command::new(&bin)
+            .args(&node.args)
+            .env(
+                "STRATA_LOG",
+                std::env::var("STRATA_CHAOS_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()?;
+        node.child = Some(child);
+        node.paused = false;
+        let port = node.port;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(format!("node {id} did not listen within 60 s").into());
+            }
+            if let Some(Ok(Some(status))) = self.node(id)?.child.as_mut().map(Child::try_wait) {
+                return Err(format!("node {id} exited at start: {status}").into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs node `id` (resuming it first if paused, so the kill lands).
+    pub fn kill(&mut self, id: usize) -> Result<(), BoxError> {
+        let node = self.node(id)?;
+        if let Some(mut child) = node.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        node.paused = false;
+        Ok(())
+    }
+
+    fn signal(&mut self, id: usize, sig: libc::c_int) -> Result<(), BoxError> {
+        let node = self.node(id)?;
+        if let Some(child) = &node.child {
+            let pid = libc::pid_t::try_from(child.id())?;
+            // SAFETY: kill(2) with a pid this process spawned and has not reaped.
+            if unsafe { libc::kill(pid, sig) } != 0 {
+                return Err(std::io::Error::last_os_error().into());
+            }
+            node.paused = sig == libc::SIGSTOP;
+        }
+        Ok(())
+    }
+
+    /// SIGSTOPs node `id`.
+    pub fn pause(&mut self, id: usize) -> Result<(), BoxError> {
+        self.signal(id, libc::SIGSTOP)
+    }
+
+    /// SIGCONTs node `id`.
+    pub fn resume(&mut self, id: usize) -> Result<(), BoxError> {
+        self.signal(id, libc::SIGCONT)
+    }
+
+    /// Whether node `id` runs (started, not killed, not paused).
+    pub fn is_up(&self, id: usize) -> bool {
+        self.nodes
+            .get(id.wrapping_sub(1))
+            .is_some_and(|n| n.child.is_some() && !n.paused)
+    }
+
+    /// Cuts every link between a node of `a` and a node of `b`, both ways.
+    pub fn cut_between(&self, a: &[usize], b: &[usize]) {
+        for ((from, to), ps) in &self.links {
+            if (a.contains(from) && b.contains(to)) || (b.contains(from) && a.contains(to)) {
+                ps.iter().for_each(Proxy::cut);
+            }
+        }
+    }
+
+    /// Cuts the replica fetches of `followers` from `leader` (controller links stay up).
+    pub fn cut_replication(&self, leader: usize, followers: &[usize]) {
+        for f in followers {
+            if let Some(ps) = self.links.get(&(*f, leader)) {
+                ps[1].cut();
+            }
+        }
+    }
+
+    /// Holds back everything `from` sends to `to` (requests on `from`'s links to `to`,
+    /// responses on `to`'s links to `from`); `to` still reaches `from`.
+    pub fn stall_one_way(&self, from: usize, to: usize) {
+        if let Some(ps) = self.links.get(&(from, to)) {
+            ps.iter().for_each(|p| p.stall(true));
+        }
+        if let Some(ps) = self.links.get(&(to, from)) {
+            ps.iter().for_each(|p| p.stall(false));
+        }
+    }
+
+    /// Adds `delay` to every link of node `id`.
+    pub fn slow(&self, id: usize, delay: Duration) {
+        for ((from, to), ps) in &self.links {
+            if *from == id || *to == id {
+                ps.iter().for_each(|p| p.slow(delay));
+            }
+        }
+    }
+
+    /// Heals every link.
+    pub fn heal_links(&self) {
+        self.links.values().flatten().for_each(Proxy::heal);
+    }
+
+    /// Bootstrap servers of every node.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node that reports itself the active controller, if one does now.
+    pub fn active_controller(&self) -> Option<usize> {
+        self.nodes
+            .iter()
+            .filter(|n| self.is_up(n.id))
+            .find(|n| metric(n.metrics_port, "strata_controller_active") == Some(1.0))
+            .map(|n| n.id)
+    }
+
+    /// Kills every process (at the end of a run).
+    pub fn stop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A value of the Prometheus endpoint on `port`.
+pub fn metric(port: u16, name: &str) -> Option<f64> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}

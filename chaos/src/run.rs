@@ -1,0 +1,429 @@
+//! One chaos run: a cluster, clients, the fault schedule, healing, the final read, the check.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::checker::{self, Findings};
+use crate::cluster::Cluster;
+use crate::history::{Event, Recorder};
+use crate::schedule::{self, FaultKind, Step};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Settings every chaos cluster starts with (before `--set`): RF=3, min.insync.replicas=2,
+/// fsync before acknowledging.
+pub const DEFAULT_SETTINGS: &[&str] = &[
+    "min.insync.replicas=2",
+    "default.replication.factor=3",
+    "offsets.topic.replication.factor=3",
+    "offsets.topic.num.partitions=3",
+    "log.flush.policy=always",
+    "log.segment.bytes=1048576",
+];
+
+/// What a run does.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Options {
+    /// Seed of the fault schedule.
+    pub seed: u64,
+    /// Seconds of faults and load (healing and the final read come after).
+    pub duration_s: u64,
+    /// Brokers (every one also a controller).
+    pub brokers: usize,
+    /// Partitions of the topic under test.
+    pub partitions: i32,
+    /// Producers; the first half idempotent.
+    pub producers: u32,
+    /// Messages per second of each producer.
+    pub rate: u64,
+    /// Group consumers.
+    pub consumers: u32,
+    /// Broker settings after the defaults (`key=value`).
+    pub settings: Vec<String>,
+    /// Fault kinds to draw from.
+    pub faults: Vec<String>,
+}
+
+/// What a run found.
+#[derive(Debug, serde::Serialize)]
+pub struct Outcome {
+    pub findings: Findings,
+    /// Fraction of 1-second windows with at most one broker faulty in which an acks=all
+    /// produce was acknowledged.
+    pub availability: f64,
+    /// Those windows.
+    pub eligible_windows: u64,
+}
+
+fn admin_create(bootstrap: &str, topic: &str, partitions: i32, rf: i32) -> Result<(), BoxError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "3")
+        .create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let res = rt.block_on(admin.create_topics(
+            &[NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(rf),
+            )],
+            &AdminOptions::new(),
+        ));
+        match res.map(|r| r.into_iter().next()) {
+            Ok(Some(Ok(_)) | None) => return Ok(()),
+            Ok(Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)))) => {
+                return Ok(());
+            }
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(300)),
+            Ok(Some(Err((t, e)))) => return Err(format!("creating {t}: {e}").into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn wait_live(bootstrap: &str, n: usize, timeout: Duration) -> Result<(), BoxError> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "3")
+        .create()?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if c.fetch_metadata(None, Duration::from_secs(2))
+            .is_ok_and(|md| md.brokers().len() == n)
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("{n} brokers were not live within {timeout:?}").into())
+}
+
+/// The leader of `topic`/`partition` as the live brokers report it.
+fn leader(bootstrap: &str, topic: &str, partition: i32) -> Option<usize> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "3")
+        .create()
+        .ok()?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(2)).ok()?;
+    let p = md
+        .topics()
+        .first()?
+        .partitions()
+        .iter()
+        .find(|p| p.id() == partition)?;
+    usize::try_from(p.leader()).ok().filter(|l| *l > 0)
+}
+
+/// A fault as applied: what it touched, for healing and for the availability account.
+struct Applied {
+    kind: FaultKind,
+    killed: Vec<usize>,
+    paused: Vec<usize>,
+    /// Brokers counted faulty while it lasts.
+    faulty: usize,
+}
+
+fn apply(c: &mut Cluster, step: &Step, topic: &str) -> Result<(Applied, Vec<usize>), BoxError> {
+    let n = c.nodes.len();
+    let one = step.nodes.first().copied().unwrap_or(1);
+    let mut a = Applied {
+        kind: step.kind,
+        killed: Vec::new(),
+        paused: Vec::new(),
+        faulty: 1,
+    };
+    let others = |x: usize| (1..=n).filter(move |i| *i != x).collect::<Vec<_>>();
+    let nodes = match step.kind {
+        FaultKind::Kill => {
+            c.kill(one)?;
+            a.killed.push(one);
+            vec![one]
+        }
+        FaultKind::KillController => {
+            let id = c.active_controller().unwrap_or(one);
+            c.kill(id)?;
+            a.killed.push(id);
+            vec![id]
+        }
+        FaultKind::KillAll => {
+            for id in 1..=n {
+                c.kill(id)?;
+                a.killed.push(id);
+            }
+            a.faulty = n;
+            (1..=n).collect()
+        }
+        FaultKind::Pause => {
+            c.pause(one)?;
+            a.paused.push(one);
+            vec![one]
+        }
+        FaultKind::Isolate => {
+            c.cut_between(&[one], &others(one));
+            vec![one]
+        }
+        FaultKind::LeaderCut | FaultKind::LeaderCutKill => {
+            let l = leader(&c.bootstrap(), topic, 0).unwrap_or(one);
+            c.cut_replication(l, &others(l));
+            vec![l]
+        }
+        FaultKind::Split => {
+            let majority: Vec<usize> = (1..=n).filter(|i| !step.nodes.contains(i)).collect();
+            c.cut_between(&step.nodes, &majority);
+            a.faulty = step.nodes.len();
+            step.nodes.clone()
+        }
+        FaultKind::OneWay => {
+            let to = step.nodes.get(1).copied().unwrap_or(1);
+            c.stall_one_way(one, to);
+            vec![one, to]
+        }
+        FaultKind::Slow => {
+            c.slow(one, Duration::from_millis(step.delay_ms));
+            vec![one]
+        }
+    };
+    Ok((a, nodes))
+}
+
+fn heal(c: &mut Cluster, a: &Applied) -> Result<(), BoxError> {
+    c.heal_links();
+    for id in &a.paused {
+        c.resume(*id)?;
+    }
+    for id in &a.killed {
+        c.start_node(*id)?;
+    }
+    Ok(())
+}
+
+/// Runs the chaos test described by `opts` with the `strata` binary `bin`, writing
+/// everything into `dir`.
+pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("options.json"), serde_json::to_vec_pretty(opts)?)?;
+    let kinds: Vec<FaultKind> = opts
+        .faults
+        .iter()
+        .map(|f| FaultKind::parse(f).ok_or_else(|| format!("unknown fault {f:?}")))
+        .collect::<Result<_, _>>()?;
+    let steps = schedule::generate(opts.seed, opts.duration_s * 1000, opts.brokers, &kinds);
+    let plan: Vec<String> = steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{:>8} ms  hold {:>5} ms  {:<16} nodes {:?}",
+                s.at_ms,
+                s.hold_ms,
+                s.kind.name(),
+                s.nodes
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.join("schedule.txt"),
+        format!("seed {}\n{}\n", opts.seed, plan.join("\n")),
+    )?;
+    let mut settings: Vec<String> = DEFAULT_SETTINGS.iter().map(|s| s.to_string()).collect();
+    settings.extend(opts.settings.iter().cloned());
+    let data = dir.join("cluster");
+    let _ = std::fs::remove_dir_all(&data);
+    let mut cluster = Cluster::start(bin, &data, opts.brokers, &settings)?;
+    let bootstrap = cluster.bootstrap();
+    wait_live(&bootstrap, opts.brokers, Duration::from_secs(60))?;
+    let topic = "chaos";
+    let rf = i32::try_from(opts.brokers.min(3))?;
+    admin_create(&bootstrap, topic, opts.partitions, rf)?;
+    let rec = Arc::new(Recorder::create(&dir.join("history.jsonl"))?);
+    let stop_producers = Arc::new(AtomicBool::new(false));
+    let stop_consumers = Arc::new(AtomicBool::new(false));
+    let mut producers = Vec::new();
+    for id in 0..opts.producers {
+        let (b, r, s) = (bootstrap.clone(), rec.clone(), stop_producers.clone());
+        let (idem, rate) = (id < opts.producers.div_ceil(2), opts.rate);
+        producers.push(std::thread::spawn(move || {
+            crate::clients::produce(id, idem, &b, topic, rate, r, s)
+        }));
+    }
+    let mut consumers = Vec::new();
+    for id in 0..opts.consumers {
+        let (b, r, s) = (bootstrap.clone(), rec.clone(), stop_consumers.clone());
+        consumers.push(std::thread::spawn(move || {
+            crate::clients::consume(id, &b, topic, r, s)
+        }));
+    }
+    {
+        let (b, r, s, p) = (
+            bootstrap.clone(),
+            rec.clone(),
+            stop_consumers.clone(),
+            opts.partitions,
+        );
+        consumers.push(std::thread::spawn(move || {
+            crate::clients::observe_commits(&b, topic, p, r, s)
+        }));
+    }
+    // Faulty broker count over time, for availability: (from ms, to ms, faulty).
+    let mut faulty: Vec<(u64, u64, usize)> = Vec::new();
+    let started = Instant::now();
+    for step in &steps {
+        if let Some(wait) = Duration::from_millis(step.at_ms).checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let from = rec.now_ms();
+        let (applied, nodes) = apply(&mut cluster, step, topic)?;
+        eprintln!(
+            "strata-chaos: {:>6.1}s {} {:?}",
+            started.elapsed().as_secs_f64(),
+            step.kind.name(),
+            nodes
+        );
+        rec.record(&Event::Fault {
+            t_ms: from,
+            kind: step.kind.name().into(),
+            nodes: nodes.clone(),
+        });
+        if step.kind == FaultKind::LeaderCutKill {
+            // Cut first, then kill the leader while cut: what it acknowledged alone is at
+            // stake.
+            std::thread::sleep(Duration::from_millis(step.hold_ms / 2));
+            if let Some(l) = nodes.first() {
+                cluster.kill(*l)?;
+            }
+            std::thread::sleep(Duration::from_millis(step.hold_ms / 2));
+            heal(&mut cluster, &applied)?;
+            if let Some(l) = nodes.first() {
+                cluster.start_node(*l)?;
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(step.hold_ms));
+            heal(&mut cluster, &applied)?;
+        }
+        let to = rec.now_ms();
+        rec.record(&Event::Heal {
+            t_ms: to,
+            kind: applied.kind.name().into(),
+        });
+        faulty.push((from, to, applied.faulty));
+    }
+    if let Some(wait) = Duration::from_secs(opts.duration_s).checked_sub(started.elapsed()) {
+        std::thread::sleep(wait);
+    }
+    let load_end_ms = rec.now_ms();
+    eprintln!("strata-chaos: load done; draining producers");
+    stop_producers.store(true, std::sync::atomic::Ordering::Relaxed);
+    for p in producers {
+        p.join().map_err(|_| "a producer panicked")??;
+    }
+    // Consumers read what was acknowledged last before they stop.
+    std::thread::sleep(Duration::from_secs(5));
+    stop_consumers.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in consumers {
+        c.join().map_err(|_| "a consumer panicked")??;
+    }
+    eprintln!("strata-chaos: final read");
+    wait_live(&bootstrap, opts.brokers, Duration::from_secs(60))?;
+    crate::clients::final_read(
+        &bootstrap,
+        topic,
+        opts.partitions,
+        &rec,
+        Duration::from_secs(90),
+    )?;
+    rec.flush()?;
+    cluster.stop();
+    let events = crate::history::load(&dir.join("history.jsonl")).map_err(|e| e.to_string())?;
+    let findings = checker::check(&events);
+    let (availability, eligible) = availability(&events, &faulty, load_end_ms);
+    let outcome = Outcome {
+        findings,
+        availability,
+        eligible_windows: eligible,
+    };
+    write_report(dir, &outcome)?;
+    Ok(outcome)
+}
+
+/// Availability over 1-second windows from the first fault's quiet start to the end of the
+/// load: of the windows with at most one broker faulty, the fraction in which at least one
+/// acks=all produce was acknowledged.
+fn availability(events: &[Event], faulty: &[(u64, u64, usize)], end_ms: u64) -> (f64, u64) {
+    let mut acked_in = std::collections::HashSet::new();
+    for e in events {
+        if let Event::Ack { t_ms, .. } = e {
+            acked_in.insert(t_ms / 1000);
+        }
+    }
+    let (mut eligible, mut available) = (0u64, 0u64);
+    // The first seconds are the cluster warming up its clients; start at 3 s.
+    for w in 3..end_ms / 1000 {
+        let (from, to) = (w * 1000, (w + 1) * 1000);
+        let worst = faulty
+            .iter()
+            .filter(|(f, t, _)| *f < to && *t > from)
+            .map(|(_, _, n)| *n)
+            .max()
+            .unwrap_or(0);
+        if worst <= 1 {
+            eligible += 1;
+            if acked_in.contains(&w) {
+                available += 1;
+            }
+        }
+    }
+    (available as f64 / eligible.max(1) as f64, eligible)
+}
+
+/// Writes `findings.json`, `anomalies.txt` and `summary.txt` into `dir`.
+pub fn write_report(dir: &Path, o: &Outcome) -> Result<(), BoxError> {
+    std::fs::write(dir.join("findings.json"), serde_json::to_vec_pretty(o)?)?;
+    let lines: Vec<String> = o
+        .findings
+        .anomalies
+        .iter()
+        .map(|a| {
+            format!(
+                "{:<20} partition {:>3} offset {:>8}  {}",
+                a.kind.name(),
+                a.partition,
+                a.offset,
+                a.detail
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("anomalies.txt"), lines.join("\n") + "\n")?;
+    std::fs::write(dir.join("summary.txt"), summary(o))?;
+    Ok(())
+}
+
+/// The summary table of an outcome.
+pub fn summary(o: &Outcome) -> String {
+    format!(
+        "{}availability: {:.1}% of {} one-second windows with at most one broker faulty had an acknowledged acks=all produce\nverdict: {}\n",
+        o.findings.table(),
+        o.availability * 100.0,
+        o.eligible_windows,
+        if o.findings.clean() {
+            "no anomaly found"
+        } else {
+            "ANOMALIES FOUND (see anomalies.txt)"
+        }
+    )
+}
+
+/// The run directory to use when none is given: `target/strata-chaos/<seed>`.
+pub fn default_dir(seed: u64) -> PathBuf {
+    PathBuf::from("target/strata-chaos").join(seed.to_string())
+}

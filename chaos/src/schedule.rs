@@ -1,0 +1,140 @@
+//! The fault schedule: a seeded sequence of faults, each held for a while and then healed,
+//! with quiet time between them. The same seed and options give the same schedule; which
+//! node a fault lands on is drawn from the seed too, except where it depends on the cluster's
+//! state at that moment (the active controller, a partition's leader), which the history
+//! records.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The faults `strata-chaos` can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// SIGKILL of one broker, restarted at the heal.
+    Kill,
+    /// SIGKILL of the active controller, restarted at the heal.
+    KillController,
+    /// SIGKILL of every broker at once, all restarted at the heal.
+    KillAll,
+    /// SIGSTOP of one broker, longer than the session timeout; SIGCONT at the heal.
+    Pause,
+    /// One broker cut off from every other (clients still reach it).
+    Isolate,
+    /// The leader of partition 0 cut from its followers' fetches (controller links stay up).
+    LeaderCut,
+    /// The leader of partition 0 cut from its followers, then SIGKILLed while cut.
+    LeaderCutKill,
+    /// The nodes split into a minority and a majority.
+    Split,
+    /// Everything one broker sends to another is held back; the other direction flows.
+    OneWay,
+    /// 20-100 ms added to every link of one broker.
+    Slow,
+}
+
+impl FaultKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [FaultKind; 10] = [
+        FaultKind::Kill,
+        FaultKind::KillController,
+        FaultKind::KillAll,
+        FaultKind::Pause,
+        FaultKind::Isolate,
+        FaultKind::LeaderCut,
+        FaultKind::LeaderCutKill,
+        FaultKind::Split,
+        FaultKind::OneWay,
+        FaultKind::Slow,
+    ];
+
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::KillController => "kill-controller",
+            FaultKind::KillAll => "kill-all",
+            FaultKind::Pause => "pause",
+            FaultKind::Isolate => "isolate",
+            FaultKind::LeaderCut => "leader-cut",
+            FaultKind::LeaderCutKill => "leader-cut-kill",
+            FaultKind::Split => "split",
+            FaultKind::OneWay => "one-way",
+            FaultKind::Slow => "slow",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// One scheduled fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Milliseconds after the run started.
+    pub at_ms: u64,
+    /// How long it is held.
+    pub hold_ms: u64,
+    pub kind: FaultKind,
+    /// Nodes drawn for it: the broker for single-node faults, the minority for a split,
+    /// (from, to) for one-way.
+    pub nodes: Vec<usize>,
+    /// Added link delay for `Slow`, in ms.
+    pub delay_ms: u64,
+}
+
+/// The schedule of a run of `total_ms` over nodes `1..=n` with faults of `kinds`: a quiet
+/// start, then faults held 2-8 s (pauses 1-3 s, over the 600 ms session timeout) with 3-6 s
+/// of quiet after each, ending early enough to heal before `total_ms`.
+pub fn generate(seed: u64, total_ms: u64, n: usize, kinds: &[FaultKind]) -> Vec<Step> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut steps = Vec::new();
+    let mut t = 5_000;
+    if kinds.is_empty() || n == 0 {
+        return steps;
+    }
+    loop {
+        let kind = kinds[rng.random_range(0..kinds.len())];
+        let hold_ms = match kind {
+            FaultKind::Pause => rng.random_range(1_000..3_000),
+            FaultKind::LeaderCutKill => rng.random_range(6_000..10_000),
+            _ => rng.random_range(2_000..8_000),
+        };
+        let quiet_ms = rng.random_range(3_000..6_000);
+        if t + hold_ms + quiet_ms > total_ms {
+            break;
+        }
+        let one = rng.random_range(1..=n);
+        let nodes = match kind {
+            FaultKind::Split => {
+                let minority = (n - 1) / 2;
+                let mut all: Vec<usize> = (1..=n).collect();
+                let mut picked = Vec::new();
+                for _ in 0..minority.max(1) {
+                    picked.push(all.remove(rng.random_range(0..all.len())));
+                }
+                picked.sort_unstable();
+                picked
+            }
+            FaultKind::OneWay => {
+                let mut to = rng.random_range(1..=n);
+                if to == one {
+                    to = to % n + 1;
+                }
+                vec![one, to]
+            }
+            FaultKind::KillAll => (1..=n).collect(),
+            _ => vec![one],
+        };
+        steps.push(Step {
+            at_ms: t,
+            hold_ms,
+            kind,
+            nodes,
+            delay_ms: rng.random_range(20..100),
+        });
+        t += hold_ms + quiet_ms;
+    }
+    steps
+}

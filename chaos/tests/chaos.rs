@@ -1,0 +1,94 @@
+//! Short, bounded chaos runs of the real cluster (the `strata` binary of this build, real
+//! SIGKILLs, real librdkafka clients): with the default settings the checker finds nothing;
+//! with deliberately unsafe settings it finds the losses, so it can fail.
+
+use std::path::PathBuf;
+
+use strata_chaos::checker::Kind;
+use strata_chaos::run::{Options, run};
+
+/// The `strata` binary built next to this test (`target/<profile>/strata`).
+fn strata_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("strata"))
+        .unwrap_or_else(|| panic!("no target directory above {exe:?}"));
+    assert!(
+        bin.exists(),
+        "{bin:?} is missing: build the workspace first (scripts/test does)"
+    );
+    bin
+}
+
+fn options(seed: u64, duration_s: u64, faults: &[&str], settings: &[&str]) -> Options {
+    Options {
+        seed,
+        duration_s,
+        brokers: 3,
+        partitions: 3,
+        producers: 4,
+        rate: 40,
+        consumers: 2,
+        settings: settings.iter().map(|s| s.to_string()).collect(),
+        faults: faults.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+#[test]
+fn default_settings_lose_nothing_under_mixed_faults() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let opts = options(
+        20261201,
+        90,
+        &[
+            "kill",
+            "kill-controller",
+            "kill-all",
+            "pause",
+            "isolate",
+            "leader-cut",
+            "leader-cut-kill",
+            "split",
+            "one-way",
+            "slow",
+        ],
+        &[],
+    );
+    let o = run(&opts, &strata_bin(), dir.path()).unwrap_or_else(|e| panic!("chaos run: {e}"));
+    let summary = strata_chaos::run::summary(&o);
+    eprintln!("{summary}");
+    assert!(o.findings.stats.acks > 1000, "too little load:\n{summary}");
+    let faults: u64 = o.findings.stats.faults.values().sum();
+    assert!(faults >= 5, "too few faults:\n{summary}");
+    assert!(
+        o.findings.clean(),
+        "anomalies:\n{summary}\n{:#?}",
+        o.findings.anomalies.iter().take(20).collect::<Vec<_>>()
+    );
+    assert!(o.availability > 0.0, "{summary}");
+}
+
+#[test]
+fn unclean_election_with_one_insync_replica_loses_acknowledged_writes() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let opts = options(
+        7,
+        40,
+        &["leader-cut-kill"],
+        &[
+            "unclean.leader.election.enable=true",
+            "min.insync.replicas=1",
+            "log.flush.policy=os",
+            "replica.lag.time.max.ms=1500",
+        ],
+    );
+    let o = run(&opts, &strata_bin(), dir.path()).unwrap_or_else(|e| panic!("chaos run: {e}"));
+    let summary = strata_chaos::run::summary(&o);
+    eprintln!("{summary}");
+    assert!(
+        o.findings.count(Kind::LostWrite) + o.findings.count(Kind::OffsetConflict) > 0,
+        "the checker found no loss under unsafe settings:\n{summary}"
+    );
+}
