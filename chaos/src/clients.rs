@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::history::{Event, Recorder};
@@ -98,14 +100,32 @@ pub fn produce(
         loop {
             match producer.send(record) {
                 Ok(()) => break,
-                Err((_, r)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if !stop.load(Ordering::Relaxed) =>
+                {
                     // The local queue is full: wait, and send the same record.
                     record = r;
                     std::thread::sleep(Duration::from_millis(10));
                 }
+                Err((e, _)) => {
+                    // Never enqueued, so never written.
+                    rec.record(&Event::Fail {
+                        t_ms: rec.now_ms(),
+                        value: value.clone(),
+                        definite: true,
+                        error: e.to_string(),
+                    });
+                    break;
+                }
             }
         }
         seq += 1;
+        // An idempotent producer that hit a fatal error (librdkafka: it saw acknowledged
+        // records vanish, say) refuses everything from then on: it is done.
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            eprintln!("strata-chaos: producer {id} stopped on a fatal error: {code:?} {reason}");
+            break;
+        }
     }
     let _ = producer.flush(Duration::from_secs(30));
     Ok(())
