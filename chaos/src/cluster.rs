@@ -33,6 +33,8 @@ pub struct Node {
     paused: bool,
     args: Vec<String>,
     log: PathBuf,
+    /// The data directory is a tmpfs of this many bytes (mounted by this tool).
+    small_disk: Option<u64>,
 }
 
 /// A running cluster.
@@ -47,11 +49,14 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts `n` nodes under `dir` with `settings` (`key=value`, each broker's `--set`).
+    /// With `small_disk`, node `n`'s data directory is a tmpfs of that many bytes, so that
+    /// its disk can be filled; `Err` if it cannot be mounted.
     pub fn start(
         bin: &Path,
         dir: &Path,
         n: usize,
         settings: &[String],
+        small_disk: Option<u64>,
     ) -> Result<Cluster, BoxError> {
         std::fs::create_dir_all(dir)?;
         let kafka: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
@@ -102,6 +107,10 @@ impl Cluster {
                 args.push("--set".into());
                 args.push(s);
             }
+            let small_disk = small_disk.filter(|_| id == n);
+            if let Some(bytes) = small_disk {
+                mount_tmpfs(&data_dir, bytes)?;
+            }
             nodes.push(Node {
                 id,
                 port: kafka[id - 1],
@@ -111,6 +120,7 @@ impl Cluster {
                 paused: false,
                 args,
                 log: dir.join(format!("node-{id}.log")),
+                small_disk,
             });
         }
         let mut c = Cluster {
@@ -268,12 +278,107 @@ impl Cluster {
             .map(|n| n.id)
     }
 
-    /// Kills every process (at the end of a run).
+    /// Fills node `id`'s (small) disk: a ballast file takes every free byte.
+    pub fn fill_disk(&self, id: usize) -> Result<(), BoxError> {
+        let node = self
+            .nodes
+            .get(id.wrapping_sub(1))
+            .ok_or_else(|| format!("no node {id}"))?;
+        if node.small_disk.is_none() {
+            return Err(format!("node {id} has no small disk to fill").into());
+        }
+        let f = std::fs::File::create(node.data_dir.join("ballast"))?;
+        use std::os::fd::AsRawFd;
+        // fallocate takes the space for real (tmpfs reserves the pages): grow the ballast in
+        // 1 MiB, then 4 KiB steps until the disk refuses.
+        let mut len: i64 = 0;
+        for step in [1i64 << 20, 4096] {
+            loop {
+                // SAFETY: a valid descriptor and in-range lengths.
+                if unsafe { libc::fallocate(f.as_raw_fd(), 0, len, step) } != 0 {
+                    break;
+                }
+                len += step;
+            }
+        }
+        let free = free_bytes(&node.data_dir)?;
+        eprintln!(
+            "strata-chaos: node {id}'s disk filled ({len} bytes of ballast, {free} bytes left)"
+        );
+        Ok(())
+    }
+
+    /// Frees node `id`'s disk again (removes the ballast).
+    pub fn empty_disk(&self, id: usize) -> Result<(), BoxError> {
+        if let Some(node) = self.nodes.get(id.wrapping_sub(1)) {
+            let _ = std::fs::remove_file(node.data_dir.join("ballast"));
+        }
+        Ok(())
+    }
+
+    /// Flips one byte in the middle of the oldest closed segment of the partition of `topic`
+    /// with the most segments on node `id`, which must be stopped. Returns the file and
+    /// position, or `None` when no partition has a closed segment yet.
+    pub fn corrupt_segment(
+        &self,
+        id: usize,
+        topic: &str,
+    ) -> Result<Option<(PathBuf, u64)>, BoxError> {
+        let node = self
+            .nodes
+            .get(id.wrapping_sub(1))
+            .ok_or_else(|| format!("no node {id}"))?;
+        let mut best: Option<Vec<PathBuf>> = None;
+        for entry in std::fs::read_dir(&node.data_dir)? {
+            let path = entry?.path();
+            let is_topic = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(topic))
+                .is_some_and(|rest| rest.starts_with('-'));
+            if !is_topic {
+                continue;
+            }
+            let mut logs: Vec<PathBuf> = std::fs::read_dir(&path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect();
+            logs.sort();
+            if best.as_ref().is_none_or(|b| logs.len() > b.len()) {
+                best = Some(logs);
+            }
+        }
+        let Some(logs) = best.filter(|l| l.len() >= 2) else {
+            return Ok(None);
+        };
+        let file = logs[0].clone();
+        let len = std::fs::metadata(&file)?.len();
+        if len < 128 {
+            return Ok(None);
+        }
+        let pos = len / 2;
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&file)?;
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, pos)?;
+        b[0] ^= 0xff;
+        f.write_all_at(&b, pos)?;
+        f.sync_data()?;
+        Ok(Some((file, pos)))
+    }
+
+    /// Kills every process (at the end of a run) and unmounts small disks.
     pub fn stop(&mut self) {
         for n in &mut self.nodes {
             if let Some(mut c) = n.child.take() {
                 let _ = c.kill();
                 let _ = c.wait();
+            }
+            if n.small_disk.take().is_some() {
+                let _ = unmount(&n.data_dir);
             }
         }
     }
@@ -296,4 +401,57 @@ pub fn metric(port: u16, name: &str) -> Option<f64> {
     body.lines()
         .find(|l| l.split_whitespace().next() == Some(name))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn cstring(p: &Path) -> Result<std::ffi::CString, BoxError> {
+    use std::os::unix::ffi::OsStrExt;
+    Ok(std::ffi::CString::new(p.as_os_str().as_bytes())?)
+}
+
+/// Mounts a tmpfs of `bytes` at `dir` (root only).
+fn mount_tmpfs(dir: &Path, bytes: u64) -> Result<(), BoxError> {
+    std::fs::create_dir_all(dir)?;
+    let target = cstring(dir)?;
+    let fstype = std::ffi::CString::new("tmpfs")?;
+    let opts = std::ffi::CString::new(format!("size={bytes}"))?;
+    // SAFETY: valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "mounting a {bytes}-byte tmpfs at {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn unmount(dir: &Path) -> Result<(), BoxError> {
+    let target = cstring(dir)?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
+/// Free bytes of the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> Result<u64, BoxError> {
+    let path = cstring(dir)?;
+    // SAFETY: statvfs fills the struct; zeroed is a valid initial value for it.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and a valid out-pointer.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }

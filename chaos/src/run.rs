@@ -25,8 +25,11 @@ pub const DEFAULT_SETTINGS: &[&str] = &[
     "offsets.topic.replication.factor=3",
     "offsets.topic.num.partitions=3",
     "log.flush.policy=always",
-    "log.segment.bytes=1048576",
+    "log.segment.bytes=16384",
 ];
+
+/// Size of the tmpfs the last broker's data lives on when `disk-full` is among the faults.
+pub const SMALL_DISK_BYTES: u64 = 512 << 20;
 
 /// What a run does.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -131,6 +134,8 @@ struct Applied {
     kind: FaultKind,
     killed: Vec<usize>,
     paused: Vec<usize>,
+    /// A full disk to free (and its broker to restart).
+    filled: Option<usize>,
     /// Brokers counted faulty while it lasts.
     faulty: usize,
 }
@@ -142,6 +147,7 @@ fn apply(c: &mut Cluster, step: &Step, topic: &str) -> Result<(Applied, Vec<usiz
         kind: step.kind,
         killed: Vec::new(),
         paused: Vec::new(),
+        filled: None,
         faulty: 1,
     };
     let others = |x: usize| (1..=n).filter(move |i| *i != x).collect::<Vec<_>>();
@@ -194,12 +200,40 @@ fn apply(c: &mut Cluster, step: &Step, topic: &str) -> Result<(Applied, Vec<usiz
             c.slow(one, Duration::from_millis(step.delay_ms));
             vec![one]
         }
+        FaultKind::Corrupt => {
+            c.kill(one)?;
+            let flipped = c.corrupt_segment(one, topic)?;
+            c.start_node(one)?;
+            match flipped {
+                Some((file, pos)) => {
+                    eprintln!(
+                        "strata-chaos: flipped the byte at {pos} of {}",
+                        file.display()
+                    )
+                }
+                None => eprintln!(
+                    "strata-chaos: corrupt: node {one} has no closed segment yet; it was only restarted"
+                ),
+            }
+            vec![one]
+        }
+        FaultKind::DiskFull => {
+            c.fill_disk(one)?;
+            a.filled = Some(one);
+            vec![one]
+        }
     };
     Ok((a, nodes))
 }
 
 fn heal(c: &mut Cluster, a: &Applied) -> Result<(), BoxError> {
     c.heal_links();
+    if let Some(id) = a.filled {
+        // A log that failed a write stays offline until its broker restarts (as in Kafka).
+        c.empty_disk(id)?;
+        c.kill(id)?;
+        c.start_node(id)?;
+    }
     for id in &a.paused {
         c.resume(*id)?;
     }
@@ -240,7 +274,14 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
     settings.extend(opts.settings.iter().cloned());
     let data = dir.join("cluster");
     let _ = std::fs::remove_dir_all(&data);
-    let mut cluster = Cluster::start(bin, &data, opts.brokers, &settings)?;
+    let wants_small_disk = kinds.contains(&FaultKind::DiskFull);
+    let mut cluster = Cluster::start(
+        bin,
+        &data,
+        opts.brokers,
+        &settings,
+        wants_small_disk.then_some(SMALL_DISK_BYTES),
+    )?;
     let bootstrap = cluster.bootstrap();
     wait_live(&bootstrap, opts.brokers, Duration::from_secs(60))?;
     let topic = "chaos";

@@ -30,11 +30,17 @@ pub enum FaultKind {
     OneWay,
     /// 20-100 ms added to every link of one broker.
     Slow,
+    /// One broker stopped, a byte flipped in an old segment of one of its partitions, and
+    /// started again: the corruption must be caught when read and the data kept by the others.
+    Corrupt,
+    /// The last broker's (small, tmpfs) disk filled; freed and the broker restarted at the
+    /// heal.
+    DiskFull,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Kill,
         FaultKind::KillController,
         FaultKind::KillAll,
@@ -45,6 +51,8 @@ impl FaultKind {
         FaultKind::Split,
         FaultKind::OneWay,
         FaultKind::Slow,
+        FaultKind::Corrupt,
+        FaultKind::DiskFull,
     ];
 
     /// Its name on the command line and in reports.
@@ -60,6 +68,8 @@ impl FaultKind {
             FaultKind::Split => "split",
             FaultKind::OneWay => "one-way",
             FaultKind::Slow => "slow",
+            FaultKind::Corrupt => "corrupt",
+            FaultKind::DiskFull => "disk-full",
         }
     }
 
@@ -125,6 +135,7 @@ pub fn generate(seed: u64, total_ms: u64, n: usize, kinds: &[FaultKind]) -> Vec<
                 vec![one, to]
             }
             FaultKind::KillAll => (1..=n).collect(),
+            FaultKind::DiskFull => vec![n],
             _ => vec![one],
         };
         steps.push(Step {

@@ -1,6 +1,7 @@
 //! Short, bounded chaos runs of the real cluster (the `strata` binary of this build, real
 //! SIGKILLs, real librdkafka clients): with the default settings the checker finds nothing;
-//! with deliberately unsafe settings it finds the losses, so it can fail.
+//! with deliberately unsafe settings it finds the losses, so it can fail. The `disk-full`
+//! fault mounts a tmpfs, so these tests run as root (as CI does).
 
 use std::path::PathBuf;
 
@@ -53,6 +54,8 @@ fn default_settings_lose_nothing_under_mixed_faults() {
             "split",
             "one-way",
             "slow",
+            "corrupt",
+            "disk-full",
         ],
         &[],
     );

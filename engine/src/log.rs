@@ -123,6 +123,56 @@ impl FileSlice {
         self.next_offset
     }
 
+    /// Checks every batch of the slice against its length framing and CRC-32C: bytes that
+    /// changed on the disk since they were written and validated. `Err` names the first bad
+    /// batch: its base offset as the slice's framing gives it (the slice's first offset if the
+    /// framing itself is broken) and its byte position in the file.
+    pub fn verify(&self) -> std::result::Result<(), (Offset, u64)> {
+        let owned;
+        let map = self.map().ok().flatten();
+        let bytes: &[u8] = match &map {
+            Some(m) => m.bytes(),
+            None => {
+                owned = self
+                    .read_to_vec()
+                    .map_err(|_| (self.first_offset, self.position))?;
+                &owned
+            }
+        };
+        let framed = crate::batch::frame(bytes, usize::MAX)
+            .map_err(|_| (self.first_offset, self.position))?;
+        let mut covered = 0usize;
+        // Offsets are outside the CRC: they must run from the slice's first offset, rising,
+        // below its end (compaction may leave gaps between batches).
+        let mut next = self.first_offset;
+        for (pos, h) in framed {
+            let at = (h.base_offset, self.position + pos as u64);
+            let one = bytes.get(pos..pos + h.size()).ok_or(at)?;
+            let offsets_fit = if pos == 0 {
+                h.base_offset == self.first_offset
+            } else {
+                h.base_offset >= next
+            } && h.last_offset() < self.next_offset;
+            if crate::batch::compute_crc(one) != h.crc
+                || pos != covered
+                || h.magic != 2
+                || !offsets_fit
+            {
+                return Err(if pos == 0 {
+                    (self.first_offset, at.1)
+                } else {
+                    (next, at.1)
+                });
+            }
+            covered = pos + h.size();
+            next = h.next_offset();
+        }
+        if covered != bytes.len() {
+            return Err((self.first_offset, self.position + covered as u64));
+        }
+        Ok(())
+    }
+
     /// A read-only memory map of the slice's bytes (`None` on the simulated disk). The map
     /// starts at a page boundary; [`MappedSlice::bytes`] gives exactly the slice.
     pub fn map(&self) -> std::io::Result<Option<MappedSlice>> {

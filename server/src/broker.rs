@@ -229,11 +229,26 @@ impl Broker {
         config: &LogConfig,
         min_insync_replicas: usize,
     ) -> anyhow::Result<Arc<Partition>> {
-        let log = Log::open(
-            self.partition_dir(topic, index),
-            config.clone(),
-            &self.handle,
-        )?;
+        let dir = self.partition_dir(topic, index);
+        let (log, corrupt) = match Log::open(dir.clone(), config.clone(), &self.handle) {
+            Ok(log) => (log, false),
+            // In a cluster the other replicas hold what a corrupt one lost: cut the log at the
+            // corruption, and let the caller report the replica failed so it is refilled
+            // before it can lead. Standalone, the log refuses to open (nothing else has it).
+            Err(strata_engine::LogError::Corruption {
+                segment, position, ..
+            }) if self.cluster.is_some() => {
+                tracing::error!(topic, partition = index, segment = %segment.display(), position, "corrupt log on disk: cut at the corruption, to be refilled from the leader");
+                let log = Log::open_with_mode(
+                    dir,
+                    config.clone(),
+                    &self.handle,
+                    strata_engine::RecoveryMode::TruncateCorruption,
+                )?;
+                (log, true)
+            }
+            Err(e) => return Err(e.into()),
+        };
         let replica = self.cluster.as_ref().map(|_| {
             (
                 strata_replication::BrokerId(self.config.node_id),
@@ -243,7 +258,11 @@ impl Broker {
                 },
             )
         });
-        Ok(Arc::new(Partition::new(topic, index, log, replica)?))
+        let p = Arc::new(Partition::new(topic, index, log, replica)?);
+        if corrupt {
+            p.report_corruption(p.log.log_end_offset());
+        }
+        Ok(p)
     }
 
     /// `min.insync.replicas` of a topic with these overrides.

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub malformed_requests: Counter,
     /// Produced batches recognised as retries of stored ones (idempotent producer).
     pub duplicate_batches: Counter,
+    /// Batches found corrupt on disk when read (failed CRC-32C or framing).
+    pub corrupt_batches: Counter,
     log_end_offset: Family<PartitionLabel, Gauge>,
     high_watermark: Family<PartitionLabel, Gauge>,
     fsyncs: Gauge,
@@ -93,6 +95,7 @@ impl Metrics {
             bytes_out: Counter::default(),
             malformed_requests: Counter::default(),
             duplicate_batches: Counter::default(),
+            corrupt_batches: Counter::default(),
             log_end_offset: Family::default(),
             high_watermark: Family::default(),
             fsyncs: Gauge::default(),
@@ -112,6 +115,11 @@ impl Metrics {
             "duplicate_batches",
             "Produced batches acknowledged as retries of stored ones",
             m.duplicate_batches.clone(),
+        );
+        registry.register(
+            "corrupt_batches",
+            "Batches found corrupt on disk when read",
+            m.corrupt_batches.clone(),
         );
         registry.register("bytes_in", "Record bytes produced", m.bytes_in.clone());
         registry.register("bytes_out", "Record bytes fetched", m.bytes_out.clone());

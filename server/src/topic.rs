@@ -178,6 +178,11 @@ pub struct Partition {
     /// Replication state; `None` on a standalone broker, which leads everything alone.
     replica: Option<Mutex<ReplicaState>>,
     hw: tokio::sync::watch::Sender<HwView>,
+    /// The first batch found corrupt on this replica's disk (a failed CRC on read), if any:
+    /// the replica is then cut back to it and refilled from a healthy leader.
+    corrupt_from: Mutex<Option<Offset>>,
+    /// This replica was reported failed to the controller (and not refilled since).
+    failed: std::sync::atomic::AtomicBool,
 }
 
 fn replication_code(e: &ReplicationError) -> ErrorCode {
@@ -220,7 +225,31 @@ impl Partition {
             producers: Mutex::new(producers),
             replica,
             hw,
+            corrupt_from: Mutex::new(None),
+            failed: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Marks this replica failed; `true` only the first time (until it is refilled), so the
+    /// controller hears of it once.
+    pub fn mark_failed(&self) -> bool {
+        !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records that the batch at `offset` failed its check on this replica's disk. `true` the
+    /// first time (or for an earlier offset than known): then it must be reported.
+    pub fn report_corruption(&self, offset: Offset) -> bool {
+        let mut c = lock(&self.corrupt_from);
+        if c.is_some_and(|known| known <= offset) {
+            return false;
+        }
+        *c = Some(offset);
+        true
+    }
+
+    /// The first corrupt batch found on this replica, if any.
+    pub fn corrupt_from(&self) -> Option<Offset> {
+        *lock(&self.corrupt_from)
     }
 
     /// The end of what this replica holds safely: the recovery point under `flush=always`
@@ -485,9 +514,19 @@ impl Partition {
     }
 
     /// Truncates the log (follower diverging from its leader) and rebuilds the producer state.
+    /// A replica with a corrupt batch is cut back to that batch as well, which clears it.
     pub fn truncate_to(&self, offset: Offset) -> strata_engine::Result<Offset> {
         let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        let corrupt = lock(&self.corrupt_from).take();
+        if let Some(c) = corrupt {
+            tracing::warn!(topic = %self.topic, partition = self.index, from = c.0, "cutting the replica back to its first corrupt batch, to refill it from the leader");
+        }
+        let offset = corrupt.map_or(offset, |c| c.min(offset));
         let end = self.log.truncate_to(offset)?;
+        if corrupt.is_some() {
+            self.failed
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
         *producers = ProducerStates::rebuild(&self.log)?;
         self.with_replica(|r| r.machine.on_truncated(end));
         Ok(end)

@@ -454,6 +454,50 @@ impl ControllerLogic {
         })
     }
 
+    /// A broker reports its replica of a partition failed (corrupt on its disk). It leaves
+    /// the ISR and, if it led, the leadership goes to another ISR member (new epoch). With no
+    /// other ISR member nothing changes (`None`): the failed replica is still the only one
+    /// that may hold acknowledged records.
+    pub fn replica_failed(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        partition: u32,
+        from: BrokerId,
+    ) -> Result<Option<MetadataRecord>, ControllerError> {
+        let p = image
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(partition as usize))
+            .ok_or_else(|| {
+                ControllerError::UnknownTopicOrPartition(format!("{topic}-{partition}"))
+            })?;
+        if !p.replicas.contains(&from) {
+            return Err(ControllerError::IneligibleReplica(from));
+        }
+        let isr: Vec<BrokerId> = p.isr.iter().copied().filter(|b| *b != from).collect();
+        if isr.len() == p.isr.len() && p.leader != Some(from) {
+            return Ok(None);
+        }
+        if !isr.iter().any(|b| image.is_live(*b)) {
+            return Ok(None);
+        }
+        let (leader, isr, leader_epoch) = if p.leader == Some(from) {
+            let others: Vec<BrokerId> = p.replicas.iter().copied().filter(|b| *b != from).collect();
+            let (leader, isr) = self.choose_leader(image, &others, &isr);
+            (leader, isr, LeaderEpoch(p.leader_epoch.0 + 1))
+        } else {
+            (p.leader, isr, p.leader_epoch)
+        };
+        Ok(Some(MetadataRecord::ChangePartition {
+            topic: topic.to_string(),
+            partition,
+            leader,
+            isr,
+            leader_epoch,
+        }))
+    }
+
     /// `auto.leader.rebalance.enable`: partitions whose preferred replica is live and in sync
     /// but not leading get it back as leader.
     pub fn preferred_leader_elections(&self, image: &MetadataImage) -> Vec<MetadataRecord> {
@@ -582,6 +626,42 @@ mod tests {
         apply_all(&mut image, &recs);
         assert_eq!(image.topics["t"].partitions[0].leader, Some(leader0));
         assert_eq!(image.topics["t"].partitions[0].leader_epoch, LeaderEpoch(2));
+    }
+
+    #[test]
+    fn a_failed_replica_leaves_the_isr_and_its_leadership_moves_within_it() {
+        let (mut image, c) = cluster(&["a", "b", "c"], ControllerConfig::default());
+        let r = c
+            .create_topic(&image, "t", 1, 1, 3, BTreeMap::new())
+            .unwrap();
+        image.apply(&r);
+        let p = image.topics["t"].partitions[0].clone();
+        let leader = p.leader.unwrap();
+        let r = c.replica_failed(&image, "t", 0, leader).unwrap().unwrap();
+        image.apply(&r);
+        let q = image.topics["t"].partitions[0].clone();
+        assert!(!q.isr.contains(&leader), "out of the ISR: {q:?}");
+        assert_eq!(q.isr.len(), 2);
+        assert!(q.leader.is_some_and(|l| l != leader && q.isr.contains(&l)));
+        assert_eq!(
+            q.leader_epoch.0,
+            p.leader_epoch.0 + 1,
+            "a new leader, a new epoch"
+        );
+        // A follower's failure changes the ISR only.
+        let follower = *q.isr.iter().find(|b| Some(**b) != q.leader).unwrap();
+        let r = c.replica_failed(&image, "t", 0, follower).unwrap().unwrap();
+        image.apply(&r);
+        let q2 = &image.topics["t"].partitions[0];
+        assert_eq!(q2.isr, vec![q.leader.unwrap()]);
+        assert_eq!(q2.leader, q.leader);
+        assert_eq!(q2.leader_epoch, q.leader_epoch);
+        // The last ISR member stays: it may be the only holder of acknowledged records.
+        assert_eq!(
+            c.replica_failed(&image, "t", 0, q.leader.unwrap()).unwrap(),
+            None
+        );
+        assert!(c.replica_failed(&image, "nope", 0, leader).is_err());
     }
 
     #[test]

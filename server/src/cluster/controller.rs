@@ -652,6 +652,22 @@ impl ControllerLoop {
                     Some((tx, Reply::ProducerIds(start))),
                 );
             }
+            ControllerRequest::ReplicaFailed {
+                topic,
+                partition,
+                from,
+            } => match self
+                .logic
+                .replica_failed(&image, &topic, partition, BrokerId(from))
+            {
+                Ok(record) => {
+                    tracing::warn!(topic = %topic, partition, broker = from, change = ?record, "a replica failed");
+                    self.propose(record.into_iter().collect(), Some((tx, Reply::Done)));
+                }
+                Err(e) => {
+                    let _ = tx.send(error_response(&e));
+                }
+            },
             ControllerRequest::AlterPartition {
                 topic,
                 partition,

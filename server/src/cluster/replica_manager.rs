@@ -92,6 +92,9 @@ pub fn apply(broker: &Broker, image: &MetadataImage, now_ms: u64) -> Changes {
                 (Some(p), true) => Some(p),
                 (None, true) => match broker.open_partition(name, index, &config, min_insync) {
                     Ok(p) => {
+                        if p.corrupt_from().is_some() {
+                            report_failed_replica(broker, &p);
+                        }
                         topic
                             .partitions
                             .write()
@@ -182,6 +185,36 @@ pub fn propose_isr(broker: &Arc<Broker>, partition: &Arc<Partition>, alter: Alte
             other => {
                 tracing::warn!(topic = %partition.topic, partition = partition.index, answer = ?other, "ISR change refused");
                 partition.with_replica(|r| r.machine.on_isr_rejected());
+            }
+        }
+    });
+}
+
+/// Reports to the controller that this broker's replica of `partition` failed (a corrupt batch
+/// on its disk): the controller takes it out of the ISR and, if it leads, elects another
+/// leader from the ISR. As a follower it is then cut back to the corrupt batch and refilled.
+pub fn report_failed_replica(broker: &Broker, partition: &Arc<Partition>) {
+    if broker.cluster.is_none() || !partition.mark_failed() {
+        return;
+    }
+    tracing::error!(topic = %partition.topic, partition = partition.index, "this replica failed (a write failed or a batch is corrupt): reporting it to the controller");
+    // A client of its own: this is rare, and the caller may not own the broker.
+    let client = super::controller_client::ControllerClient::new(
+        broker.config.controller_quorum_voters.clone(),
+    );
+    let req = ControllerRequest::ReplicaFailed {
+        topic: partition.topic.clone(),
+        partition: u32::try_from(partition.index).unwrap_or(0),
+        from: broker.config.node_id,
+    };
+    let partition = partition.clone();
+    tokio::spawn(async move {
+        match client.call(req, Duration::from_secs(5)).await {
+            Ok(ControllerResponse::Done { .. }) => {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, "failed replica reported; it leaves the ISR")
+            }
+            other => {
+                tracing::error!(topic = %partition.topic, partition = partition.index, answer = ?other, "the controller did not take the failed replica out of the ISR")
             }
         }
     });

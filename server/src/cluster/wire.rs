@@ -18,6 +18,16 @@ pub const FRAME_MAX: usize = 64 << 20;
 /// A request to the active controller.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ControllerRequest {
+    /// A broker's replica of a partition failed (corrupt on its disk): out of the ISR, and
+    /// another leader if it led.
+    ReplicaFailed {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: u32,
+        /// The reporting broker.
+        from: i32,
+    },
     /// A broker starts a new incarnation.
     Register {
         /// `node.id`.

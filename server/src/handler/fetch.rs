@@ -131,6 +131,21 @@ fn build(
             match partition.log.read(Offset(fp.fetch_offset), limits) {
                 Ok(read) => {
                     if let Some(slice) = read.slice {
+                        // Bytes are checked on every read: a batch that changed on the disk
+                        // since it was written never leaves this broker.
+                        if let Err((at, position)) = slice.verify() {
+                            ctx.metrics.corrupt_batches.inc();
+                            if partition.report_corruption(at) {
+                                tracing::error!(topic = %partition.topic, partition = partition.index, offset = at.0, position, "corrupt batch on disk: this replica steps down and is refilled from another");
+                                crate::cluster::replica_manager::report_failed_replica(
+                                    &ctx.broker,
+                                    &partition,
+                                );
+                            }
+                            pd.error_code = ErrorCode::KafkaStorageError.code();
+                            partitions.push(pd);
+                            continue;
+                        }
                         let len = slice.len();
                         // Zero-copy: a marker of the slice's length; the connection sends the
                         // file range itself with sendfile.
@@ -158,7 +173,19 @@ fn build(
                 Err(LogError::OffsetOutOfRange { .. }) => {
                     pd.error_code = ErrorCode::OffsetOutOfRange.code()
                 }
-                Err(e) => pd.error_code = ErrorCode::from(&e).code(),
+                Err(e) => {
+                    if matches!(e, LogError::Corruption { .. } | LogError::Malformed { .. }) {
+                        ctx.metrics.corrupt_batches.inc();
+                        if partition.report_corruption(Offset(fp.fetch_offset)) {
+                            tracing::error!(topic = %partition.topic, partition = partition.index, offset = fp.fetch_offset, error = %e, "corrupt log on disk: this replica steps down and is refilled from another");
+                            crate::cluster::replica_manager::report_failed_replica(
+                                &ctx.broker,
+                                &partition,
+                            );
+                        }
+                    }
+                    pd.error_code = ErrorCode::from(&e).code()
+                }
             }
             partitions.push(pd);
         }

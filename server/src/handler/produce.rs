@@ -54,10 +54,12 @@ pub struct InFlight {
     topics: Vec<TopicProduceResponse>,
     waits: Vec<Wait>,
     deadline: tokio::time::Instant,
+    ctx: std::sync::Arc<Context>,
 }
 
-/// One appended batch's wait: (partition response index, topic index, durability, and for
-/// acks=all the partition, the offset the high watermark must pass and the leader epoch).
+/// One appended batch's wait: (partition response index, topic index, durability, for
+/// acks=all the partition, the offset the high watermark must pass and the leader epoch, and
+/// the partition).
 type Wait = (
     usize,
     usize,
@@ -67,6 +69,7 @@ type Wait = (
         Offset,
         strata_engine::LeaderEpoch,
     )>,
+    std::sync::Arc<crate::topic::Partition>,
 );
 
 /// Appends every batch of a produce request now, without waiting for anything.
@@ -156,6 +159,7 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
                         topics.len(),
                         info.completion.until(stage),
                         replicated,
+                        partition.clone(),
                     ));
                     partitions.push(msg!(PartitionProduceResponse {
                         index,
@@ -175,7 +179,15 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
                         log_start_offset: partition.log.log_start_offset().0,
                     }))
                 }
-                Err((code, message)) => partitions.push(error(index, code, Some(message))),
+                Err((code, message)) => {
+                    if code == ErrorCode::KafkaStorageError {
+                        crate::cluster::replica_manager::report_failed_replica(
+                            &ctx.broker,
+                            &partition,
+                        );
+                    }
+                    partitions.push(error(index, code, Some(message)))
+                }
             }
         }
         topics.push(msg!(TopicProduceResponse {
@@ -189,6 +201,7 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
         topics,
         waits,
         deadline: tokio::time::Instant::now() + timeout,
+        ctx: ctx.clone(),
     }
 }
 
@@ -200,14 +213,21 @@ impl InFlight {
             mut topics,
             waits,
             deadline,
+            ctx,
         } = self;
         if acks == 0 {
             return None;
         }
-        for (p, t, wait, replicated) in waits {
+        for (p, t, wait, replicated, partition) in waits {
             let mut code = match tokio::time::timeout_at(deadline, wait).await {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => Some((ErrorCode::from(&e), e.to_string())),
+                Ok(Err(e)) => {
+                    // The log failed to write (a full disk, an I/O error): it is offline until
+                    // reopened, so another replica must lead.
+                    tracing::debug!(topic = %partition.topic, partition = partition.index, error = %e, "write failed");
+                    crate::cluster::replica_manager::report_failed_replica(&ctx.broker, &partition);
+                    Some((ErrorCode::from(&e), e.to_string()))
+                }
                 Err(_) => Some((
                     ErrorCode::RequestTimedOut,
                     "not durable within timeout_ms".to_string(),
