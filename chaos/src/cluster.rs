@@ -157,6 +157,8 @@ impl Cluster {
                 "STRATA_LOG",
                 std::env::var("STRATA_CHAOS_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            // Each fdatasync leaves the synced length beside the file, for `lose_unsynced`.
+            .env("STRATA_FAULT_RECORD_SYNCED", "1")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()?;
@@ -368,6 +370,48 @@ impl Cluster {
         f.write_all_at(&b, pos)?;
         f.sync_data()?;
         Ok(Some((file, pos)))
+    }
+
+    /// Drops what node `id` (stopped) wrote but did not fdatasync, as a power loss would:
+    /// every segment file is cut to a length between its last synced length (recorded by the
+    /// broker beside it) and its current length, at random (a torn tail); a file never synced
+    /// may lose everything. Returns the bytes dropped.
+    pub fn lose_unsynced(&self, id: usize, rng: &mut impl rand::Rng) -> Result<u64, BoxError> {
+        let node = self
+            .nodes
+            .get(id.wrapping_sub(1))
+            .ok_or_else(|| format!("no node {id}"))?;
+        let mut dropped = 0u64;
+        let mut dirs = vec![node.data_dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "log") {
+                    continue;
+                }
+                let len = std::fs::metadata(&path)?.len();
+                let mut side = path.file_name().unwrap_or_default().to_os_string();
+                side.push(".synced");
+                let synced = std::fs::read_to_string(path.with_file_name(side))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+                    .min(len);
+                if synced < len {
+                    let keep = rng.random_range(synced..=len);
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)?
+                        .set_len(keep)?;
+                    dropped += len - keep;
+                }
+            }
+        }
+        Ok(dropped)
     }
 
     /// Kills every process (at the end of a run) and unmounts small disks.

@@ -3,7 +3,8 @@
 //! runs real librdkafka producers (acks=all, idempotent and not) and group consumers,
 //! injects faults from a seeded schedule (SIGKILL of a broker, of the active controller, of
 //! all brokers; SIGSTOP pauses; isolation, leader cut from its followers, majority/minority
-//! splits, one-way cuts; slow links), records every operation, heals, reads every partition
+//! splits, one-way cuts; slow links; a byte flipped in a segment; a full disk; the unsynced
+//! tail of a killed broker dropped), records every operation, heals, reads every partition
 //! back, and checks the history (see [`checker`]).
 //!
 //! A run directory holds `options.json` (everything needed to replay the run, seed included),

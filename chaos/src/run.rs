@@ -222,6 +222,14 @@ fn apply(c: &mut Cluster, step: &Step, topic: &str) -> Result<(Applied, Vec<usiz
             a.filled = Some(one);
             vec![one]
         }
+        FaultKind::LoseUnsynced => {
+            c.kill(one)?;
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(step.at_ms);
+            let dropped = c.lose_unsynced(one, &mut rng)?;
+            eprintln!("strata-chaos: dropped {dropped} unsynced bytes of node {one}");
+            a.killed.push(one);
+            vec![one]
+        }
     };
     Ok((a, nodes))
 }

@@ -36,11 +36,14 @@ pub enum FaultKind {
     /// The last broker's (small, tmpfs) disk filled; freed and the broker restarted at the
     /// heal.
     DiskFull,
+    /// SIGKILL of one broker, then everything it wrote and did not fdatasync dropped (a torn
+    /// tail at a random point), as a power loss would; restarted at the heal.
+    LoseUnsynced,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Kill,
         FaultKind::KillController,
         FaultKind::KillAll,
@@ -53,6 +56,7 @@ impl FaultKind {
         FaultKind::Slow,
         FaultKind::Corrupt,
         FaultKind::DiskFull,
+        FaultKind::LoseUnsynced,
     ];
 
     /// Its name on the command line and in reports.
@@ -70,6 +74,7 @@ impl FaultKind {
             FaultKind::Slow => "slow",
             FaultKind::Corrupt => "corrupt",
             FaultKind::DiskFull => "disk-full",
+            FaultKind::LoseUnsynced => "lose-unsynced",
         }
     }
 

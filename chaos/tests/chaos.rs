@@ -56,6 +56,7 @@ fn default_settings_lose_nothing_under_mixed_faults() {
             "slow",
             "corrupt",
             "disk-full",
+            "lose-unsynced",
         ],
         &[],
     );

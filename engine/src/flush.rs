@@ -580,6 +580,7 @@ struct SyncJob {
 /// is in fdatasync the writer keeps writing, and the jobs that queue up meanwhile share the next
 /// fdatasync.
 fn run_syncer(storage: Arc<dyn Storage>, rx: Receiver<SyncJob>, stats: Arc<PipelineStats>) {
+    let record_synced = std::env::var_os(RECORD_SYNCED_ENV).is_some();
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
@@ -593,6 +594,12 @@ fn run_syncer(storage: Arc<dyn Storage>, rx: Receiver<SyncJob>, stats: Arc<Pipel
         }
         if !files.is_empty() {
             let refs: Vec<&dyn StorageFile> = files.iter().map(|f| f.as_ref()).collect();
+            // Every byte written before the fdatasync starts is durable when it returns.
+            let lengths: Vec<Option<u64>> = if record_synced {
+                files.iter().map(|f| f.len().ok()).collect()
+            } else {
+                Vec::new()
+            };
             if let Err(e) = storage.write_and_sync(&[], &refs) {
                 // The kernel may have dropped dirty pages after reporting the error; retrying
                 // could report success for data that is gone. Stop here; recovery at restart
@@ -602,6 +609,9 @@ fn run_syncer(storage: Arc<dyn Storage>, rx: Receiver<SyncJob>, stats: Arc<Pipel
                 );
             }
             stats.fsyncs.fetch_add(refs.len() as u64, Ordering::Relaxed);
+            for (f, len) in files.iter().zip(lengths) {
+                record_synced_length(f.path(), len);
+            }
         }
         for j in jobs {
             for (progress, end, batches) in j.logs {
@@ -613,4 +623,22 @@ fn run_syncer(storage: Arc<dyn Storage>, rx: Receiver<SyncJob>, stats: Arc<Pipel
             }
         }
     }
+}
+
+/// Fault injection for crash tests of whole processes (`strata-chaos`): when this variable is
+/// set, after every fdatasync the length each segment file had before it is written beside the
+/// file (`<file>.synced`; not synced itself, so it survives a SIGKILL but not a power loss).
+/// A test can then drop exactly the unsynced tail after a SIGKILL, as a power loss would.
+pub const RECORD_SYNCED_ENV: &str = "STRATA_FAULT_RECORD_SYNCED";
+
+fn record_synced_length(path: &std::path::Path, len: Option<u64>) {
+    let (Some(len), Some(name)) = (len, path.file_name()) else {
+        return;
+    };
+    if path.extension().is_none_or(|e| e != "log") {
+        return;
+    }
+    let mut side = name.to_os_string();
+    side.push(".synced");
+    let _ = std::fs::write(path.with_file_name(side), len.to_string());
 }
