@@ -176,9 +176,13 @@ pub fn check(events: &[Event]) -> Findings {
                 f.stats.acks += 1;
                 acked.push((value, *partition, *offset));
                 partitions.insert(*partition);
-                seen.entry((*partition, *offset))
-                    .or_default()
-                    .push((value, "acknowledgement".into()));
+                // librdkafka acknowledges some records without an offset (-1001: a retry the
+                // broker recognised as a duplicate sequence); those claim no offset.
+                if *offset >= 0 {
+                    seen.entry((*partition, *offset))
+                        .or_default()
+                        .push((value, "acknowledgement".into()));
+                }
             }
             Event::Fail {
                 value, definite: d, ..
@@ -607,6 +611,20 @@ mod tests {
             })
             .collect();
         assert!(check(&h).clean());
+    }
+
+    #[test]
+    fn acknowledgements_without_an_offset_claim_none() {
+        let mut h = clean_history();
+        h.insert(3, send(0, true, 3));
+        h.insert(4, send(0, true, 4));
+        h.push(ack("p0-3", 0, -1001));
+        h.push(ack("p0-4", 0, -1001));
+        h.retain(|e| *e != end(0, 3));
+        h.push(fin("p0-3", 0, 3));
+        h.push(fin("p0-4", 0, 4));
+        h.push(end(0, 5));
+        assert!(check(&h).clean(), "{:?}", check(&h).anomalies);
     }
 
     #[test]

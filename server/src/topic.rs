@@ -413,11 +413,17 @@ impl Partition {
                 ErrorCode::RequestTimedOut,
                 "the in-sync replicas did not confirm the batch within timeout_ms".into(),
             )),
-            Ok(Err(_)) => Err((ErrorCode::NotLeaderOrFollower, "partition closed".into())),
+            // The batch is in the log here and may survive on the new leader: the answer
+            // must say "maybe" (librdkafka takes NOT_LEADER_OR_FOLLOWER for "not written",
+            // and a producer without idempotence then reports a stored record as failed).
+            Ok(Err(_)) => Err((
+                ErrorCode::RequestTimedOut,
+                "partition closed after the batch was appended".into(),
+            )),
             Ok(Ok(v)) if v.leader && v.epoch == epoch => Ok(()),
             Ok(Ok(_)) => Err((
-                ErrorCode::NotLeaderOrFollower,
-                "leadership moved before the batch was replicated".into(),
+                ErrorCode::RequestTimedOut,
+                "leadership moved after the batch was appended; it may or may not survive".into(),
             )),
         }
     }

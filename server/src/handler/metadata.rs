@@ -159,6 +159,12 @@ async fn handle_cluster(
                 };
                 match (found, name) {
                     (Some((n, t)), _) => cluster_topic_entry(cluster, &image, n, t),
+                    // No image yet (just started): the topic may well exist. UNKNOWN_TOPIC
+                    // would make clients fail queued records; this makes them ask again.
+                    (None, Some(n)) if image.brokers.is_empty() => msg!(MetadataResponseTopic {
+                        error_code: ErrorCode::LeaderNotAvailable.code(),
+                        name: Some(TopicName(s(&n))),
+                    }),
                     (None, Some(n)) => msg!(MetadataResponseTopic {
                         error_code: ErrorCode::UnknownTopicOrPartition.code(),
                         name: Some(TopicName(s(&n))),

@@ -226,7 +226,12 @@ impl InFlight {
                     // reopened, so another replica must lead.
                     tracing::debug!(topic = %partition.topic, partition = partition.index, error = %e, "write failed");
                     crate::cluster::replica_manager::report_failed_replica(&ctx.broker, &partition);
-                    Some((ErrorCode::from(&e), e.to_string()))
+                    // Part of the round may be on the disk (and copied by followers): "maybe",
+                    // not KAFKA_STORAGE_ERROR, which clients take for "not written".
+                    Some((
+                        ErrorCode::RequestTimedOut,
+                        format!("the write failed after the batch was handed to the log: {e}"),
+                    ))
                 }
                 Err(_) => Some((
                     ErrorCode::RequestTimedOut,
