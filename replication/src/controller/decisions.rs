@@ -420,13 +420,7 @@ impl ControllerLogic {
         leader_epoch: LeaderEpoch,
         isr: Vec<BrokerId>,
     ) -> Result<MetadataRecord, ControllerError> {
-        let p = image
-            .topics
-            .get(topic)
-            .and_then(|t| t.partitions.get(partition as usize))
-            .ok_or_else(|| {
-                ControllerError::UnknownTopicOrPartition(format!("{topic}-{partition}"))
-            })?;
+        let p = partition_of(image, topic, partition)?;
         if p.leader != Some(from) {
             return Err(ControllerError::NotLeader(from));
         }
@@ -465,13 +459,7 @@ impl ControllerLogic {
         partition: u32,
         from: BrokerId,
     ) -> Result<Option<MetadataRecord>, ControllerError> {
-        let p = image
-            .topics
-            .get(topic)
-            .and_then(|t| t.partitions.get(partition as usize))
-            .ok_or_else(|| {
-                ControllerError::UnknownTopicOrPartition(format!("{topic}-{partition}"))
-            })?;
+        let p = partition_of(image, topic, partition)?;
         if !p.replicas.contains(&from) {
             return Err(ControllerError::IneligibleReplica(from));
         }
@@ -523,6 +511,19 @@ impl ControllerLogic {
         }
         out
     }
+}
+
+/// The partition `topic`-`partition` of the image, or UnknownTopicOrPartition.
+fn partition_of<'a>(
+    image: &'a MetadataImage,
+    topic: &str,
+    partition: u32,
+) -> Result<&'a crate::controller::image::PartitionRegistration, ControllerError> {
+    image
+        .topics
+        .get(topic)
+        .and_then(|t| t.partitions.get(partition as usize))
+        .ok_or_else(|| ControllerError::UnknownTopicOrPartition(format!("{topic}-{partition}")))
 }
 
 #[cfg(test)]

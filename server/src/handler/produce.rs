@@ -58,17 +58,12 @@ pub struct InFlight {
 }
 
 /// One appended batch's wait: (partition response index, topic index, durability, for
-/// acks=all the partition, the offset the high watermark must pass and the leader epoch, and
-/// the partition).
+/// acks=all the offset the high watermark must pass and the leader epoch, the partition).
 type Wait = (
     usize,
     usize,
     strata_engine::completion::StageFuture,
-    Option<(
-        std::sync::Arc<crate::topic::Partition>,
-        Offset,
-        strata_engine::LeaderEpoch,
-    )>,
+    Option<(Offset, strata_engine::LeaderEpoch)>,
     std::sync::Arc<crate::topic::Partition>,
 );
 
@@ -152,8 +147,8 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
                             broker.notify_append();
                         }
                     });
-                    let replicated = (acks == -1)
-                        .then(|| (partition.clone(), Offset(info.last_offset.0 + 1), epoch));
+                    let replicated =
+                        (acks == -1).then_some((Offset(info.last_offset.0 + 1), epoch));
                     waits.push((
                         partitions.len(),
                         topics.len(),
@@ -239,7 +234,7 @@ impl InFlight {
                 )),
             };
             if code.is_none()
-                && let Some((partition, next, epoch)) = replicated
+                && let Some((next, epoch)) = replicated
             {
                 code = partition.wait_replicated(next, epoch, deadline).await.err();
             }
