@@ -234,36 +234,3 @@ pub fn consumer_loop(
     }
     Ok(())
 }
-
-/// Creates `topic` with the workload's partitions and replication factor, retrying while a
-/// cluster is still forming; an existing topic is fine.
-pub fn create_topic(bootstrap: &str, w: &Workload, topic: &str) -> Result<(), BoxError> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let res = rt.block_on(admin.create_topics(
-            &[NewTopic::new(
-                topic,
-                w.partitions,
-                TopicReplication::Fixed(w.replication_factor),
-            )],
-            &AdminOptions::new(),
-        ))?;
-        match res.into_iter().next() {
-            Some(Ok(_)) | None => return Ok(()),
-            Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => return Ok(()),
-            // A cluster that is still forming: not enough live brokers yet.
-            Some(Err(_)) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Some(Err((t, e))) => return Err(format!("creating {t}: {e}").into()),
-        }
-    }
-}

@@ -11,8 +11,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -88,18 +86,10 @@ fn one_run(bin: &std::path::Path, extra: &[&str]) -> Result<(Duration, Duration)
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    strata_testkit::create_topic(&all, "failover", 1, 3, Duration::from_secs(10))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &all)
-        .create()?;
-    for r in rt.block_on(admin.create_topics(
-        &[NewTopic::new("failover", 1, TopicReplication::Fixed(3))],
-        &AdminOptions::new(),
-    ))? {
-        r.map_err(|(t, e)| format!("creating {t}: {e}"))?;
-    }
     let old = loop {
         if let Some((l, isr, _)) = leader(&all, "failover")
             && l > 0
@@ -237,7 +227,7 @@ fn series(
 
 /// Runs the failover benchmark.
 pub fn run(args: FailoverArgs) -> Result<(), BoxError> {
-    let bin = crate::local_cluster::strata_bin(args.strata_bin.as_ref())?;
+    let bin = strata_testkit::strata_bin(args.strata_bin.as_deref())?;
     println!("failover: 3 nodes, rf=3, min.insync.replicas=2, SIGKILL of the partition leader");
     let strata = series(&bin, args.runs.max(1), &[], "strata defaults")?;
     if args.baseline_runs > 0 {

@@ -49,39 +49,6 @@ pub struct KafkaArgs {
     partitions: i32,
 }
 
-pub(crate) fn metric(addr: &str, name: &str) -> Option<f64> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
-fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), BoxError> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let res = rt.block_on(admin.create_topics(
-        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ))?;
-    for r in res {
-        if let Err((t, e)) = r
-            && e != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists
-        {
-            return Err(format!("creating {t}: {e}").into());
-        }
-    }
-    Ok(())
-}
-
 struct ProduceResult {
     elapsed: Duration,
     latency: Histogram<u64>,
@@ -270,7 +237,7 @@ pub fn run(args: KafkaArgs, do_produce: bool, do_consume: bool) -> Result<(), Bo
     let started = match &args.bootstrap_servers {
         Some(_) => None,
         None => {
-            let bin = crate::local_cluster::strata_bin(args.strata_bin.as_ref())
+            let bin = strata_testkit::strata_bin(args.strata_bin.as_deref())
                 .map_err(|e| e as BoxError)?;
             let mut nodes = crate::local_cluster::start_nodes(&bin, work.path(), 1, &[])
                 .map_err(|e| e as BoxError)?;
@@ -283,7 +250,13 @@ pub fn run(args: KafkaArgs, do_produce: bool, do_consume: bool) -> Result<(), Bo
         .or_else(|| started.as_ref().map(|b| format!("127.0.0.1:{}", b.port)))
         .ok_or("no broker")?;
     let topic = format!("bench-{}", std::process::id());
-    create_topic(&bootstrap, &topic, args.partitions)?;
+    strata_testkit::create_topic(
+        &bootstrap,
+        &topic,
+        args.partitions,
+        1,
+        Duration::from_secs(60),
+    )?;
     let total = args.messages * args.message_bytes as u64;
     println!(
         "strata-bench: {} messages x {} B, acks={}, {} partition(s), broker {bootstrap}",
@@ -292,12 +265,12 @@ pub fn run(args: KafkaArgs, do_produce: bool, do_consume: bool) -> Result<(), Bo
     // Producing is needed for consuming.
     let fsyncs_before = started
         .as_ref()
-        .and_then(|b| metric(&b.metrics, "strata_fsyncs"))
+        .and_then(|b| strata_testkit::metric(&b.metrics, "strata_fsyncs"))
         .unwrap_or(0.0);
     let p = produce(&bootstrap, &topic, &args)?;
     let fsyncs = started
         .as_ref()
-        .and_then(|b| metric(&b.metrics, "strata_fsyncs"))
+        .and_then(|b| strata_testkit::metric(&b.metrics, "strata_fsyncs"))
         .map(|f| f - fsyncs_before);
     let produce_mbps = total as f64 / p.elapsed.as_secs_f64() / 1e6;
     if do_produce {

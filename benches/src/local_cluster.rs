@@ -3,7 +3,6 @@
 //! Prometheus endpoint.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -71,25 +70,6 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> Result<u16, BoxError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// The `strata` binary: `--strata-bin`, or the one next to this tool.
-pub fn strata_bin(given: Option<&PathBuf>) -> Result<PathBuf, BoxError> {
-    let bin = match given {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("strata"),
-    };
-    if !bin.exists() {
-        return Err(format!(
-            "{bin:?} not found: build it (cargo build --release --bin strata) or pass --strata-bin"
-        )
-        .into());
-    }
-    Ok(bin)
-}
-
 /// Starts `n` nodes under `dir` with `extra` settings: one standalone broker for `n == 1`,
 /// otherwise a cluster whose every node is a broker and a controller.
 pub fn start_nodes(
@@ -98,8 +78,12 @@ pub fn start_nodes(
     n: usize,
     extra: &[&str],
 ) -> Result<Vec<Node>, BoxError> {
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let ctrl: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let ports: Vec<u16> = (0..n)
+        .map(|_| strata_testkit::free_port())
+        .collect::<Result<_, _>>()?;
+    let ctrl: Vec<u16> = (0..n)
+        .map(|_| strata_testkit::free_port())
+        .collect::<Result<_, _>>()?;
     let voters = ctrl
         .iter()
         .enumerate()
@@ -108,7 +92,7 @@ pub fn start_nodes(
         .join(",");
     let mut nodes = Vec::new();
     for (i, port) in ports.iter().enumerate() {
-        let metrics = format!("127.0.0.1:{}", free_port()?);
+        let metrics = format!("127.0.0.1:{}", strata_testkit::free_port()?);
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--node-id".into(),

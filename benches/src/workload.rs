@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::clients::{self, PendingKill, Shared};
-use crate::local_cluster::{Node, bootstrap, start_nodes, strata_bin};
+use crate::local_cluster::{Node, bootstrap, start_nodes};
 use crate::report::{self, Failover, Kill, Point, Report, Resources};
 use crate::resources::Tracker;
 
@@ -195,7 +195,7 @@ impl Brokers {
     fn counters(&self, name: &str) -> Vec<f64> {
         self.metrics
             .iter()
-            .map(|m| crate::kafka::metric(m, name).unwrap_or(0.0))
+            .map(|m| strata_testkit::metric(m, name).unwrap_or(0.0))
             .collect()
     }
 }
@@ -310,7 +310,7 @@ pub fn run(args: RunArgs) -> Result<(), BoxError> {
     let nodes = match &args.bootstrap_servers {
         Some(_) => Vec::new(),
         None => {
-            let bin = strata_bin(args.strata_bin.as_ref())?;
+            let bin = strata_testkit::strata_bin(args.strata_bin.as_deref())?;
             let settings: Vec<&str> = w.broker_settings.iter().map(String::as_str).collect();
             start_nodes(&bin, dir.path(), w.brokers.max(1), &settings)?
         }
@@ -327,7 +327,13 @@ pub fn run(args: RunArgs) -> Result<(), BoxError> {
     };
     let topic = format!("bench-{}", clients::now_nanos() % 1_000_000_000);
     println!("workload: {} against {servers}", w.name);
-    clients::create_topic(&servers, &w, &topic)?;
+    strata_testkit::create_topic(
+        &servers,
+        &topic,
+        w.partitions,
+        w.replication_factor,
+        Duration::from_secs(60),
+    )?;
     let mut report = if w.backlog_messages > 0 {
         backlog(&w, &servers, &topic, &mut brokers)?
     } else {

@@ -4,19 +4,14 @@
 //! so a node cut off from its peers is still reachable by clients, as in a real partition.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::proxy::Proxy;
+use strata_testkit::{Proxy, free_port};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 /// One node: its process (absent while killed) and how to start it again.
 #[derive(Debug)]
@@ -276,7 +271,12 @@ impl Cluster {
         self.nodes
             .iter()
             .filter(|n| self.is_up(n.id))
-            .find(|n| metric(n.metrics_port, "strata_controller_active") == Some(1.0))
+            .find(|n| {
+                strata_testkit::metric(
+                    &format!("127.0.0.1:{}", n.metrics_port),
+                    "strata_controller_active",
+                ) == Some(1.0)
+            })
             .map(|n| n.id)
     }
 
@@ -432,19 +432,6 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// A value of the Prometheus endpoint on `port`.
-pub fn metric(port: u16, name: &str) -> Option<f64> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 fn cstring(p: &Path) -> Result<std::ffi::CString, BoxError> {

@@ -15,6 +15,5 @@ pub mod checker;
 pub mod clients;
 pub mod cluster;
 pub mod history;
-pub mod proxy;
 pub mod run;
 pub mod schedule;

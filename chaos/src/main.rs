@@ -110,16 +110,7 @@ fn run_cmd(a: RunArgs) -> Result<bool, Box<dyn std::error::Error + Send + Sync>>
             },
         },
     };
-    let bin = match &a.strata_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("strata"),
-    };
-    if !bin.exists() {
-        return Err(format!(
-            "{bin:?} not found: build it (cargo build --release --bin strata) or pass --strata-bin"
-        )
-        .into());
-    }
+    let bin = strata_testkit::strata_bin(a.strata_bin.as_deref())?;
     let dir = a.dir.clone().unwrap_or_else(|| run::default_dir(opts.seed));
     eprintln!(
         "strata-chaos: seed {} for {} s, faults {}; run directory {}",

@@ -6,8 +6,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::checker::{self, Findings};
@@ -63,36 +61,6 @@ pub struct Outcome {
     pub availability: f64,
     /// Those windows.
     pub eligible_windows: u64,
-}
-
-fn admin_create(bootstrap: &str, topic: &str, partitions: i32, rf: i32) -> Result<(), BoxError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("log_level", "3")
-        .create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let res = rt.block_on(admin.create_topics(
-            &[NewTopic::new(
-                topic,
-                partitions,
-                TopicReplication::Fixed(rf),
-            )],
-            &AdminOptions::new(),
-        ));
-        match res.map(|r| r.into_iter().next()) {
-            Ok(Some(Ok(_)) | None) => return Ok(()),
-            Ok(Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)))) => {
-                return Ok(());
-            }
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(300)),
-            Ok(Some(Err((t, e)))) => return Err(format!("creating {t}: {e}").into()),
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 fn wait_live(bootstrap: &str, n: usize, timeout: Duration) -> Result<(), BoxError> {
@@ -294,7 +262,13 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
     wait_live(&bootstrap, opts.brokers, Duration::from_secs(60))?;
     let topic = "chaos";
     let rf = i32::try_from(opts.brokers.min(3))?;
-    admin_create(&bootstrap, topic, opts.partitions, rf)?;
+    strata_testkit::create_topic(
+        &bootstrap,
+        topic,
+        opts.partitions,
+        rf,
+        Duration::from_secs(60),
+    )?;
     let rec = Arc::new(Recorder::create(&dir.join("history.jsonl"))?);
     let stop_producers = Arc::new(AtomicBool::new(false));
     let stop_consumers = Arc::new(AtomicBool::new(false));

@@ -166,18 +166,6 @@ fn idempotent_producer_state_survives_sigkill_and_sigterm_is_clean() {
     );
 }
 
-fn metric(port: u16, series: &str) -> f64 {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body.lines()
-        .filter(|l| l.starts_with(series))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[test]
 fn metrics_endpoint_reports_requests_offsets_fsyncs() {
     let mport = common::free_port();
@@ -197,15 +185,18 @@ fn metrics_endpoint_reports_requests_offsets_fsyncs() {
             &idempotent_produce("m", 77, i, &["x"]),
         ));
     }
-    assert_eq!(metric(mport, "strata_requests_total{api=\"Produce\"}"), 5.0);
     assert_eq!(
-        metric(mport, "strata_log_end_offset{topic=\"m\",partition=\"0\"}"),
+        Broker::metric(mport, "strata_requests_total{api=\"Produce\"}"),
         5.0
     );
-    assert!(metric(mport, "strata_fsyncs ") >= 1.0);
-    assert!(metric(mport, "strata_bytes_in_total") > 0.0);
+    assert_eq!(
+        Broker::metric(mport, "strata_log_end_offset{topic=\"m\",partition=\"0\"}"),
+        5.0
+    );
+    assert!(Broker::metric(mport, "strata_fsyncs ") >= 1.0);
+    assert!(Broker::metric(mport, "strata_bytes_in_total") > 0.0);
     assert!(
-        metric(
+        Broker::metric(
             mport,
             "strata_request_latency_seconds_count{api=\"Produce\"}"
         ) >= 5.0
@@ -356,7 +347,7 @@ fn committed_offset_metadata_survives_sigkill_and_lag_is_reported() {
     };
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
     assert_eq!(
-        metric(
+        Broker::metric(
             mport,
             "strata_consumer_lag{group=\"standalone\",topic=\"lagged\",partition=\"0\"}"
         ),

@@ -1,87 +1,15 @@
 //! Test support for clusters: N real `strata` processes on 127.0.0.1 (combined broker and
 //! controller nodes, or brokers with a separate controller quorum), and optionally a
-//! fault-injecting TCP proxy on every directed link between nodes, so a node can be cut off
+//! fault-injecting TCP proxy ([`Proxy`]) on every directed link between nodes, so a node can be cut off
 //! from the others while clients still reach it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use strata_testkit::Proxy;
+
 use super::{Broker, free_port};
-
-/// A TCP proxy that can be cut (closing its connections and refusing new ones) and healed.
-pub struct Proxy {
-    pub port: u16,
-    cut: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>) {
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if cut.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
-}
-
-impl Proxy {
-    /// Forwards a fresh port to `127.0.0.1:target`.
-    pub fn start(target: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut = Arc::new(AtomicBool::new(false));
-        let conns = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
-        let (c, cs) = (cut.clone(), conns.clone());
-        std::thread::spawn(move || {
-            for s in listener.incoming() {
-                let Ok(client) = s else { continue };
-                if c.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue;
-                };
-                let _ = client.set_nodelay(true);
-                let _ = server.set_nodelay(true);
-                {
-                    let mut g = cs.lock().unwrap();
-                    g.push(client.try_clone().unwrap());
-                    g.push(server.try_clone().unwrap());
-                }
-                let (c1, c2) = (c.clone(), c.clone());
-                let (a, b) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || pump(client, server, c1));
-                std::thread::spawn(move || pump(b, a, c2));
-            }
-        });
-        Proxy { port, cut, conns }
-    }
-
-    /// Cuts the link: open connections are closed, new ones refused.
-    pub fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-    }
-
-    /// Restores the link.
-    pub fn heal(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
 
 /// How to lay the cluster out.
 #[derive(Default)]
@@ -145,7 +73,10 @@ impl Cluster {
                         let ctrl = voter_ports[to - 1].1;
                         links.insert(
                             (from, to),
-                            vec![Proxy::start(ctrl), Proxy::start(kafka[to - 1])],
+                            vec![
+                                Proxy::start(ctrl).unwrap(),
+                                Proxy::start(kafka[to - 1]).unwrap(),
+                            ],
                         );
                     }
                 }

@@ -1,7 +1,7 @@
-//! A fault-injecting TCP proxy. Every link between two nodes of a chaos cluster (controller
-//! quorum, broker heartbeats, replica fetches) passes through one, so a link can be cut (its
-//! connections closed and new ones refused), stalled in one direction (bytes held back, as a
-//! network that drops packets and TCP that retransmits them later), or slowed.
+//! A fault-injecting TCP proxy. Put one on a link between two nodes (controller quorum,
+//! broker heartbeats, replica fetches) and the link can be cut (its connections closed and new
+//! ones refused), stalled in one direction (bytes held back, as a network that drops packets
+//! and TCP that retransmits them later), or slowed, while clients still reach both nodes.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

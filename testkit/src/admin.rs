@@ -1,0 +1,48 @@
+//! Topic creation through librdkafka's admin client.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::BoxError;
+
+/// Creates `topic` with `partitions` and replication factor `rf` through `bootstrap`. A topic
+/// that already exists is fine. Other refusals (a cluster still forming: not enough live
+/// brokers yet, no controller) are retried until `wait` has passed; then the last one is the
+/// error.
+pub fn create_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    rf: i32,
+    wait: Duration,
+) -> Result<(), BoxError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "3")
+        .create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let deadline = Instant::now() + wait;
+    loop {
+        let res = rt.block_on(admin.create_topics(
+            &[NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(rf),
+            )],
+            &AdminOptions::new(),
+        ));
+        match res.map(|r| r.into_iter().next()) {
+            Ok(Some(Ok(_)) | None) => return Ok(()),
+            Ok(Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists)))) => return Ok(()),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            Ok(Some(Err((t, e)))) => return Err(format!("creating {t}: {e}").into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
