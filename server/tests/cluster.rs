@@ -1,7 +1,7 @@
 //! Three-node clusters of real `strata` processes on 127.0.0.1, driven by librdkafka: SIGKILL of
 //! a partition leader under acks=all, SIGKILL of every node at once, SIGKILL of the active
-//! controller, two of three brokers down, a group coordinator killed, and a leader cut off from
-//! the other nodes by a proxy. Every test checks that nothing acknowledged is lost.
+//! controller, two of three brokers down, a group coordinator killed, a leader cut off from
+//! the other nodes by a proxy, and a corrupt byte in a leader's segment. Every test checks that nothing acknowledged is lost.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -708,6 +708,71 @@ fn an_isolated_leader_acknowledges_nothing_and_keeps_no_divergent_record() {
             "replica on node {n} ({} bytes) diverges from the leader's ({} bytes)",
             replica.len(),
             reference.len()
+        );
+    }
+}
+
+/// Flips the byte in the middle of the first segment of `dir_name` on `node`, as a disk that
+/// returns bad data would, while the broker runs (the page cache holds the flipped byte).
+fn flip_byte_mid_first_segment(c: &Cluster, node: usize, dir_name: &str) {
+    use std::os::unix::fs::FileExt;
+    let dir = c.brokers[node - 1].data_dir().join(dir_name);
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    assert!(logs.len() >= 2, "want a closed segment, have {logs:?}");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&logs[0])
+        .unwrap();
+    let pos = f.metadata().unwrap().len() / 2;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, pos).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5a], pos).unwrap();
+}
+
+#[test]
+fn a_corrupt_byte_in_the_leaders_segment_is_never_served_and_the_replica_is_repaired() {
+    let mut c = Cluster::start3();
+    create_topic_with(&c.bootstrap(), "ledger", 1, 3, &[("segment.bytes", "4096")]);
+    let leader = wait_isr(&c.bootstrap(), "ledger", 0, 3) as usize;
+    let p = producer(&c.bootstrap(), &[]);
+    // Many small batches, so the leader's log has closed segments.
+    let mut acked = Vec::new();
+    for round in 0..20u64 {
+        acked.extend(produce_all(&p, "ledger", round * 50..(round + 1) * 50));
+    }
+    assert_eq!(acked.len(), 1000);
+
+    flip_byte_mid_first_segment(&c, leader, "ledger-0");
+
+    // A consumer reading from the start gets every acknowledged value, intact and in order:
+    // the leader refuses to serve the corrupt batch, reports its replica failed, and the
+    // partition is led by another replica.
+    let read = read_back(&c.bootstrap(), "ledger", 0, acked.len());
+    assert_nothing_lost(&read, &acked);
+    assert_eq!(read.len(), acked.len(), "values never produced were read");
+    let found = common::Broker::metric(c.metrics_ports[leader - 1], "strata_corrupt_batches");
+    assert!(found >= 1.0, "the old leader counted no corrupt batch");
+    let (now, _, _) = partition_state(&c.bootstrap(), "ledger", 0).unwrap();
+    assert_ne!(now as usize, leader, "the corrupt replica still leads");
+
+    // The corrupt replica is cut back to the bad batch, refilled from the new leader, and
+    // rejoins the ISR; then every replica holds the same bytes.
+    wait_isr(&c.bootstrap(), "ledger", 0, 3);
+    drop(p);
+    for n in 1..=3 {
+        assert!(c.broker(n).terminate().success());
+    }
+    let reference = replica_bytes(&c, now as usize, "ledger-0");
+    for n in 1..=3 {
+        assert!(
+            replica_bytes(&c, n, "ledger-0") == reference,
+            "replica on node {n} differs from the leader's"
         );
     }
 }
