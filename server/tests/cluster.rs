@@ -1,7 +1,8 @@
 //! Three-node clusters of real `strata` processes on 127.0.0.1, driven by librdkafka: SIGKILL of
 //! a partition leader under acks=all, SIGKILL of every node at once, SIGKILL of the active
 //! controller, two of three brokers down, a group coordinator killed, a leader cut off from
-//! the other nodes by a proxy, and a corrupt byte in a leader's segment. Every test checks that nothing acknowledged is lost.
+//! the other nodes by a proxy, and a corrupt byte in a leader's segment. Every test checks that
+//! nothing acknowledged is lost.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
