@@ -1066,7 +1066,8 @@ impl Log {
     }
 
     /// Reads every batch of the log and checks its CRC; reports the first corrupt one. For
-    /// operators and tests: ordinary reads do not check CRCs (consumers do).
+    /// operators and tests. A read does not check what it returns: its caller does, with
+    /// [`FileSlice::verify`] (the broker checks every slice a Fetch sends).
     pub fn verify(&self) -> Result<u64> {
         let g = self.lock()?;
         let mut batches = 0u64;
