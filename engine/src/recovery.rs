@@ -8,9 +8,10 @@
 //!   framing, magic, CRC and offset order, and rebuilds the index entries it passes. So recovery
 //!   time grows with the tail written since the last checkpoint, not with the log.
 //! - An invalid batch with nothing valid after it is a torn tail: the file is cut there and later
-//!   segments are removed. An invalid batch followed by a valid one is corruption in the middle of
-//!   the log: reported as [`LogError::Corruption`] with segment and position (or truncated, when
-//!   [`RecoveryMode::TruncateCorruption`] says so).
+//!   segments are removed. An invalid batch followed by a valid one, or any invalid batch in a
+//!   trusted segment (found when its indexes fail the sanity check and it is walked), is
+//!   corruption: reported as [`LogError::Corruption`] with segment and position (or cut there,
+//!   later segments removed, when [`RecoveryMode::TruncateCorruption`] says so).
 //! - Indexes that fail the sanity check, or are missing, are rebuilt from the log.
 //!
 //! Invariant: after recovery every byte of every segment is a valid batch, segments do not
@@ -85,13 +86,16 @@ fn is_temporary(path: &Path) -> bool {
         .is_some_and(|n| n.ends_with(".tmp") || n.ends_with(".cleaned") || n.ends_with(".deleted"))
 }
 
+/// Opens a segment below the recovery point. Its indexes are used if they pass the sanity
+/// check; otherwise the segment is walked to rebuild them, and the walk's outcome is returned:
+/// an invalid batch in it is corruption (all of it was durable), whatever follows.
 fn open_trusted(
     storage: &Arc<dyn Storage>,
     dir: &Path,
     base: Offset,
     config: &LogConfig,
     report: &mut RecoveryReport,
-) -> Result<LogSegment> {
+) -> Result<(LogSegment, Option<Scanned>)> {
     let mut seg = LogSegment::open(storage, dir, base, limits(config), None)?;
     let file_len = seg.file().len().map_err(|e| LogError::io(seg.path(), e))?;
     let sane = seg.offset_index().is_sane(file_len, Offset(i64::MAX)) && seg.load_end().is_ok();
@@ -99,23 +103,24 @@ fn open_trusted(
         && seg.offset_index().is_sane(seg.size(), seg.next_offset())
         && seg.time_index().is_sane(seg.next_offset())
     {
-        return Ok(seg);
+        return Ok((seg, None));
     }
     tracing::warn!(segment = ?seg.path(), "index failed its sanity check; rebuilding it from the log");
     report.indexes_rebuilt += 1;
     drop(seg);
     let mut seg = LogSegment::open(storage, dir, base, limits(config), Some((0, 0)))?;
+    let file_len = seg.file().len().map_err(|e| LogError::io(seg.path(), e))?;
     let out = seg.recover_from(0, base)?;
     report.segments_scanned += 1;
     report.bytes_scanned += out.valid_end;
-    if let Some(inv) = out.invalid {
-        return Err(LogError::Corruption {
-            segment: seg.path().to_path_buf(),
-            position: inv.position,
-            reason: inv.reason,
-        });
-    }
-    Ok(seg)
+    Ok((seg, Some(Scanned { out, file_len })))
+}
+
+/// A segment recovery walked, and what the walk found.
+struct Scanned {
+    out: segment::ScanOutcome,
+    /// The file's length before the walk.
+    file_len: u64,
 }
 
 pub(crate) fn recover(
@@ -188,7 +193,8 @@ pub(crate) fn recover(
                 Some(_) => Plan::ScanFrom(0, base, Some((0, 0))),
             }
         };
-        let mut seg = match plan {
+        let trusted = matches!(plan, Plan::Trusted);
+        let (mut seg, scan) = match plan {
             Plan::Trusted => open_trusted(storage, dir, base, config, &mut report)?,
             Plan::ScanFrom(position, offset, keep) => {
                 let mut seg = LogSegment::open(storage, dir, base, limits(config), keep)?;
@@ -211,38 +217,41 @@ pub(crate) fn recover(
                 report.segments_scanned += 1;
                 report.bytes_scanned += out.valid_end - position;
                 scanned.push(base);
-                if let Some(inv) = out.invalid {
-                    let corruption = inv.valid_batch_follows;
-                    if corruption && mode == RecoveryMode::Strict {
-                        return Err(LogError::Corruption {
-                            segment: seg.path().to_path_buf(),
-                            position: inv.position,
-                            reason: inv.reason,
-                        });
-                    }
-                    tracing::warn!(
-                        segment = ?seg.path(),
-                        position = inv.position,
-                        reason = %inv.reason,
-                        corruption,
-                        "truncating the log at an invalid batch"
-                    );
-                    report.bytes_truncated += file_len - out.valid_end;
-                    let next = out.next_offset;
-                    seg.truncate_at(out.valid_end, next)?;
-                    // Everything after the cut goes.
-                    for later in bases.drain(idx + 1..) {
-                        let s =
-                            LogSegment::open(storage, dir, later, limits(config), Some((0, 0)))?;
-                        report.bytes_truncated +=
-                            s.file().len().map_err(|e| LogError::io(s.path(), e))?;
-                        report.segments_removed += 1;
-                        s.delete(storage.as_ref())?;
-                    }
-                }
-                seg
+                (seg, Some(Scanned { out, file_len }))
             }
         };
+        if let Some(Scanned { out, file_len }) = scan
+            && let Some(inv) = out.invalid
+        {
+            // A trusted segment was durable to its end: anything invalid in it is corruption.
+            let corruption = inv.valid_batch_follows || trusted;
+            if corruption && mode == RecoveryMode::Strict {
+                return Err(LogError::Corruption {
+                    segment: seg.path().to_path_buf(),
+                    position: inv.position,
+                    reason: inv.reason,
+                });
+            }
+            tracing::warn!(
+                segment = ?seg.path(),
+                position = inv.position,
+                reason = %inv.reason,
+                corruption,
+                "truncating the log at an invalid batch"
+            );
+            report.bytes_truncated += file_len - out.valid_end;
+            seg.truncate_at(out.valid_end, out.next_offset)?;
+            if !scanned.contains(&base) {
+                scanned.push(base);
+            }
+            // Everything after the cut goes.
+            for later in bases.drain(idx + 1..) {
+                let s = LogSegment::open(storage, dir, later, limits(config), Some((0, 0)))?;
+                report.bytes_truncated += s.file().len().map_err(|e| LogError::io(s.path(), e))?;
+                report.segments_removed += 1;
+                s.delete(storage.as_ref())?;
+            }
+        }
         if let Some((_, prev)) = segments.iter().next_back()
             && prev.next_offset() > seg.base_offset()
         {

@@ -216,6 +216,52 @@ fn flipped_byte_mid_log_is_reported_as_corruption() {
     assert_eq!(log.log_end_offset(), Offset(12));
 }
 
+/// A segment below the recovery point whose end no longer frames a batch (bytes lost from a
+/// closed segment) is corruption, not a torn tail: refused by default, and cut there, with
+/// every later segment, when the caller asks (a cluster replica that will be refilled).
+#[test]
+fn damaged_closed_segment_is_corruption_and_can_be_cut() {
+    let mut h = Harness::new(Kind::Sim);
+    let cfg = config();
+    let positions = durable_log(&mut h, &cfg, 80);
+    let log = h.open(cfg.clone());
+    assert!(log.segment_indexes().len() >= 3, "want several segments");
+    log.close().unwrap();
+    drop(log);
+    h.restart_pipeline();
+    let seg = h.dir.join("00000000000000000000.log");
+    let sim = h.sim.clone().unwrap();
+    let bytes = sim.contents(&seg).unwrap();
+    sim.put_file(&seg, &bytes[..bytes.len() - 27]);
+    // The last batch of the first segment is the one cut short.
+    let first_segment = positions.windows(2).position(|w| w[1].1 < w[0].1).unwrap();
+    let (last_in_first, pos) = positions[first_segment];
+    assert!(pos > 0 && last_in_first.0 > 0);
+    match h.try_open(cfg.clone()) {
+        Err(LogError::Corruption {
+            segment, position, ..
+        }) => {
+            assert_eq!(segment, seg);
+            assert_eq!(position, pos);
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    let log = Log::open_with_mode(
+        &h.dir,
+        cfg,
+        &h.pipeline.as_ref().unwrap().handle(),
+        RecoveryMode::TruncateCorruption,
+    )
+    .unwrap();
+    assert_eq!(log.log_end_offset(), last_in_first);
+    assert_eq!(
+        log.segment_indexes().len(),
+        1,
+        "later segments go with the cut"
+    );
+    assert!(log.verify().is_ok());
+}
+
 /// After a clean shutdown, verify() finds a flipped byte anywhere in the log.
 #[test]
 fn verify_reports_corruption_after_clean_shutdown() {
