@@ -23,9 +23,15 @@ pub const GROUP: &str = "strata-chaos";
 
 struct Deliveries {
     rec: Arc<Recorder>,
+    /// Producer id, to tell the lines of librdkafka's debug log apart.
+    id: u32,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn log(&self, _: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        eprintln!("rdkafka p{} {} {fac}: {line}", self.id, self.rec.now_ms());
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -69,7 +75,8 @@ pub fn produce(
     rec: Arc<Recorder>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), BoxError> {
-    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", idempotent.to_string())
@@ -79,8 +86,17 @@ pub fn produce(
         // broker can tell from new records (seen in the first runs of this tool).
         .set("message.timeout.ms", if idempotent { "0" } else { "10000" })
         .set("request.timeout.ms", "5000")
-        .set("log_level", "3")
-        .create_with_context(Deliveries { rec: rec.clone() })?;
+        .set("log_level", "3");
+    // STRATA_CHAOS_RDKAFKA_DEBUG=eos,msg (librdkafka's `debug` contexts) prints the
+    // producers' debug log on stderr, each line with its producer and run time in ms.
+    if let Ok(contexts) = std::env::var("STRATA_CHAOS_RDKAFKA_DEBUG") {
+        config.set("debug", contexts);
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
+    let producer: ThreadedProducer<Deliveries> = config.create_with_context(Deliveries {
+        rec: rec.clone(),
+        id,
+    })?;
     let start = Instant::now();
     let mut seq: u64 = 0;
     while !stop.load(Ordering::Relaxed) {

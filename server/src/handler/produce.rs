@@ -175,6 +175,7 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
                     }))
                 }
                 Err((code, message)) => {
+                    tracing::debug!(topic = %partition.topic, partition = index, ?code, %message, "produce refused");
                     if code == ErrorCode::KafkaStorageError {
                         crate::cluster::replica_manager::report_failed_replica(
                             &ctx.broker,
@@ -237,6 +238,9 @@ impl InFlight {
                 && let Some((next, epoch)) = replicated
             {
                 code = partition.wait_replicated(next, epoch, deadline).await.err();
+            }
+            if let Some((code, message)) = &code {
+                tracing::debug!(topic = %partition.topic, partition = partition.index, ?code, %message, "appended batch answered with an error");
             }
             if let Some((code, message)) = code
                 && let Some(resp) = topics
