@@ -350,6 +350,12 @@ impl Log {
         Ok(g)
     }
 
+    /// Whether a write to this log failed: it refuses appends and reads until reopened, which
+    /// recovers it.
+    pub fn is_offline(&self) -> bool {
+        self.progress.failed.load(Ordering::SeqCst)
+    }
+
     /// The log's directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -461,6 +461,18 @@ impl Partition {
                 g.machine.leader_epoch()
             }
         };
+        // A log whose write failed refuses everything, before any sequence verdict: once a
+        // batch of a producer failed here, the producer's next batch would otherwise be answered
+        // OUT_OF_ORDER_SEQUENCE_NUMBER, which librdkafka takes for "the earlier batches were
+        // lost" and answers by renumbering every unacknowledged record under a new epoch,
+        // duplicating those that were written (seen in a chaos run with a full disk).
+        if self.log.is_offline() {
+            return Err((
+                ErrorCode::KafkaStorageError,
+                "a write to this replica's log failed; it is offline until the broker restarts"
+                    .into(),
+            ));
+        }
         if let Some(h) = idempotent.first() {
             if headers.len() != 1 {
                 return Err((
@@ -601,6 +613,51 @@ pub fn valid_topic_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An idempotent batch of one record from producer 7, epoch 0, at `seq`.
+    fn idempotent_batch(seq: i32) -> BytesMut {
+        let mut b = batch::build(
+            Offset(0),
+            1_700_000_000_000,
+            &[(None, Some(b"v".as_slice()))],
+        );
+        b[43..51].copy_from_slice(&7i64.to_be_bytes());
+        b[51..53].copy_from_slice(&0i16.to_be_bytes());
+        b[53..57].copy_from_slice(&seq.to_be_bytes());
+        batch::restamp_crc(&mut b);
+        BytesMut::from(b.as_slice())
+    }
+
+    /// After a failed write, every later batch of a producer gets KAFKA_STORAGE_ERROR (retry
+    /// elsewhere), never a sequence verdict that would make the client renumber its records.
+    #[test]
+    fn an_offline_log_refuses_batches_before_checking_sequences() {
+        use strata_engine::io::sim::SimStorage;
+        let sim = SimStorage::new();
+        let pipeline = strata_engine::CommitPipeline::start(
+            std::sync::Arc::new(sim.clone()),
+            Default::default(),
+        )
+        .unwrap();
+        let log = Log::open("/sim/t-0", LogConfig::default(), &pipeline.handle()).unwrap();
+        let p = Partition::new("t", 0, log, None).unwrap();
+        let append = |seq| match p.append(idempotent_batch(seq), false) {
+            Ok((AppendOutcome::Appended(info), _)) => info
+                .completion
+                .wait_durable()
+                .map_err(|_| ErrorCode::RequestTimedOut),
+            Ok((AppendOutcome::Duplicate(_), _)) => Ok(()),
+            Err((code, _)) => Err(code),
+        };
+        assert_eq!(append(0), Ok(()));
+        sim.set_fail_writes(true);
+        // Handed to the log, then its write fails.
+        assert!(append(1).is_err());
+        assert!(p.log.is_offline());
+        for seq in 2..5 {
+            assert_eq!(append(seq), Err(ErrorCode::KafkaStorageError), "seq {seq}");
+        }
+    }
 
     #[test]
     fn sequence_checks_follow_kafka() {
