@@ -48,13 +48,15 @@ pub fn ensure(broker: &Arc<Broker>, leader: i32) {
     fetchers.insert(leader, tokio::spawn(run(broker.clone(), leader)));
 }
 
-/// The partitions this broker follows on `leader`, ready to fetch now.
+/// The partitions this broker follows on `leader`, ready to fetch now. A replica whose log is
+/// offline (a failed write) is left out: it was reported failed and waits for a restart.
 fn followed(broker: &Broker, leader: i32) -> Vec<Arc<Partition>> {
     let now = Instant::now();
     broker
         .topics()
         .iter()
         .flat_map(|t| t.local_partitions())
+        .filter(|p| !p.log.is_offline())
         .filter(|p| {
             p.with_replica(|r| {
                 r.machine.role() == &Role::Follower(BrokerId(leader))
@@ -152,6 +154,13 @@ async fn round(
 
 fn key(p: &Partition) -> (String, i32) {
     (p.topic.clone(), p.index)
+}
+
+/// A follower whose write failed: its log is offline until the broker restarts, so it cannot
+/// confirm anything. The controller takes it out of the ISR at once (acks=all need not wait
+/// `replica.lag.time.max.ms` for it).
+fn fail_offline(broker: &Broker, p: &Arc<Partition>) {
+    super::replica_manager::report_failed_replica(broker, p);
 }
 
 fn retry_later(p: &Partition) {
@@ -341,6 +350,7 @@ async fn fetch(
             }
             match p.append_as_follower(BytesMut::from(&records[..])) {
                 Ok(info) => appended.push((p, info, Offset(pd.high_watermark))),
+                Err(_) if p.log.is_offline() => fail_offline(broker, &p),
                 Err((code, message)) => {
                     tracing::warn!(topic = %p.topic, partition = p.index, ?code, %message, "appending fetched records failed; checking for divergence");
                     p.with_replica(|r| r.needs_truncation = true);
@@ -357,6 +367,9 @@ async fn fetch(
         };
         if let Err(e) = info.completion.until(stage).await {
             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "follower append failed");
+            if p.log.is_offline() {
+                fail_offline(broker, &p);
+            }
             retry_later(&p);
             continue;
         }
