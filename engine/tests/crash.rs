@@ -176,6 +176,27 @@ fn durable_log(h: &mut Harness, cfg: &LogConfig, batches: usize) -> Vec<(Offset,
     positions
 }
 
+/// Opening the log is refused as corruption at `seg`/`pos`; opening it with
+/// `RecoveryMode::TruncateCorruption` succeeds and is returned.
+fn refused_then_cut(h: &Harness, cfg: LogConfig, seg: &std::path::Path, pos: u64) -> Log {
+    match h.try_open(cfg.clone()) {
+        Err(LogError::Corruption {
+            segment, position, ..
+        }) => {
+            assert_eq!(segment, seg);
+            assert_eq!(position, pos);
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    Log::open_with_mode(
+        &h.dir,
+        cfg,
+        &h.pipeline.as_ref().unwrap().handle(),
+        RecoveryMode::TruncateCorruption,
+    )
+    .unwrap()
+}
+
 /// A flipped byte inside the scanned tail, with valid batches after it, is corruption: the log
 /// refuses to open and names the segment and position, instead of silently truncating.
 #[test]
@@ -196,23 +217,8 @@ fn flipped_byte_mid_log_is_reported_as_corruption() {
         .unwrap();
     h.sim.as_ref().unwrap().crash(CrashMode::DropUnsynced);
     h.restart_pipeline();
-    match h.try_open(cfg.clone()) {
-        Err(LogError::Corruption {
-            segment, position, ..
-        }) => {
-            assert_eq!(segment, seg);
-            assert_eq!(position, pos);
-        }
-        other => panic!("expected corruption, got {other:?}"),
-    }
     // The operator may choose to cut the log there.
-    let log = Log::open_with_mode(
-        &h.dir,
-        cfg,
-        &h.pipeline.as_ref().unwrap().handle(),
-        RecoveryMode::TruncateCorruption,
-    )
-    .unwrap();
+    let log = refused_then_cut(&h, cfg, &seg, pos);
     assert_eq!(log.log_end_offset(), Offset(12));
 }
 
@@ -237,22 +243,7 @@ fn damaged_closed_segment_is_corruption_and_can_be_cut() {
     let first_segment = positions.windows(2).position(|w| w[1].1 < w[0].1).unwrap();
     let (last_in_first, pos) = positions[first_segment];
     assert!(pos > 0 && last_in_first.0 > 0);
-    match h.try_open(cfg.clone()) {
-        Err(LogError::Corruption {
-            segment, position, ..
-        }) => {
-            assert_eq!(segment, seg);
-            assert_eq!(position, pos);
-        }
-        other => panic!("expected corruption, got {other:?}"),
-    }
-    let log = Log::open_with_mode(
-        &h.dir,
-        cfg,
-        &h.pipeline.as_ref().unwrap().handle(),
-        RecoveryMode::TruncateCorruption,
-    )
-    .unwrap();
+    let log = refused_then_cut(&h, cfg, &seg, pos);
     assert_eq!(log.log_end_offset(), last_in_first);
     assert_eq!(
         log.segment_indexes().len(),

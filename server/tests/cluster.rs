@@ -609,8 +609,8 @@ fn raw_produce(addr: &str, topic: &str, partition: i32, value: &str) -> i16 {
     resp.responses[0].partition_responses[0].error_code
 }
 
-/// The bytes of every `.log` segment of a partition replica, in offset order.
-fn replica_bytes(c: &Cluster, node: usize, dir_name: &str) -> Vec<u8> {
+/// The `.log` segment files of a partition replica, in offset order.
+fn segment_files(c: &Cluster, node: usize, dir_name: &str) -> Vec<std::path::PathBuf> {
     let dir = c.brokers[node - 1].data_dir().join(dir_name);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -619,6 +619,11 @@ fn replica_bytes(c: &Cluster, node: usize, dir_name: &str) -> Vec<u8> {
         .collect();
     files.sort();
     files
+}
+
+/// The bytes of every `.log` segment of a partition replica, in offset order.
+fn replica_bytes(c: &Cluster, node: usize, dir_name: &str) -> Vec<u8> {
+    segment_files(c, node, dir_name)
         .iter()
         .flat_map(|f| std::fs::read(f).unwrap())
         .collect()
@@ -717,13 +722,7 @@ fn an_isolated_leader_acknowledges_nothing_and_keeps_no_divergent_record() {
 /// returns bad data would, while the broker runs (the page cache holds the flipped byte).
 fn flip_byte_mid_first_segment(c: &Cluster, node: usize, dir_name: &str) {
     use std::os::unix::fs::FileExt;
-    let dir = c.brokers[node - 1].data_dir().join(dir_name);
-    let mut logs: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    logs.sort();
+    let logs = segment_files(c, node, dir_name);
     assert!(logs.len() >= 2, "want a closed segment, have {logs:?}");
     let f = std::fs::OpenOptions::new()
         .read(true)
