@@ -25,11 +25,16 @@ struct Deliveries {
     rec: Arc<Recorder>,
     /// Producer id, to tell the lines of librdkafka's debug log apart.
     id: u32,
+    /// Print librdkafka's log (`STRATA_CHAOS_RDKAFKA_DEBUG`); otherwise it is dropped (the
+    /// history records every outcome).
+    print_log: bool,
 }
 
 impl ClientContext for Deliveries {
     fn log(&self, _: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
-        eprintln!("rdkafka p{} {} {fac}: {line}", self.id, self.rec.now_ms());
+        if self.print_log {
+            eprintln!("rdkafka p{} {} {fac}: {line}", self.id, self.rec.now_ms());
+        }
     }
 }
 
@@ -89,13 +94,15 @@ pub fn produce(
         .set("log_level", "3");
     // STRATA_CHAOS_RDKAFKA_DEBUG=eos,msg (librdkafka's `debug` contexts) prints the
     // producers' debug log on stderr, each line with its producer and run time in ms.
-    if let Ok(contexts) = std::env::var("STRATA_CHAOS_RDKAFKA_DEBUG") {
+    let debug = std::env::var("STRATA_CHAOS_RDKAFKA_DEBUG").ok();
+    if let Some(contexts) = &debug {
         config.set("debug", contexts);
         config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     }
     let producer: ThreadedProducer<Deliveries> = config.create_with_context(Deliveries {
         rec: rec.clone(),
         id,
+        print_log: debug.is_some(),
     })?;
     let start = Instant::now();
     let mut seq: u64 = 0;
