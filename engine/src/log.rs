@@ -723,6 +723,14 @@ impl Log {
         Ok(())
     }
 
+    /// Asks for everything appended so far to be made durable, without waiting: the returned
+    /// completion is durable once it is. For a caller that must not confirm a batch already in
+    /// the log (an idempotent producer's retry) before that batch is durable.
+    pub fn flush_async(&self) -> Result<Completion> {
+        let _g = self.lock()?;
+        self.pipeline.flush(&self.progress)
+    }
+
     /// Makes everything appended so far durable and checkpoints the recovery point.
     pub fn flush(&self) -> Result<()> {
         let c = {

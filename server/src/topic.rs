@@ -39,8 +39,14 @@ struct ProducerEntry {
 pub enum SequenceCheck {
     /// Append it.
     Append,
-    /// Already appended at this base offset: acknowledge without appending.
-    Duplicate(Offset),
+    /// Already appended at `base` (its last record just below `next`): acknowledge without
+    /// appending, once that batch is as safe as an append would have to be.
+    Duplicate {
+        /// Base offset of the batch in the log.
+        base: Offset,
+        /// The offset after its last record.
+        next: Offset,
+    },
     /// Refuse with this code.
     Reject(ErrorCode),
 }
@@ -77,7 +83,10 @@ impl ProducerStates {
             .iter()
             .find(|b| b.first_seq == first && b.last_seq == last)
         {
-            return SequenceCheck::Duplicate(b.base_offset);
+            return SequenceCheck::Duplicate {
+                base: b.base_offset,
+                next: Offset(b.base_offset.0 + i64::from(b.last_seq.wrapping_sub(b.first_seq)) + 1),
+            };
         }
         let expected = entry
             .batches
@@ -139,8 +148,15 @@ impl ProducerStates {
 pub enum AppendOutcome {
     /// Appended; wait on the completion.
     Appended(AppendInfo),
-    /// A retried duplicate of a batch already in the log at this base offset.
-    Duplicate(Offset),
+    /// A retried duplicate of a batch already in the log at `base`, ending just below `next`.
+    /// It may not be durable or replicated yet (or ever, if this replica loses the leadership
+    /// and is cut back): it is acknowledged only after the same waits as an append.
+    Duplicate {
+        /// Base offset of the batch in the log.
+        base: Offset,
+        /// The offset after its last record.
+        next: Offset,
+    },
 }
 
 /// A replica's replication state on this broker (cluster mode).
@@ -483,7 +499,9 @@ impl Partition {
             let last = h.base_sequence.wrapping_add(h.last_offset_delta);
             match producers.check(h.producer_id, h.producer_epoch, h.base_sequence, last) {
                 SequenceCheck::Append => {}
-                SequenceCheck::Duplicate(o) => return Ok((AppendOutcome::Duplicate(o), epoch)),
+                SequenceCheck::Duplicate { base, next } => {
+                    return Ok((AppendOutcome::Duplicate { base, next }, epoch));
+                }
                 SequenceCheck::Reject(code) => {
                     return Err((code, format!("sequence {} rejected", h.base_sequence)));
                 }
@@ -646,7 +664,7 @@ mod tests {
                 .completion
                 .wait_durable()
                 .map_err(|_| ErrorCode::RequestTimedOut),
-            Ok((AppendOutcome::Duplicate(_), _)) => Ok(()),
+            Ok((AppendOutcome::Duplicate { .. }, _)) => Ok(()),
             Err((code, _)) => Err(code),
         };
         assert_eq!(append(0), Ok(()));
@@ -664,7 +682,13 @@ mod tests {
         let mut st = ProducerStates::default();
         assert_eq!(st.check(7, 0, 0, 4), SequenceCheck::Append);
         st.record(7, 0, 0, 4, Offset(100));
-        assert_eq!(st.check(7, 0, 0, 4), SequenceCheck::Duplicate(Offset(100)));
+        assert_eq!(
+            st.check(7, 0, 0, 4),
+            SequenceCheck::Duplicate {
+                base: Offset(100),
+                next: Offset(105)
+            }
+        );
         assert_eq!(st.check(7, 0, 5, 9), SequenceCheck::Append);
         assert_eq!(
             st.check(7, 0, 7, 9),

@@ -557,6 +557,19 @@ fn dump_replicas(c: &Cluster, topic: &str, when: &str) {
 /// Sends one acks=all Produce request (v9) straight to `addr`, not following metadata, and
 /// returns the partition's error code (a timeout or a closed connection counts as -1).
 fn raw_produce(addr: &str, topic: &str, partition: i32, value: &str) -> i16 {
+    raw_produce_with(addr, topic, partition, value, None, 2000).0
+}
+
+/// [`raw_produce`] with an idempotent producer's (producer id, sequence) and a `timeout_ms`;
+/// returns the error code and the base offset.
+fn raw_produce_with(
+    addr: &str,
+    topic: &str,
+    partition: i32,
+    value: &str,
+    idempotent: Option<(i64, i32)>,
+    timeout_ms: i32,
+) -> (i16, i64) {
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::produce_request::{
         PartitionProduceData, ProduceRequest, TopicProduceData,
@@ -566,11 +579,17 @@ fn raw_produce(addr: &str, topic: &str, partition: i32, value: &str) -> i16 {
     use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
     use std::io::{Read, Write};
     let version = 9i16;
-    let batch = strata_engine::batch::build(
+    let mut batch = strata_engine::batch::build(
         strata_engine::Offset(0),
         0,
         &[(None, Some(value.as_bytes()))],
     );
+    if let Some((pid, seq)) = idempotent {
+        batch[43..51].copy_from_slice(&pid.to_be_bytes());
+        batch[51..53].copy_from_slice(&0i16.to_be_bytes());
+        batch[53..57].copy_from_slice(&seq.to_be_bytes());
+        strata_engine::batch::restamp_crc(&mut batch);
+    }
     let mut pd = PartitionProduceData::default();
     pd.index = partition;
     pd.records = Some(Bytes::from(batch));
@@ -579,7 +598,7 @@ fn raw_produce(addr: &str, topic: &str, partition: i32, value: &str) -> i16 {
     td.partition_data = vec![pd];
     let mut req = ProduceRequest::default();
     req.acks = -1;
-    req.timeout_ms = 2000;
+    req.timeout_ms = timeout_ms;
     req.topic_data = vec![td];
     let mut h = RequestHeader::default();
     h.request_api_key = ApiKey::Produce as i16;
@@ -590,23 +609,24 @@ fn raw_produce(addr: &str, topic: &str, partition: i32, value: &str) -> i16 {
         .unwrap();
     req.encode(&mut body, version).unwrap();
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return -1;
+        return (-1, -1);
     };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
     s.write_all(&body).unwrap();
     let mut len = [0u8; 4];
     if s.read_exact(&mut len).is_err() {
-        return -1;
+        return (-1, -1);
     }
     let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
     if s.read_exact(&mut buf).is_err() {
-        return -1;
+        return (-1, -1);
     }
     let mut b = Bytes::from(buf);
     ResponseHeader::decode(&mut b, ApiKey::Produce.response_header_version(version)).unwrap();
     let resp = ProduceResponse::decode(&mut b, version).unwrap();
-    resp.responses[0].partition_responses[0].error_code
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
 }
 
 /// The `.log` segment files of a partition replica, in offset order.
@@ -775,4 +795,39 @@ fn a_corrupt_byte_in_the_leaders_segment_is_never_served_and_the_replica_is_repa
             "replica on node {n} differs from the leader's"
         );
     }
+}
+
+/// An idempotent producer's retry of a batch the leader holds above its high watermark is a
+/// duplicate, but it is not confirmed before the in-sync replicas have the batch: a new leader
+/// without it would cut it away, and the record acknowledged by the retry would be lost.
+#[test]
+fn a_retried_batch_is_not_acknowledged_before_the_isr_has_it() {
+    let c = Cluster::start(Layout {
+        brokers: 3,
+        proxied: true,
+        extra: vec!["replica.lag.time.max.ms=60000".into()],
+        ..Layout::default()
+    });
+    create_topic(&c.bootstrap(), "retries", 1, 3);
+    let leader = wait_isr(&c.bootstrap(), "retries", 0, 3) as usize;
+    // The followers stay in the ISR (and registered) but cannot fetch.
+    for follower in (1..=3).filter(|n| *n != leader) {
+        c.cut_replication(follower, leader);
+    }
+    let addr = c.brokers[leader - 1].bootstrap();
+    const REQUEST_TIMED_OUT: i16 = 7;
+    let attempt =
+        |timeout_ms| raw_produce_with(&addr, "retries", 0, "7", Some((4242, 0)), timeout_ms);
+    // Appended, never confirmed by the ISR.
+    assert_eq!(attempt(500).0, REQUEST_TIMED_OUT);
+    // The retry finds its batch in the log, and still waits for the ISR.
+    assert_eq!(attempt(500).0, REQUEST_TIMED_OUT);
+    c.heal();
+    // Once the followers have it, the retry is confirmed at the batch's offset.
+    assert_eq!(attempt(10_000), (0, 0));
+    assert_eq!(read_back(&c.bootstrap(), "retries", 0, 1), vec![7]);
+    let (_, high) = consumer(&c.bootstrap(), "watermarks")
+        .fetch_watermarks("retries", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(high, 1, "the batch is in the log once");
 }

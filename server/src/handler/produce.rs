@@ -22,7 +22,7 @@ use strata_engine::{FlushPolicy, Offset, Stage};
 
 use super::{Context, s};
 use crate::error_code::ErrorCode;
-use crate::topic::AppendOutcome;
+use crate::topic::{AppendOutcome, Partition};
 
 fn error(index: i32, code: ErrorCode, message: Option<String>) -> PartitionProduceResponse {
     msg!(PartitionProduceResponse {
@@ -128,25 +128,8 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
             ctx.metrics.bytes_in.inc_by(records.len() as u64);
             match partition.append(BytesMut::from(&records[..]), acks == -1) {
                 Ok((AppendOutcome::Appended(info), epoch)) => {
-                    let stage = match partition.log.flush_policy() {
-                        FlushPolicy::Always => Stage::Durable,
-                        _ => Stage::Written,
-                    };
-                    let c = info.completion.clone();
-                    let broker = ctx.broker.clone();
-                    let p = partition.clone();
-                    // Followers may copy the batch once it is written; consumers wait for the
-                    // high watermark, which moves once it is durable here (and, in a cluster,
-                    // on the in-sync followers).
-                    tokio::spawn(async move {
-                        if c.until(Stage::Written).await.is_ok() {
-                            broker.notify_append();
-                        }
-                        if c.until(stage).await.is_ok() {
-                            p.on_local_progress();
-                            broker.notify_append();
-                        }
-                    });
+                    let stage = ack_stage(&partition);
+                    watch_progress(ctx, &partition, info.completion.clone(), stage);
                     let replicated =
                         (acks == -1).then_some((Offset(info.last_offset.0 + 1), epoch));
                     waits.push((
@@ -164,12 +147,43 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
                         log_start_offset: partition.log.log_start_offset().0,
                     }));
                 }
-                Ok((AppendOutcome::Duplicate(offset), _)) => {
+                Ok((AppendOutcome::Duplicate { base, next }, epoch)) => {
                     ctx.metrics.duplicate_batches.inc();
+                    // The batch retried may still be on its way to the disk, or (after a
+                    // restart or a change of leader) above the high watermark, where a new
+                    // leader may cut it away: it is confirmed only after the waits its first
+                    // append would have had. (Seen in a chaos run: a retry answered at once by a
+                    // leader that had the batch only in its unreplicated tail, which the next
+                    // leader did not have: an acknowledged record lost.)
+                    let stage = ack_stage(&partition);
+                    let durable = if partition.log.recovery_point() >= next {
+                        Ok(strata_engine::Completion::done())
+                    } else {
+                        partition.log.flush_async()
+                    };
+                    let completion = match durable {
+                        Ok(c) => c,
+                        Err(e) => {
+                            partitions.push(error(
+                                index,
+                                ErrorCode::KafkaStorageError,
+                                Some(e.to_string()),
+                            ));
+                            continue;
+                        }
+                    };
+                    watch_progress(ctx, &partition, completion.clone(), stage);
+                    waits.push((
+                        partitions.len(),
+                        topics.len(),
+                        completion.until(stage),
+                        (acks == -1).then_some((next, epoch)),
+                        partition.clone(),
+                    ));
                     partitions.push(msg!(PartitionProduceResponse {
                         index,
                         error_code: ErrorCode::None.code(),
-                        base_offset: offset.0,
+                        base_offset: base.0,
                         log_append_time_ms: -1,
                         log_start_offset: partition.log.log_start_offset().0,
                     }))
@@ -199,6 +213,37 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
         deadline: tokio::time::Instant::now() + timeout,
         ctx: ctx.clone(),
     }
+}
+
+/// What an acknowledgement waits for locally: durability under `flush.policy=always`, the
+/// write otherwise.
+fn ack_stage(partition: &Partition) -> Stage {
+    match partition.log.flush_policy() {
+        FlushPolicy::Always => Stage::Durable,
+        _ => Stage::Written,
+    }
+}
+
+/// Followers may copy a batch once it is written; consumers wait for the high watermark, which
+/// moves once it is durable here (and, in a cluster, on the in-sync followers): wakes both as
+/// `completion` gets there.
+fn watch_progress(
+    ctx: &Context,
+    partition: &std::sync::Arc<Partition>,
+    completion: strata_engine::Completion,
+    stage: Stage,
+) {
+    let broker = ctx.broker.clone();
+    let p = partition.clone();
+    tokio::spawn(async move {
+        if completion.until(Stage::Written).await.is_ok() {
+            broker.notify_append();
+        }
+        if completion.until(stage).await.is_ok() {
+            p.on_local_progress();
+            broker.notify_append();
+        }
+    });
 }
 
 impl InFlight {
