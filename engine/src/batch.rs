@@ -364,6 +364,15 @@ pub fn restamp_crc(batch: &mut [u8]) {
     put_field(batch, CRC_POS, &crc.to_be_bytes());
 }
 
+/// Marks the batch as an idempotent producer's: producer id, epoch and base sequence, CRC
+/// restamped (what a client writes; for tests and tools that speak for one).
+pub fn stamp_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    put_field(batch, PRODUCER_ID_POS, &producer_id.to_be_bytes());
+    put_field(batch, PRODUCER_EPOCH_POS, &producer_epoch.to_be_bytes());
+    put_field(batch, BASE_SEQUENCE_POS, &base_sequence.to_be_bytes());
+    restamp_crc(batch);
+}
+
 /// Sets the record count field (used by compaction).
 pub(crate) fn set_records_count(batch: &mut [u8], count: i32) {
     put_field(batch, RECORDS_COUNT_POS, &count.to_be_bytes());

@@ -639,10 +639,7 @@ mod tests {
             1_700_000_000_000,
             &[(None, Some(b"v".as_slice()))],
         );
-        b[43..51].copy_from_slice(&7i64.to_be_bytes());
-        b[51..53].copy_from_slice(&0i16.to_be_bytes());
-        b[53..57].copy_from_slice(&seq.to_be_bytes());
-        batch::restamp_crc(&mut b);
+        batch::stamp_producer(&mut b, 7, 0, seq);
         BytesMut::from(b.as_slice())
     }
 

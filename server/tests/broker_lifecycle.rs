@@ -55,10 +55,7 @@ fn idempotent_produce(topic: &str, pid: i64, seq: i32, values: &[&str]) -> Produ
     let recs: Vec<batch::KeyValue<'_>> =
         values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
     let mut b = batch::build(Offset(0), 1_700_000_000_000, &recs);
-    b[43..51].copy_from_slice(&pid.to_be_bytes());
-    b[51..53].copy_from_slice(&0i16.to_be_bytes());
-    b[53..57].copy_from_slice(&seq.to_be_bytes());
-    batch::restamp_crc(&mut b);
+    batch::stamp_producer(&mut b, pid, 0, seq);
     let mut p = PartitionProduceData::default();
     p.index = 0;
     p.records = Some(Bytes::from(b));

@@ -585,10 +585,7 @@ fn raw_produce_with(
         &[(None, Some(value.as_bytes()))],
     );
     if let Some((pid, seq)) = idempotent {
-        batch[43..51].copy_from_slice(&pid.to_be_bytes());
-        batch[51..53].copy_from_slice(&0i16.to_be_bytes());
-        batch[53..57].copy_from_slice(&seq.to_be_bytes());
-        strata_engine::batch::restamp_crc(&mut batch);
+        strata_engine::batch::stamp_producer(&mut batch, pid, 0, seq);
     }
     let mut pd = PartitionProduceData::default();
     pd.index = partition;

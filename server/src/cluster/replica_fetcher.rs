@@ -25,6 +25,7 @@ use strata_engine::{FlushPolicy, LeaderEpoch, Offset, Stage};
 use strata_replication::{BrokerId, Role};
 
 use super::kafka_client::{KafkaClientError, KafkaConnection};
+use super::replica_manager::report_failed_replica;
 use crate::broker::Broker;
 use crate::error_code::ErrorCode;
 use crate::topic::Partition;
@@ -154,13 +155,6 @@ async fn round(
 
 fn key(p: &Partition) -> (String, i32) {
     (p.topic.clone(), p.index)
-}
-
-/// A follower whose write failed: its log is offline until the broker restarts, so it cannot
-/// confirm anything. The controller takes it out of the ISR at once (acks=all need not wait
-/// `replica.lag.time.max.ms` for it).
-fn fail_offline(broker: &Broker, p: &Arc<Partition>) {
-    super::replica_manager::report_failed_replica(broker, p);
 }
 
 fn retry_later(p: &Partition) {
@@ -350,7 +344,10 @@ async fn fetch(
             }
             match p.append_as_follower(BytesMut::from(&records[..])) {
                 Ok(info) => appended.push((p, info, Offset(pd.high_watermark))),
-                Err(_) if p.log.is_offline() => fail_offline(broker, &p),
+                // A failed write: the log is offline until the broker restarts, so this replica
+                // cannot confirm anything; the controller takes it out of the ISR at once
+                // (acks=all need not wait `replica.lag.time.max.ms` for it).
+                Err(_) if p.log.is_offline() => report_failed_replica(broker, &p),
                 Err((code, message)) => {
                     tracing::warn!(topic = %p.topic, partition = p.index, ?code, %message, "appending fetched records failed; checking for divergence");
                     p.with_replica(|r| r.needs_truncation = true);
@@ -368,7 +365,7 @@ async fn fetch(
         if let Err(e) = info.completion.until(stage).await {
             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "follower append failed");
             if p.log.is_offline() {
-                fail_offline(broker, &p);
+                report_failed_replica(broker, &p);
             }
             retry_later(&p);
             continue;
