@@ -125,6 +125,15 @@ pub enum LogError {
         /// What was wrong.
         reason: String,
     },
+    /// The directory is locked by another owner (another process, or another open `Log` in
+    /// this one): opening it too would assign the same offsets twice. Nothing was changed.
+    #[error("log directory {dir:?} is locked by {}; only one owner may open it", crate::io::dir_lock::holder_description(*holder_pid))]
+    DirectoryLocked {
+        /// The directory.
+        dir: PathBuf,
+        /// The holder's process id, where the lock file names it.
+        holder_pid: Option<u32>,
+    },
     /// The log or its commit pipeline has been closed.
     #[error("log is closed")]
     Closed,
@@ -137,6 +146,17 @@ pub enum LogError {
         #[source]
         source: io::Error,
     },
+}
+
+impl From<crate::io::LockError> for LogError {
+    fn from(e: crate::io::LockError) -> LogError {
+        match e {
+            crate::io::LockError::Held { dir, holder_pid } => {
+                LogError::DirectoryLocked { dir, holder_pid }
+            }
+            crate::io::LockError::Io { dir, source } => LogError::Io { path: dir, source },
+        }
+    }
 }
 
 impl LogError {

@@ -29,7 +29,7 @@ use crate::completion::Completion;
 use crate::config::{CleanupPolicy, LogConfig};
 use crate::error::{BatchError, LogError, Result};
 use crate::flush::{Command, FlushPolicy, LogProgress, PipelineHandle, WriteRequest};
-use crate::io::{MmapView, Storage, StorageFile};
+use crate::io::{DirLock, MmapView, Storage, StorageFile};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::offset::{LeaderEpoch, Offset};
 use crate::recovery::{self, CLEAN_SHUTDOWN_FILE, RecoveryMode, RecoveryReport};
@@ -264,6 +264,8 @@ pub struct Log {
     progress: Arc<LogProgress>,
     inner: Mutex<LogInner>,
     report: RecoveryReport,
+    /// The directory's lock, held from open until close (or drop): one owner per directory.
+    dir_lock: Mutex<Option<DirLock>>,
 }
 
 impl LogInner {
@@ -311,6 +313,8 @@ impl Log {
             reason,
         })?;
         let storage = pipeline.storage().clone();
+        // Lock before recovery reads or cuts anything: a second owner changes nothing.
+        let dir_lock = storage.lock_dir(&dir)?;
         let rec = recovery::recover(&storage, &dir, &config, mode)?;
         tracing::debug!(dir = ?dir, report = ?rec.report, leo = %rec.log_end_offset, "log opened");
         let progress = Arc::new(LogProgress::new(
@@ -333,6 +337,7 @@ impl Log {
                 closed: false,
             }),
             report: rec.report,
+            dir_lock: Mutex::new(Some(dir_lock)),
         })
     }
 
@@ -1045,7 +1050,19 @@ impl Log {
             .sync_dir(&self.dir)
             .map_err(|e| LogError::io(&self.dir, e))?;
         g.closed = true;
+        // Closed and clean: another owner may open the directory now.
+        let released = self.release_dir_lock();
+        assert!(released, "an open log holds its directory's lock");
         Ok(())
+    }
+
+    /// Drops the directory lock; whether it was still held.
+    fn release_dir_lock(&self) -> bool {
+        self.dir_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .is_some()
     }
 
     /// Closes the log and removes its directory (DeleteTopics).
@@ -1056,9 +1073,12 @@ impl Log {
             g.closed = true;
             g.segments.clear();
         }
-        self.storage
+        let removed = self
+            .storage
             .remove_dir_all(&self.dir)
-            .map_err(|e| LogError::io(&self.dir, e))
+            .map_err(|e| LogError::io(&self.dir, e));
+        self.release_dir_lock();
+        removed
     }
 
     /// Calls `f` with the header of every batch from the log start, in offset order, reading only

@@ -527,6 +527,47 @@ macro_rules! backend_suite {
                     None => assert!(s.raw_fd().is_none(), "only the simulated disk has no map"),
                 }
             }
+
+            /// One owner per directory: a second open of a live log's directory is refused with
+            /// `DirectoryLocked` naming the directory and this process, changes nothing, and
+            /// leaves the first owner working; after close (or drop) the directory opens again
+            /// with everything the first owner acknowledged.
+            #[test]
+            fn a_second_open_of_a_live_directory_is_refused() {
+                let h = h();
+                let first = h.open(LogConfig::default());
+                append_values(&first, &[value(0, 10)], 1)
+                    .completion
+                    .wait_durable()
+                    .unwrap();
+                match h.try_open(LogConfig::default()) {
+                    Err(LogError::DirectoryLocked { dir, holder_pid }) => {
+                        assert_eq!(dir, h.dir);
+                        assert_eq!(holder_pid, Some(std::process::id()));
+                        let msg = LogError::DirectoryLocked { dir, holder_pid }.to_string();
+                        assert!(msg.contains("opened twice"), "{msg}");
+                    }
+                    Err(e) => panic!("second open: unexpected error {e}"),
+                    Ok(_) => panic!("second open of a live directory succeeded"),
+                }
+                // The first owner is unaffected: it appends at the next offset and reads both.
+                let b = append_values(&first, &[value(1, 10)], 2);
+                assert_eq!(b.first_offset, Offset(1));
+                b.completion.wait_durable().unwrap();
+                first.close().unwrap();
+                let reopened = h.open(LogConfig::default());
+                let all = read_all(&reopened, Offset(0));
+                assert_eq!(
+                    all,
+                    vec![
+                        (Offset(0), Some(value(0, 10))),
+                        (Offset(1), Some(value(1, 10)))
+                    ]
+                );
+                drop(reopened);
+                // Dropping without close releases the lock too (as a dying process does).
+                drop(h.open(LogConfig::default()));
+            }
         }
     };
 }

@@ -165,9 +165,10 @@ impl From<&strata_engine::LogError> for ErrorCode {
             LogError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
             LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             LogError::Closed => ErrorCode::NotLeaderOrFollower,
-            LogError::Corruption { .. } | LogError::Io { .. } | LogError::Malformed { .. } => {
-                ErrorCode::KafkaStorageError
-            }
+            LogError::Corruption { .. }
+            | LogError::Io { .. }
+            | LogError::Malformed { .. }
+            | LogError::DirectoryLocked { .. } => ErrorCode::KafkaStorageError,
         }
     }
 }

@@ -15,6 +15,17 @@ use crate::metrics::Metrics;
 
 /// Runs a broker until SIGTERM or SIGINT.
 pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    // One owner per data directory, taken before anything binds, opens or writes: a second
+    // `strata serve` on a live broker's directory exits here and changes nothing.
+    let _data_dir_lock = strata_engine::io::lock_dir(&config.log_dir).map_err(|e| match e {
+        strata_engine::io::LockError::Held { dir, holder_pid } => anyhow::anyhow!(
+            "data directory {} is locked by {}: another strata (or another program embedding \
+             strata-engine) is using it; stop it, or give this broker its own --data-dir",
+            dir.display(),
+            strata_engine::io::dir_lock::holder_description(holder_pid)
+        ),
+        e => anyhow::anyhow!("{e}"),
+    })?;
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)

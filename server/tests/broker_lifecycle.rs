@@ -163,6 +163,76 @@ fn idempotent_producer_state_survives_sigkill_and_sigterm_is_clean() {
     );
 }
 
+/// One owner per data directory: a second `strata serve` on a live broker's `--data-dir` (on
+/// another port) exits non-zero at once naming the directory and the first broker's pid; the
+/// first broker keeps serving, and nothing it acknowledged is lost across a restart.
+#[test]
+fn a_second_broker_on_a_live_data_directory_exits_and_the_first_keeps_serving() {
+    let mut b = Broker::start(&[]);
+    let mut s = connect(&b);
+    let mut md = kafka_protocol::messages::metadata_request::MetadataRequest::default();
+    let mut t = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
+    t.name = Some(TopicName(StrBytes::from_static_str("owned")));
+    md.topics = Some(vec![t]);
+    md.allow_auto_topic_creation = true;
+    call(&mut s, ApiKey::Metadata, 9, &md);
+    let produce = |s: &mut TcpStream, seq: i32, values: &[&str]| {
+        produce_result(call(
+            s,
+            ApiKey::Produce,
+            9,
+            &idempotent_produce("owned", 31, seq, values),
+        ))
+    };
+    assert_eq!(produce(&mut s, 0, &["a", "b"]), (0, 0));
+
+    let first_pid = b.pid().unwrap();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(b.data_dir())
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", common::free_port()))
+        .env("STRATA_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = second.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            second.kill().unwrap();
+            panic!("a second broker on a live data directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success(), "second broker exit status: {status:?}");
+    assert!(
+        stderr.contains(&format!("locked by another process (pid {first_pid})"))
+            && stderr.contains(&b.data_dir().display().to_string()),
+        "the refusal names the directory and the holder: {stderr}"
+    );
+
+    // The first broker is unaffected: the next batch goes to the next offset.
+    assert_eq!(produce(&mut s, 2, &["c"]), (0, 2));
+    drop(s);
+    assert!(b.terminate().success());
+    // Its lock died with it: the directory opens again, with all three records (LEO 3).
+    b.restart();
+    let mut s = connect(&b);
+    assert_eq!(produce(&mut s, 3, &["d"]), (0, 3));
+}
+
 #[test]
 fn metrics_endpoint_reports_requests_offsets_fsyncs() {
     let mport = common::free_port();

@@ -14,6 +14,7 @@
 //! and then every listed file's data is durable; a failed fsync is reported and must be treated
 //! as fatal by the caller (the page cache state after a failed fsync is unknown).
 
+pub mod dir_lock;
 pub mod sim;
 pub mod std_fs;
 pub mod uring;
@@ -114,7 +115,15 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), RoundError>;
     /// Maps an index file of `len` bytes (the file is extended to `len` first).
     fn map_index(&self, file: &Arc<dyn StorageFile>, len: usize) -> io::Result<Box<dyn IndexMap>>;
+    /// Takes the exclusive lock of a directory (creating it if needed), held until the
+    /// [`DirLock`] is dropped; [`LockError::Held`] while another holder has it. Real disks use
+    /// [`dir_lock::lock_dir`] (`flock` on `<dir>/LOCK`).
+    fn lock_dir(&self, dir: &Path) -> Result<DirLock, LockError> {
+        dir_lock::lock_dir(dir)
+    }
 }
+
+pub use dir_lock::{DirLock, LockError, lock_dir};
 
 /// Why a commit-pipeline round failed. The difference matters: a failed write (ENOSPC, EIO)
 /// leaves the page cache consistent and can be reported; a failed fsync cannot be retried.

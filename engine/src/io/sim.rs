@@ -20,7 +20,7 @@ use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{IndexMap, MmapView, RoundError, Storage, StorageFile, WriteOp};
+use super::{DirLock, IndexMap, LockError, MmapView, RoundError, Storage, StorageFile, WriteOp};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -87,6 +87,9 @@ struct State {
     generation: u64,
     fail_writes: bool,
     syncs: u64,
+    /// Directories locked by a live [`DirLock`] (held in memory, like a `flock`: a crash of
+    /// the disk does not release them, dropping the lock does).
+    locks: BTreeSet<PathBuf>,
 }
 
 /// The simulated disk. Cloning gives another handle to the same disk.
@@ -315,9 +318,40 @@ impl IndexMap for SimIndex {
     }
 }
 
+/// A directory lock of the simulated disk; released on drop.
+struct SimDirLock {
+    disk: SimStorage,
+    dir: PathBuf,
+}
+
+impl Drop for SimDirLock {
+    fn drop(&mut self) {
+        let released = lock(&self.disk.state).locks.remove(&self.dir);
+        debug_assert!(released, "a held lock is in the disk's lock set");
+    }
+}
+
 impl Storage for SimStorage {
     fn name(&self) -> &'static str {
         "sim"
+    }
+
+    fn lock_dir(&self, dir: &Path) -> Result<DirLock, LockError> {
+        self.create_dir_all(dir).map_err(|source| LockError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        if !lock(&self.state).locks.insert(dir.to_path_buf()) {
+            return Err(LockError::Held {
+                dir: dir.to_path_buf(),
+                holder_pid: Some(std::process::id()),
+            });
+        }
+        let held = SimDirLock {
+            disk: self.clone(),
+            dir: dir.to_path_buf(),
+        };
+        Ok(DirLock::new(dir.to_path_buf(), Box::new(held)))
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
