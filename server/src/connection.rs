@@ -12,15 +12,16 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::Decodable;
 use tokio::io::AsyncReadExt;
 
 use tokio::net::TcpStream;
 
 use crate::handler::{self, Context};
-use crate::wire_out::{Part, SegmentedFrame};
+use crate::wire;
+use crate::wire_out::Part;
 
 /// Why a connection was closed.
 #[derive(Debug, thiserror::Error)]
@@ -211,12 +212,16 @@ fn start_produce(ctx: &Arc<Context>, frame: BytesMut) -> Result<PendingResponse,
         let Some(response) = response else {
             return Ok(None);
         };
-        Ok(Some(vec![Part::Bytes(encode_response(
-            header.correlation_id,
-            ApiKey::Produce.response_header_version(version),
-            &ResponseKind::Produce(response),
+        encode(
+            &ctx,
+            ApiKey::Produce,
             version,
-        )?)]))
+            header.correlation_id,
+            header.client_id.as_deref(),
+            ResponseKind::Produce(response),
+            Vec::new(),
+        )
+        .map(Some)
     }))
 }
 
@@ -248,9 +253,11 @@ pub enum Decoded {
     Request {
         /// The API.
         api_key: ApiKey,
-        /// Its version.
+        /// Its version on the wire: the response is encoded at this version.
         version: i16,
-        /// The header.
+        /// The header. For a version below the codec's floor its `request_api_version` is the
+        /// modern equivalent the request was decoded to (`wire::legacy`), the version the
+        /// handler sees.
         header: RequestHeader,
         /// The body.
         request: Box<RequestKind>,
@@ -284,10 +291,18 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, ConnectionError> {
         )));
     }
     let header_version = api_key.request_header_version(version);
-    let header = RequestHeader::decode(&mut frame, header_version)
+    let mut header = RequestHeader::decode(&mut frame, header_version)
         .map_err(|e| ConnectionError::Malformed(format!("{api_key:?} v{version} header: {e}")))?;
-    let request = RequestKind::decode(api_key, &mut frame, version)
-        .map_err(|e| ConnectionError::Malformed(format!("{api_key:?} v{version} body: {e}")))?;
+    let request = match wire::legacy::modern_equivalent(api_key, version) {
+        // Below the codec's floor: decoded here, handled as its modern equivalent.
+        Some(modern) => {
+            header.request_api_version = modern;
+            wire::legacy::decode(api_key, version, &mut frame)
+                .map_err(|e| ConnectionError::Malformed(e.to_string()))?
+        }
+        None => RequestKind::decode(api_key, &mut frame, version)
+            .map_err(|e| ConnectionError::Malformed(format!("{api_key:?} v{version} body: {e}")))?,
+    };
     if frame.has_remaining() {
         tracing::debug!(
             ?api_key,
@@ -313,12 +328,16 @@ pub async fn handle_frame(
     let (api_key, version, header, request) = match decode_request(frame) {
         Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {
             let body = handler::api_versions::unsupported_response();
-            return Ok(Some(vec![Part::Bytes(encode_response(
+            return encode(
+                ctx,
+                ApiKey::ApiVersions,
+                0,
                 correlation_id,
-                0,
-                &body,
-                0,
-            )?)]));
+                None,
+                body,
+                Vec::new(),
+            )
+            .map(Some);
         }
         Ok(Decoded::Request {
             api_key,
@@ -331,75 +350,61 @@ pub async fn handle_frame(
             return Err(e);
         }
     };
-    let correlation_id = header.correlation_id;
     let started = std::time::Instant::now();
     let response = handler::handle(ctx, &header, request).await;
     ctx.metrics.observe_request(api_key, started.elapsed());
     let Some((response, files)) = response else {
         return Ok(None);
     };
-    let response_header_version = api_key.response_header_version(version);
-    if let (false, ResponseKind::Fetch(fetch)) = (files.is_empty(), &response) {
-        return encode_segmented(
-            correlation_id,
-            response_header_version,
-            fetch,
-            version,
-            files,
-        )
-        .map(Some);
-    }
-    Ok(Some(vec![Part::Bytes(encode_response(
-        correlation_id,
-        response_header_version,
-        &response,
+    encode(
+        ctx,
+        api_key,
         version,
-    )?)]))
+        header.correlation_id,
+        header.client_id.as_deref(),
+        response,
+        files,
+    )
+    .map(Some)
 }
 
-/// Encodes a Fetch response whose record fields are markers for `files`.
-fn encode_segmented(
-    correlation_id: i32,
-    header_version: i16,
-    fetch: &kafka_protocol::messages::fetch_response::FetchResponse,
+/// Encodes a response at the request's version. One that does not encode is a bug of ours:
+/// it is logged at error with the API, version and client, counted
+/// (`strata_response_encode_errors_total`), and answered with the API's error response; the
+/// connection closes only when even that does not encode.
+fn encode(
+    ctx: &Context,
+    api_key: ApiKey,
     version: i16,
+    correlation_id: i32,
+    client_id: Option<&str>,
+    response: ResponseKind,
     files: Vec<strata_engine::FileSlice>,
 ) -> Result<Vec<Part>, ConnectionError> {
-    let mut frame = SegmentedFrame::new(files);
-    frame.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut frame, header_version)
-        .map_err(|e| ConnectionError::Malformed(format!("encoding response header: {e}")))?;
-    fetch
-        .encode(&mut frame, version)
-        .map_err(|e| ConnectionError::Malformed(format!("encoding fetch response: {e}")))?;
-    let size = (frame.len() - 4) as i32;
-    if !frame.patch_prefix(0, &size.to_be_bytes()) {
-        return Err(ConnectionError::Malformed(
-            "could not frame the fetch response".into(),
-        ));
+    match wire::frame::response(api_key, version, correlation_id, response, files) {
+        Ok(encoded) => {
+            if let Some(failure) = encoded.failure {
+                ctx.metrics.response_encode_error(api_key);
+                tracing::error!(
+                    api = ?api_key,
+                    version,
+                    client_id = client_id.unwrap_or(""),
+                    error = %failure,
+                    "response does not encode; answered UNKNOWN_SERVER_ERROR"
+                );
+            }
+            Ok(encoded.parts)
+        }
+        Err(e) => {
+            ctx.metrics.response_encode_error(api_key);
+            tracing::error!(
+                api = ?api_key,
+                version,
+                client_id = client_id.unwrap_or(""),
+                error = %e,
+                "response does not encode, nor its error response; closing the connection"
+            );
+            Err(ConnectionError::Malformed(e.to_string()))
+        }
     }
-    frame.finish().ok_or_else(|| {
-        ConnectionError::Malformed("fetch response markers did not match its file slices".into())
-    })
-}
-
-fn encode_response(
-    correlation_id: i32,
-    header_version: i16,
-    body: &kafka_protocol::messages::ResponseKind,
-    version: i16,
-) -> Result<Bytes, ConnectionError> {
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0); // size, patched below
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut buf, header_version)
-        .map_err(|e| ConnectionError::Malformed(format!("encoding response header: {e}")))?;
-    body.encode(&mut buf, version)
-        .map_err(|e| ConnectionError::Malformed(format!("encoding response: {e}")))?;
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(buf.freeze())
 }

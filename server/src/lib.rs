@@ -31,4 +31,5 @@ pub mod handler;
 pub mod metrics;
 pub mod server;
 pub mod topic;
+pub mod wire;
 pub mod wire_out;

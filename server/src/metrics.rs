@@ -60,6 +60,9 @@ pub struct Metrics {
     pub bytes_out: Counter,
     /// Frames closed as malformed, oversized or unsupported.
     pub malformed_requests: Counter,
+    /// Responses that did not encode at their request's version (a bug: answered with the
+    /// API's error response), by API.
+    response_encode_errors: Family<ApiLabel, Counter>,
     /// Produced batches recognised as retries of stored ones (idempotent producer).
     pub duplicate_batches: Counter,
     /// Batches found corrupt on disk when read (failed CRC-32C or framing).
@@ -94,6 +97,7 @@ impl Metrics {
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             malformed_requests: Counter::default(),
+            response_encode_errors: Family::default(),
             duplicate_batches: Counter::default(),
             corrupt_batches: Counter::default(),
             log_end_offset: Family::default(),
@@ -127,6 +131,11 @@ impl Metrics {
             "malformed_requests",
             "Connections closed for malformed, oversized or unsupported frames",
             m.malformed_requests.clone(),
+        );
+        registry.register(
+            "response_encode_errors",
+            "Responses that did not encode at the request's version (answered UNKNOWN_SERVER_ERROR), by API",
+            m.response_encode_errors.clone(),
         );
         registry.register(
             "log_end_offset",
@@ -163,7 +172,25 @@ impl Metrics {
             "1 while this node is the active controller of the metadata quorum",
             m.controller_active.clone(),
         );
+        // Every API's encode-error count exists from the start (at 0), so a scrape shows it
+        // and a rate over it starts from a sample.
+        for api in ApiKey::iter() {
+            if crate::handler::supported_versions(api).is_some() {
+                let _ = m.response_encode_errors.get_or_create(&ApiLabel {
+                    api: format!("{api:?}"),
+                });
+            }
+        }
         Metrics { registry, ..m }
+    }
+
+    /// Counts a response that did not encode.
+    pub fn response_encode_error(&self, api: ApiKey) {
+        self.response_encode_errors
+            .get_or_create(&ApiLabel {
+                api: format!("{api:?}"),
+            })
+            .inc();
     }
 
     /// Counts a handled request and its latency.

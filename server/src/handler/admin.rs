@@ -211,10 +211,11 @@ pub fn describe_configs(ctx: &Context, r: DescribeConfigsRequest) -> DescribeCon
         .into_iter()
         .map(|res| {
             let name = res.resource_name.as_str().to_string();
+            // Null or empty: every config (as Kafka's ConfigHelper does).
             let wanted = |k: &str| {
                 res.configuration_keys
                     .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|x| x.as_str() == k))
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
             };
             let (code, configs) = match res.resource_type {
                 RESOURCE_TOPIC => match ctx.broker.topic(&name) {

@@ -32,16 +32,18 @@ pub struct Context {
 }
 
 /// The versions this broker implements, per API: `(min, max)`, or `None` if not implemented.
+/// Versions below the codec crate's floor (ListOffsets v0, OffsetCommit v0-1, OffsetFetch v0,
+/// DescribeConfigs v0, CreateTopics v0-1, DeleteTopics v0) go through `wire::legacy`.
 /// Produce advertises a minimum of 0 because librdkafka refuses brokers that do not, but
 /// versions 0-2 (message formats v0/v1) are not decoded: such requests close the connection.
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
     Some(match key {
         ApiKey::Produce => (3, 11),
         ApiKey::Fetch => (4, 16),
-        ApiKey::ListOffsets => (1, 9),
+        ApiKey::ListOffsets => (0, 9),
         ApiKey::Metadata => (0, 12),
-        ApiKey::OffsetCommit => (2, 9),
-        ApiKey::OffsetFetch => (1, 9),
+        ApiKey::OffsetCommit => (0, 9),
+        ApiKey::OffsetFetch => (0, 9),
         ApiKey::FindCoordinator => (0, 6),
         ApiKey::JoinGroup => (0, 9),
         ApiKey::Heartbeat => (0, 4),
@@ -50,12 +52,12 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::DescribeGroups => (0, 5),
         ApiKey::ListGroups => (0, 5),
         ApiKey::ApiVersions => (0, 4),
-        ApiKey::CreateTopics => (2, 7),
-        ApiKey::DeleteTopics => (1, 6),
+        ApiKey::CreateTopics => (0, 7),
+        ApiKey::DeleteTopics => (0, 6),
         ApiKey::DeleteRecords => (0, 2),
         ApiKey::InitProducerId => (0, 5),
         ApiKey::OffsetForLeaderEpoch => (2, 4),
-        ApiKey::DescribeConfigs => (1, 4),
+        ApiKey::DescribeConfigs => (0, 4),
         ApiKey::AlterConfigs => (0, 2),
         ApiKey::CreatePartitions => (0, 3),
         ApiKey::DeleteGroups => (0, 2),

@@ -1,0 +1,871 @@
+//! The version matrix: every API version a running broker advertises, sent over a real socket
+//! to the real handler, with non-default values in the fields that version carries; every
+//! response must decode at that version (to its last byte), carry no UNKNOWN_SERVER_ERROR, keep
+//! the connection open, and say what a client relies on (the offset ListOffsets finds, the
+//! offset OffsetFetch returns after OffsetCommit at the same version, the records a Fetch
+//! returns, the topic Metadata names, ...). At the end the broker's
+//! `strata_response_encode_errors_total` must be 0.
+//!
+//! The list of (API, version) pairs is the broker's own ApiVersions answer, so an API or version
+//! added to `handler::supported_versions` is walked the day it is added, and fails here until it
+//! has a request builder below. Versions below the codec crate's floor (ListOffsets v0,
+//! OffsetCommit v0-1, CreateTopics v0-1, ...) are written and read byte by byte from Kafka's
+//! protocol guide here, independently of the broker's `wire::legacy`.
+//!
+//! Runs against a single broker and against a node of a three-node cluster.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use strata_engine::{Offset, batch};
+use uuid::Uuid;
+
+const TOPIC: &str = "matrix";
+const RECORDS: i64 = 3;
+const UNKNOWN_SERVER_ERROR: i16 = -1;
+
+struct Conn {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Conn {
+    fn open(bootstrap: &str) -> Conn {
+        let stream = TcpStream::connect(bootstrap).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Conn {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// Sends `body` as a request of `api` at `version`, returns the response body.
+    fn call_raw(&mut self, api: ApiKey, version: i16, body: &[u8]) -> Bytes {
+        self.correlation_id += 1;
+        let mut h = RequestHeader::default();
+        h.request_api_key = api as i16;
+        h.request_api_version = version;
+        h.correlation_id = self.correlation_id;
+        h.client_id = Some(StrBytes::from_static_str("version-matrix"));
+        let mut frame = BytesMut::new();
+        h.encode(&mut frame, api.request_header_version(version))
+            .unwrap();
+        frame.extend_from_slice(body);
+        self.stream
+            .write_all(&(frame.len() as i32).to_be_bytes())
+            .unwrap();
+        self.stream.write_all(&frame).unwrap();
+        let mut len = [0u8; 4];
+        self.stream
+            .read_exact(&mut len)
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: no response ({e})"));
+        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut buf).unwrap();
+        let mut b = Bytes::from(buf);
+        let rh = ResponseHeader::decode(&mut b, api.response_header_version(version)).unwrap();
+        assert_eq!(rh.correlation_id, self.correlation_id, "{api:?} v{version}");
+        b
+    }
+
+    /// A request encoded by the codec at `version`, its response decoded at `version`.
+    fn call<R: Encodable>(&mut self, api: ApiKey, version: i16, req: &R) -> ResponseKind {
+        let mut body = BytesMut::new();
+        req.encode(&mut body, version)
+            .unwrap_or_else(|e| panic!("test bug: {api:?} v{version} request: {e}"));
+        let mut b = self.call_raw(api, version, &body);
+        let r = ResponseKind::decode(api, &mut b, version)
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: response does not decode: {e}"));
+        assert_eq!(
+            b.remaining(),
+            0,
+            "{api:?} v{version}: trailing response bytes"
+        );
+        r
+    }
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.into()))
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+/// Classic-encoding helpers for the versions below the codec's floor.
+fn put_str(b: &mut BytesMut, v: &str) {
+    b.put_i16(v.len() as i16);
+    b.put_slice(v.as_bytes());
+}
+
+fn get_str(b: &mut Bytes) -> String {
+    let n = b.get_i16();
+    if n < 0 {
+        return String::new();
+    }
+    String::from_utf8(b.split_to(n as usize).to_vec()).unwrap()
+}
+
+/// What the matrix learned about the cluster (topic id) and keeps between calls.
+struct World {
+    topic_id: Uuid,
+    /// Offsets committed per OffsetCommit version, read back by OffsetFetch at that version.
+    committed: BTreeMap<i16, i64>,
+}
+
+fn produce_request(v: i16) -> produce_request::ProduceRequest {
+    use produce_request::*;
+    let b = batch::build(Offset(0), 1_700_000_000_000, &[(Some(b"k"), Some(b"v"))]);
+    let mut p = PartitionProduceData::default();
+    p.index = 0;
+    p.records = Some(Bytes::from(b));
+    let mut t = TopicProduceData::default();
+    t.name = name(TOPIC);
+    t.partition_data = vec![p];
+    let mut r = ProduceRequest::default();
+    r.acks = if v % 2 == 0 { 1 } else { -1 };
+    r.timeout_ms = 10_000;
+    r.topic_data = vec![t];
+    r
+}
+
+/// Sends one request of `api` at `v` and checks its response.
+fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
+    match api {
+        ApiKey::Produce => {
+            let ResponseKind::Produce(r) = conn.call(api, v, &produce_request(v)) else {
+                panic!()
+            };
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!(p.error_code, 0, "Produce v{v}");
+            assert!(p.base_offset >= RECORDS, "Produce v{v}: {}", p.base_offset);
+        }
+        ApiKey::Fetch => {
+            use fetch_request::*;
+            let mut p = FetchPartition::default();
+            p.partition = 0;
+            p.fetch_offset = 1;
+            p.partition_max_bytes = 1 << 20;
+            p.log_start_offset = if v >= 5 { 0 } else { -1 };
+            let mut t = FetchTopic::default();
+            if v >= 13 {
+                t.topic_id = world.topic_id;
+            } else {
+                t.topic = name(TOPIC);
+            }
+            t.partitions = vec![p];
+            let mut r = FetchRequest::default();
+            r.max_wait_ms = 50;
+            r.min_bytes = 1;
+            r.max_bytes = 1 << 20;
+            r.isolation_level = 1;
+            r.topics = vec![t];
+            if v >= 11 {
+                r.rack_id = s("rack-a");
+            }
+            let ResponseKind::Fetch(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let p = &resp.responses[0].partitions[0];
+            assert_eq!(p.error_code, 0, "Fetch v{v}");
+            assert!(p.high_watermark >= RECORDS, "Fetch v{v}");
+            let records = p.records.as_ref().expect("records");
+            let h = batch::parse_header(records, 0).unwrap();
+            assert!(
+                h.base_offset <= Offset(1) && h.last_offset() >= Offset(1),
+                "Fetch v{v} returns the batch holding the fetch offset"
+            );
+        }
+        ApiKey::ListOffsets if v == 0 => {
+            let mut b = BytesMut::new();
+            b.put_i32(-1);
+            b.put_i32(1);
+            put_str(&mut b, TOPIC);
+            b.put_i32(1);
+            b.put_i32(0);
+            b.put_i64(-1); // latest
+            b.put_i32(1); // max_num_offsets
+            let mut r = conn.call_raw(api, v, &b);
+            assert_eq!(r.get_i32(), 1);
+            assert_eq!(get_str(&mut r), TOPIC);
+            assert_eq!(r.get_i32(), 1);
+            assert_eq!(r.get_i32(), 0, "partition");
+            assert_eq!(r.get_i16(), 0, "ListOffsets v0 error code");
+            assert_eq!(r.get_i32(), 1, "one old-style offset");
+            assert!(r.get_i64() >= RECORDS, "ListOffsets v0 latest");
+            assert_eq!(r.remaining(), 0);
+        }
+        ApiKey::ListOffsets => {
+            use list_offsets_request::*;
+            let mut p = ListOffsetsPartition::default();
+            p.partition_index = 0;
+            p.timestamp = if v % 2 == 0 { -1 } else { -2 };
+            let mut t = ListOffsetsTopic::default();
+            t.name = name(TOPIC);
+            t.partitions = vec![p];
+            let mut r = ListOffsetsRequest::default();
+            r.replica_id = (-1).into();
+            if v >= 2 {
+                r.isolation_level = 1;
+            }
+            r.topics = vec![t];
+            let ResponseKind::ListOffsets(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let p = &resp.topics[0].partitions[0];
+            assert_eq!(p.error_code, 0, "ListOffsets v{v}");
+            if v % 2 == 0 {
+                assert!(p.offset >= RECORDS, "ListOffsets v{v} latest: {}", p.offset);
+            } else {
+                assert_eq!(p.offset, 0, "ListOffsets v{v} earliest");
+            }
+            if v >= 4 {
+                assert!(p.leader_epoch >= 0, "ListOffsets v{v} carries the epoch");
+            }
+        }
+        ApiKey::Metadata => {
+            use metadata_request::*;
+            let mut t = MetadataRequestTopic::default();
+            t.name = Some(name(TOPIC));
+            let mut r = MetadataRequest::default();
+            r.topics = Some(vec![t]);
+            if v >= 4 {
+                r.allow_auto_topic_creation = false;
+            }
+            if v >= 8 {
+                r.include_topic_authorized_operations = true;
+            }
+            if (8..=10).contains(&v) {
+                r.include_cluster_authorized_operations = true;
+            }
+            let ResponseKind::Metadata(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert!(!resp.brokers.is_empty(), "Metadata v{v} brokers");
+            let t = &resp.topics[0];
+            assert_eq!(t.error_code, 0, "Metadata v{v}");
+            assert_eq!(t.name.as_ref().map(|n| n.0.as_str()), Some(TOPIC));
+            assert_eq!(t.partitions.len(), 1);
+            assert!(t.partitions[0].leader_id.0 >= 0, "Metadata v{v} leader");
+            if v >= 10 {
+                world.topic_id = t.topic_id;
+            }
+        }
+        ApiKey::OffsetCommit => {
+            let group = format!("mx-commit-v{v}");
+            let offset = 1 + i64::from(v % 2);
+            let body = if v <= 1 {
+                let mut b = BytesMut::new();
+                put_str(&mut b, &group);
+                if v == 1 {
+                    b.put_i32(-1); // generation: a commit outside group membership
+                    put_str(&mut b, "");
+                }
+                b.put_i32(1);
+                put_str(&mut b, TOPIC);
+                b.put_i32(1);
+                b.put_i32(0);
+                b.put_i64(offset);
+                if v == 1 {
+                    b.put_i64(-1); // commit timestamp
+                }
+                put_str(&mut b, "meta");
+                b.to_vec()
+            } else {
+                use offset_commit_request::*;
+                let mut p = OffsetCommitRequestPartition::default();
+                p.partition_index = 0;
+                p.committed_offset = offset;
+                p.committed_metadata = Some(s("meta"));
+                let mut t = OffsetCommitRequestTopic::default();
+                t.name = name(TOPIC);
+                t.partitions = vec![p];
+                let mut r = OffsetCommitRequest::default();
+                r.group_id = GroupId(s(&group));
+                r.generation_id_or_member_epoch = -1;
+                r.topics = vec![t];
+                let mut b = BytesMut::new();
+                r.encode(&mut b, v).unwrap();
+                b.to_vec()
+            };
+            let mut b = conn.call_raw(api, v, &body);
+            // v0-2 share one response layout; the codec reads it at v2.
+            let decode_at = v.max(2);
+            let resp = offset_commit_response::OffsetCommitResponse::decode(&mut b, decode_at)
+                .unwrap_or_else(|e| panic!("OffsetCommit v{v}: {e}"));
+            assert_eq!(b.remaining(), 0);
+            let code = resp.topics[0].partitions[0].error_code;
+            assert_eq!(code, 0, "OffsetCommit v{v}");
+            world.committed.insert(v, offset);
+        }
+        ApiKey::OffsetFetch => {
+            use offset_fetch_request::*;
+            // OffsetFetch vN reads what OffsetCommit vN committed (the same group).
+            let group = format!("mx-commit-v{}", v.min(9));
+            let mut r = OffsetFetchRequest::default();
+            if v >= 8 {
+                let mut t = OffsetFetchRequestTopics::default();
+                t.name = name(TOPIC);
+                t.partition_indexes = vec![0];
+                let mut g = OffsetFetchRequestGroup::default();
+                g.group_id = GroupId(s(&group));
+                g.topics = Some(vec![t]);
+                r.groups = vec![g];
+            } else {
+                let mut t = OffsetFetchRequestTopic::default();
+                t.name = name(TOPIC);
+                t.partition_indexes = vec![0];
+                r.group_id = GroupId(s(&group));
+                r.topics = Some(vec![t]);
+            }
+            if v >= 7 {
+                r.require_stable = true;
+            }
+            // v0 is v1's layout both ways.
+            let at = v.max(1);
+            let mut body = BytesMut::new();
+            r.encode(&mut body, at).unwrap();
+            let mut b = conn.call_raw(api, v, &body);
+            let resp = offset_fetch_response::OffsetFetchResponse::decode(&mut b, at)
+                .unwrap_or_else(|e| panic!("OffsetFetch v{v}: {e}"));
+            assert_eq!(b.remaining(), 0);
+            let (offset, code, meta) = if v >= 8 {
+                let p = &resp.groups[0].topics[0].partitions[0];
+                (p.committed_offset, p.error_code, p.metadata.clone())
+            } else {
+                let p = &resp.topics[0].partitions[0];
+                (p.committed_offset, p.error_code, p.metadata.clone())
+            };
+            assert_eq!(code, 0, "OffsetFetch v{v}");
+            assert_eq!(
+                Some(offset),
+                world.committed.get(&v).copied(),
+                "OffsetFetch v{v}"
+            );
+            assert_eq!(meta.as_deref(), Some("meta"), "OffsetFetch v{v} metadata");
+        }
+        ApiKey::FindCoordinator => {
+            use find_coordinator_request::*;
+            let mut r = FindCoordinatorRequest::default();
+            if v >= 4 {
+                r.coordinator_keys = vec![s("mx-group")];
+            } else {
+                r.key = s("mx-group");
+            }
+            let ResponseKind::FindCoordinator(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let (code, node) = if v >= 4 {
+                (
+                    resp.coordinators[0].error_code,
+                    resp.coordinators[0].node_id,
+                )
+            } else {
+                (resp.error_code, resp.node_id)
+            };
+            assert_eq!(code, 0, "FindCoordinator v{v}");
+            assert!(node.0 >= 0, "FindCoordinator v{v} node");
+        }
+        ApiKey::JoinGroup => {
+            use join_group_request::*;
+            let mut p = JoinGroupRequestProtocol::default();
+            p.name = s("range");
+            p.metadata = Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+            let mut r = JoinGroupRequest::default();
+            r.group_id = GroupId(s(&format!("mx-join-v{v}")));
+            r.session_timeout_ms = 10_000;
+            if v >= 1 {
+                r.rebalance_timeout_ms = 10_000;
+            }
+            r.protocol_type = s("consumer");
+            r.protocols = vec![p];
+            if v >= 8 {
+                r.reason = Some(s("version matrix"));
+            }
+            let ResponseKind::JoinGroup(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            // v4+: a first join without a member id is asked to rejoin with the one given.
+            let expected = if v >= 4 { 79 } else { 0 };
+            assert_eq!(resp.error_code, expected, "JoinGroup v{v}");
+            assert!(!resp.member_id.is_empty(), "JoinGroup v{v} member id");
+        }
+        ApiKey::Heartbeat => {
+            let mut r = heartbeat_request::HeartbeatRequest::default();
+            r.group_id = GroupId(s("mx-none"));
+            r.generation_id = 1;
+            r.member_id = s("m");
+            let ResponseKind::Heartbeat(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_not_unknown(api, v, resp.error_code);
+            assert_ne!(resp.error_code, 0, "Heartbeat v{v} of an unknown member");
+        }
+        ApiKey::LeaveGroup => {
+            use leave_group_request::*;
+            let mut r = LeaveGroupRequest::default();
+            r.group_id = GroupId(s("mx-none"));
+            if v >= 3 {
+                let mut m = MemberIdentity::default();
+                m.member_id = s("m");
+                if v >= 5 {
+                    m.reason = Some(s("version matrix"));
+                }
+                r.members = vec![m];
+            } else {
+                r.member_id = s("m");
+            }
+            let ResponseKind::LeaveGroup(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_not_unknown(api, v, resp.error_code);
+        }
+        ApiKey::SyncGroup => {
+            let mut r = sync_group_request::SyncGroupRequest::default();
+            r.group_id = GroupId(s("mx-none"));
+            r.generation_id = 1;
+            r.member_id = s("m");
+            if v >= 5 {
+                r.protocol_type = Some(s("consumer"));
+                r.protocol_name = Some(s("range"));
+            }
+            let ResponseKind::SyncGroup(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_not_unknown(api, v, resp.error_code);
+            assert_ne!(resp.error_code, 0, "SyncGroup v{v} of an unknown member");
+        }
+        ApiKey::DescribeGroups => {
+            let mut r = describe_groups_request::DescribeGroupsRequest::default();
+            r.groups = vec![GroupId(s("mx-join-v0"))];
+            if v >= 3 {
+                r.include_authorized_operations = true;
+            }
+            let ResponseKind::DescribeGroups(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let g = &resp.groups[0];
+            assert_eq!(g.error_code, 0, "DescribeGroups v{v}");
+            assert_eq!(g.protocol_type.as_str(), "consumer", "DescribeGroups v{v}");
+        }
+        ApiKey::ListGroups => {
+            let mut r = list_groups_request::ListGroupsRequest::default();
+            if v >= 4 {
+                r.states_filter = vec![s("CompletingRebalance"), s("Stable"), s("Empty")];
+            }
+            if v >= 5 {
+                r.types_filter = vec![s("classic")];
+            }
+            let ResponseKind::ListGroups(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "ListGroups v{v}");
+            assert!(
+                resp.groups
+                    .iter()
+                    .any(|g| g.group_id.0.as_str() == "mx-join-v0"),
+                "ListGroups v{v} lists a group that has a member"
+            );
+        }
+        ApiKey::ApiVersions => {
+            let mut r = api_versions_request::ApiVersionsRequest::default();
+            if v >= 3 {
+                r.client_software_name = s("strata-version-matrix");
+                r.client_software_version = s("1.0");
+            }
+            let ResponseKind::ApiVersions(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "ApiVersions v{v}");
+            assert!(resp.api_keys.len() > 10);
+        }
+        ApiKey::CreateTopics => {
+            let topic = format!("mx-created-v{v}");
+            let body = if v == 0 {
+                let mut b = BytesMut::new();
+                b.put_i32(1);
+                put_str(&mut b, &topic);
+                b.put_i32(2);
+                b.put_i16(1);
+                b.put_i32(0); // no manual assignment
+                b.put_i32(1);
+                put_str(&mut b, "retention.ms");
+                put_str(&mut b, "3600000");
+                b.put_i32(10_000);
+                b.to_vec()
+            } else {
+                use create_topics_request::*;
+                let mut c = CreatableTopicConfig::default();
+                c.name = s("retention.ms");
+                c.value = Some(s("3600000"));
+                let mut t = CreatableTopic::default();
+                t.name = name(&topic);
+                t.num_partitions = 2;
+                t.replication_factor = 1;
+                t.configs = vec![c];
+                let mut r = CreateTopicsRequest::default();
+                r.topics = vec![t];
+                r.timeout_ms = 10_000;
+                let mut b = BytesMut::new();
+                // v1 is v2's request layout.
+                r.encode(&mut b, v.max(2)).unwrap();
+                b.to_vec()
+            };
+            let mut b = conn.call_raw(api, v, &body);
+            let (got, code) = if v <= 1 {
+                assert_eq!(b.get_i32(), 1);
+                let got = get_str(&mut b);
+                let code = b.get_i16();
+                if v == 1 {
+                    let _message = get_str(&mut b);
+                }
+                (got, code)
+            } else {
+                let resp = create_topics_response::CreateTopicsResponse::decode(&mut b, v)
+                    .unwrap_or_else(|e| panic!("CreateTopics v{v}: {e}"));
+                let t = &resp.topics[0];
+                if v >= 5 {
+                    assert_eq!(t.num_partitions, 2, "CreateTopics v{v}");
+                }
+                (t.name.0.to_string(), t.error_code)
+            };
+            assert_eq!(b.remaining(), 0, "CreateTopics v{v}");
+            assert_eq!(
+                (got.as_str(), code),
+                (topic.as_str(), 0),
+                "CreateTopics v{v}"
+            );
+        }
+        ApiKey::DeleteTopics => {
+            // Deletes what CreateTopics created at the same version.
+            let topic = format!("mx-created-v{v}");
+            let mut r = delete_topics_request::DeleteTopicsRequest::default();
+            if v >= 6 {
+                let mut t = delete_topics_request::DeleteTopicState::default();
+                t.name = Some(name(&topic));
+                r.topics = vec![t];
+            } else {
+                r.topic_names = vec![name(&topic)];
+            }
+            r.timeout_ms = 10_000;
+            let mut body = BytesMut::new();
+            r.encode(&mut body, v.max(1)).unwrap(); // v0 is v1's request layout
+            let mut b = conn.call_raw(api, v, &body);
+            let (got, code) = if v == 0 {
+                assert_eq!(b.get_i32(), 1);
+                (get_str(&mut b), b.get_i16())
+            } else {
+                let resp = delete_topics_response::DeleteTopicsResponse::decode(&mut b, v)
+                    .unwrap_or_else(|e| panic!("DeleteTopics v{v}: {e}"));
+                let t = &resp.responses[0];
+                (
+                    t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default(),
+                    t.error_code,
+                )
+            };
+            assert_eq!(b.remaining(), 0, "DeleteTopics v{v}");
+            assert_eq!(
+                (got.as_str(), code),
+                (topic.as_str(), 0),
+                "DeleteTopics v{v}"
+            );
+        }
+        ApiKey::DeleteRecords => {
+            use delete_records_request::*;
+            let mut p = DeleteRecordsPartition::default();
+            p.partition_index = 0;
+            p.offset = 0;
+            let mut t = DeleteRecordsTopic::default();
+            t.name = name(TOPIC);
+            t.partitions = vec![p];
+            let mut r = DeleteRecordsRequest::default();
+            r.topics = vec![t];
+            r.timeout_ms = 10_000;
+            let ResponseKind::DeleteRecords(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let p = &resp.topics[0].partitions[0];
+            assert_eq!(
+                (p.error_code, p.low_watermark),
+                (0, 0),
+                "DeleteRecords v{v}"
+            );
+        }
+        ApiKey::InitProducerId => {
+            let mut r = init_producer_id_request::InitProducerIdRequest::default();
+            r.transaction_timeout_ms = 60_000;
+            let ResponseKind::InitProducerId(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "InitProducerId v{v}");
+            assert!(resp.producer_id.0 >= 0);
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            use offset_for_leader_epoch_request::*;
+            let mut p = OffsetForLeaderPartition::default();
+            p.partition = 0;
+            p.current_leader_epoch = -1;
+            p.leader_epoch = 0;
+            let mut t = OffsetForLeaderTopic::default();
+            t.topic = name(TOPIC);
+            t.partitions = vec![p];
+            let mut r = OffsetForLeaderEpochRequest::default();
+            r.replica_id = (-1).into();
+            r.topics = vec![t];
+            let ResponseKind::OffsetForLeaderEpoch(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let p = &resp.topics[0].partitions[0];
+            assert_eq!(p.error_code, 0, "OffsetForLeaderEpoch v{v}");
+            assert!(p.end_offset >= RECORDS, "OffsetForLeaderEpoch v{v}");
+        }
+        ApiKey::DescribeConfigs if v == 0 => {
+            let mut b = BytesMut::new();
+            b.put_i32(1);
+            b.put_i8(2); // topic
+            put_str(&mut b, TOPIC);
+            b.put_i32(-1); // every key
+            let mut r = conn.call_raw(api, v, &b);
+            let _throttle = r.get_i32();
+            assert_eq!(r.get_i32(), 1);
+            assert_eq!(r.get_i16(), 0, "DescribeConfigs v0 error code");
+            let _message = get_str(&mut r);
+            assert_eq!(r.get_i8(), 2);
+            assert_eq!(get_str(&mut r), TOPIC);
+            let n = r.get_i32();
+            let mut names = Vec::new();
+            for _ in 0..n {
+                names.push(get_str(&mut r));
+                let _value = get_str(&mut r);
+                r.advance(3); // read_only, is_default, is_sensitive
+            }
+            assert_eq!(r.remaining(), 0);
+            assert!(names.iter().any(|n| n == "retention.ms"), "{names:?}");
+        }
+        ApiKey::DescribeConfigs => {
+            use describe_configs_request::*;
+            let mut res = DescribeConfigsResource::default();
+            res.resource_type = 2;
+            res.resource_name = s(TOPIC);
+            let mut r = DescribeConfigsRequest::default();
+            r.resources = vec![res];
+            r.include_synonyms = true;
+            if v >= 3 {
+                r.include_documentation = true;
+            }
+            let ResponseKind::DescribeConfigs(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let res = &resp.results[0];
+            assert_eq!(res.error_code, 0, "DescribeConfigs v{v}");
+            assert!(
+                res.configs
+                    .iter()
+                    .any(|c| c.name.as_str() == "retention.ms"),
+                "DescribeConfigs v{v}"
+            );
+        }
+        ApiKey::AlterConfigs => {
+            use alter_configs_request::*;
+            let mut c = AlterableConfig::default();
+            c.name = s("retention.ms");
+            c.value = Some(s("604800000"));
+            let mut res = AlterConfigsResource::default();
+            res.resource_type = 2;
+            res.resource_name = s(TOPIC);
+            res.configs = vec![c];
+            let mut r = AlterConfigsRequest::default();
+            r.resources = vec![res];
+            let ResponseKind::AlterConfigs(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.responses[0].error_code, 0, "AlterConfigs v{v}");
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            use incremental_alter_configs_request::*;
+            let mut c = AlterableConfig::default();
+            c.name = s("retention.ms");
+            c.config_operation = 0; // SET
+            c.value = Some(s("604800001"));
+            let mut res = AlterConfigsResource::default();
+            res.resource_type = 2;
+            res.resource_name = s(TOPIC);
+            res.configs = vec![c];
+            let mut r = IncrementalAlterConfigsRequest::default();
+            r.resources = vec![res];
+            let ResponseKind::IncrementalAlterConfigs(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(
+                resp.responses[0].error_code, 0,
+                "IncrementalAlterConfigs v{v}"
+            );
+        }
+        ApiKey::CreatePartitions => {
+            use create_partitions_request::*;
+            // The topic created at setup with one partition grows by one per version.
+            let mut t = CreatePartitionsTopic::default();
+            t.name = name("mx-grow");
+            t.count = 2 + i32::from(v);
+            let mut r = CreatePartitionsRequest::default();
+            r.topics = vec![t];
+            r.timeout_ms = 10_000;
+            let ResponseKind::CreatePartitions(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let res = &resp.results[0];
+            assert_eq!(
+                res.error_code, 0,
+                "CreatePartitions v{v}: {:?}",
+                res.error_message
+            );
+        }
+        ApiKey::DeleteGroups => {
+            let mut r = delete_groups_request::DeleteGroupsRequest::default();
+            r.groups_names = vec![GroupId(s(&format!("mx-commit-v{v}-none")))];
+            let ResponseKind::DeleteGroups(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(
+                resp.results[0].error_code, 69,
+                "DeleteGroups v{v}: GROUP_ID_NOT_FOUND"
+            );
+        }
+        ApiKey::DescribeCluster => {
+            let mut r = describe_cluster_request::DescribeClusterRequest::default();
+            r.include_cluster_authorized_operations = true;
+            let ResponseKind::DescribeCluster(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "DescribeCluster v{v}");
+            assert!(!resp.brokers.is_empty());
+        }
+        other => panic!(
+            "{other:?} v{v} is advertised but the version matrix has no request for it: add one"
+        ),
+    }
+}
+
+fn assert_not_unknown(api: ApiKey, v: i16, code: i16) {
+    assert_ne!(
+        code, UNKNOWN_SERVER_ERROR,
+        "{api:?} v{v}: UNKNOWN_SERVER_ERROR"
+    );
+}
+
+/// The order APIs are walked in: Metadata first (it learns the topic id), CreateTopics before
+/// DeleteTopics, OffsetCommit before OffsetFetch, JoinGroup before DescribeGroups/ListGroups.
+fn rank(api: ApiKey) -> u8 {
+    match api {
+        ApiKey::Metadata => 0,
+        ApiKey::CreateTopics | ApiKey::OffsetCommit | ApiKey::JoinGroup => 1,
+        _ => 2,
+    }
+}
+
+/// Walks the matrix against `bootstrap`; returns how many (API, version) pairs it sent.
+fn walk(bootstrap: &str, metrics_port: u16) -> usize {
+    let mut conn = Conn::open(bootstrap);
+    let ResponseKind::ApiVersions(av) = conn.call(
+        ApiKey::ApiVersions,
+        3,
+        &api_versions_request::ApiVersionsRequest::default(),
+    ) else {
+        panic!()
+    };
+    // Advertised is exactly the table (Produce: from v0, though v0-2 are refused).
+    for k in &av.api_keys {
+        let api = ApiKey::try_from(k.api_key).unwrap();
+        let (min, max) = strata_server::handler::supported_versions(api).unwrap();
+        let min = if api == ApiKey::Produce { 0 } else { min };
+        assert_eq!((k.min_version, k.max_version), (min, max), "{api:?}");
+    }
+    let mut pairs: Vec<(ApiKey, i16)> = av
+        .api_keys
+        .iter()
+        .flat_map(|k| {
+            let api = ApiKey::try_from(k.api_key).unwrap();
+            let (min, max) = strata_server::handler::supported_versions(api).unwrap();
+            (min..=max).map(move |v| (api, v))
+        })
+        .collect();
+    pairs.sort_by_key(|(api, v)| (rank(*api), *api as i16, *v));
+    let mut world = World {
+        topic_id: Uuid::nil(),
+        committed: BTreeMap::new(),
+    };
+    for (api, v) in &pairs {
+        check(&mut conn, &mut world, *api, *v);
+    }
+    assert_eq!(
+        encode_errors(metrics_port),
+        0.0,
+        "responses that did not encode"
+    );
+    pairs.len()
+}
+
+/// `strata_response_encode_errors_total` summed over APIs; panics if the broker does not
+/// export the counter at all (so a renamed metric cannot make the check pass).
+fn encode_errors(metrics_port: u16) -> f64 {
+    let mut sock = TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    sock.read_to_string(&mut body).unwrap();
+    assert!(
+        body.contains("# TYPE strata_response_encode_errors counter"),
+        "the broker exports strata_response_encode_errors_total"
+    );
+    common::Broker::metric(metrics_port, "strata_response_encode_errors_total")
+}
+
+/// What the matrix needs before it starts: the topic with `RECORDS` records, and a topic of
+/// one partition for CreatePartitions to grow.
+fn setup(bootstrap: &str, replication_factor: i16) {
+    let mut conn = Conn::open(bootstrap);
+    for (topic, partitions) in [(TOPIC, 1), ("mx-grow", 1)] {
+        use create_topics_request::*;
+        let mut t = CreatableTopic::default();
+        t.name = name(topic);
+        t.num_partitions = partitions;
+        t.replication_factor = replication_factor;
+        let mut r = CreateTopicsRequest::default();
+        r.topics = vec![t];
+        r.timeout_ms = 10_000;
+        let ResponseKind::CreateTopics(resp) = conn.call(ApiKey::CreateTopics, 7, &r) else {
+            panic!()
+        };
+        assert_eq!(resp.topics[0].error_code, 0, "creating {topic}");
+    }
+    common::cluster::wait_for("the topic's leader", Duration::from_secs(20), || {
+        let mut r = produce_request(9);
+        r.acks = -1;
+        let ResponseKind::Produce(resp) = conn.call(ApiKey::Produce, 9, &r) else {
+            panic!()
+        };
+        (resp.responses[0].partition_responses[0].error_code == 0).then_some(())
+    });
+    for _ in 1..RECORDS {
+        conn.call(ApiKey::Produce, 9, &produce_request(9));
+    }
+}
+
+#[test]
+fn every_advertised_version_works_on_a_single_broker() {
+    let metrics_port = common::free_port();
+    let b = common::Broker::start(&[&format!("metrics.listen=127.0.0.1:{metrics_port}")]);
+    setup(&b.bootstrap(), 1);
+    let pairs = walk(&b.bootstrap(), metrics_port);
+    println!("version matrix, single broker: {pairs} (API, version) pairs passed");
+}
