@@ -449,6 +449,68 @@ impl Broker {
             .ok_or_else(|| AdminError::new(ErrorCode::RequestTimedOut, "topic not visible yet"))
     }
 
+    /// CreatePartitions, standalone or through the controller (which places the new
+    /// partitions; this waits until this broker's metadata has them).
+    pub async fn admin_create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let Some(cluster) = &self.cluster else {
+            if validate_only {
+                return self.check_create_partitions(name, count, None).map(|_| ());
+            }
+            return self.create_partitions(name, count);
+        };
+        let image = cluster.image();
+        let current = image.topics.get(name).map(|t| t.partitions.len());
+        self.check_create_partitions(name, count, current)?;
+        if validate_only {
+            return Ok(());
+        }
+        let req = crate::cluster::wire::ControllerRequest::CreatePartitions {
+            name: name.to_string(),
+            count: count as u32,
+        };
+        cluster
+            .admin_call(req)
+            .await
+            .map_err(|(code, message)| AdminError::new(code, message))
+    }
+
+    /// Kafka's checks of a CreatePartitions: the topic exists and is not internal, and the
+    /// count grows it (at most 10,000). `current`: the partition count when known from the
+    /// metadata image (cluster), else this broker's.
+    fn check_create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        current: Option<usize>,
+    ) -> Result<usize, AdminError> {
+        let current = current
+            .or_else(|| self.topic(name).map(|t| t.partition_count()))
+            .ok_or_else(|| {
+                AdminError::new(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("no topic {name}"),
+                )
+            })?;
+        if name == OFFSETS_TOPIC {
+            return Err(AdminError::new(
+                ErrorCode::InvalidRequest,
+                "the partitions of internal topics cannot be changed",
+            ));
+        }
+        if count as i64 <= current as i64 || count > 10_000 {
+            return Err(AdminError::new(
+                ErrorCode::InvalidPartitions,
+                format!("topic {name} has {current} partitions; asked for {count}"),
+            ));
+        }
+        Ok(current)
+    }
+
     /// DeleteTopics, standalone or through the controller.
     pub async fn admin_delete_topic(&self, name: &str) -> Result<(), AdminError> {
         let Some(cluster) = &self.cluster else {

@@ -716,7 +716,7 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             // The topic created at setup with one partition grows by one per version.
             let mut t = CreatePartitionsTopic::default();
             t.name = name("mx-grow");
-            t.count = 2 + i32::from(v);
+            t.count = t_count(v) as i32;
             let mut r = CreatePartitionsRequest::default();
             r.topics = vec![t];
             r.timeout_ms = 10_000;
@@ -728,6 +728,23 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 res.error_code, 0,
                 "CreatePartitions v{v}: {:?}",
                 res.error_message
+            );
+            // Every partition is there, with a leader, for the next Metadata.
+            let mut mt = metadata_request::MetadataRequestTopic::default();
+            mt.name = Some(name("mx-grow"));
+            let mut mr = metadata_request::MetadataRequest::default();
+            mr.topics = Some(vec![mt]);
+            common::cluster::wait_for(
+                "the new partitions' leaders",
+                Duration::from_secs(20),
+                || {
+                    let ResponseKind::Metadata(m) = conn.call(ApiKey::Metadata, 12, &mr) else {
+                        panic!()
+                    };
+                    let parts = &m.topics.first()?.partitions;
+                    (parts.len() == t_count(v) && parts.iter().all(|p| p.leader_id.0 >= 0))
+                        .then_some(())
+                },
             );
         }
         ApiKey::DeleteGroups => {
@@ -756,6 +773,11 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
     }
 }
 
+/// The partition count CreatePartitions vN asks `mx-grow` for.
+fn t_count(v: i16) -> usize {
+    2 + v as usize
+}
+
 fn assert_not_unknown(api: ApiKey, v: i16, code: i16) {
     assert_ne!(
         code, UNKNOWN_SERVER_ERROR,
@@ -773,9 +795,45 @@ fn rank(api: ApiKey) -> u8 {
     }
 }
 
-/// Walks the matrix against `bootstrap`; returns how many (API, version) pairs it sent.
-fn walk(bootstrap: &str, metrics_port: u16) -> usize {
-    let mut conn = Conn::open(bootstrap);
+/// Which node a request goes to: partition requests to the leader of `matrix-0`, group
+/// requests to the coordinator (a cluster test uses one `__consumer_offsets` partition, so one
+/// coordinator for every group), anything else to the bootstrap node.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Bootstrap,
+    Leader,
+    Coordinator,
+}
+
+fn role(api: ApiKey) -> Role {
+    match api {
+        ApiKey::Produce
+        | ApiKey::Fetch
+        | ApiKey::ListOffsets
+        | ApiKey::OffsetForLeaderEpoch
+        | ApiKey::DeleteRecords => Role::Leader,
+        ApiKey::OffsetCommit
+        | ApiKey::OffsetFetch
+        | ApiKey::JoinGroup
+        | ApiKey::Heartbeat
+        | ApiKey::LeaveGroup
+        | ApiKey::SyncGroup
+        | ApiKey::DescribeGroups
+        | ApiKey::ListGroups
+        | ApiKey::DeleteGroups => Role::Coordinator,
+        _ => Role::Bootstrap,
+    }
+}
+
+/// Walks the matrix; returns how many (API, version) pairs it sent. `metrics_ports`: every
+/// node's, whose encode errors must all be 0.
+fn walk(nodes: &Nodes, metrics_ports: &[u16]) -> usize {
+    let mut conns = [
+        (Role::Bootstrap, Conn::open(&nodes.bootstrap)),
+        (Role::Leader, Conn::open(&nodes.leader)),
+        (Role::Coordinator, Conn::open(&nodes.coordinator)),
+    ];
+    let conn = &mut conns[0].1;
     let ResponseKind::ApiVersions(av) = conn.call(
         ApiKey::ApiVersions,
         3,
@@ -805,13 +863,12 @@ fn walk(bootstrap: &str, metrics_port: u16) -> usize {
         committed: BTreeMap::new(),
     };
     for (api, v) in &pairs {
-        check(&mut conn, &mut world, *api, *v);
+        let conn = &mut conns.iter_mut().find(|(r, _)| *r == role(*api)).unwrap().1;
+        check(conn, &mut world, *api, *v);
     }
-    assert_eq!(
-        encode_errors(metrics_port),
-        0.0,
-        "responses that did not encode"
-    );
+    for port in metrics_ports {
+        assert_eq!(encode_errors(*port), 0.0, "responses that did not encode");
+    }
     pairs.len()
 }
 
@@ -830,9 +887,17 @@ fn encode_errors(metrics_port: u16) -> f64 {
     common::Broker::metric(metrics_port, "strata_response_encode_errors_total")
 }
 
-/// What the matrix needs before it starts: the topic with `RECORDS` records, and a topic of
-/// one partition for CreatePartitions to grow.
-fn setup(bootstrap: &str, replication_factor: i16) {
+/// Where the matrix sends its requests.
+struct Nodes {
+    bootstrap: String,
+    leader: String,
+    coordinator: String,
+}
+
+/// What the matrix needs before it starts: the topic with `RECORDS` records, a topic of one
+/// partition for CreatePartitions to grow, and the nodes that lead `matrix-0` and coordinate
+/// the groups.
+fn setup(bootstrap: &str, replication_factor: i16) -> Nodes {
     let mut conn = Conn::open(bootstrap);
     for (topic, partitions) in [(TOPIC, 1), ("mx-grow", 1)] {
         use create_topics_request::*;
@@ -848,16 +913,43 @@ fn setup(bootstrap: &str, replication_factor: i16) {
         };
         assert_eq!(resp.topics[0].error_code, 0, "creating {topic}");
     }
-    common::cluster::wait_for("the topic's leader", Duration::from_secs(20), || {
+    let wait = Duration::from_secs(30);
+    let leader = common::cluster::wait_for("the topic's leader", wait, || {
+        let mut t = metadata_request::MetadataRequestTopic::default();
+        t.name = Some(name(TOPIC));
+        let mut r = metadata_request::MetadataRequest::default();
+        r.topics = Some(vec![t]);
+        let ResponseKind::Metadata(m) = conn.call(ApiKey::Metadata, 12, &r) else {
+            panic!()
+        };
+        let id = m.topics.first()?.partitions.first()?.leader_id;
+        let b = m.brokers.iter().find(|b| b.node_id == id)?;
+        Some(format!("{}:{}", b.host.as_str(), b.port))
+    });
+    let coordinator = common::cluster::wait_for("the group coordinator", wait, || {
+        let mut r = find_coordinator_request::FindCoordinatorRequest::default();
+        r.key = s("mx-group");
+        let ResponseKind::FindCoordinator(c) = conn.call(ApiKey::FindCoordinator, 3, &r) else {
+            panic!()
+        };
+        (c.error_code == 0).then(|| format!("{}:{}", c.host.as_str(), c.port))
+    });
+    let mut to_leader = Conn::open(&leader);
+    common::cluster::wait_for("an acks=all produce", wait, || {
         let mut r = produce_request(9);
         r.acks = -1;
-        let ResponseKind::Produce(resp) = conn.call(ApiKey::Produce, 9, &r) else {
+        let ResponseKind::Produce(resp) = to_leader.call(ApiKey::Produce, 9, &r) else {
             panic!()
         };
         (resp.responses[0].partition_responses[0].error_code == 0).then_some(())
     });
     for _ in 1..RECORDS {
-        conn.call(ApiKey::Produce, 9, &produce_request(9));
+        to_leader.call(ApiKey::Produce, 9, &produce_request(9));
+    }
+    Nodes {
+        bootstrap: bootstrap.to_string(),
+        leader,
+        coordinator,
     }
 }
 
@@ -865,7 +957,20 @@ fn setup(bootstrap: &str, replication_factor: i16) {
 fn every_advertised_version_works_on_a_single_broker() {
     let metrics_port = common::free_port();
     let b = common::Broker::start(&[&format!("metrics.listen=127.0.0.1:{metrics_port}")]);
-    setup(&b.bootstrap(), 1);
-    let pairs = walk(&b.bootstrap(), metrics_port);
+    let nodes = setup(&b.bootstrap(), 1);
+    let pairs = walk(&nodes, &[metrics_port]);
     println!("version matrix, single broker: {pairs} (API, version) pairs passed");
+}
+
+#[test]
+fn every_advertised_version_works_on_a_cluster_node() {
+    let c = common::cluster::Cluster::start(common::cluster::Layout {
+        brokers: 3,
+        extra: vec!["offsets.topic.num.partitions=1".into()],
+        ..Default::default()
+    });
+    c.wait_live(3);
+    let nodes = setup(&c.brokers[0].bootstrap(), 3);
+    let pairs = walk(&nodes, &c.metrics_ports);
+    println!("version matrix, cluster node: {pairs} (API, version) pairs passed");
 }

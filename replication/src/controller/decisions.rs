@@ -344,69 +344,37 @@ impl ControllerLogic {
         if partitions == 0 {
             return Err(ControllerError::InvalidPartitions(partitions));
         }
-        let live = image.live_brokers();
-        if replication_factor == 0 || replication_factor > live.len() {
-            return Err(ControllerError::InvalidReplicationFactor {
-                rf: replication_factor,
-                live: live.len(),
-            });
-        }
-        // Brokers alternating across racks (Kafka's rack-alternated list): r1b1, r2b1, r3b1, r1b2...
-        let mut by_rack: BTreeMap<String, Vec<BrokerId>> = BTreeMap::new();
-        for b in &live {
-            by_rack
-                .entry(b.rack.clone().unwrap_or_default())
-                .or_default()
-                .push(b.id);
-        }
-        let mut ordered = Vec::new();
-        let longest = by_rack.values().map(Vec::len).max().unwrap_or(0);
-        for i in 0..longest {
-            for brokers in by_rack.values() {
-                if let Some(b) = brokers.get(i) {
-                    ordered.push(*b);
-                }
-            }
-        }
-        let rack_of = |b: BrokerId| {
-            image
-                .brokers
-                .get(&b)
-                .and_then(|r| r.rack.clone())
-                .unwrap_or_default()
-        };
-        let racks = by_rack.len();
-        let n = ordered.len();
-        let assignments = (0..partitions as usize)
-            .map(|p| {
-                let mut replicas: Vec<BrokerId> = Vec::with_capacity(replication_factor);
-                let mut used_racks = BTreeSet::new();
-                // First pass: distinct racks while there are enough; second: anything unused.
-                for pass in 0..2 {
-                    for k in 0..n {
-                        if replicas.len() == replication_factor {
-                            break;
-                        }
-                        let b = ordered[(p + k) % n];
-                        if replicas.contains(&b) {
-                            continue;
-                        }
-                        if pass == 0 && used_racks.len() < racks && used_racks.contains(&rack_of(b))
-                        {
-                            continue;
-                        }
-                        used_racks.insert(rack_of(b));
-                        replicas.push(b);
-                    }
-                }
-                replicas
-            })
-            .collect();
+        let assignments = place(image, 0, partitions as usize, replication_factor)?;
         Ok(MetadataRecord::CreateTopic {
             name: name.to_string(),
             id,
             assignments,
             configs,
+        })
+    }
+
+    /// CreatePartitions: grows `topic` to `count` partitions, the new ones placed like a new
+    /// topic's (continuing its rotation) with the replication factor of its first partition.
+    pub fn create_partitions(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        count: u32,
+    ) -> Result<MetadataRecord, ControllerError> {
+        let t = image
+            .topics
+            .get(topic)
+            .ok_or_else(|| ControllerError::UnknownTopicOrPartition(topic.to_string()))?;
+        let current = t.partitions.len();
+        if count as usize <= current {
+            return Err(ControllerError::InvalidPartitions(count));
+        }
+        let rf = t.partitions.first().map_or(1, |p| p.replicas.len());
+        let assignments = place(image, current, count as usize - current, rf)?;
+        assert_eq!(current + assignments.len(), count as usize);
+        Ok(MetadataRecord::CreatePartitions {
+            topic: topic.to_string(),
+            assignments,
         })
     }
 
@@ -524,6 +492,78 @@ fn partition_of<'a>(
         .get(topic)
         .and_then(|t| t.partitions.get(partition as usize))
         .ok_or_else(|| ControllerError::UnknownTopicOrPartition(format!("{topic}-{partition}")))
+}
+
+/// Replicas for partitions `first..first + count` of a topic: across racks (Kafka's
+/// rack-alternated broker list: r1b1, r2b1, r3b1, r1b2, ...), partition `p` starting at the
+/// `p`-th broker of that list so preferred leaders spread over the brokers.
+fn place(
+    image: &MetadataImage,
+    first: usize,
+    count: usize,
+    replication_factor: usize,
+) -> Result<Vec<Vec<BrokerId>>, ControllerError> {
+    let live = image.live_brokers();
+    if replication_factor == 0 || replication_factor > live.len() {
+        return Err(ControllerError::InvalidReplicationFactor {
+            rf: replication_factor,
+            live: live.len(),
+        });
+    }
+    let mut by_rack: BTreeMap<String, Vec<BrokerId>> = BTreeMap::new();
+    for b in &live {
+        by_rack
+            .entry(b.rack.clone().unwrap_or_default())
+            .or_default()
+            .push(b.id);
+    }
+    let mut ordered = Vec::new();
+    let longest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+    for i in 0..longest {
+        for brokers in by_rack.values() {
+            if let Some(b) = brokers.get(i) {
+                ordered.push(*b);
+            }
+        }
+    }
+    let rack_of = |b: BrokerId| {
+        image
+            .brokers
+            .get(&b)
+            .and_then(|r| r.rack.clone())
+            .unwrap_or_default()
+    };
+    let racks = by_rack.len();
+    let n = ordered.len();
+    let assignments: Vec<Vec<BrokerId>> = (first..first + count)
+        .map(|p| {
+            let mut replicas: Vec<BrokerId> = Vec::with_capacity(replication_factor);
+            let mut used_racks = BTreeSet::new();
+            // First pass: distinct racks while there are enough; second: anything unused.
+            for pass in 0..2 {
+                for k in 0..n {
+                    if replicas.len() == replication_factor {
+                        break;
+                    }
+                    let b = ordered[(p + k) % n];
+                    if replicas.contains(&b) {
+                        continue;
+                    }
+                    if pass == 0 && used_racks.len() < racks && used_racks.contains(&rack_of(b)) {
+                        continue;
+                    }
+                    used_racks.insert(rack_of(b));
+                    replicas.push(b);
+                }
+            }
+            replicas
+        })
+        .collect();
+    assert!(
+        assignments.iter().all(|r| r.len() == replication_factor),
+        "every partition gets replication_factor distinct live replicas"
+    );
+    Ok(assignments)
 }
 
 #[cfg(test)]
@@ -761,5 +801,39 @@ mod tests {
         assert!(
             matches!(c.alter_isr(&image, "t", 0, l, p.leader_epoch, vec![l, other, third]), Err(ControllerError::IneligibleReplica(b)) if b == third)
         );
+    }
+
+    /// CreatePartitions appends partitions placed like a new topic's, keeps the replication
+    /// factor, and refuses shrinking, unknown topics and too few live brokers.
+    #[test]
+    fn create_partitions_grows_a_topic_with_its_replication_factor() {
+        let (mut image, c) = cluster(&["a", "b", "c"], ControllerConfig::default());
+        let t = c
+            .create_topic(&image, "t", 1, 2, 2, BTreeMap::new())
+            .unwrap();
+        image.apply(&t);
+        let grow = c.create_partitions(&image, "t", 5).unwrap();
+        let MetadataRecord::CreatePartitions { assignments, .. } = &grow else {
+            panic!("{grow:?}")
+        };
+        assert_eq!(assignments.len(), 3);
+        assert!(assignments.iter().all(|r| r.len() == 2));
+        image.apply(&grow);
+        let parts = &image.topics["t"].partitions;
+        assert_eq!(parts.len(), 5);
+        let leaders: BTreeSet<_> = parts.iter().filter_map(|p| p.leader).collect();
+        assert_eq!(
+            leaders.len(),
+            3,
+            "preferred leaders spread over the brokers"
+        );
+        assert!(matches!(
+            c.create_partitions(&image, "t", 5),
+            Err(ControllerError::InvalidPartitions(5))
+        ));
+        assert!(matches!(
+            c.create_partitions(&image, "nope", 9),
+            Err(ControllerError::UnknownTopicOrPartition(_))
+        ));
     }
 }

@@ -116,6 +116,18 @@ impl MetadataImage {
                     },
                 );
             }
+            MetadataRecord::CreatePartitions { topic, assignments } => {
+                let Some(t) = self.topics.get_mut(topic) else {
+                    return;
+                };
+                t.partitions
+                    .extend(assignments.iter().map(|replicas| PartitionRegistration {
+                        replicas: replicas.clone(),
+                        isr: replicas.clone(),
+                        leader: replicas.first().copied(),
+                        leader_epoch: LeaderEpoch(0),
+                    }));
+            }
             MetadataRecord::DeleteTopic { name } => {
                 self.topics.remove(name);
             }

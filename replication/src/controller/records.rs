@@ -43,6 +43,14 @@ pub enum MetadataRecord {
         /// Topic config overrides.
         configs: BTreeMap<String, String>,
     },
+    /// Partitions appended to a topic (CreatePartitions): indexes from the topic's current
+    /// count on, each with its replicas, preferred leader first.
+    CreatePartitions {
+        /// Topic name.
+        topic: String,
+        /// Replicas of each new partition.
+        assignments: Vec<Vec<BrokerId>>,
+    },
     /// A topic and its partitions are gone.
     DeleteTopic {
         /// Name.

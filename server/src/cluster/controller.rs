@@ -616,6 +616,17 @@ impl ControllerLoop {
                     }
                 }
             }
+            ControllerRequest::CreatePartitions { name, count } => {
+                match self.logic.create_partitions(&image, &name, count) {
+                    Ok(record) => {
+                        tracing::info!(topic = %name, count, "adding partitions");
+                        self.propose(vec![record], Some((tx, Reply::Done)));
+                    }
+                    Err(e) => {
+                        let _ = tx.send(error_response(&e));
+                    }
+                }
+            }
             ControllerRequest::DeleteTopic { name } => {
                 if !image.topics.contains_key(&name) {
                     let _ = tx.send(error_response(&ControllerError::UnknownTopicOrPartition(

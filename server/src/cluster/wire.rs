@@ -62,6 +62,13 @@ pub enum ControllerRequest {
         /// Config overrides.
         configs: BTreeMap<String, String>,
     },
+    /// Grows a topic to `count` partitions.
+    CreatePartitions {
+        /// Name.
+        name: String,
+        /// The new partition count.
+        count: u32,
+    },
     /// Deletes a topic.
     DeleteTopic {
         /// Name.

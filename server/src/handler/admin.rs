@@ -178,29 +178,29 @@ pub async fn delete_topics(
 }
 
 /// CreatePartitions.
-pub fn create_partitions(ctx: &Context, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
-    let results = r
-        .topics
-        .into_iter()
-        .map(|t| {
-            let outcome = if ctx.broker.cluster.is_some() {
-                Err(AdminError::Kafka {
-                    code: ErrorCode::InvalidRequest,
-                    message: "adding partitions is not supported in a cluster yet".into(),
-                })
-            } else if r.validate_only {
-                Ok(())
-            } else {
-                ctx.broker.create_partitions(t.name.0.as_str(), t.count)
-            };
-            let (code, message) = code_message(outcome);
-            msg!(CreatePartitionsTopicResult {
-                name: t.name,
-                error_code: code,
-                error_message: message,
+pub async fn create_partitions(
+    ctx: &Context,
+    r: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let outcome = if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
+            Err(AdminError::Kafka {
+                code: ErrorCode::InvalidRequest,
+                message: "manual replica assignments are not supported; leave them empty".into(),
             })
-        })
-        .collect();
+        } else {
+            ctx.broker
+                .admin_create_partitions(t.name.0.as_str(), t.count, r.validate_only)
+                .await
+        };
+        let (code, message) = code_message(outcome);
+        results.push(msg!(CreatePartitionsTopicResult {
+            name: t.name,
+            error_code: code,
+            error_message: message,
+        }));
+    }
     msg!(CreatePartitionsResponse { results })
 }
 

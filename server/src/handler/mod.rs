@@ -123,7 +123,7 @@ async fn dispatch(
             ResponseKind::DeleteTopics(admin::delete_topics(ctx, r, v).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(admin::create_partitions(ctx, r))
+            ResponseKind::CreatePartitions(admin::create_partitions(ctx, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(admin::describe_configs(ctx, r))
