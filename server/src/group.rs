@@ -766,8 +766,10 @@ impl GroupCoordinator {
         let groups = lock(&self.groups);
         let group = groups.get(group_id);
         if generation < 0 && member_id.is_empty() {
+            // A commit from outside the group (an admin tool, a simple consumer) is taken only
+            // while the group has no members; Kafka answers UNKNOWN_MEMBER_ID otherwise.
             return match group {
-                Some(g) if !g.members.is_empty() => ErrorCode::IllegalGeneration,
+                Some(g) if !g.members.is_empty() => ErrorCode::UnknownMemberId,
                 _ => ErrorCode::None,
             };
         }
@@ -885,6 +887,13 @@ impl GroupCoordinator {
                 .or_insert((GroupState::Empty, "consumer".into()));
         }
         out.into_iter().map(|(id, (s, t))| (id, s, t)).collect()
+    }
+
+    /// Whether the group is known here: it has members or committed offsets. Kafka describes
+    /// an unknown group as `Dead`.
+    pub fn exists(&self, group_id: &str) -> bool {
+        lock(&self.groups).contains_key(group_id)
+            || lock(&self.offsets).keys().any(|(g, _, _)| g == group_id)
     }
 
     /// A description of a group: state, protocol type and name, members

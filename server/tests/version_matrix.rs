@@ -121,6 +121,8 @@ struct World {
     topic_id: Uuid,
     /// Offsets committed per OffsetCommit version, read back by OffsetFetch at that version.
     committed: BTreeMap<i16, i64>,
+    /// Brokers in the cluster.
+    brokers: usize,
 }
 
 fn produce_request(v: i16) -> produce_request::ProduceRequest {
@@ -260,6 +262,27 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             if v >= 10 {
                 world.topic_id = t.topic_id;
             }
+            // Asked for, authorized operations come back (all of them: no authorizer yet).
+            if v >= 8 {
+                assert_eq!(
+                    t.topic_authorized_operations, 3576,
+                    "Metadata v{v} topic ops"
+                );
+            }
+            if (8..=10).contains(&v) {
+                assert_eq!(resp.cluster_authorized_operations, 8096, "Metadata v{v}");
+            }
+            // A topic that cannot exist: INVALID_TOPIC_EXCEPTION, in both modes.
+            let mut bad = MetadataRequestTopic::default();
+            bad.name = Some(name("no/such topic"));
+            r.topics = Some(vec![bad]);
+            let ResponseKind::Metadata(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(
+                resp.topics[0].error_code, 17,
+                "Metadata v{v} of an invalid name"
+            );
         }
         ApiKey::OffsetCommit => {
             let group = format!("mx-commit-v{v}");
@@ -307,6 +330,25 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             let code = resp.topics[0].partitions[0].error_code;
             assert_eq!(code, 0, "OffsetCommit v{v}");
             world.committed.insert(v, offset);
+            if v >= 2 {
+                // From outside a group that has a member (an admin tool): UNKNOWN_MEMBER_ID.
+                use offset_commit_request::*;
+                let mut p = OffsetCommitRequestPartition::default();
+                p.partition_index = 0;
+                p.committed_offset = 1;
+                let mut t = OffsetCommitRequestTopic::default();
+                t.name = name(TOPIC);
+                t.partitions = vec![p];
+                let mut r = OffsetCommitRequest::default();
+                r.group_id = GroupId(s("mx-join-v0"));
+                r.generation_id_or_member_epoch = -1;
+                r.topics = vec![t];
+                let ResponseKind::OffsetCommit(resp) = conn.call(api, v, &r) else {
+                    panic!()
+                };
+                let code = resp.topics[0].partitions[0].error_code;
+                assert_eq!(code, 25, "OffsetCommit v{v} into an active group");
+            }
         }
         ApiKey::OffsetFetch => {
             use offset_fetch_request::*;
@@ -447,7 +489,7 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
         }
         ApiKey::DescribeGroups => {
             let mut r = describe_groups_request::DescribeGroupsRequest::default();
-            r.groups = vec![GroupId(s("mx-join-v0"))];
+            r.groups = vec![GroupId(s("mx-join-v0")), GroupId(s("mx-never-seen"))];
             if v >= 3 {
                 r.include_authorized_operations = true;
             }
@@ -457,6 +499,12 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             let g = &resp.groups[0];
             assert_eq!(g.error_code, 0, "DescribeGroups v{v}");
             assert_eq!(g.protocol_type.as_str(), "consumer", "DescribeGroups v{v}");
+            assert_eq!(g.members.len(), 1, "DescribeGroups v{v}");
+            if v >= 3 {
+                assert_eq!(g.authorized_operations, 328, "DescribeGroups v{v} ops");
+            }
+            let unknown = &resp.groups[1];
+            assert_eq!(unknown.group_state.as_str(), "Dead", "DescribeGroups v{v}");
         }
         ApiKey::ListGroups => {
             let mut r = list_groups_request::ListGroupsRequest::default();
@@ -765,7 +813,15 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 panic!()
             };
             assert_eq!(resp.error_code, 0, "DescribeCluster v{v}");
-            assert!(!resp.brokers.is_empty());
+            assert_eq!(
+                resp.brokers.len(),
+                world.brokers,
+                "DescribeCluster v{v} brokers"
+            );
+            assert_eq!(
+                resp.cluster_authorized_operations, 8096,
+                "DescribeCluster v{v}"
+            );
         }
         other => panic!(
             "{other:?} v{v} is advertised but the version matrix has no request for it: add one"
@@ -786,12 +842,14 @@ fn assert_not_unknown(api: ApiKey, v: i16, code: i16) {
 }
 
 /// The order APIs are walked in: Metadata first (it learns the topic id), CreateTopics before
-/// DeleteTopics, OffsetCommit before OffsetFetch, JoinGroup before DescribeGroups/ListGroups.
+/// DeleteTopics, OffsetCommit before OffsetFetch, JoinGroup before OffsetCommit,
+/// DescribeGroups and ListGroups.
 fn rank(api: ApiKey) -> u8 {
     match api {
         ApiKey::Metadata => 0,
-        ApiKey::CreateTopics | ApiKey::OffsetCommit | ApiKey::JoinGroup => 1,
-        _ => 2,
+        ApiKey::JoinGroup => 1,
+        ApiKey::CreateTopics | ApiKey::OffsetCommit => 2,
+        _ => 3,
     }
 }
 
@@ -828,6 +886,7 @@ fn role(api: ApiKey) -> Role {
 /// Walks the matrix; returns how many (API, version) pairs it sent. `metrics_ports`: every
 /// node's, whose encode errors must all be 0.
 fn walk(nodes: &Nodes, metrics_ports: &[u16]) -> usize {
+    let brokers = metrics_ports.len();
     let mut conns = [
         (Role::Bootstrap, Conn::open(&nodes.bootstrap)),
         (Role::Leader, Conn::open(&nodes.leader)),
@@ -861,6 +920,7 @@ fn walk(nodes: &Nodes, metrics_ports: &[u16]) -> usize {
     let mut world = World {
         topic_id: Uuid::nil(),
         committed: BTreeMap::new(),
+        brokers,
     };
     for (api, v) in &pairs {
         let conn = &mut conns.iter_mut().find(|(r, _)| *r == role(*api)).unwrap().1;

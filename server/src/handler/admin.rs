@@ -378,21 +378,54 @@ pub async fn incremental_alter_configs(
 }
 
 /// DescribeCluster: this broker.
-pub fn describe_cluster(ctx: &Context) -> DescribeClusterResponse {
+pub fn describe_cluster(
+    ctx: &Context,
+    r: kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let (host, port) = &ctx.broker.config.advertised;
+    let this = msg!(DescribeClusterBroker {
+        broker_id: BrokerId(ctx.broker.config.node_id),
+        host: s(host),
+        port: i32::from(*port),
+        rack: ctx.broker.config.rack.as_deref().map(s),
+        is_fenced: false,
+    });
+    // In a cluster: every registered, unfenced broker of the metadata image, as Metadata lists
+    // them.
+    let mut brokers: Vec<DescribeClusterBroker> = match &ctx.broker.cluster {
+        None => vec![],
+        Some(c) => c
+            .image()
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .filter_map(|b| {
+                let (host, port) = b.endpoint.rsplit_once(':')?;
+                Some(msg!(DescribeClusterBroker {
+                    broker_id: BrokerId(b.id.0),
+                    host: s(host),
+                    port: port.parse().ok()?,
+                    rack: b.rack.as_deref().map(s),
+                    is_fenced: false,
+                }))
+            })
+            .collect(),
+    };
+    if brokers.is_empty() {
+        brokers.push(this);
+    }
     msg!(DescribeClusterResponse {
         error_code: 0,
         endpoint_type: 1,
         cluster_id: s(&ctx.broker.config.cluster_id),
+        // Any broker forwards administration to the active controller (as in Metadata).
         controller_id: BrokerId(ctx.broker.config.node_id),
-        brokers: vec![msg!(DescribeClusterBroker {
-            broker_id: BrokerId(ctx.broker.config.node_id),
-            host: s(host),
-            port: i32::from(*port),
-            rack: ctx.broker.config.rack.as_deref().map(s),
-            is_fenced: false,
-        })],
-        cluster_authorized_operations: -2147483648,
+        brokers,
+        cluster_authorized_operations: if r.include_cluster_authorized_operations {
+            super::authorized::CLUSTER
+        } else {
+            i32::MIN
+        },
     })
 }
 

@@ -438,21 +438,22 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
 
 /// DescribeGroups.
 pub fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let ops = if r.include_authorized_operations {
+        super::authorized::GROUP
+    } else {
+        i32::MIN
+    };
     let groups = r
         .groups
         .into_iter()
         .map(|g| {
+            let known = ctx.groups.exists(g.0.as_str());
             let (state, protocol_type, protocol_name, members) = ctx.groups.describe(g.0.as_str());
             msg!(DescribedGroup {
                 error_code: 0,
                 group_id: g,
-                group_state: s(
-                    if members.is_empty() && state == crate::group::GroupState::Empty {
-                        "Empty"
-                    } else {
-                        state.name()
-                    }
-                ),
+                // Kafka describes a group it does not know as Dead (with no error).
+                group_state: s(if known { state.name() } else { "Dead" }),
                 protocol_type: s(&protocol_type),
                 protocol_data: s(&protocol_name),
                 members: members
@@ -468,7 +469,7 @@ pub fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> DescribeGroup
                         })
                     )
                     .collect(),
-                authorized_operations: -2147483648,
+                authorized_operations: ops,
             })
         })
         .collect();

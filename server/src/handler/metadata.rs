@@ -204,11 +204,36 @@ async fn handle_cluster(
     })
 }
 
-/// Handles Metadata.
+/// Handles Metadata, the same way in both modes for what follows the lookup: a topic that does
+/// not exist and cannot (an invalid name) is INVALID_TOPIC_EXCEPTION, as Kafka answers, so a
+/// producer to it fails at once instead of waiting for the topic; authorized operations are
+/// returned when asked for (everything, while there is no authorizer).
 pub async fn handle(ctx: &Context, r: MetadataRequest, version: i16) -> MetadataResponse {
-    if let Some(cluster) = &ctx.broker.cluster {
-        return handle_cluster(ctx, cluster, r, version).await;
+    let topic_ops = r.include_topic_authorized_operations;
+    let cluster_ops = r.include_cluster_authorized_operations;
+    let mut response = match &ctx.broker.cluster {
+        Some(cluster) => handle_cluster(ctx, cluster, r, version).await,
+        None => handle_standalone(ctx, r, version),
+    };
+    for t in &mut response.topics {
+        let invalid = t
+            .name
+            .as_ref()
+            .is_some_and(|n| !crate::topic::valid_topic_name(n.0.as_str()));
+        if t.error_code == ErrorCode::UnknownTopicOrPartition.code() && invalid {
+            t.error_code = ErrorCode::InvalidTopicException.code();
+        }
+        if topic_ops && t.error_code == ErrorCode::None.code() {
+            t.topic_authorized_operations = super::authorized::TOPIC;
+        }
     }
+    if cluster_ops {
+        response.cluster_authorized_operations = super::authorized::CLUSTER;
+    }
+    response
+}
+
+fn handle_standalone(ctx: &Context, r: MetadataRequest, version: i16) -> MetadataResponse {
     let broker = &ctx.broker;
     let topics = match r.topics {
         // v0: an empty list means all topics; v1+: null means all.

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod api_versions;
+pub mod authorized;
 pub mod fetch;
 pub mod group;
 pub mod metadata;
@@ -134,8 +135,8 @@ async fn dispatch(
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(ctx, r).await)
         }
-        RequestKind::DescribeCluster(_) => {
-            ResponseKind::DescribeCluster(admin::describe_cluster(ctx))
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(admin::describe_cluster(ctx, r))
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(ctx, r)),
         RequestKind::InitProducerId(r) => {
