@@ -173,3 +173,47 @@ async fn dispatch(
         }
     })
 }
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    /// docs/compatibility.md lists exactly the supported-versions table: every API with its key
+    /// and range, and no other. On failure it prints the rows the page should have.
+    #[test]
+    fn docs_compatibility_lists_the_supported_versions() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/compatibility.md"
+        ))
+        .unwrap();
+        let table = doc
+            .split("<!-- supported-versions:start -->")
+            .nth(1)
+            .and_then(|t| t.split("<!-- supported-versions:end -->").next())
+            .expect("the page marks its table");
+        let documented: Vec<(String, i16, String)> = table
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let key = cells.get(2)?.parse().ok()?;
+                Some((cells[1].to_string(), key, cells[3].to_string()))
+            })
+            .collect();
+        let expected: Vec<(String, i16, String)> = ApiKey::iter()
+            .filter_map(|api| {
+                let (min, max) = supported_versions(api)?;
+                Some((format!("{api:?}"), api as i16, format!("{min}-{max}")))
+            })
+            .collect();
+        let rows: String = expected
+            .iter()
+            .map(|(n, k, v)| format!("| {n} | {k} | {v} | |\n"))
+            .collect();
+        assert_eq!(
+            documented, expected,
+            "docs/compatibility.md should list:\n{rows}"
+        );
+    }
+}
