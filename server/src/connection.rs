@@ -50,6 +50,16 @@ pub async fn serve(
 ) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
+    // A peer whose connections keep failing waits before it is served (error_backoff).
+    if let Some(p) = peer {
+        let delay = ctx.backoff.delay_for(p.ip(), std::time::Instant::now());
+        if !delay.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+            }
+        }
+    }
     let result = tokio::select! {
         r = run(&ctx, &mut stream) => r,
         _ = async { let _ = shutdown.wait_for(|s| *s).await; } => Ok(()),
@@ -66,7 +76,17 @@ pub async fn serve(
         {
             tracing::debug!(?peer, "connection closed by peer")
         }
-        Err(e) => tracing::warn!(?peer, error = %e, "closing connection"),
+        Err(e) => {
+            let (closes, log) = match peer {
+                Some(p) => ctx
+                    .backoff
+                    .record_error_close(p.ip(), std::time::Instant::now()),
+                None => (1, true),
+            };
+            if log {
+                tracing::warn!(?peer, error = %e, closes, "closing connection");
+            }
+        }
     }
 }
 

@@ -25,6 +25,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod error_backoff;
 pub mod error_code;
 pub mod group;
 pub mod handler;

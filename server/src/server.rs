@@ -74,6 +74,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         groups: groups.clone(),
         metrics: Arc::new(Metrics::new()),
         controller: controller.clone(),
+        backoff: crate::error_backoff::ErrorBackoff::new(),
     });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tracing::info!(

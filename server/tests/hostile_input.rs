@@ -473,3 +473,64 @@ fn an_absurd_array_length_does_not_take_the_broker_down() {
     assert!(closed(&mut s));
     still_serving(&mut b);
 }
+
+/// A connection to the broker from the source address `from` (any 127.x address).
+fn connect_from(b: &Broker, from: [u8; 4]) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    sock.bind(&std::net::SocketAddr::from((from, 0)).into())
+        .unwrap();
+    let to: std::net::SocketAddr = b.bootstrap().parse().unwrap();
+    sock.connect(&to.into()).unwrap();
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// A client that reconnects in a tight loop after every refused frame is slowed down: after
+/// its first few error closes each new connection of that address waits before it is served
+/// (so the broker does not parse and log at the client's pace), while a client from another
+/// address is served at once, and the slowed client is still answered when it behaves.
+#[test]
+fn a_client_that_keeps_sending_garbage_is_slowed_and_others_are_not() {
+    let b = Broker::start(&[]);
+    let bad = [127, 0, 0, 77];
+    let garbage = [0u8, 0, 0, 12, 0x7f, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+    let mut last = Duration::ZERO;
+    for _ in 0..8 {
+        let started = std::time::Instant::now();
+        let mut s = connect_from(&b, bad);
+        s.write_all(&garbage).unwrap();
+        assert!(closed(&mut s), "an unknown API key closes the connection");
+        last = started.elapsed();
+    }
+    // Closes 1-3 are free, then 100, 200, 400, 800 ms: the 8th connection waited 800 ms.
+    assert!(
+        last >= Duration::from_millis(800),
+        "the 8th refused connection of one address was served after {last:?}"
+    );
+    // Another address is not slowed: its request is answered well before that delay.
+    let started = std::time::Instant::now();
+    let mut good = connect_from(&b, [127, 0, 0, 78]);
+    let ResponseKind::ApiVersions(av) = call(
+        &mut good,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    ) else {
+        panic!()
+    };
+    assert_eq!(av.error_code, 0);
+    assert!(started.elapsed() < Duration::from_millis(800));
+    // The slowed address is still served when it sends a valid request.
+    let mut s = connect_from(&b, bad);
+    let ResponseKind::ApiVersions(av) = call(
+        &mut s,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    ) else {
+        panic!()
+    };
+    assert_eq!(av.error_code, 0);
+}

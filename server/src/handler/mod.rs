@@ -30,6 +30,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The controller, if this node is a quorum member.
     pub controller: Option<Arc<crate::cluster::controller::Controller>>,
+    /// Per-peer backoff of clients whose connections keep failing.
+    pub backoff: crate::error_backoff::ErrorBackoff,
 }
 
 /// The versions this broker implements, per API: `(min, max)`, or `None` if not implemented.
