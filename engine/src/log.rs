@@ -565,6 +565,11 @@ impl Log {
         let position = segment.size();
         segment.record_append(position, &headers);
         let file = segment.file().clone();
+        // Offsets only grow: the appended batches start at or after the old log end offset.
+        assert!(
+            first.base_offset >= leo && last.next_offset() > leo,
+            "append moves the log end offset forward"
+        );
         g.log_end_offset = last.next_offset();
 
         let (completion, inner) = Completion::new();
@@ -580,6 +585,7 @@ impl Log {
         // Sent under the lock so that the pipeline sees this log's writes in position order.
         self.pipeline.send(Command::Write(request))?;
         self.maybe_checkpoint(&mut g)?;
+        self.debug_assert_progress(&g);
         drop(g);
         Ok(AppendInfo {
             first_offset: first.base_offset,
@@ -858,6 +864,7 @@ impl Log {
             g.epochs.save(self.storage.as_ref(), &self.dir)?;
         }
         self.write_checkpoint(&mut g, end)?;
+        self.debug_assert_progress(&g);
         Ok(end)
     }
 
@@ -875,7 +882,23 @@ impl Log {
             g.epochs.save(self.storage.as_ref(), &self.dir)?;
         }
         self.write_checkpoint(&mut g, offset)?;
+        self.debug_assert_progress(&g);
         Ok(offset)
+    }
+
+    /// `recovery_point <= written <= log_end_offset`, checked under the log's lock (the log end
+    /// offset cannot move meanwhile; the pipeline only raises the other two, durable after
+    /// written). Debug builds and the model tests check it after every append and truncation.
+    fn debug_assert_progress(&self, g: &LogInner) {
+        if cfg!(debug_assertions) {
+            let durable = self.progress.durable.load(Ordering::SeqCst);
+            let written = self.progress.written.load(Ordering::SeqCst);
+            assert!(
+                durable <= written && written <= g.log_end_offset.0,
+                "recovery point {durable} <= written {written} <= log end offset {}",
+                g.log_end_offset
+            );
+        }
     }
 
     /// Deletes every segment and creates one empty segment at `offset`, the new log start and
