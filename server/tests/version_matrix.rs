@@ -524,6 +524,22 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                     .any(|g| g.group_id.0.as_str() == "mx-join-v0"),
                 "ListGroups v{v} lists a group that has a member"
             );
+            if v >= 4 {
+                // Filters that match nothing here: no group is Dead, none is of type consumer.
+                r.states_filter = vec![s("Dead")];
+                let ResponseKind::ListGroups(resp) = conn.call(api, v, &r) else {
+                    panic!()
+                };
+                assert!(resp.groups.is_empty(), "ListGroups v{v} state filter");
+            }
+            if v >= 5 {
+                r.states_filter.clear();
+                r.types_filter = vec![s("consumer")];
+                let ResponseKind::ListGroups(resp) = conn.call(api, v, &r) else {
+                    panic!()
+                };
+                assert!(resp.groups.is_empty(), "ListGroups v{v} type filter");
+            }
         }
         ApiKey::ApiVersions => {
             let mut r = api_versions_request::ApiVersionsRequest::default();

@@ -476,7 +476,7 @@ pub fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> DescribeGroup
     msg!(DescribeGroupsResponse { groups })
 }
 
-/// ListGroups, with the state filter of v4+.
+/// ListGroups, with the state filter of v4+ and the type filter of v5+.
 pub fn list_groups(ctx: &Context, r: ListGroupsRequest) -> ListGroupsResponse {
     let groups = ctx
         .groups
@@ -487,6 +487,13 @@ pub fn list_groups(ctx: &Context, r: ListGroupsRequest) -> ListGroupsResponse {
                 || r.states_filter
                     .iter()
                     .any(|f| f.as_str().eq_ignore_ascii_case(state.name()))
+        })
+        // v5 type filter: every group here is a classic one.
+        .filter(|_| {
+            r.types_filter.is_empty()
+                || r.types_filter
+                    .iter()
+                    .any(|f| f.as_str().eq_ignore_ascii_case("classic"))
         })
         .map(|(id, state, protocol_type)| {
             msg!(ListedGroup {
