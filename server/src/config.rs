@@ -469,9 +469,29 @@ pub fn set_log_property(
                 _ => return Err(invalid(key, v, "expected always, interval or os")),
             }
         }
+        // Kafka's names for the flush policy. `flush.messages=1` (fsync every batch) is
+        // `always`; larger counts are served as 1 (stricter, never weaker). `flush.ms=N` is
+        // `interval(N)`, 0 is `always`. Their "never" (Long.MAX_VALUE) leaves the policy as
+        // it is unless it was the one that key set, so what DescribeConfigs reports for any
+        // policy, applied back in any order, gives that policy again.
+        "flush.messages" => {
+            let n: i64 = parse(key, v)?;
+            c.flush = match (n, c.flush) {
+                (i64::MAX, FlushPolicy::Always) => FlushPolicy::Os,
+                (i64::MAX, other) => other,
+                (n, _) if n >= 1 => FlushPolicy::Always,
+                _ => return Err(invalid(key, v, "must be at least 1")),
+            }
+        }
         "flush.ms" => {
-            let ms: u64 = positive(key, v)?;
-            c.flush = FlushPolicy::Interval(ms);
+            let ms: i64 = parse(key, v)?;
+            c.flush = match (ms, c.flush) {
+                (i64::MAX, FlushPolicy::Interval(_)) => FlushPolicy::Os,
+                (i64::MAX, other) => other,
+                (0, _) => FlushPolicy::Always,
+                (ms, _) if ms > 0 => FlushPolicy::Interval(ms as u64),
+                _ => return Err(invalid(key, v, "must be at least 0")),
+            }
         }
         "cleanup.policy" => {
             c.cleanup_policy = match v.trim() {
@@ -480,11 +500,15 @@ pub fn set_log_property(
                 _ => return Err(invalid(key, v, "expected delete or compact")),
             }
         }
-        "min.insync.replicas"
-        | "unclean.leader.election.enable"
-        | "compression.type"
-        | "message.timestamp.type" => {}
-        other => return Err(ConfigError::Unknown(other.to_string())),
+        "min.insync.replicas" => {
+            let _: usize = positive(key, v)?;
+        }
+        other => match crate::topic_config::stored_config(other) {
+            Some(stored) => {
+                crate::topic_config::check(stored, v).map_err(|reason| invalid(key, v, reason))?
+            }
+            None => return Err(ConfigError::Unknown(other.to_string())),
+        },
     }
     c.validate().map_err(|reason| invalid(key, v, reason))
 }
@@ -508,10 +532,17 @@ pub fn describe_log_config(c: &LogConfig) -> Vec<(&'static str, String)> {
             },
         ),
         (
+            "flush.messages",
+            match c.flush {
+                FlushPolicy::Always => "1".into(),
+                _ => i64::MAX.to_string(),
+            },
+        ),
+        (
             "flush.ms",
             match c.flush {
                 FlushPolicy::Interval(ms) => ms.to_string(),
-                _ => "0".into(),
+                _ => i64::MAX.to_string(),
             },
         ),
         (
@@ -567,5 +598,47 @@ mod tests {
         assert_eq!(c.num_partitions, 3);
         assert_eq!(c.log_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.log_defaults.retention_ms, 1000);
+    }
+
+    /// Every flush policy, described and applied back (in any order) to the defaults, is the
+    /// same policy; Kafka's own flush.messages=1 and flush.ms=0 mean fsync every batch.
+    #[test]
+    fn flush_configs_round_trip_and_take_kafkas_names() {
+        for policy in [
+            FlushPolicy::Always,
+            FlushPolicy::Interval(250),
+            FlushPolicy::Os,
+        ] {
+            let described: Vec<(&str, String)> = describe_log_config(&LogConfig {
+                flush: policy,
+                ..LogConfig::default()
+            })
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("flush."))
+            .collect();
+            for order in [false, true] {
+                let mut c = LogConfig::default();
+                let mut pairs = described.clone();
+                if order {
+                    pairs.reverse();
+                }
+                for (k, v) in &pairs {
+                    set_log_property(&mut c, k, v, false).unwrap();
+                }
+                assert_eq!(c.flush, policy, "{pairs:?}");
+            }
+        }
+        let mut c = LogConfig {
+            flush: FlushPolicy::Os,
+            ..LogConfig::default()
+        };
+        set_log_property(&mut c, "flush.messages", "1", false).unwrap();
+        assert_eq!(c.flush, FlushPolicy::Always);
+        c.flush = FlushPolicy::Os;
+        set_log_property(&mut c, "flush.ms", "0", false).unwrap();
+        assert_eq!(c.flush, FlushPolicy::Always);
+        assert!(set_log_property(&mut c, "flush.ms", "-1", false).is_err());
+        assert!(set_log_property(&mut c, "delete.retention.ms", "1000", false).is_ok());
+        assert!(set_log_property(&mut c, "no.such.config", "1", false).is_err());
     }
 }

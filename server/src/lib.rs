@@ -32,5 +32,6 @@ pub mod handler;
 pub mod metrics;
 pub mod server;
 pub mod topic;
+pub mod topic_config;
 pub mod wire;
 pub mod wire_out;

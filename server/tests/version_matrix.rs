@@ -741,19 +741,59 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
         }
         ApiKey::AlterConfigs => {
             use alter_configs_request::*;
+            // Whatever DescribeConfigs returns, AlterConfigs takes back unchanged (Kafka's
+            // names and defaults, e.g. delete.retention.ms, flush.ms).
+            let mut d = describe_configs_request::DescribeConfigsResource::default();
+            d.resource_type = 2;
+            d.resource_name = s(TOPIC);
+            let mut dr = describe_configs_request::DescribeConfigsRequest::default();
+            dr.resources = vec![d];
+            let ResponseKind::DescribeConfigs(described) =
+                conn.call(ApiKey::DescribeConfigs, 4, &dr)
+            else {
+                panic!()
+            };
+            let described = &described.results[0].configs;
+            for (k, want) in [
+                ("delete.retention.ms", "86400000"),
+                ("min.cleanable.dirty.ratio", "0.5"),
+                ("flush.messages", "1"),
+            ] {
+                let got = described.iter().find(|c| c.name.as_str() == k);
+                assert_eq!(
+                    got.and_then(|c| c.value.as_deref()),
+                    Some(want),
+                    "DescribeConfigs {k}"
+                );
+            }
+            let mut configs: Vec<AlterableConfig> = described
+                .iter()
+                .filter(|c| c.name.as_str() != "retention.ms")
+                .map(|c| {
+                    let mut a = AlterableConfig::default();
+                    a.name = c.name.clone();
+                    a.value = c.value.clone();
+                    a
+                })
+                .collect();
             let mut c = AlterableConfig::default();
             c.name = s("retention.ms");
             c.value = Some(s("604800000"));
+            configs.push(c);
             let mut res = AlterConfigsResource::default();
             res.resource_type = 2;
             res.resource_name = s(TOPIC);
-            res.configs = vec![c];
+            res.configs = configs;
             let mut r = AlterConfigsRequest::default();
             r.resources = vec![res];
             let ResponseKind::AlterConfigs(resp) = conn.call(api, v, &r) else {
                 panic!()
             };
-            assert_eq!(resp.responses[0].error_code, 0, "AlterConfigs v{v}");
+            assert_eq!(
+                resp.responses[0].error_code, 0,
+                "AlterConfigs v{v} of what DescribeConfigs returned: {:?}",
+                resp.responses[0].error_message
+            );
         }
         ApiKey::IncrementalAlterConfigs => {
             use incremental_alter_configs_request::*;

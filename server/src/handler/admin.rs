@@ -113,19 +113,14 @@ pub async fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopic
             if code == 0
                 && let Some(topic) = broker.topic(&name)
             {
-                let config = topic
-                    .config
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
                 result.configs = Some(
-                    describe_log_config(&config)
+                    topic_configs(broker, &topic)
                         .into_iter()
-                        .map(|(k, v)| {
+                        .map(|(k, v, overridden)| {
                             msg!(CreatableTopicConfigs {
-                                name: s(k),
+                                name: s(&k),
                                 value: Some(s(&v)),
-                                config_source: if configs.contains_key(k) { 1 } else { 5 },
+                                config_source: if overridden { 1 } else { 5 },
                             })
                         })
                         .collect(),
@@ -204,6 +199,25 @@ pub async fn create_partitions(
     msg!(CreatePartitionsResponse { results })
 }
 
+/// Every config of a topic: (name, value, overridden by the topic).
+fn topic_configs(
+    broker: &crate::broker::Broker,
+    topic: &crate::topic::Topic,
+) -> Vec<(String, String, bool)> {
+    let config = topic
+        .config
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let overrides = topic
+        .overrides
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let min_insync = broker.min_insync_replicas(&BTreeMap::new());
+    crate::topic_config::describe(&config, &overrides, min_insync)
+}
+
 /// DescribeConfigs of topics (and of this broker's topic defaults).
 pub fn describe_configs(ctx: &Context, r: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let results = r
@@ -220,34 +234,22 @@ pub fn describe_configs(ctx: &Context, r: DescribeConfigsRequest) -> DescribeCon
             let (code, configs) = match res.resource_type {
                 RESOURCE_TOPIC => match ctx.broker.topic(&name) {
                     None => (ErrorCode::UnknownTopicOrPartition, vec![]),
-                    Some(t) => {
-                        let config = t.config.read().unwrap_or_else(|p| p.into_inner()).clone();
-                        let overrides = t
-                            .overrides
-                            .read()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .clone();
-                        (
-                            ErrorCode::None,
-                            describe_log_config(&config)
-                                .into_iter()
-                                .filter(|(k, _)| wanted(k))
-                                .map(|(k, v)| {
-                                    msg!(DescribeConfigsResourceResult {
-                                        name: s(k),
-                                        value: Some(s(&v)),
-                                        read_only: false,
-                                        // 1: topic override, 5: default.
-                                        config_source: if overrides.contains_key(k) {
-                                            1
-                                        } else {
-                                            5
-                                        },
-                                    })
+                    Some(t) => (
+                        ErrorCode::None,
+                        topic_configs(&ctx.broker, &t)
+                            .into_iter()
+                            .filter(|(k, _, _)| wanted(k))
+                            .map(|(k, v, overridden)| {
+                                msg!(DescribeConfigsResourceResult {
+                                    name: s(&k),
+                                    value: Some(s(&v)),
+                                    read_only: false,
+                                    // 1: topic override, 5: default.
+                                    config_source: if overridden { 1 } else { 5 },
                                 })
-                                .collect(),
-                        )
-                    }
+                            })
+                            .collect(),
+                    ),
                 },
                 RESOURCE_BROKER => (
                     ErrorCode::None,
