@@ -65,6 +65,8 @@ pub enum ErrorCode {
     NonEmptyGroup = 68,
     /// The group does not exist.
     GroupIdNotFound = 69,
+    /// OffsetDelete of a topic an active member of the group subscribes to.
+    GroupSubscribedToTopic = 86,
     /// The producer id is not known.
     UnknownProducerId = 59,
     /// A broker-side error with no better code.
@@ -130,6 +132,7 @@ impl ErrorCode {
             InvalidProducerEpoch,
             NonEmptyGroup,
             GroupIdNotFound,
+            GroupSubscribedToTopic,
             UnknownProducerId,
             UnknownServerError,
             KafkaStorageError,

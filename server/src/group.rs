@@ -958,6 +958,84 @@ impl GroupCoordinator {
             .into_iter()
             .map(|(t, p, _)| (t, p))
             .collect();
+        self.remove_offsets(group_id, keys).await
+    }
+
+    /// OffsetDelete: removes the committed offsets of `partitions`, except of topics an active
+    /// member of the group subscribes to (GROUP_SUBSCRIBED_TO_TOPIC, as Kafka answers). `Err`:
+    /// the error of the whole request (not the coordinator, unknown group).
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<((String, i32), ErrorCode)>, ErrorCode> {
+        let coordinator = self.check_coordinator(group_id);
+        if coordinator != ErrorCode::None {
+            return Err(coordinator);
+        }
+        if !self.exists(group_id) {
+            return Err(ErrorCode::GroupIdNotFound);
+        }
+        let subscribed: Option<Vec<String>> = {
+            let groups = lock(&self.groups);
+            groups
+                .get(group_id)
+                .filter(|g| !g.members.is_empty())
+                .map(|g| {
+                    g.members
+                        .values()
+                        .flat_map(|m| {
+                            let meta = m
+                                .protocols
+                                .iter()
+                                .find(|p| Some(&p.0) == g.protocol_name.as_ref())
+                                .or(m.protocols.first())
+                                .map(|p| p.1.clone())
+                                .unwrap_or_default();
+                            // Unreadable metadata counts as subscribed to everything: keep the
+                            // offsets rather than delete what a member may be using.
+                            subscription_topics(&meta).unwrap_or_else(|| vec!["*".to_string()])
+                        })
+                        .collect()
+                })
+        };
+        let mut results = Vec::with_capacity(partitions.len());
+        let mut delete = Vec::new();
+        for (topic, p) in partitions {
+            let code = if self.broker.topic(&topic).is_none()
+                && self
+                    .broker
+                    .cluster
+                    .as_ref()
+                    .is_none_or(|c| !c.image().topics.contains_key(&topic))
+            {
+                ErrorCode::UnknownTopicOrPartition
+            } else if subscribed
+                .as_ref()
+                .is_some_and(|s| s.iter().any(|t| t == &topic || t == "*"))
+            {
+                ErrorCode::GroupSubscribedToTopic
+            } else {
+                delete.push((topic.clone(), p));
+                ErrorCode::None
+            };
+            results.push(((topic, p), code));
+        }
+        let committed: Vec<(String, i32)> = self
+            .committed_all(group_id)
+            .into_iter()
+            .map(|(t, p, _)| (t, p))
+            .collect();
+        delete.retain(|k| committed.contains(k));
+        match self.remove_offsets(group_id, delete).await {
+            ErrorCode::None => Ok(results),
+            code => Err(code),
+        }
+    }
+
+    /// Writes tombstones for the committed offsets of `keys` in `__consumer_offsets`, waits
+    /// until they are durable, then forgets those offsets.
+    async fn remove_offsets(&self, group_id: &str, keys: Vec<(String, i32)>) -> ErrorCode {
         if keys.is_empty() {
             return ErrorCode::None;
         }
@@ -1003,6 +1081,28 @@ impl GroupCoordinator {
             })
             .collect()
     }
+}
+
+/// The topics of a consumer-protocol subscription (`version: i16, topics: [string], ...`), as
+/// members send it in JoinGroup; `None` when it does not parse.
+fn subscription_topics(meta: &[u8]) -> Option<Vec<String>> {
+    let mut b = meta;
+    if b.len() < 6 {
+        return None;
+    }
+    b.advance(2);
+    let n = usize::try_from(b.get_i32()).ok()?;
+    let mut topics = Vec::with_capacity(n.min(b.len() / 2));
+    for _ in 0..n {
+        if b.len() < 2 {
+            return None;
+        }
+        let len = usize::try_from(b.get_i16()).ok()?;
+        let name = b.get(..len)?;
+        topics.push(String::from_utf8(name.to_vec()).ok()?);
+        b.advance(len);
+    }
+    Some(topics)
 }
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {

@@ -422,7 +422,10 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             use join_group_request::*;
             let mut p = JoinGroupRequestProtocol::default();
             p.name = s("range");
-            p.metadata = Bytes::from_static(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+            // Consumer protocol v0 subscription: topics ["matrix"], no user data.
+            p.metadata = Bytes::from_static(&[
+                0, 0, 0, 0, 0, 1, 0, 6, b'm', b'a', b't', b'r', b'i', b'x', 0xff, 0xff, 0xff, 0xff,
+            ]);
             let mut r = JoinGroupRequest::default();
             r.group_id = GroupId(s(&format!("mx-join-v{v}")));
             r.session_timeout_ms = 10_000;
@@ -862,6 +865,53 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 "DeleteGroups v{v}: GROUP_ID_NOT_FOUND"
             );
         }
+        ApiKey::OffsetDelete => {
+            use offset_delete_request::*;
+            let request = |group: &str| {
+                let mut p = OffsetDeleteRequestPartition::default();
+                p.partition_index = 0;
+                let mut t = OffsetDeleteRequestTopic::default();
+                t.name = name(TOPIC);
+                t.partitions = vec![p];
+                let mut r = OffsetDeleteRequest::default();
+                r.group_id = GroupId(s(group));
+                r.topics = vec![t];
+                r
+            };
+            // A group without members: its offset goes, and OffsetFetch no longer finds it.
+            let ResponseKind::OffsetDelete(resp) = conn.call(api, v, &request("mx-commit-v2"))
+            else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "OffsetDelete v{v}");
+            assert_eq!(
+                resp.topics[0].partitions[0].error_code, 0,
+                "OffsetDelete v{v}"
+            );
+            let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
+            t.name = name(TOPIC);
+            t.partition_indexes = vec![0];
+            let mut f = offset_fetch_request::OffsetFetchRequest::default();
+            f.group_id = GroupId(s("mx-commit-v2"));
+            f.topics = Some(vec![t]);
+            let ResponseKind::OffsetFetch(fetched) = conn.call(ApiKey::OffsetFetch, 7, &f) else {
+                panic!()
+            };
+            assert_eq!(fetched.topics[0].partitions[0].committed_offset, -1);
+            // A group whose member subscribes to the topic keeps it.
+            let ResponseKind::OffsetDelete(resp) = conn.call(api, v, &request("mx-join-v0")) else {
+                panic!()
+            };
+            assert_eq!(
+                resp.topics[0].partitions[0].error_code, 86,
+                "GROUP_SUBSCRIBED_TO_TOPIC"
+            );
+            let ResponseKind::OffsetDelete(resp) = conn.call(api, v, &request("mx-no-group"))
+            else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 69, "OffsetDelete v{v} of an unknown group");
+        }
         ApiKey::DescribeCluster => {
             let mut r = describe_cluster_request::DescribeClusterRequest::default();
             r.include_cluster_authorized_operations = true;
@@ -934,6 +984,7 @@ fn role(api: ApiKey) -> Role {
         | ApiKey::SyncGroup
         | ApiKey::DescribeGroups
         | ApiKey::ListGroups
+        | ApiKey::OffsetDelete
         | ApiKey::DeleteGroups => Role::Coordinator,
         _ => Role::Bootstrap,
     }

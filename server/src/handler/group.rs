@@ -519,3 +519,44 @@ pub async fn delete_groups(ctx: &Context, r: DeleteGroupsRequest) -> DeleteGroup
     }
     msg!(DeleteGroupsResponse { results })
 }
+
+/// OffsetDelete (KIP-496): removes a group's committed offsets of partitions no active member
+/// subscribes to.
+pub async fn offset_delete(
+    ctx: &Context,
+    r: kafka_protocol::messages::offset_delete_request::OffsetDeleteRequest,
+) -> kafka_protocol::messages::offset_delete_response::OffsetDeleteResponse {
+    use kafka_protocol::messages::offset_delete_response::*;
+    let partitions: Vec<(String, i32)> = r
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.as_str().to_string(), p.partition_index))
+        })
+        .collect();
+    let outcome = ctx
+        .groups
+        .delete_offsets(r.group_id.0.as_str(), partitions)
+        .await;
+    let (error_code, results) = match outcome {
+        Ok(results) => (0, results),
+        Err(code) => (code.code(), Vec::new()),
+    };
+    let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
+    for ((topic, partition), code) in results {
+        let p = msg!(OffsetDeleteResponsePartition {
+            partition_index: partition,
+            error_code: code.code(),
+        });
+        match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+            Some(t) => t.partitions.push(p),
+            None => topics.push(msg!(OffsetDeleteResponseTopic {
+                name: TopicName(s(&topic)),
+                partitions: vec![p],
+            })),
+        }
+    }
+    msg!(OffsetDeleteResponse { error_code, topics })
+}

@@ -64,6 +64,7 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::AlterConfigs => (0, 2),
         ApiKey::CreatePartitions => (0, 3),
         ApiKey::DeleteGroups => (0, 2),
+        ApiKey::OffsetDelete => (0, 0),
         ApiKey::IncrementalAlterConfigs => (0, 1),
         ApiKey::DescribeCluster => (0, 1),
         _ => return None,
@@ -166,6 +167,9 @@ async fn dispatch(
             ResponseKind::DescribeGroups(group::describe_groups(ctx, r))
         }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(group::list_groups(ctx, r)),
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(group::offset_delete(ctx, r).await)
+        }
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(group::delete_groups(ctx, r).await)
         }

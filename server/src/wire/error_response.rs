@@ -175,6 +175,11 @@ pub fn for_response(failed: &ResponseKind) -> Option<ResponseKind> {
             }
             ResponseKind::DescribeGroups(out)
         }
+        ResponseKind::OffsetDelete(_) => ResponseKind::OffsetDelete(msg!(
+            kafka_protocol::messages::offset_delete_response::OffsetDeleteResponse {
+                error_code: ERROR,
+            }
+        )),
         ResponseKind::DeleteGroups(r) => {
             let mut out = r.clone();
             for g in &mut out.results {
