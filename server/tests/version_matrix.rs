@@ -865,6 +865,29 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 "DeleteGroups v{v}: GROUP_ID_NOT_FOUND"
             );
         }
+        ApiKey::DescribeLogDirs => {
+            use describe_log_dirs_request::*;
+            let mut t = DescribableLogDirTopic::default();
+            t.topic = name(TOPIC);
+            t.partitions = vec![0];
+            let mut r = DescribeLogDirsRequest::default();
+            r.topics = Some(vec![t]);
+            let ResponseKind::DescribeLogDirs(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let dir = &resp.results[0];
+            assert_eq!(dir.error_code, 0, "DescribeLogDirs v{v}");
+            assert!(!dir.log_dir.is_empty());
+            let p = &dir.topics[0].partitions[0];
+            assert_eq!(dir.topics[0].name.0.as_str(), TOPIC);
+            assert!(
+                p.partition_size > 0,
+                "DescribeLogDirs v{v}: the replica's bytes"
+            );
+            if v >= 4 {
+                assert!(dir.total_bytes >= dir.usable_bytes && dir.usable_bytes > 0);
+            }
+        }
         ApiKey::OffsetDelete => {
             use offset_delete_request::*;
             let request = |group: &str| {
@@ -975,6 +998,7 @@ fn role(api: ApiKey) -> Role {
         | ApiKey::Fetch
         | ApiKey::ListOffsets
         | ApiKey::OffsetForLeaderEpoch
+        | ApiKey::DescribeLogDirs
         | ApiKey::DeleteRecords => Role::Leader,
         ApiKey::OffsetCommit
         | ApiKey::OffsetFetch

@@ -7,6 +7,7 @@ pub mod api_versions;
 pub mod authorized;
 pub mod fetch;
 pub mod group;
+pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 
@@ -61,6 +62,7 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::InitProducerId => (0, 5),
         ApiKey::OffsetForLeaderEpoch => (2, 4),
         ApiKey::DescribeConfigs => (0, 4),
+        ApiKey::DescribeLogDirs => (1, 4),
         ApiKey::AlterConfigs => (0, 2),
         ApiKey::CreatePartitions => (0, 3),
         ApiKey::DeleteGroups => (0, 2),
@@ -167,6 +169,9 @@ async fn dispatch(
             ResponseKind::DescribeGroups(group::describe_groups(ctx, r))
         }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(group::list_groups(ctx, r)),
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(log_dirs::describe_log_dirs(ctx, r))
+        }
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(group::offset_delete(ctx, r).await)
         }

@@ -175,6 +175,11 @@ pub fn for_response(failed: &ResponseKind) -> Option<ResponseKind> {
             }
             ResponseKind::DescribeGroups(out)
         }
+        ResponseKind::DescribeLogDirs(_) => ResponseKind::DescribeLogDirs(msg!(
+            kafka_protocol::messages::describe_log_dirs_response::DescribeLogDirsResponse {
+                error_code: ERROR,
+            }
+        )),
         ResponseKind::OffsetDelete(_) => ResponseKind::OffsetDelete(msg!(
             kafka_protocol::messages::offset_delete_response::OffsetDeleteResponse {
                 error_code: ERROR,
