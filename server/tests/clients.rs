@@ -34,49 +34,51 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn aiokafka_admin_produce_consume_and_group_resume() {
+/// Runs a client script against a fresh broker and checks it reported every step.
+fn run_client(what: &str, program: &str, script: &str, steps: &[&str]) {
     let b = broker();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/aiokafka_client.py"
-    );
-    let out = run(
-        "aiokafka",
-        Command::new("python3").arg(script).arg(b.bootstrap()),
-    );
+    let out = run(what, Command::new(program).arg(script).arg(b.bootstrap()));
     let text = stdout(&out);
-    for step in [
-        "admin ok",
-        "produced 100",
-        "consumed from the start 100",
-        "consumed from offset 5",
-        "group resumed after its commit",
-        "aiokafka: ok",
-    ] {
-        assert!(text.contains(step), "{step}: {text}");
+    for step in steps {
+        assert!(text.contains(step), "{what}: {step}: {text}");
     }
 }
 
 #[test]
-fn kafkajs_admin_produce_consume_and_group_resume() {
-    let b = broker();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/kafkajs_client.js");
-    let out = run(
-        "kafkajs",
-        Command::new("node").arg(script).arg(b.bootstrap()),
+fn aiokafka_admin_produce_consume_and_group_resume() {
+    run_client(
+        "aiokafka",
+        "python3",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/aiokafka_client.py"
+        ),
+        &[
+            "admin ok",
+            "produced 100",
+            "consumed from the start 100",
+            "consumed from offset 5",
+            "group resumed after its commit",
+            "aiokafka: ok",
+        ],
     );
-    let text = stdout(&out);
-    for step in [
-        "admin ok",
-        "produced 100",
-        "consumed from the start 100",
-        "consumed from offset 5",
-        "group resumed after its commit 60",
-        "kafkajs: ok",
-    ] {
-        assert!(text.contains(step), "{step}: {text}");
-    }
+}
+
+#[test]
+fn kafkajs_admin_produce_consume_and_group_resume() {
+    run_client(
+        "kafkajs",
+        "node",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/kafkajs_client.js"),
+        &[
+            "admin ok",
+            "produced 100",
+            "consumed from the start 100",
+            "consumed from offset 5",
+            "group resumed after its commit 60",
+            "kafkajs: ok",
+        ],
+    );
 }
 
 /// kcat with its input on stdin.
