@@ -401,30 +401,27 @@ fn encode(
     response: ResponseKind,
     files: Vec<strata_engine::FileSlice>,
 ) -> Result<Vec<Part>, ConnectionError> {
-    match wire::frame::response(api_key, version, correlation_id, response, files) {
-        Ok(encoded) => {
-            if let Some(failure) = encoded.failure {
-                ctx.metrics.response_encode_error(api_key);
-                tracing::error!(
-                    api = ?api_key,
-                    version,
-                    client_id = client_id.unwrap_or(""),
-                    error = %failure,
-                    "response does not encode; answered UNKNOWN_SERVER_ERROR"
-                );
-            }
-            Ok(encoded.parts)
-        }
-        Err(e) => {
-            ctx.metrics.response_encode_error(api_key);
-            tracing::error!(
-                api = ?api_key,
-                version,
-                client_id = client_id.unwrap_or(""),
-                error = %e,
-                "response does not encode, nor its error response; closing the connection"
-            );
-            Err(ConnectionError::Malformed(e.to_string()))
-        }
+    let (failure, parts) =
+        match wire::frame::response(api_key, version, correlation_id, response, files) {
+            Ok(encoded) => (encoded.failure, Some(encoded.parts)),
+            Err(e) => (Some(e), None),
+        };
+    if let Some(failure) = &failure {
+        ctx.metrics.response_encode_error(api_key);
+        tracing::error!(
+            api = ?api_key,
+            version,
+            client_id = client_id.unwrap_or(""),
+            error = %failure,
+            answered = parts.is_some(),
+            "response does not encode; answered UNKNOWN_SERVER_ERROR, or closing the \
+             connection when that does not encode either"
+        );
+    }
+    match (parts, failure) {
+        (Some(parts), _) => Ok(parts),
+        (None, failure) => Err(ConnectionError::Malformed(
+            failure.map_or_else(String::new, |e| e.to_string()),
+        )),
     }
 }
