@@ -7,8 +7,9 @@
 
 use std::io::Write;
 
-use strata_engine::io::{Backend, open_backend};
-use strata_engine::{AppendInfo, CommitPipeline, LeaderEpoch, Log, LogConfig, Offset, batch};
+use strata_engine::{
+    AppendInfo, Backend, BatchBuilder, CommitPipeline, LeaderEpoch, Log, LogConfig, Offset, Record,
+};
 
 /// The value stored at `offset`.
 fn value(offset: i64) -> Vec<u8> {
@@ -23,8 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("usage: durable_appender DIR [MAX_RECORDS]")?;
     let max: i64 = args.next().map_or(Ok(i64::MAX), |s| s.parse())?;
-    let storage = open_backend(Backend::Auto)?;
-    let pipeline = CommitPipeline::start(storage, Default::default())?;
+    let pipeline = CommitPipeline::open(Backend::Auto, Default::default())?;
     let config = LogConfig {
         segment_bytes: 256 << 10,
         ..LogConfig::default()
@@ -38,11 +38,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut in_flight: std::collections::VecDeque<AppendInfo> = Default::default();
     while next < max {
         let count = 1 + (next % 3);
-        let values: Vec<Vec<u8>> = (next..next + count).map(value).collect();
-        let recs: Vec<batch::KeyValue<'_>> =
-            values.iter().map(|v| (None, Some(v.as_slice()))).collect();
-        let bytes = batch::build(Offset(0), 0, &recs);
-        let info = log.append(bytes.as_slice().into(), LeaderEpoch(0))?;
+        let batch = BatchBuilder::new()
+            .records((next..next + count).map(|o| Record::new(value(o))))
+            .build()?;
+        let info = log.append(batch, LeaderEpoch(0))?;
         assert_eq!(info.first_offset, Offset(next), "offsets are dense");
         next += count;
         in_flight.push_back(info);

@@ -51,22 +51,7 @@ const RECORDS_COUNT_POS: usize = 57;
 const _: () = assert!(RECORDS_COUNT_POS + 4 == HEADER_BYTES);
 const _: () = assert!(CRC_POS + 4 == ATTRIBUTES_POS);
 
-/// Compression codecs in the attributes' low three bits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    /// No compression.
-    None,
-    /// gzip.
-    Gzip,
-    /// snappy.
-    Snappy,
-    /// lz4.
-    Lz4,
-    /// zstd.
-    Zstd,
-    /// A codec id this engine does not know; stored untouched.
-    Unknown(u8),
-}
+pub use crate::compression::Compression;
 
 /// Where a batch comes from, which decides how it is validated and numbered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,14 +113,7 @@ impl BatchHeader {
 
     /// The compression codec.
     pub fn compression(&self) -> Compression {
-        match self.attributes & 0x7 {
-            0 => Compression::None,
-            1 => Compression::Gzip,
-            2 => Compression::Snappy,
-            3 => Compression::Lz4,
-            4 => Compression::Zstd,
-            other => Compression::Unknown(other as u8),
-        }
+        Compression::from_attributes(self.attributes)
     }
 
     /// Whether this is a control batch (transaction markers).
@@ -401,24 +379,7 @@ pub struct RecordView<'a> {
     pub raw: &'a [u8],
 }
 
-/// Reads a zig-zag varint (as Kafka's records use) at `*pos`.
-fn read_varlong(b: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut value: u64 = 0;
-    let mut shift = 0u32;
-    loop {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-    Some(((value >> 1) as i64) ^ -((value & 1) as i64))
-}
+use crate::record::read_varlong;
 
 fn read_bytes<'a>(b: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
     let len = read_varlong(b, pos)?;
@@ -469,63 +430,29 @@ pub fn records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
     Some(out)
 }
 
-/// Builds an uncompressed RecordBatch v2 from `(key, value)` pairs. For tests, examples and
-/// benchmarks; producers normally send ready-made batches.
+/// Builds an uncompressed RecordBatch v2 from `(key, value)` pairs, every record at
+/// `base_timestamp`. For tests and benchmarks; embedders use [`crate::BatchBuilder`].
+///
+/// # Panics
+///
+/// If `records` is empty.
 pub fn build(base_offset: Offset, base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
-    fn put_varlong(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            if z < 0x80 {
-                out.push(z as u8);
-                break;
-            }
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
-        }
-    }
     assert!(!records.is_empty(), "a batch holds at least one record");
-    let mut body = Vec::new();
-    for (i, (key, value)) in records.iter().enumerate() {
-        let mut rec = Vec::new();
-        rec.push(0u8); // attributes
-        put_varlong(&mut rec, 0); // timestamp delta
-        put_varlong(&mut rec, i as i64); // offset delta
-        match key {
-            Some(k) => {
-                put_varlong(&mut rec, k.len() as i64);
-                rec.extend_from_slice(k);
-            }
-            None => put_varlong(&mut rec, -1),
+    let builder = crate::record::BatchBuilder::new()
+        .timestamp(base_timestamp)
+        .records(records.iter().map(|(key, value)| crate::record::Record {
+            key: key.map(bytes::Bytes::copy_from_slice),
+            value: value.map(bytes::Bytes::copy_from_slice),
+            ..Default::default()
+        }));
+    match builder.build() {
+        Ok(batch) => {
+            let mut out = batch.to_vec();
+            stamp_base_offset(&mut out, base_offset);
+            out
         }
-        match value {
-            Some(v) => {
-                put_varlong(&mut rec, v.len() as i64);
-                rec.extend_from_slice(v);
-            }
-            None => put_varlong(&mut rec, -1),
-        }
-        put_varlong(&mut rec, 0); // headers
-        put_varlong(&mut body, rec.len() as i64);
-        body.extend_from_slice(&rec);
+        Err(e) => panic!("a batch of {} records: {e}", records.len()),
     }
-    let count = records.len() as i32;
-    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
-    out.extend_from_slice(&base_offset.0.to_be_bytes());
-    out.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + body.len()) as i32).to_be_bytes());
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
-    out.push(MAGIC_V2 as u8);
-    out.extend_from_slice(&0u32.to_be_bytes()); // crc, set below
-    out.extend_from_slice(&0i16.to_be_bytes()); // attributes
-    out.extend_from_slice(&(count - 1).to_be_bytes());
-    out.extend_from_slice(&base_timestamp.to_be_bytes());
-    out.extend_from_slice(&base_timestamp.to_be_bytes());
-    out.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    out.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-    out.extend_from_slice(&count.to_be_bytes());
-    out.extend_from_slice(&body);
-    restamp_crc(&mut out);
-    out
 }
 
 /// Builds a batch of `count` records whose values are `value_bytes` long, filled with `fill`.

@@ -148,8 +148,9 @@ pub enum LogError {
     },
 }
 
-impl From<crate::io::LockError> for LogError {
-    fn from(e: crate::io::LockError) -> LogError {
+impl LogError {
+    /// The log error for a directory that could not be locked.
+    pub(crate) fn from_lock(e: crate::io::LockError) -> LogError {
         match e {
             crate::io::LockError::Held { dir, holder_pid } => {
                 LogError::DirectoryLocked { dir, holder_pid }

@@ -35,7 +35,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::completion::{Completion, CompletionInner};
 use crate::error::{LogError, Result};
-use crate::io::{RoundError, Storage, StorageFile, WriteOp};
+use crate::io::{Backend, RoundError, Storage, StorageFile, WriteOp};
 use crate::offset::Offset;
 
 /// When a log's appends are made durable.
@@ -220,7 +220,8 @@ impl std::fmt::Debug for Command {
 
 impl PipelineHandle {
     /// The storage backend of this pipeline's data directory.
-    pub fn storage(&self) -> &Arc<dyn Storage> {
+    #[cfg_attr(feature = "simulation", visibility::make(pub))]
+    pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
     }
 
@@ -268,8 +269,24 @@ pub struct CommitPipeline {
 }
 
 impl CommitPipeline {
-    /// Starts the pipeline thread for `storage`.
-    pub fn start(storage: Arc<dyn Storage>, config: PipelineConfig) -> io::Result<CommitPipeline> {
+    /// Starts a pipeline on the real disk. `backend` picks the write path:
+    /// [`Backend::Auto`] uses io_uring where the kernel allows it and the portable
+    /// `pwritev` + `fdatasync` path otherwise (logging why). One pipeline is meant to serve
+    /// every log of a process: its rounds write and fdatasync the appends of all of them
+    /// together, which is what makes durable appends cheap. Open logs with
+    /// [`CommitPipeline::handle`].
+    pub fn open(backend: Backend, config: PipelineConfig) -> io::Result<CommitPipeline> {
+        CommitPipeline::start(crate::io::open_backend(backend)?, config)
+    }
+
+    /// The storage backend's name: `io_uring`, `std` (portable) or `sim`.
+    pub fn backend_name(&self) -> &'static str {
+        self.handle.storage.name()
+    }
+
+    /// Starts the pipeline thread for `storage` (the simulated disk, say).
+    #[cfg_attr(feature = "simulation", visibility::make(pub))]
+    pub(crate) fn start(storage: Arc<dyn Storage>, config: PipelineConfig) -> io::Result<CommitPipeline> {
         assert!(
             config.queue_requests_max >= 1
                 && config.round_requests_max >= 1

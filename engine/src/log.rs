@@ -32,6 +32,7 @@ use crate::flush::{Command, FlushPolicy, LogProgress, PipelineHandle, WriteReque
 use crate::io::{DirLock, MmapView, Storage, StorageFile};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::offset::{LeaderEpoch, Offset};
+use crate::record::{RecordReader, StoredRecord};
 use crate::recovery::{self, CLEAN_SHUTDOWN_FILE, RecoveryMode, RecoveryReport};
 use crate::segment::LogSegment;
 
@@ -94,7 +95,8 @@ impl FileSlice {
     }
 
     /// The file.
-    pub fn file(&self) -> &Arc<dyn StorageFile> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn file(&self) -> &Arc<dyn StorageFile> {
         &self.file
     }
 
@@ -314,7 +316,7 @@ impl Log {
         })?;
         let storage = pipeline.storage().clone();
         // Lock before recovery reads or cuts anything: a second owner changes nothing.
-        let dir_lock = storage.lock_dir(&dir)?;
+        let dir_lock = storage.lock_dir(&dir).map_err(LogError::from_lock)?;
         let rec = recovery::recover(&storage, &dir, &config, mode)?;
         tracing::debug!(dir = ?dir, report = ?rec.report, leo = %rec.log_end_offset, "log opened");
         let progress = Arc::new(LogProgress::new(
@@ -451,7 +453,8 @@ impl Log {
     }
 
     /// A copy of the leader epoch cache.
-    pub fn leader_epochs(&self) -> LeaderEpochCache {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn leader_epochs(&self) -> LeaderEpochCache {
         self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -809,6 +812,36 @@ impl Log {
         Ok(empty)
     }
 
+    /// Reads records from `offset` on, decoded: up to `limits` of whole batches, decompressed,
+    /// without the records before `offset` that share its batch and without transaction
+    /// control batches. Empty only when nothing is readable at or after `offset` yet (the
+    /// log end offset, or `limits.max_offset`); continue from the last record's offset + 1.
+    /// Bytes that do not decode are reported as [`LogError::Corruption`].
+    pub fn read_records(&self, offset: Offset, limits: ReadLimits) -> Result<Vec<StoredRecord>> {
+        let mut from = offset;
+        loop {
+            let Some(slice) = self.read(from, limits)?.slice else {
+                return Ok(Vec::new());
+            };
+            let path = slice.file.path();
+            let bytes = slice.read_to_vec().map_err(|e| LogError::io(path, e))?;
+            let records = RecordReader::new(bytes, from)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| LogError::Corruption {
+                    segment: path.to_path_buf(),
+                    position: slice.position,
+                    reason: e.to_string(),
+                })?;
+            // Compaction or control batches can leave whole batches without a record to
+            // return; read on rather than answer "nothing" before the end.
+            if !records.is_empty() {
+                return Ok(records);
+            }
+            debug_assert!(slice.next_offset > from, "a read moves forward");
+            from = slice.next_offset;
+        }
+    }
+
     /// The first offset whose record timestamp is >= `timestamp` (ListOffsets by time), with
     /// that record's timestamp; `None` if every record is older.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(Offset, i64)>> {
@@ -1107,7 +1140,8 @@ impl Log {
     /// Calls `f` with the header of every batch from the log start, in offset order, reading only
     /// headers (no record bytes). For state rebuilt from batch headers at startup, such as
     /// idempotent producer sequences. Holds the log's lock while it walks.
-    pub fn for_each_batch_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn for_each_batch_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
         let g = self.lock()?;
         let start = g.log_start_offset;
         for seg in g.segments.values() {
@@ -1159,7 +1193,8 @@ impl Log {
 
     /// The index entries of every segment (base offset, offset index, time index), for
     /// diagnostics and for tests that compare rebuilt indexes with freshly built ones.
-    pub fn segment_indexes(&self) -> Vec<SegmentIndexes> {
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn segment_indexes(&self) -> Vec<SegmentIndexes> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.segments
             .values()

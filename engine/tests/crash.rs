@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use strata_engine::io::sim::CrashMode;
+use strata_engine::log::SegmentIndexes;
 use strata_engine::recovery::CLEAN_SHUTDOWN_FILE;
 use strata_engine::*;
 

@@ -11,59 +11,15 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::Broker;
+use common::wire::{call, connect, frame, produce, read_response};
 use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
-use kafka_protocol::messages::produce_request::{
-    PartitionProduceData, ProduceRequest, TopicProduceData,
-};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader, ResponseKind, TopicName};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use strata_engine::{Offset, batch};
-
-fn connect(b: &Broker) -> TcpStream {
-    let s = TcpStream::connect(b.bootstrap()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-fn frame<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, req: &R) -> Vec<u8> {
-    let mut body = BytesMut::new();
-    let mut header = RequestHeader::default();
-    header.request_api_key = key as i16;
-    header.request_api_version = version;
-    header.correlation_id = correlation_id;
-    header.client_id = Some(StrBytes::from_static_str("hostile-test"));
-    header
-        .encode(&mut body, key.request_header_version(version))
-        .unwrap();
-    req.encode(&mut body, version).unwrap();
-    let mut out = (body.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&body);
-    out
-}
-
-fn read_response(s: &mut TcpStream, key: ApiKey, version: i16) -> Option<(i32, ResponseKind)> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf).ok()?;
-    let mut b = Bytes::from(buf);
-    let h = ResponseHeader::decode(&mut b, key.response_header_version(version)).unwrap();
-    Some((
-        h.correlation_id,
-        ResponseKind::decode(key, &mut b, version).unwrap(),
-    ))
-}
-
-fn call<R: Encodable>(s: &mut TcpStream, key: ApiKey, version: i16, req: &R) -> ResponseKind {
-    s.write_all(&frame(key, version, 7, req)).unwrap();
-    let (cid, resp) = read_response(s, key, version).expect("a response");
-    assert_eq!(cid, 7);
-    resp
-}
 
 /// Whether the broker closed the connection (EOF) rather than answering.
 fn closed(s: &mut TcpStream) -> bool {
@@ -76,25 +32,6 @@ fn records(values: &[&str]) -> Bytes {
     let recs: Vec<batch::KeyValue<'_>> =
         values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
     Bytes::from(batch::build(Offset(0), 1_700_000_000_000, &recs))
-}
-
-fn produce(topic: &str, parts: Vec<(i32, Bytes)>) -> ProduceRequest {
-    let mut td = TopicProduceData::default();
-    td.name = TopicName(StrBytes::from_string(topic.into()));
-    td.partition_data = parts
-        .into_iter()
-        .map(|(i, r)| {
-            let mut p = PartitionProduceData::default();
-            p.index = i;
-            p.records = Some(r);
-            p
-        })
-        .collect();
-    let mut req = ProduceRequest::default();
-    req.acks = -1;
-    req.timeout_ms = 10_000;
-    req.topic_data = vec![td];
-    req
 }
 
 fn metadata(topic: &str) -> MetadataRequest {

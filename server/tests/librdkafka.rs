@@ -108,13 +108,18 @@ fn consume_n(c: &BaseConsumer, n: usize, timeout: Duration) -> Vec<Got> {
     out
 }
 
-/// Headers of the batches stored in partition 0 of `topic`, read from its first segment file.
-fn stored_batches(broker: &Broker, topic: &str) -> Vec<strata_engine::batch::BatchHeader> {
+/// The bytes of partition 0 of `topic`'s first segment file, as the broker stored them.
+fn segment_bytes(broker: &Broker, topic: &str) -> Vec<u8> {
     let path = broker
         .data_dir()
         .join(format!("{topic}-0"))
         .join("00000000000000000000.log");
-    let bytes = std::fs::read(&path).unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+/// Headers of the batches stored in partition 0 of `topic`, read from its first segment file.
+fn stored_batches(broker: &Broker, topic: &str) -> Vec<strata_engine::batch::BatchHeader> {
+    let bytes = segment_bytes(broker, topic);
     strata_engine::batch::validate_all(
         &bytes,
         strata_engine::batch::Origin::Replication,
@@ -202,6 +207,30 @@ fn produce_and_consume_with_each_acks_and_codec() {
                     .sum::<i64>(),
                 n as i64
             );
+            // The engine's record reader decodes librdkafka's compression of each codec.
+            let decoded: Vec<strata_engine::StoredRecord> = strata_engine::RecordReader::new(
+                segment_bytes(&broker, &topic),
+                Default::default(),
+            )
+            .collect::<Result<_, _>>()
+            .unwrap();
+            assert_eq!(decoded.len(), n, "acks={acks} codec={codec}");
+            for (r, (key, value, headers, _, offset)) in decoded.iter().zip(&got) {
+                assert_eq!(r.offset.0, *offset);
+                assert_eq!(r.key.as_deref(), key.as_deref());
+                assert_eq!(r.value.as_deref(), Some(value.as_slice()));
+                let h: Vec<(String, Vec<u8>)> = r
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.key.clone(),
+                            h.value.as_deref().unwrap_or_default().to_vec(),
+                        )
+                    })
+                    .collect();
+                assert_eq!(&h, headers);
+            }
             for (i, (key, value, headers, _, offset)) in got.iter().enumerate() {
                 assert_eq!(*offset, i as i64, "acks={acks} codec={codec}");
                 assert_eq!(key.as_deref(), Some(format!("key-{i}").as_bytes()));
@@ -214,6 +243,78 @@ fn produce_and_consume_with_each_acks_and_codec() {
                     &vec![("h".to_string(), format!("hv{i}").into_bytes())]
                 );
             }
+        }
+    }
+}
+
+/// Batches built by the engine's `BatchBuilder` with each codec, sent as a producer's raw
+/// Produce request, are read by librdkafka with the same keys, values and headers: the
+/// builder's gzip, snappy (Xerial framing), lz4 (frame) and zstd are Kafka's.
+#[test]
+fn engine_built_batches_of_each_codec_are_read_by_librdkafka() {
+    use strata_engine::{BatchBuilder, Compression, Record};
+    let broker = Broker::start(&[]);
+    let b = broker.bootstrap();
+    let rt = runtime();
+    let codecs = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+    for codec in codecs {
+        let topic = format!("built-{codec}");
+        create_topic(&rt, &b, &topic, 1);
+        let value = |i: usize| format!("{codec} value {i} {}", "z".repeat(i * 37));
+        let mut conn = common::wire::connect(&broker);
+        for round in 0..2 {
+            let batch = BatchBuilder::new()
+                .compression(codec)
+                .records((round * 10..round * 10 + 10).map(|i| {
+                    Record::new(value(i))
+                        .key(format!("key-{i}"))
+                        .header("n", i.to_string())
+                }))
+                .build()
+                .unwrap();
+            let req = common::wire::produce(&topic, vec![(0, batch.freeze())]);
+            let resp = common::wire::call(
+                &mut conn,
+                kafka_protocol::messages::ApiKey::Produce,
+                7,
+                &req,
+            );
+            let kafka_protocol::messages::ResponseKind::Produce(p) = resp else {
+                panic!("{resp:?}")
+            };
+            let part = &p.responses[0].partition_responses[0];
+            assert_eq!(
+                (part.error_code, part.base_offset),
+                (0, round as i64 * 10),
+                "{codec}"
+            );
+        }
+        assert!(
+            stored_batches(&broker, &topic)
+                .iter()
+                .all(|h| h.compression() == codec)
+        );
+        let c = consumer(&b, &format!("g-{topic}"), &[]);
+        c.subscribe(&[&topic]).unwrap();
+        let got = consume_n(&c, 20, Duration::from_secs(30));
+        for (i, (key, v, headers, _, offset)) in got.iter().enumerate() {
+            assert_eq!(*offset, i as i64, "{codec}");
+            assert_eq!(
+                key.as_deref(),
+                Some(format!("key-{i}").as_bytes()),
+                "{codec}"
+            );
+            assert_eq!(v, value(i).as_bytes(), "{codec}");
+            assert_eq!(
+                headers,
+                &vec![("n".to_string(), i.to_string().into_bytes())]
+            );
         }
     }
 }

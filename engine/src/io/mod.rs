@@ -14,10 +14,19 @@
 //! and then every listed file's data is durable; a failed fsync is reported and must be treated
 //! as fatal by the caller (the page cache state after a failed fsync is unknown).
 
-pub mod dir_lock;
 pub mod sim;
+#[cfg(feature = "internals")]
+pub mod dir_lock;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod dir_lock;
+#[cfg(feature = "internals")]
 pub mod std_fs;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod std_fs;
+#[cfg(feature = "internals")]
 pub mod uring;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod uring;
 
 use std::fmt;
 use std::io;
@@ -123,6 +132,7 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))]
 pub use dir_lock::{DirLock, LockError, lock_dir};
 
 /// Why a commit-pipeline round failed. The difference matters: a failed write (ENOSPC, EIO)

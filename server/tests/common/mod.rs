@@ -163,3 +163,4 @@ impl Drop for Broker {
     }
 }
 pub mod cluster;
+pub mod wire;
