@@ -8,7 +8,10 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use strata_engine::io::sim::SimStorage;
 use strata_engine::io::{Storage, std_fs::StdStorage, uring::UringStorage};
-use strata_engine::{CommitPipeline, LeaderEpoch, Log, LogConfig, Offset, ReadLimits, batch};
+use strata_engine::{
+    BatchBuilder, CommitPipeline, Compression, LeaderEpoch, Log, LogConfig, Offset, ReadLimits,
+    Record, RecordReader, batch,
+};
 
 /// The backends the shared suite runs on.
 #[derive(Clone, Copy, Debug)]
@@ -104,6 +107,8 @@ pub fn value(offset_hint: u64, len: usize) -> Vec<u8> {
 }
 
 /// Reads the whole log from `from` as (offset, value) pairs, checking every batch's CRC.
+/// Every record from `from` to the end, through the zero-copy read (whole batches, CRC-checked
+/// as a consumer would) and the engine's record reader (decompressed, from exactly `from`).
 pub fn read_all(log: &Log, from: Offset) -> Vec<(Offset, Option<Vec<u8>>)> {
     let mut out = Vec::new();
     let mut next = from;
@@ -112,23 +117,25 @@ pub fn read_all(log: &Log, from: Offset) -> Vec<(Offset, Option<Vec<u8>>)> {
         let Some(slice) = r.slice else { break };
         let bytes = slice.read_to_vec().unwrap();
         assert_eq!(bytes.len(), slice.len());
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let h = batch::parse_header(&bytes[pos..], pos).unwrap();
-            let one = &bytes[pos..pos + h.size()];
-            batch::validate(one, pos, batch::Origin::Replication, usize::MAX).unwrap();
-            for r in batch::records(one).unwrap() {
-                let off = h.base_offset.plus(i64::from(r.offset_delta));
-                if off >= from {
-                    out.push((off, r.value.map(<[u8]>::to_vec)));
-                }
-            }
-            pos += h.size();
+        for record in RecordReader::new(bytes, next) {
+            let record = record.unwrap();
+            assert!(record.offset >= next && record.offset < slice.next_offset());
+            out.push((record.offset, record.value.map(|v| v.to_vec())));
         }
         assert!(slice.next_offset() > next, "reads make progress");
         next = slice.next_offset();
     }
     out
+}
+
+/// A batch of `values` compressed with `codec`, every record at `timestamp`.
+pub fn compressed_batch_of(values: &[Vec<u8>], timestamp: i64, codec: Compression) -> BytesMut {
+    BatchBuilder::new()
+        .compression(codec)
+        .timestamp(timestamp)
+        .records(values.iter().map(|v| Record::new(v.clone())))
+        .build()
+        .unwrap()
 }
 
 pub fn append_values(log: &Log, values: &[Vec<u8>], timestamp: i64) -> strata_engine::AppendInfo {
