@@ -3,9 +3,9 @@
 //! Every read, write, fsync, rename and removal the engine makes goes through [`Storage`] and
 //! [`StorageFile`]. Three implementations exist:
 //!
-//! - [`uring::UringStorage`]: io_uring; the commit pipeline's rounds of writes and fdatasyncs are
+//! - `UringStorage` ([`Backend::Uring`]): io_uring; the commit pipeline's rounds of writes and fdatasyncs are
 //!   submitted as batches of SQEs. Default where the kernel allows it.
-//! - [`std_fs::StdStorage`]: portable `pwritev` + `fdatasync`, chosen automatically (with a log
+//! - `StdStorage` ([`Backend::Std`]): portable `pwritev` + `fdatasync`, chosen automatically (with a log
 //!   line saying so) when io_uring is unavailable (`kernel.io_uring_disabled`, seccomp).
 //! - [`sim::SimStorage`]: an in-memory disk for tests that tracks which bytes are durable and can
 //!   crash (drop unsynced bytes, tear the last write) and flip bits.

@@ -8,6 +8,33 @@
 //!
 //! Invariant: bytes covered by a completed `sync_data`/`write_and_sync` sync are never lost by a
 //! crash; handles opened before a crash fail afterwards (the process that held them is dead).
+//!
+//! An embedder's crash test (feature `simulation`): what was acknowledged durable survives a
+//! power loss, what was only written does not.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use strata_engine::io::sim::{CrashMode, SimStorage};
+//! use strata_engine::{BatchBuilder, CommitPipeline, FlushPolicy, LeaderEpoch, Log, LogConfig, Record};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let disk = Arc::new(SimStorage::new());
+//! let config = LogConfig { flush: FlushPolicy::Os, ..LogConfig::default() };
+//! let pipeline = CommitPipeline::start(disk.clone(), Default::default())?;
+//! let log = Log::open("/sim/events-0", config.clone(), &pipeline.handle())?;
+//! let batch = || BatchBuilder::new().record(Record::new("event")).build();
+//! let kept = log.append(batch()?, LeaderEpoch::default())?;
+//! log.flush()?; // fdatasync: everything appended so far is durable
+//! kept.completion.wait_durable()?;
+//! log.append(batch()?, LeaderEpoch::default())?.completion.wait_written()?; // never synced
+//! drop((log, pipeline)); // the process dies...
+//! disk.crash(CrashMode::DropUnsynced); // ...and the power goes
+//!
+//! let pipeline = CommitPipeline::start(disk.clone(), Default::default())?;
+//! let log = Log::open("/sim/events-0", config, &pipeline.handle())?;
+//! assert_eq!(log.log_end_offset().0, 1);
+//! # Ok(()) }
+//! ```
 
 #![expect(
     clippy::indexing_slicing,
