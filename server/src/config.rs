@@ -420,6 +420,191 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// Broker properties that give a topic config its default: (broker name, topic name), as Kafka
+/// names these synonyms.
+pub const LOG_SYNONYMS: &[(&str, &str)] = &[
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.roll.ms", "segment.ms"),
+    ("log.retention.ms", "retention.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("log.index.interval.bytes", "index.interval.bytes"),
+    ("log.index.size.max.bytes", "segment.index.bytes"),
+    ("message.max.bytes", "max.message.bytes"),
+    ("log.flush.policy", "flush.policy"),
+    ("log.flush.interval.messages", "flush.messages"),
+    ("log.flush.interval.ms", "flush.ms"),
+    ("log.cleanup.policy", "cleanup.policy"),
+];
+
+/// Kafka's config value types, as DescribeConfigs v3+ reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ConfigType {
+    /// `true` or `false`.
+    Boolean = 1,
+    /// Free text.
+    String = 2,
+    /// A 32-bit integer.
+    Int = 3,
+    /// A 16-bit integer.
+    Short = 4,
+    /// A 64-bit integer.
+    Long = 5,
+    /// A floating-point number.
+    Double = 6,
+    /// A comma-separated list.
+    List = 7,
+}
+
+/// One broker config as DescribeConfigs reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfigEntry {
+    /// Kafka's name.
+    pub name: &'static str,
+    /// The value; `None` for an unset optional one (`broker.rack`).
+    pub value: Option<String>,
+    /// Its type.
+    pub config_type: ConfigType,
+}
+
+impl BrokerConfig {
+    /// Every broker config Strata has, with Kafka's names, values and types (topic defaults
+    /// under their broker names: `log.retention.ms`, `message.max.bytes`, ...).
+    pub fn describe(&self) -> Vec<BrokerConfigEntry> {
+        use ConfigType::*;
+        let e = |name, value: std::string::String, config_type| BrokerConfigEntry {
+            name,
+            value: Some(value),
+            config_type,
+        };
+        let voters = self
+            .controller_quorum_voters
+            .iter()
+            .map(|(id, a)| format!("{id}@{a}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut out = vec![
+            e("node.id", self.node_id.to_string(), Int),
+            e("broker.id", self.node_id.to_string(), Int),
+            e("process.roles", self.process_roles.clone(), List),
+            e("log.dirs", self.log_dir.display().to_string(), String),
+            e(
+                "listeners",
+                format!("PLAINTEXT://{}", self.listener),
+                String,
+            ),
+            e(
+                "advertised.listeners",
+                format!("PLAINTEXT://{}:{}", self.advertised.0, self.advertised.1),
+                String,
+            ),
+            BrokerConfigEntry {
+                name: "broker.rack",
+                value: self.rack.clone(),
+                config_type: String,
+            },
+            e("num.partitions", self.num_partitions.to_string(), Int),
+            e(
+                "default.replication.factor",
+                self.default_replication_factor.to_string(),
+                Int,
+            ),
+            e(
+                "min.insync.replicas",
+                self.min_insync_replicas.to_string(),
+                Int,
+            ),
+            e(
+                "auto.create.topics.enable",
+                self.auto_create_topics.to_string(),
+                Boolean,
+            ),
+            e(
+                "socket.request.max.bytes",
+                self.socket_request_max_bytes.to_string(),
+                Int,
+            ),
+            e(
+                "offsets.topic.num.partitions",
+                self.offsets_topic_partitions.to_string(),
+                Int,
+            ),
+            e(
+                "offsets.topic.replication.factor",
+                self.offsets_topic_replication_factor.to_string(),
+                Short,
+            ),
+            e(
+                "group.initial.rebalance.delay.ms",
+                self.group_initial_rebalance_delay_ms.to_string(),
+                Int,
+            ),
+            e(
+                "group.min.session.timeout.ms",
+                self.group_min_session_timeout_ms.to_string(),
+                Int,
+            ),
+            e(
+                "group.max.session.timeout.ms",
+                self.group_max_session_timeout_ms.to_string(),
+                Int,
+            ),
+            e(
+                "log.retention.check.interval.ms",
+                self.retention_check_interval_ms.to_string(),
+                Long,
+            ),
+            e("controller.quorum.voters", voters, List),
+            e(
+                "broker.session.timeout.ms",
+                self.broker_session_timeout_ms.to_string(),
+                Int,
+            ),
+            e(
+                "broker.heartbeat.interval.ms",
+                self.broker_heartbeat_interval_ms.to_string(),
+                Int,
+            ),
+            e(
+                "replica.lag.time.max.ms",
+                self.replica_lag_time_max_ms.to_string(),
+                Long,
+            ),
+            e(
+                "replica.fetch.wait.max.ms",
+                self.replica_fetch_wait_max_ms.to_string(),
+                Int,
+            ),
+            e(
+                "unclean.leader.election.enable",
+                self.unclean_leader_election.to_string(),
+                Boolean,
+            ),
+            e(
+                "auto.leader.rebalance.enable",
+                self.auto_leader_rebalance.to_string(),
+                Boolean,
+            ),
+            e(
+                "leader.imbalance.check.interval.seconds",
+                (self.leader_imbalance_check_interval_ms / 1000).to_string(),
+                Long,
+            ),
+        ];
+        let log = describe_log_config(&self.log_defaults);
+        for (broker, topic) in LOG_SYNONYMS {
+            if let Some((_, v)) = log.iter().find(|(k, _)| k == topic) {
+                out.push(e(
+                    broker,
+                    v.clone(),
+                    crate::topic_config::config_type(topic),
+                ));
+            }
+        }
+        out
+    }
+}
+
 /// Sets a log property, by its broker name (`log.segment.bytes`, when `broker` is set) or its
 /// topic name (`segment.bytes`).
 pub fn set_log_property(
@@ -429,23 +614,14 @@ pub fn set_log_property(
     broker: bool,
 ) -> Result<(), ConfigError> {
     let name = if broker {
-        match key {
-            "log.segment.bytes" => "segment.bytes",
-            "log.roll.ms" => "segment.ms",
-            "log.retention.ms" => "retention.ms",
-            "log.retention.bytes" => "retention.bytes",
-            "log.index.interval.bytes" => "index.interval.bytes",
-            "log.index.size.max.bytes" => "segment.index.bytes",
-            "message.max.bytes" => "max.message.bytes",
-            "log.flush.policy" => "flush.policy",
-            "log.flush.interval.ms" => "flush.ms",
-            "log.cleanup.policy" => "cleanup.policy",
-            "log.retention.hours" => {
+        match LOG_SYNONYMS.iter().find(|(b, _)| *b == key) {
+            Some((_, topic)) => *topic,
+            None if key == "log.retention.hours" => {
                 let h: i64 = parse(key, v)?;
                 c.retention_ms = h.saturating_mul(3_600_000);
                 return Ok(());
             }
-            other => return Err(ConfigError::Unknown(other.to_string())),
+            None => return Err(ConfigError::Unknown(key.to_string())),
         }
     } else {
         key

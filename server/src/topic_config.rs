@@ -92,6 +92,66 @@ pub const STORED: &[StoredConfig] = &[
     stored("unclean.leader.election.enable", "false", Kind::Bool),
 ];
 
+/// A topic config's type, as DescribeConfigs v3+ reports it.
+pub fn config_type(name: &str) -> crate::config::ConfigType {
+    use crate::config::ConfigType::*;
+    match name {
+        "segment.bytes"
+        | "index.interval.bytes"
+        | "segment.index.bytes"
+        | "max.message.bytes"
+        | "min.insync.replicas"
+        | "compression.gzip.level"
+        | "compression.lz4.level"
+        | "compression.zstd.level" => Int,
+        "cleanup.policy"
+        | "follower.replication.throttled.replicas"
+        | "leader.replication.throttled.replicas" => List,
+        "flush.policy" | "compression.type" | "message.timestamp.type" => String,
+        "min.cleanable.dirty.ratio" => Double,
+        "preallocate"
+        | "remote.storage.enable"
+        | "remote.log.copy.disable"
+        | "remote.log.delete.on.disable"
+        | "unclean.leader.election.enable" => Boolean,
+        _ => Long,
+    }
+}
+
+/// The broker config that gives a topic config its default (Kafka's synonym), if any.
+pub fn broker_synonym(name: &str) -> Option<&'static str> {
+    if let Some((broker, _)) = crate::config::LOG_SYNONYMS.iter().find(|(_, t)| *t == name) {
+        return Some(broker);
+    }
+    Some(match name {
+        "min.insync.replicas" => "min.insync.replicas",
+        "unclean.leader.election.enable" => "unclean.leader.election.enable",
+        "compression.type" => "compression.type",
+        "compression.gzip.level" => "compression.gzip.level",
+        "compression.lz4.level" => "compression.lz4.level",
+        "compression.zstd.level" => "compression.zstd.level",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "file.delete.delay.ms" => "log.segment.delete.delay.ms",
+        "local.retention.bytes" => "log.local.retention.bytes",
+        "local.retention.ms" => "log.local.retention.ms",
+        "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "message.timestamp.after.max.ms" => "log.message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
+        "message.timestamp.type" => "log.message.timestamp.type",
+        "preallocate" => "log.preallocate",
+        "segment.jitter.ms" => "log.roll.jitter.ms",
+        _ => return None,
+    })
+}
+
+/// Whether a topic config holds a comma-separated list (IncrementalAlterConfigs APPEND and
+/// SUBTRACT apply to these only).
+pub fn is_list(name: &str) -> bool {
+    config_type(name) == crate::config::ConfigType::List
+}
+
 /// The stored config of that name.
 pub fn stored_config(name: &str) -> Option<&'static StoredConfig> {
     STORED.iter().find(|c| c.name == name)

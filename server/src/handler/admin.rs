@@ -1,12 +1,8 @@
-//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-//! AlterConfigs, IncrementalAlterConfigs, DescribeCluster, DeleteRecords.
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeCluster,
+//! DeleteRecords. Configs are in [`super::configs`].
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::alter_configs_request::AlterConfigsRequest;
-use kafka_protocol::messages::alter_configs_response::{
-    AlterConfigsResourceResponse, AlterConfigsResponse,
-};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
 use kafka_protocol::messages::create_partitions_response::{
     CreatePartitionsResponse, CreatePartitionsTopicResult,
@@ -26,28 +22,16 @@ use kafka_protocol::messages::delete_topics_response::{
 use kafka_protocol::messages::describe_cluster_response::{
     DescribeClusterBroker, DescribeClusterResponse,
 };
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
-};
-use kafka_protocol::messages::incremental_alter_configs_request::IncrementalAlterConfigsRequest;
-use kafka_protocol::messages::incremental_alter_configs_response::{
-    AlterConfigsResourceResponse as IncrementalResult, IncrementalAlterConfigsResponse,
-};
 use kafka_protocol::messages::{BrokerId, TopicName};
 use strata_engine::{LogError, Offset};
 
 use super::{Context, s};
 use crate::broker::AdminError;
-use crate::config::describe_log_config;
 use crate::error_code::ErrorCode;
 
-/// ConfigResource type of topics.
-const RESOURCE_TOPIC: i8 = 2;
-/// ConfigResource type of brokers.
-const RESOURCE_BROKER: i8 = 4;
-
-fn code_message(r: Result<(), AdminError>) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+pub(super) fn code_message(
+    r: Result<(), AdminError>,
+) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
     match r {
         Ok(()) => (0, None),
         Err(e) => (e.code().code(), Some(s(&e.to_string()))),
@@ -113,14 +97,17 @@ pub async fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopic
             if code == 0
                 && let Some(topic) = broker.topic(&name)
             {
+                // The same configs, sources and types DescribeConfigs gives.
                 result.configs = Some(
-                    topic_configs(broker, &topic)
+                    super::configs::describe_topic(ctx, &topic, &|_| true, false)
                         .into_iter()
-                        .map(|(k, v, overridden)| {
+                        .map(|c| {
                             msg!(CreatableTopicConfigs {
-                                name: s(&k),
-                                value: Some(s(&v)),
-                                config_source: if overridden { 1 } else { 5 },
+                                name: c.name,
+                                value: c.value,
+                                read_only: c.read_only,
+                                config_source: c.config_source,
+                                is_sensitive: c.is_sensitive,
                             })
                         })
                         .collect(),
@@ -197,186 +184,6 @@ pub async fn create_partitions(
         }));
     }
     msg!(CreatePartitionsResponse { results })
-}
-
-/// Every config of a topic: (name, value, overridden by the topic).
-fn topic_configs(
-    broker: &crate::broker::Broker,
-    topic: &crate::topic::Topic,
-) -> Vec<(String, String, bool)> {
-    let config = topic
-        .config
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let overrides = topic
-        .overrides
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let min_insync = broker.min_insync_replicas(&BTreeMap::new());
-    crate::topic_config::describe(&config, &overrides, min_insync)
-}
-
-/// DescribeConfigs of topics (and of this broker's topic defaults).
-pub fn describe_configs(ctx: &Context, r: DescribeConfigsRequest) -> DescribeConfigsResponse {
-    let results = r
-        .resources
-        .into_iter()
-        .map(|res| {
-            let name = res.resource_name.as_str().to_string();
-            // Null or empty: every config (as Kafka's ConfigHelper does).
-            let wanted = |k: &str| {
-                res.configuration_keys
-                    .as_ref()
-                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
-            };
-            let (code, configs) = match res.resource_type {
-                RESOURCE_TOPIC => match ctx.broker.topic(&name) {
-                    None => (ErrorCode::UnknownTopicOrPartition, vec![]),
-                    Some(t) => (
-                        ErrorCode::None,
-                        topic_configs(&ctx.broker, &t)
-                            .into_iter()
-                            .filter(|(k, _, _)| wanted(k))
-                            .map(|(k, v, overridden)| {
-                                msg!(DescribeConfigsResourceResult {
-                                    name: s(&k),
-                                    value: Some(s(&v)),
-                                    read_only: false,
-                                    // 1: topic override, 5: default.
-                                    config_source: if overridden { 1 } else { 5 },
-                                })
-                            })
-                            .collect(),
-                    ),
-                },
-                RESOURCE_BROKER => (
-                    ErrorCode::None,
-                    describe_log_config(&ctx.broker.config.log_defaults)
-                        .into_iter()
-                        .filter(|(k, _)| wanted(k))
-                        .map(|(k, v)| {
-                            msg!(DescribeConfigsResourceResult {
-                                name: s(&format!("log.{k}")),
-                                value: Some(s(&v)),
-                                read_only: true,
-                                config_source: 5,
-                            })
-                        })
-                        .collect(),
-                ),
-                _ => (ErrorCode::InvalidRequest, vec![]),
-            };
-            msg!(DescribeConfigsResult {
-                error_code: code.code(),
-                resource_type: res.resource_type,
-                resource_name: res.resource_name,
-                configs,
-            })
-        })
-        .collect();
-    msg!(DescribeConfigsResponse { results })
-}
-
-/// AlterConfigs: replaces a topic's overrides.
-pub async fn alter_configs(ctx: &Context, r: AlterConfigsRequest) -> AlterConfigsResponse {
-    let mut responses = Vec::with_capacity(r.resources.len());
-    for res in r.resources {
-        let response = {
-            let outcome = if res.resource_type != RESOURCE_TOPIC {
-                Err(AdminError::Kafka {
-                    code: ErrorCode::InvalidRequest,
-                    message: "only topic configs can be altered".into(),
-                })
-            } else {
-                let changes = res
-                    .configs
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.name.as_str().to_string(),
-                            c.value.as_ref().map(|v| v.as_str().to_string()),
-                        )
-                    })
-                    .collect();
-                ctx.broker
-                    .admin_alter_topic_config(
-                        res.resource_name.as_str(),
-                        changes,
-                        false,
-                        r.validate_only,
-                    )
-                    .await
-            };
-            let (code, message) = code_message(outcome);
-            msg!(AlterConfigsResourceResponse {
-                error_code: code,
-                error_message: message,
-                resource_type: res.resource_type,
-                resource_name: res.resource_name,
-            })
-        };
-        responses.push(response);
-    }
-    msg!(AlterConfigsResponse { responses })
-}
-
-/// IncrementalAlterConfigs: SET (0) and DELETE (1) on topic overrides.
-pub async fn incremental_alter_configs(
-    ctx: &Context,
-    r: IncrementalAlterConfigsRequest,
-) -> IncrementalAlterConfigsResponse {
-    let mut responses = Vec::with_capacity(r.resources.len());
-    for res in r.resources {
-        let response = {
-            let outcome = if res.resource_type != RESOURCE_TOPIC {
-                Err(AdminError::Kafka {
-                    code: ErrorCode::InvalidRequest,
-                    message: "only topic configs can be altered".into(),
-                })
-            } else if res
-                .configs
-                .iter()
-                .any(|c| !matches!(c.config_operation, 0 | 1))
-            {
-                Err(AdminError::Kafka {
-                    code: ErrorCode::InvalidRequest,
-                    message: "only SET and DELETE operations are supported".into(),
-                })
-            } else {
-                let changes = res
-                    .configs
-                    .iter()
-                    .map(|c| {
-                        let value = if c.config_operation == 1 {
-                            None
-                        } else {
-                            c.value.as_ref().map(|v| v.as_str().to_string())
-                        };
-                        (c.name.as_str().to_string(), value)
-                    })
-                    .collect();
-                ctx.broker
-                    .admin_alter_topic_config(
-                        res.resource_name.as_str(),
-                        changes,
-                        true,
-                        r.validate_only,
-                    )
-                    .await
-            };
-            let (code, message) = code_message(outcome);
-            msg!(IncrementalResult {
-                error_code: code,
-                error_message: message,
-                resource_type: res.resource_type,
-                resource_name: res.resource_name,
-            })
-        };
-        responses.push(response);
-    }
-    msg!(IncrementalAlterConfigsResponse { responses })
 }
 
 /// DescribeCluster: this broker.

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api_versions;
 pub mod authorized;
+pub mod configs;
 pub mod fetch;
 pub mod group;
 pub mod log_dirs;
@@ -132,13 +133,13 @@ async fn dispatch(
             ResponseKind::CreatePartitions(admin::create_partitions(ctx, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(admin::describe_configs(ctx, r))
+            ResponseKind::DescribeConfigs(configs::describe_configs(ctx, r))
         }
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(admin::alter_configs(ctx, r).await)
+            ResponseKind::AlterConfigs(configs::alter_configs(ctx, r).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(admin::incremental_alter_configs(ctx, r).await)
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter_configs(ctx, r).await)
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::describe_cluster(ctx, r))
