@@ -413,14 +413,20 @@ impl Broker {
 
     /// CreateTopics: standalone, creates it here; in a cluster, asks the controller to place
     /// it and waits until this broker's metadata has it. Returns the topic id.
+    /// `assignments`: the replicas of each partition when the request names them (then
+    /// `partitions` and `replication_factor` are their count and length).
     pub async fn admin_create_topic(
         &self,
         name: &str,
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
+        assignments: Option<Vec<Vec<i32>>>,
     ) -> Result<Uuid, AdminError> {
         let Some(cluster) = &self.cluster else {
+            if let Some(a) = &assignments {
+                self.check_standalone_assignment(a)?;
+            }
             return self.create_topic(name, partitions, configs).map(|t| t.id);
         };
         validate_new_topic(name, partitions)?;
@@ -436,6 +442,7 @@ impl Broker {
             partitions: partitions as u32,
             replication_factor: replication_factor as u32,
             configs,
+            assignments,
         };
         cluster
             .admin_call(req)
@@ -455,9 +462,15 @@ impl Broker {
         &self,
         name: &str,
         count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<(), AdminError> {
         let Some(cluster) = &self.cluster else {
+            if let Some(a) = &assignments {
+                let current = self.check_create_partitions(name, count, None)?;
+                check_assignment_count(a, current, count)?;
+                self.check_standalone_assignment(a)?;
+            }
             if validate_only {
                 return self.check_create_partitions(name, count, None).map(|_| ());
             }
@@ -465,18 +478,38 @@ impl Broker {
         };
         let image = cluster.image();
         let current = image.topics.get(name).map(|t| t.partitions.len());
-        self.check_create_partitions(name, count, current)?;
+        let current = self.check_create_partitions(name, count, current)?;
+        if let Some(a) = &assignments {
+            check_assignment_count(a, current, count)?;
+        }
         if validate_only {
             return Ok(());
         }
         let req = crate::cluster::wire::ControllerRequest::CreatePartitions {
             name: name.to_string(),
             count: count as u32,
+            assignments,
         };
         cluster
             .admin_call(req)
             .await
             .map_err(|(code, message)| AdminError::new(code, message))
+    }
+
+    /// A manual assignment on a standalone broker: every partition on this broker alone.
+    pub fn check_standalone_assignment(&self, assignments: &[Vec<i32>]) -> Result<(), AdminError> {
+        let me = self.config.node_id;
+        match assignments
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.as_slice() != [me])
+        {
+            None => Ok(()),
+            Some((i, r)) => Err(AdminError::new(
+                ErrorCode::InvalidReplicaAssignment,
+                format!("partition {i} is assigned to brokers {r:?}; the only broker is {me}"),
+            )),
+        }
     }
 
     /// Kafka's checks of a CreatePartitions: the topic exists and is not internal, and the
@@ -805,5 +838,25 @@ impl Broker {
     /// The pipeline's counters (fsyncs, batches per fsync).
     pub fn pipeline_stats(&self) -> Arc<strata_engine::PipelineStats> {
         self.handle.stats().clone()
+    }
+}
+
+/// A CreatePartitions assignment names exactly the partitions it adds.
+fn check_assignment_count(
+    assignments: &[Vec<i32>],
+    current: usize,
+    count: i32,
+) -> Result<(), AdminError> {
+    let added = count as usize - current;
+    if assignments.len() == added {
+        Ok(())
+    } else {
+        Err(AdminError::new(
+            ErrorCode::InvalidReplicaAssignment,
+            format!(
+                "Increasing the number of partitions by {added} but {} assignments provided",
+                assignments.len()
+            ),
+        ))
     }
 }

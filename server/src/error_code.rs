@@ -51,6 +51,8 @@ pub enum ErrorCode {
     InvalidPartitions = 37,
     /// The replication factor is invalid.
     InvalidReplicationFactor = 38,
+    /// A manual replica assignment names brokers it cannot use.
+    InvalidReplicaAssignment = 39,
     /// The request is malformed.
     InvalidRequest = 42,
     /// A config value is invalid.
@@ -125,6 +127,7 @@ impl ErrorCode {
             TopicAlreadyExists,
             InvalidPartitions,
             InvalidReplicationFactor,
+            InvalidReplicaAssignment,
             InvalidRequest,
             InvalidConfig,
             OutOfOrderSequenceNumber,

@@ -828,3 +828,87 @@ fn a_retried_batch_is_not_acknowledged_before_the_isr_has_it() {
         .unwrap();
     assert_eq!(high, 1, "the batch is in the log once");
 }
+
+/// CreateTopics and CreatePartitions with manual replica assignments, from librdkafka
+/// (`TopicReplication::Variable`, `NewPartitions::assign`): each partition lives exactly on the
+/// brokers named, the first one leading; an assignment naming an unknown broker, or one broker
+/// twice, is refused with INVALID_REPLICA_ASSIGNMENT and creates nothing.
+#[test]
+fn manual_replica_assignments_are_placed_as_given() {
+    use rdkafka::admin::NewPartitions;
+    let c = Cluster::start3();
+    let b = c.bootstrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .create()
+        .unwrap();
+    let rt = runtime();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let placed: &[&[i32]] = &[&[3, 1], &[2, 3], &[1, 2]];
+    let res = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(
+                "placed",
+                3,
+                TopicReplication::Variable(placed),
+            )],
+            &opts,
+        ))
+        .unwrap();
+    assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
+    for (p, replicas) in placed.iter().enumerate() {
+        let (leader, got, _) = wait_for("the placed partition", LONG, || {
+            partition_state(&b, "placed", p as i32).filter(|(l, _, isr)| *l >= 0 && isr.len() == 2)
+        });
+        assert_eq!(got, replicas.to_vec(), "partition {p}");
+        assert_eq!(
+            leader, replicas[0],
+            "partition {p}: the first replica leads"
+        );
+    }
+    for bad in [&[&[1, 9][..]][..], &[&[2, 2][..]][..]] {
+        let res = rt
+            .block_on(admin.create_topics(
+                &[NewTopic::new(
+                    "misplaced",
+                    1,
+                    TopicReplication::Variable(bad),
+                )],
+                &opts,
+            ))
+            .unwrap();
+        assert!(
+            matches!(
+                &res[0],
+                Err((_, RDKafkaErrorCode::InvalidReplicaAssignment))
+            ),
+            "{bad:?}: {res:?}"
+        );
+    }
+    assert!(
+        partition_state(&b, "misplaced", 0).is_none(),
+        "nothing was created"
+    );
+    let grow: &[&[i32]] = &[&[2, 1]];
+    let res = rt
+        .block_on(admin.create_partitions(&[NewPartitions::new("placed", 4).assign(grow)], &opts))
+        .unwrap();
+    assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
+    let (leader, got, _) = wait_for("the added partition", LONG, || {
+        partition_state(&b, "placed", 3).filter(|(l, _, isr)| *l >= 0 && isr.len() == 2)
+    });
+    assert_eq!((leader, got), (2, vec![2, 1]));
+    let wrong_rf: &[&[i32]] = &[&[1, 2, 3]];
+    let res = rt
+        .block_on(
+            admin.create_partitions(&[NewPartitions::new("placed", 5).assign(wrong_rf)], &opts),
+        )
+        .unwrap();
+    assert!(
+        matches!(
+            &res[0],
+            Err((_, RDKafkaErrorCode::InvalidReplicaAssignment))
+        ),
+        "{res:?}"
+    );
+}

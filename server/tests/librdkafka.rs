@@ -396,6 +396,54 @@ fn admin_create_describe_delete() {
         .fetch_metadata(Some("admin-t"), Duration::from_secs(5))
         .unwrap();
     assert!(md.topics()[0].error().is_some(), "deleted topic is unknown");
+
+    // Manual replica assignments: this broker (node 1) only.
+    let on_me: &[&[i32]] = &[&[1], &[1]];
+    let res = rt
+        .block_on(a.create_topics(
+            &[NewTopic::new(
+                "admin-placed",
+                2,
+                TopicReplication::Variable(on_me),
+            )],
+            &opts,
+        ))
+        .unwrap();
+    assert!(res[0].is_ok(), "{res:?}");
+    let elsewhere: &[&[i32]] = &[&[2]];
+    let res = rt
+        .block_on(a.create_topics(
+            &[NewTopic::new(
+                "admin-misplaced",
+                1,
+                TopicReplication::Variable(elsewhere),
+            )],
+            &opts,
+        ))
+        .unwrap();
+    assert!(
+        matches!(
+            &res[0],
+            Err((
+                _,
+                rdkafka::types::RDKafkaErrorCode::InvalidReplicaAssignment
+            ))
+        ),
+        "{res:?}"
+    );
+    let grow: &[&[i32]] = &[&[1]];
+    let res = rt
+        .block_on(a.create_partitions(
+            &[rdkafka::admin::NewPartitions::new("admin-placed", 3).assign(grow)],
+            &opts,
+        ))
+        .unwrap();
+    assert!(res[0].is_ok(), "{res:?}");
+    let md = a
+        .inner()
+        .fetch_metadata(Some("admin-placed"), Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(md.topics()[0].partitions().len(), 3);
 }
 
 fn assignment_sizes(cs: &[&BaseConsumer]) -> Vec<usize> {

@@ -74,6 +74,9 @@ pub enum ControllerError {
     /// The ISR names a replica that may not be in it.
     #[error("ineligible replica {0} in the proposed ISR")]
     IneligibleReplica(BrokerId),
+    /// A manual replica assignment that cannot be placed as given.
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
 }
 
 /// The controller's decision logic and its in-memory view of heartbeats.
@@ -345,6 +348,26 @@ impl ControllerLogic {
             return Err(ControllerError::InvalidPartitions(partitions));
         }
         let assignments = place(image, 0, partitions as usize, replication_factor)?;
+        self.create_topic_assigned(image, name, id, assignments, configs)
+    }
+
+    /// Creates a topic whose replicas the request names (CreateTopics with a manual
+    /// assignment): partition `p` on `assignments[p]`, its first replica the preferred leader.
+    pub fn create_topic_assigned(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        id: u128,
+        assignments: Vec<Vec<BrokerId>>,
+        configs: BTreeMap<String, String>,
+    ) -> Result<MetadataRecord, ControllerError> {
+        if image.topics.contains_key(name) {
+            return Err(ControllerError::TopicExists(name.to_string()));
+        }
+        if assignments.is_empty() {
+            return Err(ControllerError::InvalidPartitions(0));
+        }
+        check_assignment(image, &assignments, None)?;
         Ok(MetadataRecord::CreateTopic {
             name: name.to_string(),
             id,
@@ -372,6 +395,29 @@ impl ControllerLogic {
         let rf = t.partitions.first().map_or(1, |p| p.replicas.len());
         let assignments = place(image, current, count as usize - current, rf)?;
         assert_eq!(current + assignments.len(), count as usize);
+        Ok(MetadataRecord::CreatePartitions {
+            topic: topic.to_string(),
+            assignments,
+        })
+    }
+
+    /// CreatePartitions with the new partitions' replicas named by the request, each list as
+    /// long as the topic's replication factor.
+    pub fn create_partitions_assigned(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        assignments: Vec<Vec<BrokerId>>,
+    ) -> Result<MetadataRecord, ControllerError> {
+        let t = image
+            .topics
+            .get(topic)
+            .ok_or_else(|| ControllerError::UnknownTopicOrPartition(topic.to_string()))?;
+        if assignments.is_empty() {
+            return Err(ControllerError::InvalidPartitions(t.partitions.len() as u32));
+        }
+        let rf = t.partitions.first().map(|p| p.replicas.len());
+        check_assignment(image, &assignments, rf)?;
         Ok(MetadataRecord::CreatePartitions {
             topic: topic.to_string(),
             assignments,
@@ -492,6 +538,39 @@ fn partition_of<'a>(
         .get(topic)
         .and_then(|t| t.partitions.get(partition as usize))
         .ok_or_else(|| ControllerError::UnknownTopicOrPartition(format!("{topic}-{partition}")))
+}
+
+/// Checks a manual assignment as Kafka does: every partition has replicas, as many as the others
+/// (and `replication_factor`, when the topic has one), no broker twice, and only live brokers.
+fn check_assignment(
+    image: &MetadataImage,
+    assignments: &[Vec<BrokerId>],
+    replication_factor: Option<usize>,
+) -> Result<(), ControllerError> {
+    let invalid = |m: String| Err(ControllerError::InvalidReplicaAssignment(m));
+    let live: BTreeSet<BrokerId> = image.live_brokers().iter().map(|b| b.id).collect();
+    let rf = replication_factor.unwrap_or_else(|| assignments.first().map_or(0, Vec::len));
+    for (i, replicas) in assignments.iter().enumerate() {
+        if replicas.is_empty() {
+            return invalid(format!("partition {i} has no replicas"));
+        }
+        if replicas.len() != rf {
+            return invalid(format!(
+                "partition {i} has {} replicas; every partition needs {rf}",
+                replicas.len()
+            ));
+        }
+        let distinct: BTreeSet<BrokerId> = replicas.iter().copied().collect();
+        if distinct.len() != replicas.len() {
+            return invalid(format!("partition {i} names a broker twice: {replicas:?}"));
+        }
+        if let Some(b) = replicas.iter().find(|b| !live.contains(b)) {
+            return invalid(format!(
+                "partition {i} names broker {b}, which is not a registered live broker"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Replicas for partitions `first..first + count` of a topic: across racks (Kafka's
@@ -766,6 +845,53 @@ mod tests {
         let recs = c.heartbeat(&image, leader, e, 1100).unwrap();
         apply_all(&mut image, &recs);
         assert_eq!(image.topics["t"].partitions[0].leader, Some(leader));
+    }
+
+    #[test]
+    fn manual_assignments_are_placed_as_given_and_checked() {
+        let (mut image, c) = cluster(&["a", "b", "c"], ControllerConfig::default());
+        let b = |ids: &[i32]| ids.iter().map(|i| BrokerId(*i)).collect::<Vec<_>>();
+        let r = c
+            .create_topic_assigned(
+                &image,
+                "t",
+                1,
+                vec![b(&[3, 1]), b(&[2, 3])],
+                BTreeMap::new(),
+            )
+            .unwrap();
+        image.apply(&r);
+        let t = &image.topics["t"];
+        assert_eq!(t.partitions[0].replicas, b(&[3, 1]));
+        assert_eq!(
+            t.partitions[0].leader,
+            Some(BrokerId(3)),
+            "the first replica leads"
+        );
+        assert_eq!(t.partitions[1].replicas, b(&[2, 3]));
+        for bad in [
+            vec![b(&[1, 1])],
+            vec![b(&[1, 2]), b(&[3])],
+            vec![b(&[1, 9])],
+            vec![b(&[])],
+        ] {
+            assert!(
+                matches!(
+                    c.create_topic_assigned(&image, "u", 2, bad.clone(), BTreeMap::new()),
+                    Err(ControllerError::InvalidReplicaAssignment(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let r = c
+            .create_partitions_assigned(&image, "t", vec![b(&[1, 2])])
+            .unwrap();
+        image.apply(&r);
+        assert_eq!(image.topics["t"].partitions[2].replicas, b(&[1, 2]));
+        assert!(matches!(
+            c.create_partitions_assigned(&image, "t", vec![b(&[1, 2, 3])]),
+            Err(ControllerError::InvalidReplicaAssignment(_))
+        ));
     }
 
     #[test]

@@ -290,11 +290,20 @@ fn error_response(e: &ControllerError) -> ControllerResponse {
         ControllerError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
         ControllerError::NotLeader(_) => ErrorCode::NotLeaderOrFollower,
         ControllerError::IneligibleReplica(_) => ErrorCode::IneligibleReplica,
+        ControllerError::InvalidReplicaAssignment(_) => ErrorCode::InvalidReplicaAssignment,
     };
     ControllerResponse::Error {
         code: code.code(),
         message: e.to_string(),
     }
+}
+
+/// Broker ids of a request's replica lists.
+fn broker_ids(assignments: Vec<Vec<i32>>) -> Vec<Vec<BrokerId>> {
+    assignments
+        .into_iter()
+        .map(|r| r.into_iter().map(BrokerId).collect())
+        .collect()
 }
 
 /// The committed image plus the records of proposals not yet applied (borrowed as it is when
@@ -597,16 +606,24 @@ impl ControllerLoop {
                 partitions,
                 replication_factor,
                 configs,
+                assignments,
             } => {
                 let id = uuid::Uuid::new_v4().as_u128();
-                match self.logic.create_topic(
-                    &image,
-                    &name,
-                    id,
-                    partitions,
-                    replication_factor as usize,
-                    configs,
-                ) {
+                let decided = match assignments {
+                    Some(a) => {
+                        self.logic
+                            .create_topic_assigned(&image, &name, id, broker_ids(a), configs)
+                    }
+                    None => self.logic.create_topic(
+                        &image,
+                        &name,
+                        id,
+                        partitions,
+                        replication_factor as usize,
+                        configs,
+                    ),
+                };
+                match decided {
                     Ok(record) => {
                         tracing::info!(topic = %name, partitions, replication_factor, "creating topic");
                         self.propose(vec![record], Some((tx, Reply::Done)));
@@ -616,8 +633,18 @@ impl ControllerLoop {
                     }
                 }
             }
-            ControllerRequest::CreatePartitions { name, count } => {
-                match self.logic.create_partitions(&image, &name, count) {
+            ControllerRequest::CreatePartitions {
+                name,
+                count,
+                assignments,
+            } => {
+                let decided = match assignments {
+                    Some(a) => self
+                        .logic
+                        .create_partitions_assigned(&image, &name, broker_ids(a)),
+                    None => self.logic.create_partitions(&image, &name, count),
+                };
+                match decided {
                     Ok(record) => {
                         tracing::info!(topic = %name, count, "adding partitions");
                         self.propose(vec![record], Some((tx, Reply::Done)));

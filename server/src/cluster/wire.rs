@@ -61,6 +61,10 @@ pub enum ControllerRequest {
         replication_factor: u32,
         /// Config overrides.
         configs: BTreeMap<String, String>,
+        /// Replicas of each partition, when the request names them (then `partitions` and
+        /// `replication_factor` follow from it).
+        #[serde(default)]
+        assignments: Option<Vec<Vec<i32>>>,
     },
     /// Grows a topic to `count` partitions.
     CreatePartitions {
@@ -68,6 +72,9 @@ pub enum ControllerRequest {
         name: String,
         /// The new partition count.
         count: u32,
+        /// Replicas of each new partition, when the request names them.
+        #[serde(default)]
+        assignments: Option<Vec<Vec<i32>>>,
     },
     /// Deletes a topic.
     DeleteTopic {

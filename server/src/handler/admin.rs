@@ -38,6 +38,42 @@ pub(super) fn code_message(
     }
 }
 
+/// A CreateTopics entry's manual replica assignment, as Kafka checks it: not together with a
+/// partition count or replication factor, and naming partitions 0..n. `None` when it has none.
+fn manual_assignment(
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<Option<Vec<Vec<i32>>>, AdminError> {
+    if t.assignments.is_empty() {
+        return Ok(None);
+    }
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        return Err(AdminError::Kafka {
+            code: ErrorCode::InvalidRequest,
+            message: "Both numPartitions or replicationFactor and replicasAssignments were set. \
+                      Both cannot be used at the same time."
+                .into(),
+        });
+    }
+    let mut by_index: Vec<_> = t.assignments.iter().collect();
+    by_index.sort_by_key(|a| a.partition_index);
+    if by_index
+        .iter()
+        .enumerate()
+        .any(|(i, a)| a.partition_index != i as i32)
+    {
+        return Err(AdminError::Kafka {
+            code: ErrorCode::InvalidReplicaAssignment,
+            message: "partitions should be a consecutive 0-based integer sequence".into(),
+        });
+    }
+    Ok(Some(
+        by_index
+            .into_iter()
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect(),
+    ))
+}
+
 /// CreateTopics.
 pub async fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopicsResponse {
     let broker = &ctx.broker;
@@ -45,15 +81,21 @@ pub async fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopic
     for t in r.topics {
         let result = {
             let name = t.name.0.as_str().to_string();
-            let partitions = if t.num_partitions == -1 {
-                broker.config.num_partitions
-            } else {
-                t.num_partitions
-            };
-            let rf = if t.replication_factor == -1 {
-                broker.config.default_replication_factor
-            } else {
-                t.replication_factor
+            let manual = manual_assignment(&t);
+            let (partitions, rf) = match &manual {
+                Ok(Some(a)) => (a.len() as i32, a.first().map_or(0, Vec::len) as i16),
+                _ => (
+                    if t.num_partitions == -1 {
+                        broker.config.num_partitions
+                    } else {
+                        t.num_partitions
+                    },
+                    if t.replication_factor == -1 {
+                        broker.config.default_replication_factor
+                    } else {
+                        t.replication_factor
+                    },
+                ),
             };
             let configs: BTreeMap<String, String> = t
                 .configs
@@ -69,27 +111,26 @@ pub async fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopic
                 num_partitions: partitions,
                 replication_factor: rf,
             });
-            let outcome = if rf != 1 && broker.cluster.is_none() {
-                Err(AdminError::Kafka {
+            let standalone = broker.cluster.is_none();
+            let outcome = match manual {
+                Err(e) => Err(e),
+                Ok(None) if rf != 1 && standalone => Err(AdminError::Kafka {
                     code: ErrorCode::InvalidReplicationFactor,
                     message: format!(
                         "replication factor {rf} is larger than the 1 available broker"
                     ),
-                })
-            } else if !t.assignments.is_empty() {
-                Err(AdminError::Kafka {
-                    code: ErrorCode::InvalidRequest,
-                    message: "manual replica assignment is not supported".into(),
-                })
-            } else if r.validate_only {
-                broker.log_config(&configs).map(|_| ())
-            } else {
-                broker
-                    .admin_create_topic(&name, partitions, rf, configs.clone())
+                }),
+                Ok(assignments) if r.validate_only => match &assignments {
+                    Some(a) if standalone => broker.check_standalone_assignment(a),
+                    _ => Ok(()),
+                }
+                .and_then(|()| broker.log_config(&configs).map(|_| ())),
+                Ok(assignments) => broker
+                    .admin_create_topic(&name, partitions, rf, configs.clone(), assignments)
                     .await
                     .map(|id| {
                         result.topic_id = id;
-                    })
+                    }),
             };
             let (code, message) = code_message(outcome);
             result.error_code = code;
@@ -166,16 +207,17 @@ pub async fn create_partitions(
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(r.topics.len());
     for t in r.topics {
-        let outcome = if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            Err(AdminError::Kafka {
-                code: ErrorCode::InvalidRequest,
-                message: "manual replica assignments are not supported; leave them empty".into(),
-            })
-        } else {
-            ctx.broker
-                .admin_create_partitions(t.name.0.as_str(), t.count, r.validate_only)
-                .await
-        };
+        // Null (or empty, as some clients send it): the controller places the new partitions;
+        // a list: the replicas of each.
+        let assignments = t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| {
+            a.iter()
+                .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        });
+        let outcome = ctx
+            .broker
+            .admin_create_partitions(t.name.0.as_str(), t.count, assignments, r.validate_only)
+            .await;
         let (code, message) = code_message(outcome);
         results.push(msg!(CreatePartitionsTopicResult {
             name: t.name,

@@ -60,6 +60,7 @@ async fn coordinator_of(ctx: &Context, key: &str) -> Result<(i32, String, i32), 
             partitions: u32::try_from(cfg.offsets_topic_partitions).unwrap_or(1),
             replication_factor: u32::try_from(cfg.offsets_topic_replication_factor).unwrap_or(1),
             configs,
+            assignments: None,
         };
         if let Err((code, message)) = cluster.admin_call(req).await
             && code != ErrorCode::TopicAlreadyExists

@@ -129,6 +129,7 @@ async fn handle_cluster(
                 replication_factor: u32::try_from(broker.config.default_replication_factor)
                     .unwrap_or(1),
                 configs: Default::default(),
+                assignments: None,
             };
             match cluster.admin_call(req).await {
                 Ok(()) => created = true,
