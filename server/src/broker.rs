@@ -496,6 +496,60 @@ impl Broker {
             .map_err(|(code, message)| AdminError::new(code, message))
     }
 
+    /// Every partition of every topic: `(topic, partition count)`, from the cluster's metadata
+    /// in a cluster.
+    pub fn partition_counts(&self) -> Vec<(String, usize)> {
+        match &self.cluster {
+            Some(c) => c
+                .image()
+                .topics
+                .iter()
+                .map(|(name, t)| (name.clone(), t.partitions.len()))
+                .collect(),
+            None => self
+                .topics()
+                .iter()
+                .map(|t| (t.name.clone(), t.partition_count()))
+                .collect(),
+        }
+    }
+
+    /// ElectLeaders for one partition. Standalone, this broker leads every partition already
+    /// (ELECTION_NOT_NEEDED); in a cluster, the controller decides and this waits until the
+    /// new leadership is in this broker's metadata.
+    pub async fn admin_elect_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        election: strata_replication::controller::Election,
+    ) -> Result<(), AdminError> {
+        let known = self
+            .partition_counts()
+            .iter()
+            .any(|(t, n)| t == topic && partition >= 0 && (partition as usize) < *n);
+        if !known {
+            return Err(AdminError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("no partition {topic}-{partition}"),
+            ));
+        }
+        let Some(cluster) = &self.cluster else {
+            return Err(AdminError::new(
+                ErrorCode::ElectionNotNeeded,
+                "a standalone broker leads every partition",
+            ));
+        };
+        let req = crate::cluster::wire::ControllerRequest::ElectLeader {
+            topic: topic.to_string(),
+            partition: partition as u32,
+            election,
+        };
+        cluster
+            .admin_call(req)
+            .await
+            .map_err(|(code, message)| AdminError::new(code, message))
+    }
+
     /// A manual assignment on a standalone broker: every partition on this broker alone.
     pub fn check_standalone_assignment(&self, assignments: &[Vec<i32>]) -> Result<(), AdminError> {
         let me = self.config.node_id;

@@ -55,6 +55,12 @@ pub enum ErrorCode {
     InvalidReplicaAssignment = 39,
     /// The request is malformed.
     InvalidRequest = 42,
+    /// ElectLeaders: the preferred replica is not live and in sync.
+    PreferredLeaderNotAvailable = 80,
+    /// ElectLeaders: no live replica can lead.
+    EligibleLeadersNotAvailable = 83,
+    /// ElectLeaders: the partition already has the leader the election would give it.
+    ElectionNotNeeded = 84,
     /// A config value is invalid.
     InvalidConfig = 40,
     /// The sequence number is out of order for this producer.
@@ -129,6 +135,9 @@ impl ErrorCode {
             InvalidReplicationFactor,
             InvalidReplicaAssignment,
             InvalidRequest,
+            PreferredLeaderNotAvailable,
+            EligibleLeadersNotAvailable,
+            ElectionNotNeeded,
             InvalidConfig,
             OutOfOrderSequenceNumber,
             DuplicateSequenceNumber,

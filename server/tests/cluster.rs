@@ -912,3 +912,58 @@ fn manual_replica_assignments_are_placed_as_given() {
         "{res:?}"
     );
 }
+
+/// kafka-python's `elect_leaders` (ElectLeaders, preferred): with automatic rebalancing off, a
+/// restarted preferred replica stays a follower until an operator asks; then it leads again,
+/// and asking once more answers ELECTION_NOT_NEEDED.
+#[test]
+fn a_preferred_leader_election_on_request_moves_leadership_back() {
+    let mut c = Cluster::start(Layout {
+        brokers: 3,
+        extra: vec!["auto.leader.rebalance.enable=false".into()],
+        ..Layout::default()
+    });
+    create_topic(&c.bootstrap(), "elect", 1, 3);
+    let preferred = wait_isr(&c.bootstrap(), "elect", 0, 3);
+    let (_, replicas, _) = partition_state(&c.bootstrap(), "elect", 0).unwrap();
+    assert_eq!(
+        replicas[0], preferred,
+        "the first replica leads a new partition"
+    );
+    c.broker(preferred as usize).kill9();
+    let others = c.bootstrap_without(preferred as usize);
+    let interim = wait_isr(&others, "elect", 0, 2);
+    assert_ne!(interim, preferred);
+    c.broker(preferred as usize).restart();
+    let leader = wait_isr(&c.bootstrap(), "elect", 0, 3);
+    assert_eq!(leader, interim, "no automatic rebalance");
+
+    let elect = || {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/kafka_python_elect.py"
+        );
+        let out = std::process::Command::new("python3")
+            .args([script, &c.bootstrap(), "elect", "0"])
+            .output()
+            .expect("python3 runs (scripts/test installs kafka-python)");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let first = elect();
+    assert!(
+        first.contains("top 0") && first.contains("elect 0 0"),
+        "{first}"
+    );
+    wait_for("the preferred replica to lead", LONG, || {
+        partition_state(&c.bootstrap(), "elect", 0)
+            .filter(|(l, _, isr)| *l == preferred && isr.len() == 3)
+    });
+    let again = elect();
+    assert!(again.contains("elect 0 84"), "ELECTION_NOT_NEEDED: {again}");
+}

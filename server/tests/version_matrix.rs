@@ -935,6 +935,41 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             };
             assert_eq!(resp.error_code, 69, "OffsetDelete v{v} of an unknown group");
         }
+        ApiKey::ElectLeaders => {
+            use elect_leaders_request::*;
+            let mut t = TopicPartitions::default();
+            t.topic = name(TOPIC);
+            t.partitions = vec![0, 99];
+            let mut r = ElectLeadersRequest::default();
+            // v0 has no type: always preferred. From v1, ask for an unclean election.
+            r.election_type = i8::from(v >= 1);
+            r.topic_partitions = Some(vec![t]);
+            r.timeout_ms = 10_000;
+            let ResponseKind::ElectLeaders(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "ElectLeaders v{v}");
+            let codes: Vec<(i32, i16)> = resp.replica_election_results[0]
+                .partition_result
+                .iter()
+                .map(|p| (p.partition_id, p.error_code))
+                .collect();
+            // The partition has its preferred leader: nothing to do; 99 does not exist.
+            assert_eq!(codes, vec![(0, 84), (99, 3)], "ElectLeaders v{v}");
+            // No partitions named: every partition, reporting only elections that happened.
+            r.topic_partitions = None;
+            let ResponseKind::ElectLeaders(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "ElectLeaders v{v} of every partition");
+            assert!(
+                resp.replica_election_results
+                    .iter()
+                    .flat_map(|t| &t.partition_result)
+                    .all(|p| p.error_code != 84),
+                "ElectLeaders v{v}: ELECTION_NOT_NEEDED is left out"
+            );
+        }
         ApiKey::DescribeCluster => {
             let mut r = describe_cluster_request::DescribeClusterRequest::default();
             r.include_cluster_authorized_operations = true;

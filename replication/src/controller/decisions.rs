@@ -74,9 +74,27 @@ pub enum ControllerError {
     /// The ISR names a replica that may not be in it.
     #[error("ineligible replica {0} in the proposed ISR")]
     IneligibleReplica(BrokerId),
+    /// ElectLeaders: the partition already has the leader the election would give it.
+    #[error("election not needed for {0}")]
+    ElectionNotNeeded(String),
+    /// ElectLeaders (preferred): the preferred replica is not live and in sync.
+    #[error("the preferred replica of {0} is not live and in sync")]
+    PreferredLeaderNotAvailable(String),
+    /// ElectLeaders (unclean): no live replica to lead.
+    #[error("no live replica of {0} can lead")]
+    EligibleLeadersNotAvailable(String),
     /// A manual replica assignment that cannot be placed as given.
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
+}
+
+/// Which leader an ElectLeaders request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Election {
+    /// The preferred (first) replica, if live and in sync.
+    Preferred,
+    /// Any live replica for a partition that has no leader, in sync or not.
+    Unclean,
 }
 
 /// The controller's decision logic and its in-memory view of heartbeats.
@@ -500,6 +518,55 @@ impl ControllerLogic {
         }))
     }
 
+    /// ElectLeaders for one partition. Preferred: its first replica leads, if live and in the
+    /// ISR. Unclean: a partition without a leader gets one, from the live ISR members if any,
+    /// else any live replica (which may lose what only the lost ISR had; the operator asked).
+    pub fn elect_leader(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        partition: u32,
+        election: Election,
+    ) -> Result<MetadataRecord, ControllerError> {
+        let p = partition_of(image, topic, partition)?;
+        let name = format!("{topic}-{partition}");
+        let (leader, isr) = match election {
+            Election::Preferred => {
+                let preferred = p.replicas.first().copied();
+                if p.leader.is_some() && p.leader == preferred {
+                    return Err(ControllerError::ElectionNotNeeded(name));
+                }
+                match preferred {
+                    Some(b) if p.isr.contains(&b) && image.is_live(b) => (b, p.isr.clone()),
+                    _ => return Err(ControllerError::PreferredLeaderNotAvailable(name)),
+                }
+            }
+            Election::Unclean => {
+                if p.leader.is_some() {
+                    return Err(ControllerError::ElectionNotNeeded(name));
+                }
+                let in_sync = p
+                    .replicas
+                    .iter()
+                    .find(|r| p.isr.contains(r) && image.is_live(**r));
+                match in_sync {
+                    Some(b) => (*b, p.isr.clone()),
+                    None => match p.replicas.iter().find(|r| image.is_live(**r)) {
+                        Some(b) => (*b, vec![*b]),
+                        None => return Err(ControllerError::EligibleLeadersNotAvailable(name)),
+                    },
+                }
+            }
+        };
+        Ok(MetadataRecord::ChangePartition {
+            topic: topic.to_string(),
+            partition,
+            leader: Some(leader),
+            isr,
+            leader_epoch: LeaderEpoch(p.leader_epoch.0 + 1),
+        })
+    }
+
     /// `auto.leader.rebalance.enable`: partitions whose preferred replica is live and in sync
     /// but not leading get it back as leader.
     pub fn preferred_leader_elections(&self, image: &MetadataImage) -> Vec<MetadataRecord> {
@@ -892,6 +959,61 @@ mod tests {
             c.create_partitions_assigned(&image, "t", vec![b(&[1, 2, 3])]),
             Err(ControllerError::InvalidReplicaAssignment(_))
         ));
+    }
+
+    #[test]
+    fn elect_leaders_preferred_and_unclean() {
+        let (mut image, mut c) = cluster(&["a", "b", "c"], ControllerConfig::default());
+        let b = |ids: &[i32]| ids.iter().map(|i| BrokerId(*i)).collect::<Vec<_>>();
+        let r = c
+            .create_topic_assigned(&image, "t", 1, vec![b(&[1, 2])], BTreeMap::new())
+            .unwrap();
+        image.apply(&r);
+        assert!(matches!(
+            c.elect_leader(&image, "t", 0, Election::Preferred),
+            Err(ControllerError::ElectionNotNeeded(_))
+        ));
+        assert!(matches!(
+            c.elect_leader(&image, "t", 9, Election::Preferred),
+            Err(ControllerError::UnknownTopicOrPartition(_))
+        ));
+        // Broker 1 stops: 2 leads; preferred election needs 1 back.
+        let recs = c.controlled_shutdown(&image, BrokerId(1));
+        apply_all(&mut image, &recs);
+        assert_eq!(image.topics["t"].partitions[0].leader, Some(BrokerId(2)));
+        assert!(matches!(
+            c.elect_leader(&image, "t", 0, Election::Preferred),
+            Err(ControllerError::PreferredLeaderNotAvailable(_))
+        ));
+        assert!(matches!(
+            c.elect_leader(&image, "t", 0, Election::Unclean),
+            Err(ControllerError::ElectionNotNeeded(_))
+        ));
+        let (e, recs) = c.register_broker(&image, BrokerId(1), "127.0.0.1:1", Some("a"), 10);
+        apply_all(&mut image, &recs);
+        let recs = c.heartbeat(&image, BrokerId(1), e, 10).unwrap();
+        apply_all(&mut image, &recs);
+        let p = image.topics["t"].partitions[0].clone();
+        let r = c
+            .alter_isr(&image, "t", 0, BrokerId(2), p.leader_epoch, b(&[2, 1]))
+            .unwrap();
+        image.apply(&r);
+        let r = c.elect_leader(&image, "t", 0, Election::Preferred).unwrap();
+        image.apply(&r);
+        assert_eq!(image.topics["t"].partitions[0].leader, Some(BrokerId(1)));
+        // Unclean: the ISR (1) is gone, only 2 is live; it may lead with an ISR of itself.
+        let p = image.topics["t"].partitions[0].clone();
+        let r = c
+            .alter_isr(&image, "t", 0, BrokerId(1), p.leader_epoch, b(&[1]))
+            .unwrap();
+        image.apply(&r);
+        let recs = c.controlled_shutdown(&image, BrokerId(1));
+        apply_all(&mut image, &recs);
+        assert_eq!(image.topics["t"].partitions[0].leader, None, "offline");
+        let r = c.elect_leader(&image, "t", 0, Election::Unclean).unwrap();
+        image.apply(&r);
+        let p = &image.topics["t"].partitions[0];
+        assert_eq!((p.leader, p.isr.clone()), (Some(BrokerId(2)), b(&[2])));
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod quorum;
 pub mod raft_log;
 pub mod records;
 
-pub use decisions::{ControllerConfig, ControllerError, ControllerLogic};
+pub use decisions::{ControllerConfig, ControllerError, ControllerLogic, Election};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use quorum::{QuorumError, QuorumNode};
 pub use records::MetadataRecord;

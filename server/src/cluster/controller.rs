@@ -291,6 +291,9 @@ fn error_response(e: &ControllerError) -> ControllerResponse {
         ControllerError::NotLeader(_) => ErrorCode::NotLeaderOrFollower,
         ControllerError::IneligibleReplica(_) => ErrorCode::IneligibleReplica,
         ControllerError::InvalidReplicaAssignment(_) => ErrorCode::InvalidReplicaAssignment,
+        ControllerError::ElectionNotNeeded(_) => ErrorCode::ElectionNotNeeded,
+        ControllerError::PreferredLeaderNotAvailable(_) => ErrorCode::PreferredLeaderNotAvailable,
+        ControllerError::EligibleLeadersNotAvailable(_) => ErrorCode::EligibleLeadersNotAvailable,
     };
     ControllerResponse::Error {
         code: code.code(),
@@ -681,6 +684,19 @@ impl ControllerLoop {
                     Some((tx, Reply::Done)),
                 );
             }
+            ControllerRequest::ElectLeader {
+                topic,
+                partition,
+                election,
+            } => match self.logic.elect_leader(&image, &topic, partition, election) {
+                Ok(record) => {
+                    tracing::info!(topic = %topic, partition, ?election, "electing a leader on request");
+                    self.propose(vec![record], Some((tx, Reply::Done)));
+                }
+                Err(e) => {
+                    let _ = tx.send(error_response(&e));
+                }
+            },
             ControllerRequest::AllocateProducerIds => {
                 let start = image.next_producer_id;
                 self.propose(

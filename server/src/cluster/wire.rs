@@ -88,6 +88,15 @@ pub enum ControllerRequest {
         /// The overrides.
         configs: BTreeMap<String, String>,
     },
+    /// ElectLeaders for one partition.
+    ElectLeader {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Preferred or unclean.
+        election: strata_replication::controller::Election,
+    },
     /// A broker needs a block of producer ids.
     AllocateProducerIds,
     /// A partition leader asks for an ISR change.
