@@ -935,6 +935,85 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             };
             assert_eq!(resp.error_code, 69, "OffsetDelete v{v} of an unknown group");
         }
+        ApiKey::DescribeTopicPartitions => {
+            use describe_topic_partitions_request::*;
+            // What Metadata says of the same topics: (topic, partition, leader).
+            let mut m = metadata_request::MetadataRequest::default();
+            m.topics = Some(
+                ["mx-grow", TOPIC]
+                    .iter()
+                    .map(|t| {
+                        let mut x = metadata_request::MetadataRequestTopic::default();
+                        x.name = Some(name(t));
+                        x
+                    })
+                    .collect(),
+            );
+            let ResponseKind::Metadata(md) = conn.call(ApiKey::Metadata, 12, &m) else {
+                panic!()
+            };
+            let mut expected: Vec<(String, i32, i32)> = md
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    let n = t.name.as_ref().unwrap().0.as_str().to_string();
+                    t.partitions
+                        .iter()
+                        .map(move |p| (n.clone(), p.partition_index, p.leader_id.0))
+                })
+                .collect();
+            expected.sort();
+            // Two partitions a page, following the cursor to the end.
+            let mut got = Vec::new();
+            let mut unknown = Vec::new();
+            let mut cursor = None;
+            for page in 0.. {
+                assert!(page < 20, "DescribeTopicPartitions v{v}: the cursor ends");
+                let mut r = DescribeTopicPartitionsRequest::default();
+                r.topics = ["mx-grow", "mx-nope", TOPIC]
+                    .iter()
+                    .map(|t| {
+                        let mut x = TopicRequest::default();
+                        x.name = name(t);
+                        x
+                    })
+                    .collect();
+                r.response_partition_limit = 2;
+                r.cursor = cursor.take();
+                let ResponseKind::DescribeTopicPartitions(resp) = conn.call(api, v, &r) else {
+                    panic!()
+                };
+                let in_page: usize = resp.topics.iter().map(|t| t.partitions.len()).sum();
+                assert!(
+                    in_page <= 2,
+                    "DescribeTopicPartitions v{v}: the limit holds"
+                );
+                for t in &resp.topics {
+                    let n = t.name.as_ref().unwrap().0.as_str().to_string();
+                    if t.error_code != 0 {
+                        unknown.push((n.clone(), t.error_code));
+                    }
+                    for p in &t.partitions {
+                        got.push((n.clone(), p.partition_index, p.leader_id.0));
+                    }
+                }
+                match resp.next_cursor {
+                    Some(c) => {
+                        let mut next = Cursor::default();
+                        next.topic_name = c.topic_name;
+                        next.partition_index = c.partition_index;
+                        cursor = Some(next);
+                    }
+                    None => break,
+                }
+            }
+            assert!(expected.len() > 2, "more than one page");
+            assert_eq!(
+                got, expected,
+                "DescribeTopicPartitions v{v}: every partition once, in order"
+            );
+            assert_eq!(unknown, vec![("mx-nope".to_string(), 3)]);
+        }
         ApiKey::ElectLeaders => {
             use elect_leaders_request::*;
             let mut t = TopicPartitions::default();
