@@ -32,6 +32,21 @@ struct ProducerBatch {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<ProducerBatch>,
+    /// Largest record timestamp of its last batch.
+    last_timestamp: i64,
+}
+
+/// An idempotent producer a partition knows, as DescribeProducers reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveProducer {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub producer_epoch: i16,
+    /// Sequence of the last record appended.
+    pub last_sequence: i32,
+    /// Largest record timestamp of its last batch.
+    pub last_timestamp: i64,
 }
 
 /// Outcome of the sequence check of one batch.
@@ -105,9 +120,18 @@ impl ProducerStates {
         }
     }
 
-    /// Records an appended batch.
-    pub fn record(&mut self, pid: i64, epoch: i16, first: i32, last: i32, base_offset: Offset) {
+    /// Records an appended batch whose largest record timestamp is `timestamp`.
+    pub fn record(
+        &mut self,
+        pid: i64,
+        epoch: i16,
+        first: i32,
+        last: i32,
+        base_offset: Offset,
+        timestamp: i64,
+    ) {
         let entry = self.producers.entry(pid).or_default();
+        entry.last_timestamp = timestamp;
         if epoch != entry.epoch {
             entry.batches.clear();
             entry.epoch = epoch;
@@ -131,8 +155,27 @@ impl ProducerStates {
                 h.base_sequence,
                 h.base_sequence.wrapping_add(h.last_offset_delta),
                 h.base_offset,
+                h.max_timestamp,
             );
         }
+    }
+
+    /// The producers known, by id.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut out: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .filter_map(|(pid, e)| {
+                Some(ActiveProducer {
+                    producer_id: *pid,
+                    producer_epoch: e.epoch,
+                    last_sequence: e.batches.back()?.last_seq,
+                    last_timestamp: e.last_timestamp,
+                })
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
     }
 
     /// Rebuilds the state by walking every batch header of the log.
@@ -284,6 +327,14 @@ impl Partition {
             Some(r) => lock(r).machine.high_watermark(),
             None => self.local_end(),
         }
+    }
+
+    /// The idempotent producers this partition knows (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        self.producers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .active()
     }
 
     /// Whether this broker may serve clients for the partition (always, standalone).
@@ -519,6 +570,7 @@ impl Partition {
                 h.base_sequence,
                 last,
                 info.first_offset,
+                h.max_timestamp,
             );
         }
         Ok((AppendOutcome::Appended(info), epoch))
@@ -678,7 +730,7 @@ mod tests {
     fn sequence_checks_follow_kafka() {
         let mut st = ProducerStates::default();
         assert_eq!(st.check(7, 0, 0, 4), SequenceCheck::Append);
-        st.record(7, 0, 0, 4, Offset(100));
+        st.record(7, 0, 0, 4, Offset(100), 0);
         assert_eq!(
             st.check(7, 0, 0, 4),
             SequenceCheck::Duplicate {
@@ -696,7 +748,7 @@ mod tests {
             SequenceCheck::Reject(ErrorCode::DuplicateSequenceNumber)
         );
         assert_eq!(st.check(7, 1, 0, 0), SequenceCheck::Append);
-        st.record(7, 1, 0, 0, Offset(200));
+        st.record(7, 1, 0, 0, Offset(200), 0);
         assert_eq!(
             st.check(7, 0, 5, 9),
             SequenceCheck::Reject(ErrorCode::InvalidProducerEpoch)

@@ -37,3 +37,12 @@ fn kafka_python_describes_and_alters_configs() {
     let stdout = run_script(&broker, "kafka_python_configs.py");
     assert!(stdout.contains("kafka-python: configs ok"), "{stdout}");
 }
+
+/// describe_topic_partitions paged by its cursor and describe_producers after an idempotent
+/// producer's sends, as kafka-python's admin client calls them.
+#[test]
+fn kafka_python_pages_topic_partitions_and_describes_producers() {
+    let broker = common::Broker::start(&[]);
+    let stdout = run_script(&broker, "kafka_python_admin.py");
+    assert!(stdout.contains("kafka-python: admin ok"), "{stdout}");
+}

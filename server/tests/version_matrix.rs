@@ -935,6 +935,53 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             };
             assert_eq!(resp.error_code, 69, "OffsetDelete v{v} of an unknown group");
         }
+        ApiKey::DescribeProducers => {
+            // An idempotent producer appends three records; its leader then describes it.
+            let mut init = init_producer_id_request::InitProducerIdRequest::default();
+            init.transaction_timeout_ms = 60_000;
+            let ResponseKind::InitProducerId(id) = conn.call(ApiKey::InitProducerId, 4, &init)
+            else {
+                panic!()
+            };
+            let batch = strata_engine::BatchBuilder::new()
+                .producer(id.producer_id.0, id.producer_epoch, 0)
+                .timestamp(1_700_000_000_123)
+                .records((0..3).map(|i| strata_engine::Record::new(format!("idempotent {i}"))))
+                .build()
+                .unwrap();
+            let mut produce = produce_request(9);
+            produce.acks = -1;
+            produce.topic_data[0].partition_data[0].records = Some(batch.freeze());
+            let ResponseKind::Produce(produced) = conn.call(ApiKey::Produce, 9, &produce) else {
+                panic!()
+            };
+            assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+            let mut t = describe_producers_request::TopicRequest::default();
+            t.name = name(TOPIC);
+            t.partition_indexes = vec![0, 99];
+            let mut r = describe_producers_request::DescribeProducersRequest::default();
+            r.topics = vec![t];
+            let ResponseKind::DescribeProducers(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let parts = &resp.topics[0].partitions;
+            assert_eq!(parts[0].error_code, 0, "DescribeProducers v{v}");
+            let p = parts[0]
+                .active_producers
+                .iter()
+                .find(|p| p.producer_id == id.producer_id)
+                .expect("the producer is known");
+            assert_eq!(
+                (p.producer_epoch, p.last_sequence, p.last_timestamp),
+                (i32::from(id.producer_epoch), 2, 1_700_000_000_123),
+                "DescribeProducers v{v}"
+            );
+            assert_eq!((p.coordinator_epoch, p.current_txn_start_offset), (-1, -1));
+            assert_eq!(
+                parts[1].error_code, 3,
+                "DescribeProducers v{v}: no partition 99"
+            );
+        }
         ApiKey::DescribeTopicPartitions => {
             use describe_topic_partitions_request::*;
             // What Metadata says of the same topics: (topic, partition, leader).
@@ -1113,6 +1160,7 @@ fn role(api: ApiKey) -> Role {
         | ApiKey::ListOffsets
         | ApiKey::OffsetForLeaderEpoch
         | ApiKey::DescribeLogDirs
+        | ApiKey::DescribeProducers
         | ApiKey::DeleteRecords => Role::Leader,
         ApiKey::OffsetCommit
         | ApiKey::OffsetFetch

@@ -13,6 +13,7 @@ pub mod group;
 pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
+pub mod producers;
 
 use std::sync::Arc;
 
@@ -73,6 +74,7 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::ElectLeaders => (0, 2),
         ApiKey::IncrementalAlterConfigs => (0, 1),
         ApiKey::DescribeCluster => (0, 1),
+        ApiKey::DescribeProducers => (0, 0),
         ApiKey::DescribeTopicPartitions => (0, 0),
         _ => return None,
     })
@@ -182,6 +184,9 @@ async fn dispatch(
         }
         RequestKind::DescribeTopicPartitions(r) => {
             ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(ctx, r).await)
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(producers::handle(ctx, r))
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(ctx, r).await)

@@ -1,0 +1,65 @@
+//! DescribeProducers (KIP-664): the idempotent producers a partition's leader knows, with
+//! their epochs, last sequences and last timestamps, for `kafka-transactions.sh
+//! describe-producers` and `Admin::describeProducers`. Strata has no transactions, so no
+//! producer has an open one (`current_txn_start_offset` -1, `coordinator_epoch` -1).
+
+use kafka_protocol::messages::ProducerId;
+use kafka_protocol::messages::describe_producers_request::DescribeProducersRequest;
+use kafka_protocol::messages::describe_producers_response::{
+    DescribeProducersResponse, PartitionResponse, ProducerState, TopicResponse,
+};
+
+use super::Context;
+use crate::error_code::ErrorCode;
+
+/// DescribeProducers v0. Answered by the partition's leader only (NOT_LEADER_OR_FOLLOWER
+/// elsewhere, as Kafka does).
+pub fn handle(ctx: &Context, r: DescribeProducersRequest) -> DescribeProducersResponse {
+    let topics = r
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = ctx.broker.topic(t.name.0.as_str());
+            let partitions = t
+                .partition_indexes
+                .into_iter()
+                .map(|index| {
+                    let mut out = msg!(PartitionResponse {
+                        partition_index: index,
+                    });
+                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(index)) else {
+                        out.error_code = ctx
+                            .broker
+                            .missing_partition_code(topic.as_deref(), index)
+                            .code();
+                        return out;
+                    };
+                    if !partition.is_leader() {
+                        out.error_code = ErrorCode::NotLeaderOrFollower.code();
+                        return out;
+                    }
+                    out.active_producers = partition
+                        .active_producers()
+                        .into_iter()
+                        .map(|p| {
+                            msg!(ProducerState {
+                                producer_id: ProducerId(p.producer_id),
+                                producer_epoch: i32::from(p.producer_epoch),
+                                last_sequence: p.last_sequence,
+                                last_timestamp: p.last_timestamp,
+                                coordinator_epoch: -1,
+                                current_txn_start_offset: -1,
+                            })
+                        })
+                        .collect();
+                    out
+                })
+                .collect();
+            msg!(TopicResponse {
+                name: t.name,
+                partitions,
+            })
+        })
+        .collect();
+    msg!(DescribeProducersResponse { topics })
+}
