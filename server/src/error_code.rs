@@ -55,6 +55,10 @@ pub enum ErrorCode {
     InvalidReplicaAssignment = 39,
     /// The request is malformed.
     InvalidRequest = 42,
+    /// Fetch: no fetch session with that id (evicted, or never opened).
+    FetchSessionIdNotFound = 70,
+    /// Fetch: the session epoch is not the one that follows the last.
+    InvalidFetchSessionEpoch = 71,
     /// ElectLeaders: the preferred replica is not live and in sync.
     PreferredLeaderNotAvailable = 80,
     /// ElectLeaders: no live replica can lead.
@@ -135,6 +139,8 @@ impl ErrorCode {
             InvalidReplicationFactor,
             InvalidReplicaAssignment,
             InvalidRequest,
+            FetchSessionIdNotFound,
+            InvalidFetchSessionEpoch,
             PreferredLeaderNotAvailable,
             EligibleLeadersNotAvailable,
             ElectionNotNeeded,

@@ -27,6 +27,7 @@ pub mod config;
 pub mod connection;
 pub mod error_backoff;
 pub mod error_code;
+pub mod fetch_session;
 pub mod group;
 pub mod handler;
 pub mod metrics;

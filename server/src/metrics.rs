@@ -75,6 +75,10 @@ pub struct Metrics {
     consumer_lag: Family<LagLabel, Gauge>,
     /// 1 while this node is the active controller.
     pub controller_active: Gauge,
+    /// Open fetch sessions (KIP-227).
+    fetch_sessions: Gauge,
+    /// Fetches answered within a session with only what changed.
+    pub incremental_fetches: Counter,
 }
 
 impl Default for Metrics {
@@ -107,6 +111,8 @@ impl Metrics {
             batches_per_fsync: Gauge::default(),
             consumer_lag: Family::default(),
             controller_active: Gauge::default(),
+            fetch_sessions: Gauge::default(),
+            incremental_fetches: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Requests handled, by API", m.requests.clone());
@@ -124,6 +130,16 @@ impl Metrics {
             "corrupt_batches",
             "Batches found corrupt on disk when read",
             m.corrupt_batches.clone(),
+        );
+        registry.register(
+            "fetch_sessions",
+            "Open incremental fetch sessions (KIP-227)",
+            m.fetch_sessions.clone(),
+        );
+        registry.register(
+            "incremental_fetches",
+            "Fetches answered within a session with only what changed",
+            m.incremental_fetches.clone(),
         );
         registry.register("bytes_in", "Record bytes produced", m.bytes_in.clone());
         registry.register("bytes_out", "Record bytes fetched", m.bytes_out.clone());
@@ -208,6 +224,7 @@ impl Metrics {
     pub fn render(&self, ctx: &Context) -> String {
         let broker = &ctx.broker;
         let lags = ctx.groups.lags(broker);
+        self.fetch_sessions.set(ctx.fetch_sessions.len() as i64);
         self.controller_active.set(i64::from(
             ctx.controller.as_ref().is_some_and(|c| c.is_active()),
         ));

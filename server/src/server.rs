@@ -75,6 +75,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         metrics: Arc::new(Metrics::new()),
         controller: controller.clone(),
         backoff: crate::error_backoff::ErrorBackoff::new(),
+        fetch_sessions: Default::default(),
     });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tracing::info!(

@@ -46,3 +46,20 @@ fn kafka_python_pages_topic_partitions_and_describes_producers() {
     let stdout = run_script(&broker, "kafka_python_admin.py");
     assert!(stdout.contains("kafka-python: admin ok"), "{stdout}");
 }
+
+/// kafka-python's consumer uses incremental fetch sessions (KIP-227): it reads three partitions
+/// in many small fetches while one of them grows, gets every record once and in order, and the
+/// broker's metrics show the session and its incremental fetches.
+#[test]
+fn kafka_python_consumes_through_an_incremental_fetch_session() {
+    let mport = common::free_port();
+    let broker = common::Broker::start(&[&format!("metrics.listen=127.0.0.1:{mport}")]);
+    let stdout = run_script(&broker, "kafka_python_fetch_sessions.py");
+    assert!(
+        stdout.contains("kafka-python: fetch sessions ok 2200"),
+        "{stdout}"
+    );
+    let incremental = common::Broker::metric(mport, "strata_incremental_fetches_total");
+    println!("{incremental} incremental fetches");
+    assert!(incremental >= 10.0, "{incremental} incremental fetches");
+}

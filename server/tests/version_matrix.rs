@@ -187,6 +187,62 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 h.base_offset <= Offset(1) && h.last_offset() >= Offset(1),
                 "Fetch v{v} returns the batch holding the fetch offset"
             );
+            assert_eq!(resp.session_id, 0, "Fetch v{v}: epoch -1 is sessionless");
+            if v >= 7 {
+                // A full fetch at session 0, epoch 0 opens a session (KIP-227).
+                let mut open = r.clone();
+                open.session_epoch = 0;
+                let ResponseKind::Fetch(opened) = conn.call(api, v, &open) else {
+                    panic!()
+                };
+                let id = opened.session_id;
+                assert!(id > 0, "Fetch v{v} opens a session");
+                // Incremental at epoch 1, naming nothing: the session's partition is fetched
+                // from its fetch offset, still 1, so it carries records again.
+                let mut inc = r.clone();
+                inc.session_id = id;
+                inc.session_epoch = 1;
+                inc.topics = Vec::new();
+                let ResponseKind::Fetch(again) = conn.call(api, v, &inc) else {
+                    panic!()
+                };
+                assert_eq!((again.error_code, again.session_id), (0, id), "Fetch v{v}");
+                let p = &again.responses[0].partitions[0];
+                assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()));
+                // Moved to the end: nothing new, nothing in the answer.
+                let mut at_end = r.clone();
+                at_end.session_id = id;
+                at_end.session_epoch = 2;
+                at_end.max_wait_ms = 0;
+                at_end.topics[0].partitions[0].fetch_offset = p.high_watermark;
+                let ResponseKind::Fetch(quiet) = conn.call(api, v, &at_end) else {
+                    panic!()
+                };
+                assert_eq!(quiet.error_code, 0, "Fetch v{v}");
+                assert!(
+                    quiet.responses.is_empty(),
+                    "Fetch v{v}: {:?}",
+                    quiet.responses
+                );
+                inc.session_epoch = 2;
+                let ResponseKind::Fetch(stale) = conn.call(api, v, &inc) else {
+                    panic!()
+                };
+                assert_eq!(stale.error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
+                inc.session_id = id + 100_000;
+                let ResponseKind::Fetch(gone) = conn.call(api, v, &inc) else {
+                    panic!()
+                };
+                assert_eq!(gone.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+                // Epoch -1 closes it.
+                let mut close = r.clone();
+                close.session_id = id;
+                close.session_epoch = -1;
+                let ResponseKind::Fetch(closed) = conn.call(api, v, &close) else {
+                    panic!()
+                };
+                assert_eq!((closed.error_code, closed.session_id), (0, 0));
+            }
         }
         ApiKey::ListOffsets if v == 0 => {
             let mut b = BytesMut::new();
@@ -428,7 +484,8 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             ]);
             let mut r = JoinGroupRequest::default();
             r.group_id = GroupId(s(&format!("mx-join-v{v}")));
-            r.session_timeout_ms = 10_000;
+            // Long enough for the whole walk: OffsetDelete, much later, needs the member alive.
+            r.session_timeout_ms = 120_000;
             if v >= 1 {
                 r.rebalance_timeout_ms = 10_000;
             }

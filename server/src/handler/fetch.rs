@@ -206,10 +206,35 @@ fn build(
     )
 }
 
-/// Handles Fetch, long-polling.
+/// Handles Fetch, long-polling, within a fetch session (KIP-227) when the client asks for one:
+/// the session says which partitions are fetched and which of them the answer carries.
 pub async fn handle(
     ctx: &std::sync::Arc<Context>,
     r: FetchRequest,
+    version: i16,
+) -> (FetchResponse, Vec<FileSlice>) {
+    let plan = match ctx.fetch_sessions.begin(r, version >= 7) {
+        Ok(plan) => plan,
+        Err(code) => {
+            let response = msg!(FetchResponse {
+                error_code: code.code(),
+                session_id: 0,
+            });
+            return (response, Vec::new());
+        }
+    };
+    if plan.incremental {
+        ctx.metrics.incremental_fetches.inc();
+    }
+    let (mut response, files) = long_poll(ctx, &plan.request, version).await;
+    ctx.fetch_sessions.finish(&plan, &mut response);
+    (response, files)
+}
+
+/// Serves a fetch, waiting (woken by appends) for `min_bytes` or `max_wait_ms`.
+async fn long_poll(
+    ctx: &std::sync::Arc<Context>,
+    r: &FetchRequest,
     version: i16,
 ) -> (FetchResponse, Vec<FileSlice>) {
     let wait = Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0));
@@ -218,7 +243,7 @@ pub async fn handle(
     let mut appends = ctx.broker.appends.subscribe();
     loop {
         appends.borrow_and_update();
-        let (response, bytes, files) = build(ctx, &r, version);
+        let (response, bytes, files) = build(ctx, r, version);
         let errors = response
             .responses
             .iter()
@@ -231,7 +256,7 @@ pub async fn handle(
             .await
             .is_err()
         {
-            let (response, _, files) = build(ctx, &r, version);
+            let (response, _, files) = build(ctx, r, version);
             return (response, files);
         }
     }

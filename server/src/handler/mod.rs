@@ -37,6 +37,8 @@ pub struct Context {
     pub controller: Option<Arc<crate::cluster::controller::Controller>>,
     /// Per-peer backoff of clients whose connections keep failing.
     pub backoff: crate::error_backoff::ErrorBackoff,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: crate::fetch_session::FetchSessions,
 }
 
 /// The versions this broker implements, per API: `(min, max)`, or `None` if not implemented.
