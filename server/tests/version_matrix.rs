@@ -145,12 +145,28 @@ fn produce_request(v: i16) -> produce_request::ProduceRequest {
 fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
     match api {
         ApiKey::Produce => {
-            let ResponseKind::Produce(r) = conn.call(api, v, &produce_request(v)) else {
+            let mut req = produce_request(v);
+            if v >= 13 {
+                // KIP-516: the topic by id.
+                req.topic_data[0].topic_id = world.topic_id;
+            }
+            let ResponseKind::Produce(r) = conn.call(api, v, &req) else {
                 panic!()
             };
             let p = &r.responses[0].partition_responses[0];
             assert_eq!(p.error_code, 0, "Produce v{v}");
             assert!(p.base_offset >= RECORDS, "Produce v{v}: {}", p.base_offset);
+            if v >= 13 {
+                assert_eq!(r.responses[0].topic_id, world.topic_id, "Produce v{v}");
+                req.topic_data[0].topic_id = Uuid::from_u128(7);
+                let ResponseKind::Produce(r) = conn.call(api, v, &req) else {
+                    panic!()
+                };
+                assert_eq!(
+                    r.responses[0].partition_responses[0].error_code, 100,
+                    "Produce v{v}: UNKNOWN_TOPIC_ID"
+                );
+            }
         }
         ApiKey::Fetch => {
             use fetch_request::*;

@@ -48,10 +48,10 @@ pub struct Context {
 /// versions 0-2 (message formats v0/v1) are not decoded: such requests close the connection.
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
     Some(match key {
-        ApiKey::Produce => (3, 11),
-        ApiKey::Fetch => (4, 16),
-        ApiKey::ListOffsets => (0, 9),
-        ApiKey::Metadata => (0, 12),
+        ApiKey::Produce => (3, 13),
+        ApiKey::Fetch => (4, 18),
+        ApiKey::ListOffsets => (0, 10),
+        ApiKey::Metadata => (0, 13),
         ApiKey::OffsetCommit => (0, 9),
         ApiKey::OffsetFetch => (0, 9),
         ApiKey::FindCoordinator => (0, 6),

@@ -105,7 +105,12 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
                 continue;
             }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(index)) else {
-                let code = ctx.broker.missing_partition_code(topic.as_deref(), index);
+                // v13+ names topics by id (KIP-516).
+                let code = if td.name.0.is_empty() && topic.is_none() {
+                    ErrorCode::UnknownTopicId
+                } else {
+                    ctx.broker.missing_partition_code(topic.as_deref(), index)
+                };
                 partitions.push(error(index, code, None));
                 continue;
             };
