@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 
 use crate::batch::{self, HEADER_BYTES};
-use crate::config::CleanupPolicy;
 use crate::error::{LogError, Result};
 use crate::log::{CompactionAccess, Log};
 use crate::offset::Offset;
@@ -92,7 +91,7 @@ fn filter_batch(
 
 fn compact_segments(acc: &mut CompactionAccess<'_>) -> Result<CompactionStats> {
     let mut stats = CompactionStats::default();
-    if acc.config.cleanup_policy != CleanupPolicy::Compact || acc.segments.len() < 2 {
+    if !acc.config.cleanup_policy.compacts() || acc.segments.len() < 2 {
         return Ok(stats);
     }
     // 1. Latest offset of every key, over the whole log.

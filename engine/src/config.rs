@@ -10,6 +10,20 @@ pub enum CleanupPolicy {
     Delete,
     /// Keep the last record of each key (`cleanup.policy=compact`).
     Compact,
+    /// Both (`cleanup.policy=compact,delete`): compacted, and segments past retention deleted.
+    CompactAndDelete,
+}
+
+impl CleanupPolicy {
+    /// Whether segments past `retention.ms` / `retention.bytes` are deleted.
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactAndDelete)
+    }
+
+    /// Whether the log is compacted (the last record of each key kept).
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactAndDelete)
+    }
 }
 
 /// Configuration of one log. Field comments give Kafka's property name, the default and bounds.

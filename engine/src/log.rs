@@ -26,7 +26,7 @@ use bytes::BytesMut;
 use crate::batch::{self, BatchHeader, Origin};
 use crate::checkpoint::PartitionCheckpoint;
 use crate::completion::Completion;
-use crate::config::{CleanupPolicy, LogConfig};
+use crate::config::LogConfig;
 use crate::error::{BatchError, LogError, Result};
 use crate::flush::{Command, FlushPolicy, LogProgress, PipelineHandle, WriteRequest};
 use crate::io::{DirLock, MmapView, Storage, StorageFile};
@@ -1017,7 +1017,7 @@ impl Log {
     /// is never deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<CleanupStats> {
         let mut g = self.lock()?;
-        if g.config.cleanup_policy != CleanupPolicy::Delete {
+        if !g.config.cleanup_policy.deletes() {
             return Ok(CleanupStats::default());
         }
         let mut stats = CleanupStats::default();

@@ -448,6 +448,54 @@ macro_rules! backend_suite {
                 );
             }
 
+            /// `cleanup.policy=compact,delete`: compaction keeps each key's last value, and
+            /// retention still deletes the oldest segments; each alone does only its part.
+            #[test]
+            fn compact_and_delete_does_both() {
+                let harness = h();
+                let fill = |log: &Log| {
+                    for round in 0..20u32 {
+                        for key in 0..5u32 {
+                            let k = format!("k{key}");
+                            let v = format!("r{round}-{:080}", key);
+                            log.append(
+                                keyed_batch(
+                                    &[(k.as_bytes(), v.as_bytes())],
+                                    1000 + i64::from(round),
+                                ),
+                                LeaderEpoch(0),
+                            )
+                            .unwrap();
+                        }
+                    }
+                    log.flush().unwrap();
+                };
+                let both = harness.open(LogConfig {
+                    cleanup_policy: CleanupPolicy::CompactAndDelete,
+                    retention_bytes: 3000,
+                    ..small_segments()
+                });
+                fill(&both);
+                assert!(both.compact().unwrap().records_removed > 0, "compacted");
+                let before = both.log_start_offset();
+                fill(&both);
+                assert!(
+                    both.apply_retention(0).unwrap().segments_deleted > 0,
+                    "retention applies"
+                );
+                assert!(both.log_start_offset() > before);
+                drop(both);
+                let h2 = h();
+                let compact_only = h2.open(LogConfig {
+                    cleanup_policy: CleanupPolicy::Compact,
+                    retention_bytes: 3000,
+                    ..small_segments()
+                });
+                fill(&compact_only);
+                assert_eq!(compact_only.apply_retention(0).unwrap().segments_deleted, 0);
+                assert_eq!(compact_only.log_start_offset(), Offset(0));
+            }
+
             /// Many concurrent appenders with flush=always share fdatasyncs (group commit), and each
             /// is released only once durable.
             #[test]

@@ -670,10 +670,25 @@ pub fn set_log_property(
             }
         }
         "cleanup.policy" => {
-            c.cleanup_policy = match v.trim() {
-                "delete" => CleanupPolicy::Delete,
-                "compact" => CleanupPolicy::Compact,
-                _ => return Err(invalid(key, v, "expected delete or compact")),
+            // A list, as Kafka's: `delete`, `compact`, or both in either order.
+            let mut words: Vec<&str> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .collect();
+            words.sort_unstable();
+            words.dedup();
+            c.cleanup_policy = match words.as_slice() {
+                ["delete"] => CleanupPolicy::Delete,
+                ["compact"] => CleanupPolicy::Compact,
+                ["compact", "delete"] => CleanupPolicy::CompactAndDelete,
+                _ => {
+                    return Err(invalid(
+                        key,
+                        v,
+                        "expected delete, compact, or both (compact,delete)",
+                    ));
+                }
             }
         }
         "min.insync.replicas" => {
@@ -726,6 +741,7 @@ pub fn describe_log_config(c: &LogConfig) -> Vec<(&'static str, String)> {
             match c.cleanup_policy {
                 CleanupPolicy::Delete => "delete".into(),
                 CleanupPolicy::Compact => "compact".into(),
+                CleanupPolicy::CompactAndDelete => "compact,delete".into(),
             },
         ),
     ]
@@ -735,6 +751,35 @@ pub fn describe_log_config(c: &LogConfig) -> Vec<(&'static str, String)> {
 #[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cleanup_policy_is_a_list_as_in_kafka() {
+        let mut c = LogConfig::default();
+        for (given, policy, described) in [
+            ("delete", CleanupPolicy::Delete, "delete"),
+            ("compact", CleanupPolicy::Compact, "compact"),
+            (
+                "delete, compact",
+                CleanupPolicy::CompactAndDelete,
+                "compact,delete",
+            ),
+            (
+                "compact,delete,compact",
+                CleanupPolicy::CompactAndDelete,
+                "compact,delete",
+            ),
+        ] {
+            set_log_property(&mut c, "cleanup.policy", given, false).unwrap();
+            assert_eq!(c.cleanup_policy, policy, "{given}");
+            let d = describe_log_config(&c);
+            assert!(
+                d.contains(&("cleanup.policy", described.to_string())),
+                "{given}"
+            );
+        }
+        assert!(set_log_property(&mut c, "cleanup.policy", "", false).is_err());
+        assert!(set_log_property(&mut c, "cleanup.policy", "compact,forever", false).is_err());
+    }
 
     #[test]
     fn properties_parse_and_unknown_ones_are_refused() {

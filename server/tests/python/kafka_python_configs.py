@@ -59,6 +59,11 @@ assert alter({throttled: ("APPEND", "0:2,0:3")}) == "OK"
 assert describe_topic()[throttled]["value"] == "0:1,0:2,0:3"
 assert alter({throttled: ("SUBTRACT", "0:1")}) == "OK"
 assert describe_topic()[throttled]["value"] == "0:2,0:3"
+assert alter({"cleanup.policy": ("APPEND", "compact")}) == "OK"
+assert describe_topic()["cleanup.policy"]["value"] == "compact,delete"
+assert alter({"cleanup.policy": ("SUBTRACT", "delete")}) == "OK"
+assert describe_topic()["cleanup.policy"]["value"] == "compact"
+assert alter({"cleanup.policy": ("DELETE", None)}) == "OK"
 result = alter({"retention.ms": ("APPEND", "5")})
 assert "InvalidConfigurationError" in result and "retention.ms" in result, result
 assert describe_topic()["retention.ms"]["value"] == "600000", "a refused change changes nothing"
