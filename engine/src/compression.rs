@@ -34,6 +34,15 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// Kafka's codecs, `None` first.
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
     /// The codec named by the low three attribute bits of a batch.
     pub fn from_attributes(attributes: i16) -> Compression {
         match attributes & 0x7 {
@@ -236,13 +245,7 @@ fn bounded(codec: Compression, reader: impl Read, limit: usize) -> Result<Vec<u8
 mod tests {
     use super::*;
 
-    const CODECS: [Compression; 5] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
+    const CODECS: [Compression; 5] = Compression::ALL;
 
     fn sample(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i % 251) as u8 ^ (i / 1000) as u8).collect()

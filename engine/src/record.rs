@@ -494,13 +494,7 @@ fn read_bytes(b: &Bytes, pos: &mut usize) -> Option<Option<Bytes>> {
 mod tests {
     use super::*;
 
-    const CODECS: [Compression; 5] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
+    const CODECS: [Compression; 5] = Compression::ALL;
 
     fn read_all(bytes: impl Into<Bytes>, from: Offset) -> Vec<StoredRecord> {
         RecordReader::new(bytes, from)

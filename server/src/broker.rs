@@ -298,6 +298,24 @@ impl Broker {
         }
     }
 
+    /// The partition `index` of `topic` if this broker leads it; else the error a client gets
+    /// (UNKNOWN_TOPIC_OR_PARTITION, or NOT_LEADER_OR_FOLLOWER where it lives elsewhere or this
+    /// replica follows).
+    pub fn leader_partition(
+        &self,
+        topic: Option<&Topic>,
+        index: i32,
+    ) -> Result<Arc<crate::topic::Partition>, ErrorCode> {
+        let partition = topic
+            .and_then(|t| t.partition(index))
+            .ok_or_else(|| self.missing_partition_code(topic, index))?;
+        if partition.is_leader() {
+            Ok(partition)
+        } else {
+            Err(ErrorCode::NotLeaderOrFollower)
+        }
+    }
+
     /// Whether the partition exists (anywhere in the cluster).
     pub fn partition_exists(&self, topic: Option<&Topic>, index: i32) -> bool {
         match topic {

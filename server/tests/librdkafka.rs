@@ -256,14 +256,7 @@ fn engine_built_batches_of_each_codec_are_read_by_librdkafka() {
     let broker = Broker::start(&[]);
     let b = broker.bootstrap();
     let rt = runtime();
-    let codecs = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
-    for codec in codecs {
+    for codec in Compression::ALL {
         let topic = format!("built-{codec}");
         create_topic(&rt, &b, &topic, 1);
         let value = |i: usize| format!("{codec} value {i} {}", "z".repeat(i * 37));

@@ -295,21 +295,18 @@ pub fn delete_records(ctx: &Context, r: DeleteRecordsRequest) -> DeleteRecordsRe
                         partition_index: p.partition_index,
                         low_watermark: -1,
                     });
-                    let Some(partition) =
-                        topic.as_ref().and_then(|t| t.partition(p.partition_index))
-                    else {
-                        out.error_code = ctx
-                            .broker
-                            .missing_partition_code(topic.as_deref(), p.partition_index)
-                            .code();
-                        return out;
-                    };
                     // The leader moves the log start; followers follow it through their
                     // fetches (the response carries it).
-                    if !partition.is_leader() {
-                        out.error_code = ErrorCode::NotLeaderOrFollower.code();
-                        return out;
-                    }
+                    let partition = match ctx
+                        .broker
+                        .leader_partition(topic.as_deref(), p.partition_index)
+                    {
+                        Ok(p) => p,
+                        Err(code) => {
+                            out.error_code = code.code();
+                            return out;
+                        }
+                    };
                     let hw = partition.high_watermark();
                     let target = if p.offset == -1 { hw } else { Offset(p.offset) };
                     if target > hw || target.0 < 0 {

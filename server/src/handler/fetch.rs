@@ -280,19 +280,16 @@ pub fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> ListOffsetsResponse
                         offset: -1,
                         leader_epoch: 0,
                     });
-                    let Some(partition) =
-                        topic.as_ref().and_then(|t| t.partition(p.partition_index))
-                    else {
-                        out.error_code = ctx
-                            .broker
-                            .missing_partition_code(topic.as_deref(), p.partition_index)
-                            .code();
-                        return out;
+                    let partition = match ctx
+                        .broker
+                        .leader_partition(topic.as_deref(), p.partition_index)
+                    {
+                        Ok(p) => p,
+                        Err(code) => {
+                            out.error_code = code.code();
+                            return out;
+                        }
                     };
-                    if !partition.is_leader() {
-                        out.error_code = ErrorCode::NotLeaderOrFollower.code();
-                        return out;
-                    }
                     if let Some(code) =
                         epoch_check(partition.leader_epoch().0, p.current_leader_epoch)
                     {

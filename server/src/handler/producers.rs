@@ -10,7 +10,6 @@ use kafka_protocol::messages::describe_producers_response::{
 };
 
 use super::Context;
-use crate::error_code::ErrorCode;
 
 /// DescribeProducers v0. Answered by the partition's leader only (NOT_LEADER_OR_FOLLOWER
 /// elsewhere, as Kafka does).
@@ -27,17 +26,13 @@ pub fn handle(ctx: &Context, r: DescribeProducersRequest) -> DescribeProducersRe
                     let mut out = msg!(PartitionResponse {
                         partition_index: index,
                     });
-                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(index)) else {
-                        out.error_code = ctx
-                            .broker
-                            .missing_partition_code(topic.as_deref(), index)
-                            .code();
-                        return out;
+                    let partition = match ctx.broker.leader_partition(topic.as_deref(), index) {
+                        Ok(p) => p,
+                        Err(code) => {
+                            out.error_code = code.code();
+                            return out;
+                        }
                     };
-                    if !partition.is_leader() {
-                        out.error_code = ErrorCode::NotLeaderOrFollower.code();
-                        return out;
-                    }
                     out.active_producers = partition
                         .active_producers()
                         .into_iter()
