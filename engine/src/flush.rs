@@ -272,7 +272,7 @@ impl CommitPipeline {
     /// Starts a pipeline on the real disk. `backend` picks the write path:
     /// [`Backend::Auto`] uses io_uring where the kernel allows it and the portable
     /// `pwritev` + `fdatasync` path otherwise (logging why). One pipeline is meant to serve
-    /// every log of a process: its rounds write and fdatasync the appends of all of them
+    /// every log on one disk: its rounds write and fdatasync the appends of all of them
     /// together, which is what makes durable appends cheap. Open logs with
     /// [`CommitPipeline::handle`].
     pub fn open(backend: Backend, config: PipelineConfig) -> io::Result<CommitPipeline> {
