@@ -70,6 +70,12 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i32,
     /// `group.max.session.timeout.ms`. Default: 1800000.
     pub group_max_session_timeout_ms: i32,
+    /// `group.consumer.session.timeout.ms`: how long a consumer group member (KIP-848) may go
+    /// without a heartbeat before it is fenced. Default: 45000.
+    pub group_consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`: the heartbeat interval consumer group members
+    /// are told to keep. Default: 5000.
+    pub group_consumer_heartbeat_interval_ms: i32,
     /// `metrics.listen`: address of the Prometheus endpoint; empty disables it.
     /// Default: `127.0.0.1:9644`... unless the port is taken: then the error says so.
     pub metrics_listen: Option<SocketAddr>,
@@ -131,6 +137,8 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
             metrics_listen: None,
             retention_check_interval_ms: 300_000,
             controller_quorum_voters: Vec::new(),
@@ -289,6 +297,12 @@ impl BrokerConfig {
             }
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = positive(key, v)?,
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = positive(key, v)?,
+            "group.consumer.session.timeout.ms" => {
+                self.group_consumer_session_timeout_ms = positive(key, v)?
+            }
+            "group.consumer.heartbeat.interval.ms" => {
+                self.group_consumer_heartbeat_interval_ms = positive(key, v)?
+            }
             "metrics.listen" => {
                 self.metrics_listen = if v.trim().is_empty() {
                     None
@@ -380,6 +394,13 @@ impl BrokerConfig {
                 "broker.heartbeat.interval.ms",
                 &self.broker_heartbeat_interval_ms.to_string(),
                 "must be shorter than broker.session.timeout.ms",
+            ));
+        }
+        if self.group_consumer_heartbeat_interval_ms >= self.group_consumer_session_timeout_ms {
+            return Err(invalid(
+                "group.consumer.heartbeat.interval.ms",
+                &self.group_consumer_heartbeat_interval_ms.to_string(),
+                "must be shorter than group.consumer.session.timeout.ms",
             ));
         }
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
@@ -548,6 +569,26 @@ impl BrokerConfig {
                 "group.max.session.timeout.ms",
                 self.group_max_session_timeout_ms.to_string(),
                 Int,
+            ),
+            e(
+                "group.consumer.session.timeout.ms",
+                self.group_consumer_session_timeout_ms.to_string(),
+                Int,
+            ),
+            e(
+                "group.consumer.heartbeat.interval.ms",
+                self.group_consumer_heartbeat_interval_ms.to_string(),
+                Int,
+            ),
+            e(
+                "group.consumer.assignors",
+                "uniform,range".to_string(),
+                List,
+            ),
+            e(
+                "group.coordinator.rebalance.protocols",
+                "classic,consumer".to_string(),
+                List,
             ),
             e(
                 "log.retention.check.interval.ms",

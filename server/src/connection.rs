@@ -42,6 +42,21 @@ pub enum ConnectionError {
     Malformed(String),
 }
 
+tokio::task_local! {
+    /// The address of the client whose request is being handled (for the handlers that
+    /// report it, as ConsumerGroupDescribe's client host).
+    static PEER: Option<std::net::SocketAddr>;
+}
+
+/// The client address of the request being handled, as Kafka writes it (`/127.0.0.1`), or
+/// empty outside a connection.
+pub fn client_host() -> String {
+    PEER.try_with(|p| p.map(|a| format!("/{}", a.ip())))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 /// Serves one connection until it closes or the broker shuts down.
 pub async fn serve(
     ctx: Arc<Context>,
@@ -61,7 +76,7 @@ pub async fn serve(
         }
     }
     let result = tokio::select! {
-        r = run(&ctx, &mut stream) => r,
+        r = PEER.scope(peer, run(&ctx, &mut stream)) => r,
         _ = async { let _ = shutdown.wait_for(|s| *s).await; } => Ok(()),
     };
     match result {

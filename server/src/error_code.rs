@@ -107,6 +107,17 @@ pub enum ErrorCode {
     StaleBrokerEpoch = 77,
     /// A replica named in an ISR change may not join it.
     IneligibleReplica = 107,
+    /// The consumer group member's epoch is not the coordinator's: abandon the assignment
+    /// and rejoin (KIP-848).
+    FencedMemberEpoch = 110,
+    /// A static member's instance id is still held by another live member (KIP-848).
+    UnreleasedInstanceId = 111,
+    /// The server-side assignor named in a heartbeat is not one this broker has (KIP-848).
+    UnsupportedAssignor = 112,
+    /// A commit or fetch names a member epoch that is not the member's current one (KIP-848).
+    StaleMemberEpoch = 113,
+    /// A subscription regular expression does not compile (KIP-848).
+    InvalidRegularExpression = 128,
 }
 
 impl ErrorCode {
@@ -165,6 +176,11 @@ impl ErrorCode {
             UnknownLeaderEpoch,
             StaleBrokerEpoch,
             IneligibleReplica,
+            FencedMemberEpoch,
+            UnreleasedInstanceId,
+            UnsupportedAssignor,
+            StaleMemberEpoch,
+            InvalidRegularExpression,
         ]
         .into_iter()
         .find(|c| c.code() == code)

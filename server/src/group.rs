@@ -13,6 +13,12 @@
 //! at startup, so commits survive restarts and SIGKILL.
 //!
 //! Invariant: the cache holds exactly the last durable commit of each (group, topic, partition).
+//!
+//! Groups of the new consumer protocol (KIP-848) are in [`consumer_group`]; a group id is one
+//! kind or the other, and both kinds commit offsets here.
+
+pub mod assignor;
+pub mod consumer_group;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -163,11 +169,26 @@ pub struct JoinRequest {
 
 type OffsetKey = (String, String, i32);
 
+/// A group as ListGroups reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedGroup {
+    /// The group id.
+    pub group_id: String,
+    /// Kafka's name of its state.
+    pub state: &'static str,
+    /// Its protocol type (`consumer` for consumer groups of either kind).
+    pub protocol_type: String,
+    /// `classic` or `consumer` (KIP-848).
+    pub group_type: &'static str,
+}
+
 /// The group coordinator of this broker.
 #[derive(Debug)]
 pub struct GroupCoordinator {
     broker: Arc<Broker>,
     groups: Mutex<HashMap<String, Group>>,
+    /// Consumer groups of the KIP-848 protocol. Lock order: `groups` before this.
+    consumer_groups: Mutex<HashMap<String, consumer_group::ConsumerGroup>>,
     offsets: Mutex<BTreeMap<OffsetKey, CommittedOffset>>,
 }
 
@@ -191,6 +212,7 @@ impl GroupCoordinator {
         Ok(Arc::new(GroupCoordinator {
             broker,
             groups: Mutex::new(HashMap::new()),
+            consumer_groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(offsets),
         }))
     }
@@ -224,6 +246,7 @@ impl GroupCoordinator {
     /// This broker no longer leads `__consumer_offsets` partition `index`: its groups move.
     pub fn unload_partition(&self, index: i32) {
         lock(&self.offsets).retain(|(g, _, _), _| self.partition_for(g) != index);
+        lock(&self.consumer_groups).retain(|g, _| self.partition_for(g) != index);
         let mut groups = lock(&self.groups);
         let moved: Vec<String> = groups
             .keys()
@@ -279,38 +302,32 @@ fn read_offsets(
     p: &crate::topic::Partition,
     offsets: &mut BTreeMap<OffsetKey, CommittedOffset>,
 ) -> anyhow::Result<()> {
-    {
-        {
-            {
-                let mut next = p.log.log_start_offset();
-                loop {
-                    let r = p.log.read(next, ReadLimits::bytes(4 << 20))?;
-                    let Some(slice) = r.slice else { break };
-                    let bytes = slice.read_to_vec()?;
-                    let mut pos = 0usize;
-                    while pos < bytes.len() {
-                        let h = batch::parse_header(&bytes[pos..], pos)?;
-                        if let Some(records) = batch::records(&bytes[pos..pos + h.size()]) {
-                            for r in records {
-                                let Some(key) = r.key.and_then(decode_key) else {
-                                    continue;
-                                };
-                                match r.value.and_then(decode_value) {
-                                    Some(v) => {
-                                        offsets.insert(key, v);
-                                    }
-                                    None => {
-                                        offsets.remove(&key);
-                                    }
-                                }
-                            }
+    let mut next = p.log.log_start_offset();
+    loop {
+        let r = p.log.read(next, ReadLimits::bytes(4 << 20))?;
+        let Some(slice) = r.slice else { break };
+        let bytes = slice.read_to_vec()?;
+        let mut pos = 0usize;
+        while pos < bytes.len() {
+            let h = batch::parse_header(&bytes[pos..], pos)?;
+            if let Some(records) = batch::records(&bytes[pos..pos + h.size()]) {
+                for r in records {
+                    let Some(key) = r.key.and_then(decode_key) else {
+                        continue;
+                    };
+                    match r.value.and_then(decode_value) {
+                        Some(v) => {
+                            offsets.insert(key, v);
                         }
-                        pos += h.size();
+                        None => {
+                            offsets.remove(&key);
+                        }
                     }
-                    next = slice.next_offset();
                 }
             }
+            pos += h.size();
         }
+        next = slice.next_offset();
     }
     Ok(())
 }
@@ -357,6 +374,17 @@ impl GroupCoordinator {
         }
         if req.protocols.is_empty() || req.protocol_type.is_empty() {
             return JoinResult::error(ErrorCode::InconsistentGroupProtocol, &req.member_id);
+        }
+        {
+            // A consumer group (KIP-848) with members takes no classic members (Kafka can
+            // convert between the two; Strata does not); an empty one becomes a classic group.
+            let mut consumer = lock(&self.consumer_groups);
+            if let Some(g) = consumer.get(&req.group_id) {
+                if !g.members.is_empty() {
+                    return JoinResult::error(ErrorCode::InconsistentGroupProtocol, &req.member_id);
+                }
+                consumer.remove(&req.group_id);
+            }
         }
         let rx = {
             let mut groups = lock(&self.groups);
@@ -730,8 +758,19 @@ impl GroupCoordinator {
 
     /// Removes members whose session expired; called periodically.
     pub fn expire_sessions(self: &Arc<Self>) {
-        let mut groups = lock(&self.groups);
         let now = Instant::now();
+        {
+            let session = Duration::from_millis(
+                u64::try_from(self.broker.config.group_consumer_session_timeout_ms).unwrap_or(0),
+            );
+            let mut consumer = lock(&self.consumer_groups);
+            for (id, group) in consumer.iter_mut() {
+                for member in group.expire(now, session) {
+                    tracing::info!(group = %id, %member, "consumer group member fenced: its session expired or it did not revoke in time");
+                }
+            }
+        }
+        let mut groups = lock(&self.groups);
         for (id, group) in groups.iter_mut() {
             group
                 .pending
@@ -763,6 +802,9 @@ impl GroupCoordinator {
         if coordinator != ErrorCode::None {
             return coordinator;
         }
+        if let Some(g) = lock(&self.consumer_groups).get(group_id) {
+            return g.check_member_epoch(member_id, generation);
+        }
         let groups = lock(&self.groups);
         let group = groups.get(group_id);
         if generation < 0 && member_id.is_empty() {
@@ -786,6 +828,18 @@ impl GroupCoordinator {
             return ErrorCode::RebalanceInProgress;
         }
         ErrorCode::None
+    }
+
+    /// Checks an OffsetFetch v9 that names a member: in a consumer group (KIP-848) the member
+    /// must exist at that epoch (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH); classic groups do not
+    /// check fetches.
+    pub fn validate_offset_fetch(&self, group_id: &str, member_id: &str, epoch: i32) -> ErrorCode {
+        match lock(&self.consumer_groups).get(group_id) {
+            Some(g) if !(member_id.is_empty() && epoch < 0) => {
+                g.check_member_epoch(member_id, epoch)
+            }
+            _ => ErrorCode::None,
+        }
     }
 
     /// Appends commits to `__consumer_offsets` as one batch, waits until durable, then updates
@@ -870,29 +924,51 @@ impl GroupCoordinator {
             .collect()
     }
 
-    /// Group ids known (with members or committed offsets), with state and protocol type.
-    pub fn list(&self) -> Vec<(String, GroupState, String)> {
-        let groups = lock(&self.groups);
-        let mut out: BTreeMap<String, (GroupState, String)> = groups
+    /// Group ids known (with members or committed offsets), with state, protocol type and
+    /// group type (`classic` or `consumer`).
+    pub fn list(&self) -> Vec<ListedGroup> {
+        let mut out: BTreeMap<String, ListedGroup> = lock(&self.groups)
             .iter()
             .map(|(id, g)| {
-                (
-                    id.clone(),
-                    (g.state, g.protocol_type.clone().unwrap_or_default()),
-                )
+                let listed = ListedGroup {
+                    group_id: id.clone(),
+                    state: g.state.name(),
+                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                    group_type: "classic",
+                };
+                (id.clone(), listed)
             })
             .collect();
-        for (g, _, _) in lock(&self.offsets).keys() {
-            out.entry(g.clone())
-                .or_insert((GroupState::Empty, "consumer".into()));
+        for (id, g) in lock(&self.consumer_groups).iter() {
+            let listed = ListedGroup {
+                group_id: id.clone(),
+                state: g.state().name(),
+                protocol_type: "consumer".into(),
+                group_type: "consumer",
+            };
+            out.insert(id.clone(), listed);
         }
-        out.into_iter().map(|(id, (s, t))| (id, s, t)).collect()
+        for (g, _, _) in lock(&self.offsets).keys() {
+            out.entry(g.clone()).or_insert_with(|| ListedGroup {
+                group_id: g.clone(),
+                state: GroupState::Empty.name(),
+                protocol_type: "consumer".into(),
+                group_type: "classic",
+            });
+        }
+        out.into_values().collect()
+    }
+
+    /// Whether `group_id` is a consumer group (KIP-848), which DescribeGroups reports as Dead.
+    pub fn is_consumer_group(&self, group_id: &str) -> bool {
+        lock(&self.consumer_groups).contains_key(group_id)
     }
 
     /// Whether the group is known here: it has members or committed offsets. Kafka describes
     /// an unknown group as `Dead`.
     pub fn exists(&self, group_id: &str) -> bool {
         lock(&self.groups).contains_key(group_id)
+            || lock(&self.consumer_groups).contains_key(group_id)
             || lock(&self.offsets).keys().any(|(g, _, _)| g == group_id)
     }
 
@@ -942,6 +1018,14 @@ impl GroupCoordinator {
 
     /// Deletes an empty group and its committed offsets (tombstones in `__consumer_offsets`).
     pub async fn delete(&self, group_id: &str) -> ErrorCode {
+        let was_consumer_group = {
+            let mut consumer = lock(&self.consumer_groups);
+            match consumer.get(group_id) {
+                Some(g) if !g.members.is_empty() => return ErrorCode::NonEmptyGroup,
+                Some(_) => consumer.remove(group_id).is_some(),
+                None => false,
+            }
+        };
         {
             let mut groups = lock(&self.groups);
             if let Some(g) = groups.get(group_id) {
@@ -949,7 +1033,7 @@ impl GroupCoordinator {
                     return ErrorCode::NonEmptyGroup;
                 }
                 groups.remove(group_id);
-            } else if self.committed_all(group_id).is_empty() {
+            } else if self.committed_all(group_id).is_empty() && !was_consumer_group {
                 return ErrorCode::GroupIdNotFound;
             }
         }
@@ -976,7 +1060,14 @@ impl GroupCoordinator {
         if !self.exists(group_id) {
             return Err(ErrorCode::GroupIdNotFound);
         }
-        let subscribed: Option<Vec<String>> = {
+        let consumer_subscribed: Option<Vec<String>> = {
+            let view = self.topics_view();
+            lock(&self.consumer_groups)
+                .get(group_id)
+                .filter(|g| !g.members.is_empty())
+                .map(|g| g.subscribed_topics(&view).into_iter().collect())
+        };
+        let subscribed: Option<Vec<String>> = consumer_subscribed.or_else(|| {
             let groups = lock(&self.groups);
             groups
                 .get(group_id)
@@ -998,7 +1089,7 @@ impl GroupCoordinator {
                         })
                         .collect()
                 })
-        };
+        });
         let mut results = Vec::with_capacity(partitions.len());
         let mut delete = Vec::new();
         for (topic, p) in partitions {

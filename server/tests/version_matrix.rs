@@ -1169,6 +1169,115 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 "ElectLeaders v{v}: ELECTION_NOT_NEEDED is left out"
             );
         }
+        ApiKey::ConsumerGroupHeartbeat => {
+            use consumer_group_heartbeat_request::*;
+            let mut r = ConsumerGroupHeartbeatRequest::default();
+            r.group_id = GroupId(s(&format!("mx-cgh-v{v}")));
+            // v0: the coordinator names the member; v1: the client does.
+            if v >= 1 {
+                r.member_id = s("mx-member-v1");
+            }
+            r.member_epoch = 0;
+            r.instance_id = Some(s(&format!("mx-instance-v{v}")));
+            r.rack_id = Some(s("mx-rack"));
+            r.rebalance_timeout_ms = 10_000;
+            r.subscribed_topic_names = Some(vec![name(TOPIC)]);
+            if v >= 1 {
+                r.subscribed_topic_regex = Some(s("mx-gr.w"));
+            }
+            r.server_assignor = Some(s("range"));
+            r.topic_partitions = Some(vec![]);
+            let ResponseKind::ConsumerGroupHeartbeat(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "ConsumerGroupHeartbeat v{v}: {resp:?}");
+            assert_eq!(resp.member_epoch, 1, "ConsumerGroupHeartbeat v{v}");
+            assert!(resp.heartbeat_interval_ms > 0);
+            let a = resp.assignment.expect("a join gets its assignment");
+            let matrix = a
+                .topic_partitions
+                .iter()
+                .find(|t| t.topic_id == world.topic_id)
+                .expect("the subscribed topic, by id");
+            assert_eq!(matrix.partitions, vec![0], "ConsumerGroupHeartbeat v{v}");
+            if v >= 1 {
+                assert_eq!(a.topic_partitions.len(), 2, "v1: the regex adds mx-grow");
+            }
+            // The next heartbeat, at the member's epoch, owning what it was given.
+            r.member_id = resp.member_id.unwrap();
+            r.member_epoch = 1;
+            r.instance_id = None;
+            r.rack_id = None;
+            r.rebalance_timeout_ms = -1;
+            r.subscribed_topic_names = None;
+            r.subscribed_topic_regex = None;
+            r.server_assignor = None;
+            r.topic_partitions = Some(
+                a.topic_partitions
+                    .iter()
+                    .map(|t| {
+                        let mut o = TopicPartitions::default();
+                        o.topic_id = t.topic_id;
+                        o.partitions = t.partitions.clone();
+                        o
+                    })
+                    .collect(),
+            );
+            let ResponseKind::ConsumerGroupHeartbeat(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(
+                (resp.error_code, resp.member_epoch),
+                (0, 1),
+                "ConsumerGroupHeartbeat v{v}"
+            );
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let mut r = consumer_group_describe_request::ConsumerGroupDescribeRequest::default();
+            r.group_ids = vec![
+                GroupId(s(&format!("mx-cgh-v{v}"))),
+                GroupId(s("mx-never-seen")),
+            ];
+            r.include_authorized_operations = true;
+            let ResponseKind::ConsumerGroupDescribe(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let g = &resp.groups[0];
+            assert_eq!(g.error_code, 0, "ConsumerGroupDescribe v{v}: {g:?}");
+            assert_eq!(
+                g.group_state.as_str(),
+                "Stable",
+                "ConsumerGroupDescribe v{v}"
+            );
+            assert_eq!(
+                g.assignor_name.as_str(),
+                "range",
+                "ConsumerGroupDescribe v{v}"
+            );
+            assert_eq!((g.group_epoch, g.assignment_epoch), (1, 1));
+            assert_eq!(
+                g.authorized_operations, 328,
+                "ConsumerGroupDescribe v{v} ops"
+            );
+            let m = &g.members[0];
+            assert_eq!(m.rack_id.as_deref(), Some("mx-rack"));
+            assert_eq!(
+                m.instance_id.as_deref(),
+                Some(format!("mx-instance-v{v}").as_str())
+            );
+            assert_eq!(m.client_id.as_str(), "version-matrix");
+            assert_eq!(m.assignment, m.target_assignment);
+            assert!(
+                m.assignment
+                    .topic_partitions
+                    .iter()
+                    .any(|t| t.topic_name.0.as_str() == TOPIC)
+            );
+            if v >= 1 {
+                assert_eq!(m.member_type, 1, "v1: a consumer-protocol member");
+            }
+            assert_eq!(resp.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND");
+        }
         ApiKey::DescribeCluster => {
             let mut r = describe_cluster_request::DescribeClusterRequest::default();
             r.include_cluster_authorized_operations = true;
@@ -1244,6 +1353,8 @@ fn role(api: ApiKey) -> Role {
         | ApiKey::DescribeGroups
         | ApiKey::ListGroups
         | ApiKey::OffsetDelete
+        | ApiKey::ConsumerGroupHeartbeat
+        | ApiKey::ConsumerGroupDescribe
         | ApiKey::DeleteGroups => Role::Coordinator,
         _ => Role::Bootstrap,
     }

@@ -366,7 +366,15 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
                         .map(|t| (t.name, t.partition_indexes))
                         .collect()
                 });
-                let coordinator = ctx.groups.check_coordinator(g.group_id.0.as_str());
+                let mut coordinator = ctx.groups.check_coordinator(g.group_id.0.as_str());
+                if coordinator == ErrorCode::None && g.member_id.is_some() {
+                    // v9: a member of a consumer group (KIP-848) fetches at its epoch.
+                    coordinator = ctx.groups.validate_offset_fetch(
+                        g.group_id.0.as_str(),
+                        g.member_id.as_ref().map_or("", |m| m.as_str()),
+                        g.member_epoch,
+                    );
+                }
                 let found = if coordinator == ErrorCode::None {
                     fetch_one(ctx, g.group_id.0.as_str(), wanted)
                 } else {
@@ -448,7 +456,10 @@ pub fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> DescribeGroup
         .groups
         .into_iter()
         .map(|g| {
-            let known = ctx.groups.exists(g.0.as_str());
+            // A consumer group (KIP-848) is not a classic group: Kafka describes it as Dead
+            // here, and with ConsumerGroupDescribe.
+            let known =
+                ctx.groups.exists(g.0.as_str()) && !ctx.groups.is_consumer_group(g.0.as_str());
             let (state, protocol_type, protocol_name, members) = ctx.groups.describe(g.0.as_str());
             msg!(DescribedGroup {
                 error_code: 0,
@@ -479,29 +490,24 @@ pub fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> DescribeGroup
 
 /// ListGroups, with the state filter of v4+ and the type filter of v5+.
 pub fn list_groups(ctx: &Context, r: ListGroupsRequest) -> ListGroupsResponse {
+    let matches = |filter: &[StrBytes], value: &str| {
+        filter.is_empty()
+            || filter
+                .iter()
+                .any(|f| f.as_str().eq_ignore_ascii_case(value))
+    };
     let groups = ctx
         .groups
         .list()
         .into_iter()
-        .filter(|(_, state, _)| {
-            r.states_filter.is_empty()
-                || r.states_filter
-                    .iter()
-                    .any(|f| f.as_str().eq_ignore_ascii_case(state.name()))
-        })
-        // v5 type filter: every group here is a classic one.
-        .filter(|_| {
-            r.types_filter.is_empty()
-                || r.types_filter
-                    .iter()
-                    .any(|f| f.as_str().eq_ignore_ascii_case("classic"))
-        })
-        .map(|(id, state, protocol_type)| {
+        .filter(|g| matches(&r.states_filter, g.state))
+        .filter(|g| matches(&r.types_filter, g.group_type))
+        .map(|g| {
             msg!(ListedGroup {
-                group_id: GroupId(s(&id)),
-                protocol_type: s(&protocol_type),
-                group_state: s(state.name()),
-                group_type: s("classic"),
+                group_id: GroupId(s(&g.group_id)),
+                protocol_type: s(&g.protocol_type),
+                group_state: s(g.state),
+                group_type: s(g.group_type),
             })
         })
         .collect();

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod api_versions;
 pub mod authorized;
 pub mod configs;
+pub mod consumer_group;
 pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod fetch;
@@ -78,6 +79,8 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::DescribeCluster => (0, 1),
         ApiKey::DescribeProducers => (0, 0),
         ApiKey::DescribeTopicPartitions => (0, 0),
+        ApiKey::ConsumerGroupHeartbeat => (0, 1),
+        ApiKey::ConsumerGroupDescribe => (0, 1),
         _ => return None,
     })
 }
@@ -192,6 +195,12 @@ async fn dispatch(
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(ctx, r).await)
+        }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            ResponseKind::ConsumerGroupHeartbeat(consumer_group::heartbeat(ctx, header, r))
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_group::describe(ctx, r))
         }
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(group::delete_groups(ctx, r).await)

@@ -175,6 +175,23 @@ pub fn for_response(failed: &ResponseKind) -> Option<ResponseKind> {
             }
             ResponseKind::DescribeGroups(out)
         }
+        ResponseKind::ConsumerGroupDescribe(r) => {
+            let mut out = r.clone();
+            for g in &mut out.groups {
+                *g = msg!(
+                    kafka_protocol::messages::consumer_group_describe_response::DescribedGroup {
+                        error_code: ERROR,
+                        group_id: g.group_id.clone(),
+                    }
+                );
+            }
+            ResponseKind::ConsumerGroupDescribe(out)
+        }
+        ResponseKind::ConsumerGroupHeartbeat(_) => ResponseKind::ConsumerGroupHeartbeat(msg!(
+            kafka_protocol::messages::consumer_group_heartbeat_response::ConsumerGroupHeartbeatResponse {
+                error_code: ERROR,
+            }
+        )),
         ResponseKind::DescribeLogDirs(_) => ResponseKind::DescribeLogDirs(msg!(
             kafka_protocol::messages::describe_log_dirs_response::DescribeLogDirsResponse {
                 error_code: ERROR,
