@@ -125,6 +125,11 @@ pub struct Partition {
 }
 
 impl Partition {
+    /// Changes `min.insync.replicas` (at least 1); it applies from the next acks=all append.
+    pub fn set_min_insync_replicas(&mut self, n: usize) {
+        self.config.min_insync_replicas = n.max(1);
+    }
+
     /// A replica that is not yet leader or follower.
     pub fn new(id: BrokerId, config: PartitionConfig, high_watermark: Offset) -> Partition {
         Partition {

@@ -15,6 +15,7 @@ use strata_engine::{CleanupPolicy, CommitPipeline, Log, LogConfig, PipelineHandl
 use uuid::Uuid;
 
 use crate::config::{BrokerConfig, set_log_property};
+use crate::dynamic_config::DynamicConfigs;
 use crate::error_code::ErrorCode;
 use crate::topic::{Partition, Topic, valid_topic_name};
 
@@ -83,6 +84,15 @@ pub struct Broker {
     producer_id_limit: Mutex<i64>,
     /// Cluster membership: the metadata image and the controller client. `None` standalone.
     pub cluster: Option<crate::cluster::ClusterState>,
+    /// Dynamic broker configs and the effective config they make of `config`.
+    dynamic: RwLock<DynamicState>,
+}
+
+/// Dynamic broker configs in force, and `Broker::config` with them applied.
+#[derive(Debug)]
+struct DynamicState {
+    configs: DynamicConfigs,
+    effective: Arc<BrokerConfig>,
 }
 
 /// A legal topic name and partition count (1 to 10000).
@@ -133,7 +143,24 @@ impl Broker {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
+        // Standalone, the dynamic broker configs are in the data directory; in a cluster they
+        // arrive with the metadata image.
+        let dynamic = if config.is_cluster() {
+            DynamicConfigs::default()
+        } else {
+            DynamicConfigs::load(&config.log_dir)?
+        };
+        let effective = dynamic.apply_to(&config, config.node_id).map_err(|e| {
+            anyhow::anyhow!(
+                "{:?}: {e}",
+                config.log_dir.join(crate::dynamic_config::FILE)
+            )
+        })?;
         let broker = Arc::new(Broker {
+            dynamic: RwLock::new(DynamicState {
+                configs: dynamic,
+                effective: Arc::new(effective),
+            }),
             config,
             pipeline: Mutex::new(Some(pipeline)),
             handle,
@@ -208,12 +235,111 @@ impl Broker {
         &self,
         overrides: &BTreeMap<String, String>,
     ) -> Result<LogConfig, AdminError> {
-        let mut c = self.config.log_defaults.clone();
+        let mut c = self.effective_config().log_defaults.clone();
         for (k, v) in overrides {
             set_log_property(&mut c, k, v, false)
                 .map_err(|e| AdminError::new(ErrorCode::InvalidConfig, e.to_string()))?;
         }
         Ok(c)
+    }
+
+    /// The broker's config with its dynamic values applied: what topics inherit from.
+    pub fn effective_config(&self) -> Arc<BrokerConfig> {
+        self.dynamic
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .effective
+            .clone()
+    }
+
+    /// The dynamic broker configs in force.
+    pub fn dynamic_configs(&self) -> DynamicConfigs {
+        self.dynamic
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .configs
+            .clone()
+    }
+
+    /// Puts dynamic broker configs in force: every topic's effective config is derived again
+    /// (its overrides over the new defaults) and applied to its local partitions.
+    pub fn set_dynamic_configs(&self, configs: DynamicConfigs) -> Result<(), AdminError> {
+        let effective = configs
+            .apply_to(&self.config, self.config.node_id)
+            .map_err(|e| AdminError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+        {
+            let mut d = self.dynamic.write().unwrap_or_else(|p| p.into_inner());
+            if d.configs == configs {
+                return Ok(());
+            }
+            *d = DynamicState {
+                configs,
+                effective: Arc::new(effective),
+            };
+        }
+        for topic in self.topics() {
+            let overrides = topic
+                .overrides
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let Ok(config) = self.log_config(&overrides) else {
+                continue;
+            };
+            let min_insync = self.min_insync_replicas(&overrides);
+            for p in topic.local_partitions() {
+                if let Err(e) = p.log.set_config(config.clone()) {
+                    tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "applying a dynamic broker config");
+                }
+                p.set_min_insync_replicas(min_insync);
+            }
+            *topic.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        }
+        tracing::info!("dynamic broker configs applied");
+        Ok(())
+    }
+
+    /// AlterConfigs / IncrementalAlterConfigs of a broker resource ("" or a broker id):
+    /// replaces its dynamic values with `values`, after checking them as a start-up config
+    /// would be. Standalone they are written to the data directory first; in a cluster they go
+    /// to the metadata log, and every broker applies them from there.
+    pub async fn admin_set_broker_config(
+        &self,
+        resource: &str,
+        values: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let next = self
+            .dynamic_configs()
+            .with_resource(resource, values.clone());
+        next.apply_to(&self.config, self.config.node_id)
+            .map_err(|e| AdminError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        match &self.cluster {
+            None => {
+                let _g = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+                atomic_write(
+                    &self.config.log_dir,
+                    crate::dynamic_config::FILE,
+                    next.to_toml().as_bytes(),
+                )
+                .map_err(|e| AdminError::new(ErrorCode::KafkaStorageError, e.to_string()))?;
+                self.set_dynamic_configs(next)
+            }
+            Some(cluster) => {
+                let req = crate::cluster::wire::ControllerRequest::SetBrokerConfig {
+                    resource: resource.to_string(),
+                    configs: values,
+                };
+                cluster
+                    .admin_call(req)
+                    .await
+                    .map(|_| ())
+                    .map_err(|(code, message)| AdminError::new(code, message))
+            }
+        }
     }
 
     /// The directory of a partition's log.
@@ -270,7 +396,7 @@ impl Broker {
         overrides
             .get("min.insync.replicas")
             .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(usize::try_from(self.config.min_insync_replicas).unwrap_or(1))
+            .unwrap_or(usize::try_from(self.effective_config().min_insync_replicas).unwrap_or(1))
             .max(1)
     }
 

@@ -25,6 +25,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod dynamic_config;
 pub mod error_backoff;
 pub mod error_code;
 pub mod fetch_session;

@@ -351,6 +351,14 @@ impl Partition {
             .map_or(LeaderEpoch(0), |r| lock(r).machine.leader_epoch())
     }
 
+    /// Changes `min.insync.replicas` of a cluster replica (a topic or dynamic broker config
+    /// changed); standalone there is nothing to change.
+    pub fn set_min_insync_replicas(&self, n: usize) {
+        if let Some(r) = &self.replica {
+            lock(r).machine.set_min_insync_replicas(n);
+        }
+    }
+
     /// Whether this is a cluster replica.
     pub fn is_replica(&self) -> bool {
         self.replica.is_some()

@@ -83,6 +83,13 @@ pub enum MetadataRecord {
         /// The overrides.
         configs: BTreeMap<String, String>,
     },
+    /// Dynamic broker configs of a resource replaced (empty: removed).
+    SetBrokerConfig {
+        /// "" for the cluster-wide default, or a broker id.
+        resource: String,
+        /// The values.
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// Serde for `LeaderEpoch` (an engine type) as its plain number.

@@ -684,6 +684,12 @@ impl ControllerLoop {
                     Some((tx, Reply::Done)),
                 );
             }
+            ControllerRequest::SetBrokerConfig { resource, configs } => {
+                self.propose(
+                    vec![MetadataRecord::SetBrokerConfig { resource, configs }],
+                    Some((tx, Reply::Done)),
+                );
+            }
             ControllerRequest::ElectLeader {
                 topic,
                 partition,

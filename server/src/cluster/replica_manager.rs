@@ -36,7 +36,7 @@ fn new_topic(
 ) -> Arc<Topic> {
     let config = broker.log_config(configs).unwrap_or_else(|e| {
         tracing::warn!(topic = name, error = %e, "invalid topic config in the metadata; using defaults");
-        broker.config.log_defaults.clone()
+        broker.effective_config().log_defaults.clone()
     });
     Arc::new(Topic {
         name: name.to_string(),
@@ -52,6 +52,13 @@ fn new_topic(
 pub fn apply(broker: &Broker, image: &MetadataImage, now_ms: u64) -> Changes {
     let me = BrokerId(broker.config.node_id);
     let mut changes = Changes::default();
+    // Dynamic broker configs first: topics created below inherit from them.
+    let dynamic = crate::dynamic_config::DynamicConfigs::from_resources(&image.broker_configs);
+    if dynamic != broker.dynamic_configs()
+        && let Err(e) = broker.set_dynamic_configs(dynamic)
+    {
+        tracing::warn!(error = %e, "dynamic broker configs in the metadata do not apply here; keeping the previous ones");
+    }
     for (name, ti) in &image.topics {
         let id = Uuid::from_u128(ti.id);
         let topic = match broker.topic(name) {
@@ -69,10 +76,12 @@ pub fn apply(broker: &Broker, image: &MetadataImage, now_ms: u64) -> Changes {
         let overrides_changed =
             *topic.overrides.read().unwrap_or_else(|p| p.into_inner()) != ti.configs;
         if overrides_changed && let Ok(config) = broker.log_config(&ti.configs) {
+            let min_insync = broker.min_insync_replicas(&ti.configs);
             for p in topic.local_partitions() {
                 if let Err(e) = p.log.set_config(config.clone()) {
                     tracing::warn!(topic = %name, partition = p.index, error = %e, "applying topic config");
                 }
+                p.set_min_insync_replicas(min_insync);
             }
             *topic.overrides.write().unwrap_or_else(|p| p.into_inner()) = ti.configs.clone();
             *topic.config.write().unwrap_or_else(|p| p.into_inner()) = config;

@@ -88,6 +88,13 @@ pub enum ControllerRequest {
         /// The overrides.
         configs: BTreeMap<String, String>,
     },
+    /// Replaces the dynamic broker configs of a resource ("" or a broker id).
+    SetBrokerConfig {
+        /// The resource.
+        resource: String,
+        /// The values.
+        configs: BTreeMap<String, String>,
+    },
     /// ElectLeaders for one partition.
     ElectLeader {
         /// Topic.

@@ -1,13 +1,15 @@
 //! Configs as Kafka serves them: DescribeConfigs, AlterConfigs and IncrementalAlterConfigs of
 //! topics and brokers.
 //!
-//! A topic config is described with its source (its own override, a broker setting given at
-//! start, or the default), its synonyms (the broker config that sets its default: `retention.ms`
-//! ← `log.retention.ms`) and its type. A broker is described with Kafka's names for every
-//! setting Strata has; broker configs are static (given at start), so they are read-only and
-//! altering one is refused, as Kafka refuses configs that cannot change at runtime.
-//! IncrementalAlterConfigs APPEND and SUBTRACT work on list configs (`cleanup.policy`, the
-//! throttled-replica lists) against the topic's current value.
+//! A topic config is described with its source (its own override, a dynamic broker config, a
+//! broker setting given at start, or the default), its synonyms (the broker config that sets
+//! its default: `retention.ms` ← `log.retention.ms`) and its type. A broker is described with
+//! Kafka's names for every setting Strata has. The ones topics inherit may change at runtime
+//! (`crate::dynamic_config`), on this broker or on the cluster-wide default (resource name "");
+//! the rest are fixed at start, read-only, and altering one is refused as Kafka refuses
+//! configs that cannot change at runtime. IncrementalAlterConfigs APPEND and SUBTRACT work on
+//! list configs (`cleanup.policy`, `log.cleanup.policy`, the throttled-replica lists) against
+//! the current value.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,6 +31,7 @@ use super::admin::code_message;
 use super::{Context, s};
 use crate::broker::AdminError;
 use crate::config::{BrokerConfig, BrokerConfigEntry};
+use crate::dynamic_config::{self, DynamicConfigs, Layer};
 use crate::error_code::ErrorCode;
 use crate::topic_config;
 
@@ -43,6 +46,10 @@ const RESOURCE_BROKER: i8 = 4;
 enum Source {
     /// The topic's own override.
     Topic = 1,
+    /// Set on this broker at runtime.
+    DynamicBroker = 2,
+    /// Set on the cluster-wide default at runtime.
+    DynamicDefaultBroker = 3,
     /// Given to the broker at start (config file or `--set`), different from the default.
     StaticBroker = 4,
     /// The built-in default.
@@ -55,49 +62,57 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-/// This broker's configs and the built-in defaults, by name.
+/// This broker's configs as they are in force, and where each value comes from.
 struct BrokerValues {
+    base: BrokerConfig,
+    node: i32,
+    dynamic: DynamicConfigs,
     current: Vec<BrokerConfigEntry>,
-    defaults: BTreeMap<&'static str, Option<String>>,
+}
+
+impl From<Layer> for Source {
+    fn from(l: Layer) -> Source {
+        match l {
+            Layer::Broker => Source::DynamicBroker,
+            Layer::ClusterDefault => Source::DynamicDefaultBroker,
+            Layer::Static => Source::StaticBroker,
+            Layer::Default => Source::Default,
+        }
+    }
 }
 
 impl BrokerValues {
-    fn of(config: &BrokerConfig) -> BrokerValues {
+    fn of(broker: &crate::broker::Broker) -> BrokerValues {
         BrokerValues {
-            current: config.describe(),
-            defaults: BrokerConfig::default()
-                .describe()
-                .into_iter()
-                .map(|e| (e.name, e.value))
-                .collect(),
+            base: broker.config.clone(),
+            node: broker.config.node_id,
+            dynamic: broker.dynamic_configs(),
+            current: broker.effective_config().describe(),
         }
     }
 
     /// The broker config's value and source, if Strata has it.
     fn get(&self, name: &str) -> Option<(Option<String>, Source)> {
         let e = self.current.iter().find(|e| e.name == name)?;
-        let source = if self.defaults.get(name) == Some(&e.value) {
-            Source::Default
-        } else {
-            Source::StaticBroker
-        };
+        let source = self
+            .dynamic
+            .layers(&self.base, self.node, name)
+            .first()
+            .map_or(Source::Default, |(l, _)| Source::from(*l));
         Some((e.value.clone(), source))
     }
 
-    /// Synonyms of a broker config, most specific first: its static value (if set), then its
-    /// default.
+    /// Synonyms of a broker config, most specific first: its dynamic values, its static value
+    /// (each if set), then its default (`default` where Strata has no such broker config).
     fn synonyms(&self, name: &str, default: Option<String>) -> Vec<DescribeConfigsSynonym> {
-        let mut out = Vec::new();
-        let default = match self.get(name) {
-            Some((value, Source::StaticBroker)) => {
-                out.push(synonym(name, value, Source::StaticBroker));
-                self.defaults.get(name).cloned().flatten()
-            }
-            Some((value, _)) => value,
-            None => default,
-        };
-        out.push(synonym(name, default, Source::Default));
-        out
+        let layers = self.dynamic.layers(&self.base, self.node, name);
+        if layers.is_empty() {
+            return vec![synonym(name, default, Source::Default)];
+        }
+        layers
+            .into_iter()
+            .map(|(l, v)| synonym(name, v, Source::from(l)))
+            .collect()
     }
 }
 
@@ -142,7 +157,7 @@ pub(super) fn describe_topic(
     wanted: &dyn Fn(&str) -> bool,
     with_synonyms: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
-    let broker = BrokerValues::of(&ctx.broker.config);
+    let broker = BrokerValues::of(&ctx.broker);
     topic_configs(&ctx.broker, topic)
         .into_iter()
         .filter(|(k, _, _)| wanted(k))
@@ -197,17 +212,41 @@ fn this_broker(ctx: &Context, name: &str) -> Result<(), AdminError> {
 }
 
 /// The configs of this broker as DescribeConfigs reports them; the cluster-wide default
-/// resource (empty name) has none, since Strata has no dynamic defaults.
+/// resource (empty name) has the dynamic defaults set on it, as in Kafka.
 fn describe_broker(
     ctx: &Context,
     name: &str,
     wanted: &dyn Fn(&str) -> bool,
     with_synonyms: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
+    let broker = BrokerValues::of(&ctx.broker);
     if name.is_empty() {
-        return Vec::new();
+        return broker
+            .dynamic
+            .cluster_default
+            .iter()
+            .filter(|(k, _)| wanted(k))
+            .map(|(k, v)| {
+                let config_type = broker
+                    .current
+                    .iter()
+                    .find(|e| e.name == k.as_str())
+                    .map_or(crate::config::ConfigType::String, |e| e.config_type);
+                msg!(DescribeConfigsResourceResult {
+                    name: s(k),
+                    value: Some(s(v)),
+                    read_only: false,
+                    config_source: Source::DynamicDefaultBroker as i8,
+                    synonyms: if with_synonyms {
+                        vec![synonym(k, Some(v.clone()), Source::DynamicDefaultBroker)]
+                    } else {
+                        Vec::new()
+                    },
+                    config_type: config_type as i8,
+                })
+            })
+            .collect();
     }
-    let broker = BrokerValues::of(&ctx.broker.config);
     broker
         .current
         .iter()
@@ -217,7 +256,7 @@ fn describe_broker(
             msg!(DescribeConfigsResourceResult {
                 name: s(e.name),
                 value: e.value.as_deref().map(s),
-                read_only: true,
+                read_only: !dynamic_config::is_dynamic(e.name),
                 config_source: source as i8,
                 synonyms: if with_synonyms {
                     broker.synonyms(e.name, e.value.clone())
@@ -275,17 +314,99 @@ pub fn describe_configs(ctx: &Context, r: DescribeConfigsRequest) -> DescribeCon
     msg!(DescribeConfigsResponse { results })
 }
 
-/// Altering a broker config: every one Strata has is fixed at start.
-fn alter_broker(ctx: &Context, name: &str, keys: &[String]) -> Result<(), AdminError> {
-    this_broker(ctx, name)?;
+/// Refuses changes to broker configs that are fixed at start.
+fn only_dynamic<'a>(keys: impl Iterator<Item = &'a str>) -> Result<(), AdminError> {
+    let fixed: Vec<&str> = keys.filter(|k| !dynamic_config::is_dynamic(k)).collect();
+    if fixed.is_empty() {
+        return Ok(());
+    }
     Err(refused(
         ErrorCode::InvalidRequest,
         format!(
-            "Cannot update these configs dynamically: {}; broker configs are set at start \
-             (config file or --set)",
-            keys.join(", ")
+            "Cannot update these configs dynamically: {}; they are set at start (config file \
+             or --set). Dynamic: {}",
+            fixed.join(", "),
+            dynamic_config::DYNAMIC.join(", ")
         ),
     ))
+}
+
+/// AlterConfigs of a broker resource: its dynamic values become exactly the ones given.
+async fn alter_broker(
+    ctx: &Context,
+    name: &str,
+    changes: Vec<(String, Option<String>)>,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    this_broker(ctx, name)?;
+    only_dynamic(changes.iter().map(|(k, _)| k.as_str()))?;
+    let mut values = BTreeMap::new();
+    for (k, v) in changes {
+        let Some(v) = v else {
+            return Err(refused(
+                ErrorCode::InvalidRequest,
+                format!("Null value not supported for : {k}"),
+            ));
+        };
+        values.insert(k, v);
+    }
+    ctx.broker
+        .admin_set_broker_config(name, values, validate_only)
+        .await
+}
+
+/// IncrementalAlterConfigs of a broker resource: SET, DELETE, APPEND and SUBTRACT against its
+/// dynamic values (APPEND/SUBTRACT against the value in force).
+async fn incremental_alter_broker(
+    ctx: &Context,
+    name: &str,
+    ops: &[(String, i8, Option<String>)],
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    this_broker(ctx, name)?;
+    only_dynamic(ops.iter().map(|(k, _, _)| k.as_str()))?;
+    let mut values = ctx.broker.dynamic_configs().resource(name);
+    let in_force = ctx.broker.effective_config().describe();
+    for (key, op, value) in ops {
+        match *op {
+            OP_SET => {
+                values.insert(key.clone(), value.clone().unwrap_or_default());
+            }
+            OP_DELETE => {
+                values.remove(key);
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                let entry = in_force.iter().find(|e| e.name == key.as_str());
+                if entry.is_none_or(|e| e.config_type != crate::config::ConfigType::List) {
+                    let verb = if *op == OP_APPEND {
+                        "append"
+                    } else {
+                        "subtract"
+                    };
+                    return Err(refused(
+                        ErrorCode::InvalidConfig,
+                        format!("Config value {verb} is not allowed for config key: {key}"),
+                    ));
+                }
+                let now = values
+                    .get(key)
+                    .cloned()
+                    .or_else(|| entry.and_then(|e| e.value.clone()))
+                    .unwrap_or_default();
+                let given = value.as_deref().unwrap_or_default();
+                values.insert(key.clone(), list_op(&now, *op, given));
+            }
+            other => {
+                return Err(refused(
+                    ErrorCode::InvalidRequest,
+                    format!("unknown config operation {other} for {key}"),
+                ));
+            }
+        }
+    }
+    ctx.broker
+        .admin_set_broker_config(name, values, validate_only)
+        .await
 }
 
 /// AlterConfigs: replaces a topic's overrides.
@@ -314,8 +435,7 @@ pub async fn alter_configs(ctx: &Context, r: AlterConfigsRequest) -> AlterConfig
                     .await
             }
             RESOURCE_BROKER => {
-                let keys: Vec<String> = changes.into_iter().map(|(k, _)| k).collect();
-                alter_broker(ctx, res.resource_name.as_str(), &keys)
+                alter_broker(ctx, res.resource_name.as_str(), changes, r.validate_only).await
             }
             other => Err(refused(
                 ErrorCode::InvalidRequest,
@@ -438,8 +558,8 @@ pub async fn incremental_alter_configs(
                     }
                 }
                 RESOURCE_BROKER => {
-                    let keys: Vec<String> = ops.into_iter().map(|(k, _, _)| k).collect();
-                    alter_broker(ctx, res.resource_name.as_str(), &keys)
+                    incremental_alter_broker(ctx, res.resource_name.as_str(), &ops, r.validate_only)
+                        .await
                 }
                 other => Err(refused(
                     ErrorCode::InvalidRequest,

@@ -1,7 +1,8 @@
 """Configs as kafka-python's admin client sees them against Strata: DescribeConfigs with
 synonyms, sources and types for a topic and for the broker; IncrementalAlterConfigs SET,
-APPEND and SUBTRACT on a list config, APPEND refused on a non-list one; broker configs
-read-only and their alteration refused. The broker runs with log.retention.ms=1234567.
+APPEND and SUBTRACT on a list config, APPEND refused on a non-list one; dynamic broker
+configs on the broker and on the cluster-wide default, with their precedence, inherited by
+topics, and the static ones refused. The broker runs with log.retention.ms=1234567.
 Usage: kafka_python_configs.py HOST:PORT"""
 import sys
 
@@ -70,16 +71,54 @@ assert describe_topic()["retention.ms"]["value"] == "600000", "a refused change 
 modified = describe_topic("modified")
 assert set(modified) == {"retention.ms", throttled}, modified
 
-# The broker: Kafka's names, read-only, the static setting and broker.rack (unset: null).
-broker = admin.describe_configs(
-    [ConfigResource(ConfigResourceType.BROKER, "1")], include_synonyms=True, config_filter="all"
-)["broker"]["1"]
+# The broker: Kafka's names, the static setting and broker.rack (unset: null). What topics
+# inherit may change at runtime; the rest is read-only and refused.
+def describe_broker(name="1"):
+    return admin.describe_configs(
+        [ConfigResource(ConfigResourceType.BROKER, name)], include_synonyms=True, config_filter="all"
+    )["broker"][name]
+
+
+broker = describe_broker()
 assert broker["log.retention.ms"]["value"] == "1234567", broker["log.retention.ms"]
 assert broker["log.retention.ms"]["config_source"] == "STATIC_BROKER_CONFIG"
+assert not broker["log.retention.ms"]["read_only"]
 assert broker["message.max.bytes"]["config_source"] == "DEFAULT_CONFIG"
 assert "broker.rack" in broker and broker["broker.rack"]["value"] is None, broker.get("broker.rack")
-assert all(c["read_only"] for c in broker.values())
-result = alter({"log.retention.ms": "5"}, ConfigResource(ConfigResourceType.BROKER, "1"))
+assert broker["listeners"]["read_only"] and broker["node.id"]["read_only"]
+node = ConfigResource(ConfigResourceType.BROKER, "1")
+result = alter({"num.partitions": ("SET", "3")}, node)
 assert "InvalidRequestError" in result and "dynamically" in result, result
+result = alter({"log.retention.ms": ("SET", "-5x")}, node)
+assert "InvalidConfigurationError" in result, result
+
+# A per-broker dynamic value beats the static one, and topics without an override inherit it.
+assert alter({"log.retention.ms": ("SET", "7777")}, node) == "OK"
+retention = describe_broker()["log.retention.ms"]
+assert (retention["value"], retention["config_source"]) == ("7777", "DYNAMIC_BROKER_CONFIG"), retention
+assert [(s["value"], s["source"]) for s in retention["synonyms"]] == [
+    ("7777", "DYNAMIC_BROKER_CONFIG"),
+    ("1234567", "STATIC_BROKER_CONFIG"),
+    ("604800000", "DEFAULT_CONFIG"),
+], retention
+admin.create_topics([NewTopic("py-inherits", num_partitions=1, replication_factor=1)])
+inherited = admin.describe_configs(
+    [ConfigResource(ConfigResourceType.TOPIC, "py-inherits")], include_synonyms=True
+)["topic"]["py-inherits"]["retention.ms"]
+assert (inherited["value"], inherited["config_source"]) == ("7777", "DYNAMIC_BROKER_CONFIG"), inherited
+
+# DELETE: back to the static value. (kafka-python cannot name the cluster-wide default
+# resource "": server/tests/dynamic_configs.rs covers it.)
+assert alter({"log.retention.ms": ("DELETE", None)}, node) == "OK"
+retention = describe_broker()["log.retention.ms"]
+assert (retention["value"], retention["config_source"]) == ("1234567", "STATIC_BROKER_CONFIG"), retention
+
+# APPEND on a list broker config, against the value in force; topics inherit the list.
+assert alter({"log.cleanup.policy": ("APPEND", "compact")}, node) == "OK"
+assert describe_broker()["log.cleanup.policy"]["value"] == "compact,delete"
+inherited = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "py-inherits")])
+assert inherited["topic"]["py-inherits"]["cleanup.policy"]["value"] == "compact,delete", inherited
+assert alter({"log.cleanup.policy": ("DELETE", None)}, node) == "OK"
+assert describe_broker()["log.cleanup.policy"]["config_source"] == "DEFAULT_CONFIG"
 admin.close()
 print("kafka-python: configs ok")
