@@ -335,6 +335,9 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, ConnectionError> {
             wire::legacy::decode(api_key, version, &mut frame)
                 .map_err(|e| ConnectionError::Malformed(e.to_string()))?
         }
+        None if wire::topic_ids::decodes(api_key, version) => {
+            wire::topic_ids::decode(api_key, &mut frame).map_err(ConnectionError::Malformed)?
+        }
         None => RequestKind::decode(api_key, &mut frame, version)
             .map_err(|e| ConnectionError::Malformed(format!("{api_key:?} v{version} body: {e}")))?,
     };

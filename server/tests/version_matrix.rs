@@ -116,6 +116,50 @@ fn get_str(b: &mut Bytes) -> String {
     String::from_utf8(b.split_to(n as usize).to_vec()).unwrap()
 }
 
+/// Flexible-encoding helpers for OffsetCommit and OffsetFetch v10 (topics by id), whose
+/// requests the codec crate does not encode: Kafka 4.2's OffsetCommitRequest.json and
+/// OffsetFetchRequest.json, written out.
+fn put_compact_str(b: &mut BytesMut, v: &str) {
+    b.put_u8(v.len() as u8 + 1);
+    b.put_slice(v.as_bytes());
+}
+
+fn offset_commit_v10(group: &str, topic_id: Uuid, offset: i64) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    put_compact_str(&mut b, group);
+    b.put_i32(-1); // generation / member epoch: a commit from outside the group
+    put_compact_str(&mut b, ""); // member id
+    b.put_u8(0); // group instance id: null
+    b.put_u8(2); // one topic
+    b.put_u128(topic_id.as_u128());
+    b.put_u8(2); // one partition
+    b.put_i32(0);
+    b.put_i64(offset);
+    b.put_i32(-1); // leader epoch
+    put_compact_str(&mut b, "meta");
+    b.put_u8(0); // partition tagged fields
+    b.put_u8(0); // topic tagged fields
+    b.put_u8(0); // request tagged fields
+    b.to_vec()
+}
+
+fn offset_fetch_v10(group: &str, topic_id: Uuid) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    b.put_u8(2); // one group
+    put_compact_str(&mut b, group);
+    b.put_u8(0); // member id: null
+    b.put_i32(-1); // member epoch
+    b.put_u8(2); // one topic
+    b.put_u128(topic_id.as_u128());
+    b.put_u8(2); // one partition index
+    b.put_i32(0);
+    b.put_u8(0); // topic tagged fields
+    b.put_u8(0); // group tagged fields
+    b.put_u8(1); // require stable
+    b.put_u8(0); // request tagged fields
+    b.to_vec()
+}
+
 /// What the matrix learned about the cluster (topic id) and keeps between calls.
 struct World {
     topic_id: Uuid,
@@ -376,6 +420,8 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 }
                 put_str(&mut b, "meta");
                 b.to_vec()
+            } else if v >= 10 {
+                offset_commit_v10(&group, world.topic_id, offset)
             } else {
                 use offset_commit_request::*;
                 let mut p = OffsetCommitRequestPartition::default();
@@ -401,8 +447,19 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             assert_eq!(b.remaining(), 0);
             let code = resp.topics[0].partitions[0].error_code;
             assert_eq!(code, 0, "OffsetCommit v{v}");
+            if v >= 10 {
+                assert_eq!(resp.topics[0].topic_id, world.topic_id, "v10 answers by id");
+                // An id nobody has: UNKNOWN_TOPIC_ID.
+                let body = offset_commit_v10(&group, Uuid::from_u128(12345), offset);
+                let mut b = conn.call_raw(api, v, &body);
+                let resp = offset_commit_response::OffsetCommitResponse::decode(&mut b, v).unwrap();
+                assert_eq!(
+                    resp.topics[0].partitions[0].error_code, 100,
+                    "UNKNOWN_TOPIC_ID"
+                );
+            }
             world.committed.insert(v, offset);
-            if v >= 2 {
+            if (2..10).contains(&v) {
                 // From outside a group that has a member (an admin tool): UNKNOWN_MEMBER_ID.
                 use offset_commit_request::*;
                 let mut p = OffsetCommitRequestPartition::default();
@@ -425,7 +482,27 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
         ApiKey::OffsetFetch => {
             use offset_fetch_request::*;
             // OffsetFetch vN reads what OffsetCommit vN committed (the same group).
-            let group = format!("mx-commit-v{}", v.min(9));
+            let group = format!("mx-commit-v{v}");
+            if v >= 10 {
+                let mut b = conn.call_raw(api, v, &offset_fetch_v10(&group, world.topic_id));
+                let resp = offset_fetch_response::OffsetFetchResponse::decode(&mut b, v)
+                    .unwrap_or_else(|e| panic!("OffsetFetch v{v}: {e}"));
+                assert_eq!(b.remaining(), 0);
+                let t = &resp.groups[0].topics[0];
+                assert_eq!(t.topic_id, world.topic_id, "OffsetFetch v{v} answers by id");
+                assert_eq!(t.partitions[0].error_code, 0);
+                assert_eq!(
+                    Some(t.partitions[0].committed_offset),
+                    world.committed.get(&v).copied()
+                );
+                assert_eq!(t.partitions[0].metadata.as_deref(), Some("meta"));
+                let mut b =
+                    conn.call_raw(api, v, &offset_fetch_v10(&group, Uuid::from_u128(12345)));
+                let resp = offset_fetch_response::OffsetFetchResponse::decode(&mut b, v).unwrap();
+                let p = &resp.groups[0].topics[0].partitions[0];
+                assert_eq!(p.error_code, 100, "OffsetFetch v{v} of an unknown id");
+                return;
+            }
             let mut r = OffsetFetchRequest::default();
             if v >= 8 {
                 let mut t = OffsetFetchRequestTopics::default();

@@ -264,12 +264,23 @@ pub async fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommi
     let mut commits = Vec::new();
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
     for t in &r.topics {
-        let name = t.name.0.as_str().to_string();
-        let topic = ctx.broker.topic(&name);
+        // v10 names the topic by id.
+        let by_id = t.name.0.is_empty() && !t.topic_id.is_nil();
+        let topic = if by_id {
+            ctx.broker.topic_by_id(t.topic_id)
+        } else {
+            ctx.broker.topic(t.name.0.as_str())
+        };
+        let name = match (&topic, by_id) {
+            (Some(topic), true) => topic.name.clone(),
+            _ => t.name.0.as_str().to_string(),
+        };
         let mut partitions = Vec::new();
         for p in &t.partitions {
             let code = if check != ErrorCode::None {
                 check
+            } else if by_id && topic.is_none() {
+                ErrorCode::UnknownTopicId
             } else if !ctx
                 .broker
                 .partition_exists(topic.as_deref(), p.partition_index)
@@ -361,9 +372,25 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
             .groups
             .into_iter()
             .map(|g| {
+                // v10 names topics by id: those this broker does not know are answered
+                // UNKNOWN_TOPIC_ID, the others looked up by name.
+                let mut unknown_ids = Vec::new();
                 let wanted = g.topics.map(|ts| {
                     ts.into_iter()
-                        .map(|t| (t.name, t.partition_indexes))
+                        .filter_map(|t| {
+                            if version < 10 {
+                                return Some((t.name, t.partition_indexes));
+                            }
+                            match ctx.broker.topic_by_id(t.topic_id) {
+                                Some(topic) => {
+                                    Some((TopicName(s(&topic.name)), t.partition_indexes))
+                                }
+                                None => {
+                                    unknown_ids.push((t.topic_id, t.partition_indexes));
+                                    None
+                                }
+                            }
+                        })
                         .collect()
                 });
                 let mut coordinator = ctx.groups.check_coordinator(g.group_id.0.as_str());
@@ -378,13 +405,35 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
                 let found = if coordinator == ErrorCode::None {
                     fetch_one(ctx, g.group_id.0.as_str(), wanted)
                 } else {
+                    unknown_ids.clear();
                     Vec::new()
                 };
+                let unknown = unknown_ids.into_iter().map(|(topic_id, ps)| {
+                    msg!(OffsetFetchResponseTopics {
+                        topic_id,
+                        partitions: ps
+                            .into_iter()
+                            .map(|p| msg!(OffsetFetchResponsePartitions {
+                                partition_index: p,
+                                committed_offset: -1,
+                                committed_leader_epoch: -1,
+                                error_code: ErrorCode::UnknownTopicId.code(),
+                            }))
+                            .collect(),
+                    })
+                });
                 msg!(OffsetFetchResponseGroup {
                     group_id: g.group_id,
                     topics: found
                         .into_iter()
                         .map(|(name, ps)| msg!(OffsetFetchResponseTopics {
+                            topic_id: if version >= 10 {
+                                ctx.broker
+                                    .topic(name.0.as_str())
+                                    .map_or(uuid::Uuid::nil(), |t| t.id)
+                            } else {
+                                uuid::Uuid::nil()
+                            },
                             name,
                             partitions: ps
                                 .into_iter()
@@ -402,6 +451,7 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
                                 }))
                                 .collect(),
                         }))
+                        .chain(unknown)
                         .collect(),
                     error_code: coordinator.code(),
                 })

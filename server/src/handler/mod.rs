@@ -44,7 +44,8 @@ pub struct Context {
 
 /// The versions this broker implements, per API: `(min, max)`, or `None` if not implemented.
 /// Versions below the codec crate's floor (ListOffsets v0, OffsetCommit v0-1, OffsetFetch v0,
-/// DescribeConfigs v0, CreateTopics v0-1, DeleteTopics v0) go through `wire::legacy`.
+/// DescribeConfigs v0, CreateTopics v0-1, DeleteTopics v0) go through `wire::legacy`; requests
+/// of OffsetCommit and OffsetFetch v10, above the crate's decoders, through `wire::topic_ids`.
 /// Produce advertises a minimum of 0 because librdkafka refuses brokers that do not, but
 /// versions 0-2 (message formats v0/v1) are not decoded: such requests close the connection.
 pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
@@ -53,8 +54,8 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::Fetch => (4, 18),
         ApiKey::ListOffsets => (0, 10),
         ApiKey::Metadata => (0, 13),
-        ApiKey::OffsetCommit => (0, 9),
-        ApiKey::OffsetFetch => (0, 9),
+        ApiKey::OffsetCommit => (0, 10),
+        ApiKey::OffsetFetch => (0, 10),
         ApiKey::FindCoordinator => (0, 6),
         ApiKey::JoinGroup => (0, 9),
         ApiKey::Heartbeat => (0, 4),

@@ -7,9 +7,12 @@
 //!   from their modern equivalents;
 //! - [`error_response`]: `UNKNOWN_SERVER_ERROR` in the shape of the API's response, sent when a
 //!   response does not encode, instead of closing the connection;
-//! - [`frame`]: a response to a length-prefixed frame (fitted, legacy-aware, with the fallback).
+//! - [`frame`]: a response to a length-prefixed frame (fitted, legacy-aware, with the fallback);
+//! - [`topic_ids`]: OffsetCommit and OffsetFetch v10 requests (topics by id), which the crate
+//!   does not decode.
 
 pub mod error_response;
 pub mod fit;
 pub mod frame;
 pub mod legacy;
+pub mod topic_ids;
