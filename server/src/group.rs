@@ -14,11 +14,18 @@
 //!
 //! Invariant: the cache holds exactly the last durable commit of each (group, topic, partition).
 //!
+//! Membership: each completed rebalance (and a group becoming empty) is written to the same
+//! partition as a group metadata record ([`group_metadata`]), durably and on the in-sync
+//! replicas before the members get their assignments; the broker that takes the partition over
+//! loads the groups with the offsets, so members keep heartbeating at their generation through a
+//! coordinator failover, with no rebalance.
+//!
 //! Groups of the new consumer protocol (KIP-848) are in [`consumer_group`]; a group id is one
 //! kind or the other, and both kinds commit offsets here.
 
 pub mod assignor;
 pub mod consumer_group;
+pub mod group_metadata;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -93,6 +100,7 @@ impl JoinResult {
 #[derive(Debug)]
 struct Member {
     client_id: String,
+    client_host: String,
     group_instance_id: Option<String>,
     session_timeout: Duration,
     rebalance_timeout: Duration,
@@ -118,6 +126,84 @@ struct Group {
 }
 
 impl Group {
+    /// A group as loaded from its metadata record: its members alive from `now` on, stable at
+    /// their generation (or empty).
+    fn from_stored(g: group_metadata::StoredGroup, now: Instant) -> Group {
+        let members: BTreeMap<String, Member> = g
+            .members
+            .into_iter()
+            .map(|m| {
+                let protocols = match &g.protocol {
+                    Some(p) => vec![(p.clone(), m.subscription)],
+                    None => vec![],
+                };
+                let member = Member {
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    group_instance_id: m.group_instance_id,
+                    session_timeout: Duration::from_millis(m.session_timeout_ms.max(0) as u64),
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                    protocols,
+                    assignment: m.assignment,
+                    last_heartbeat: now,
+                    join_waiter: None,
+                    sync_waiter: None,
+                };
+                (m.member_id, member)
+            })
+            .collect();
+        Group {
+            state: if members.is_empty() {
+                GroupState::Empty
+            } else {
+                GroupState::Stable
+            },
+            generation_id: g.generation,
+            protocol_type: Some(g.protocol_type).filter(|t| !t.is_empty()),
+            protocol_name: g.protocol,
+            leader: g.leader,
+            members,
+            pending: HashMap::new(),
+            rebalance_started: None,
+            rebalance_epoch: 0,
+        }
+    }
+
+    /// The group as its metadata record stores it.
+    fn to_stored(&self) -> group_metadata::StoredGroup {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        group_metadata::StoredGroup {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation_id,
+            protocol: self.protocol_name.clone(),
+            leader: self.leader.clone(),
+            state_timestamp: now,
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| group_metadata::StoredMember {
+                    member_id: id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: i32::try_from(m.rebalance_timeout.as_millis())
+                        .unwrap_or(i32::MAX),
+                    session_timeout_ms: i32::try_from(m.session_timeout.as_millis())
+                        .unwrap_or(i32::MAX),
+                    subscription: m
+                        .protocols
+                        .iter()
+                        .find(|p| Some(&p.0) == self.protocol_name.as_ref())
+                        .map(|p| p.1.clone())
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
     fn new() -> Group {
         Group {
             state: GroupState::Empty,
@@ -155,6 +241,8 @@ pub struct JoinRequest {
     pub group_instance_id: Option<String>,
     /// The client id from the request header.
     pub client_id: String,
+    /// The client's address (`/127.0.0.1`), or empty.
+    pub client_host: String,
     /// Session timeout.
     pub session_timeout_ms: i32,
     /// Rebalance timeout.
@@ -168,6 +256,35 @@ pub struct JoinRequest {
 }
 
 type OffsetKey = (String, String, i32);
+
+/// Records appended to `__consumer_offsets`, not yet safe.
+struct PendingAppend {
+    partition: Arc<crate::topic::Partition>,
+    info: strata_engine::AppendInfo,
+    epoch: strata_engine::LeaderEpoch,
+}
+
+impl PendingAppend {
+    /// Waits until the records are durable here and, in a cluster, on the in-sync replicas
+    /// (like a produce with acks=all), so they survive the loss of this broker.
+    async fn settle(self, broker: &Broker) -> Result<(), ErrorCode> {
+        self.info
+            .completion
+            .until(Stage::Durable)
+            .await
+            .map_err(|e| ErrorCode::from(&e))?;
+        self.partition.on_local_progress();
+        broker.notify_append();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        self.partition
+            .wait_replicated(Offset(self.info.last_offset.0 + 1), self.epoch, deadline)
+            .await
+            .map_err(|(code, _)| match code {
+                ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
+                other => other,
+            })
+    }
+}
 
 /// A group as ListGroups reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,6 +307,10 @@ pub struct GroupCoordinator {
     /// Consumer groups of the KIP-848 protocol. Lock order: `groups` before this.
     consumer_groups: Mutex<HashMap<String, consumer_group::ConsumerGroup>>,
     offsets: Mutex<BTreeMap<OffsetKey, CommittedOffset>>,
+    /// In a cluster: the `__consumer_offsets` partitions whose groups and offsets are loaded
+    /// here. One this broker leads but has not loaded yet answers COORDINATOR_LOAD_IN_PROGRESS
+    /// (not an empty group, which would make members rejoin and consumers lose their place).
+    loaded: Mutex<std::collections::HashSet<i32>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -201,19 +322,30 @@ impl GroupCoordinator {
     /// cluster each partition is loaded when this broker becomes its leader).
     pub fn load(broker: Arc<Broker>) -> anyhow::Result<Arc<GroupCoordinator>> {
         let mut offsets = BTreeMap::new();
+        let mut stored = BTreeMap::new();
         if broker.cluster.is_none()
             && let Some(topic) = broker.topic(OFFSETS_TOPIC)
         {
             for p in topic.local_partitions() {
-                read_offsets(&p, &mut offsets)?;
+                read_offsets(&p, &mut offsets, &mut stored)?;
             }
         }
-        tracing::info!(offsets = offsets.len(), "loaded committed offsets");
+        let now = Instant::now();
+        let groups: HashMap<String, Group> = stored
+            .into_iter()
+            .filter_map(|(id, g)| Some((id, Group::from_stored(g?, now))))
+            .collect();
+        tracing::info!(
+            offsets = offsets.len(),
+            groups = groups.len(),
+            "loaded committed offsets and groups"
+        );
         Ok(Arc::new(GroupCoordinator {
             broker,
-            groups: Mutex::new(HashMap::new()),
+            groups: Mutex::new(groups),
             consumer_groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(offsets),
+            loaded: Mutex::new(std::collections::HashSet::new()),
         }))
     }
 
@@ -228,23 +360,41 @@ impl GroupCoordinator {
             return;
         };
         let mut loaded = BTreeMap::new();
-        if let Err(e) = read_offsets(&p, &mut loaded) {
+        let mut stored = BTreeMap::new();
+        if let Err(e) = read_offsets(&p, &mut loaded, &mut stored) {
             tracing::error!(partition = index, error = %e, "reading committed offsets");
             return;
         }
         let n = loaded.len();
-        let mut offsets = lock(&self.offsets);
-        offsets.retain(|(g, _, _), _| self.partition_for(g) != index);
-        offsets.extend(loaded);
+        {
+            let mut offsets = lock(&self.offsets);
+            offsets.retain(|(g, _, _), _| self.partition_for(g) != index);
+            offsets.extend(loaded);
+        }
+        let now = Instant::now();
+        let mut groups = lock(&self.groups);
+        groups.retain(|g, _| self.partition_for(g) != index);
+        let mut members = 0;
+        for (id, g) in stored {
+            if let Some(g) = g {
+                let group = Group::from_stored(g, now);
+                members += group.members.len();
+                groups.insert(id, group);
+            }
+        }
+        drop(groups);
+        lock(&self.loaded).insert(index);
         tracing::info!(
             partition = index,
             offsets = n,
+            members,
             "coordinating the groups of an offsets partition"
         );
     }
 
     /// This broker no longer leads `__consumer_offsets` partition `index`: its groups move.
     pub fn unload_partition(&self, index: i32) {
+        lock(&self.loaded).remove(&index);
         lock(&self.offsets).retain(|(g, _, _), _| self.partition_for(g) != index);
         lock(&self.consumer_groups).retain(|g, _| self.partition_for(g) != index);
         let mut groups = lock(&self.groups);
@@ -289,18 +439,24 @@ impl GroupCoordinator {
             .topic(OFFSETS_TOPIC)
             .and_then(|t| t.partition(index))
             .is_some_and(|p| p.is_leader());
-        if local && cluster.holds_lease() {
-            ErrorCode::None
-        } else {
+        if !(local && cluster.holds_lease()) {
             ErrorCode::NotCoordinator
+        } else if !lock(&self.loaded).contains(&index) {
+            ErrorCode::CoordinatorLoadInProgress
+        } else {
+            ErrorCode::None
         }
     }
 }
 
-/// Reads every committed offset in one `__consumer_offsets` partition into `offsets`.
+/// The groups of a partition as its records leave them (`None`: deleted).
+type StoredGroups = BTreeMap<String, Option<group_metadata::StoredGroup>>;
+
+/// Reads every committed offset and group in one `__consumer_offsets` partition.
 fn read_offsets(
     p: &crate::topic::Partition,
     offsets: &mut BTreeMap<OffsetKey, CommittedOffset>,
+    groups: &mut StoredGroups,
 ) -> anyhow::Result<()> {
     let mut next = p.log.log_start_offset();
     loop {
@@ -312,6 +468,10 @@ fn read_offsets(
             let h = batch::parse_header(&bytes[pos..], pos)?;
             if let Some(records) = batch::records(&bytes[pos..pos + h.size()]) {
                 for r in records {
+                    if let Some(group) = r.key.and_then(group_metadata::decode_key) {
+                        groups.insert(group, r.value.and_then(group_metadata::decode_value));
+                        continue;
+                    }
                     let Some(key) = r.key.and_then(decode_key) else {
                         continue;
                     };
@@ -420,6 +580,7 @@ impl GroupCoordinator {
                 .entry(member_id.clone())
                 .or_insert_with(|| Member {
                     client_id: req.client_id.clone(),
+                    client_host: req.client_host.clone(),
                     group_instance_id: req.group_instance_id.clone(),
                     session_timeout: session,
                     rebalance_timeout: rebalance,
@@ -541,6 +702,7 @@ impl GroupCoordinator {
             group.generation_id += 1;
             group.leader = None;
             group.protocol_name = None;
+            self.store_group_in_background(group_id, group);
             return;
         }
         // The protocol every member supports, in the first member's order of preference.
@@ -626,9 +788,10 @@ impl GroupCoordinator {
         }
     }
 
-    /// Handles a SyncGroup; the leader's assignments are handed out exactly as sent.
+    /// Handles a SyncGroup; the leader's assignments are handed out exactly as sent, once the
+    /// group's new membership is stored (durably, and on the in-sync replicas).
     pub async fn sync(
-        &self,
+        self: &Arc<Self>,
         group_id: &str,
         generation: i32,
         member_id: &str,
@@ -638,7 +801,7 @@ impl GroupCoordinator {
         if coordinator != ErrorCode::None {
             return (coordinator, Bytes::new());
         }
-        let rx = {
+        let (rx, completed) = {
             let mut groups = lock(&self.groups);
             let Some(group) = groups.get_mut(group_id) else {
                 return (ErrorCode::UnknownMemberId, Bytes::new());
@@ -668,20 +831,49 @@ impl GroupCoordinator {
                 m.sync_waiter = Some(tx);
                 m.last_heartbeat = Instant::now();
             }
+            let mut completed = None;
             if group.leader.as_deref() == Some(member_id) {
                 let given: HashMap<String, Bytes> = assignments.into_iter().collect();
                 for (id, m) in group.members.iter_mut() {
                     m.assignment = given.get(id).cloned().unwrap_or_default();
                 }
                 group.state = GroupState::Stable;
-                for m in group.members.values_mut() {
-                    if let Some(tx) = m.sync_waiter.take() {
-                        let _ = tx.send((ErrorCode::None, m.assignment.clone()));
+                let stored = self.store_group_locked(group_id, group);
+                let waiters: Vec<(oneshot::Sender<(ErrorCode, Bytes)>, Bytes)> = group
+                    .members
+                    .values_mut()
+                    .filter_map(|m| Some((m.sync_waiter.take()?, m.assignment.clone())))
+                    .collect();
+                completed = Some((stored, waiters, group.generation_id));
+            }
+            (rx, completed)
+        };
+        if let Some((stored, waiters, generation)) = completed {
+            let outcome = match stored {
+                Ok(pending) => pending.settle(&self.broker).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => {
+                    for (tx, assignment) in waiters {
+                        let _ = tx.send((ErrorCode::None, assignment));
                     }
                 }
+                Err(code) => {
+                    // Not stored: the members learn it, and the group rebalances (Kafka's
+                    // answer when its group metadata append fails).
+                    tracing::warn!(group = group_id, error = ?code, "storing the group's assignment");
+                    for (tx, _) in waiters {
+                        let _ = tx.send((code, Bytes::new()));
+                    }
+                    self.with_group(group_id, |me, g| {
+                        if g.generation_id == generation && g.state == GroupState::Stable {
+                            me.prepare_rebalance_locked(group_id, g);
+                        }
+                    });
+                }
             }
-            rx
-        };
+        }
         rx.await
             .unwrap_or((ErrorCode::RebalanceInProgress, Bytes::new()))
     }
@@ -745,6 +937,7 @@ impl GroupCoordinator {
             group.state = GroupState::Empty;
             group.leader = None;
             group.generation_id += 1;
+            self.store_group_in_background(group_id, group);
             return;
         }
         match group.state {
@@ -852,6 +1045,31 @@ impl GroupCoordinator {
         if commits.is_empty() {
             return Ok(());
         }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = commits
+            .iter()
+            .map(|((t, p), c)| (encode_key(group_id, t, *p), Some(encode_value(c, now))))
+            .collect();
+        let pending = self.append_records(group_id, &records, now)?;
+        pending.settle(&self.broker).await?;
+        let mut offsets = lock(&self.offsets);
+        for ((t, p), c) in commits {
+            offsets.insert((group_id.to_string(), t, p), c);
+        }
+        Ok(())
+    }
+
+    /// Appends records (a `None` value is a tombstone) to the group's `__consumer_offsets`
+    /// partition as one batch, in the order of the calls (so a later record of a group always
+    /// follows an earlier one); [`PendingAppend::settle`] waits until they are safe.
+    fn append_records(
+        &self,
+        group_id: &str,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+        timestamp: i64,
+    ) -> Result<PendingAppend, ErrorCode> {
         let topic = self
             .broker
             .topic(OFFSETS_TOPIC)
@@ -859,20 +1077,11 @@ impl GroupCoordinator {
         let partition = topic
             .partition(self.partition_for(group_id))
             .ok_or(ErrorCode::CoordinatorLoadInProgress)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let encoded: Vec<(Vec<u8>, Vec<u8>)> = commits
+        let kvs: Vec<batch::KeyValue<'_>> = records
             .iter()
-            .map(|((t, p), c)| (encode_key(group_id, t, *p), encode_value(c, now)))
+            .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
             .collect();
-        let records: Vec<batch::KeyValue<'_>> = encoded
-            .iter()
-            .map(|(k, v)| (Some(k.as_slice()), Some(v.as_slice())))
-            .collect();
-        let bytes = batch::build(Offset(0), now, &records);
-        // Like a produce with acks=all: acknowledged once durable here and, in a cluster, on
-        // the in-sync replicas, so the commit survives the loss of this broker.
+        let bytes = batch::build(Offset(0), timestamp, &kvs);
         let (outcome, epoch) = partition
             .append(BytesMut::from(bytes.as_slice()), true)
             .map_err(|(code, _)| match code {
@@ -882,25 +1091,43 @@ impl GroupCoordinator {
         let AppendOutcome::Appended(info) = outcome else {
             return Err(ErrorCode::UnknownServerError);
         };
-        info.completion
-            .until(Stage::Durable)
-            .await
-            .map_err(|e| ErrorCode::from(&e))?;
-        partition.on_local_progress();
-        self.broker.notify_append();
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        partition
-            .wait_replicated(Offset(info.last_offset.0 + 1), epoch, deadline)
-            .await
-            .map_err(|(code, _)| match code {
-                ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
-                other => other,
-            })?;
-        let mut offsets = lock(&self.offsets);
-        for ((t, p), c) in commits {
-            offsets.insert((group_id.to_string(), t, p), c);
+        Ok(PendingAppend {
+            partition,
+            info,
+            epoch,
+        })
+    }
+
+    /// Writes the group's metadata record (called with the groups lock held, so records of one
+    /// group are appended in the order of its changes).
+    fn store_group_locked(
+        &self,
+        group_id: &str,
+        group: &Group,
+    ) -> Result<PendingAppend, ErrorCode> {
+        let value = group_metadata::encode_value(&group.to_stored());
+        let records = [(group_metadata::encode_key(group_id), Some(value))];
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.append_records(group_id, &records, now)
+    }
+
+    /// Writes the group's metadata record and lets it settle in the background (a group that
+    /// became empty: nobody waits on it).
+    fn store_group_in_background(&self, group_id: &str, group: &Group) {
+        match self.store_group_locked(group_id, group) {
+            Ok(pending) => {
+                let broker = self.broker.clone();
+                let gid = group_id.to_string();
+                tokio::spawn(async move {
+                    if let Err(e) = pending.settle(&broker).await {
+                        tracing::warn!(group = %gid, error = ?e, "storing group metadata");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(group = %group_id, error = ?e, "storing group metadata"),
         }
-        Ok(())
     }
 
     /// The committed offset of a partition.
@@ -973,7 +1200,7 @@ impl GroupCoordinator {
     }
 
     /// A description of a group: state, protocol type and name, members
-    /// (id, instance id, client id, metadata, assignment).
+    /// (id, instance id, client id, client host, metadata, assignment).
     #[expect(
         clippy::type_complexity,
         reason = "a plain tuple mirrors the wire fields"
@@ -985,7 +1212,7 @@ impl GroupCoordinator {
         GroupState,
         String,
         String,
-        Vec<(String, Option<String>, String, Bytes, Bytes)>,
+        Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
     ) {
         let groups = lock(&self.groups);
         match groups.get(group_id) {
@@ -1007,6 +1234,7 @@ impl GroupCoordinator {
                             id.clone(),
                             m.group_instance_id.clone(),
                             m.client_id.clone(),
+                            m.client_host.clone(),
                             meta,
                             m.assignment.clone(),
                         )
@@ -1026,15 +1254,30 @@ impl GroupCoordinator {
                 None => false,
             }
         };
-        {
+        let tombstone = {
             let mut groups = lock(&self.groups);
             if let Some(g) = groups.get(group_id) {
                 if !g.members.is_empty() {
                     return ErrorCode::NonEmptyGroup;
                 }
                 groups.remove(group_id);
+                // Its metadata record goes too, so a coordinator that takes over does not
+                // bring the group back.
+                let records = [(group_metadata::encode_key(group_id), None)];
+                Some(self.append_records(group_id, &records, 0))
             } else if self.committed_all(group_id).is_empty() && !was_consumer_group {
                 return ErrorCode::GroupIdNotFound;
+            } else {
+                None
+            }
+        };
+        if let Some(t) = tombstone {
+            let settled = match t {
+                Ok(pending) => pending.settle(&self.broker).await,
+                Err(e) => Err(e),
+            };
+            if let Err(code) = settled {
+                return code;
             }
         }
         let keys: Vec<(String, i32)> = self

@@ -150,6 +150,7 @@ pub async fn join_group(
         member_id: r.member_id.as_str().to_string(),
         group_instance_id: r.group_instance_id.as_ref().map(|g| g.as_str().to_string()),
         client_id: client_id.to_string(),
+        client_host: crate::connection::client_host(),
         session_timeout_ms: r.session_timeout_ms,
         rebalance_timeout_ms: if version == 0 {
             r.session_timeout_ms
@@ -520,16 +521,16 @@ pub fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> DescribeGroup
                 protocol_data: s(&protocol_name),
                 members: members
                     .into_iter()
-                    .map(
-                        |(id, instance, client, meta, assignment)| msg!(DescribedGroupMember {
+                    .map(|(id, instance, client, host, meta, assignment)| msg!(
+                        DescribedGroupMember {
                             member_id: s(&id),
                             group_instance_id: instance.as_deref().map(s),
                             client_id: s(&client),
-                            client_host: s(""),
+                            client_host: s(&host),
                             member_metadata: meta,
                             member_assignment: assignment,
-                        })
-                    )
+                        }
+                    ))
                     .collect(),
                 authorized_operations: ops,
             })
