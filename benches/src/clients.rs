@@ -53,6 +53,11 @@ pub struct Shared {
     pub kill: Mutex<Option<PendingKill>>,
     /// Kill-to-first-acknowledgement times, in order.
     pub failovers: Mutex<Vec<Duration>>,
+    /// Set (to the kill's wall-clock time, ns) while a kill waits for a consumer to read a
+    /// record produced after it; the consumer that does records the time in `resumed`.
+    pub resume_after_nanos: AtomicU64,
+    /// Kill-to-consumer-resume time of the last kill.
+    pub resumed: Mutex<Option<Duration>>,
 }
 
 impl Shared {
@@ -70,6 +75,8 @@ impl Shared {
             kill_pending: AtomicBool::new(false),
             kill: Mutex::new(None),
             failovers: Mutex::new(Vec::new()),
+            resume_after_nanos: AtomicU64::new(0),
+            resumed: Mutex::new(None),
         })
     }
 
@@ -226,7 +233,21 @@ pub fn consumer_loop(
         if let Some(stamp) = m.payload().and_then(|p| p.get(..8)) {
             let mut b = [0u8; 8];
             b.copy_from_slice(stamp);
-            let us = now_nanos().saturating_sub(u64::from_be_bytes(b)) / 1000;
+            let sent = u64::from_be_bytes(b);
+            let now = now_nanos();
+            // The first record sent after a kill ends the consumer's failover.
+            let kill = shared.resume_after_nanos.load(Ordering::Acquire);
+            if kill > 0
+                && sent >= kill
+                && shared
+                    .resume_after_nanos
+                    .compare_exchange(kill, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                && let Ok(mut r) = shared.resumed.lock()
+            {
+                *r = Some(Duration::from_nanos(now.saturating_sub(kill)));
+            }
+            let us = now.saturating_sub(sent) / 1000;
             if let Ok(mut h) = shared.e2e_latency.lock() {
                 let _ = h.record(us.max(1));
             }

@@ -105,6 +105,9 @@ pub struct Kill {
     /// From the kill to the first acknowledgement of a partition-0 message meant to be sent
     /// after it; `None` when none came within 30 s.
     pub first_ack_ms: Option<f64>,
+    /// From the kill to a consumer reading the first record produced after it; `None` when
+    /// none did within 30 s (or the workload has no consumers).
+    pub consumer_resumed_ms: Option<f64>,
 }
 
 /// The kills of a failover run and their summary.
@@ -117,6 +120,10 @@ pub struct Failover {
     unrecovered: usize,
     /// The configured failure-detection time (`broker.session.timeout.ms`): the baseline.
     detection_ms: f64,
+    /// Median, min and max kill-to-consumer-resume times.
+    consumer_median_ms: Option<f64>,
+    consumer_min_ms: Option<f64>,
+    consumer_max_ms: Option<f64>,
 }
 
 impl Failover {
@@ -130,7 +137,12 @@ impl Failover {
             .filter_map(|s| s.strip_prefix("broker.session.timeout.ms="))
             .find_map(|v| v.trim().parse().ok())
             .unwrap_or(600.0);
+        let mut resumed: Vec<f64> = kills.iter().filter_map(|k| k.consumer_resumed_ms).collect();
+        resumed.sort_by(f64::total_cmp);
         Failover {
+            consumer_median_ms: resumed.get(resumed.len() / 2).copied(),
+            consumer_min_ms: resumed.first().copied(),
+            consumer_max_ms: resumed.last().copied(),
             unrecovered: kills.len() - times.len(),
             median_ms: times.get(times.len() / 2).copied(),
             min_ms: times.first().copied(),
@@ -310,12 +322,18 @@ impl Report {
         if let Some(f) = &self.failover {
             for k in &f.kills {
                 println!(
-                    "  kill of broker {} at {:.1} s: {}",
+                    "  kill of broker {} at {:.1} s: {}; {}",
                     k.victim,
                     k.at_s,
                     k.first_ack_ms.map_or(
                         "no acknowledgement by a new leader within 30 s".into(),
                         |m| { format!("first acks=all ack by the new leader after {m:.0} ms") }
+                    ),
+                    k.consumer_resumed_ms.map_or(
+                        "no consumer read a later record within 30 s".into(),
+                        |m| format!(
+                            "a consumer read a record produced after the kill at {m:.0} ms"
+                        )
                     )
                 );
             }
@@ -327,6 +345,13 @@ impl Report {
                     f.max_ms.unwrap_or(0.0),
                     m / f.detection_ms.max(1e-9),
                     f.detection_ms
+                );
+            }
+            if let Some(m) = f.consumer_median_ms {
+                println!(
+                    "consumer failover: median {m:.0} ms from SIGKILL to reading a record produced after it (min {:.0}, max {:.0})",
+                    f.consumer_min_ms.unwrap_or(0.0),
+                    f.consumer_max_ms.unwrap_or(0.0),
                 );
             }
             if f.unrecovered > 0 {

@@ -489,6 +489,12 @@ fn kill_leaders(
             let mut kill = shared.kill.lock().map_err(|_| "poisoned")?;
             *kill = Some(PendingKill { at: Instant::now() });
             shared.kill_pending.store(true, Ordering::Release);
+            if let Ok(mut r) = shared.resumed.lock() {
+                *r = None;
+            }
+            shared
+                .resume_after_nanos
+                .store(crate::clients::now_nanos(), Ordering::Release);
             node.kill()?;
         }
         let at_s = start.elapsed().as_secs_f64();
@@ -508,10 +514,22 @@ fn kill_leaders(
             .ok()
             .filter(|f| f.len() > measured_before)
             .and_then(|f| f.last().copied());
+        // The victim stays down until a consumer has read a record produced after the kill
+        // (or 30 s passed): that is the consumers' failover, measured like the producers'.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while shared.resume_after_nanos.load(Ordering::Acquire) != 0
+            && Instant::now() < deadline
+            && !stopped()
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        shared.resume_after_nanos.store(0, Ordering::Release);
+        let resumed = shared.resumed.lock().ok().and_then(|r| *r);
         kills.push(Kill {
             at_s,
             victim: leader,
             first_ack_ms: first_ack.map(|d| d.as_secs_f64() * 1e3),
+            consumer_resumed_ms: resumed.map(|d| d.as_secs_f64() * 1e3),
         });
         nodes
             .lock()

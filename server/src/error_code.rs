@@ -107,6 +107,8 @@ pub enum ErrorCode {
     StaleBrokerEpoch = 77,
     /// A replica named in an ISR change may not join it.
     IneligibleReplica = 107,
+    /// A record the topic cannot take (a record without a key in a compacted topic).
+    InvalidRecord = 87,
     /// The consumer group member's epoch is not the coordinator's: abandon the assignment
     /// and rejoin (KIP-848).
     FencedMemberEpoch = 110,
@@ -176,6 +178,7 @@ impl ErrorCode {
             UnknownLeaderEpoch,
             StaleBrokerEpoch,
             IneligibleReplica,
+            InvalidRecord,
             FencedMemberEpoch,
             UnreleasedInstanceId,
             UnsupportedAssignor,

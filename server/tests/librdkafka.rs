@@ -2,7 +2,7 @@
 //! every acks level and compression codec with keys and headers, fetch from inside a batch, topic
 //! administration, a three-member consumer group that rebalances, committed offsets that survive
 //! a SIGKILL of the broker, and an idempotent producer whose connection keeps being cut (so it
-//! retries) storing every message exactly once.
+//! retries) storing every message exactly once; a compacted topic refusing a record without a key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -666,5 +666,59 @@ fn idempotent_producer_retries_store_no_duplicates() {
     assert!(
         duplicates >= 1.0,
         "no retried batch reached the broker ({duplicates}); the test proved nothing"
+    );
+}
+
+/// A compacted topic refuses a record without a key (it could never be compacted): the send
+/// fails with INVALID_RECORD (KIP-467's record errors name it), keyed records go on, and
+/// nothing of the refused batch is stored.
+#[test]
+fn a_compacted_topic_refuses_records_without_a_key() {
+    let broker = Broker::start(&[]);
+    let b = broker.bootstrap();
+    let rt = runtime();
+    let a = admin(&b);
+    let topic =
+        NewTopic::new("compacted", 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    let res = rt
+        .block_on(a.create_topics(&[topic], &AdminOptions::new()))
+        .unwrap();
+    assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
+    let p = producer(&b, &[("acks", "all"), ("linger.ms", "0")]);
+    rt.block_on(async {
+        p.send(
+            FutureRecord::to("compacted").key("k1").payload("v1"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let refused = p
+            .send(
+                FutureRecord::<(), _>::to("compacted").payload("no key"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.0.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::InvalidRecord),
+            "{refused:?}"
+        );
+        p.send(
+            FutureRecord::to("compacted").key("k2").payload("v2"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    });
+    let c = consumer(&b, "compacted-reader", &[]);
+    c.subscribe(&["compacted"]).unwrap();
+    let got = consume_n(&c, 2, Duration::from_secs(30));
+    let values: Vec<&[u8]> = got.iter().map(|g| g.1.as_slice()).collect();
+    assert_eq!(values, vec![&b"v1"[..], &b"v2"[..]]);
+    assert_eq!(
+        (got[0].4, got[1].4),
+        (0, 1),
+        "nothing of the refused batch was stored"
     );
 }

@@ -35,6 +35,51 @@ fn error(index: i32, code: ErrorCode, message: Option<String>) -> PartitionProdu
     })
 }
 
+/// The response refusing `records` if `topic` is compacted and some record has no key: each
+/// such record named by its index in the batch; `None` if the records may be appended (records
+/// that do not decode are left to the append, which refuses them with its own error).
+fn keyless_in_compacted(
+    topic: &crate::topic::Topic,
+    records: &bytes::Bytes,
+    index: i32,
+) -> Option<PartitionProduceResponse> {
+    let compacted = topic
+        .config
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .cleanup_policy
+        .compacts();
+    if !compacted {
+        return None;
+    }
+    let keyless: Vec<i32> = strata_engine::RecordReader::new(records.clone(), Offset(i64::MIN))
+        .map_while(Result::ok)
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| i32::try_from(i).unwrap_or(i32::MAX))
+        .collect();
+    if keyless.is_empty() {
+        return None;
+    }
+    let message = format!(
+        "Compacted topic cannot accept message without key in topic partition {}-{index}.",
+        topic.name
+    );
+    let mut response = error(index, ErrorCode::InvalidRecord, Some(message.clone()));
+    response.record_errors = keyless
+        .into_iter()
+        .map(|batch_index| {
+            msg!(
+                kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage {
+                    batch_index,
+                    batch_index_error_message: Some(s(&message)),
+                }
+            )
+        })
+        .collect();
+    Some(response)
+}
+
 /// Handles Produce. `None` for acks=0.
 pub async fn handle(
     ctx: &std::sync::Arc<Context>,
@@ -131,6 +176,14 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
                 continue;
             };
             ctx.metrics.bytes_in.inc_by(records.len() as u64);
+            // A compacted topic keeps the last record of each key, so a record without one is
+            // refused, with the whole batch (Kafka's INVALID_RECORD with record errors, KIP-467).
+            if let Some(t) = &topic
+                && let Some(rejected) = keyless_in_compacted(t, &records, index)
+            {
+                partitions.push(rejected);
+                continue;
+            }
             match partition.append(BytesMut::from(&records[..]), acks == -1) {
                 Ok((AppendOutcome::Appended(info), epoch)) => {
                     let stage = ack_stage(&partition);
