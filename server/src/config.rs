@@ -101,6 +101,10 @@ pub struct BrokerConfig {
     pub auto_leader_rebalance: bool,
     /// `leader.imbalance.check.interval.seconds`. Default: 5 (Kafka: 300).
     pub leader_imbalance_check_interval_ms: u64,
+    /// `leader.imbalance.return.delay.ms` (Strata's): a returning broker gets its preferred
+    /// leaderships back only after being live this long, so that clients' reconnect backoff to
+    /// it has run out. Default: 15000.
+    pub leader_return_delay_ms: u64,
     /// `offsets.topic.replication.factor` (cluster mode). Default: 3.
     pub offsets_topic_replication_factor: i16,
     /// `controlled.shutdown.timeout.ms`: how long SIGTERM waits for leaderships to move away.
@@ -149,6 +153,7 @@ impl Default for BrokerConfig {
             unclean_leader_election: false,
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_ms: 5_000,
+            leader_return_delay_ms: 15_000,
             offsets_topic_replication_factor: 3,
             controlled_shutdown_timeout_ms: 5_000,
             inter_broker_address_overrides: Vec::new(),
@@ -319,6 +324,7 @@ impl BrokerConfig {
                 let secs: u64 = positive(key, v)?;
                 self.leader_imbalance_check_interval_ms = secs.saturating_mul(1000);
             }
+            "leader.imbalance.return.delay.ms" => self.leader_return_delay_ms = parse(key, v)?,
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = positive(key, v)?,
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = positive(key, v)?,
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = positive(key, v)?,
@@ -629,6 +635,11 @@ impl BrokerConfig {
             e(
                 "leader.imbalance.check.interval.seconds",
                 (self.leader_imbalance_check_interval_ms / 1000).to_string(),
+                Long,
+            ),
+            e(
+                "leader.imbalance.return.delay.ms",
+                self.leader_return_delay_ms.to_string(),
                 Long,
             ),
         ];

@@ -567,9 +567,14 @@ impl ControllerLogic {
         })
     }
 
-    /// `auto.leader.rebalance.enable`: partitions whose preferred replica is live and in sync
-    /// but not leading get it back as leader.
-    pub fn preferred_leader_elections(&self, image: &MetadataImage) -> Vec<MetadataRecord> {
+    /// `auto.leader.rebalance.enable`: partitions whose preferred replica is live, in sync and
+    /// `settled` (live long enough, as the caller judges) but not leading get it back as
+    /// leader.
+    pub fn preferred_leader_elections(
+        &self,
+        image: &MetadataImage,
+        settled: &std::collections::BTreeSet<BrokerId>,
+    ) -> Vec<MetadataRecord> {
         let mut out = Vec::new();
         for (topic, t) in &image.topics {
             for (i, p) in t.partitions.iter().enumerate() {
@@ -579,6 +584,7 @@ impl ControllerLogic {
                 if p.leader != Some(preferred)
                     && p.isr.contains(&preferred)
                     && image.is_live(preferred)
+                    && settled.contains(&preferred)
                 {
                     out.push(MetadataRecord::ChangePartition {
                         topic: topic.clone(),
@@ -797,8 +803,9 @@ mod tests {
         let recs = c.heartbeat(&image, leader0, e, 800).unwrap();
         apply_all(&mut image, &recs);
         // It must rejoin the ISR (through the leader) before it can lead again.
+        let settled: std::collections::BTreeSet<BrokerId> = image.brokers.keys().copied().collect();
         assert!(
-            c.preferred_leader_elections(&image)
+            c.preferred_leader_elections(&image, &settled)
                 .iter()
                 .all(|r| !matches!(r, MetadataRecord::ChangePartition { partition: 0, .. }))
         );
@@ -809,7 +816,12 @@ mod tests {
             .alter_isr(&image, "t", 0, p.leader.unwrap(), p.leader_epoch, isr)
             .unwrap();
         image.apply(&r);
-        let recs = c.preferred_leader_elections(&image);
+        // Live, in sync, but not settled yet (its clients may still be backing off): it waits.
+        assert!(
+            c.preferred_leader_elections(&image, &Default::default())
+                .is_empty()
+        );
+        let recs = c.preferred_leader_elections(&image, &settled);
         apply_all(&mut image, &recs);
         assert_eq!(image.topics["t"].partitions[0].leader, Some(leader0));
         assert_eq!(image.topics["t"].partitions[0].leader_epoch, LeaderEpoch(2));

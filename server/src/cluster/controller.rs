@@ -119,6 +119,8 @@ impl Controller {
                 .auto_leader_rebalance
                 .then_some(config.leader_imbalance_check_interval_ms),
             last_rebalance_ms: 0,
+            leader_return_delay_ms: config.leader_return_delay_ms,
+            live_since_ms: std::collections::HashMap::new(),
             connection_grace_ms: config.broker_heartbeat_interval_ms.saturating_mul(2),
         };
         if voters.len() == 1 {
@@ -276,6 +278,11 @@ struct ControllerLoop {
     started: Instant,
     rebalance_every_ms: Option<u64>,
     last_rebalance_ms: u64,
+    /// `leader.imbalance.return.delay.ms`: how long a broker must have been live before
+    /// leaderships move back to it.
+    leader_return_delay_ms: u64,
+    /// Since when (controller clock) each live broker has been live, as this controller saw.
+    live_since_ms: std::collections::HashMap<strata_replication::BrokerId, u64>,
     /// How long a broker whose heartbeat connection closed has to heartbeat again.
     connection_grace_ms: u64,
 }
@@ -529,12 +536,28 @@ impl ControllerLoop {
             self.propose(fenced, None);
             return;
         }
+        // Leaderships go back to a preferred replica only once its broker has been live for a
+        // while: clients that failed to reach it while it was down back off their reconnects
+        // (librdkafka up to 10 s), and a leadership handed back at once would stall them for
+        // that long (seen in the failover workload: consumers stalled 2.5-4 s).
+        self.live_since_ms
+            .retain(|b, _| image.brokers.get(b).is_some_and(|r| !r.fenced));
+        for b in image.live_brokers() {
+            self.live_since_ms.entry(b.id).or_insert(now);
+        }
         if let Some(every) = self.rebalance_every_ms
             && now.saturating_sub(self.last_rebalance_ms) >= every
             && self.pending.is_empty()
         {
             self.last_rebalance_ms = now;
-            let moves = self.logic.preferred_leader_elections(&image);
+            let delay = self.leader_return_delay_ms;
+            let settled: std::collections::BTreeSet<strata_replication::BrokerId> = self
+                .live_since_ms
+                .iter()
+                .filter(|(_, since)| now.saturating_sub(**since) >= delay)
+                .map(|(b, _)| *b)
+                .collect();
+            let moves = self.logic.preferred_leader_elections(&image, &settled);
             if !moves.is_empty() {
                 tracing::info!(
                     partitions = moves.len(),
