@@ -103,6 +103,10 @@ pub struct ControllerLogic {
     config: ControllerConfig,
     last_heartbeat_ms: BTreeMap<BrokerId, u64>,
     next_broker_epoch: u64,
+    /// Live brokers that came back only recently (the caller judges how recently): a failover
+    /// election picks another in-sync replica when one can lead, since clients may still be
+    /// backing off their reconnects to these.
+    returning: std::collections::BTreeSet<BrokerId>,
 }
 
 /// Records plus the image they lead to, so that several decisions in one call see each other.
@@ -132,6 +136,7 @@ impl ControllerLogic {
             config,
             last_heartbeat_ms: BTreeMap::new(),
             next_broker_epoch: 1,
+            returning: std::collections::BTreeSet::new(),
         }
     }
 
@@ -292,17 +297,25 @@ impl ControllerLogic {
         }
     }
 
-    /// A leader from the ISR's live members (preferred order), or, with unclean election, any
-    /// live replica (whose ISR becomes itself alone); else none.
+    /// Sets the live brokers that came back recently (see [`ControllerLogic::returning`]).
+    pub fn set_returning(&mut self, returning: std::collections::BTreeSet<BrokerId>) {
+        self.returning = returning;
+    }
+
+    /// A leader from the ISR's live members (preferred order, those not just returned first),
+    /// or, with unclean election, any live replica (whose ISR becomes itself alone); else none.
     fn choose_leader(
         &self,
         image: &MetadataImage,
         replicas: &[BrokerId],
         isr: &[BrokerId],
     ) -> (Option<BrokerId>, Vec<BrokerId>) {
+        let eligible = |r: &&BrokerId| isr.contains(r) && image.is_live(**r);
         if let Some(l) = replicas
             .iter()
-            .find(|r| isr.contains(r) && image.is_live(**r))
+            .filter(eligible)
+            .find(|r| !self.returning.contains(r))
+            .or_else(|| replicas.iter().find(eligible))
         {
             return (Some(*l), isr.to_vec());
         }
@@ -825,6 +838,41 @@ mod tests {
         apply_all(&mut image, &recs);
         assert_eq!(image.topics["t"].partitions[0].leader, Some(leader0));
         assert_eq!(image.topics["t"].partitions[0].leader_epoch, LeaderEpoch(2));
+    }
+
+    /// A failover election passes over an in-sync replica that has only just come back when
+    /// another one can lead (its clients may still be backing off their reconnects), and
+    /// takes it when it is the only one.
+    #[test]
+    fn a_failover_election_prefers_a_replica_that_has_not_just_returned() {
+        let (mut image, mut c) = cluster(&["a", "b", "c"], ControllerConfig::default());
+        let r = c
+            .create_topic(&image, "t", 1, 1, 3, BTreeMap::new())
+            .unwrap();
+        image.apply(&r);
+        let p = image.topics["t"].partitions[0].clone();
+        let (leader0, next, last) = (p.replicas[0], p.replicas[1], p.replicas[2]);
+        c.set_returning(BTreeSet::from([next]));
+        for b in [next, last] {
+            let e = image.brokers[&b].epoch;
+            c.heartbeat(&image, b, e, 500).unwrap();
+        }
+        let recs = c.tick(&image, 700);
+        apply_all(&mut image, &recs);
+        assert_eq!(
+            image.topics["t"].partitions[0].leader,
+            Some(last),
+            "not the one just back"
+        );
+        // The only in-sync replica left is the returning one: it leads.
+        c.set_returning(BTreeSet::from([next]));
+        let e = image.brokers[&next].epoch;
+        c.heartbeat(&image, next, e, 1300).unwrap();
+        let recs = c.tick(&image, 1400);
+        apply_all(&mut image, &recs);
+        let p = &image.topics["t"].partitions[0];
+        assert!(image.brokers[&last].fenced && image.brokers[&leader0].fenced);
+        assert_eq!(p.leader, Some(next));
     }
 
     #[test]

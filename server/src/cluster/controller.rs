@@ -545,18 +545,21 @@ impl ControllerLoop {
         for b in image.live_brokers() {
             self.live_since_ms.entry(b.id).or_insert(now);
         }
+        let delay = self.leader_return_delay_ms;
+        let (settled, returning): (Vec<_>, Vec<_>) = self
+            .live_since_ms
+            .iter()
+            .partition(|(_, since)| now.saturating_sub(**since) >= delay);
+        let settled: std::collections::BTreeSet<strata_replication::BrokerId> =
+            settled.into_iter().map(|(b, _)| *b).collect();
+        // Failover elections, too, prefer an in-sync replica that has been live a while.
+        self.logic
+            .set_returning(returning.into_iter().map(|(b, _)| *b).collect());
         if let Some(every) = self.rebalance_every_ms
             && now.saturating_sub(self.last_rebalance_ms) >= every
             && self.pending.is_empty()
         {
             self.last_rebalance_ms = now;
-            let delay = self.leader_return_delay_ms;
-            let settled: std::collections::BTreeSet<strata_replication::BrokerId> = self
-                .live_since_ms
-                .iter()
-                .filter(|(_, since)| now.saturating_sub(**since) >= delay)
-                .map(|(b, _)| *b)
-                .collect();
             let moves = self.logic.preferred_leader_elections(&image, &settled);
             if !moves.is_empty() {
                 tracing::info!(
