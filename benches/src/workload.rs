@@ -410,7 +410,10 @@ fn steady(
             topic.to_string(),
         );
         let (every, start) = (Duration::from_secs(w.kill_leader_every_s), sampler.start);
-        std::thread::spawn(move || kill_leaders(&nodes, &sh, &s, &t, every, start))
+        // No kill in the run's last 3 s: its failover could not be seen to the end.
+        let last_kill =
+            start + Duration::from_secs(w.duration_s).saturating_sub(Duration::from_secs(3));
+        std::thread::spawn(move || kill_leaders(&nodes, &sh, &s, &t, every, start, last_kill))
     });
     while sampler.start.elapsed() < Duration::from_secs(w.duration_s) {
         std::thread::sleep(Duration::from_secs(1));
@@ -451,9 +454,10 @@ fn steady(
     Ok(r)
 }
 
-/// Kills the leader of partition 0 every `every` until `shared.stop`: waits for a full ISR,
-/// SIGKILLs the leader, waits for the first acknowledgement by a new leader (recorded by the
-/// producers' delivery reports), then restarts the killed broker.
+/// Kills the leader of partition 0 every `every` until `shared.stop` (none after `last_kill`):
+/// waits for a full ISR, SIGKILLs the leader, waits for the first acknowledgement by a new
+/// leader (recorded by the producers' delivery reports) and for a consumer to read a record
+/// produced after the kill, then restarts the killed broker.
 fn kill_leaders(
     nodes: &Mutex<Vec<Node>>,
     shared: &Shared,
@@ -461,11 +465,16 @@ fn kill_leaders(
     topic: &str,
     every: Duration,
     start: Instant,
+    last_kill: Instant,
 ) -> Result<Vec<Kill>, BoxError> {
     let mut kills = Vec::new();
     let mut next = Instant::now() + every;
     let stopped = || shared.stop.load(Ordering::Relaxed);
     while !stopped() {
+        if Instant::now() > last_kill {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         if Instant::now() < next {
             std::thread::sleep(Duration::from_millis(20));
             continue;
