@@ -63,7 +63,7 @@ pub struct DynamicConfigs {
     /// Resource "": applies to every broker.
     #[serde(default)]
     pub cluster_default: BTreeMap<String, String>,
-    /// Resource "<id>": one broker's, by id.
+    /// Resource "`<id>`": one broker's, by id.
     #[serde(default)]
     pub brokers: BTreeMap<String, BTreeMap<String, String>>,
 }

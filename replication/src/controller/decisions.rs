@@ -297,7 +297,8 @@ impl ControllerLogic {
         }
     }
 
-    /// Sets the live brokers that came back recently (see [`ControllerLogic::returning`]).
+    /// Sets the live brokers that came back only recently: a failover election picks another
+    /// in-sync replica when one can lead (clients may still be backing off their reconnects).
     pub fn set_returning(&mut self, returning: std::collections::BTreeSet<BrokerId>) {
         self.returning = returning;
     }
