@@ -29,9 +29,10 @@
 //! Decoding is bounded like the crate's: every array length is checked against the bytes left
 //! before anything is allocated, and a short or malformed body is an error, never a panic.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::reader::Reader;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-use kafka_protocol::protocol::StrBytes;
 
 /// A legacy body that does not decode or a response that does not fit the old layout.
 #[derive(Debug, thiserror::Error)]
@@ -260,88 +261,6 @@ fn describe_configs_v0_request(r: &mut Reader<'_>) -> Result<RequestKind, String
     Ok(RequestKind::DescribeConfigs(req))
 }
 
-/// A bounds-checked reader of the classic (non-flexible) encoding.
-struct Reader<'a>(&'a mut Bytes);
-
-impl Reader<'_> {
-    fn need(&self, n: usize) -> Result<(), String> {
-        if self.0.remaining() < n {
-            return Err(format!(
-                "body ends early: need {n} bytes, have {}",
-                self.0.remaining()
-            ));
-        }
-        Ok(())
-    }
-
-    fn i8(&mut self) -> Result<i8, String> {
-        self.need(1)?;
-        Ok(self.0.get_i8())
-    }
-
-    fn i16(&mut self) -> Result<i16, String> {
-        self.need(2)?;
-        Ok(self.0.get_i16())
-    }
-
-    fn i32(&mut self) -> Result<i32, String> {
-        self.need(4)?;
-        Ok(self.0.get_i32())
-    }
-
-    fn i64(&mut self) -> Result<i64, String> {
-        self.need(8)?;
-        Ok(self.0.get_i64())
-    }
-
-    fn nullable_str(&mut self) -> Result<Option<StrBytes>, String> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Ok(None);
-        }
-        let len = len as usize;
-        self.need(len)?;
-        let bytes = self.0.split_to(len);
-        StrBytes::from_utf8(bytes)
-            .map(Some)
-            .map_err(|e| format!("string is not UTF-8: {e}"))
-    }
-
-    fn str(&mut self) -> Result<StrBytes, String> {
-        self.nullable_str()?
-            .ok_or_else(|| "null where a string is required".to_string())
-    }
-
-    /// An array whose elements take at least `min_element_bytes` each (checked against the
-    /// bytes left before allocating).
-    fn nullable_array<T>(
-        &mut self,
-        min_element_bytes: usize,
-        mut element: impl FnMut(&mut Self) -> Result<T, String>,
-    ) -> Result<Option<Vec<T>>, String> {
-        let len = self.i32()?;
-        if len < 0 {
-            return Ok(None);
-        }
-        let len = len as usize;
-        self.need(len.saturating_mul(min_element_bytes))?;
-        let mut out = Vec::with_capacity(len);
-        for _ in 0..len {
-            out.push(element(self)?);
-        }
-        Ok(Some(out))
-    }
-
-    fn array<T>(
-        &mut self,
-        min_element_bytes: usize,
-        element: impl FnMut(&mut Self) -> Result<T, String>,
-    ) -> Result<Vec<T>, String> {
-        self.nullable_array(min_element_bytes, element)?
-            .ok_or_else(|| "null where an array is required".to_string())
-    }
-}
-
 fn put_str(buf: &mut BytesMut, s: &str) {
     put_nullable_str(buf, Some(s));
 }
@@ -370,6 +289,7 @@ fn put_array<T>(buf: &mut BytesMut, items: &[T], mut each: impl FnMut(&mut Bytes
 #[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
 
     use super::*;
 

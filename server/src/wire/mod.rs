@@ -15,4 +15,5 @@ pub mod error_response;
 pub mod fit;
 pub mod frame;
 pub mod legacy;
+mod reader;
 pub mod topic_ids;
