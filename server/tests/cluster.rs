@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::kafka::runtime;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -21,14 +23,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer<Printing> {
     let mut c = ClientConfig::new();

@@ -14,10 +14,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Broker;
+use common::kafka::runtime;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
@@ -30,14 +29,6 @@ const FAST_GROUPS: [&str; 2] = [
     "group.consumer.session.timeout.ms=3000",
 ];
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn consumer(bootstrap: &str, group: &str) -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -47,20 +38,6 @@ fn consumer(bootstrap: &str, group: &str) -> BaseConsumer {
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap()
-}
-
-fn create_topic(rt: &tokio::runtime::Runtime, bootstrap: &str, name: &str, partitions: i32) {
-    let a: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let res = rt
-        .block_on(a.create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
-    assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
 }
 
 /// Produces `count` records round-robin over `partitions` partitions, values `{tag}-{i}`.
@@ -157,7 +134,7 @@ fn members_share_partitions_and_a_group_resumes_after_its_commits() {
     let broker = Broker::start(&FAST_GROUPS);
     let b = broker.bootstrap();
     let rt = runtime();
-    create_topic(&rt, &b, "kip848", 6);
+    common::kafka::create_topic(&rt, &b, "kip848", 6, 1);
 
     let c1 = consumer(&b, "g848");
     c1.subscribe(&["kip848"]).unwrap();
@@ -342,7 +319,7 @@ fn a_sigkilled_member_is_fenced_and_its_partitions_move() {
     let broker = Broker::start(&FAST_GROUPS);
     let b = broker.bootstrap();
     let rt = runtime();
-    create_topic(&rt, &b, "kip848-kill", 4);
+    common::kafka::create_topic(&rt, &b, "kip848-kill", 4, 1);
     let c1 = consumer(&b, "g848-kill");
     c1.subscribe(&["kip848-kill"]).unwrap();
     let mut got = BTreeMap::new();
@@ -433,7 +410,7 @@ fn heartbeats_with_wrong_epochs_ids_or_assignors_get_kafkas_errors() {
     use consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest;
     let broker = Broker::start(&FAST_GROUPS);
     let rt = runtime();
-    create_topic(&rt, &broker.bootstrap(), "kip848-wire", 2);
+    common::kafka::create_topic(&rt, &broker.bootstrap(), "kip848-wire", 2, 1);
     let mut conn = common::wire::connect(&broker);
     let mut call = |version: i16, r: &ConsumerGroupHeartbeatRequest| {
         let ResponseKind::ConsumerGroupHeartbeat(resp) =

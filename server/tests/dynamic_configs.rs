@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use common::Broker;
 use common::cluster::{Cluster, Layout, wait_for};
+use common::kafka::{admin, runtime};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminOptions, AlterConfig, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
 };
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -26,21 +25,6 @@ const TOPIC: i8 = 2;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.into())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap()
 }
 
 /// IncrementalAlterConfigs SET (value) or DELETE (None) of one config on a broker resource;

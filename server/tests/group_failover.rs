@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use common::Broker;
 use common::cluster::{Cluster, wait_for};
+use common::kafka::{create_topic, runtime};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
@@ -42,14 +42,6 @@ impl Rebalances {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn consumer(bootstrap: &str, group: &str) -> (BaseConsumer<Rebalances>, Rebalances) {
     let ctx = Rebalances::default();
     let c = ClientConfig::new()
@@ -62,26 +54,6 @@ fn consumer(bootstrap: &str, group: &str) -> (BaseConsumer<Rebalances>, Rebalanc
         .create_with_context(ctx.clone())
         .unwrap();
     (c, ctx)
-}
-
-fn create_topic(
-    rt: &tokio::runtime::Runtime,
-    bootstrap: &str,
-    name: &str,
-    partitions: i32,
-    rf: i32,
-) {
-    let a: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let res = rt
-        .block_on(a.create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(rf))],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
-    assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
 }
 
 fn produce(

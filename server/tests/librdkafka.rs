@@ -11,21 +11,13 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::Broker;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use common::kafka::{admin, runtime};
+use rdkafka::admin::{AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
     let mut c = ClientConfig::new();
@@ -49,13 +41,6 @@ fn consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> BaseConsume
         c.set(*k, *v);
     }
     c.create().unwrap()
-}
-
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap()
 }
 
 fn create_topic(rt: &tokio::runtime::Runtime, bootstrap: &str, name: &str, partitions: i32) {

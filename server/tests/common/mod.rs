@@ -2,6 +2,8 @@
 //! stops it with SIGTERM (graceful) or SIGKILL.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod kafka;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
