@@ -224,6 +224,50 @@ impl Partition {
         self.maybe_advance_hw(log_end_offset)
     }
 
+    /// The replicas this replica knows of (as leader: those it tracks).
+    pub fn replicas(&self) -> &[BrokerId] {
+        &self.replicas
+    }
+
+    /// As leader, within its epoch: the replica set changed (a reassignment added or removed
+    /// replicas) and the ISR is `isr`. A new replica is tracked from its first fetch; one that
+    /// left is forgotten. The ISR is the controller's, as in `on_isr_changed`.
+    pub fn update_replicas(
+        &mut self,
+        replicas: Vec<BrokerId>,
+        isr: BTreeSet<BrokerId>,
+        leader_leo: Offset,
+        now_ms: u64,
+    ) -> Ready {
+        if !self.is_leader() {
+            self.replicas = replicas;
+            return Ready::default();
+        }
+        assert!(isr.contains(&self.id), "a leader is in its own ISR");
+        self.followers.retain(|b, _| replicas.contains(b));
+        for r in &replicas {
+            if *r != self.id {
+                self.followers.entry(*r).or_insert(FollowerState {
+                    log_end_offset: None,
+                    last_caught_up_ms: now_ms,
+                    last_fetch_ms: now_ms,
+                    leader_leo_at_last_fetch: leader_leo,
+                });
+            }
+        }
+        self.replicas = replicas;
+        // A pending proposal may name a replica that is gone: the controller will refuse it.
+        if self
+            .pending_isr
+            .as_ref()
+            .is_some_and(|p| p.isr.iter().any(|b| !self.replicas.contains(b)))
+        {
+            self.pending_isr = None;
+        }
+        self.isr = isr;
+        self.maybe_advance_hw(leader_leo)
+    }
+
     /// Becomes a follower of `leader` in `epoch`.
     pub fn become_follower(&mut self, epoch: LeaderEpoch, leader: BrokerId) {
         assert!(epoch >= self.epoch, "leader epochs only grow");
@@ -546,6 +590,49 @@ mod tests {
             p.on_fetch(BrokerId(9), LeaderEpoch(1), Offset(0), Offset(0), 0),
             Err(ReplicationError::UnknownReplica(_))
         ));
+    }
+
+    /// A reassignment within the epoch: a new replica is tracked (its fetches accepted, and it
+    /// joins the ISR once caught up, without holding the high watermark back before), a
+    /// removed one is forgotten.
+    #[test]
+    fn replicas_added_and_removed_within_an_epoch() {
+        let mut p = leader();
+        for f in [2, 3] {
+            p.on_fetch(BrokerId(f), LeaderEpoch(1), Offset(0), Offset(10), 1)
+                .unwrap();
+        }
+        p.on_leader_append(Offset(10));
+        p.update_replicas(
+            vec![BrokerId(1), BrokerId(2), BrokerId(3), BrokerId(4)],
+            set(&[1, 2, 3]),
+            Offset(10),
+            2,
+        );
+        let r = p
+            .on_fetch(BrokerId(2), LeaderEpoch(1), Offset(10), Offset(10), 3)
+            .unwrap();
+        assert!(r.alter_isr.is_none());
+        p.on_fetch(BrokerId(3), LeaderEpoch(1), Offset(10), Offset(10), 3)
+            .unwrap();
+        assert_eq!(p.high_watermark(), Offset(10), "4 holds nothing back");
+        let r = p
+            .on_fetch(BrokerId(4), LeaderEpoch(1), Offset(10), Offset(10), 4)
+            .unwrap();
+        assert_eq!(r.alter_isr.map(|a| a.isr), Some(set(&[1, 2, 3, 4])));
+        // The move completes: 1 keeps leading, 3 is gone.
+        p.on_isr_changed(LeaderEpoch(1), set(&[1, 2, 3, 4]), Offset(10));
+        p.update_replicas(
+            vec![BrokerId(1), BrokerId(2), BrokerId(4)],
+            set(&[1, 2, 4]),
+            Offset(10),
+            5,
+        );
+        assert!(matches!(
+            p.on_fetch(BrokerId(3), LeaderEpoch(1), Offset(10), Offset(10), 6),
+            Err(ReplicationError::UnknownReplica(_))
+        ));
+        assert_eq!(p.isr(), &set(&[1, 2, 4]));
     }
 
     #[test]

@@ -109,6 +109,7 @@ fn register(id: i32) -> MetadataRecord {
         epoch: id as u64,
         endpoint: format!("127.0.0.1:{}", 9000 + id),
         rack: None,
+        directory_id: None,
     }
 }
 

@@ -124,6 +124,7 @@ impl Sim {
                 epoch: id as u64,
                 endpoint: String::new(),
                 rack: None,
+                directory_id: None,
             };
             if l.call(move |n| n.propose(&[r]).is_ok()) {
                 self.next_broker += 1;

@@ -86,6 +86,8 @@ pub struct Broker {
     pub cluster: Option<crate::cluster::ClusterState>,
     /// Dynamic broker configs and the effective config they make of `config`.
     dynamic: RwLock<DynamicState>,
+    /// The data directory's identity (`meta.properties`), sent when registering.
+    pub directory_id: uuid::Uuid,
 }
 
 /// Dynamic broker configs in force, and `Broker::config` with them applied.
@@ -130,6 +132,7 @@ impl Broker {
     /// opened as it arrives (`cluster::replica_manager`).
     pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
         std::fs::create_dir_all(&config.log_dir)?;
+        let meta = crate::meta_properties::load_or_create(&config.log_dir, config.node_id)?;
         let storage = open_backend(Backend::Auto)?;
         tracing::info!(backend = storage.name(), dir = ?config.log_dir, "opening data directory");
         let pipeline = CommitPipeline::start(storage, Default::default())?;
@@ -161,6 +164,7 @@ impl Broker {
                 configs: dynamic,
                 effective: Arc::new(effective),
             }),
+            directory_id: meta.directory_id,
             config,
             pipeline: Mutex::new(Some(pipeline)),
             handle,
@@ -687,6 +691,53 @@ impl Broker {
             topic: topic.to_string(),
             partition: partition as u32,
             election,
+        };
+        cluster
+            .admin_call(req)
+            .await
+            .map_err(|(code, message)| AdminError::new(code, message))
+    }
+
+    /// AlterPartitionReassignments for one partition: `Some(target)` moves it, `None` cancels
+    /// the move under way. In a cluster the controller decides and this waits until the
+    /// started (or completed) move is in this broker's metadata; standalone, the only possible
+    /// target is this broker, where the partition already is.
+    pub async fn admin_reassign_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        target: Option<Vec<i32>>,
+        allow_replication_factor_change: bool,
+    ) -> Result<(), AdminError> {
+        let known = self
+            .partition_counts()
+            .iter()
+            .any(|(t, n)| t == topic && partition >= 0 && (partition as usize) < *n);
+        if !known {
+            return Err(AdminError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("no partition {topic}-{partition}"),
+            ));
+        }
+        let Some(cluster) = &self.cluster else {
+            let me = self.config.node_id;
+            return match target {
+                None => Err(AdminError::new(
+                    ErrorCode::NoReassignmentInProgress,
+                    format!("no reassignment of {topic}-{partition} is in progress"),
+                )),
+                Some(t) if t == [me] => Ok(()),
+                Some(t) => Err(AdminError::new(
+                    ErrorCode::InvalidReplicaAssignment,
+                    format!("target {t:?} for {topic}-{partition}: the only broker is {me}"),
+                )),
+            };
+        };
+        let req = crate::cluster::wire::ControllerRequest::ReassignPartition {
+            topic: topic.to_string(),
+            partition: partition as u32,
+            target,
+            allow_replication_factor_change,
         };
         cluster
             .admin_call(req)

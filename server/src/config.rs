@@ -105,6 +105,9 @@ pub struct BrokerConfig {
     /// leaderships back only after being live this long, so that clients' reconnect backoff to
     /// it has run out. Default: 15000.
     pub leader_return_delay_ms: u64,
+    /// `broker.replacement.delay.ms` (Strata's): a broker fenced this long is taken as gone,
+    /// and the controller re-creates its replicas on live brokers; -1 never. Default: 600000.
+    pub broker_replacement_delay_ms: Option<u64>,
     /// `offsets.topic.replication.factor` (cluster mode). Default: 3.
     pub offsets_topic_replication_factor: i16,
     /// `controlled.shutdown.timeout.ms`: how long SIGTERM waits for leaderships to move away.
@@ -154,6 +157,7 @@ impl Default for BrokerConfig {
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_ms: 5_000,
             leader_return_delay_ms: 15_000,
+            broker_replacement_delay_ms: Some(600_000),
             offsets_topic_replication_factor: 3,
             controlled_shutdown_timeout_ms: 5_000,
             inter_broker_address_overrides: Vec::new(),
@@ -325,6 +329,20 @@ impl BrokerConfig {
                 self.leader_imbalance_check_interval_ms = secs.saturating_mul(1000);
             }
             "leader.imbalance.return.delay.ms" => self.leader_return_delay_ms = parse(key, v)?,
+            "broker.replacement.delay.ms" => {
+                let ms: i64 = parse(key, v)?;
+                self.broker_replacement_delay_ms = match ms {
+                    -1 => None,
+                    ms if ms >= 0 => Some(ms as u64),
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            key: key.to_string(),
+                            value: v.to_string(),
+                            reason: "must be -1 (never) or at least 0".into(),
+                        });
+                    }
+                };
+            }
             "broker.session.timeout.ms" => self.broker_session_timeout_ms = positive(key, v)?,
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = positive(key, v)?,
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = positive(key, v)?,
@@ -640,6 +658,12 @@ impl BrokerConfig {
             e(
                 "leader.imbalance.return.delay.ms",
                 self.leader_return_delay_ms.to_string(),
+                Long,
+            ),
+            e(
+                "broker.replacement.delay.ms",
+                self.broker_replacement_delay_ms
+                    .map_or("-1".to_string(), |ms| ms.to_string()),
                 Long,
             ),
         ];

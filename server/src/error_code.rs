@@ -65,6 +65,8 @@ pub enum ErrorCode {
     EligibleLeadersNotAvailable = 83,
     /// ElectLeaders: the partition already has the leader the election would give it.
     ElectionNotNeeded = 84,
+    /// AlterPartitionReassignments: a cancel of a partition that is not being reassigned.
+    NoReassignmentInProgress = 85,
     /// A config value is invalid.
     InvalidConfig = 40,
     /// The sequence number is out of order for this producer.
@@ -157,6 +159,7 @@ impl ErrorCode {
             PreferredLeaderNotAvailable,
             EligibleLeadersNotAvailable,
             ElectionNotNeeded,
+            NoReassignmentInProgress,
             InvalidConfig,
             OutOfOrderSequenceNumber,
             DuplicateSequenceNumber,

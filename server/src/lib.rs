@@ -31,6 +31,7 @@ pub mod error_code;
 pub mod fetch_session;
 pub mod group;
 pub mod handler;
+pub mod meta_properties;
 pub mod metrics;
 pub mod server;
 pub mod topic;

@@ -439,6 +439,9 @@ impl Partition {
                             m.on_leader_append(end);
                             tracing::debug!(topic = %self.topic, partition = self.index, epoch = epoch.0, "leading");
                         }
+                    } else if m.leader_epoch() == epoch && m.replicas() != replicas {
+                        // A reassignment added or removed replicas within this epoch.
+                        m.update_replicas(replicas.to_vec(), isr, end, now_ms);
                     } else if m.leader_epoch() == epoch && *m.isr() != isr {
                         m.on_isr_changed(epoch, isr, end);
                     }

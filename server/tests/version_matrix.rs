@@ -1246,6 +1246,78 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 "ElectLeaders v{v}: ELECTION_NOT_NEEDED is left out"
             );
         }
+        ApiKey::AlterPartitionReassignments => {
+            use alter_partition_reassignments_request::*;
+            // The partition's replicas as they are: a target equal to them is nothing to do.
+            let mut mt = metadata_request::MetadataRequestTopic::default();
+            mt.name = Some(name(TOPIC));
+            let mut mr = metadata_request::MetadataRequest::default();
+            mr.topics = Some(vec![mt]);
+            let ResponseKind::Metadata(m) = conn.call(ApiKey::Metadata, 12, &mr) else {
+                panic!()
+            };
+            let replicas = m.topics[0].partitions[0].replica_nodes.clone();
+            let part = |index: i32, replicas: Option<Vec<BrokerId>>| {
+                let mut p = ReassignablePartition::default();
+                p.partition_index = index;
+                p.replicas = replicas;
+                p
+            };
+            let mut t = ReassignableTopic::default();
+            t.name = name(TOPIC);
+            t.partitions = vec![
+                part(0, Some(replicas.clone())),
+                part(0, None),
+                part(0, Some(vec![BrokerId(99)])),
+                part(99, Some(replicas.clone())),
+            ];
+            let mut r = AlterPartitionReassignmentsRequest::default();
+            r.timeout_ms = 10_000;
+            r.allow_replication_factor_change = v >= 1;
+            r.topics = vec![t];
+            let ResponseKind::AlterPartitionReassignments(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "AlterPartitionReassignments v{v}");
+            if v >= 1 {
+                assert!(resp.allow_replication_factor_change);
+            }
+            let codes: Vec<(i32, i16)> = resp.responses[0]
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.error_code))
+                .collect();
+            // No-op target; cancel with nothing under way (NO_REASSIGNMENT_IN_PROGRESS); an
+            // unregistered broker (INVALID_REPLICA_ASSIGNMENT); an unknown partition.
+            assert_eq!(
+                codes,
+                vec![(0, 0), (0, 85), (0, 39), (99, 3)],
+                "AlterPartitionReassignments v{v}"
+            );
+        }
+        ApiKey::ListPartitionReassignments => {
+            use list_partition_reassignments_request::*;
+            let mut t = ListPartitionReassignmentsTopics::default();
+            t.name = name(TOPIC);
+            t.partition_indexes = vec![0, 99];
+            let mut r = ListPartitionReassignmentsRequest::default();
+            r.timeout_ms = 10_000;
+            r.topics = Some(vec![t]);
+            let ResponseKind::ListPartitionReassignments(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "ListPartitionReassignments v{v}");
+            // Nothing is moving: no partition is listed (unknown ones neither).
+            assert!(resp.topics.is_empty(), "ListPartitionReassignments v{v}");
+            r.topics = None;
+            let ResponseKind::ListPartitionReassignments(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert!(
+                resp.topics.is_empty(),
+                "ListPartitionReassignments v{v} of all"
+            );
+        }
         ApiKey::ConsumerGroupHeartbeat => {
             use consumer_group_heartbeat_request::*;
             let mut r = ConsumerGroupHeartbeatRequest::default();

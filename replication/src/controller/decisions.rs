@@ -10,6 +10,8 @@
 //!   racks exist) with preferred leaders spread evenly.
 //! - ISR changes come from the leader, in its current epoch, and may only add live replicas.
 
+mod reassignment;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use strata_engine::LeaderEpoch;
@@ -86,6 +88,21 @@ pub enum ControllerError {
     /// A manual replica assignment that cannot be placed as given.
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
+    /// A cancel of a reassignment where none is under way.
+    #[error("no reassignment of {0} is in progress")]
+    NoReassignmentInProgress(String),
+    /// A reassignment that changes the replication factor, which the request did not allow.
+    #[error(
+        "the reassignment of {partition} changes its replication factor from {from} to {to}, which the request does not allow"
+    )]
+    ReplicationFactorChange {
+        /// The partition.
+        partition: String,
+        /// Its replication factor.
+        from: usize,
+        /// The target's.
+        to: usize,
+    },
 }
 
 /// Which leader an ElectLeaders request asks for.
@@ -141,12 +158,18 @@ impl ControllerLogic {
     }
 
     /// Registers (or re-registers) a broker; it starts fenced. Returns its epoch and the records.
+    ///
+    /// A broker that comes back with a different `directory_id` than it registered with before
+    /// has an empty or replaced disk: it leaves every ISR at once, even as its last member (that
+    /// partition then waits offline for a replica that still has the data, or for an unclean
+    /// election), so it is never elected from an empty log; it rejoins each ISR by catching up.
     pub fn register_broker(
         &mut self,
         image: &MetadataImage,
         id: BrokerId,
         endpoint: &str,
         rack: Option<&str>,
+        directory_id: Option<u128>,
         now_ms: u64,
     ) -> (u64, Vec<MetadataRecord>) {
         let epoch = self.next_broker_epoch.max(
@@ -164,11 +187,18 @@ impl ControllerLogic {
         if image.is_live(id) {
             self.fence_into(&mut batch, id);
         }
+        let replaced_disk = image.brokers.get(&id).is_some_and(|b| {
+            b.directory_id.is_some() && directory_id.is_some() && b.directory_id != directory_id
+        });
+        if replaced_disk {
+            self.forget_replicas_of_into(&mut batch, id);
+        }
         batch.push(MetadataRecord::RegisterBroker {
             id,
             epoch,
             endpoint: endpoint.to_string(),
             rack: rack.map(str::to_string),
+            directory_id,
         });
         (epoch, batch.records)
     }
@@ -282,6 +312,49 @@ impl ControllerLogic {
                 };
                 let (leader, isr, epoch) = if p.leader == Some(id) {
                     let (leader, isr) = self.choose_leader(&batch.image, &p.replicas, &isr);
+                    (leader, isr, LeaderEpoch(p.leader_epoch.0 + 1))
+                } else {
+                    (p.leader, isr, p.leader_epoch)
+                };
+                batch.push(MetadataRecord::ChangePartition {
+                    topic: topic.clone(),
+                    partition: index as u32,
+                    leader,
+                    isr,
+                    leader_epoch: epoch,
+                });
+            }
+        }
+    }
+
+    /// `id`'s disk was replaced: it leaves every ISR, even where it is the last member, and
+    /// leads nothing.
+    fn forget_replicas_of_into(&self, batch: &mut Batch, id: BrokerId) {
+        let topics: Vec<String> = batch.image.topics.keys().cloned().collect();
+        for topic in topics {
+            let count = batch
+                .image
+                .topics
+                .get(&topic)
+                .map_or(0, |t| t.partitions.len());
+            for index in 0..count {
+                let Some(p) = batch
+                    .image
+                    .topics
+                    .get(&topic)
+                    .and_then(|t| t.partitions.get(index))
+                    .cloned()
+                else {
+                    continue;
+                };
+                if !p.isr.contains(&id) && p.leader != Some(id) {
+                    continue;
+                }
+                let isr: Vec<BrokerId> = p.isr.iter().copied().filter(|b| *b != id).collect();
+                let (leader, isr, epoch) = if p.leader == Some(id) || p.leader.is_none() {
+                    let others: Vec<BrokerId> =
+                        p.replicas.iter().copied().filter(|b| *b != id).collect();
+                    let (leader, isr) = self.choose_leader(&batch.image, &others, &isr);
                     (leader, isr, LeaderEpoch(p.leader_epoch.0 + 1))
                 } else {
                     (p.leader, isr, p.leader_epoch)
@@ -456,7 +529,8 @@ impl ControllerLogic {
         })
     }
 
-    /// Rules on a leader's ISR change.
+    /// Rules on a leader's ISR change; a change that puts a reassignment's whole target in
+    /// sync also completes the reassignment.
     pub fn alter_isr(
         &self,
         image: &MetadataImage,
@@ -465,7 +539,7 @@ impl ControllerLogic {
         from: BrokerId,
         leader_epoch: LeaderEpoch,
         isr: Vec<BrokerId>,
-    ) -> Result<MetadataRecord, ControllerError> {
+    ) -> Result<Vec<MetadataRecord>, ControllerError> {
         let p = partition_of(image, topic, partition)?;
         if p.leader != Some(from) {
             return Err(ControllerError::NotLeader(from));
@@ -485,13 +559,17 @@ impl ControllerLogic {
                 return Err(ControllerError::IneligibleReplica(*b));
             }
         }
-        Ok(MetadataRecord::ChangePartition {
+        let mut batch = Batch::new(image);
+        batch.push(MetadataRecord::ChangePartition {
             topic: topic.to_string(),
             partition,
             leader: Some(from),
             isr,
             leader_epoch,
-        })
+        });
+        // The replica that just joined may be the last of a reassignment's target.
+        self.complete_into(&mut batch, topic, partition);
+        Ok(batch.records)
     }
 
     /// A broker reports its replica of a partition failed (corrupt on its disk). It leaves
@@ -748,7 +826,7 @@ mod tests {
         let mut c = ControllerLogic::new(config);
         for (i, rack) in racks.iter().enumerate() {
             let id = BrokerId(i as i32 + 1);
-            let (epoch, recs) = c.register_broker(&image, id, "127.0.0.1:1", Some(rack), 0);
+            let (epoch, recs) = c.register_broker(&image, id, "127.0.0.1:1", Some(rack), None, 0);
             apply_all(&mut image, &recs);
             let recs = c.heartbeat(&image, id, epoch, 0).unwrap();
             apply_all(&mut image, &recs);
@@ -812,7 +890,7 @@ mod tests {
         assert!(!p.isr.contains(&leader0));
         assert!(image.brokers[&leader0].fenced);
         // It comes back: re-register, heartbeat, and preferred leader election returns partition 0.
-        let (e, recs) = c.register_broker(&image, leader0, "127.0.0.1:1", Some("a"), 800);
+        let (e, recs) = c.register_broker(&image, leader0, "127.0.0.1:1", Some("a"), None, 800);
         apply_all(&mut image, &recs);
         let recs = c.heartbeat(&image, leader0, e, 800).unwrap();
         apply_all(&mut image, &recs);
@@ -829,7 +907,7 @@ mod tests {
         let r = c
             .alter_isr(&image, "t", 0, p.leader.unwrap(), p.leader_epoch, isr)
             .unwrap();
-        image.apply(&r);
+        apply_all(&mut image, &r);
         // Live, in sync, but not settled yet (its clients may still be backing off): it waits.
         assert!(
             c.preferred_leader_elections(&image, &Default::default())
@@ -925,7 +1003,7 @@ mod tests {
         let r = c
             .alter_isr(&image, "t", 0, leader, p.leader_epoch, vec![leader])
             .unwrap();
-        image.apply(&r);
+        apply_all(&mut image, &r);
         let fe = image.brokers[&follower].epoch;
         let recs = c.heartbeat(&image, follower, fe, 1000).unwrap();
         apply_all(&mut image, &recs);
@@ -960,7 +1038,7 @@ mod tests {
                 vec![p.replicas[0]],
             )
             .unwrap();
-        image2.apply(&r);
+        apply_all(&mut image2, &r);
         let fe = image2.brokers[&p.replicas[1]].epoch;
         let recs = c2.heartbeat(&image2, p.replicas[1], fe, 1000).unwrap();
         apply_all(&mut image2, &recs);
@@ -968,7 +1046,7 @@ mod tests {
         apply_all(&mut image2, &recs);
         assert_eq!(image2.topics["t"].partitions[0].leader, Some(p.replicas[1]));
         // The returning last ISR member brings the partition back.
-        let (e, recs) = c.register_broker(&image, leader, "127.0.0.1:1", Some("a"), 1100);
+        let (e, recs) = c.register_broker(&image, leader, "127.0.0.1:1", Some("a"), None, 1100);
         apply_all(&mut image, &recs);
         let recs = c.heartbeat(&image, leader, e, 1100).unwrap();
         apply_all(&mut image, &recs);
@@ -1050,7 +1128,7 @@ mod tests {
             c.elect_leader(&image, "t", 0, Election::Unclean),
             Err(ControllerError::ElectionNotNeeded(_))
         ));
-        let (e, recs) = c.register_broker(&image, BrokerId(1), "127.0.0.1:1", Some("a"), 10);
+        let (e, recs) = c.register_broker(&image, BrokerId(1), "127.0.0.1:1", Some("a"), None, 10);
         apply_all(&mut image, &recs);
         let recs = c.heartbeat(&image, BrokerId(1), e, 10).unwrap();
         apply_all(&mut image, &recs);
@@ -1058,7 +1136,7 @@ mod tests {
         let r = c
             .alter_isr(&image, "t", 0, BrokerId(2), p.leader_epoch, b(&[2, 1]))
             .unwrap();
-        image.apply(&r);
+        apply_all(&mut image, &r);
         let r = c.elect_leader(&image, "t", 0, Election::Preferred).unwrap();
         image.apply(&r);
         assert_eq!(image.topics["t"].partitions[0].leader, Some(BrokerId(1)));
@@ -1067,7 +1145,7 @@ mod tests {
         let r = c
             .alter_isr(&image, "t", 0, BrokerId(1), p.leader_epoch, b(&[1]))
             .unwrap();
-        image.apply(&r);
+        apply_all(&mut image, &r);
         let recs = c.controlled_shutdown(&image, BrokerId(1));
         apply_all(&mut image, &recs);
         assert_eq!(image.topics["t"].partitions[0].leader, None, "offline");
@@ -1103,7 +1181,7 @@ mod tests {
         let r = c
             .alter_isr(&image, "t", 0, l, p.leader_epoch, vec![l, other])
             .unwrap();
-        image.apply(&r);
+        apply_all(&mut image, &r);
         let third = p.replicas[2];
         let recs = c.controlled_shutdown(&image, third);
         apply_all(&mut image, &recs);

@@ -23,6 +23,10 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
     /// Whether it is fenced.
     pub fenced: bool,
+    /// The identity of the data directory it registered with (a new one means an empty or
+    /// replaced disk); `None` from brokers that do not report one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<u128>,
 }
 
 /// One partition's replication state.
@@ -37,6 +41,50 @@ pub struct PartitionRegistration {
     /// Leader epoch.
     #[serde(with = "super::records::epoch_serde")]
     pub leader_epoch: LeaderEpoch,
+    /// Replicas a reassignment is adding (in `replicas`, not yet in the target's ISR).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<BrokerId>,
+    /// Replicas a reassignment will remove once the target replicas are in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<BrokerId>,
+}
+
+impl PartitionRegistration {
+    /// A new partition on `replicas`: all in sync, the first leads, epoch 0.
+    pub fn new(replicas: &[BrokerId]) -> PartitionRegistration {
+        PartitionRegistration {
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            leader: replicas.first().copied(),
+            leader_epoch: LeaderEpoch(0),
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+        }
+    }
+
+    /// Whether a reassignment is under way.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas the partition will have once its reassignment completes (its replicas
+    /// when none is under way), in preference order.
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|b| !self.removing_replicas.contains(b))
+            .collect()
+    }
+
+    /// The replicas it had before its reassignment began (what a cancel returns to).
+    pub fn original_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|b| !self.adding_replicas.contains(b))
+            .collect()
+    }
 }
 
 /// A topic.
@@ -72,6 +120,7 @@ impl MetadataImage {
                 epoch,
                 endpoint,
                 rack,
+                directory_id,
             } => {
                 self.brokers.insert(
                     *id,
@@ -81,6 +130,7 @@ impl MetadataImage {
                         endpoint: endpoint.clone(),
                         rack: rack.clone(),
                         fenced: true,
+                        directory_id: *directory_id,
                     },
                 );
             }
@@ -102,12 +152,7 @@ impl MetadataImage {
             } => {
                 let partitions = assignments
                     .iter()
-                    .map(|replicas| PartitionRegistration {
-                        replicas: replicas.clone(),
-                        isr: replicas.clone(),
-                        leader: replicas.first().copied(),
-                        leader_epoch: LeaderEpoch(0),
-                    })
+                    .map(|replicas| PartitionRegistration::new(replicas))
                     .collect();
                 self.topics.insert(
                     name.clone(),
@@ -122,13 +167,11 @@ impl MetadataImage {
                 let Some(t) = self.topics.get_mut(topic) else {
                     return;
                 };
-                t.partitions
-                    .extend(assignments.iter().map(|replicas| PartitionRegistration {
-                        replicas: replicas.clone(),
-                        isr: replicas.clone(),
-                        leader: replicas.first().copied(),
-                        leader_epoch: LeaderEpoch(0),
-                    }));
+                t.partitions.extend(
+                    assignments
+                        .iter()
+                        .map(|replicas| PartitionRegistration::new(replicas)),
+                );
             }
             MetadataRecord::DeleteTopic { name } => {
                 self.topics.remove(name);
@@ -159,6 +202,54 @@ impl MetadataImage {
                     leader.is_none_or(|l| isr.contains(&l)),
                     "the leader is in the ISR"
                 );
+                p.leader = *leader;
+                p.isr = isr.clone();
+                p.leader_epoch = *leader_epoch;
+            }
+            MetadataRecord::ReassignPartition {
+                topic,
+                partition,
+                replicas,
+                adding,
+                removing,
+                leader,
+                isr,
+                leader_epoch,
+            } => {
+                let Some(p) = self
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|t| t.partitions.get_mut(*partition as usize))
+                else {
+                    return;
+                };
+                assert!(
+                    *leader_epoch >= p.leader_epoch,
+                    "leader epochs never go back"
+                );
+                assert!(
+                    adding.iter().chain(removing).all(|b| replicas.contains(b)),
+                    "adding and removing replicas are replicas"
+                );
+                assert!(
+                    adding.iter().all(|b| !removing.contains(b)),
+                    "a replica is not both added and removed"
+                );
+                assert!(
+                    replicas.iter().any(|b| !removing.contains(b)),
+                    "a reassignment's target is never empty"
+                );
+                assert!(
+                    isr.iter().all(|b| replicas.contains(b)),
+                    "the ISR is a subset of the replicas"
+                );
+                assert!(
+                    leader.is_none_or(|l| isr.contains(&l)),
+                    "the leader is in the ISR"
+                );
+                p.replicas = replicas.clone();
+                p.adding_replicas = adding.clone();
+                p.removing_replicas = removing.clone();
                 p.leader = *leader;
                 p.isr = isr.clone();
                 p.leader_epoch = *leader_epoch;

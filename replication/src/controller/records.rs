@@ -21,6 +21,9 @@ pub enum MetadataRecord {
         endpoint: String,
         /// `broker.rack`.
         rack: Option<String>,
+        /// The identity of its data directory (`directory.id` in `meta.properties`).
+        #[serde(default)]
+        directory_id: Option<u128>,
     },
     /// The broker may lead and be in ISRs again.
     UnfenceBroker {
@@ -67,6 +70,27 @@ pub enum MetadataRecord {
         /// New ISR.
         isr: Vec<BrokerId>,
         /// New leader epoch (bumped on every leader change).
+        #[serde(with = "epoch_serde")]
+        leader_epoch: LeaderEpoch,
+    },
+    /// A partition's replica set changed: a reassignment (KIP-455) began, completed or was
+    /// cancelled. Leader, ISR and epoch are as they are after the change.
+    ReassignPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: u32,
+        /// Every replica: the target's first (preferred leader first), then those leaving.
+        replicas: Vec<BrokerId>,
+        /// Replicas being added (empty once complete).
+        adding: Vec<BrokerId>,
+        /// Replicas to remove once the target is in sync (empty once complete).
+        removing: Vec<BrokerId>,
+        /// Leader after the change.
+        leader: Option<BrokerId>,
+        /// ISR after the change.
+        isr: Vec<BrokerId>,
+        /// Leader epoch after the change (bumped when the leader changes).
         #[serde(with = "epoch_serde")]
         leader_epoch: LeaderEpoch,
     },

@@ -122,6 +122,8 @@ impl Controller {
             leader_return_delay_ms: config.leader_return_delay_ms,
             live_since_ms: std::collections::HashMap::new(),
             connection_grace_ms: config.broker_heartbeat_interval_ms.saturating_mul(2),
+            replacement_delay_ms: config.broker_replacement_delay_ms,
+            fenced_since_ms: std::collections::HashMap::new(),
         };
         if voters.len() == 1 {
             state.node.campaign()?;
@@ -285,6 +287,12 @@ struct ControllerLoop {
     live_since_ms: std::collections::HashMap<strata_replication::BrokerId, u64>,
     /// How long a broker whose heartbeat connection closed has to heartbeat again.
     connection_grace_ms: u64,
+    /// `broker.replacement.delay.ms`: a broker fenced this long has its replicas re-created
+    /// elsewhere (`None`: never).
+    replacement_delay_ms: Option<u64>,
+    /// Since when (controller clock) each fenced broker has been fenced, as this controller
+    /// saw: a new active controller starts every clock afresh.
+    fenced_since_ms: std::collections::HashMap<strata_replication::BrokerId, u64>,
 }
 
 fn error_response(e: &ControllerError) -> ControllerResponse {
@@ -301,6 +309,8 @@ fn error_response(e: &ControllerError) -> ControllerResponse {
         ControllerError::ElectionNotNeeded(_) => ErrorCode::ElectionNotNeeded,
         ControllerError::PreferredLeaderNotAvailable(_) => ErrorCode::PreferredLeaderNotAvailable,
         ControllerError::EligibleLeadersNotAvailable(_) => ErrorCode::EligibleLeadersNotAvailable,
+        ControllerError::NoReassignmentInProgress(_) => ErrorCode::NoReassignmentInProgress,
+        ControllerError::ReplicationFactorChange { .. } => ErrorCode::InvalidReplicationFactor,
     };
     ControllerResponse::Error {
         code: code.code(),
@@ -412,6 +422,7 @@ impl ControllerLoop {
                 self.leading_since = Some(self.node.last_index());
                 self.sessions_started = false;
                 self.logic = ControllerLogic::new(self.logic_config);
+                self.fenced_since_ms.clear();
                 tracing::info!(term = self.node.term(), "became the active controller");
             }
             (false, Some(_)) => {
@@ -536,6 +547,40 @@ impl ControllerLoop {
             self.propose(fenced, None);
             return;
         }
+        // Reassignments whose target is in sync complete (normally with the ISR change that
+        // made it so; this catches a move a previous controller left, or one a fencing ended).
+        let completions = self.logic.reassignment_progress(&image);
+        if !completions.is_empty() {
+            tracing::info!(
+                partitions = completions.len(),
+                "completing reassignments whose target replicas are in sync"
+            );
+            self.propose(completions, None);
+            return;
+        }
+        // Re-replication: brokers fenced for `broker.replacement.delay.ms` are taken as gone,
+        // and their replicas move to live brokers.
+        self.fenced_since_ms
+            .retain(|b, _| image.brokers.get(b).is_some_and(|r| r.fenced));
+        for b in image.brokers.values().filter(|b| b.fenced) {
+            self.fenced_since_ms.entry(b.id).or_insert(now);
+        }
+        if let Some(delay) = self.replacement_delay_ms
+            && self.pending.is_empty()
+        {
+            let lost: std::collections::BTreeSet<BrokerId> = self
+                .fenced_since_ms
+                .iter()
+                .filter(|(_, since)| now.saturating_sub(**since) >= delay)
+                .map(|(b, _)| *b)
+                .collect();
+            let moves = self.logic.replace_lost_brokers(&image, &lost);
+            if !moves.is_empty() {
+                tracing::warn!(brokers = ?lost, records = moves.len(), delay_ms = delay, "brokers fenced past broker.replacement.delay.ms: re-creating their replicas on live brokers");
+                self.propose(moves, None);
+                return;
+            }
+        }
         // Leaderships go back to a preferred replica only once its broker has been live for a
         // while: clients that failed to reach it while it was down back off their reconnects
         // (librdkafka up to 10 s), and a leadership handed back at once would stall them for
@@ -584,12 +629,18 @@ impl ControllerLoop {
         let now = self.now_ms();
         let image = projected(&self.node, &self.pending);
         match req {
-            ControllerRequest::Register { id, endpoint, rack } => {
+            ControllerRequest::Register {
+                id,
+                endpoint,
+                rack,
+                directory_id,
+            } => {
                 let (epoch, records) = self.logic.register_broker(
                     &image,
                     BrokerId(id),
                     &endpoint,
                     rack.as_deref(),
+                    directory_id,
                     now,
                 );
                 tracing::info!(broker = id, epoch, %endpoint, "broker registered");
@@ -729,6 +780,29 @@ impl ControllerLoop {
                     let _ = tx.send(error_response(&e));
                 }
             },
+            ControllerRequest::ReassignPartition {
+                topic,
+                partition,
+                target,
+                allow_replication_factor_change,
+            } => {
+                let target = target.map(|t| t.into_iter().map(BrokerId).collect());
+                match self.logic.reassign_partition(
+                    &image,
+                    &topic,
+                    partition,
+                    target.clone(),
+                    allow_replication_factor_change,
+                ) {
+                    Ok(records) => {
+                        tracing::info!(topic = %topic, partition, target = ?target, "reassigning a partition on request");
+                        self.propose(records, Some((tx, Reply::Done)));
+                    }
+                    Err(e) => {
+                        let _ = tx.send(error_response(&e));
+                    }
+                }
+            }
             ControllerRequest::AllocateProducerIds => {
                 let start = image.next_producer_id;
                 self.propose(
@@ -769,7 +843,12 @@ impl ControllerLoop {
                     LeaderEpoch(leader_epoch),
                     isr.into_iter().map(BrokerId).collect(),
                 ) {
-                    Ok(record) => self.propose(vec![record], Some((tx, Reply::Done))),
+                    Ok(records) => {
+                        if records.len() > 1 {
+                            tracing::info!(topic = %topic, partition, "reassignment complete: the target replicas are in sync");
+                        }
+                        self.propose(records, Some((tx, Reply::Done)))
+                    }
                     Err(e) => {
                         let _ = tx.send(error_response(&e));
                     }

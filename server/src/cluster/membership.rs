@@ -31,6 +31,7 @@ async fn register(broker: &Broker, client: &ControllerClient) -> u64 {
             id: broker.config.node_id,
             endpoint: format!("{host}:{port}"),
             rack: broker.config.rack.clone(),
+            directory_id: Some(broker.directory_id.as_u128()),
         };
         match client.call(req, Duration::from_secs(2)).await {
             Ok(ControllerResponse::Registered { epoch }) => {

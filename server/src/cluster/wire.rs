@@ -36,6 +36,9 @@ pub enum ControllerRequest {
         endpoint: String,
         /// `broker.rack`.
         rack: Option<String>,
+        /// The identity of its data directory (`directory.id` in `meta.properties`).
+        #[serde(default)]
+        directory_id: Option<u128>,
     },
     /// A broker is alive (and, with `shutting_down`, wants its leaderships moved away).
     Heartbeat {
@@ -106,6 +109,17 @@ pub enum ControllerRequest {
     },
     /// A broker needs a block of producer ids.
     AllocateProducerIds,
+    /// AlterPartitionReassignments for one partition: move it to `target`, or cancel (`None`).
+    ReassignPartition {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// The target replicas, preferred leader first; `None` cancels.
+        target: Option<Vec<i32>>,
+        /// Whether the target may have another replication factor (KIP-860).
+        allow_replication_factor_change: bool,
+    },
     /// A partition leader asks for an ISR change.
     AlterPartition {
         /// Topic.

@@ -15,6 +15,7 @@ pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 pub mod producers;
+pub mod reassignments;
 
 use std::sync::Arc;
 
@@ -76,6 +77,8 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::DeleteGroups => (0, 2),
         ApiKey::OffsetDelete => (0, 0),
         ApiKey::ElectLeaders => (0, 2),
+        ApiKey::AlterPartitionReassignments => (0, 1),
+        ApiKey::ListPartitionReassignments => (0, 0),
         ApiKey::IncrementalAlterConfigs => (0, 1),
         ApiKey::DescribeCluster => (0, 1),
         ApiKey::DescribeProducers => (0, 0),
@@ -196,6 +199,12 @@ async fn dispatch(
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(ctx, r).await)
+        }
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(reassignments::alter(ctx, r, v).await)
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(reassignments::list(ctx, r))
         }
         RequestKind::ConsumerGroupHeartbeat(r) => {
             ResponseKind::ConsumerGroupHeartbeat(consumer_group::heartbeat(ctx, header, r))
