@@ -108,6 +108,12 @@ pub struct BrokerConfig {
     /// `broker.replacement.delay.ms` (Strata's): a broker fenced this long is taken as gone,
     /// and the controller re-creates its replicas on live brokers; -1 never. Default: 600000.
     pub broker_replacement_delay_ms: Option<u64>,
+    /// `leader.replication.throttled.rate`: bytes per second this broker sends, as leader, to
+    /// the out-of-sync followers of throttled replicas (KIP-73). Default: unlimited.
+    pub leader_replication_throttled_rate: u64,
+    /// `follower.replication.throttled.rate`: bytes per second this broker fetches for its
+    /// out-of-sync throttled replicas (KIP-73). Default: unlimited.
+    pub follower_replication_throttled_rate: u64,
     /// `offsets.topic.replication.factor` (cluster mode). Default: 3.
     pub offsets_topic_replication_factor: i16,
     /// `controlled.shutdown.timeout.ms`: how long SIGTERM waits for leaderships to move away.
@@ -158,6 +164,8 @@ impl Default for BrokerConfig {
             leader_imbalance_check_interval_ms: 5_000,
             leader_return_delay_ms: 15_000,
             broker_replacement_delay_ms: Some(600_000),
+            leader_replication_throttled_rate: u64::MAX >> 1,
+            follower_replication_throttled_rate: u64::MAX >> 1,
             offsets_topic_replication_factor: 3,
             controlled_shutdown_timeout_ms: 5_000,
             inter_broker_address_overrides: Vec::new(),
@@ -329,6 +337,12 @@ impl BrokerConfig {
                 self.leader_imbalance_check_interval_ms = secs.saturating_mul(1000);
             }
             "leader.imbalance.return.delay.ms" => self.leader_return_delay_ms = parse(key, v)?,
+            "leader.replication.throttled.rate" => {
+                self.leader_replication_throttled_rate = positive(key, v)?
+            }
+            "follower.replication.throttled.rate" => {
+                self.follower_replication_throttled_rate = positive(key, v)?
+            }
             "broker.replacement.delay.ms" => {
                 let ms: i64 = parse(key, v)?;
                 self.broker_replacement_delay_ms = match ms {
@@ -658,6 +672,16 @@ impl BrokerConfig {
             e(
                 "leader.imbalance.return.delay.ms",
                 self.leader_return_delay_ms.to_string(),
+                Long,
+            ),
+            e(
+                "leader.replication.throttled.rate",
+                self.leader_replication_throttled_rate.to_string(),
+                Long,
+            ),
+            e(
+                "follower.replication.throttled.rate",
+                self.follower_replication_throttled_rate.to_string(),
                 Long,
             ),
             e(

@@ -4,7 +4,8 @@
 //!
 //! What may change is what topics inherit: the `log.*` defaults of the topic configs
 //! (`log.retention.ms` for `retention.ms`, ...), `message.max.bytes` and
-//! `min.insync.replicas`. Every other broker setting is fixed at start and refused with Kafka's
+//! `min.insync.replicas`; and the replication throttles (`leader.replication.throttled.rate`,
+//! `follower.replication.throttled.rate`, KIP-73). Every other broker setting is fixed at start and refused with Kafka's
 //! "Cannot update these configs dynamically". Precedence, most specific first (Kafka's): the
 //! broker's own dynamic value, the cluster-wide dynamic default, the static config (file or
 //! `--set`), the built-in default. A topic's own override beats all of them.
@@ -34,6 +35,8 @@ pub const DYNAMIC: &[&str] = &[
     "log.flush.interval.ms",
     "log.cleanup.policy",
     "min.insync.replicas",
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
 ];
 
 /// The file of a standalone broker's dynamic configs.

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::history::*;
 use common::kafka::runtime;
 
 use std::collections::BTreeSet;
@@ -19,202 +20,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
-
-const LONG: Duration = Duration::from_secs(60);
-
-fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer<Printing> {
-    let mut c = ClientConfig::new();
-    if let Ok(d) = std::env::var("RDKAFKA_PRODUCER_DEBUG") {
-        c.set("debug", d);
-        c.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
-    }
-    c.set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("message.timeout.ms", "30000")
-        .set("linger.ms", "1")
-        .set("topic.metadata.refresh.interval.ms", "1000");
-    for (k, v) in extra {
-        c.set(*k, *v);
-    }
-    c.create_with_context(Printing).unwrap()
-}
-
-fn consumer(bootstrap: &str, group: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        .set("topic.metadata.refresh.interval.ms", "1000")
-        .create()
-        .unwrap()
-}
-
-fn create_topic(bootstrap: &str, name: &str, partitions: i32, rf: i32) {
-    create_topic_with(bootstrap, name, partitions, rf, &[]);
-}
-
-fn create_topic_with(
-    bootstrap: &str,
-    name: &str,
-    partitions: i32,
-    rf: i32,
-    configs: &[(&str, &str)],
-) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let rt = runtime();
-    let res = rt
-        .block_on(admin.create_topics(
-            &[configs.iter().fold(
-                NewTopic::new(name, partitions, TopicReplication::Fixed(rf)),
-                |t, (k, v)| t.set(k, v),
-            )],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        ))
-        .unwrap();
-    for r in res {
-        r.unwrap();
-    }
-}
-
-/// (leader, replicas, isr) of a partition, from a broker's metadata.
-fn partition_state(bootstrap: &str, topic: &str, p: i32) -> Option<(i32, Vec<i32>, Vec<i32>)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .ok()?;
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(3)).ok()?;
-    let t = md.topics().iter().find(|t| t.name() == topic)?;
-    let part = t.partitions().iter().find(|x| x.id() == p)?;
-    Some((part.leader(), part.replicas().to_vec(), part.isr().to_vec()))
-}
-
-/// Waits until the partition has a leader and an ISR of `isr` members.
-fn wait_isr(bootstrap: &str, topic: &str, p: i32, isr: usize) -> i32 {
-    wait_for(&format!("{topic}-{p} with an ISR of {isr}"), LONG, || {
-        partition_state(bootstrap, topic, p)
-            .and_then(|(l, _, i)| (l >= 0 && i.len() == isr).then_some(l))
-    })
-}
-
-/// A pending send of `value`.
-type Pending = (u64, rdkafka::producer::DeliveryFuture);
-
-/// Enqueues `values` (to `partitions` round-robin by value, or to the partitioner's choice).
-fn enqueue(
-    p: &FutureProducer<Printing>,
-    topic: &str,
-    values: impl Iterator<Item = u64>,
-    partitions: Option<i32>,
-) -> Vec<Pending> {
-    values
-        .map(|v| {
-            let payload = v.to_string();
-            let mut rec = FutureRecord::<(), _>::to(topic).payload(&payload);
-            if let Some(n) = partitions {
-                rec = rec.partition((v % n as u64) as i32);
-            }
-            (v, p.send_result(rec).unwrap())
-        })
-        .collect()
-}
-
-/// Waits for every pending send; returns the acknowledged values (and prints the first error).
-fn acknowledged(pending: Vec<Pending>) -> Vec<u64> {
-    runtime().block_on(async {
-        let mut acked = Vec::new();
-        let mut failed = 0;
-        for (v, f) in pending {
-            match f.await {
-                Ok(Ok(_)) => acked.push(v),
-                other => {
-                    if failed == 0 {
-                        eprintln!("produce of {v} failed: {other:?}");
-                    }
-                    failed += 1;
-                }
-            }
-        }
-        acked
-    })
-}
-
-/// Produces `values` with acks=all and returns those acknowledged.
-fn produce_all(
-    p: &FutureProducer<Printing>,
-    topic: &str,
-    values: impl Iterator<Item = u64>,
-) -> Vec<u64> {
-    acknowledged(enqueue(p, topic, values, None))
-}
-
-/// Reads the partition from the start until `want` values are seen (or `LONG` passes) and
-/// returns them in log order.
-struct Printing;
-impl rdkafka::ClientContext for Printing {
-    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        eprintln!(
-            "{:?} rdkafka {fac}: {log_message}",
-            std::time::SystemTime::now()
-        );
-    }
-}
-impl rdkafka::consumer::ConsumerContext for Printing {}
-
-fn read_back(bootstrap: &str, topic: &str, partition: i32, want: usize) -> Vec<u64> {
-    let mut cfg = ClientConfig::new();
-    if let Ok(d) = std::env::var("RDKAFKA_DEBUG") {
-        cfg.set("debug", d);
-        cfg.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
-    }
-    let c: BaseConsumer<Printing> = cfg
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "reader")
-        .set("enable.auto.commit", "false")
-        .set("topic.metadata.refresh.interval.ms", "1000")
-        .create_with_context(Printing)
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .unwrap();
-    c.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let deadline = std::time::Instant::now() + LONG;
-    while out.len() < want && std::time::Instant::now() < deadline {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            let v: u64 = std::str::from_utf8(m.payload().unwrap())
-                .unwrap()
-                .parse()
-                .unwrap();
-            out.push(v);
-        }
-    }
-    out
-}
-
-/// Every acknowledged value is in the log, the log holds no duplicates, and it is in order.
-fn assert_nothing_lost(read: &[u64], acked: &[u64]) {
-    let seen: BTreeSet<u64> = read.iter().copied().collect();
-    assert_eq!(seen.len(), read.len(), "duplicates in the log: {read:?}");
-    assert!(
-        read.windows(2).all(|w| w[0] < w[1]),
-        "out of order: {read:?}"
-    );
-    let missing: Vec<u64> = acked
-        .iter()
-        .filter(|v| !seen.contains(v))
-        .copied()
-        .collect();
-    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
-}
 
 #[test]
 fn sigkill_of_the_leader_under_acks_all_loses_nothing_and_it_rejoins() {
@@ -620,26 +427,6 @@ fn raw_produce_with(
     (p.error_code, p.base_offset)
 }
 
-/// The `.log` segment files of a partition replica, in offset order.
-fn segment_files(c: &Cluster, node: usize, dir_name: &str) -> Vec<std::path::PathBuf> {
-    let dir = c.brokers[node - 1].data_dir().join(dir_name);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    files.sort();
-    files
-}
-
-/// The bytes of every `.log` segment of a partition replica, in offset order.
-fn replica_bytes(c: &Cluster, node: usize, dir_name: &str) -> Vec<u8> {
-    segment_files(c, node, dir_name)
-        .iter()
-        .flat_map(|f| std::fs::read(f).unwrap())
-        .collect()
-}
-
 #[test]
 fn an_isolated_leader_acknowledges_nothing_and_keeps_no_divergent_record() {
     let mut c = Cluster::start(Layout {
@@ -717,9 +504,9 @@ fn an_isolated_leader_acknowledges_nothing_and_keeps_no_divergent_record() {
     for n in 1..=3 {
         assert!(c.broker(n).terminate().success());
     }
-    let reference = replica_bytes(&c, new_leader as usize, "payments-0");
+    let reference = c.replica_bytes(new_leader as usize, "payments-0");
     for n in 1..=3 {
-        let replica = replica_bytes(&c, n, "payments-0");
+        let replica = c.replica_bytes(n, "payments-0");
         assert!(
             replica == reference,
             "replica on node {n} ({} bytes) diverges from the leader's ({} bytes)",
@@ -733,7 +520,7 @@ fn an_isolated_leader_acknowledges_nothing_and_keeps_no_divergent_record() {
 /// returns bad data would, while the broker runs (the page cache holds the flipped byte).
 fn flip_byte_mid_first_segment(c: &Cluster, node: usize, dir_name: &str) {
     use std::os::unix::fs::FileExt;
-    let logs = segment_files(c, node, dir_name);
+    let logs = c.segment_files(node, dir_name);
     assert!(logs.len() >= 2, "want a closed segment, have {logs:?}");
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -779,10 +566,10 @@ fn a_corrupt_byte_in_the_leaders_segment_is_never_served_and_the_replica_is_repa
     for n in 1..=3 {
         assert!(c.broker(n).terminate().success());
     }
-    let reference = replica_bytes(&c, now as usize, "ledger-0");
+    let reference = c.replica_bytes(now as usize, "ledger-0");
     for n in 1..=3 {
         assert!(
-            replica_bytes(&c, n, "ledger-0") == reference,
+            c.replica_bytes(n, "ledger-0") == reference,
             "replica on node {n} differs from the leader's"
         );
     }

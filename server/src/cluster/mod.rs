@@ -7,6 +7,7 @@
 //! - [`replica_manager`]: turns each metadata image into local partitions and roles;
 //! - [`replica_fetcher`]: followers copying from leaders (Fetch with a replica id, truncation
 //!   by OffsetForLeaderEpoch);
+//! - [`throttle`]: replication throttles (KIP-73) for out-of-sync replicas;
 //! - [`wire`], [`controller_client`], [`kafka_client`]: the transports.
 
 pub mod controller;
@@ -15,6 +16,7 @@ pub mod kafka_client;
 pub mod membership;
 pub mod replica_fetcher;
 pub mod replica_manager;
+pub mod throttle;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -52,6 +54,10 @@ pub struct ClusterState {
     pub unreachable: Mutex<HashMap<i32, Instant>>,
     /// Follower fetchers, by leader id.
     pub fetchers: Mutex<HashMap<i32, tokio::task::JoinHandle<()>>>,
+    /// `leader.replication.throttled.rate`'s bucket.
+    pub leader_throttle: throttle::Throttle,
+    /// `follower.replication.throttled.rate`'s bucket.
+    pub follower_throttle: throttle::Throttle,
     hint_ttl: Duration,
     recently_fenced: Mutex<HashMap<i32, Instant>>,
     /// When the last heartbeat the controller answered was sent (ms since start; 0: none).
@@ -71,6 +77,8 @@ impl ClusterState {
             isr: ControllerClient::new(config.controller_quorum_voters.clone()),
             shutting_down: AtomicBool::new(false),
             fetchers: Mutex::new(HashMap::new()),
+            leader_throttle: throttle::Throttle::default(),
+            follower_throttle: throttle::Throttle::default(),
             unreachable: Mutex::new(HashMap::new()),
             recently_fenced: Mutex::new(HashMap::new()),
             lease_from_ms: AtomicU64::new(0),
@@ -164,6 +172,16 @@ impl ClusterState {
             .unwrap_or_else(|p| p.into_inner())
             .get(&leader)
             .is_some_and(|since| since.elapsed() < self.hint_ttl)
+    }
+
+    /// Whether `broker` is in the committed ISR of `topic`-`partition`.
+    pub fn in_isr(&self, topic: &str, partition: i32, broker: i32) -> bool {
+        let image = self.image.read().unwrap_or_else(|p| p.into_inner());
+        image
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+            .is_some_and(|p| p.isr.contains(&strata_replication::BrokerId(broker)))
     }
 
     /// Forgets every hint (a new image has the controller's word on leaders).

@@ -26,6 +26,7 @@ use strata_replication::{BrokerId, Role};
 
 use super::kafka_client::{KafkaClientError, KafkaConnection};
 use super::replica_manager::report_failed_replica;
+use super::throttle;
 use crate::broker::Broker;
 use crate::error_code::ErrorCode;
 use crate::topic::Partition;
@@ -252,6 +253,11 @@ async fn fetch(
 ) -> Result<(), KafkaClientError> {
     let mut by_topic: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
     let mut asked = BTreeMap::new();
+    let me = broker.config.node_id;
+    let rate = broker
+        .effective_config()
+        .follower_replication_throttled_rate;
+    let mut throttled = std::collections::BTreeSet::new();
     for p in partitions {
         let mut fp = FetchPartition::default();
         fp.partition = p.index;
@@ -260,8 +266,26 @@ async fn fetch(
         fp.last_fetched_epoch = -1;
         fp.log_start_offset = -1;
         fp.partition_max_bytes = PARTITION_MAX_BYTES;
+        // KIP-73: an out-of-sync replica the topic throttles fetches at the follower rate.
+        if let Some(cluster) = broker.cluster.as_ref()
+            && rate < throttle::UNLIMITED
+            && !cluster.in_isr(&p.topic, p.index, me)
+            && broker.topic(&p.topic).is_some_and(|t| {
+                throttle::replica_throttled(&t, throttle::FOLLOWER_REPLICAS, p.index, me)
+            })
+        {
+            if let Some(wait) = cluster.follower_throttle.delay(rate) {
+                p.with_replica(|r| r.retry_at = Some(Instant::now() + wait));
+                continue;
+            }
+            fp.partition_max_bytes = throttle::Throttle::quantum(rate, PARTITION_MAX_BYTES);
+            throttled.insert(key(p));
+        }
         by_topic.entry(p.topic.clone()).or_default().push(fp);
         asked.insert(key(p), (p.clone(), p.leader_epoch()));
+    }
+    if by_topic.is_empty() {
+        return Ok(());
     }
     let mut req = FetchRequest::default();
     req.replica_id = WireBrokerId(broker.config.node_id);
@@ -334,6 +358,11 @@ async fn fetch(
                 }
             }
             let records = pd.records.unwrap_or_default();
+            if throttled.contains(&key(&p))
+                && let Some(cluster) = broker.cluster.as_ref()
+            {
+                cluster.follower_throttle.record(rate, records.len());
+            }
             if records.is_empty() {
                 let leo = p.local_end();
                 p.with_replica(|r| {

@@ -81,6 +81,7 @@ fn build(
                 continue;
             };
             let follower = replica_id >= 0 && partition.is_replica();
+            let mut leader_throttled = None;
             if follower {
                 let now = ctx.broker.cluster.as_ref().map_or(0, |c| c.now_ms());
                 let hw_before = partition.high_watermark();
@@ -105,6 +106,35 @@ fn build(
                         continue;
                     }
                 }
+                // KIP-73: what an out-of-sync follower of a throttled replica gets is capped
+                // at the leader rate; while the bucket is in debt it gets no records.
+                let rate = ctx
+                    .broker
+                    .effective_config()
+                    .leader_replication_throttled_rate;
+                let me = ctx.broker.config.node_id;
+                if let Some(cluster) = ctx.broker.cluster.as_ref()
+                    && rate < crate::cluster::throttle::UNLIMITED
+                    && !cluster.in_isr(&partition.topic, partition.index, replica_id)
+                    && topic.as_ref().is_some_and(|t| {
+                        crate::cluster::throttle::replica_throttled(
+                            t,
+                            crate::cluster::throttle::LEADER_REPLICAS,
+                            partition.index,
+                            me,
+                        )
+                    })
+                {
+                    if cluster.leader_throttle.delay(rate).is_some() {
+                        let hw = partition.high_watermark();
+                        pd.high_watermark = hw.0;
+                        pd.last_stable_offset = hw.0;
+                        pd.log_start_offset = partition.log.log_start_offset().0;
+                        partitions.push(pd);
+                        continue;
+                    }
+                    leader_throttled = Some(rate);
+                }
             } else if !partition.is_leader() {
                 pd.error_code = ErrorCode::NotLeaderOrFollower.code();
                 partitions.push(pd);
@@ -123,7 +153,10 @@ fn build(
             let limits = ReadLimits {
                 max_bytes: usize::try_from(fp.partition_max_bytes)
                     .unwrap_or(0)
-                    .min(remaining),
+                    .min(remaining)
+                    .min(leader_throttled.map_or(usize::MAX, |rate| {
+                        crate::cluster::throttle::Throttle::quantum(rate, i32::MAX) as usize
+                    })),
                 // Followers copy everything written; consumers see only what is replicated.
                 max_offset: (!follower).then_some(hw),
                 min_one_batch: total == 0,
@@ -156,6 +189,11 @@ fn build(
                             }
                             _ => slice.read_to_vec().map(Bytes::from),
                         };
+                        if let (Some(rate), Some(cluster)) =
+                            (leader_throttled, ctx.broker.cluster.as_ref())
+                        {
+                            cluster.leader_throttle.record(rate, len);
+                        }
                         match records {
                             Ok(b) => {
                                 total += len;

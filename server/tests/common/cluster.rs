@@ -22,6 +22,9 @@ pub struct Layout {
     pub proxied: bool,
     /// Extra `--set` for every broker.
     pub extra: Vec<String>,
+    /// How many of the brokers (the first ones) are also quorum voters, when there are no
+    /// separate controllers; the rest run `process.roles=broker`. 0: all of them.
+    pub voters: usize,
 }
 
 /// A running cluster.
@@ -34,6 +37,10 @@ pub struct Cluster {
     pub metrics_ports: Vec<u16>,
     /// Proxies by (from node, to node), for controller and Kafka traffic.
     links: HashMap<(usize, usize), Vec<Proxy>>,
+    /// `controller.quorum.voters` as an unproxied node sees it.
+    voters: String,
+    /// `Layout::extra`, for brokers added later.
+    extra: Vec<String>,
 }
 
 /// Settings every test cluster uses.
@@ -59,12 +66,21 @@ impl Cluster {
         let metrics: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut links: HashMap<(usize, usize), Vec<Proxy>> = HashMap::new();
         let mut controllers = Vec::new();
+        assert!(
+            !(layout.proxied && layout.voters > 0),
+            "proxied layouts make every broker a voter"
+        );
+        let combined_voters = if layout.voters == 0 {
+            n
+        } else {
+            layout.voters.min(n)
+        };
         let voter_ports: Vec<(usize, u16)> = if layout.controllers > 0 {
             (0..layout.controllers)
                 .map(|i| (101 + i, free_port()))
                 .collect()
         } else {
-            (0..n).map(|i| (i + 1, free_port())).collect()
+            (0..combined_voters).map(|i| (i + 1, free_port())).collect()
         };
         if layout.proxied {
             for from in 1..=n {
@@ -112,7 +128,7 @@ impl Cluster {
             args.push(format!("node.id={id}"));
             args.push(format!("controller.quorum.voters={}", voters_for(id)));
             args.push(format!("metrics.listen=127.0.0.1:{}", metrics[i]));
-            if layout.controllers > 0 {
+            if layout.controllers > 0 || id > combined_voters {
                 args.push("process.roles=broker".into());
             }
             if layout.proxied {
@@ -129,14 +145,44 @@ impl Cluster {
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             brokers.push(Broker::start_on(kafka[i], &refs));
         }
+        let voters = voters_for(0);
         let c = Cluster {
             brokers,
             controllers,
             metrics_ports: metrics,
             links,
+            voters,
+            extra: layout.extra.clone(),
         };
         c.wait_live(n);
         c
+    }
+
+    /// Starts one more broker (`process.roles=broker`, the next node id, the layout's extra
+    /// settings plus `extra`) that joins the running cluster; returns its node id once the
+    /// metadata lists it.
+    pub fn add_broker(&mut self, extra: &[&str]) -> usize {
+        assert!(self.links.is_empty(), "not in a proxied layout");
+        let id = self.brokers.len() + 1;
+        let metrics = free_port();
+        let mut args: Vec<String> = DEFAULTS.iter().map(|s| s.to_string()).collect();
+        args.push(format!("node.id={id}"));
+        args.push(format!("controller.quorum.voters={}", self.voters));
+        args.push(format!("metrics.listen=127.0.0.1:{metrics}"));
+        args.push("process.roles=broker".into());
+        args.extend(self.extra.iter().cloned());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.brokers.push(Broker::start_on(free_port(), &refs));
+        self.metrics_ports.push(metrics);
+        let running = self
+            .brokers
+            .iter_mut()
+            .map(|b| b.is_running())
+            .filter(|r| *r)
+            .count();
+        self.wait_live(running);
+        id
     }
 
     /// Waits until the metadata lists `n` live brokers.
@@ -215,6 +261,26 @@ impl Cluster {
         if let Some(ps) = self.links.get(&(follower, leader)) {
             ps[1].cut();
         }
+    }
+
+    /// The `.log` segment files of a partition replica, in offset order.
+    pub fn segment_files(&self, node: usize, dir_name: &str) -> Vec<std::path::PathBuf> {
+        let dir = self.brokers[node - 1].data_dir().join(dir_name);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// The bytes of every `.log` segment of a partition replica, in offset order.
+    pub fn replica_bytes(&self, node: usize, dir_name: &str) -> Vec<u8> {
+        self.segment_files(node, dir_name)
+            .iter()
+            .flat_map(|f| std::fs::read(f).unwrap())
+            .collect()
     }
 
     /// Undoes `isolate`.

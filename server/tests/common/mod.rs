@@ -165,4 +165,5 @@ impl Drop for Broker {
     }
 }
 pub mod cluster;
+pub mod history;
 pub mod wire;
