@@ -91,6 +91,8 @@ pub enum ErrorCode {
     MemberIdRequired = 79,
     /// The topic id is not known.
     UnknownTopicId = 100,
+    /// UnregisterBroker of an id that is not registered.
+    BrokerIdNotRegistered = 102,
     /// Transactions are not supported.
     TransactionalIdAuthorizationFailed = 53,
     /// The partition has no leader right now (an election is under way).
@@ -172,6 +174,7 @@ impl ErrorCode {
             KafkaStorageError,
             MemberIdRequired,
             UnknownTopicId,
+            BrokerIdNotRegistered,
             TransactionalIdAuthorizationFailed,
             LeaderNotAvailable,
             BrokerNotAvailable,

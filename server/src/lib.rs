@@ -23,6 +23,7 @@ macro_rules! msg {
 pub mod alloc;
 pub mod broker;
 pub mod cluster;
+pub mod cluster_tool;
 pub mod config;
 pub mod connection;
 pub mod dynamic_config;

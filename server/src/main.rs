@@ -60,6 +60,47 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Operates a running cluster through any of its brokers: balance it, drain brokers,
+    /// remove brokers that are gone.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Plans a balanced, rack-aware placement over the live brokers and prints it (Kafka's
+    /// reassignment JSON); `--execute` moves the replicas. A broker joins by starting it and
+    /// running this; one leaves by `--exclude`-ing it, then `unregister`.
+    Rebalance {
+        /// Any broker(s) of the cluster, `host:port[,host:port...]`.
+        #[arg(long)]
+        bootstrap_server: String,
+        /// Brokers to drain: they hold nothing once the plan is carried out.
+        #[arg(long, value_delimiter = ',')]
+        exclude: Vec<i32>,
+        /// Starts the moves (without it, only prints the plan).
+        #[arg(long)]
+        execute: bool,
+        /// Waits until every move is done.
+        #[arg(long)]
+        wait: bool,
+        /// Caps the moves' replication traffic at this many bytes per second per broker
+        /// (KIP-73), lifted when `--wait` sees them done.
+        #[arg(long)]
+        throttle: Option<u64>,
+    },
+    /// Removes a broker that is gone for good from the metadata; its replicas are re-created
+    /// on the live brokers.
+    Unregister {
+        /// Any broker(s) of the cluster, `host:port[,host:port...]`.
+        #[arg(long)]
+        bootstrap_server: String,
+        /// The broker's id.
+        #[arg(long)]
+        broker: i32,
+    },
 }
 
 /// Runs `nodes` child processes of this binary as one cluster until Ctrl-C or SIGTERM, then
@@ -194,6 +235,38 @@ fn main() {
             data_dir,
             set,
         } => dev_cluster(nodes, base_port, controller_base_port, data_dir, set),
+        Command::Cluster { command } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(async {
+                    match command {
+                        ClusterCommand::Rebalance {
+                            bootstrap_server,
+                            exclude,
+                            execute,
+                            wait,
+                            throttle,
+                        } => {
+                            let options = strata_server::cluster_tool::RebalanceOptions {
+                                exclude,
+                                execute,
+                                wait,
+                                throttle,
+                            };
+                            strata_server::cluster_tool::rebalance(&bootstrap_server, &options)
+                                .await
+                        }
+                        ClusterCommand::Unregister {
+                            bootstrap_server,
+                            broker,
+                        } => {
+                            strata_server::cluster_tool::unregister(&bootstrap_server, broker).await
+                        }
+                    }
+                })
+            }),
     };
     if let Err(e) = result {
         eprintln!("strata: {e:#}");

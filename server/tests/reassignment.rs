@@ -373,3 +373,175 @@ fn a_broker_back_on_an_empty_disk_is_not_trusted_with_what_it_lost() {
     let read = read_back(&c.bootstrap(), "triple", 0, all.len());
     assert_nothing_lost(&read, &all);
 }
+
+/// Runs `strata cluster ARGS...`; panics unless it succeeds. Returns its stdout.
+fn cluster_command(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("cluster")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "strata cluster {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "strata cluster {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value DescribeConfigs gives for one config of a topic.
+fn topic_config(b: &Broker, topic: &str, key: &str) -> String {
+    use kafka_protocol::messages::describe_configs_request::*;
+    let mut res = DescribeConfigsResource::default();
+    res.resource_type = 2;
+    res.resource_name = StrBytes::from_string(topic.to_string());
+    res.configuration_keys = Some(vec![StrBytes::from_string(key.to_string())]);
+    let mut r = DescribeConfigsRequest::default();
+    r.resources = vec![res];
+    let mut conn = common::wire::connect(b);
+    let ResponseKind::DescribeConfigs(resp) =
+        common::wire::call(&mut conn, ApiKey::DescribeConfigs, 4, &r)
+    else {
+        panic!()
+    };
+    resp.results[0].configs[0]
+        .value
+        .as_ref()
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+/// How many replicas, and preferred leaderships, each broker holds of the partitions listed.
+fn replicas_per_broker(
+    bootstrap: &str,
+) -> (
+    std::collections::BTreeMap<i32, usize>,
+    std::collections::BTreeMap<i32, usize>,
+) {
+    let mut replicas = std::collections::BTreeMap::new();
+    let mut preferred = std::collections::BTreeMap::new();
+    for (_, _, r, _) in metadata(bootstrap).unwrap() {
+        for b in &r {
+            *replicas.entry(*b).or_insert(0) += 1;
+        }
+        if let Some(first) = r.first() {
+            *preferred.entry(*first).or_insert(0) += 1;
+        }
+    }
+    (replicas, preferred)
+}
+
+/// Scale out, then in, with the operator's commands: broker 4 joins a running cluster and
+/// `strata cluster rebalance --execute --wait` gives it its share of replicas and preferred
+/// leaders; then `--exclude 4` drains it, it is stopped, and `strata cluster unregister`
+/// removes it (DescribeCluster no longer lists it, fenced or not). Records written before,
+/// during and after are all there.
+#[test]
+fn a_broker_joins_and_takes_its_share_then_is_drained_and_unregistered() {
+    let mut c = Cluster::start(Layout {
+        brokers: 3,
+        extra: vec!["default.replication.factor=2".into()],
+        ..Default::default()
+    });
+    create_topic(&c.bootstrap(), "spread", 8, 2);
+    for p in 0..8 {
+        wait_isr(&c.bootstrap(), "spread", p, 2);
+    }
+    let p = producer(&c.bootstrap(), &[]);
+    let mut acked = acknowledged(enqueue(&p, "spread", 0..800, Some(8)));
+    c.add_broker(&[]);
+    let bootstrap = c.bootstrap();
+    let (before, _) = replicas_per_broker(&bootstrap);
+    assert_eq!(before.get(&4), None, "a new broker holds nothing");
+    let plan = cluster_command(&["rebalance", "--bootstrap-server", &bootstrap]);
+    assert!(plan.contains(r#""version":1"#), "{plan}");
+    cluster_command(&[
+        "rebalance",
+        "--bootstrap-server",
+        &bootstrap,
+        "--execute",
+        "--wait",
+        "--throttle",
+        "10000000",
+    ]);
+    let (after, preferred) = replicas_per_broker(&bootstrap);
+    let spread_only: usize = after.values().sum();
+    assert!(spread_only >= 16);
+    let (min, max) = (after.values().min().unwrap(), after.values().max().unwrap());
+    assert!(
+        after.get(&4).is_some_and(|n| *n >= 3),
+        "broker 4 took replicas: {after:?}"
+    );
+    assert!(max - min <= 1, "balanced: {after:?}");
+    let (pmin, pmax) = (
+        preferred.values().min().unwrap(),
+        preferred.values().max().unwrap(),
+    );
+    assert!(
+        preferred.len() == 4 && pmax - pmin <= 1,
+        "preferred leaders balanced: {preferred:?}"
+    );
+    // The throttle is lifted once the moves are done.
+    assert_eq!(
+        topic_config(
+            &c.brokers[0],
+            "spread",
+            "leader.replication.throttled.replicas"
+        ),
+        ""
+    );
+    acked.extend(acknowledged(enqueue(&p, "spread", 800..1600, Some(8))));
+
+    cluster_command(&[
+        "rebalance",
+        "--bootstrap-server",
+        &bootstrap,
+        "--exclude",
+        "4",
+        "--execute",
+        "--wait",
+    ]);
+    let (drained, _) = replicas_per_broker(&bootstrap);
+    assert_eq!(drained.get(&4), None, "broker 4 is drained: {drained:?}");
+    wait_for("broker 4 to delete every copy", LONG, || {
+        (0..8)
+            .all(|i| !has_copy(&c, 4, &format!("spread-{i}")))
+            .then_some(())
+    });
+    c.broker(4).terminate();
+    let others = c.bootstrap_without(4);
+    cluster_command(&["unregister", "--bootstrap-server", &others, "--broker", "4"]);
+    let mut r =
+        kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest::default();
+    r.include_fenced_brokers = true;
+    let mut conn = common::wire::connect(&c.brokers[0]);
+    let ResponseKind::DescribeCluster(resp) =
+        common::wire::call(&mut conn, ApiKey::DescribeCluster, 2, &r)
+    else {
+        panic!()
+    };
+    let ids: Vec<i32> = resp.brokers.iter().map(|b| b.broker_id.0).collect();
+    assert_eq!(ids, vec![1, 2, 3], "broker 4 is gone");
+    acked.extend(acknowledged(enqueue(
+        &producer(&others, &[]),
+        "spread",
+        1600..2400,
+        Some(8),
+    )));
+    assert_eq!(acked.len(), 2400);
+    for partition in 0..8 {
+        let mine: Vec<u64> = acked
+            .iter()
+            .copied()
+            .filter(|v| (v % 8) as i32 == partition)
+            .collect();
+        let read = read_back(&others, "spread", partition, mine.len());
+        assert_nothing_lost(&read, &mine);
+    }
+}

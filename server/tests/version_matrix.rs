@@ -1444,6 +1444,27 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 resp.cluster_authorized_operations, 8096,
                 "DescribeCluster v{v}"
             );
+            if v >= 2 {
+                // KIP-1073: fenced brokers on request, each marked; all are live here.
+                r.include_fenced_brokers = true;
+                let ResponseKind::DescribeCluster(resp) = conn.call(api, v, &r) else {
+                    panic!()
+                };
+                assert_eq!(resp.brokers.len(), world.brokers, "DescribeCluster v{v}");
+                assert!(resp.brokers.iter().all(|b| !b.is_fenced));
+            }
+        }
+        ApiKey::UnregisterBroker => {
+            let mut r = unregister_broker_request::UnregisterBrokerRequest::default();
+            r.broker_id = BrokerId(99);
+            let ResponseKind::UnregisterBroker(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(
+                resp.error_code, 102,
+                "UnregisterBroker v{v}: BROKER_ID_NOT_REGISTERED"
+            );
+            assert!(resp.error_message.is_some());
         }
         other => panic!(
             "{other:?} v{v} is advertised but the version matrix has no request for it: add one"

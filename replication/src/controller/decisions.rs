@@ -88,6 +88,9 @@ pub enum ControllerError {
     /// A manual replica assignment that cannot be placed as given.
     #[error("invalid replica assignment: {0}")]
     InvalidReplicaAssignment(String),
+    /// UnregisterBroker of an id that is not registered.
+    #[error("broker {0} is not registered")]
+    BrokerIdNotRegistered(BrokerId),
     /// A cancel of a reassignment where none is under way.
     #[error("no reassignment of {0} is in progress")]
     NoReassignmentInProgress(String),
@@ -268,6 +271,26 @@ impl ControllerLogic {
             self.fence_into(&mut batch, id);
         }
         batch.records
+    }
+
+    /// UnregisterBroker: the broker is fenced (out of every ISR, its leaderships moved) and
+    /// leaves the metadata. Its replicas stay assigned to it until re-replication moves them
+    /// (the caller treats an unregistered replica holder as lost at once).
+    pub fn unregister_broker(
+        &mut self,
+        image: &MetadataImage,
+        id: BrokerId,
+    ) -> Result<Vec<MetadataRecord>, ControllerError> {
+        if !image.brokers.contains_key(&id) {
+            return Err(ControllerError::BrokerIdNotRegistered(id));
+        }
+        let mut batch = Batch::new(image);
+        if image.is_live(id) {
+            self.fence_into(&mut batch, id);
+        }
+        batch.push(MetadataRecord::UnregisterBroker { id });
+        self.last_heartbeat_ms.remove(&id);
+        Ok(batch.records)
     }
 
     /// Controlled shutdown: the broker's leaderships move away, then it is fenced.

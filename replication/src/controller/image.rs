@@ -134,6 +134,13 @@ impl MetadataImage {
                     },
                 );
             }
+            MetadataRecord::UnregisterBroker { id } => {
+                assert!(
+                    self.brokers.get(id).is_none_or(|b| b.fenced),
+                    "a broker is fenced before it is unregistered"
+                );
+                self.brokers.remove(id);
+            }
             MetadataRecord::UnfenceBroker { id } => {
                 if let Some(b) = self.brokers.get_mut(id) {
                     b.fenced = false;

@@ -25,6 +25,12 @@ pub enum MetadataRecord {
         #[serde(default)]
         directory_id: Option<u128>,
     },
+    /// The broker left the cluster for good (UnregisterBroker); its replicas, if any remain,
+    /// are re-created elsewhere.
+    UnregisterBroker {
+        /// Broker id.
+        id: BrokerId,
+    },
     /// The broker may lead and be in ISRs again.
     UnfenceBroker {
         /// Broker id.

@@ -310,12 +310,25 @@ fn error_response(e: &ControllerError) -> ControllerResponse {
         ControllerError::PreferredLeaderNotAvailable(_) => ErrorCode::PreferredLeaderNotAvailable,
         ControllerError::EligibleLeadersNotAvailable(_) => ErrorCode::EligibleLeadersNotAvailable,
         ControllerError::NoReassignmentInProgress(_) => ErrorCode::NoReassignmentInProgress,
+        ControllerError::BrokerIdNotRegistered(_) => ErrorCode::BrokerIdNotRegistered,
         ControllerError::ReplicationFactorChange { .. } => ErrorCode::InvalidReplicationFactor,
     };
     ControllerResponse::Error {
         code: code.code(),
         message: e.to_string(),
     }
+}
+
+/// Brokers that hold replicas but are no longer registered (UnregisterBroker): gone for good,
+/// whatever `broker.replacement.delay.ms` says.
+fn unregistered_replica_holders(image: &MetadataImage) -> std::collections::BTreeSet<BrokerId> {
+    image
+        .topics
+        .values()
+        .flat_map(|t| &t.partitions)
+        .flat_map(|p| p.target_replicas())
+        .filter(|b| !image.brokers.contains_key(b))
+        .collect()
 }
 
 /// Broker ids of a request's replica lists.
@@ -565,15 +578,23 @@ impl ControllerLoop {
         for b in image.brokers.values().filter(|b| b.fenced) {
             self.fenced_since_ms.entry(b.id).or_insert(now);
         }
-        if let Some(delay) = self.replacement_delay_ms
-            && self.pending.is_empty()
+        let gone = if self.pending.is_empty() {
+            unregistered_replica_holders(&image)
+        } else {
+            Default::default()
+        };
+        if self.pending.is_empty()
+            && let Some(delay) = self
+                .replacement_delay_ms
+                .or_else(|| (!gone.is_empty()).then_some(u64::MAX))
         {
-            let lost: std::collections::BTreeSet<BrokerId> = self
+            let mut lost: std::collections::BTreeSet<BrokerId> = self
                 .fenced_since_ms
                 .iter()
                 .filter(|(_, since)| now.saturating_sub(**since) >= delay)
                 .map(|(b, _)| *b)
                 .collect();
+            lost.extend(gone);
             let moves = self.logic.replace_lost_brokers(&image, &lost);
             if !moves.is_empty() {
                 tracing::warn!(brokers = ?lost, records = moves.len(), delay_ms = delay, "brokers fenced past broker.replacement.delay.ms: re-creating their replicas on live brokers");
@@ -780,6 +801,20 @@ impl ControllerLoop {
                     let _ = tx.send(error_response(&e));
                 }
             },
+            ControllerRequest::UnregisterBroker { id } => {
+                match self.logic.unregister_broker(&image, BrokerId(id)) {
+                    Ok(records) => {
+                        tracing::warn!(
+                            broker = id,
+                            "unregistering a broker: its replicas will be re-created elsewhere"
+                        );
+                        self.propose(records, Some((tx, Reply::Done)));
+                    }
+                    Err(e) => {
+                        let _ = tx.send(error_response(&e));
+                    }
+                }
+            }
             ControllerRequest::ReassignPartition {
                 topic,
                 partition,

@@ -109,6 +109,11 @@ pub enum ControllerRequest {
     },
     /// A broker needs a block of producer ids.
     AllocateProducerIds,
+    /// UnregisterBroker: the broker leaves the metadata for good.
+    UnregisterBroker {
+        /// Its id.
+        id: i32,
+    },
     /// AlterPartitionReassignments for one partition: move it to `target`, or cancel (`None`).
     ReassignPartition {
         /// Topic.

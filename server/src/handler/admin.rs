@@ -229,10 +229,13 @@ pub async fn create_partitions(
 }
 
 /// DescribeCluster: this broker.
+/// DescribeCluster: the cluster's brokers; v2 with `include_fenced_brokers` lists the fenced
+/// ones too, each marked (KIP-1073), so an operator sees a broker that is registered but down.
 pub fn describe_cluster(
     ctx: &Context,
     r: kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest,
 ) -> DescribeClusterResponse {
+    let include_fenced = r.include_fenced_brokers;
     let (host, port) = &ctx.broker.config.advertised;
     let this = msg!(DescribeClusterBroker {
         broker_id: BrokerId(ctx.broker.config.node_id),
@@ -241,15 +244,15 @@ pub fn describe_cluster(
         rack: ctx.broker.config.rack.as_deref().map(s),
         is_fenced: false,
     });
-    // In a cluster: every registered, unfenced broker of the metadata image, as Metadata lists
-    // them.
+    // In a cluster: every registered broker of the metadata image that is unfenced (as
+    // Metadata lists them), and the fenced ones when asked for.
     let mut brokers: Vec<DescribeClusterBroker> = match &ctx.broker.cluster {
         None => vec![],
         Some(c) => c
             .image()
             .brokers
             .values()
-            .filter(|b| !b.fenced)
+            .filter(|b| include_fenced || !b.fenced)
             .filter_map(|b| {
                 let (host, port) = b.endpoint.rsplit_once(':')?;
                 Some(msg!(DescribeClusterBroker {
@@ -257,7 +260,7 @@ pub fn describe_cluster(
                     host: s(host),
                     port: port.parse().ok()?,
                     rack: b.rack.as_deref().map(s),
-                    is_fenced: false,
+                    is_fenced: b.fenced,
                 }))
             })
             .collect(),
@@ -330,4 +333,38 @@ pub fn delete_records(ctx: &Context, r: DeleteRecordsRequest) -> DeleteRecordsRe
         })
         .collect();
     msg!(DeleteRecordsResponse { topics })
+}
+
+/// UnregisterBroker (KIP-500, `kafka-cluster.sh unregister`): the broker leaves the cluster's
+/// metadata for good. It is fenced first (out of every ISR, its leaderships moved), and its
+/// replicas are re-created on the live brokers at once, as for a broker fenced past
+/// `broker.replacement.delay.ms`. BROKER_ID_NOT_REGISTERED for an unknown id; a standalone
+/// broker cannot unregister itself (INVALID_REQUEST).
+pub async fn unregister_broker(
+    ctx: &Context,
+    r: kafka_protocol::messages::unregister_broker_request::UnregisterBrokerRequest,
+) -> kafka_protocol::messages::unregister_broker_response::UnregisterBrokerResponse {
+    let outcome = match &ctx.broker.cluster {
+        None if r.broker_id.0 == ctx.broker.config.node_id => Err(AdminError::Kafka {
+            code: ErrorCode::InvalidRequest,
+            message: "a standalone broker cannot leave: it is the whole cluster".into(),
+        }),
+        None => Err(AdminError::Kafka {
+            code: ErrorCode::BrokerIdNotRegistered,
+            message: format!("broker {} is not registered", r.broker_id.0),
+        }),
+        Some(cluster) => cluster
+            .admin_call(crate::cluster::wire::ControllerRequest::UnregisterBroker {
+                id: r.broker_id.0,
+            })
+            .await
+            .map_err(|(code, message)| AdminError::Kafka { code, message }),
+    };
+    let (error_code, error_message) = code_message(outcome);
+    msg!(
+        kafka_protocol::messages::unregister_broker_response::UnregisterBrokerResponse {
+            error_code,
+            error_message,
+        }
+    )
 }

@@ -80,7 +80,8 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::AlterPartitionReassignments => (0, 1),
         ApiKey::ListPartitionReassignments => (0, 0),
         ApiKey::IncrementalAlterConfigs => (0, 1),
-        ApiKey::DescribeCluster => (0, 1),
+        ApiKey::DescribeCluster => (0, 2),
+        ApiKey::UnregisterBroker => (0, 0),
         ApiKey::DescribeProducers => (0, 0),
         ApiKey::DescribeTopicPartitions => (0, 0),
         ApiKey::ConsumerGroupHeartbeat => (0, 1),
@@ -158,6 +159,9 @@ async fn dispatch(
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::describe_cluster(ctx, r))
+        }
+        RequestKind::UnregisterBroker(r) => {
+            ResponseKind::UnregisterBroker(admin::unregister_broker(ctx, r).await)
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(ctx, r)),
         RequestKind::InitProducerId(r) => {
