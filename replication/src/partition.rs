@@ -176,6 +176,21 @@ impl Partition {
         &self.isr
     }
 
+    /// As leader: the in-sync followers whose log (as their last fetch showed) reaches
+    /// `offset`, with that end offset; the replicas a consumer reading from `offset` may be sent
+    /// to instead of the leader (KIP-392).
+    pub fn read_replicas(&self, offset: Offset) -> Vec<(BrokerId, Offset)> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        self.followers
+            .iter()
+            .filter(|(b, _)| self.isr.contains(b))
+            .filter_map(|(b, f)| f.log_end_offset.map(|leo| (*b, leo)))
+            .filter(|(_, leo)| *leo >= offset)
+            .collect()
+    }
+
     /// The ISR change waiting for the controller, if any.
     pub fn pending_isr(&self) -> Option<&AlterIsr> {
         self.pending_isr.as_ref()

@@ -9,6 +9,11 @@ use std::path::PathBuf;
 
 use strata_engine::{CleanupPolicy, FlushPolicy, LogConfig};
 
+/// `replica.selector.class` for rack-aware reads (KIP-392).
+pub const RACK_AWARE_SELECTOR: &str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
+/// `replica.selector.class` for reads from the leader only (Kafka's default behaviour).
+pub const LEADER_SELECTOR: &str = "org.apache.kafka.common.replica.LeaderSelector";
+
 /// A configuration error, naming the property.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -52,6 +57,10 @@ pub struct BrokerConfig {
     pub cluster_id: String,
     /// `broker.rack`. Default: none.
     pub rack: Option<String>,
+    /// `replica.selector.class` is Kafka's `RackAwareReplicaSelector` (KIP-392): a consumer
+    /// that names its rack is sent to an in-sync replica in that rack. Default: off (the leader
+    /// serves every consumer; followers still serve consumers sent to them).
+    pub rack_aware_reads: bool,
     /// `num.partitions` of auto-created topics. Default: 1.
     pub num_partitions: i32,
     /// `default.replication.factor`. Default: 1.
@@ -141,6 +150,7 @@ impl Default for BrokerConfig {
             advertised: ("127.0.0.1".into(), 9092),
             cluster_id: "strata-cluster".into(),
             rack: None,
+            rack_aware_reads: false,
             num_partitions: 1,
             default_replication_factor: 1,
             min_insync_replicas: 1,
@@ -300,6 +310,19 @@ impl BrokerConfig {
             "advertised.listeners" => self.advertised = parse_listener(key, v)?,
             "cluster.id" => self.cluster_id = v.into(),
             "broker.rack" => self.rack = (!v.is_empty()).then(|| v.to_string()),
+            "replica.selector.class" => {
+                self.rack_aware_reads = match v {
+                    RACK_AWARE_SELECTOR => true,
+                    "" | LEADER_SELECTOR => false,
+                    _ => {
+                        return Err(invalid(
+                            key,
+                            v,
+                            &format!("Strata has {RACK_AWARE_SELECTOR} and {LEADER_SELECTOR}"),
+                        ));
+                    }
+                }
+            }
             "num.partitions" => self.num_partitions = positive(key, v)?,
             "default.replication.factor" => self.default_replication_factor = positive(key, v)?,
             "min.insync.replicas" => self.min_insync_replicas = positive(key, v)?,
@@ -513,6 +536,8 @@ pub enum ConfigType {
     Double = 6,
     /// A comma-separated list.
     List = 7,
+    /// A Java class name.
+    Class = 8,
 }
 
 /// One broker config as DescribeConfigs reports it.
@@ -561,6 +586,13 @@ impl BrokerConfig {
                 name: "broker.rack",
                 value: self.rack.clone(),
                 config_type: String,
+            },
+            BrokerConfigEntry {
+                name: "replica.selector.class",
+                value: self
+                    .rack_aware_reads
+                    .then(|| RACK_AWARE_SELECTOR.to_string()),
+                config_type: Class,
             },
             e("num.partitions", self.num_partitions.to_string(), Int),
             e(

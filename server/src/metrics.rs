@@ -58,6 +58,8 @@ pub struct Metrics {
     pub bytes_in: Counter,
     /// Record bytes sent in Fetch responses.
     pub bytes_out: Counter,
+    /// Record bytes a follower replica served to consumers (KIP-392 rack-aware reads).
+    pub follower_read_bytes: Counter,
     /// Frames closed as malformed, oversized or unsupported.
     pub malformed_requests: Counter,
     /// Responses that did not encode at their request's version (a bug: answered with the
@@ -100,6 +102,7 @@ impl Metrics {
             latency,
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
+            follower_read_bytes: Counter::default(),
             malformed_requests: Counter::default(),
             response_encode_errors: Family::default(),
             duplicate_batches: Counter::default(),
@@ -143,6 +146,11 @@ impl Metrics {
         );
         registry.register("bytes_in", "Record bytes produced", m.bytes_in.clone());
         registry.register("bytes_out", "Record bytes fetched", m.bytes_out.clone());
+        registry.register(
+            "follower_read_bytes",
+            "Record bytes served to consumers by a follower replica (rack-aware reads)",
+            m.follower_read_bytes.clone(),
+        );
         registry.register(
             "malformed_requests",
             "Connections closed for malformed, oversized or unsupported frames",

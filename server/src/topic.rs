@@ -364,6 +364,20 @@ impl Partition {
         self.replica.is_some()
     }
 
+    /// Whether this replica follows a leader (cluster mode).
+    pub fn is_follower(&self) -> bool {
+        self.replica
+            .as_ref()
+            .is_some_and(|r| matches!(lock(r).machine.role(), Role::Follower(_)))
+    }
+
+    /// As leader: in-sync followers whose log reaches `offset` (KIP-392 read replicas).
+    pub fn read_replicas(&self, offset: Offset) -> Vec<(BrokerId, Offset)> {
+        self.replica
+            .as_ref()
+            .map_or_else(Vec::new, |r| lock(r).machine.read_replicas(offset))
+    }
+
     /// Runs `f` on the replication state (cluster mode), then publishes the high watermark.
     pub fn with_replica<T>(&self, f: impl FnOnce(&mut ReplicaState) -> T) -> Option<T> {
         let r = self.replica.as_ref()?;

@@ -39,6 +39,36 @@ fn epoch_check(current: i32, requested: i32) -> Option<ErrorCode> {
     }
 }
 
+/// KIP-392 with `replica.selector.class` rack-aware: for a consumer in `rack` (and a leader
+/// elsewhere), the in-sync replica in that rack whose log reaches `fetch_offset`, the most
+/// caught up first (the lower id on a tie); `None` keeps the consumer on the leader.
+fn preferred_read_replica(
+    ctx: &Context,
+    partition: &crate::topic::Partition,
+    rack: &str,
+    fetch_offset: i64,
+) -> Option<i32> {
+    if !ctx.broker.config.rack_aware_reads || rack.is_empty() {
+        return None;
+    }
+    if ctx.broker.config.rack.as_deref() == Some(rack) {
+        return None;
+    }
+    let cluster = ctx.broker.cluster.as_ref()?;
+    let image = cluster.image();
+    partition
+        .read_replicas(Offset(fetch_offset))
+        .into_iter()
+        .filter(|(b, _)| {
+            image
+                .brokers
+                .get(b)
+                .is_some_and(|r| !r.fenced && r.rack.as_deref() == Some(rack))
+        })
+        .max_by_key(|(b, leo)| (*leo, std::cmp::Reverse(b.0)))
+        .map(|(b, _)| b.0)
+}
+
 fn build(
     ctx: &std::sync::Arc<Context>,
     r: &FetchRequest,
@@ -49,6 +79,7 @@ fn build(
     } else {
         r.replica_id.0
     };
+    let rack = r.rack_id.as_str();
     let mut files = Vec::new();
     let mut remaining = usize::try_from(r.max_bytes).unwrap_or(0).max(1);
     let mut total = 0usize;
@@ -82,6 +113,7 @@ fn build(
             };
             let follower = replica_id >= 0 && partition.is_replica();
             let mut leader_throttled = None;
+            let mut follower_read = false;
             if follower {
                 let now = ctx.broker.cluster.as_ref().map_or(0, |c| c.now_ms());
                 let hw_before = partition.high_watermark();
@@ -136,13 +168,37 @@ fn build(
                     leader_throttled = Some(rate);
                 }
             } else if !partition.is_leader() {
-                pd.error_code = ErrorCode::NotLeaderOrFollower.code();
-                partitions.push(pd);
-                continue;
+                // KIP-392: a follower serves a consumer that sends its client metadata (v11+),
+                // below its own high watermark, in its own leader epoch.
+                if !(version >= 11 && partition.is_follower()) {
+                    pd.error_code = ErrorCode::NotLeaderOrFollower.code();
+                    partitions.push(pd);
+                    continue;
+                }
+                if let Some(code) = epoch_check(partition.leader_epoch().0, fp.current_leader_epoch)
+                {
+                    pd.error_code = code.code();
+                    partitions.push(pd);
+                    continue;
+                }
+                follower_read = true;
             } else if let Some(code) =
                 epoch_check(partition.leader_epoch().0, fp.current_leader_epoch)
             {
                 pd.error_code = code.code();
+                partitions.push(pd);
+                continue;
+            } else if version >= 11
+                && let Some(replica) =
+                    preferred_read_replica(ctx, &partition, rack, fp.fetch_offset)
+            {
+                // A replica in the consumer's rack has what it asks for: send it there, with
+                // no records (KIP-392).
+                let hw = partition.high_watermark();
+                pd.high_watermark = hw.0;
+                pd.last_stable_offset = hw.0;
+                pd.log_start_offset = partition.log.log_start_offset().0;
+                pd.preferred_read_replica = replica.into();
                 partitions.push(pd);
                 continue;
             }
@@ -199,6 +255,9 @@ fn build(
                                 total += len;
                                 remaining = remaining.saturating_sub(len);
                                 ctx.metrics.bytes_out.inc_by(len as u64);
+                                if follower_read {
+                                    ctx.metrics.follower_read_bytes.inc_by(len as u64);
+                                }
                                 pd.records = Some(b);
                             }
                             Err(e) => {
@@ -282,11 +341,12 @@ async fn long_poll(
     loop {
         appends.borrow_and_update();
         let (response, bytes, files) = build(ctx, r, version);
+        // Errors and redirections to a read replica (KIP-392) are answered at once.
         let errors = response
             .responses
             .iter()
             .flat_map(|t| &t.partitions)
-            .any(|p| p.error_code != 0);
+            .any(|p| p.error_code != 0 || p.preferred_read_replica.0 >= 0);
         if bytes >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline {
             return (response, files);
         }

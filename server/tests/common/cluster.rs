@@ -25,6 +25,8 @@ pub struct Layout {
     /// How many of the brokers (the first ones) are also quorum voters, when there are no
     /// separate controllers; the rest run `process.roles=broker`. 0: all of them.
     pub voters: usize,
+    /// `broker.rack` of each broker, in node order (none when empty).
+    pub racks: Vec<String>,
 }
 
 /// A running cluster.
@@ -142,6 +144,9 @@ impl Cluster {
                 ));
             }
             args.extend(layout.extra.iter().cloned());
+            if let Some(rack) = layout.racks.get(i) {
+                args.push(format!("broker.rack={rack}"));
+            }
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             brokers.push(Broker::start_on(kafka[i], &refs));
         }
