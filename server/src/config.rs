@@ -318,7 +318,7 @@ impl BrokerConfig {
                         return Err(invalid(
                             key,
                             v,
-                            &format!("Strata has {RACK_AWARE_SELECTOR} and {LEADER_SELECTOR}"),
+                            format!("Strata has {RACK_AWARE_SELECTOR} and {LEADER_SELECTOR}"),
                         ));
                     }
                 }
