@@ -1,5 +1,5 @@
-//! The cluster under test: N `strata` processes on 127.0.0.1, every node both broker and
-//! controller, with a [`Proxy`] on every directed link between two nodes (controller quorum,
+//! The cluster under test: N `strata` processes on 127.0.0.1, the first three both broker and
+//! controller (the quorum), any others brokers only, with a [`Proxy`] on every directed link between two nodes (controller quorum,
 //! heartbeats and replica fetches all pass through them). Clients reach the brokers directly,
 //! so a node cut off from its peers is still reachable by clients, as in a real partition.
 
@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use strata_testkit::{Proxy, free_port};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How many nodes (the first ones) are quorum voters; the others are brokers only, so that one
+/// can be lost for good without the quorum's majority.
+pub const VOTERS: usize = 3;
 
 /// One node: its process (absent while killed) and how to start it again.
 #[derive(Debug)]
@@ -66,8 +70,9 @@ impl Cluster {
             }
         }
         let mut nodes = Vec::new();
+        let quorum = n.min(VOTERS);
         for id in 1..=n {
-            let voters: Vec<String> = (1..=n)
+            let voters: Vec<String> = (1..=quorum)
                 .map(|to| {
                     let port = if to == id {
                         ctrl[to - 1]
@@ -97,6 +102,9 @@ impl Cluster {
                 format!("controller.quorum.voters={}", voters.join(",")),
                 format!("inter.broker.address.overrides={}", overrides.join(",")),
             ];
+            if id > quorum {
+                set.push("process.roles=broker".into());
+            }
             set.extend(settings.iter().cloned());
             for s in set {
                 args.push("--set".into());
@@ -412,6 +420,45 @@ impl Cluster {
             }
         }
         Ok(dropped)
+    }
+
+    /// Empties node `id`'s (stopped) data directory as a replaced disk would leave it: every
+    /// partition, its identity (`meta.properties`) and its configs go; the quorum's own log
+    /// (`__cluster_metadata`, on a disk of its own in a real deployment) stays. Returns the
+    /// entries removed.
+    pub fn wipe(&self, id: usize) -> Result<usize, BoxError> {
+        let node = self
+            .nodes
+            .get(id.wrapping_sub(1))
+            .ok_or_else(|| format!("no node {id}"))?;
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&node.data_dir)? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n == "__cluster_metadata") {
+                continue;
+            }
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Runs `strata ARGS...` (the binary under test) to completion; its stderr on failure.
+    pub fn strata(&self, args: &[&str]) -> Result<(), String> {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
     }
 
     /// Kills every process (at the end of a run) and unmounts small disks.

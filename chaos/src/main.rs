@@ -135,7 +135,7 @@ fn run_cmd(a: RunArgs) -> Result<bool, Box<dyn std::error::Error + Send + Sync>>
         dir.display(),
         dir.display()
     );
-    Ok(outcome.findings.clean())
+    Ok(outcome.clean())
 }
 
 fn check_cmd(dir: &std::path::Path) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {

@@ -16,8 +16,10 @@ use crate::schedule::{self, FaultKind, Step};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Settings every chaos cluster starts with (before `--set`): RF=3, min.insync.replicas=2,
-/// fsync before acknowledging.
+/// fsync before acknowledging, and a broker fenced for 5 s replaced (its replicas re-created on
+/// the others, when there are others to take them).
 pub const DEFAULT_SETTINGS: &[&str] = &[
+    "broker.replacement.delay.ms=5000",
     "min.insync.replicas=2",
     "default.replication.factor=3",
     "offsets.topic.replication.factor=3",
@@ -36,7 +38,7 @@ pub struct Options {
     pub seed: u64,
     /// Seconds of faults and load (healing and the final read come after).
     pub duration_s: u64,
-    /// Brokers (every one also a controller).
+    /// Brokers (the first three also controllers, the others brokers only).
     pub brokers: usize,
     /// Partitions of the topic under test.
     pub partitions: i32,
@@ -61,6 +63,66 @@ pub struct Outcome {
     pub availability: f64,
     /// Those windows.
     pub eligible_windows: u64,
+    /// Partitions not back at their replication factor (in sync, on live brokers) two
+    /// minutes after the faults ended: `topic-partition replicas isr`.
+    pub under_replicated: Vec<String>,
+}
+
+impl Outcome {
+    /// No anomaly, and every partition fully replicated at the end.
+    pub fn clean(&self) -> bool {
+        self.findings.clean() && self.under_replicated.is_empty()
+    }
+}
+
+/// Waits until every partition of every topic has `rf` replicas, all in sync and none on a
+/// `lost` broker; returns those that are not, when `timeout` passes first.
+fn wait_fully_replicated(
+    bootstrap: &str,
+    rf: usize,
+    lost: &std::collections::BTreeSet<usize>,
+    timeout: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    let mut short = vec!["no metadata".to_string()];
+    while Instant::now() < deadline {
+        let client: Result<BaseConsumer, _> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("log_level", "3")
+            .create();
+        if let Ok(md) = client.and_then(|c| c.fetch_metadata(None, Duration::from_secs(3))) {
+            short = md
+                .topics()
+                .iter()
+                .flat_map(|t| {
+                    t.partitions().iter().filter_map(move |p| {
+                        let on_lost = p
+                            .replicas()
+                            .iter()
+                            .any(|r| usize::try_from(*r).is_ok_and(|r| lost.contains(&r)));
+                        let ok = p.replicas().len() == rf
+                            && p.isr().len() == rf
+                            && p.leader() >= 0
+                            && !on_lost;
+                        (!ok).then(|| {
+                            format!(
+                                "{}-{} replicas {:?} isr {:?}",
+                                t.name(),
+                                p.id(),
+                                p.replicas(),
+                                p.isr()
+                            )
+                        })
+                    })
+                })
+                .collect();
+            if short.is_empty() {
+                return short;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    short
 }
 
 fn wait_live(bootstrap: &str, n: usize, timeout: Duration) -> Result<(), BoxError> {
@@ -108,9 +170,21 @@ struct Applied {
     faulty: usize,
 }
 
-fn apply(c: &mut Cluster, step: &Step, topic: &str) -> Result<(Applied, Vec<usize>), BoxError> {
+fn apply(
+    c: &mut Cluster,
+    step: &Step,
+    topic: &str,
+    partitions: i32,
+    lost: &mut std::collections::BTreeSet<usize>,
+) -> Result<(Applied, Vec<usize>), BoxError> {
     let n = c.nodes.len();
-    let one = step.nodes.first().copied().unwrap_or(1);
+    // A broker lost for good is not there to fault again: another takes its turn.
+    let drawn = step.nodes.first().copied().unwrap_or(1);
+    let one = if lost.contains(&drawn) {
+        (1..=n).find(|i| !lost.contains(i)).unwrap_or(1)
+    } else {
+        drawn
+    };
     let mut a = Applied {
         kind: step.kind,
         killed: Vec::new(),
@@ -132,12 +206,12 @@ fn apply(c: &mut Cluster, step: &Step, topic: &str) -> Result<(Applied, Vec<usiz
             vec![id]
         }
         FaultKind::KillAll => {
-            for id in 1..=n {
+            for id in (1..=n).filter(|i| !lost.contains(i)) {
                 c.kill(id)?;
                 a.killed.push(id);
             }
             a.faulty = n;
-            (1..=n).collect()
+            a.killed.clone()
         }
         FaultKind::Pause => {
             c.pause(one)?;
@@ -189,6 +263,45 @@ fn apply(c: &mut Cluster, step: &Step, topic: &str) -> Result<(Applied, Vec<usiz
             c.fill_disk(one)?;
             a.filled = Some(one);
             vec![one]
+        }
+        FaultKind::Reassign => {
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(step.at_ms);
+            let partition = rand::Rng::random_range(&mut rng, 0..partitions.max(1));
+            let target: Vec<String> = step.nodes.iter().map(usize::to_string).collect();
+            let outcome = c.strata(&[
+                "cluster",
+                "reassign",
+                "--bootstrap-server",
+                &c.bootstrap(),
+                "--topic",
+                topic,
+                "--partition",
+                &partition.to_string(),
+                "--replicas",
+                &target.join(","),
+            ]);
+            eprintln!(
+                "strata-chaos: reassign {topic}-{partition} to {:?}: {}",
+                step.nodes,
+                outcome.err().unwrap_or_else(|| "started".into())
+            );
+            a.faulty = 0;
+            step.nodes.clone()
+        }
+        FaultKind::Wipe => {
+            c.kill(one)?;
+            let removed = c.wipe(one)?;
+            c.start_node(one)?;
+            eprintln!(
+                "strata-chaos: node {one} restarted on an empty disk ({removed} entries removed)"
+            );
+            vec![one]
+        }
+        FaultKind::LoseBroker => {
+            c.kill(drawn)?;
+            lost.insert(drawn);
+            eprintln!("strata-chaos: node {drawn} is lost for good");
+            vec![drawn]
         }
         FaultKind::LoseUnsynced => {
             c.kill(one)?;
@@ -300,13 +413,15 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
     }
     // Faulty broker count over time, for availability: (from ms, to ms, faulty).
     let mut faulty: Vec<(u64, u64, usize)> = Vec::new();
+    // Brokers lost for good (`lose-broker`): never restarted.
+    let mut lost = std::collections::BTreeSet::new();
     let started = Instant::now();
     for step in &steps {
         if let Some(wait) = Duration::from_millis(step.at_ms).checked_sub(started.elapsed()) {
             std::thread::sleep(wait);
         }
         let from = rec.now_ms();
-        let (applied, nodes) = apply(&mut cluster, step, topic)?;
+        let (applied, nodes) = apply(&mut cluster, step, topic, opts.partitions, &mut lost)?;
         eprintln!(
             "strata-chaos: {:>6.1}s {} {:?}",
             started.elapsed().as_secs_f64(),
@@ -367,7 +482,11 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
         }
     }
     eprintln!("strata-chaos: final read");
-    wait_live(&bootstrap, opts.brokers, Duration::from_secs(60))?;
+    wait_live(
+        &bootstrap,
+        opts.brokers - lost.len(),
+        Duration::from_secs(60),
+    )?;
     crate::clients::final_read(
         &bootstrap,
         topic,
@@ -376,6 +495,14 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
         Duration::from_secs(90),
     )?;
     rec.flush()?;
+    // Self-healing: every partition back at its replication factor, wholly in sync, on live
+    // brokers only (a lost broker's replicas re-created elsewhere).
+    let under_replicated = wait_fully_replicated(
+        &bootstrap,
+        usize::try_from(rf)?,
+        &lost,
+        Duration::from_secs(120),
+    );
     cluster.stop();
     let events = crate::history::load(&dir.join("history.jsonl")).map_err(|e| e.to_string())?;
     let findings = checker::check(&events);
@@ -384,6 +511,7 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
         findings,
         availability,
         eligible_windows: eligible,
+        under_replicated,
     };
     write_report(dir, &outcome)?;
     Ok(outcome)
@@ -443,13 +571,23 @@ pub fn write_report(dir: &Path, o: &Outcome) -> Result<(), BoxError> {
 
 /// The summary table of an outcome.
 pub fn summary(o: &Outcome) -> String {
+    let replication = if o.under_replicated.is_empty() {
+        "every partition back at its replication factor\n".to_string()
+    } else {
+        format!(
+            "NOT FULLY REPLICATED at the end: {}\n",
+            o.under_replicated.join("; ")
+        )
+    };
     format!(
-        "{}availability: {:.1}% of {} one-second windows with at most one broker faulty had an acknowledged acks=all produce\nverdict: {}\n",
+        "{}availability: {:.1}% of {} one-second windows with at most one broker faulty had an acknowledged acks=all produce\n{replication}verdict: {}\n",
         o.findings.table(),
         o.availability * 100.0,
         o.eligible_windows,
-        if o.findings.clean() {
+        if o.clean() {
             "no anomaly found"
+        } else if o.findings.clean() {
+            "NOT HEALED (see above)"
         } else {
             "ANOMALIES FOUND (see anomalies.txt)"
         }

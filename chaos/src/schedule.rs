@@ -39,11 +39,21 @@ pub enum FaultKind {
     /// SIGKILL of one broker, then everything it wrote and did not fdatasync dropped (a torn
     /// tail at a random point), as a power loss would; restarted at the heal.
     LoseUnsynced,
+    /// A partition reassigned to random replicas (AlterPartitionReassignments), while the
+    /// other faults go on; the move carries on by itself.
+    Reassign,
+    /// SIGKILL of one broker, its data directory emptied (a replaced disk; the quorum log
+    /// stays), and started again at once.
+    Wipe,
+    /// SIGKILL of a broker that is not a quorum voter, which never comes back: its replicas
+    /// must be re-created on the others. Drawn at most once, and only with more than three
+    /// brokers.
+    LoseBroker,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 13] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::Kill,
         FaultKind::KillController,
         FaultKind::KillAll,
@@ -57,6 +67,9 @@ impl FaultKind {
         FaultKind::Corrupt,
         FaultKind::DiskFull,
         FaultKind::LoseUnsynced,
+        FaultKind::Reassign,
+        FaultKind::Wipe,
+        FaultKind::LoseBroker,
     ];
 
     /// Its name on the command line and in reports.
@@ -75,6 +88,9 @@ impl FaultKind {
             FaultKind::Corrupt => "corrupt",
             FaultKind::DiskFull => "disk-full",
             FaultKind::LoseUnsynced => "lose-unsynced",
+            FaultKind::Reassign => "reassign",
+            FaultKind::Wipe => "wipe",
+            FaultKind::LoseBroker => "lose-broker",
         }
     }
 
@@ -109,8 +125,23 @@ pub fn generate(seed: u64, total_ms: u64, n: usize, kinds: &[FaultKind]) -> Vec<
     if kinds.is_empty() || n == 0 {
         return steps;
     }
+    // A broker is lost for good at most once, and only when the quorum does not need it.
+    let mut kinds: Vec<FaultKind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != FaultKind::LoseBroker || n > crate::cluster::VOTERS)
+        .collect();
+    if kinds.is_empty() {
+        return steps;
+    }
     loop {
         let kind = kinds[rng.random_range(0..kinds.len())];
+        if kind == FaultKind::LoseBroker {
+            kinds.retain(|k| *k != FaultKind::LoseBroker);
+            if kinds.is_empty() {
+                kinds.push(FaultKind::Reassign);
+            }
+        }
         let hold_ms = match kind {
             FaultKind::Pause => rng.random_range(1_000..3_000),
             FaultKind::LeaderCutKill => rng.random_range(6_000..10_000),
@@ -141,6 +172,16 @@ pub fn generate(seed: u64, total_ms: u64, n: usize, kinds: &[FaultKind]) -> Vec<
             }
             FaultKind::KillAll => (1..=n).collect(),
             FaultKind::DiskFull => vec![n],
+            FaultKind::LoseBroker => vec![n],
+            FaultKind::Reassign => {
+                // A target of min(n, 3) distinct brokers, in random order.
+                let mut all: Vec<usize> = (1..=n).collect();
+                let mut target = Vec::new();
+                for _ in 0..n.min(3) {
+                    target.push(all.remove(rng.random_range(0..all.len())));
+                }
+                target
+            }
             _ => vec![one],
         };
         steps.push(Step {

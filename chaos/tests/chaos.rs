@@ -67,11 +67,41 @@ fn default_settings_lose_nothing_under_mixed_faults() {
     let faults: u64 = o.findings.stats.faults.values().sum();
     assert!(faults >= 5, "too few faults:\n{summary}");
     assert!(
-        o.findings.clean(),
+        o.clean(),
         "anomalies:\n{summary}\n{:#?}",
         o.findings.anomalies.iter().take(20).collect::<Vec<_>>()
     );
     assert!(o.availability > 0.0, "{summary}");
+}
+
+/// Four brokers (three of them the quorum): partitions reassigned at random, brokers restarted
+/// on empty disks, one broker lost for good, kills: nothing acknowledged is lost, and the run
+/// ends with every partition back at its replication factor on the three brokers left.
+#[test]
+fn a_cluster_heals_itself_under_reassignments_wiped_disks_and_a_lost_broker() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = options(
+        7,
+        60,
+        &["reassign", "wipe", "lose-broker", "kill", "lose-unsynced"],
+        &[],
+    );
+    opts.brokers = 4;
+    let o = run(&opts, &strata_bin(), dir.path()).unwrap_or_else(|e| panic!("chaos run: {e}"));
+    let summary = strata_chaos::run::summary(&o);
+    eprintln!("{summary}");
+    assert!(o.findings.stats.acks > 1000, "too little load:\n{summary}");
+    for kind in ["lose-broker", "wipe"] {
+        assert!(
+            o.findings.stats.faults.get(kind).is_some_and(|n| *n > 0),
+            "the schedule has no {kind}:\n{summary}"
+        );
+    }
+    assert!(
+        o.clean(),
+        "anomalies or not healed:\n{summary}\n{:#?}",
+        o.findings.anomalies.iter().take(20).collect::<Vec<_>>()
+    );
 }
 
 #[test]

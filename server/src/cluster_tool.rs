@@ -8,6 +8,7 @@
 //!   balance::plan`, prints it in the JSON of Kafka's `kafka-reassign-partitions.sh`, and with
 //!   `--execute` starts the moves, optionally under a replication throttle (KIP-73) that is
 //!   lifted once `--wait` sees every move done.
+//! - `reassign`: moves one partition to the replicas given, or cancels its move.
 //! - `unregister`: removes a broker that is gone for good; its replicas are re-created on the
 //!   others.
 
@@ -287,6 +288,50 @@ pub async fn rebalance(bootstrap: &str, options: &RebalanceOptions) -> anyhow::R
         eprintln!("strata cluster rebalance: done");
     }
     anyhow::ensure!(failed == 0, "{failed} moves were refused");
+    Ok(())
+}
+
+/// `strata cluster reassign`: moves one partition to `replicas`, or cancels its move (`None`).
+pub async fn reassign(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    replicas: Option<Vec<i32>>,
+) -> anyhow::Result<()> {
+    let mut conn = connect(bootstrap).await?;
+    let mut p = ReassignablePartition::default();
+    p.partition_index = partition;
+    p.replicas = replicas
+        .clone()
+        .map(|r| r.into_iter().map(WireBrokerId).collect());
+    let mut t = ReassignableTopic::default();
+    t.name = name(topic);
+    t.partitions = vec![p];
+    let mut req = AlterPartitionReassignmentsRequest::default();
+    req.timeout_ms = 30_000;
+    req.topics = vec![t];
+    let resp: AlterPartitionReassignmentsResponse = conn
+        .request(ApiKey::AlterPartitionReassignments, 1, &req, TIMEOUT)
+        .await?;
+    let code = resp
+        .responses
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map_or(resp.error_code, |p| p.error_code);
+    let message = resp
+        .responses
+        .first()
+        .and_then(|t| t.partitions.first())
+        .and_then(|p| p.error_message.as_deref().map(str::to_string))
+        .unwrap_or_default();
+    anyhow::ensure!(
+        code == 0,
+        "reassigning {topic}-{partition}: error {code} {message}"
+    );
+    match replicas {
+        Some(r) => eprintln!("strata cluster reassign: {topic}-{partition} is moving to {r:?}"),
+        None => eprintln!("strata cluster reassign: the move of {topic}-{partition} is cancelled"),
+    }
     Ok(())
 }
 

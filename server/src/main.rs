@@ -91,6 +91,25 @@ enum ClusterCommand {
         #[arg(long)]
         throttle: Option<u64>,
     },
+    /// Moves one partition to the replicas given (the first is the preferred leader), or
+    /// cancels the move under way.
+    Reassign {
+        /// Any broker(s) of the cluster, `host:port[,host:port...]`.
+        #[arg(long)]
+        bootstrap_server: String,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// The partition.
+        #[arg(long)]
+        partition: i32,
+        /// The target replicas, `1,2,3`.
+        #[arg(long, value_delimiter = ',', required_unless_present = "cancel")]
+        replicas: Vec<i32>,
+        /// Cancels the move under way instead.
+        #[arg(long, conflicts_with = "replicas")]
+        cancel: bool,
+    },
     /// Removes a broker that is gone for good from the metadata; its replicas are re-created
     /// on the live brokers.
     Unregister {
@@ -257,6 +276,21 @@ fn main() {
                             };
                             strata_server::cluster_tool::rebalance(&bootstrap_server, &options)
                                 .await
+                        }
+                        ClusterCommand::Reassign {
+                            bootstrap_server,
+                            topic,
+                            partition,
+                            replicas,
+                            cancel,
+                        } => {
+                            strata_server::cluster_tool::reassign(
+                                &bootstrap_server,
+                                &topic,
+                                partition,
+                                (!cancel).then_some(replicas),
+                            )
+                            .await
                         }
                         ClusterCommand::Unregister {
                             bootstrap_server,
