@@ -62,6 +62,8 @@ pub const STORED: &[StoredConfig] = &[
     stored("compression.zstd.level", "3", Kind::Long(-131072)),
     stored("delete.retention.ms", "86400000", Kind::Long(0)),
     stored("file.delete.delay.ms", "60000", Kind::Long(0)),
+    // The throttled-replica lists are checked and kept here, and read by the replication
+    // throttles (`cluster::throttle`) from the topic's overrides.
     stored("follower.replication.throttled.replicas", "", Kind::List),
     stored("leader.replication.throttled.replicas", "", Kind::List),
     stored("local.retention.bytes", "-2", Kind::Long(-2)),
