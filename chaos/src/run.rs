@@ -259,6 +259,12 @@ fn apply(
             }
             vec![one]
         }
+        FaultKind::DiskFull if lost.contains(&drawn) => {
+            // Only the lost broker had the small disk.
+            eprintln!("strata-chaos: disk-full skipped: node {drawn}, the small disk's, is lost");
+            a.faulty = 0;
+            Vec::new()
+        }
         FaultKind::DiskFull => {
             c.fill_disk(one)?;
             a.filled = Some(one);

@@ -25,6 +25,7 @@
 
 pub mod assignor;
 pub mod consumer_group;
+pub mod consumer_group_record;
 pub mod group_metadata;
 
 use std::collections::{BTreeMap, HashMap};
@@ -322,7 +323,7 @@ impl GroupCoordinator {
     /// cluster each partition is loaded when this broker becomes its leader).
     pub fn load(broker: Arc<Broker>) -> anyhow::Result<Arc<GroupCoordinator>> {
         let mut offsets = BTreeMap::new();
-        let mut stored = BTreeMap::new();
+        let mut stored = StoredGroups::default();
         if broker.cluster.is_none()
             && let Some(topic) = broker.topic(OFFSETS_TOPIC)
         {
@@ -332,18 +333,25 @@ impl GroupCoordinator {
         }
         let now = Instant::now();
         let groups: HashMap<String, Group> = stored
+            .classic
             .into_iter()
             .filter_map(|(id, g)| Some((id, Group::from_stored(g?, now))))
+            .collect();
+        let consumer_groups: HashMap<String, consumer_group::ConsumerGroup> = stored
+            .consumer
+            .into_iter()
+            .filter_map(|(id, g)| Some((id, consumer_group::ConsumerGroup::from_stored(g?, now)?)))
             .collect();
         tracing::info!(
             offsets = offsets.len(),
             groups = groups.len(),
+            consumer_groups = consumer_groups.len(),
             "loaded committed offsets and groups"
         );
         Ok(Arc::new(GroupCoordinator {
             broker,
             groups: Mutex::new(groups),
-            consumer_groups: Mutex::new(HashMap::new()),
+            consumer_groups: Mutex::new(consumer_groups),
             offsets: Mutex::new(offsets),
             loaded: Mutex::new(std::collections::HashSet::new()),
         }))
@@ -360,7 +368,7 @@ impl GroupCoordinator {
             return;
         };
         let mut loaded = BTreeMap::new();
-        let mut stored = BTreeMap::new();
+        let mut stored = StoredGroups::default();
         if let Err(e) = read_offsets(&p, &mut loaded, &mut stored) {
             tracing::error!(partition = index, error = %e, "reading committed offsets");
             return;
@@ -375,7 +383,7 @@ impl GroupCoordinator {
         let mut groups = lock(&self.groups);
         groups.retain(|g, _| self.partition_for(g) != index);
         let mut members = 0;
-        for (id, g) in stored {
+        for (id, g) in stored.classic {
             if let Some(g) = g {
                 let group = Group::from_stored(g, now);
                 members += group.members.len();
@@ -383,6 +391,18 @@ impl GroupCoordinator {
             }
         }
         drop(groups);
+        {
+            let mut consumer = lock(&self.consumer_groups);
+            consumer.retain(|g, _| self.partition_for(g) != index);
+            for (id, g) in stored.consumer {
+                if let Some(group) =
+                    g.and_then(|g| consumer_group::ConsumerGroup::from_stored(g, now))
+                {
+                    members += group.members.len();
+                    consumer.insert(id, group);
+                }
+            }
+        }
         lock(&self.loaded).insert(index);
         tracing::info!(
             partition = index,
@@ -449,8 +469,13 @@ impl GroupCoordinator {
     }
 }
 
-/// The groups of a partition as its records leave them (`None`: deleted).
-type StoredGroups = BTreeMap<String, Option<group_metadata::StoredGroup>>;
+/// The groups of a partition as its records leave them (`None`: deleted): classic groups, and
+/// consumer groups of the KIP-848 protocol.
+#[derive(Default)]
+struct StoredGroups {
+    classic: BTreeMap<String, Option<group_metadata::StoredGroup>>,
+    consumer: BTreeMap<String, Option<consumer_group_record::StoredConsumerGroup>>,
+}
 
 /// Reads every committed offset and group in one `__consumer_offsets` partition.
 fn read_offsets(
@@ -469,7 +494,15 @@ fn read_offsets(
             if let Some(records) = batch::records(&bytes[pos..pos + h.size()]) {
                 for r in records {
                     if let Some(group) = r.key.and_then(group_metadata::decode_key) {
-                        groups.insert(group, r.value.and_then(group_metadata::decode_value));
+                        groups
+                            .classic
+                            .insert(group, r.value.and_then(group_metadata::decode_value));
+                        continue;
+                    }
+                    if let Some(group) = r.key.and_then(consumer_group_record::decode_key) {
+                        groups
+                            .consumer
+                            .insert(group, r.value.and_then(consumer_group_record::decode_value));
                         continue;
                     }
                     let Some(key) = r.key.and_then(decode_key) else {
@@ -958,8 +991,25 @@ impl GroupCoordinator {
             );
             let mut consumer = lock(&self.consumer_groups);
             for (id, group) in consumer.iter_mut() {
-                for member in group.expire(now, session) {
+                let expired = group.expire(now, session);
+                for member in &expired {
                     tracing::info!(group = %id, %member, "consumer group member fenced: its session expired or it did not revoke in time");
+                }
+                if expired.is_empty() {
+                    continue;
+                }
+                // Stored in the background: nobody waits on a fenced member.
+                match self.store_consumer_group(id, &group.to_stored()) {
+                    Ok(pending) => {
+                        let broker = self.broker.clone();
+                        let gid = id.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = pending.settle(&broker).await {
+                                tracing::warn!(group = %gid, error = ?e, "storing a consumer group");
+                            }
+                        });
+                    }
+                    Err(e) => tracing::warn!(group = %id, error = ?e, "storing a consumer group"),
                 }
             }
         }
@@ -1113,6 +1163,21 @@ impl GroupCoordinator {
         self.append_records(group_id, &records, now)
     }
 
+    /// Writes a consumer group's record (called with the consumer groups lock held, so the
+    /// records of one group follow the order of its changes).
+    fn store_consumer_group(
+        &self,
+        group_id: &str,
+        group: &consumer_group_record::StoredConsumerGroup,
+    ) -> Result<PendingAppend, ErrorCode> {
+        let value = consumer_group_record::encode_value(group);
+        let records = [(consumer_group_record::encode_key(group_id), Some(value))];
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.append_records(group_id, &records, now)
+    }
+
     /// Writes the group's metadata record and lets it settle in the background (a group that
     /// became empty: nobody waits on it).
     fn store_group_in_background(&self, group_id: &str, group: &Group) {
@@ -1250,9 +1315,27 @@ impl GroupCoordinator {
             let mut consumer = lock(&self.consumer_groups);
             match consumer.get(group_id) {
                 Some(g) if !g.members.is_empty() => return ErrorCode::NonEmptyGroup,
-                Some(_) => consumer.remove(group_id).is_some(),
-                None => false,
+                Some(_) => {
+                    consumer.remove(group_id);
+                    // Its record goes too, so a coordinator that takes over does not bring
+                    // the group back.
+                    let records = [(consumer_group_record::encode_key(group_id), None)];
+                    match self.append_records(group_id, &records, 0) {
+                        Ok(pending) => Some(pending),
+                        Err(code) => return code,
+                    }
+                }
+                None => None,
             }
+        };
+        let was_consumer_group = match was_consumer_group {
+            Some(pending) => {
+                if let Err(code) = pending.settle(&self.broker).await {
+                    return code;
+                }
+                true
+            }
+            None => false,
         };
         let tombstone = {
             let mut groups = lock(&self.groups);

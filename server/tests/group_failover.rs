@@ -1,7 +1,8 @@
-//! A classic consumer group (librdkafka) through the loss of its coordinator: the group's
-//! membership is stored in `__consumer_offsets` with each rebalance, so the broker that takes
-//! the group over (or the same broker restarted) lets the members go on at their generation:
-//! no rebalance, no record read twice, none skipped.
+//! Consumer groups (librdkafka) through the loss of their coordinator, with both protocols: a
+//! classic group's membership is stored in `__consumer_offsets` with each rebalance, a KIP-848
+//! consumer group's with each change, so the broker that takes the group over (or the same
+//! broker restarted) lets the members go on at their generation or member epoch: no
+//! rebalance, no record read twice, none skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Broker;
-use common::cluster::{Cluster, wait_for};
+use common::cluster::{Cluster, Layout, wait_for};
 use common::kafka::{create_topic, runtime};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -42,18 +43,41 @@ impl Rebalances {
     }
 }
 
-fn consumer(bootstrap: &str, group: &str) -> (BaseConsumer<Rebalances>, Rebalances) {
+/// The group protocol of a test's consumers.
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    /// JoinGroup/SyncGroup/Heartbeat.
+    Classic,
+    /// ConsumerGroupHeartbeat (KIP-848); the broker sets the heartbeat interval.
+    Consumer,
+}
+
+fn consumer_with(
+    bootstrap: &str,
+    group: &str,
+    protocol: Protocol,
+) -> (BaseConsumer<Rebalances>, Rebalances) {
     let ctx = Rebalances::default();
-    let c = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "20000")
-        .set("heartbeat.interval.ms", "300")
-        .create_with_context(ctx.clone())
-        .unwrap();
+        .set("auto.offset.reset", "earliest");
+    match protocol {
+        Protocol::Classic => {
+            cfg.set("session.timeout.ms", "20000")
+                .set("heartbeat.interval.ms", "300");
+        }
+        Protocol::Consumer => {
+            cfg.set("group.protocol", "consumer");
+        }
+    }
+    let c = cfg.create_with_context(ctx.clone()).unwrap();
     (c, ctx)
+}
+
+fn consumer(bootstrap: &str, group: &str) -> (BaseConsumer<Rebalances>, Rebalances) {
+    consumer_with(bootstrap, group, Protocol::Classic)
 }
 
 fn produce(
@@ -148,34 +172,50 @@ fn coordinator(b: &Broker, group: &str) -> usize {
 /// Kill the node that coordinates the group (in a three-node cluster, RF 3): the members keep
 /// their generation and partitions (no rebalance), read every record produced after the kill
 /// exactly once and nothing committed before it again, and commit to the new coordinator.
-#[test]
-fn a_coordinator_kill_causes_no_rebalance_and_no_redelivery() {
-    let mut c = Cluster::start3();
+fn coordinator_kill(protocol: Protocol) {
+    let mut c = Cluster::start(Layout {
+        brokers: 3,
+        extra: vec![
+            "group.consumer.heartbeat.interval.ms=300".into(),
+            "group.consumer.session.timeout.ms=20000".into(),
+        ],
+        ..Default::default()
+    });
     c.wait_live(3);
     let rt = runtime();
     let bootstrap = c.bootstrap();
-    create_topic(&rt, &bootstrap, "gf", 4, 3);
-    let (c1, r1) = consumer(&bootstrap, "gf-group");
-    let (c2, r2) = consumer(&bootstrap, "gf-group");
-    c1.subscribe(&["gf"]).unwrap();
-    c2.subscribe(&["gf"]).unwrap();
+    let (topic, group) = match protocol {
+        Protocol::Classic => ("gf", "gf-group"),
+        Protocol::Consumer => ("gfc", "gfc-group"),
+    };
+    create_topic(&rt, &bootstrap, topic, 4, 3);
+    let (c1, r1) = consumer_with(&bootstrap, group, protocol);
+    let (c2, r2) = consumer_with(&bootstrap, group, protocol);
+    c1.subscribe(&[topic]).unwrap();
+    c2.subscribe(&[topic]).unwrap();
     wait_assigned(&[&c1, &c2], 2);
-    produce(&rt, &bootstrap, "gf", 4, "before", 200);
+    produce(&rt, &bootstrap, topic, 4, "before", 200);
     let seen = read(&[&c1, &c2], "before", 200, Duration::from_secs(60));
     assert!(seen.values().all(|n| *n == 1), "each record once");
     for consumer in [&c1, &c2] {
         consumer.commit_consumer_state(CommitMode::Sync).unwrap();
     }
+    // Settle: KIP-848 assignments arrive in steps; count from the stable group.
+    for _ in 0..20 {
+        for consumer in [&c1, &c2] {
+            let _ = consumer.poll(Duration::from_millis(50));
+        }
+    }
     let rebalances = (r1.count(), r2.count());
 
-    let node = coordinator(&c.brokers[0], "gf-group");
+    let node = coordinator(&c.brokers[0], group);
     c.broker(node).kill9();
     let killed = Instant::now();
     let alive = c.bootstrap_without(node);
-    produce(&rt, &alive, "gf", 4, "after", 200);
+    produce(&rt, &alive, topic, 4, "after", 200);
     let seen = read(&[&c1, &c2], "after", 200, Duration::from_secs(60));
     println!(
-        "coordinator (node {node}) killed: 200 records produced (acks=all, one at a time) and read within {} ms",
+        "{protocol:?} group: coordinator (node {node}) killed: 200 records produced (acks=all, one at a time) and read within {} ms",
         killed.elapsed().as_millis()
     );
     assert!(
@@ -187,14 +227,33 @@ fn a_coordinator_kill_causes_no_rebalance_and_no_redelivery() {
             .collect::<Vec<_>>()
     );
     assert!(seen.values().all(|n| *n == 1), "each new record once");
+    // Heartbeats reach the new coordinator, which knows the members: no new assignment.
+    let new_node = coordinator(&c.brokers[if node == 1 { 1 } else { 0 }], group);
+    assert_ne!(new_node, node);
+    let settle = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < settle {
+        for consumer in [&c1, &c2] {
+            let _ = consumer.poll(Duration::from_millis(50));
+        }
+    }
     assert_eq!((r1.count(), r2.count()), rebalances, "no rebalance");
     assert_eq!((assigned(&c1), assigned(&c2)), (2, 2));
-    // The new coordinator takes the members' commits at their generation.
-    let new_node = coordinator(&c.brokers[if node == 1 { 1 } else { 0 }], "gf-group");
-    assert_ne!(new_node, node);
+    // The new coordinator takes the members' commits at their generation or epoch.
     for consumer in [&c1, &c2] {
         consumer.commit_consumer_state(CommitMode::Sync).unwrap();
     }
+}
+
+#[test]
+fn a_coordinator_kill_causes_no_rebalance_and_no_redelivery() {
+    coordinator_kill(Protocol::Classic);
+}
+
+/// The same with the consumer group protocol (KIP-848): the group's record in
+/// `__consumer_offsets` gives the new coordinator every member's epoch and assignment.
+#[test]
+fn a_coordinator_kill_keeps_a_kip848_group_as_it_was() {
+    coordinator_kill(Protocol::Consumer);
 }
 
 /// A single broker SIGKILLed and restarted within the members' session: they reconnect and go

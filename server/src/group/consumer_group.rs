@@ -16,14 +16,15 @@
 //! pending revocation from, two members at once. So two members of a group never consume one
 //! partition at the same time, whatever the order their heartbeats arrive in.
 //!
-//! Membership is kept in memory only: after a coordinator moves (or restarts) its members are
-//! told UNKNOWN_MEMBER_ID and join again at epoch 0 (committed offsets are durable, so they
-//! resume where the group committed).
+//! Every change is stored in `__consumer_offsets` (`consumer_group_record`) before the member
+//! is answered, so the coordinator that takes the group over (a failover, a restart) loads it
+//! and its members heartbeat on at their epochs, with their assignments.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::assignor::{ASSIGNORS, Assignor, MemberSpec, Partitions, TopicLayout};
+use super::consumer_group_record::{StoredConsumerGroup, StoredConsumerMember};
 use crate::error_code::ErrorCode;
 
 /// The member epoch a heartbeat carries to leave the group.
@@ -293,6 +294,101 @@ impl ConsumerGroup {
             subscribed: BTreeMap::new(),
             assignor: ASSIGNORS[0],
         }
+    }
+
+    /// The group as its `__consumer_offsets` record keeps it (everything but the clocks).
+    pub fn to_stored(&self) -> StoredConsumerGroup {
+        StoredConsumerGroup {
+            group_epoch: self.group_epoch,
+            assignment_epoch: self.assignment_epoch,
+            assignor: self.assignor.name().to_string(),
+            subscribed: self
+                .subscribed
+                .iter()
+                .map(|(t, l)| (t.clone(), (l.id, l.partitions)))
+                .collect(),
+            target: self.target.clone(),
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| {
+                    (
+                        id.clone(),
+                        StoredConsumerMember {
+                            member_epoch: m.member_epoch,
+                            previous_epoch: m.previous_epoch,
+                            state: m.state.name().to_string(),
+                            instance_id: m.instance_id.clone(),
+                            rack_id: m.rack_id.clone(),
+                            client_id: m.client_id.clone(),
+                            client_host: m.client_host.clone(),
+                            rebalance_timeout_ms: m.rebalance_timeout.as_millis() as u64,
+                            subscribed_topic_names: m.subscribed_topic_names.clone(),
+                            subscribed_topic_regex: m.subscribed_topic_regex.clone(),
+                            server_assignor: m.server_assignor.map(|a| a.name().to_string()),
+                            assigned: m.assigned.clone(),
+                            pending_revocation: m.pending_revocation.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// A group loaded from its record by the coordinator that takes it over: every member's
+    /// session (and revocation deadline) starts again from `now`. `None` if the record gives a
+    /// partition two owners.
+    pub fn from_stored(s: StoredConsumerGroup, now: Instant) -> Option<ConsumerGroup> {
+        let members = s
+            .members
+            .into_iter()
+            .map(|(id, m)| {
+                let state = match m.state.as_str() {
+                    "UNREVOKED_PARTITIONS" => MemberState::UnrevokedPartitions,
+                    "UNRELEASED_PARTITIONS" => MemberState::UnreleasedPartitions,
+                    _ => MemberState::Stable,
+                };
+                let rebalance_timeout = Duration::from_millis(m.rebalance_timeout_ms);
+                let member = ConsumerMember {
+                    member_epoch: m.member_epoch,
+                    previous_epoch: m.previous_epoch,
+                    state,
+                    instance_id: m.instance_id,
+                    rack_id: m.rack_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    rebalance_timeout,
+                    subscribed_topic_names: m.subscribed_topic_names,
+                    regex: m
+                        .subscribed_topic_regex
+                        .as_deref()
+                        .and_then(|re| compile(re).ok()),
+                    subscribed_topic_regex: m.subscribed_topic_regex,
+                    server_assignor: m.server_assignor.as_deref().and_then(Assignor::named),
+                    revoke_deadline: (!m.pending_revocation.is_empty())
+                        .then(|| now + rebalance_timeout),
+                    assigned: m.assigned,
+                    pending_revocation: m.pending_revocation,
+                    last_heartbeat: now,
+                };
+                (id, member)
+            })
+            .collect();
+        let subscribed = s
+            .subscribed
+            .into_iter()
+            .map(|(t, (id, partitions))| (t, TopicLayout { id, partitions }))
+            .collect();
+        let g = ConsumerGroup {
+            group_epoch: s.group_epoch,
+            assignment_epoch: s.assignment_epoch,
+            members,
+            target: s.target,
+            subscribed,
+            assignor: Assignor::named(&s.assignor).unwrap_or(ASSIGNORS[0]),
+        };
+        // A record that breaks the one-owner rule is not trusted: its members join again.
+        g.owned_twice().is_none().then_some(g)
     }
 
     /// The group's state.
@@ -660,21 +756,28 @@ impl ConsumerGroup {
 
     /// No partition is owned (assigned or pending revocation) by two members.
     fn check_invariant(&self) {
-        if cfg!(debug_assertions) {
-            let mut seen = BTreeSet::new();
-            for (id, m) in &self.members {
-                for a in [&m.assigned, &m.pending_revocation] {
-                    for (t, ps) in a {
-                        for p in ps {
-                            assert!(
-                                seen.insert((*t, *p)),
-                                "partition {t}-{p} owned twice (member {id})"
-                            );
+        if cfg!(debug_assertions)
+            && let Some((id, t, p)) = self.owned_twice()
+        {
+            panic!("partition {t}-{p} owned twice (member {id})");
+        }
+    }
+
+    /// A partition owned (assigned or pending revocation) by two members, if any.
+    fn owned_twice(&self) -> Option<(&str, uuid::Uuid, i32)> {
+        let mut seen = BTreeSet::new();
+        for (id, m) in &self.members {
+            for a in [&m.assigned, &m.pending_revocation] {
+                for (t, ps) in a {
+                    for p in ps {
+                        if !seen.insert((*t, *p)) {
+                            return Some((id, *t, *p));
                         }
                     }
                 }
             }
         }
+        None
     }
 }
 
@@ -695,7 +798,7 @@ pub struct Description {
 
 impl super::GroupCoordinator {
     /// Handles a ConsumerGroupHeartbeat of `group_id` (request version `version`).
-    pub fn consumer_heartbeat(
+    pub async fn consumer_heartbeat(
         &self,
         group_id: &str,
         hb: Heartbeat,
@@ -731,23 +834,46 @@ impl super::GroupCoordinator {
             }
         }
         let topics = self.topics_view();
-        let mut groups = super::lock(&self.consumer_groups);
-        let group = match groups.get_mut(group_id) {
-            Some(g) => g,
-            None if hb.member_epoch == 0 => groups.entry(group_id.to_string()).or_default(),
-            // Kafka would know the member from the group's records; this coordinator keeps
-            // membership in memory, so a member it has not seen joins again.
-            None => {
-                return HeartbeatReply::error(
-                    ErrorCode::UnknownMemberId,
-                    format!(
-                        "Group {group_id} has no member {} here: join again at epoch 0.",
-                        hb.member_id
-                    ),
-                );
+        let (reply, pending) = {
+            let mut groups = super::lock(&self.consumer_groups);
+            let group = match groups.get_mut(group_id) {
+                Some(g) => g,
+                None if hb.member_epoch == 0 => groups.entry(group_id.to_string()).or_default(),
+                // The group's record was loaded with the partition: a group unknown here has
+                // no members to heartbeat; the member joins again.
+                None => {
+                    return HeartbeatReply::error(
+                        ErrorCode::UnknownMemberId,
+                        format!(
+                            "Group {group_id} has no member {} here: join again at epoch 0.",
+                            hb.member_id
+                        ),
+                    );
+                }
+            };
+            let before = group.to_stored();
+            let reply = group.heartbeat(hb, &topics, Instant::now());
+            let after = group.to_stored();
+            if after == before {
+                return reply;
             }
+            // The group changed: its record is written (in the order of the changes, under
+            // the lock) and is safe on the in-sync replicas before the member hears of the
+            // change, so a coordinator that takes over knows every epoch and assignment a
+            // member was told.
+            (reply, self.store_consumer_group(group_id, &after))
         };
-        group.heartbeat(hb, &topics, Instant::now())
+        let settled = match pending {
+            Ok(p) => p.settle(&self.broker).await,
+            Err(code) => Err(code),
+        };
+        match settled {
+            Ok(()) => reply,
+            Err(code) => {
+                tracing::warn!(group = %group_id, error = ?code, "storing a consumer group");
+                HeartbeatReply::error(code, "The group's change could not be stored; retry.")
+            }
+        }
     }
 
     /// The consumer group `group_id`, if there is one.
@@ -880,6 +1006,34 @@ mod tests {
 
     /// The KIP-848 handover: b joins; a is first asked to revoke and keeps its epoch; b gets
     /// nothing a still owns until a confirms; then both are at the new epoch, with two each.
+    /// A group stored mid-rebalance (one member revoking, one waiting) and loaded by another
+    /// coordinator is the same group: the reconciliation carries on from where it was.
+    #[test]
+    fn a_stored_group_loads_as_it_was_and_reconciles_on() {
+        let now = Instant::now();
+        let view = topics(4);
+        let mut g = ConsumerGroup::new();
+        g.heartbeat(join("a"), &view, now);
+        g.heartbeat(join("b"), &view, now);
+        let a2 = g.heartbeat(beat("a", 1, None), &view, now);
+        let a_kept = a2.assignment.clone().unwrap();
+        let stored = g.to_stored();
+        let mut loaded = ConsumerGroup::from_stored(stored.clone(), now).unwrap();
+        assert_eq!(loaded.to_stored(), stored);
+        assert_eq!(loaded.state(), ConsumerGroupState::Reconciling);
+        // a confirms its revocation to the new coordinator, then b gets the freed partitions.
+        let a3 = loaded.heartbeat(beat("a", 1, Some(&a_kept)), &view, now);
+        assert_eq!(a3.member_epoch, 2);
+        let b3 = loaded.heartbeat(beat("b", 2, Some(&Partitions::new())), &view, now);
+        assert_eq!(parts(&b3.assignment).len(), 2);
+        assert_eq!(loaded.state(), ConsumerGroupState::Stable);
+        // A record giving one partition two owners is not trusted.
+        let mut bad = loaded.to_stored();
+        let a_owned = bad.members["a"].assigned.clone();
+        bad.members.get_mut("b").unwrap().assigned = a_owned;
+        assert!(ConsumerGroup::from_stored(bad, now).is_none());
+    }
+
     #[test]
     fn a_partition_moves_only_after_its_owner_gives_it_up() {
         let now = Instant::now();

@@ -15,7 +15,7 @@ use crate::group::assignor::Partitions;
 use crate::group::consumer_group::Heartbeat;
 
 /// ConsumerGroupHeartbeat.
-pub fn heartbeat(
+pub async fn heartbeat(
     ctx: &Context,
     header: &RequestHeader,
     r: ConsumerGroupHeartbeatRequest,
@@ -45,9 +45,10 @@ pub fn heartbeat(
             .unwrap_or_default(),
         client_host: crate::connection::client_host(),
     };
-    let reply =
-        ctx.groups
-            .consumer_heartbeat(r.group_id.0.as_str(), hb, header.request_api_version);
+    let reply = ctx
+        .groups
+        .consumer_heartbeat(r.group_id.0.as_str(), hb, header.request_api_version)
+        .await;
     if reply.error != ErrorCode::None {
         tracing::debug!(group = r.group_id.0.as_str(), error = ?reply.error, message = ?reply.message, "consumer group heartbeat refused");
     }

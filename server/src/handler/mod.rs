@@ -211,7 +211,7 @@ async fn dispatch(
             ResponseKind::ListPartitionReassignments(reassignments::list(ctx, r))
         }
         RequestKind::ConsumerGroupHeartbeat(r) => {
-            ResponseKind::ConsumerGroupHeartbeat(consumer_group::heartbeat(ctx, header, r))
+            ResponseKind::ConsumerGroupHeartbeat(consumer_group::heartbeat(ctx, header, r).await)
         }
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group::describe(ctx, r))
