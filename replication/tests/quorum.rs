@@ -186,3 +186,38 @@ fn snapshots_bound_the_log_and_catch_up_a_member_that_missed_compacted_entries()
     assert_eq!(images[0].brokers.len(), 50);
     assert!(images[0].brokers.values().all(|b| b.fenced));
 }
+
+/// A member told its leader is gone campaigns at once: a new leader is elected within one
+/// round of messages, without the 6-12 ticks of an election timeout (and past the leader's
+/// lease, which would make the other member ignore an ordinary campaign); records commit on.
+/// Told about a leader it does not have, a member does nothing.
+#[test]
+fn a_member_that_knows_its_leader_is_gone_takes_over_at_once() {
+    let mut c = Cluster::new();
+    c.propose(&[register(1)]);
+    let old = c.elect();
+    c.run(2);
+    c.kill(old);
+    let next = VOTERS.iter().copied().find(|id| *id != old).unwrap();
+    assert!(!c.nodes[&next].call(move |n| n.leader_gone(old + 10).unwrap()));
+    assert!(c.nodes[&next].call(move |n| n.leader_gone(old).unwrap()));
+    // Deliver messages only: no tick, so no election timeout can be what elects.
+    for _ in 0..50 {
+        for n in c.nodes.values() {
+            c.queue.extend(n.call(|n| n.handle_ready().unwrap()));
+        }
+        if c.queue.is_empty() {
+            break;
+        }
+        while let Some(m) = c.queue.pop_front() {
+            if let Some(n) = c.nodes.get(&m.to) {
+                n.call(move |n| n.step(m).unwrap());
+            }
+        }
+    }
+    assert_eq!(c.leader(), Some(next), "elected without a tick");
+    c.propose(&[register(2)]);
+    for n in c.nodes.values() {
+        assert_eq!(n.call(|n| n.image().brokers.len()), 2);
+    }
+}

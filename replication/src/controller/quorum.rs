@@ -160,6 +160,25 @@ impl QuorumNode {
         self.raw.raft.raft_log.last_index()
     }
 
+    /// The active controller `leader` is known to be gone (its process refuses connections):
+    /// this member campaigns at once, without waiting out the election timeout and the
+    /// leader's lease (raft-rs's leadership-transfer campaign, which the other voters do not
+    /// hold back for the lease). Safety does not rest on the evidence: a vote still needs an
+    /// up-to-date log and a majority. Returns whether it campaigned (not if `leader` is no
+    /// longer the leader this member knows, or if this member leads).
+    pub fn leader_gone(&mut self, leader: u64) -> Result<bool, QuorumError> {
+        if self.is_leader() || self.leader_id() != Some(leader) {
+            return Ok(false);
+        }
+        let mut m = Message::default();
+        m.set_msg_type(raft::eraftpb::MessageType::MsgTimeoutNow);
+        m.from = leader;
+        m.to = self.id;
+        m.term = self.term();
+        self.raw.step(m)?;
+        Ok(true)
+    }
+
     /// Campaigns at once (a quorum of one elects itself without waiting for a timeout).
     pub fn campaign(&mut self) -> Result<(), QuorumError> {
         self.raw.campaign()?;

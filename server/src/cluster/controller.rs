@@ -55,6 +55,10 @@ enum Input {
     Raft(Message),
     /// The connection a broker heartbeated on closed.
     ConnectionLost(i32),
+    /// A connection a quorum peer sent Raft messages on closed.
+    PeerLost(u64),
+    /// A quorum peer's listener refuses connections: its process is gone.
+    PeerGone(u64),
     Request(ControllerRequest, oneshot::Sender<ControllerResponse>),
     Stop,
 }
@@ -90,10 +94,12 @@ impl Controller {
                 .await??
         };
         let mut peers = HashMap::new();
+        let mut peer_addrs = HashMap::new();
         for (id, addr) in &config.controller_quorum_voters {
             if raft_id(*id) == me {
                 continue;
             }
+            peer_addrs.insert(raft_id(*id), *addr);
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(peer_writer(*addr, rx));
             peers.insert(raft_id(*id), tx);
@@ -124,6 +130,11 @@ impl Controller {
             connection_grace_ms: config.broker_heartbeat_interval_ms.saturating_mul(2),
             replacement_delay_ms: config.broker_replacement_delay_ms,
             fenced_since_ms: std::collections::HashMap::new(),
+            peer_addrs,
+            voters: voters.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            tx: tx.clone(),
+            gone_leader: None,
         };
         if voters.len() == 1 {
             state.node.campaign()?;
@@ -174,9 +185,13 @@ async fn accept_loop(listener: TcpListener, tx: Sender<Input>) {
 async fn serve_connection(stream: TcpStream, tx: Sender<Input>) {
     let (mut rd, mut wr) = stream.into_split();
     let mut heartbeating: Option<i32> = None;
-    serve_frames(&mut rd, &mut wr, &tx, &mut heartbeating).await;
+    let mut raft_peer: Option<u64> = None;
+    serve_frames(&mut rd, &mut wr, &tx, &mut heartbeating, &mut raft_peer).await;
     if let Some(id) = heartbeating {
         let _ = tx.send(Input::ConnectionLost(id));
+    }
+    if let Some(peer) = raft_peer {
+        let _ = tx.send(Input::PeerLost(peer));
     }
 }
 
@@ -185,10 +200,12 @@ async fn serve_frames(
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
     tx: &Sender<Input>,
     heartbeating: &mut Option<i32>,
+    raft_peer: &mut Option<u64>,
 ) {
     loop {
         match Frame::read(rd).await {
             Ok(Frame::Raft(m)) => {
+                *raft_peer = Some(m.from);
                 if tx.send(Input::Raft(m)).is_err() {
                     return;
                 }
@@ -293,6 +310,16 @@ struct ControllerLoop {
     /// Since when (controller clock) each fenced broker has been fenced, as this controller
     /// saw: a new active controller starts every clock afresh.
     fenced_since_ms: std::collections::HashMap<strata_replication::BrokerId, u64>,
+    /// Quorum peers' controller addresses, to probe one whose connection closed.
+    peer_addrs: HashMap<u64, SocketAddr>,
+    /// Every voter's Raft id (the order decides who campaigns first when a leader is gone).
+    voters: Vec<u64>,
+    /// The runtime the probes run on.
+    runtime: tokio::runtime::Handle,
+    /// This loop's own input, for the probes' findings.
+    tx: Sender<Input>,
+    /// The last active controller found gone (its listener refused us), and when.
+    gone_leader: Option<(u64, Instant)>,
 }
 
 fn error_response(e: &ControllerError) -> ControllerResponse {
@@ -389,8 +416,52 @@ impl ControllerLoop {
         }
     }
 
+    /// A peer's connection closed. If the peer is the active controller, probe its listener:
+    /// a refused connection means its process is gone (a SIGKILL or a crash closes the
+    /// sockets at once), and waiting out the election timeout and lease would only add to the
+    /// failover. The probe's finding comes back as `PeerGone`, later for each voter ranked
+    /// after the first live one, so the survivors do not split their votes.
+    fn probe_peer(&self, peer: u64) {
+        if self.node.is_leader() || self.node.leader_id() != Some(peer) {
+            return;
+        }
+        let Some(addr) = self.peer_addrs.get(&peer).copied() else {
+            return;
+        };
+        let me = self.node.id();
+        let rank = self
+            .voters
+            .iter()
+            .filter(|v| **v != peer)
+            .position(|v| *v == me)
+            .unwrap_or(0) as u32;
+        let tx = self.tx.clone();
+        self.runtime.spawn(async move {
+            let refused = matches!(
+                tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            );
+            if refused {
+                tokio::time::sleep(Duration::from_millis(150) * rank).await;
+                let _ = tx.send(Input::PeerGone(peer));
+            }
+        });
+    }
+
     fn input(&mut self, input: Input) {
         match input {
+            Input::PeerLost(peer) => self.probe_peer(peer),
+            Input::PeerGone(peer) => {
+                self.gone_leader = Some((peer, Instant::now()));
+                match self.node.leader_gone(peer) {
+                    Ok(true) => tracing::info!(
+                        controller = node_of(peer),
+                        "the active controller's process is gone: campaigning now"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!(error = %e, "campaign refused"),
+                }
+            }
             Input::Raft(m) => {
                 if let Err(e) = self.node.step(m) {
                     tracing::debug!(error = %e, "raft message refused");
@@ -461,6 +532,18 @@ impl ControllerLoop {
             // Live brokers find the new controller within a few heartbeats.
             let grace = self.connection_grace_ms.saturating_mul(2).max(300);
             self.logic.start_sessions(self.node.image(), now, grace);
+            // The broker of a controller found gone (its process refused connections a moment
+            // ago) died with it: fence it now, not after the grace for live brokers to find
+            // this controller.
+            if let Some((peer, at)) = self.gone_leader
+                && at.elapsed() < Duration::from_secs(5)
+            {
+                tracing::info!(
+                    broker = node_of(peer),
+                    "fencing the broker of the controller that is gone"
+                );
+                self.logic.connection_lost(BrokerId(node_of(peer)), now, 0);
+            }
             self.sessions_started = true;
         }
     }
