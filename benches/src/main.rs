@@ -13,6 +13,7 @@ mod chart;
 mod clients;
 mod engine;
 mod failover;
+mod heal;
 mod kafka;
 mod local_cluster;
 mod report;
@@ -44,6 +45,10 @@ enum Command {
     /// SIGKILL of a partition leader in a local 3-node cluster: time to the first acks=all
     /// produce acknowledged by the new leader, against Kafka's default failure-detection timing.
     Failover(failover::FailoverArgs),
+    /// Moving data between brokers on a local four-node cluster: draining a broker (scale in,
+    /// optionally throttled) and re-creating the replicas of one lost for good, with a client
+    /// writing acks=all throughout, against a loopback copy of the same bytes.
+    Heal(heal::HealArgs),
     /// A workload from a TOML file (`benches/workloads/`), against brokers it starts or any
     /// `--bootstrap-servers`: throughput, produce and end-to-end latency, fsyncs, JSON report.
     Run(workload::RunArgs),
@@ -60,6 +65,7 @@ fn main() {
             kafka::run(args, true, true).map_err(|e| e as Box<dyn std::error::Error>)
         }
         Command::Failover(args) => failover::run(args).map_err(|e| e as Box<dyn std::error::Error>),
+        Command::Heal(args) => heal::run(args).map_err(|e| e as Box<dyn std::error::Error>),
         Command::Run(args) => workload::run(args).map_err(|e| e as Box<dyn std::error::Error>),
     };
     if let Err(e) = result {

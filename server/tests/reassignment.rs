@@ -169,6 +169,30 @@ fn a_partition_moves_onto_a_new_broker_under_load_and_a_kill_mid_move_loses_noth
         [2, 3, 4].contains(&leader),
         "leader {leader} is in the target"
     );
+    // KIP-951: broker 1, no longer a replica, sends a producer to the new leader directly.
+    let batch = strata_engine::batch::build(strata_engine::Offset(0), 0, &[(None, Some(b"x"))]);
+    let req = common::wire::produce("moving", vec![(0, bytes::Bytes::from(batch))]);
+    let mut conn = common::wire::connect(&c.brokers[0]);
+    let ResponseKind::Produce(resp) = common::wire::call(&mut conn, ApiKey::Produce, 11, &req)
+    else {
+        panic!()
+    };
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(
+        p.current_leader.leader_id.0, leader,
+        "the new leader is named"
+    );
+    let named: Vec<(i32, i32)> = resp
+        .node_endpoints
+        .iter()
+        .map(|e| (e.node_id.0, e.port))
+        .collect();
+    assert_eq!(
+        named,
+        vec![(leader, i32::from(c.brokers[leader as usize - 1].port))],
+        "with its endpoint"
+    );
     wait_for("broker 1 to delete its copy", LONG, || {
         (!has_copy(&c, 1, "moving-0")).then_some(())
     });

@@ -11,6 +11,7 @@ pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod group;
+pub mod leader_hint;
 pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
@@ -114,7 +115,8 @@ pub async fn handle(
 ) -> Option<Response> {
     let v = header.request_api_version;
     if let RequestKind::Fetch(r) = request {
-        let (resp, files) = fetch::handle(ctx, r, v).await;
+        let (mut resp, files) = fetch::handle(ctx, r, v).await;
+        leader_hint::fetch(ctx, &mut resp);
         return Some((ResponseKind::Fetch(resp), files));
     }
     Some((dispatch(ctx, header, request).await?, Vec::new()))

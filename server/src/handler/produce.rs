@@ -353,7 +353,9 @@ impl InFlight {
                 *resp = error(resp.index, code, Some(message));
             }
         }
-        Some(msg!(ProduceResponse { responses: topics }))
+        let mut response = msg!(ProduceResponse { responses: topics });
+        super::leader_hint::produce(&ctx, &mut response);
+        Some(response)
     }
 }
 
