@@ -35,6 +35,8 @@ use crate::error_code::ErrorCode;
 
 /// Raft tick period.
 const TICK: Duration = Duration::from_millis(50);
+/// Rack repairs started per preferred-leader check (every `leader.imbalance.check.interval`).
+const RACK_REPAIRS_PER_ROUND: usize = 8;
 /// Producer ids per block handed to a broker.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 /// Metadata watchers are answered after this long even without news.
@@ -716,6 +718,21 @@ impl ControllerLoop {
                     "moving leaderships back to preferred replicas"
                 );
                 self.propose(moves, None);
+                return;
+            }
+            // Self-healing, second half: once a rack has a (settled) broker again, partitions
+            // that had to double up in another rack spread out again, a few at a time.
+            if self.replacement_delay_ms.is_some() {
+                let repairs = self
+                    .logic
+                    .rack_repairs(&image, &settled, RACK_REPAIRS_PER_ROUND);
+                if !repairs.is_empty() {
+                    tracing::info!(
+                        records = repairs.len(),
+                        "moving replicas that share a rack to a rack that has a broker again"
+                    );
+                    self.propose(repairs, None);
+                }
             }
         }
     }

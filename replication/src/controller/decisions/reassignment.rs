@@ -299,6 +299,87 @@ impl ControllerLogic {
     }
 }
 
+impl ControllerLogic {
+    /// Rack repair, once capacity returns: a partition whose replicas share a rack while a
+    /// live broker (among `candidates`, those live long enough to be trusted) sits in a rack it
+    /// does not use is moved so that the duplicate goes there (the later one in the list, never
+    /// the preferred leader; the least loaded broker of that rack). At most `limit` partitions
+    /// per call, and only while no other move is under way, so repairs trickle in one batch at
+    /// a time. Partitions on brokers without a rack are left alone.
+    pub fn rack_repairs(
+        &self,
+        image: &MetadataImage,
+        candidates: &BTreeSet<BrokerId>,
+        limit: usize,
+    ) -> Vec<MetadataRecord> {
+        let moving = image
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .any(PartitionRegistration::is_reassigning);
+        if moving || limit == 0 {
+            return Vec::new();
+        }
+        let rack_of = |b: &BrokerId| image.brokers.get(b).and_then(|r| r.rack.clone());
+        let live: Vec<BrokerId> = image
+            .live_brokers()
+            .iter()
+            .map(|b| b.id)
+            .filter(|b| candidates.contains(b))
+            .collect();
+        let mut load: BTreeMap<BrokerId, usize> = live.iter().map(|b| (*b, 0)).collect();
+        for t in image.topics.values() {
+            for p in &t.partitions {
+                for r in &p.replicas {
+                    if let Some(n) = load.get_mut(r) {
+                        *n += 1;
+                    }
+                }
+            }
+        }
+        let mut batch = Batch::new(image);
+        let mut repaired = 0;
+        'partitions: for (topic, t) in &image.topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if repaired >= limit {
+                    break 'partitions;
+                }
+                let racks: Vec<Option<String>> = p.replicas.iter().map(rack_of).collect();
+                if racks.iter().any(Option::is_none)
+                    || !p
+                        .replicas
+                        .iter()
+                        .all(|b| image.is_live(*b) && p.isr.contains(b))
+                {
+                    continue;
+                }
+                // The later of two replicas in one rack.
+                let Some(dup) = (1..racks.len()).find(|j| racks[..*j].contains(&racks[*j])) else {
+                    continue;
+                };
+                let pick = live
+                    .iter()
+                    .filter(|b| !p.replicas.contains(b))
+                    .filter(|b| rack_of(b).is_some_and(|r| !racks.contains(&Some(r))))
+                    .min_by_key(|b| (load.get(b).copied().unwrap_or(0), **b))
+                    .copied();
+                let Some(to) = pick else { continue };
+                let mut target = p.replicas.clone();
+                target[dup] = to;
+                let name = format!("{topic}-{i}");
+                if self
+                    .move_into(&mut batch, topic, i as u32, p, &p.replicas, &target, &name)
+                    .is_ok()
+                {
+                    *load.entry(to).or_default() += 1;
+                    repaired += 1;
+                }
+            }
+        }
+        batch.records
+    }
+}
+
 /// A target names at least one broker, each registered and named once.
 fn check_target(
     image: &MetadataImage,
@@ -563,6 +644,36 @@ mod tests {
         let recs = c.replace_lost_brokers(&image, &lost);
         apply_all(&mut image, &recs);
         assert_eq!(part(&image).adding_replicas, b(&[4]));
+    }
+
+    /// Capacity returns in the rack that had none: one of two replicas sharing a rack moves
+    /// there (not the preferred leader); nothing moves while another move is under way, or
+    /// onto a broker that is not a candidate yet.
+    #[test]
+    fn rack_placement_is_repaired_when_a_rack_has_a_broker_again() {
+        // Brokers 1 (a), 2 (b), 3 (b), 4 (c): the partition uses racks a, b, b.
+        let (mut image, c) = cluster(&["a", "b", "b", "c"], &[1, 2, 3]);
+        let all: BTreeSet<BrokerId> = (1..=4).map(BrokerId).collect();
+        let not_yet: BTreeSet<BrokerId> = (1..=3).map(BrokerId).collect();
+        assert!(c.rack_repairs(&image, &not_yet, 8).is_empty());
+        let recs = c.rack_repairs(&image, &all, 8);
+        apply_all(&mut image, &recs);
+        let p = part(&image);
+        assert_eq!(p.replicas, b(&[1, 2, 4, 3]));
+        assert_eq!(
+            (p.adding_replicas.clone(), p.removing_replicas.clone()),
+            (b(&[4]), b(&[3]))
+        );
+        assert!(
+            c.rack_repairs(&image, &all, 8).is_empty(),
+            "one move at a time"
+        );
+        join(&c, &mut image, 4);
+        assert_eq!(part(&image).replicas, b(&[1, 2, 4]));
+        assert!(
+            c.rack_repairs(&image, &all, 8).is_empty(),
+            "racks distinct now"
+        );
     }
 
     /// A broker that registers again with another directory id (an empty disk) leaves every
