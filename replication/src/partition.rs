@@ -271,14 +271,9 @@ impl Partition {
             }
         }
         self.replicas = replicas;
-        // A pending proposal may name a replica that is gone: the controller will refuse it.
-        if self
-            .pending_isr
-            .as_ref()
-            .is_some_and(|p| p.isr.iter().any(|b| !self.replicas.contains(b)))
-        {
-            self.pending_isr = None;
-        }
+        // The controller's record is its answer to any pending proposal (applied with it, as
+        // when a join completes a reassignment, or superseded), as in `on_isr_changed`.
+        self.pending_isr = None;
         self.isr = isr;
         self.maybe_advance_hw(leader_leo)
     }
@@ -635,8 +630,9 @@ mod tests {
             .on_fetch(BrokerId(4), LeaderEpoch(1), Offset(10), Offset(10), 4)
             .unwrap();
         assert_eq!(r.alter_isr.map(|a| a.isr), Some(set(&[1, 2, 3, 4])));
-        // The move completes: 1 keeps leading, 3 is gone.
-        p.on_isr_changed(LeaderEpoch(1), set(&[1, 2, 3, 4]), Offset(10));
+        // The move completes in the same record that takes 4 in: 1 keeps leading, 3 is gone,
+        // and the proposal is answered (another one can be made).
+        assert!(p.pending_isr().is_some());
         p.update_replicas(
             vec![BrokerId(1), BrokerId(2), BrokerId(4)],
             set(&[1, 2, 4]),
@@ -648,6 +644,13 @@ mod tests {
             Err(ReplicationError::UnknownReplica(_))
         ));
         assert_eq!(p.isr(), &set(&[1, 2, 4]));
+        assert!(
+            p.pending_isr().is_none(),
+            "the record answered the proposal"
+        );
+        // A follower that falls out can be proposed out again.
+        let r = p.tick(1_000, Offset(10));
+        assert!(r.alter_isr.is_some());
     }
 
     #[test]

@@ -569,3 +569,43 @@ fn a_broker_joins_and_takes_its_share_then_is_drained_and_unregistered() {
         assert_nothing_lost(&read, &mine);
     }
 }
+
+/// Racks a, b, a and c (broker 4). A partition on brokers 1, 2, 4 (racks a, b, c) loses broker
+/// 4 for good: its replica is re-created on broker 3, the only one left, doubling rack a. When
+/// broker 5 joins in rack c, the controller moves the doubled replica there by itself, and
+/// nothing acknowledged is lost on the way.
+#[test]
+fn rack_placement_is_repaired_when_a_rack_has_a_broker_again() {
+    let mut c = Cluster::start(Layout {
+        brokers: 4,
+        voters: 3,
+        racks: vec!["a".into(), "b".into(), "a".into(), "c".into()],
+        extra: vec![
+            "broker.replacement.delay.ms=1000".into(),
+            "leader.imbalance.return.delay.ms=1000".into(),
+            "leader.imbalance.check.interval.seconds=1".into(),
+        ],
+        ..Default::default()
+    });
+    create_assigned(&c.bootstrap(), "racked", &[1, 2, 4], &[]);
+    wait_isr(&c.bootstrap(), "racked", 0, 3);
+    let p = producer(&c.bootstrap_without(4), &[]);
+    let mut acked = produce_all(&p, "racked", 0..500);
+    c.broker(4).kill9();
+    let others = c.bootstrap_without(4);
+    wait_for("broker 4's replica re-created on broker 3", LONG, || {
+        partition_state(&others, "racked", 0)
+            .filter(|(_, r, isr)| *r == vec![1, 2, 3] && isr.len() == 3)
+    });
+    acked.extend(produce_all(&p, "racked", 500..1000));
+    let five = c.add_broker(&["broker.rack=c"]);
+    assert_eq!(five, 5);
+    wait_for("the doubled replica moved to rack c", LONG, || {
+        partition_state(&others, "racked", 0)
+            .filter(|(_, r, isr)| *r == vec![1, 2, 5] && isr.len() == 3)
+    });
+    acked.extend(produce_all(&p, "racked", 1000..1500));
+    assert_eq!(acked.len(), 1500);
+    let read = read_back(&others, "racked", 0, acked.len());
+    assert_nothing_lost(&read, &acked);
+}
