@@ -662,6 +662,23 @@ impl Broker {
         }
     }
 
+    /// UNKNOWN_TOPIC_OR_PARTITION unless `topic`-`partition` exists (in the cluster's metadata,
+    /// in a cluster).
+    fn check_partition_exists(&self, topic: &str, partition: i32) -> Result<(), AdminError> {
+        let known = self
+            .partition_counts()
+            .iter()
+            .any(|(t, n)| t == topic && partition >= 0 && (partition as usize) < *n);
+        if known {
+            Ok(())
+        } else {
+            Err(AdminError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("no partition {topic}-{partition}"),
+            ))
+        }
+    }
+
     /// ElectLeaders for one partition. Standalone, this broker leads every partition already
     /// (ELECTION_NOT_NEEDED); in a cluster, the controller decides and this waits until the
     /// new leadership is in this broker's metadata.
@@ -671,16 +688,7 @@ impl Broker {
         partition: i32,
         election: strata_replication::controller::Election,
     ) -> Result<(), AdminError> {
-        let known = self
-            .partition_counts()
-            .iter()
-            .any(|(t, n)| t == topic && partition >= 0 && (partition as usize) < *n);
-        if !known {
-            return Err(AdminError::new(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("no partition {topic}-{partition}"),
-            ));
-        }
+        self.check_partition_exists(topic, partition)?;
         let Some(cluster) = &self.cluster else {
             return Err(AdminError::new(
                 ErrorCode::ElectionNotNeeded,
@@ -709,16 +717,7 @@ impl Broker {
         target: Option<Vec<i32>>,
         allow_replication_factor_change: bool,
     ) -> Result<(), AdminError> {
-        let known = self
-            .partition_counts()
-            .iter()
-            .any(|(t, n)| t == topic && partition >= 0 && (partition as usize) < *n);
-        if !known {
-            return Err(AdminError::new(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("no partition {topic}-{partition}"),
-            ));
-        }
+        self.check_partition_exists(topic, partition)?;
         let Some(cluster) = &self.cluster else {
             let me = self.config.node_id;
             return match target {

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use strata_engine::LeaderEpoch;
 
-use super::image::MetadataImage;
+use super::image::{MetadataImage, PartitionRegistration};
 use super::records::MetadataRecord;
 use crate::broker_id::BrokerId;
 
@@ -146,6 +146,20 @@ impl Batch {
     fn push(&mut self, r: MetadataRecord) {
         self.image.apply(&r);
         self.records.push(r);
+    }
+
+    /// Every partition as the batch's image has it now: (topic, index, registration).
+    fn partitions(&self) -> Vec<(String, usize, PartitionRegistration)> {
+        self.image
+            .topics
+            .iter()
+            .flat_map(|(name, t)| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, p)| (name.clone(), i, p.clone()))
+            })
+            .collect()
     }
 }
 
@@ -307,89 +321,55 @@ impl ControllerLogic {
 
     fn fence_into(&self, batch: &mut Batch, id: BrokerId) {
         batch.push(MetadataRecord::FenceBroker { id });
-        let topics: Vec<String> = batch.image.topics.keys().cloned().collect();
-        for topic in topics {
-            let count = batch
-                .image
-                .topics
-                .get(&topic)
-                .map_or(0, |t| t.partitions.len());
-            for index in 0..count {
-                let Some(p) = batch
-                    .image
-                    .topics
-                    .get(&topic)
-                    .and_then(|t| t.partitions.get(index))
-                    .cloned()
-                else {
-                    continue;
-                };
-                if !p.isr.contains(&id) && p.leader != Some(id) {
-                    continue;
-                }
-                // Never empty an ISR: its last member is the only safe leader to wait for.
-                let isr: Vec<BrokerId> = if p.isr.len() > 1 {
-                    p.isr.iter().copied().filter(|b| *b != id).collect()
-                } else {
-                    p.isr.clone()
-                };
-                let (leader, isr, epoch) = if p.leader == Some(id) {
-                    let (leader, isr) = self.choose_leader(&batch.image, &p.replicas, &isr);
-                    (leader, isr, LeaderEpoch(p.leader_epoch.0 + 1))
-                } else {
-                    (p.leader, isr, p.leader_epoch)
-                };
-                batch.push(MetadataRecord::ChangePartition {
-                    topic: topic.clone(),
-                    partition: index as u32,
-                    leader,
-                    isr,
-                    leader_epoch: epoch,
-                });
+        for (topic, index, p) in batch.partitions() {
+            if !p.isr.contains(&id) && p.leader != Some(id) {
+                continue;
             }
+            // Never empty an ISR: its last member is the only safe leader to wait for.
+            let isr: Vec<BrokerId> = if p.isr.len() > 1 {
+                p.isr.iter().copied().filter(|b| *b != id).collect()
+            } else {
+                p.isr.clone()
+            };
+            let (leader, isr, epoch) = if p.leader == Some(id) {
+                let (leader, isr) = self.choose_leader(&batch.image, &p.replicas, &isr);
+                (leader, isr, LeaderEpoch(p.leader_epoch.0 + 1))
+            } else {
+                (p.leader, isr, p.leader_epoch)
+            };
+            batch.push(MetadataRecord::ChangePartition {
+                topic: topic.clone(),
+                partition: index as u32,
+                leader,
+                isr,
+                leader_epoch: epoch,
+            });
         }
     }
 
     /// `id`'s disk was replaced: it leaves every ISR, even where it is the last member, and
     /// leads nothing.
     fn forget_replicas_of_into(&self, batch: &mut Batch, id: BrokerId) {
-        let topics: Vec<String> = batch.image.topics.keys().cloned().collect();
-        for topic in topics {
-            let count = batch
-                .image
-                .topics
-                .get(&topic)
-                .map_or(0, |t| t.partitions.len());
-            for index in 0..count {
-                let Some(p) = batch
-                    .image
-                    .topics
-                    .get(&topic)
-                    .and_then(|t| t.partitions.get(index))
-                    .cloned()
-                else {
-                    continue;
-                };
-                if !p.isr.contains(&id) && p.leader != Some(id) {
-                    continue;
-                }
-                let isr: Vec<BrokerId> = p.isr.iter().copied().filter(|b| *b != id).collect();
-                let (leader, isr, epoch) = if p.leader == Some(id) || p.leader.is_none() {
-                    let others: Vec<BrokerId> =
-                        p.replicas.iter().copied().filter(|b| *b != id).collect();
-                    let (leader, isr) = self.choose_leader(&batch.image, &others, &isr);
-                    (leader, isr, LeaderEpoch(p.leader_epoch.0 + 1))
-                } else {
-                    (p.leader, isr, p.leader_epoch)
-                };
-                batch.push(MetadataRecord::ChangePartition {
-                    topic: topic.clone(),
-                    partition: index as u32,
-                    leader,
-                    isr,
-                    leader_epoch: epoch,
-                });
+        for (topic, index, p) in batch.partitions() {
+            if !p.isr.contains(&id) && p.leader != Some(id) {
+                continue;
             }
+            let isr: Vec<BrokerId> = p.isr.iter().copied().filter(|b| *b != id).collect();
+            let (leader, isr, epoch) = if p.leader == Some(id) || p.leader.is_none() {
+                let others: Vec<BrokerId> =
+                    p.replicas.iter().copied().filter(|b| *b != id).collect();
+                let (leader, isr) = self.choose_leader(&batch.image, &others, &isr);
+                (leader, isr, LeaderEpoch(p.leader_epoch.0 + 1))
+            } else {
+                (p.leader, isr, p.leader_epoch)
+            };
+            batch.push(MetadataRecord::ChangePartition {
+                topic: topic.clone(),
+                partition: index as u32,
+                leader,
+                isr,
+                leader_epoch: epoch,
+            });
         }
     }
 
@@ -425,36 +405,19 @@ impl ControllerLogic {
     }
 
     fn elect_offline_into(&self, batch: &mut Batch) {
-        let topics: Vec<String> = batch.image.topics.keys().cloned().collect();
-        for topic in topics {
-            let count = batch
-                .image
-                .topics
-                .get(&topic)
-                .map_or(0, |t| t.partitions.len());
-            for index in 0..count {
-                let Some(p) = batch
-                    .image
-                    .topics
-                    .get(&topic)
-                    .and_then(|t| t.partitions.get(index))
-                    .cloned()
-                else {
-                    continue;
-                };
-                if p.leader.is_some() {
-                    continue;
-                }
-                let (leader, isr) = self.choose_leader(&batch.image, &p.replicas, &p.isr);
-                if leader.is_some() {
-                    batch.push(MetadataRecord::ChangePartition {
-                        topic: topic.clone(),
-                        partition: index as u32,
-                        leader,
-                        isr,
-                        leader_epoch: LeaderEpoch(p.leader_epoch.0 + 1),
-                    });
-                }
+        for (topic, index, p) in batch.partitions() {
+            if p.leader.is_some() {
+                continue;
+            }
+            let (leader, isr) = self.choose_leader(&batch.image, &p.replicas, &p.isr);
+            if leader.is_some() {
+                batch.push(MetadataRecord::ChangePartition {
+                    topic: topic.clone(),
+                    partition: index as u32,
+                    leader,
+                    isr,
+                    leader_epoch: LeaderEpoch(p.leader_epoch.0 + 1),
+                });
             }
         }
     }

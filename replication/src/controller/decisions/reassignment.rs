@@ -227,16 +227,7 @@ impl ControllerLogic {
             .filter(|b| !lost.contains(b))
             .collect();
         let rack_of = |b: BrokerId| image.brokers.get(&b).and_then(|r| r.rack.clone());
-        let mut load: BTreeMap<BrokerId, usize> = live.iter().map(|b| (*b, 0)).collect();
-        for t in image.topics.values() {
-            for p in &t.partitions {
-                for r in &p.replicas {
-                    if let Some(n) = load.get_mut(r) {
-                        *n += 1;
-                    }
-                }
-            }
-        }
+        let mut load = replica_load(image, &live);
         let mut batch = Batch::new(image);
         for (topic, t) in &image.topics {
             for (i, p) in t.partitions.iter().enumerate() {
@@ -327,16 +318,7 @@ impl ControllerLogic {
             .map(|b| b.id)
             .filter(|b| candidates.contains(b))
             .collect();
-        let mut load: BTreeMap<BrokerId, usize> = live.iter().map(|b| (*b, 0)).collect();
-        for t in image.topics.values() {
-            for p in &t.partitions {
-                for r in &p.replicas {
-                    if let Some(n) = load.get_mut(r) {
-                        *n += 1;
-                    }
-                }
-            }
-        }
+        let mut load = replica_load(image, &live);
         let mut batch = Batch::new(image);
         let mut repaired = 0;
         'partitions: for (topic, t) in &image.topics {
@@ -378,6 +360,19 @@ impl ControllerLogic {
         }
         batch.records
     }
+}
+
+/// How many replicas each of `brokers` holds.
+fn replica_load(image: &MetadataImage, brokers: &[BrokerId]) -> BTreeMap<BrokerId, usize> {
+    let mut load: BTreeMap<BrokerId, usize> = brokers.iter().map(|b| (*b, 0)).collect();
+    for p in image.topics.values().flat_map(|t| &t.partitions) {
+        for r in &p.replicas {
+            if let Some(n) = load.get_mut(r) {
+                *n += 1;
+            }
+        }
+    }
+    load
 }
 
 /// A target names at least one broker, each registered and named once.
