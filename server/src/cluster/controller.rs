@@ -425,6 +425,7 @@ impl ControllerLoop {
     /// after the first live one, so the survivors do not split their votes.
     fn probe_peer(&self, peer: u64) {
         if self.node.is_leader() || self.node.leader_id() != Some(peer) {
+            tracing::debug!(peer, leader = ?self.node.leader_id(), "a peer's connection closed; not the active controller's");
             return;
         }
         let Some(addr) = self.peer_addrs.get(&peer).copied() else {
@@ -443,6 +444,7 @@ impl ControllerLoop {
                 tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await,
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
             );
+            tracing::debug!(peer, refused, "probed the active controller's listener");
             if refused {
                 tokio::time::sleep(Duration::from_millis(150) * rank).await;
                 let _ = tx.send(Input::PeerGone(peer));
