@@ -266,9 +266,12 @@ impl FetchSessions {
                 };
                 let changed = entry.sent != Some(now);
                 entry.sent = Some(now);
+                // A redirection to a read replica (KIP-392) is always news: the leader sends
+                // no records for that partition.
                 !plan.incremental
                     || changed
                     || p.error_code != 0
+                    || p.preferred_read_replica.0 >= 0
                     || p.records.as_ref().is_some_and(|r| !r.is_empty())
             });
         }
@@ -413,6 +416,22 @@ mod tests {
         let mut resp = respond(&inc, 11, &[]);
         s.finish(&inc, &mut resp);
         assert!(resp.responses.is_empty());
+    }
+
+    /// A partition the leader redirects to a read replica (KIP-392) carries no records and may
+    /// keep its high watermark: it is in the incremental answer all the same, or the consumer
+    /// would never learn where to read.
+    #[test]
+    fn a_redirection_to_a_read_replica_is_always_answered() {
+        let s = FetchSessions::default();
+        let open = s.begin(request(0, 0, &[(0, 0), (1, 0)]), true).unwrap();
+        let mut resp = respond(&open, 10, &[]);
+        s.finish(&open, &mut resp);
+        let inc = s.begin(request(open.session_id, 1, &[]), true).unwrap();
+        let mut resp = respond(&inc, 10, &[]);
+        resp.responses[0].partitions[1].preferred_read_replica = 3.into();
+        s.finish(&inc, &mut resp);
+        assert_eq!(partitions(&resp), vec![1]);
     }
 
     #[test]
