@@ -131,15 +131,33 @@ fn wait_live(bootstrap: &str, n: usize, timeout: Duration) -> Result<(), BoxErro
         .set("log_level", "3")
         .create()?;
     let deadline = Instant::now() + timeout;
+    let mut seen: Option<Vec<i32>> = None;
     while Instant::now() < deadline {
-        if c.fetch_metadata(None, Duration::from_secs(2))
-            .is_ok_and(|md| md.brokers().len() == n)
-        {
-            return Ok(());
+        match c.fetch_metadata(None, Duration::from_secs(2)) {
+            Ok(md) if md.brokers().len() == n => return Ok(()),
+            Ok(md) => seen = Some(md.brokers().iter().map(|b| b.id()).collect()),
+            Err(_) => {}
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err(format!("{n} brokers were not live within {timeout:?}").into())
+    Err(
+        format!("{n} brokers were not live within {timeout:?} (the metadata last listed {seen:?})")
+            .into(),
+    )
+}
+
+/// The last lines of every node's log, for a run that could not start.
+fn log_tails(dir: &Path, n: usize) -> String {
+    (1..=n)
+        .map(|id| {
+            let text =
+                std::fs::read_to_string(dir.join(format!("node-{id}.log"))).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(8)..].join("\n  ");
+            format!("node {id}:\n  {tail}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The leader of `topic`/`partition` as the live brokers report it.
@@ -378,7 +396,10 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
         wants_small_disk.then_some(SMALL_DISK_BYTES),
     )?;
     let bootstrap = cluster.bootstrap();
-    wait_live(&bootstrap, opts.brokers, Duration::from_secs(60))?;
+    // Generous: a loaded CI machine starts several clusters at once.
+    if let Err(e) = wait_live(&bootstrap, opts.brokers, Duration::from_secs(120)) {
+        return Err(format!("{e}\n{}", log_tails(&data, opts.brokers)).into());
+    }
     let topic = "chaos";
     let rf = i32::try_from(opts.brokers.min(3))?;
     strata_testkit::create_topic(
