@@ -23,9 +23,33 @@ pub fn strata_bin(given: Option<&Path>) -> Result<PathBuf, BoxError> {
     Ok(bin)
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (the OS picks it).
+/// A port on 127.0.0.1 that is free now, chosen at random below the kernel's ephemeral range
+/// (32768 and up on Linux) and never twice in one process. Not a port the OS picks (bind to
+/// port 0): the OS hands such a port out again, to the next proxy bound to port 0 or as the
+/// source port of a client connection, before the broker it was chosen for binds it; the
+/// broker then fails to start while a connect to "its" port succeeds (a chaos run once waited
+/// two minutes for a broker 1 that had exited at start).
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..10_000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port below the ephemeral range",
+    ))
 }
 
 /// The value of the un-labelled sample `name` on a broker's Prometheus endpoint at `addr`

@@ -5,7 +5,6 @@
 pub mod kafka;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,29 +18,9 @@ pub struct Broker {
     _tmp: Option<tempfile::TempDir>,
 }
 
-/// A port that is free now, chosen at random below the kernel's ephemeral range (32768 and up
-/// on Linux), so that no client connection of a test running in parallel takes it as its source
-/// port between now and the broker binding it.
+/// A port that is free now, below the kernel's ephemeral range (`strata_testkit::free_port`).
 pub fn free_port() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    // Never the same port twice in one test process (a cluster picks several before any
-    // process binds them).
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos(),
-        );
-        let port = 20_000 + (h.finish() % 12_000) as u16;
-        let mut given = GIVEN.lock().unwrap();
-        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            given.push(port);
-            return port;
-        }
-    }
+    strata_testkit::free_port().expect("a free port")
 }
 
 impl Broker {
