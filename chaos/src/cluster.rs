@@ -178,6 +178,12 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // A connect proves only that something listens there: the node must still be running
+        // (one that failed to bind its port exits at once).
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(Ok(Some(status))) = self.node(id)?.child.as_mut().map(Child::try_wait) {
+            return Err(format!("node {id} exited at start: {status}").into());
+        }
         Ok(())
     }
 

@@ -321,41 +321,31 @@ impl ControllerLogic {
 
     fn fence_into(&self, batch: &mut Batch, id: BrokerId) {
         batch.push(MetadataRecord::FenceBroker { id });
-        for (topic, index, p) in batch.partitions() {
-            if !p.isr.contains(&id) && p.leader != Some(id) {
-                continue;
-            }
-            // Never empty an ISR: its last member is the only safe leader to wait for.
-            let isr: Vec<BrokerId> = if p.isr.len() > 1 {
-                p.isr.iter().copied().filter(|b| *b != id).collect()
-            } else {
-                p.isr.clone()
-            };
-            let (leader, isr, epoch) = if p.leader == Some(id) {
-                let (leader, isr) = self.choose_leader(&batch.image, &p.replicas, &isr);
-                (leader, isr, LeaderEpoch(p.leader_epoch.0 + 1))
-            } else {
-                (p.leader, isr, p.leader_epoch)
-            };
-            batch.push(MetadataRecord::ChangePartition {
-                topic: topic.clone(),
-                partition: index as u32,
-                leader,
-                isr,
-                leader_epoch: epoch,
-            });
-        }
+        self.leave_isrs_into(batch, id, false);
     }
 
     /// `id`'s disk was replaced: it leaves every ISR, even where it is the last member, and
     /// leads nothing.
     fn forget_replicas_of_into(&self, batch: &mut Batch, id: BrokerId) {
+        self.leave_isrs_into(batch, id, true);
+    }
+
+    /// `id` leaves every ISR and leadership: the partitions it led (and, when its copies are
+    /// gone, those without a leader) get one among the others, in a new epoch. Unless
+    /// `copies_gone`, an ISR is never emptied: its last member is the only safe leader to wait
+    /// for.
+    fn leave_isrs_into(&self, batch: &mut Batch, id: BrokerId, copies_gone: bool) {
         for (topic, index, p) in batch.partitions() {
             if !p.isr.contains(&id) && p.leader != Some(id) {
                 continue;
             }
-            let isr: Vec<BrokerId> = p.isr.iter().copied().filter(|b| *b != id).collect();
-            let (leader, isr, epoch) = if p.leader == Some(id) || p.leader.is_none() {
+            let isr: Vec<BrokerId> = if p.isr.len() > 1 || copies_gone {
+                p.isr.iter().copied().filter(|b| *b != id).collect()
+            } else {
+                p.isr.clone()
+            };
+            let elect = p.leader == Some(id) || (copies_gone && p.leader.is_none());
+            let (leader, isr, epoch) = if elect {
                 let others: Vec<BrokerId> =
                     p.replicas.iter().copied().filter(|b| *b != id).collect();
                 let (leader, isr) = self.choose_leader(&batch.image, &others, &isr);
@@ -364,7 +354,7 @@ impl ControllerLogic {
                 (p.leader, isr, p.leader_epoch)
             };
             batch.push(MetadataRecord::ChangePartition {
-                topic: topic.clone(),
+                topic,
                 partition: index as u32,
                 leader,
                 isr,

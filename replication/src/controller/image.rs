@@ -197,18 +197,7 @@ impl MetadataImage {
                 else {
                     return;
                 };
-                assert!(
-                    *leader_epoch >= p.leader_epoch,
-                    "leader epochs never go back"
-                );
-                assert!(
-                    isr.iter().all(|b| p.replicas.contains(b)),
-                    "the ISR is a subset of the replicas"
-                );
-                assert!(
-                    leader.is_none_or(|l| isr.contains(&l)),
-                    "the leader is in the ISR"
-                );
+                check_change(p.leader_epoch, &p.replicas, *leader, isr, *leader_epoch);
                 p.leader = *leader;
                 p.isr = isr.clone();
                 p.leader_epoch = *leader_epoch;
@@ -231,10 +220,6 @@ impl MetadataImage {
                     return;
                 };
                 assert!(
-                    *leader_epoch >= p.leader_epoch,
-                    "leader epochs never go back"
-                );
-                assert!(
                     adding.iter().chain(removing).all(|b| replicas.contains(b)),
                     "adding and removing replicas are replicas"
                 );
@@ -246,14 +231,7 @@ impl MetadataImage {
                     replicas.iter().any(|b| !removing.contains(b)),
                     "a reassignment's target is never empty"
                 );
-                assert!(
-                    isr.iter().all(|b| replicas.contains(b)),
-                    "the ISR is a subset of the replicas"
-                );
-                assert!(
-                    leader.is_none_or(|l| isr.contains(&l)),
-                    "the leader is in the ISR"
-                );
+                check_change(p.leader_epoch, replicas, *leader, isr, *leader_epoch);
                 p.replicas = replicas.clone();
                 p.adding_replicas = adding.clone();
                 p.removing_replicas = removing.clone();
@@ -293,6 +271,26 @@ impl MetadataImage {
     pub fn is_live(&self, id: BrokerId) -> bool {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
     }
+}
+
+/// The invariants of a partition change: leader epochs never go back, the ISR is a subset of the
+/// replicas, the leader is in the ISR.
+fn check_change(
+    epoch_before: LeaderEpoch,
+    replicas: &[BrokerId],
+    leader: Option<BrokerId>,
+    isr: &[BrokerId],
+    epoch: LeaderEpoch,
+) {
+    assert!(epoch >= epoch_before, "leader epochs never go back");
+    assert!(
+        isr.iter().all(|b| replicas.contains(b)),
+        "the ISR is a subset of the replicas"
+    );
+    assert!(
+        leader.is_none_or(|l| isr.contains(&l)),
+        "the leader is in the ISR"
+    );
 }
 
 /// The image in a form that serializes to JSON (maps keyed by broker id become lists).
