@@ -6,6 +6,7 @@
 //! - `engine`: the storage engine against a plain sequential-write loop of the same bytes.
 //! - `produce`, `consume`: the Kafka protocol with librdkafka against socket/file baselines.
 //! - `run`: a workload file (`benches/workloads/`) with a same-run socket-into-file baseline.
+//! - `sync`: ways to make a round of appends to many files durable, with device flushes.
 //! - `failover`: SIGKILL of a partition leader in a 3-node cluster, against Kafka's timing.
 
 mod baseline;
@@ -18,6 +19,7 @@ mod kafka;
 mod local_cluster;
 mod report;
 mod resources;
+mod sync_options;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -52,6 +54,10 @@ enum Command {
     /// A workload from a TOML file (`benches/workloads/`), against brokers it starts or any
     /// `--bootstrap-servers`: throughput, produce and end-to-end latency, fsyncs, JSON report.
     Run(workload::RunArgs),
+    /// What one round of small appends to many files costs to make durable, per method
+    /// (serial and io_uring fdatasyncs, preallocated files, syncfs, a per-disk journal), with
+    /// device flushes per round.
+    Sync(sync_options::SyncArgs),
 }
 
 fn main() {
@@ -67,6 +73,7 @@ fn main() {
         Command::Failover(args) => failover::run(args).map_err(|e| e as Box<dyn std::error::Error>),
         Command::Heal(args) => heal::run(args).map_err(|e| e as Box<dyn std::error::Error>),
         Command::Run(args) => workload::run(args).map_err(|e| e as Box<dyn std::error::Error>),
+        Command::Sync(args) => sync_options::run(args),
     };
     if let Err(e) = result {
         eprintln!("strata-bench: {e}");

@@ -195,6 +195,10 @@ pub struct Report {
     pub series: Vec<Point>,
     /// (fsyncs, batches synced) over the window, from the started brokers' metrics.
     pub fsyncs: Option<(f64, f64)>,
+    /// (sync rounds of the brokers' commit pipelines, flush requests the disk completed) over
+    /// the window: a round makes every due file durable at once, with one device flush when it
+    /// uses syncfs. The disk's count includes anything else on the machine.
+    pub sync_rounds: Option<(f64, Option<u64>)>,
     pub resources: Resources,
     pub baselines: Baselines,
     pub failover: Option<Failover>,
@@ -217,6 +221,7 @@ impl Report {
             e2e_latency: None,
             series: Vec::new(),
             fsyncs: None,
+            sync_rounds: None,
             resources: Resources::default(),
             baselines: Baselines::default(),
             failover: None,
@@ -310,6 +315,18 @@ impl Report {
                 if f > 0.0 { s / f } else { 0.0 }
             );
         }
+        if let Some((rounds, flushes)) = self.sync_rounds {
+            let per_round = match flushes {
+                Some(n) if rounds > 0.0 => format!("{:.2}", n as f64 / rounds),
+                _ => "-".into(),
+            };
+            println!(
+                "brokers: {:.0} sync rounds/s, {:.1} files per round; disk: {per_round} flush requests per sync round",
+                rounds / self.seconds.max(1e-9),
+                self.fsyncs
+                    .map_or(0.0, |(f, _)| if rounds > 0.0 { f / rounds } else { 0.0 })
+            );
+        }
         let r = &self.resources;
         if !r.broker_cpu_cores.is_empty() {
             println!(
@@ -394,6 +411,8 @@ impl Report {
             "received": self.received,
             "fsyncs_per_s": self.fsyncs.map(|(f, _)| f / self.seconds.max(1e-9)),
             "batches_per_fsync": self.fsyncs.map(|(f, s)| if f > 0.0 { s / f } else { 0.0 }),
+            "sync_rounds_per_s": self.sync_rounds.map(|(r, _)| r / self.seconds.max(1e-9)),
+            "device_flushes_per_sync_round": self.sync_rounds.and_then(|(r, f)| f.map(|f| if r > 0.0 { f as f64 / r } else { 0.0 })),
             "resources": self.resources,
             "failover": self.failover,
             "failed_sends": self.failed_sends,

@@ -390,10 +390,13 @@ fn steady(
     {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (fsyncs0, synced0) = (
+    let (fsyncs0, synced0, rounds0) = (
         brokers.counters("strata_fsyncs"),
         brokers.counters("strata_batches_synced"),
+        brokers.counters("strata_sync_rounds"),
     );
+    // The brokers' data directories are under the temporary directory: its disk's flushes.
+    let flushes0 = crate::sync_options::device_flushes(&std::env::temp_dir());
     let (acked0, received0) = (
         shared.acked.load(Ordering::Relaxed),
         shared.received.load(Ordering::Relaxed),
@@ -426,6 +429,10 @@ fn steady(
     let received = shared.received.load(Ordering::Relaxed) - received0;
     let fsyncs = growth(&fsyncs0, &brokers.counters("strata_fsyncs"));
     let synced = growth(&synced0, &brokers.counters("strata_batches_synced"));
+    let rounds = growth(&rounds0, &brokers.counters("strata_sync_rounds"));
+    let flushes = flushes0.and_then(|a| {
+        crate::sync_options::device_flushes(&std::env::temp_dir()).map(|b| b.saturating_sub(a))
+    });
     brokers.sample();
     me.sample(None);
     shared.measuring.store(false, Ordering::Relaxed);
@@ -445,6 +452,7 @@ fn steady(
     r.e2e_latency = (w.consumers > 0).then_some(sampler.e2e);
     r.series = sampler.series;
     r.fsyncs = (!brokers.metrics.is_empty()).then_some((fsyncs, synced));
+    r.sync_rounds = (!brokers.metrics.is_empty()).then_some((rounds, flushes));
     r.resources = Resources::of(&brokers.trackers, &me, elapsed);
     r.failed_sends = shared.failed.load(Ordering::Relaxed);
     if w.kill_leader_every_s > 0 {

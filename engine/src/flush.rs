@@ -5,9 +5,11 @@
 //! [`PipelineConfig::round_requests_max`] requests and [`PipelineConfig::round_bytes_max`]
 //! bytes), coalesces the requests for each file into one vectored write and submits them through
 //! [`Storage::write_and_sync`] (writes only). The logs then due for durability go to a syncer
-//! thread, which fdatasyncs the union of their dirty files once and releases their waiters. While
-//! a sync is on the disk the writer keeps writing, and everything that becomes due meanwhile
-//! shares the next fdatasync: the busier the disk, the more batches each fdatasync covers.
+//! thread, which makes the union of their dirty files durable once (fdatasyncs in flight
+//! together, or one `syncfs` per file system when many files are dirty) and releases their
+//! waiters. While a sync is on the disk the writer keeps writing, and everything that becomes
+//! due meanwhile shares the next sync round: the busier the disk, the more batches each round
+//! covers.
 //!
 //! Which logs are synced in a round depends on their [`FlushPolicy`]: `Always` logs in every
 //! round they were written in; `Interval` logs once their oldest unsynced write is older than the
@@ -62,6 +64,15 @@ pub struct PipelineConfig {
     pub round_requests_max: usize,
     /// Bytes written in one round. Default: 64 MiB. Minimum: 1.
     pub round_bytes_max: usize,
+    /// Dirty files from which a sync round makes them durable with one `syncfs` per file
+    /// system instead of one fdatasync per file; 0: never. Default: 8. Measured on ext4 over a
+    /// virtio disk (`strata-bench sync`): with 4 dirty files syncfs already took 0.23 ms against
+    /// 0.34 ms for four fdatasyncs in flight, with 64 files 0.9 ms against 2.5-2.8 ms, with
+    /// 1,000 files 11 ms against 24-39 ms, always one device flush instead of up to one per
+    /// file. Its cost: it also writes back whatever else is dirty on the file system (logs
+    /// under `flush=os`, other programs), so a disk shared with heavy unsynced writers may want
+    /// a higher value.
+    pub syncfs_files_min: usize,
 }
 
 impl Default for PipelineConfig {
@@ -71,6 +82,7 @@ impl Default for PipelineConfig {
             queue_bytes_max: 32 << 20,
             round_requests_max: 4096,
             round_bytes_max: 64 << 20,
+            syncfs_files_min: 8,
         }
     }
 }
@@ -80,8 +92,13 @@ impl Default for PipelineConfig {
 pub struct PipelineStats {
     /// Rounds run.
     pub rounds: AtomicU64,
-    /// fdatasync calls issued.
+    /// Files made durable: one per fdatasync, or per file covered by a `syncfs`.
     pub fsyncs: AtomicU64,
+    /// Sync rounds: each makes every file due at once durable, with fdatasyncs in flight
+    /// together or one `syncfs` per file system.
+    pub sync_rounds: AtomicU64,
+    /// Sync rounds that used `syncfs` (many dirty files).
+    pub syncfs_rounds: AtomicU64,
     /// Append requests written.
     pub requests_written: AtomicU64,
     /// Record batches written.
@@ -302,9 +319,10 @@ impl CommitPipeline {
         let syncer = {
             let storage = storage.clone();
             let stats = stats.clone();
+            let syncfs_files_min = config.syncfs_files_min;
             std::thread::Builder::new()
                 .name(format!("strata-sync-{}", storage.name()))
-                .spawn(move || run_syncer(storage, sync_rx, stats))?
+                .spawn(move || run_syncer(storage, sync_rx, stats, syncfs_files_min))?
         };
         let worker = Worker {
             syncer: sync_tx,
@@ -593,10 +611,16 @@ struct SyncJob {
 }
 
 /// The syncer thread: takes every queued job, syncs the union of their files once (one
-/// fdatasync per file), then publishes the recovery points and releases the waiters. While it
-/// is in fdatasync the writer keeps writing, and the jobs that queue up meanwhile share the next
-/// fdatasync.
-fn run_syncer(storage: Arc<dyn Storage>, rx: Receiver<SyncJob>, stats: Arc<PipelineStats>) {
+/// fdatasync per file, all in flight together, or one `syncfs` per file system once there are
+/// `syncfs_files_min` of them), then publishes the recovery points and releases the waiters.
+/// While it is in fdatasync the writer keeps writing, and the jobs that queue up meanwhile
+/// share the next sync round.
+fn run_syncer(
+    storage: Arc<dyn Storage>,
+    rx: Receiver<SyncJob>,
+    stats: Arc<PipelineStats>,
+    syncfs_files_min: usize,
+) {
     let record_synced = std::env::var_os(RECORD_SYNCED_ENV).is_some();
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -617,7 +641,13 @@ fn run_syncer(storage: Arc<dyn Storage>, rx: Receiver<SyncJob>, stats: Arc<Pipel
             } else {
                 Vec::new()
             };
-            if let Err(e) = storage.write_and_sync(&[], &refs) {
+            let by_filesystem = syncfs_files_min > 0 && refs.len() >= syncfs_files_min;
+            let synced = if by_filesystem {
+                storage.sync_filesystems(&refs)
+            } else {
+                storage.write_and_sync(&[], &refs)
+            };
+            if let Err(e) = synced {
                 // The kernel may have dropped dirty pages after reporting the error; retrying
                 // could report success for data that is gone. Stop here; recovery at restart
                 // decides what survived.
@@ -626,6 +656,10 @@ fn run_syncer(storage: Arc<dyn Storage>, rx: Receiver<SyncJob>, stats: Arc<Pipel
                 );
             }
             stats.fsyncs.fetch_add(refs.len() as u64, Ordering::Relaxed);
+            stats.sync_rounds.fetch_add(1, Ordering::Relaxed);
+            if by_filesystem {
+                stats.syncfs_rounds.fetch_add(1, Ordering::Relaxed);
+            }
             for (f, len) in files.iter().zip(lengths) {
                 record_synced_length(f.path(), len);
             }

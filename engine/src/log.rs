@@ -246,6 +246,9 @@ pub struct SegmentIndexes {
     pub timestamps: Vec<crate::index::time_index::TimestampOffset>,
 }
 
+/// Batch boundaries remembered for the recovery-point checkpoint (see `LogInner::boundaries`).
+const BOUNDARIES_MAX: usize = 1024;
+
 #[derive(Debug)]
 struct LogInner {
     config: LogConfig,
@@ -254,6 +257,17 @@ struct LogInner {
     log_end_offset: Offset,
     epochs: LeaderEpochCache,
     checkpoint_recovery_point: Offset,
+    /// (segment base, byte position) of `checkpoint_recovery_point`, when known: lets an append
+    /// tell without reading the disk that no checkpoint is due.
+    checkpoint_position: Option<(Offset, u64)>,
+    /// Batch boundaries of recent appends, oldest first: (offset, segment base, byte position)
+    /// of where each append ended (and where a segment began), so that the position of the
+    /// recovery point is known without reading the disk. At most [`BOUNDARIES_MAX`]; cleared
+    /// when a truncation gives offsets other positions.
+    boundaries: std::collections::VecDeque<(Offset, Offset, u64)>,
+    /// The last recovery point whose (segment base, byte position) had to be read from the
+    /// disk (not among `boundaries`), so that it is not read again while it does not move.
+    durable_position: Option<(Offset, Offset, u64)>,
     closed: bool,
 }
 
@@ -324,6 +338,12 @@ impl Log {
             rec.log_end_offset,
             config.flush,
         ));
+        // The log end offset is the end of the active segment.
+        let checkpoint_position = rec
+            .segments
+            .iter()
+            .next_back()
+            .map(|(base, seg)| (*base, seg.size()));
         Ok(Log {
             dir,
             storage,
@@ -336,6 +356,9 @@ impl Log {
                 log_end_offset: rec.log_end_offset,
                 epochs: rec.epochs,
                 checkpoint_recovery_point: rec.log_end_offset,
+                checkpoint_position,
+                boundaries: std::collections::VecDeque::new(),
+                durable_position: None,
                 closed: false,
             }),
             report: rec.report,
@@ -568,6 +591,16 @@ impl Log {
         let position = segment.size();
         segment.record_append(position, &headers);
         let file = segment.file().clone();
+        let segment_base = segment.base_offset();
+        if position == 0 {
+            g.boundaries
+                .push_back((first.base_offset, segment_base, position));
+        }
+        g.boundaries
+            .push_back((last.next_offset(), segment_base, position + total as u64));
+        while g.boundaries.len() > BOUNDARIES_MAX {
+            g.boundaries.pop_front();
+        }
         // Offsets only grow: the appended batches start at or after the old log end offset.
         assert!(
             first.base_offset >= leo && last.next_offset() > leo,
@@ -653,23 +686,61 @@ impl Log {
         if durable <= g.checkpoint_recovery_point {
             return Ok(());
         }
-        // Cheap estimate of bytes since the checkpoint: only checkpoint when the active segment
-        // has grown past the threshold since it, or the recovery point left its segment.
+        // Only checkpoint when the recovery point has moved past the threshold since the last
+        // checkpoint, or left its segment. Appends ask this every time, so the common answer
+        // ("not yet") must not touch the disk: the active segment's size bounds how far the
+        // recovery point can be, and the recovery point's own position is looked up (reading
+        // batch headers) only when that bound is past the threshold and the point moved.
         let threshold = g.config.recovery_checkpoint_bytes;
-        let active_base = g.active().base_offset();
+        let (active_base, active_size) = (g.active().base_offset(), g.active().size());
         let cp_in_active = g.checkpoint_recovery_point >= active_base;
         if cp_in_active {
-            let Some((cp_pos, _)) = self.position_of(g, g.checkpoint_recovery_point)? else {
-                return Ok(());
+            let cp_pos = match g.checkpoint_position {
+                Some((base, pos)) if base == active_base => pos,
+                _ => match self.position_of(g, g.checkpoint_recovery_point)? {
+                    Some((pos, base)) => {
+                        g.checkpoint_position = Some((base, pos));
+                        pos
+                    }
+                    None => return Ok(()),
+                },
             };
-            let Some((pos, _)) = self.position_of(g, durable)? else {
+            if active_size.saturating_sub(cp_pos) < threshold {
                 return Ok(());
+            }
+            while g.boundaries.front().is_some_and(|(o, _, _)| *o < durable) {
+                g.boundaries.pop_front();
+            }
+            let known = Log::boundary(g, durable)
+                .filter(|(base, _)| *base == active_base)
+                .map(|(_, pos)| pos);
+            let pos = match (known, g.durable_position) {
+                (Some(pos), _) => pos,
+                (None, Some((offset, base, pos))) if offset == durable && base == active_base => {
+                    pos
+                }
+                _ => match self.position_of(g, durable)? {
+                    Some((pos, base)) => {
+                        g.durable_position = Some((durable, base, pos));
+                        pos
+                    }
+                    None => return Ok(()),
+                },
             };
             if pos.saturating_sub(cp_pos) < threshold {
                 return Ok(());
             }
         }
         self.write_checkpoint(g, durable)
+    }
+
+    /// (segment base, position) of `offset` if it is a boundary of a recent append.
+    fn boundary(g: &LogInner, offset: Offset) -> Option<(Offset, u64)> {
+        let i = g.boundaries.partition_point(|(o, _, _)| *o < offset);
+        g.boundaries
+            .get(i)
+            .filter(|(o, base, _)| *o == offset && g.segments.contains_key(base))
+            .map(|(_, base, pos)| (*base, *pos))
     }
 
     /// (segment base, position) of the batch boundary at `offset` (`offset` at a segment end maps
@@ -696,7 +767,12 @@ impl Log {
         else {
             return Ok(());
         };
-        let (position, seg_base) = if recovery_point >= seg.next_offset() {
+        let known = Log::boundary(g, recovery_point).filter(|(b, _)| *b == base);
+        let (position, seg_base) = if let Some((b, pos)) = known {
+            // A recent append ended here: its position is known, even if the batch after it
+            // is still on its way to the file.
+            (pos, b)
+        } else if recovery_point >= seg.next_offset() {
             (seg.size(), base)
         } else {
             match seg.find_batch(recovery_point, Offset(i64::MAX))? {
@@ -734,6 +810,9 @@ impl Log {
         }
         .write(self.storage.as_ref(), &self.dir)?;
         g.checkpoint_recovery_point = recovery_point;
+        g.checkpoint_position = Some((seg_base, position));
+        // Truncation and compaction, which checkpoint, can give an offset another position.
+        g.durable_position = None;
         Ok(())
     }
 
@@ -891,6 +970,7 @@ impl Log {
             g.log_start_offset = g.log_start_offset.min(new_end);
         }
         let end = g.log_end_offset;
+        g.boundaries.clear();
         self.progress.written.store(end.0, Ordering::SeqCst);
         self.progress.durable.store(end.0, Ordering::SeqCst);
         if g.epochs.truncate_from_end(end) {
@@ -909,6 +989,7 @@ impl Log {
         let mut g = self.lock()?;
         self.pipeline.flush(&self.progress)?.wait_durable()?;
         self.replace_all_segments(&mut g, offset)?;
+        g.boundaries.clear();
         self.progress.written.store(offset.0, Ordering::SeqCst);
         self.progress.durable.store(offset.0, Ordering::SeqCst);
         if g.epochs.truncate_from_end(Offset::ZERO) {

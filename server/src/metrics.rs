@@ -72,6 +72,8 @@ pub struct Metrics {
     log_end_offset: Family<PartitionLabel, Gauge>,
     high_watermark: Family<PartitionLabel, Gauge>,
     fsyncs: Gauge,
+    sync_rounds: Gauge,
+    syncfs_rounds: Gauge,
     batches_synced: Gauge,
     batches_per_fsync: Gauge<f64, std::sync::atomic::AtomicU64>,
     consumer_lag: Family<LagLabel, Gauge>,
@@ -110,6 +112,8 @@ impl Metrics {
             log_end_offset: Family::default(),
             high_watermark: Family::default(),
             fsyncs: Gauge::default(),
+            sync_rounds: Gauge::default(),
+            syncfs_rounds: Gauge::default(),
             batches_synced: Gauge::default(),
             batches_per_fsync: Gauge::default(),
             consumer_lag: Family::default(),
@@ -173,8 +177,18 @@ impl Metrics {
         );
         registry.register(
             "fsyncs",
-            "fdatasync calls of the commit pipeline",
+            "Files made durable by the commit pipeline (one per fdatasync, or per file a syncfs covered)",
             m.fsyncs.clone(),
+        );
+        registry.register(
+            "sync_rounds",
+            "Sync rounds of the commit pipeline (all files due at once: fdatasyncs in flight together, or one syncfs per file system)",
+            m.sync_rounds.clone(),
+        );
+        registry.register(
+            "syncfs_rounds",
+            "Sync rounds that used syncfs because many files were dirty",
+            m.syncfs_rounds.clone(),
         );
         registry.register(
             "batches_synced",
@@ -253,6 +267,13 @@ impl Metrics {
         let stats = broker.pipeline_stats();
         self.fsyncs
             .set(stats.fsyncs.load(std::sync::atomic::Ordering::Relaxed) as i64);
+        self.sync_rounds
+            .set(stats.sync_rounds.load(std::sync::atomic::Ordering::Relaxed) as i64);
+        self.syncfs_rounds.set(
+            stats
+                .syncfs_rounds
+                .load(std::sync::atomic::Ordering::Relaxed) as i64,
+        );
         self.batches_synced.set(
             stats
                 .batches_synced

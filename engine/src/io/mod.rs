@@ -122,6 +122,14 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         writes: &[WriteOp<'_>],
         syncs: &[&dyn StorageFile],
     ) -> Result<(), RoundError>;
+    /// Makes the data of every file in `files` durable with one file-system sync per file
+    /// system instead of one fdatasync per file: the commit pipeline's choice once a round has
+    /// many dirty files (`PipelineConfig::syncfs_files_min`). It also writes back whatever
+    /// else is dirty on those file systems. The default syncs each file
+    /// ([`Storage::write_and_sync`] with no writes); real disks use `syncfs(2)`.
+    fn sync_filesystems(&self, files: &[&dyn StorageFile]) -> Result<(), RoundError> {
+        self.write_and_sync(&[], files)
+    }
     /// Maps an index file of `len` bytes (the file is extended to `len` first).
     fn map_index(&self, file: &Arc<dyn StorageFile>, len: usize) -> io::Result<Box<dyn IndexMap>>;
     /// Takes the exclusive lock of a directory (creating it if needed), held until the

@@ -119,12 +119,46 @@ pub(crate) fn map_real_index(file: &RealFile, len: usize) -> io::Result<Box<dyn 
     // SAFETY: index files are private to one segment of one open log; the engine never truncates
     // an index file while it is mapped (it unmaps before trimming on roll or close).
     let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file.file)? };
+    // An index is written one entry at a time and searched by bisection: no readahead. Without
+    // this, the first fault on a preallocated (sparse) index reads around the faulting page by
+    // the device's read_ahead_kb (8 MiB on a virtio disk here), zero-filling megabytes of
+    // page cache per index: with 1,000 partitions that was 88% of the broker's CPU.
+    map.advise(memmap2::Advice::Random)?;
     Ok(Box::new(MmapIndex { map }))
 }
 
 fn downcast(file: &Arc<dyn StorageFile>) -> io::Result<RealFile> {
     // Re-open by path: index maps need the concrete file; a second descriptor is harmless.
     RealFile::open(file.path(), false)
+}
+
+/// `syncfs(2)` once per file system among `files` (grouped by device): every byte written to
+/// them before the call is durable when it returns, with one journal commit and one device
+/// flush per file system, however many files are dirty. Since Linux 5.8 it reports writeback
+/// errors of the file system, as fdatasync does for a file.
+pub(crate) fn syncfs_all(files: &[&dyn StorageFile]) -> io::Result<()> {
+    let mut devices: Vec<(u64, RawFd)> = Vec::new();
+    for f in files {
+        let fd = f
+            .raw_fd()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "file has no descriptor"))?;
+        // SAFETY: `stat` is plain data that fstat fills in; `fd` is open for the call.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` belongs to a file kept open by the caller's borrow.
+        if unsafe { libc::fstat(fd, &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if !devices.iter().any(|(d, _)| *d == st.st_dev) {
+            devices.push((st.st_dev, fd));
+        }
+    }
+    for (_, fd) in devices {
+        // SAFETY: `fd` belongs to a file kept open by the caller's borrow.
+        if unsafe { libc::syncfs(fd) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn pwritev_all(fd: RawFd, bufs: &[&[u8]], mut position: u64) -> io::Result<()> {
@@ -263,6 +297,10 @@ impl Storage for StdStorage {
             f.sync_data().map_err(RoundError::Sync)?;
         }
         Ok(())
+    }
+
+    fn sync_filesystems(&self, files: &[&dyn StorageFile]) -> Result<(), RoundError> {
+        syncfs_all(files).map_err(RoundError::Sync)
     }
 
     fn map_index(&self, file: &Arc<dyn StorageFile>, len: usize) -> io::Result<Box<dyn IndexMap>> {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use io_uring::{IoUring, opcode, types};
 
-use super::std_fs::{fs_ops, pwritev_all};
+use super::std_fs::{fs_ops, pwritev_all, syncfs_all};
 use super::{IndexMap, RoundError, Storage, StorageFile, WriteOp};
 
 /// Submission queue depth of the ring.
@@ -191,6 +191,10 @@ impl Storage for UringStorage {
             sync_phase(&mut guard.0, syncs).map_err(RoundError::Sync)?;
         }
         Ok(())
+    }
+
+    fn sync_filesystems(&self, files: &[&dyn StorageFile]) -> Result<(), RoundError> {
+        syncfs_all(files).map_err(RoundError::Sync)
     }
 
     fn map_index(&self, file: &Arc<dyn StorageFile>, len: usize) -> io::Result<Box<dyn IndexMap>> {
