@@ -616,6 +616,58 @@ macro_rules! backend_suite {
                 // Dropping without close releases the lock too (as a dying process does).
                 drop(h.open(LogConfig::default()));
             }
+
+            /// With `syncfs_files_min` at 1 every sync round makes its files durable by file
+            /// system (syncfs on real disks): appends to several logs become durable, move
+            /// each log's recovery point, and are all there after a reopen.
+            #[test]
+            fn sync_rounds_by_file_system_make_every_log_durable() {
+                let mut h = Harness::with_pipeline(
+                    $kind,
+                    PipelineConfig {
+                        syncfs_files_min: 1,
+                        ..PipelineConfig::default()
+                    },
+                );
+                let dirs: Vec<_> = (0..5).map(|i| h.dir.join(format!("p-{i}"))).collect();
+                let handle = h.pipeline.as_ref().unwrap().handle();
+                let logs: Vec<Log> = dirs
+                    .iter()
+                    .map(|d| Log::open(d, LogConfig::default(), &handle).unwrap())
+                    .collect();
+                let infos: Vec<_> = logs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, log)| append_values(log, &[value(i as u64, 64)], 1))
+                    .collect();
+                for (log, info) in logs.iter().zip(&infos) {
+                    info.completion.wait_durable().unwrap();
+                    assert_eq!(log.recovery_point(), Offset(1));
+                }
+                let stats = h.stats();
+                let rounds = stats.sync_rounds.load(std::sync::atomic::Ordering::Relaxed);
+                assert!(rounds > 0);
+                assert_eq!(
+                    stats
+                        .syncfs_rounds
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    rounds,
+                    "every sync round went by file system"
+                );
+                drop(logs);
+                h.restart_pipeline();
+                if let Some(sim) = &h.sim {
+                    sim.crash(strata_engine::io::sim::CrashMode::DropUnsynced);
+                }
+                let handle = h.pipeline.as_ref().unwrap().handle();
+                for (i, d) in dirs.iter().enumerate() {
+                    let log = Log::open(d, LogConfig::default(), &handle).unwrap();
+                    assert_eq!(
+                        read_all(&log, Offset(0)),
+                        vec![(Offset(0), Some(value(i as u64, 64)))]
+                    );
+                }
+            }
         }
     };
 }

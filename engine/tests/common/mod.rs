@@ -32,6 +32,11 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(kind: Kind) -> Harness {
+        Harness::with_pipeline(kind, strata_engine::PipelineConfig::default())
+    }
+
+    /// A harness whose pipeline has `config` (restarts use the default one).
+    pub fn with_pipeline(kind: Kind, config: strata_engine::PipelineConfig) -> Harness {
         let (storage, sim, tmp, dir): (Arc<dyn Storage>, _, _, PathBuf) = match kind {
             Kind::Std => {
                 let t = tempfile::tempdir().unwrap();
@@ -56,7 +61,7 @@ impl Harness {
                 )
             }
         };
-        let pipeline = CommitPipeline::start(storage.clone(), Default::default()).unwrap();
+        let pipeline = CommitPipeline::start(storage.clone(), config).unwrap();
         Harness {
             kind,
             storage,
