@@ -175,10 +175,11 @@ fn measure(
     let sub = dir.join(format!("{}-{n}", method.name()));
     std::fs::create_dir_all(&sub)?;
     let chunk = vec![b'x'; args.bytes_per_file];
-    // Enough preallocated room for the run at up to 20,000 rounds per second.
+    // Room for the run at up to 20,000 rounds per second, and at most 256 MiB of
+    // preallocated files in all (a run with fewer rounds than that stops when the room is used).
     let rounds_max = (args.seconds * 20_000.0) as u64;
     let prealloc = if method == Method::Prealloc {
-        (rounds_max * args.bytes_per_file as u64).min(64 << 20)
+        (rounds_max * args.bytes_per_file as u64).min((256 << 20) / n.max(1) as u64)
     } else {
         0
     };
