@@ -65,13 +65,14 @@ pub struct PipelineConfig {
     /// Bytes written in one round. Default: 64 MiB. Minimum: 1.
     pub round_bytes_max: usize,
     /// Dirty files from which a sync round makes them durable with one `syncfs` per file
-    /// system instead of one fdatasync per file; 0: never. Default: 8. Measured on ext4 over a
-    /// virtio disk (`strata-bench sync`): with 4 dirty files syncfs already took 0.23 ms against
-    /// 0.34 ms for four fdatasyncs in flight, with 64 files 0.9 ms against 2.5-2.8 ms, with
-    /// 1,000 files 11 ms against 24-39 ms, always one device flush instead of up to one per
-    /// file. Its cost: it also writes back whatever else is dirty on the file system (logs
-    /// under `flush=os`, other programs), so a disk shared with heavy unsynced writers may want
-    /// a higher value.
+    /// system instead of one fdatasync per file; 0: never. Default: 4. Measured on ext4 over a
+    /// virtio disk (`strata-bench sync`): syncfs is ahead from 2 dirty files (0.19 ms against
+    /// 0.21 ms for two fdatasyncs in flight), with 4 files 0.19-0.23 ms against 0.30-0.37 ms,
+    /// with 64 files 0.9 ms against 2.5-2.8 ms, with 1,000 files 11 ms against 24-39 ms, always
+    /// one device flush instead of up to one per file. Its cost: it also writes back whatever
+    /// else is dirty on the file system (logs under `flush=os`, other programs), so the default
+    /// leaves the smallest rounds to fdatasync, and a disk shared with heavy unsynced writers
+    /// may want a higher value.
     pub syncfs_files_min: usize,
 }
 
@@ -82,7 +83,7 @@ impl Default for PipelineConfig {
             queue_bytes_max: 32 << 20,
             round_requests_max: 4096,
             round_bytes_max: 64 << 20,
-            syncfs_files_min: 8,
+            syncfs_files_min: 4,
         }
     }
 }

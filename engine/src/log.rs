@@ -323,14 +323,53 @@ impl Log {
         pipeline: &PipelineHandle,
         mode: RecoveryMode,
     ) -> Result<Log> {
-        let dir = dir.as_ref().to_path_buf();
+        let storage = pipeline.storage().clone();
+        Log::open_locked(dir.as_ref(), config, pipeline, mode, |dir| {
+            storage.lock_dir(dir)
+        })
+    }
+
+    /// Like [`Log::open_with_mode`] for a log directory inside a directory the caller holds
+    /// locked (`parent`, from [`crate::io::lock_dir`]; a broker's data directory): the log's
+    /// lock is covered by the parent's ([`DirLock::cover`]) and costs no file descriptor, which
+    /// matters with thousands of logs. One owner per directory still holds: this process's
+    /// other opens of `dir` are refused by the parent's set, other processes by the parent's
+    /// lock.
+    #[cfg(feature = "internals")]
+    pub fn open_under(
+        parent: &DirLock,
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        pipeline: &PipelineHandle,
+        mode: RecoveryMode,
+    ) -> Result<Log> {
+        let storage = pipeline.storage().clone();
+        Log::open_locked(dir.as_ref(), config, pipeline, mode, |dir| {
+            storage
+                .create_dir_all(dir)
+                .map_err(|source| crate::io::LockError::Io {
+                    dir: dir.to_path_buf(),
+                    source,
+                })?;
+            parent.cover(dir)
+        })
+    }
+
+    fn open_locked(
+        dir: &Path,
+        config: LogConfig,
+        pipeline: &PipelineHandle,
+        mode: RecoveryMode,
+        lock: impl FnOnce(&Path) -> std::result::Result<DirLock, crate::io::LockError>,
+    ) -> Result<Log> {
+        let dir = dir.to_path_buf();
         config.validate().map_err(|reason| LogError::Malformed {
             path: dir.clone(),
             reason,
         })?;
         let storage = pipeline.storage().clone();
         // Lock before recovery reads or cuts anything: a second owner changes nothing.
-        let dir_lock = storage.lock_dir(&dir).map_err(LogError::from_lock)?;
+        let dir_lock = lock(&dir).map_err(LogError::from_lock)?;
         let rec = recovery::recover(&storage, &dir, &config, mode)?;
         tracing::debug!(dir = ?dir, report = ?rec.report, leo = %rec.log_end_offset, "log opened");
         let progress = Arc::new(LogProgress::new(

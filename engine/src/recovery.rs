@@ -299,15 +299,19 @@ pub(crate) fn recover(
     if epochs_changed {
         epochs.save(storage.as_ref(), dir)?;
     }
-    PartitionCheckpoint {
+    let recovered = PartitionCheckpoint {
         recovery_point: log_end_offset,
         segment_base: active_base,
         position: active_size,
         index_entries,
         time_index_entries,
         log_start_offset,
+    };
+    // A clean close left exactly this checkpoint: rewriting it (a file, an fdatasync, a rename
+    // and a directory fsync) would only make opening thousands of logs slower.
+    if checkpoint != Some(recovered) {
+        recovered.write(storage.as_ref(), dir)?;
     }
-    .write(storage.as_ref(), dir)?;
     if clean {
         storage
             .remove(&marker)

@@ -558,36 +558,36 @@ impl LogSegment {
     pub fn flush_indexes(&self) -> Result<()> {
         self.offset_index
             .flush()
-            .map_err(|e| LogError::io(self.offset_index.file().path(), e))?;
+            .map_err(|e| LogError::io(self.offset_index.path(), e))?;
         self.time_index
             .flush()
-            .map_err(|e| LogError::io(self.time_index.file().path(), e))
+            .map_err(|e| LogError::io(self.time_index.path(), e))
     }
 
     /// Trims the index files to their entries (the segment is no longer active).
     pub fn trim_indexes(&mut self) -> Result<()> {
         self.offset_index
             .trim()
-            .map_err(|e| LogError::io(self.offset_index.file().path(), e))?;
+            .map_err(|e| LogError::io(self.offset_index.path(), e))?;
         self.time_index
             .trim()
-            .map_err(|e| LogError::io(self.time_index.file().path(), e))
+            .map_err(|e| LogError::io(self.time_index.path(), e))
     }
 
     /// Makes room in the indexes again (the segment became active after a truncation).
     pub fn grow_indexes(&mut self) -> Result<()> {
         self.offset_index
             .grow(self.limits.index_bytes_max)
-            .map_err(|e| LogError::io(self.offset_index.file().path(), e))?;
+            .map_err(|e| LogError::io(self.offset_index.path(), e))?;
         self.time_index
             .grow(self.limits.index_bytes_max)
-            .map_err(|e| LogError::io(self.time_index.file().path(), e))
+            .map_err(|e| LogError::io(self.time_index.path(), e))
     }
 
     /// Removes the segment's files.
     pub fn delete(self, storage: &dyn Storage) -> Result<()> {
-        let idx = self.offset_index.file().path().to_path_buf();
-        let tidx = self.time_index.file().path().to_path_buf();
+        let idx = self.offset_index.path().to_path_buf();
+        let tidx = self.time_index.path().to_path_buf();
         drop(self.offset_index);
         drop(self.time_index);
         for p in [&self.log_path, &idx, &tidx] {

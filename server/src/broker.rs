@@ -76,6 +76,9 @@ pub struct Broker {
     pub config: BrokerConfig,
     pipeline: Mutex<Option<CommitPipeline>>,
     handle: PipelineHandle,
+    /// The data directory's lock: every partition's log is opened under it (a covered lock,
+    /// no descriptor per partition).
+    data_dir_lock: Arc<strata_engine::io::DirLock>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     admin: Mutex<()>,
     /// Bumped on every append; fetches waiting for data watch it.
@@ -130,7 +133,16 @@ impl Broker {
     /// partition log listed in `topics.toml`, and makes sure `__consumer_offsets` exists.
     /// In a cluster the metadata image says which partitions this broker holds: they are
     /// opened as it arrives (`cluster::replica_manager`).
-    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+    pub fn open(
+        config: BrokerConfig,
+        data_dir_lock: Arc<strata_engine::io::DirLock>,
+    ) -> anyhow::Result<Arc<Broker>> {
+        anyhow::ensure!(
+            data_dir_lock.dir() == config.log_dir,
+            "the data directory lock is for {:?}, not {:?}",
+            data_dir_lock.dir(),
+            config.log_dir
+        );
         std::fs::create_dir_all(&config.log_dir)?;
         let meta = crate::meta_properties::load_or_create(&config.log_dir, config.node_id)?;
         let storage = open_backend(Backend::Auto)?;
@@ -168,6 +180,7 @@ impl Broker {
             config,
             pipeline: Mutex::new(Some(pipeline)),
             handle,
+            data_dir_lock,
             topics: RwLock::new(BTreeMap::new()),
             admin: Mutex::new(()),
             appends,
@@ -360,7 +373,16 @@ impl Broker {
         min_insync_replicas: usize,
     ) -> anyhow::Result<Arc<Partition>> {
         let dir = self.partition_dir(topic, index);
-        let (log, corrupt) = match Log::open(dir.clone(), config.clone(), &self.handle) {
+        let open = |mode| {
+            Log::open_under(
+                &self.data_dir_lock,
+                dir.clone(),
+                config.clone(),
+                &self.handle,
+                mode,
+            )
+        };
+        let (log, corrupt) = match open(strata_engine::RecoveryMode::Strict) {
             Ok(log) => (log, false),
             // In a cluster the other replicas hold what a corrupt one lost: cut the log at the
             // corruption, and let the caller report the replica failed so it is refilled
@@ -369,12 +391,7 @@ impl Broker {
                 segment, position, ..
             }) if self.cluster.is_some() => {
                 tracing::error!(topic, partition = index, segment = %segment.display(), position, "corrupt log on disk: cut at the corruption, to be refilled from the leader");
-                let log = Log::open_with_mode(
-                    dir,
-                    config.clone(),
-                    &self.handle,
-                    strata_engine::RecoveryMode::TruncateCorruption,
-                )?;
+                let log = open(strata_engine::RecoveryMode::TruncateCorruption)?;
                 (log, true)
             }
             Err(e) => return Err(e.into()),
@@ -487,13 +504,15 @@ impl Broker {
         overrides: BTreeMap<String, String>,
     ) -> anyhow::Result<Arc<Topic>> {
         let config = self.log_config(&overrides)?;
-        let mut ps = BTreeMap::new();
-        for i in 0..partitions {
-            ps.insert(
-                i,
-                self.open_partition(name, i, &config, self.min_insync_replicas(&overrides))?,
-            );
-        }
+        let min_insync = self.min_insync_replicas(&overrides);
+        // Opening a log waits on the disk (a checkpoint, directory fsyncs), not the CPU: with
+        // thousands of partitions, many opens in flight at once.
+        let opened = crate::disk_parallel::map(partitions.max(0) as usize, |i| {
+            let i = i as i32;
+            self.open_partition(name, i, &config, min_insync)
+                .map(|p| (i, p))
+        })?;
+        let ps: BTreeMap<i32, Arc<Partition>> = opened.into_iter().collect();
         Ok(Arc::new(Topic {
             name: name.to_string(),
             id,
@@ -551,7 +570,21 @@ impl Broker {
         self.log_config(&configs)?;
         let topic = self
             .open_topic(name, Uuid::new_v4(), partitions, configs)
-            .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?;
+            .map_err(|e| {
+                // The partitions opened before the failure were dropped with it: remove their
+                // directories, so a failed create leaves nothing behind (a later create of the
+                // same name starts empty).
+                for i in 0..partitions {
+                    let dir = self.partition_dir(name, i);
+                    if dir.exists()
+                        && let Err(e) = std::fs::remove_dir_all(&dir)
+                    {
+                        tracing::warn!(dir = ?dir, error = %e, "removing a partition of a failed create");
+                    }
+                }
+                tracing::warn!(topic = name, partitions, error = %e, "creating a topic failed");
+                AdminError::new(ErrorCode::UnknownServerError, e.to_string())
+            })?;
         self.topics_write().insert(name.to_string(), topic.clone());
         self.write_topics_file()
             .map_err(|e| AdminError::new(ErrorCode::UnknownServerError, e.to_string()))?;
@@ -1064,14 +1097,21 @@ impl Broker {
 
     /// Flushes and closes every log cleanly, then stops the pipeline.
     pub fn shutdown(&self) {
-        for t in self.topics() {
-            for p in t.local_partitions() {
+        let partitions: Vec<Arc<Partition>> = self
+            .topics()
+            .iter()
+            .flat_map(|t| t.local_partitions())
+            .collect();
+        // Closing a log waits on the disk (a flush, a checkpoint, the clean marker): many at once.
+        let _ = crate::disk_parallel::map(partitions.len(), |i| {
+            if let Some(p) = partitions.get(i) {
                 p.with_replica(|r| r.machine.become_offline());
                 if let Err(e) = p.log.close() {
-                    tracing::warn!(topic = %t.name, partition = p.index, error = %e, "closing log");
+                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "closing log");
                 }
             }
-        }
+            Ok::<(), std::convert::Infallible>(())
+        });
         if let Some(p) = self
             .pipeline
             .lock()

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     // One owner per data directory, taken before anything binds, opens or writes: a second
     // `strata serve` on a live broker's directory exits here and changes nothing.
-    let _data_dir_lock = strata_engine::io::lock_dir(&config.log_dir).map_err(|e| match e {
+    let data_dir_lock = strata_engine::io::lock_dir(&config.log_dir).map_err(|e| match e {
         strata_engine::io::LockError::Held { dir, holder_pid } => anyhow::anyhow!(
             "data directory {} is locked by {}: another strata (or another program embedding \
              strata-engine) is using it; stop it, or give this broker its own --data-dir",
@@ -26,6 +26,10 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         ),
         e => anyhow::anyhow!("{e}"),
     })?;
+    match crate::open_files::raise_limit() {
+        Ok((soft, hard)) => tracing::info!(soft, hard, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "reading the open-file limit"),
+    }
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -64,7 +68,9 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listener)
         .await
         .map_err(|e| anyhow::anyhow!("binding the Kafka listener {}: {e}", config.listener))?;
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
+    let data_dir_lock = Arc::new(data_dir_lock);
+    let broker_lock = data_dir_lock.clone();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, broker_lock)).await??;
     let groups = GroupCoordinator::load(broker.clone())?;
     if broker.cluster.is_some() {
         crate::cluster::membership::start(broker.clone(), groups.clone());

@@ -14,15 +14,18 @@ pub use offset_index::OffsetIndex;
 pub use time_index::TimeIndex;
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::io::{IndexMap, Storage, StorageFile};
 
-/// A file of fixed-size entries behind a memory map.
+/// A file of fixed-size entries behind a memory map. The map does not need the file open, so
+/// no descriptor is kept: the file is opened again only to trim or grow it (a roll, a close, a
+/// truncation). With thousands of partitions that halves the descriptors a broker holds.
 #[derive(Debug)]
 pub(crate) struct IndexFile<const ENTRY: usize> {
     storage: Arc<dyn Storage>,
-    file: Arc<dyn StorageFile>,
+    path: PathBuf,
     map: Option<Box<dyn IndexMap>>,
     entries: usize,
     max_entries: usize,
@@ -42,7 +45,7 @@ impl<const ENTRY: usize> IndexFile<ENTRY> {
         let map = storage.map_index(&file, max_entries * ENTRY)?;
         Ok(IndexFile {
             storage: storage.clone(),
-            file,
+            path: file.path().to_path_buf(),
             map: Some(map),
             entries: keep_entries.min(stored),
             max_entries,
@@ -114,11 +117,12 @@ impl<const ENTRY: usize> IndexFile<ENTRY> {
             map.flush(self.entries * ENTRY)?;
         }
         let len = self.entries * ENTRY;
-        self.file.set_len(len as u64)?;
-        self.file.sync_data()?;
+        let file = self.storage.open(&self.path, false)?;
+        file.set_len(len as u64)?;
+        file.sync_data()?;
         self.max_entries = self.entries;
         if len > 0 {
-            self.map = Some(self.storage.map_index(&self.file, len)?);
+            self.map = Some(self.storage.map_index(&file, len)?);
         }
         Ok(())
     }
@@ -133,13 +137,14 @@ impl<const ENTRY: usize> IndexFile<ENTRY> {
         if let Some(map) = self.map.take() {
             map.flush(self.entries * ENTRY)?;
         }
-        self.map = Some(self.storage.map_index(&self.file, max_entries * ENTRY)?);
+        let file = self.storage.open(&self.path, false)?;
+        self.map = Some(self.storage.map_index(&file, max_entries * ENTRY)?);
         self.max_entries = max_entries;
         Ok(())
     }
 
-    pub fn file(&self) -> &Arc<dyn StorageFile> {
-        &self.file
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

@@ -150,8 +150,8 @@ impl TimeIndex {
         self.inner.grow(max_bytes)
     }
 
-    /// The index file.
-    pub fn file(&self) -> &Arc<dyn StorageFile> {
-        self.inner.file()
+    /// The index file's path.
+    pub fn path(&self) -> &std::path::Path {
+        self.inner.path()
     }
 }

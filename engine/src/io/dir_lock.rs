@@ -12,15 +12,23 @@
 //! stale `LOCK` file never keeps a directory locked. The holder writes its pid into the file so
 //! the refusal can name it. The file is left in place when the lock is released.
 //!
+//! The owner of a directory of logs may hand each log a lock *covered* by its own
+//! ([`DirLock::cover`]): no file and no descriptor, only an entry in the parent lock's set, so
+//! a broker with 10,000 partitions does not spend 10,000 descriptors on locks. A covered
+//! directory is still refused to everyone else: to this process by the set, to other processes
+//! because [`lock_dir`] of a directory also fails while its parent directory's `LOCK` is held.
+//!
 //! Invariant: while a [`DirLock`] for a directory exists, [`lock_dir`] (or
 //! [`super::Storage::lock_dir`] of the same disk) on that directory fails with
-//! [`LockError::Held`].
+//! [`LockError::Held`], and so does [`DirLock::cover`] of it by its parent's lock.
 
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 /// Name of the lock file inside a locked directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -60,6 +68,23 @@ pub fn holder_description(pid: Option<u32>) -> String {
 pub struct DirLock {
     dir: PathBuf,
     _held: Box<dyn Send + Sync>,
+    /// Subdirectories locked under this lock ([`DirLock::cover`]).
+    covered: Arc<Mutex<BTreeSet<PathBuf>>>,
+}
+
+/// A covered lock's hold: its entry in the parent's set, removed on drop.
+struct CoveredHold {
+    set: Arc<Mutex<BTreeSet<PathBuf>>>,
+    dir: PathBuf,
+}
+
+impl Drop for CoveredHold {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.dir);
+    }
 }
 
 impl fmt::Debug for DirLock {
@@ -71,7 +96,43 @@ impl fmt::Debug for DirLock {
 impl DirLock {
     /// Wraps a backend's lock guard; dropping `held` must release the lock.
     pub fn new(dir: PathBuf, held: Box<dyn Send + Sync>) -> DirLock {
-        DirLock { dir, _held: held }
+        DirLock {
+            dir,
+            _held: held,
+            covered: Arc::default(),
+        }
+    }
+
+    /// Locks `child`, a directory inside this locked one, without a file or a descriptor of
+    /// its own: this lock already keeps other processes out of everything inside it. Fails
+    /// with [`LockError::Held`] while another covered lock of `child` from this lock exists,
+    /// and with [`LockError::Io`] if `child` is not inside this directory.
+    pub fn cover(&self, child: &Path) -> Result<DirLock, LockError> {
+        if !child.starts_with(&self.dir) || child == self.dir {
+            return Err(LockError::Io {
+                dir: child.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("not inside the locked directory {:?}", self.dir),
+                ),
+            });
+        }
+        let inserted = self
+            .covered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(child.to_path_buf());
+        if !inserted {
+            return Err(LockError::Held {
+                dir: child.to_path_buf(),
+                holder_pid: Some(std::process::id()),
+            });
+        }
+        let hold = CoveredHold {
+            set: self.covered.clone(),
+            dir: child.to_path_buf(),
+        };
+        Ok(DirLock::new(child.to_path_buf(), Box::new(hold)))
     }
 
     /// The locked directory.
@@ -99,6 +160,15 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, LockError> {
         .map_err(io_err)?;
     match file.try_lock() {
         Ok(()) => {
+            // The owner of the parent directory (a broker's data directory) owns this one too.
+            if let Some(parent) = dir.parent()
+                && let Some(holder_pid) = held_elsewhere(parent).map_err(io_err)?
+            {
+                return Err(LockError::Held {
+                    dir: parent.to_path_buf(),
+                    holder_pid,
+                });
+            }
             let pid = format!("{}\n", std::process::id());
             file.set_len(0).map_err(io_err)?;
             file.write_all_at(pid.as_bytes(), 0).map_err(io_err)?;
@@ -109,6 +179,22 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, LockError> {
             holder_pid: read_pid(file),
         }),
         Err(TryLockError::Error(e)) => Err(io_err(e)),
+    }
+}
+
+/// Whether `dir`'s `LOCK` is held by someone (another process, or another descriptor of this
+/// one): `Some(holder pid if named)`. A directory without a `LOCK` file is not held. Taking the
+/// lock to find out releases it at once.
+fn held_elsewhere(dir: &Path) -> io::Result<Option<Option<u32>>> {
+    let file = match OpenOptions::new().read(true).open(dir.join(LOCK_FILE)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(None),
+        Err(TryLockError::WouldBlock) => Ok(Some(read_pid(file))),
+        Err(TryLockError::Error(e)) => Err(e),
     }
 }
 
@@ -139,5 +225,34 @@ mod tests {
         drop(first);
         let again = lock_dir(&dir).unwrap();
         assert_eq!(again.dir(), dir);
+    }
+
+    /// A covered lock keeps a subdirectory to one owner without a file: a second cover of it
+    /// is refused until the first is dropped, and so is a plain lock of it while the parent is
+    /// locked (what another process embedding the engine would try).
+    #[test]
+    fn covered_subdirectories_have_one_owner() {
+        let tmp = tempfile::tempdir().unwrap();
+        let parent = lock_dir(&tmp.path().join("data")).unwrap();
+        let child = tmp.path().join("data").join("topic-0");
+        std::fs::create_dir_all(&child).unwrap();
+        let first = parent.cover(&child).unwrap();
+        assert!(!child.join(LOCK_FILE).exists(), "a covered lock needs no file");
+        assert!(matches!(parent.cover(&child), Err(LockError::Held { .. })));
+        match lock_dir(&child) {
+            Err(LockError::Held { dir, holder_pid }) => {
+                assert_eq!(dir, tmp.path().join("data"));
+                assert_eq!(holder_pid, Some(std::process::id()));
+            }
+            other => panic!("plain lock under a locked parent: {other:?}"),
+        }
+        drop(first);
+        let again = parent.cover(&child).unwrap();
+        assert_eq!(again.dir(), child);
+        assert!(parent.cover(tmp.path()).is_err(), "only inside the locked directory");
+        drop(again);
+        drop(parent);
+        // With the parent free, the subdirectory can be locked on its own.
+        lock_dir(&child).unwrap();
     }
 }
