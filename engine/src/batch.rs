@@ -331,6 +331,27 @@ pub fn stamp_base_offset(batch: &mut [u8], base_offset: Offset) {
     put_field(batch, BASE_OFFSET_POS, &base_offset.0.to_be_bytes());
 }
 
+/// Bytes at the start of a batch that an append stamps (base offset, batch length, partition
+/// leader epoch): all outside the CRC, so a stamped copy of them followed by the client's
+/// untouched bytes from here on is the stamped batch.
+pub const STAMPED_PREFIX_BYTES: usize = LEADER_EPOCH_POS + 4;
+const _: () = assert!(STAMPED_PREFIX_BYTES <= MAGIC_POS && BASE_OFFSET_POS < LENGTH_POS);
+
+/// Stamps a copy of a batch's first [`STAMPED_PREFIX_BYTES`] with its base offset and
+/// partition leader epoch (what [`stamp_base_offset`] and [`stamp_leader_epoch`] do to a
+/// whole batch), for appends that write the rest of the batch from the caller's buffer.
+pub fn stamp_prefix(
+    prefix: &mut [u8; STAMPED_PREFIX_BYTES],
+    base_offset: Offset,
+    epoch: LeaderEpoch,
+) {
+    let (offset, rest) = prefix.split_at_mut(LENGTH_POS);
+    offset.copy_from_slice(&base_offset.0.to_be_bytes());
+    if let Some(field) = rest.get_mut(LEADER_EPOCH_POS - LENGTH_POS..) {
+        field.copy_from_slice(&epoch.0.to_be_bytes());
+    }
+}
+
 /// Writes the partition leader epoch into a batch header (outside the CRC).
 pub fn stamp_leader_epoch(batch: &mut [u8], epoch: LeaderEpoch) {
     put_field(batch, LEADER_EPOCH_POS, &epoch.0.to_be_bytes());

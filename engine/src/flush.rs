@@ -154,7 +154,11 @@ impl LogProgress {
 pub(crate) struct WriteRequest {
     pub file: Arc<dyn StorageFile>,
     pub position: u64,
-    pub data: Bytes,
+    /// The bytes, in order: one buffer, or (a zero-copy append of shared request bytes) each
+    /// batch's stamped header prefix and the client's bytes after it.
+    pub data: Vec<Bytes>,
+    /// Total bytes of `data`.
+    pub len: usize,
     pub batches: u32,
     pub end_offset: Offset,
     pub progress: Arc<LogProgress>,
@@ -254,7 +258,7 @@ impl PipelineHandle {
 
     pub(crate) fn send(&self, cmd: Command) -> Result<()> {
         if let Command::Write(w) = &cmd {
-            self.queued.acquire(w.data.len());
+            self.queued.acquire(w.len);
         }
         match self.tx.try_send(cmd) {
             Ok(()) => Ok(()),
@@ -432,7 +436,7 @@ impl Worker {
                 match self.rx.try_recv() {
                     Ok(c) => {
                         if let Command::Write(w) = &c {
-                            bytes += w.data.len();
+                            bytes += w.len;
                         }
                         commands.push(c);
                     }
@@ -473,16 +477,16 @@ impl Worker {
                 && std::ptr::addr_eq(Arc::as_ptr(&w.file), last.file as *const dyn StorageFile)
                 && op_end == w.position
             {
-                last.bufs.push(&w.data);
-                op_end += w.data.len() as u64;
+                last.bufs.extend(w.data.iter().map(|b| &b[..]));
+                op_end += w.len as u64;
                 continue;
             }
             ops.push(WriteOp {
                 file: w.file.as_ref(),
                 position: w.position,
-                bufs: vec![&w.data],
+                bufs: w.data.iter().map(|b| &b[..]).collect(),
             });
-            op_end = w.position + w.data.len() as u64;
+            op_end = w.position + w.len as u64;
         }
         let result = if ops.is_empty() {
             Ok(())
@@ -492,7 +496,7 @@ impl Worker {
         drop(ops);
         self.stats.rounds.fetch_add(1, Ordering::Relaxed);
         self.queued
-            .release(writes.iter().map(|w| w.data.len()).sum());
+            .release(writes.iter().map(|w| w.len).sum());
 
         if let Err(e) = result {
             let e = match e {
@@ -526,7 +530,7 @@ impl Worker {
         let mut bytes = 0u64;
         for w in writes {
             batches += u64::from(w.batches);
-            bytes += w.data.len() as u64;
+            bytes += w.len as u64;
             w.progress
                 .written
                 .fetch_max(w.end_offset.0, Ordering::SeqCst);

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use crate::batch::{self, BatchHeader, Origin};
 use crate::checkpoint::PartitionCheckpoint;
@@ -534,19 +534,24 @@ impl Log {
     /// `leader_epoch` into each, and queues the write. Nothing is written if any batch is
     /// invalid. The returned [`AppendInfo::completion`] tells when the batches are written and
     /// when they are durable.
-    pub fn append(&self, records: BytesMut, leader_epoch: LeaderEpoch) -> Result<AppendInfo> {
-        self.append_inner(records, Origin::Client, leader_epoch)
+    ///
+    /// The record bytes are not copied: bytes this call owns alone (a `BytesMut`, a `Vec`) are
+    /// stamped in place; bytes shared with others (a slice of a whole request's buffer) are
+    /// written as they arrived, each batch's few stamped header bytes ahead of them in a
+    /// separate buffer.
+    pub fn append(&self, records: impl Into<Bytes>, leader_epoch: LeaderEpoch) -> Result<AppendInfo> {
+        self.append_inner(records.into(), Origin::Client, leader_epoch)
     }
 
     /// Appends batches copied from a leader, keeping their offsets and leader epochs. Their base
-    /// offsets must not go below the log end offset.
-    pub fn append_as_follower(&self, records: BytesMut) -> Result<AppendInfo> {
-        self.append_inner(records, Origin::Replication, LeaderEpoch::UNKNOWN)
+    /// offsets must not go below the log end offset. The bytes are written as they are.
+    pub fn append_as_follower(&self, records: impl Into<Bytes>) -> Result<AppendInfo> {
+        self.append_inner(records.into(), Origin::Replication, LeaderEpoch::UNKNOWN)
     }
 
     fn append_inner(
         &self,
-        mut records: BytesMut,
+        records: Bytes,
         origin: Origin,
         leader_epoch: LeaderEpoch,
     ) -> Result<AppendInfo> {
@@ -567,23 +572,15 @@ impl Log {
         let leo = g.log_end_offset;
 
         // Assign offsets and epochs.
-        match origin {
+        let data = match origin {
             Origin::Client => {
                 let mut next = leo;
-                for (pos, h) in headers.iter_mut() {
-                    let Some(slice) = records.get_mut(*pos..*pos + h.size()) else {
-                        return Err(LogError::InvalidBatch(BatchError::Truncated {
-                            position: *pos,
-                            needed: h.size(),
-                            available: 0,
-                        }));
-                    };
-                    batch::stamp_base_offset(slice, next);
-                    batch::stamp_leader_epoch(slice, leader_epoch);
+                for (_, h) in headers.iter_mut() {
                     h.base_offset = next;
                     h.partition_leader_epoch = leader_epoch;
                     next = h.next_offset();
                 }
+                stamped(records, &headers, leader_epoch)?
             }
             Origin::Replication => {
                 let mut expected = leo;
@@ -596,8 +593,14 @@ impl Log {
                     }
                     expected = h.next_offset();
                 }
+                vec![records]
             }
-        }
+        };
+        assert_eq!(
+            data.iter().map(Bytes::len).sum::<usize>(),
+            total,
+            "stamping keeps every byte"
+        );
         let first = headers
             .first()
             .map(|(_, h)| *h)
@@ -651,7 +654,8 @@ impl Log {
         let request = WriteRequest {
             file,
             position,
-            data: records.freeze(),
+            data,
+            len: total,
             batches: headers.len() as u32,
             end_offset: last.next_offset(),
             progress: self.progress.clone(),
@@ -1329,6 +1333,59 @@ impl Log {
     /// The flush policy now in force.
     pub fn flush_policy(&self) -> FlushPolicy {
         self.progress.policy()
+    }
+}
+
+/// The buffers to write for client batches whose headers (already assigned) say where they
+/// start and which base offset each gets: `records` itself, stamped in place, when this append
+/// holds it alone; otherwise, without copying the records, each batch's stamped header prefix
+/// ([`batch::STAMPED_PREFIX_BYTES`]) followed by the rest of that batch as it arrived.
+fn stamped(
+    records: Bytes,
+    headers: &[(usize, BatchHeader)],
+    leader_epoch: LeaderEpoch,
+) -> Result<Vec<Bytes>> {
+    let truncated = |position: usize, needed: usize| {
+        LogError::InvalidBatch(BatchError::Truncated {
+            position,
+            needed,
+            available: 0,
+        })
+    };
+    match records.try_into_mut() {
+        Ok(mut owned) => {
+            for (pos, h) in headers {
+                let slice = owned
+                    .get_mut(*pos..*pos + h.size())
+                    .ok_or_else(|| truncated(*pos, h.size()))?;
+                batch::stamp_base_offset(slice, h.base_offset);
+                batch::stamp_leader_epoch(slice, leader_epoch);
+            }
+            Ok(vec![owned.freeze()])
+        }
+        Err(shared) => {
+            const P: usize = batch::STAMPED_PREFIX_BYTES;
+            let mut prefixes = BytesMut::with_capacity(P * headers.len());
+            for (pos, h) in headers {
+                let prefix = shared
+                    .get(*pos..*pos + P)
+                    .ok_or_else(|| truncated(*pos, P))?;
+                let mut stamped = [0u8; P];
+                stamped.copy_from_slice(prefix);
+                batch::stamp_prefix(&mut stamped, h.base_offset, leader_epoch);
+                prefixes.extend_from_slice(&stamped);
+            }
+            let prefixes = prefixes.freeze();
+            let mut out = Vec::with_capacity(2 * headers.len());
+            for (i, (pos, h)) in headers.iter().enumerate() {
+                if *pos + h.size() > shared.len() {
+                    return Err(truncated(*pos, h.size()));
+                }
+                out.push(prefixes.slice(i * P..(i + 1) * P));
+                out.push(shared.slice(*pos + P..*pos + h.size()));
+            }
+            Ok(out)
+        }
     }
 }
 

@@ -617,6 +617,70 @@ macro_rules! backend_suite {
                 drop(h.open(LogConfig::default()));
             }
 
+            /// Records shared with their caller (a slice of a whole request's buffer, as the
+            /// broker appends them) are written without a copy: each batch's stamped header
+            /// bytes go ahead of the caller's untouched bytes. What is read back is the same as
+            /// an append of a private copy, and the caller's buffer is unchanged.
+            #[test]
+            fn shared_records_are_stamped_without_touching_the_callers_bytes() {
+                let h = h();
+                let log = h.open(LogConfig::default());
+                let mut two = batch_of(&[value(0, 30), value(1, 30)], 1).to_vec();
+                two.extend_from_slice(&batch_of(&[value(2, 30)], 2));
+                let mut request = vec![0xAB; 17];
+                request.extend_from_slice(&two);
+                let request = bytes::Bytes::from(request);
+                let before = request.clone();
+                let shared = request.slice(17..);
+                // A private copy first (stamped in place), then the shared slice, twice.
+                let a = log
+                    .append(BytesMut::from(&two[..]), LeaderEpoch(3))
+                    .unwrap();
+                let b = log.append(shared.clone(), LeaderEpoch(4)).unwrap();
+                let c = log.append(shared, LeaderEpoch(4)).unwrap();
+                assert_eq!(request, before, "the caller's bytes are not stamped");
+                assert_eq!(
+                    (a.first_offset, b.first_offset, c.first_offset),
+                    (Offset(0), Offset(3), Offset(6))
+                );
+                c.completion.wait_durable().unwrap();
+                let all = read_all(&log, Offset(0));
+                let values: Vec<_> = all.iter().map(|(_, v)| v.clone().unwrap()).collect();
+                let one_round = vec![value(0, 30), value(1, 30), value(2, 30)];
+                assert_eq!(
+                    values,
+                    [one_round.clone(), one_round.clone(), one_round].concat()
+                );
+                assert_eq!(
+                    all.iter().map(|(o, _)| o.0).collect::<Vec<_>>(),
+                    (0..9).collect::<Vec<_>>()
+                );
+                // Stamped headers: each batch's base offset and leader epoch as assigned, and
+                // every batch still passes its CRC check.
+                assert_eq!(log.verify().unwrap(), 6);
+                let slice = log
+                    .read(Offset(3), ReadLimits::bytes(1 << 20))
+                    .unwrap()
+                    .slice
+                    .unwrap();
+                let stored = slice.read_to_vec().unwrap();
+                let headers =
+                    batch::validate_all(&stored, batch::Origin::Replication, usize::MAX).unwrap();
+                let stamped: Vec<_> = headers
+                    .iter()
+                    .map(|(_, h)| (h.base_offset, h.partition_leader_epoch))
+                    .collect();
+                assert_eq!(
+                    stamped[..4],
+                    [
+                        (Offset(3), LeaderEpoch(4)),
+                        (Offset(5), LeaderEpoch(4)),
+                        (Offset(6), LeaderEpoch(4)),
+                        (Offset(8), LeaderEpoch(4)),
+                    ]
+                );
+            }
+
             /// With `syncfs_files_min` at 1 every sync round makes its files durable by file
             /// system (syncfs on real disks): appends to several logs become durable, move
             /// each log's recovery point, and are all there after a reopen.

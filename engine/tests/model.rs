@@ -135,9 +135,19 @@ fn run(ops: Vec<Op>) {
                     7 => Compression::Zstd,
                     _ => Compression::None,
                 };
-                let info = log
-                    .append(compressed_batch_of(&vals, ts, codec), LeaderEpoch(0))
-                    .unwrap();
+                // Odd lengths append a slice of a shared buffer (written without a copy, as the
+                // broker appends a request's records), even ones a private buffer (stamped in
+                // place).
+                let batch = compressed_batch_of(&vals, ts, codec);
+                let info = if len % 2 == 1 {
+                    let shared = bytes::Bytes::from(batch.to_vec());
+                    let keep = shared.clone();
+                    let info = log.append(shared, LeaderEpoch(0)).unwrap();
+                    assert_eq!(keep[..], batch[..], "the caller's bytes are untouched");
+                    info
+                } else {
+                    log.append(batch, LeaderEpoch(0)).unwrap()
+                };
                 assert_eq!(info.first_offset, Offset(base as i64));
                 m.batch_bases.push(base as i64);
                 m.records.extend(vals);

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
 use strata_engine::{Offset, ReadLimits, Stage, batch};
 use tokio::sync::oneshot;
 
@@ -268,14 +268,14 @@ struct PendingAppend {
 impl PendingAppend {
     /// Waits until the records are durable here and, in a cluster, on the in-sync replicas
     /// (like a produce with acks=all), so they survive the loss of this broker.
-    async fn settle(self, broker: &Broker) -> Result<(), ErrorCode> {
+    async fn settle(self) -> Result<(), ErrorCode> {
         self.info
             .completion
             .until(Stage::Durable)
             .await
             .map_err(|e| ErrorCode::from(&e))?;
         self.partition.on_local_progress();
-        broker.notify_append();
+        self.partition.wake_fetches();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         self.partition
             .wait_replicated(Offset(self.info.last_offset.0 + 1), self.epoch, deadline)
@@ -883,7 +883,7 @@ impl GroupCoordinator {
         };
         if let Some((stored, waiters, generation)) = completed {
             let outcome = match stored {
-                Ok(pending) => pending.settle(&self.broker).await,
+                Ok(pending) => pending.settle().await,
                 Err(e) => Err(e),
             };
             match outcome {
@@ -1001,10 +1001,9 @@ impl GroupCoordinator {
                 // Stored in the background: nobody waits on a fenced member.
                 match self.store_consumer_group(id, &group.to_stored()) {
                     Ok(pending) => {
-                        let broker = self.broker.clone();
                         let gid = id.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = pending.settle(&broker).await {
+                            if let Err(e) = pending.settle().await {
                                 tracing::warn!(group = %gid, error = ?e, "storing a consumer group");
                             }
                         });
@@ -1103,7 +1102,7 @@ impl GroupCoordinator {
             .map(|((t, p), c)| (encode_key(group_id, t, *p), Some(encode_value(c, now))))
             .collect();
         let pending = self.append_records(group_id, &records, now)?;
-        pending.settle(&self.broker).await?;
+        pending.settle().await?;
         let mut offsets = lock(&self.offsets);
         for ((t, p), c) in commits {
             offsets.insert((group_id.to_string(), t, p), c);
@@ -1132,12 +1131,13 @@ impl GroupCoordinator {
             .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
             .collect();
         let bytes = batch::build(Offset(0), timestamp, &kvs);
-        let (outcome, epoch) = partition
-            .append(BytesMut::from(bytes.as_slice()), true)
-            .map_err(|(code, _)| match code {
-                ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
-                other => other,
-            })?;
+        let (outcome, epoch) =
+            partition
+                .append(Bytes::from(bytes), true)
+                .map_err(|(code, _)| match code {
+                    ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
+                    other => other,
+                })?;
         let AppendOutcome::Appended(info) = outcome else {
             return Err(ErrorCode::UnknownServerError);
         };
@@ -1183,10 +1183,9 @@ impl GroupCoordinator {
     fn store_group_in_background(&self, group_id: &str, group: &Group) {
         match self.store_group_locked(group_id, group) {
             Ok(pending) => {
-                let broker = self.broker.clone();
                 let gid = group_id.to_string();
                 tokio::spawn(async move {
-                    if let Err(e) = pending.settle(&broker).await {
+                    if let Err(e) = pending.settle().await {
                         tracing::warn!(group = %gid, error = ?e, "storing group metadata");
                     }
                 });
@@ -1330,7 +1329,7 @@ impl GroupCoordinator {
         };
         let was_consumer_group = match was_consumer_group {
             Some(pending) => {
-                if let Err(code) = pending.settle(&self.broker).await {
+                if let Err(code) = pending.settle().await {
                     return code;
                 }
                 true
@@ -1356,7 +1355,7 @@ impl GroupCoordinator {
         };
         if let Some(t) = tombstone {
             let settled = match t {
-                Ok(pending) => pending.settle(&self.broker).await,
+                Ok(pending) => pending.settle().await,
                 Err(e) => Err(e),
             };
             if let Err(code) = settled {
@@ -1470,7 +1469,7 @@ impl GroupCoordinator {
         let records: Vec<batch::KeyValue<'_>> =
             encoded.iter().map(|k| (Some(k.as_slice()), None)).collect();
         let bytes = batch::build(Offset(0), 0, &records);
-        let appended = partition.append(BytesMut::from(bytes.as_slice()), false);
+        let appended = partition.append(Bytes::from(bytes), false);
         match appended {
             Ok((AppendOutcome::Appended(info), _)) => {
                 if let Err(e) = info.completion.until(Stage::Durable).await {

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use strata_engine::{AppendInfo, FlushPolicy, LeaderEpoch, Log, LogConfig, Offset, batch};
 use strata_replication::{AlterIsr, BrokerId, ReplicationError, Role};
 use uuid::Uuid;
@@ -242,7 +242,15 @@ pub struct Partition {
     corrupt_from: Mutex<Option<Offset>>,
     /// This replica was reported failed to the controller (and not refilled since).
     failed: std::sync::atomic::AtomicBool,
+    /// Long-polling fetches waiting on this partition (Kafka's delayed-fetch watchers, keyed
+    /// by partition): woken when it has something new for them (a write, a high watermark
+    /// move), so an append wakes only the fetches that asked for this partition. At most
+    /// [`FETCH_WATCHERS_MAX`] entries beyond the live ones: dead ones are swept on insert.
+    fetch_watchers: Mutex<Vec<std::sync::Weak<tokio::sync::Notify>>>,
 }
+
+/// Entries a partition's fetch-watcher list may hold before dead ones are swept.
+const FETCH_WATCHERS_MAX: usize = 64;
 
 fn replication_code(e: &ReplicationError) -> ErrorCode {
     match e {
@@ -285,6 +293,7 @@ impl Partition {
             replica,
             hw,
             corrupt_from: Mutex::new(None),
+            fetch_watchers: Mutex::new(Vec::new()),
             failed: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -389,12 +398,43 @@ impl Partition {
             hw: g.machine.high_watermark(),
         };
         drop(g);
-        self.hw.send_if_modified(|v| {
+        let moved = self.hw.send_if_modified(|v| {
             let changed = *v != view;
             *v = view;
             changed
         });
+        if moved {
+            // Consumers read below the high watermark: a move may be what they wait for.
+            self.wake_fetches();
+        }
         Some(out)
+    }
+
+    /// Registers a long-polling fetch on this partition: `notify` gets a permit at the next
+    /// [`Partition::wake_fetches`] (even if the fetch is not waiting yet, so no wake-up is
+    /// lost between building a response and waiting). One wake-up per registration.
+    pub fn watch_fetch(&self, notify: &std::sync::Arc<tokio::sync::Notify>) {
+        let mut w = self
+            .fetch_watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if w.len() >= FETCH_WATCHERS_MAX {
+            w.retain(|n| n.strong_count() > 0);
+        }
+        w.push(std::sync::Arc::downgrade(notify));
+    }
+
+    /// Wakes the fetches waiting on this partition: it has new data or a new high watermark.
+    pub fn wake_fetches(&self) {
+        let watchers = std::mem::take(
+            &mut *self
+                .fetch_watchers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for n in watchers.iter().filter_map(std::sync::Weak::upgrade) {
+            n.notify_one();
+        }
     }
 
     /// The leader's own log progressed (a batch became durable): the high watermark may move.
@@ -525,7 +565,7 @@ impl Partition {
     /// outcome and the leader epoch the batches were stamped with.
     pub fn append(
         &self,
-        records: BytesMut,
+        records: Bytes,
         acks_all: bool,
     ) -> Result<(AppendOutcome, LeaderEpoch), (ErrorCode, String)> {
         // Only the producer fields are needed here; `Log::append` validates every batch (CRC
@@ -603,7 +643,7 @@ impl Partition {
 
     /// Appends batches fetched from the leader (follower side), keeping their offsets and
     /// epochs; the producer state follows them so this replica can lead later.
-    pub fn append_as_follower(&self, records: BytesMut) -> Result<AppendInfo, (ErrorCode, String)> {
+    pub fn append_as_follower(&self, records: Bytes) -> Result<AppendInfo, (ErrorCode, String)> {
         let headers = batch::frame(&records, usize::MAX)
             .map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
         let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
@@ -710,14 +750,14 @@ mod tests {
     use super::*;
 
     /// An idempotent batch of one record from producer 7, epoch 0, at `seq`.
-    fn idempotent_batch(seq: i32) -> BytesMut {
+    fn idempotent_batch(seq: i32) -> Bytes {
         let mut b = batch::build(
             Offset(0),
             1_700_000_000_000,
             &[(None, Some(b"v".as_slice()))],
         );
         batch::stamp_producer(&mut b, 7, 0, seq);
-        BytesMut::from(b.as_slice())
+        Bytes::from(b)
     }
 
     /// After a failed write, every later batch of a producer gets KAFKA_STORAGE_ERROR (retry
@@ -749,6 +789,61 @@ mod tests {
         for seq in 2..5 {
             assert_eq!(append(seq), Err(ErrorCode::KafkaStorageError), "seq {seq}");
         }
+    }
+
+    /// A long-polling fetch is woken by the partitions it watches and by no other: a wake of
+    /// partition 1 leaves a fetch on partition 0 asleep, a wake of partition 0 reaches it even
+    /// when it comes before the fetch waits (a permit), and a fetch that has ended leaves only
+    /// a dead entry, swept once the list is long.
+    #[test]
+    fn fetches_are_woken_by_their_own_partitions() {
+        use std::sync::Arc;
+        use strata_engine::io::sim::SimStorage;
+        use tokio::sync::Notify;
+        let sim = SimStorage::new();
+        let pipeline =
+            strata_engine::CommitPipeline::start(Arc::new(sim.clone()), Default::default())
+                .unwrap();
+        let open = |i: i32| {
+            let log = Log::open(
+                format!("/sim/t-{i}"),
+                LogConfig::default(),
+                &pipeline.handle(),
+            )
+            .unwrap();
+            Partition::new("t", i, log, None).unwrap()
+        };
+        let (p0, p1) = (open(0), open(1));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let woken = |n: &Arc<Notify>| {
+            rt.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_millis(50), n.notified())
+                    .await
+                    .is_ok()
+            })
+        };
+        let fetch = Arc::new(Notify::new());
+        p0.watch_fetch(&fetch);
+        p1.wake_fetches();
+        assert!(
+            !woken(&fetch),
+            "another partition's append does not wake it"
+        );
+        p0.wake_fetches();
+        assert!(woken(&fetch), "its own partition's append wakes it");
+        p0.wake_fetches();
+        assert!(!woken(&fetch), "one wake-up per registration");
+        for _ in 0..(FETCH_WATCHERS_MAX * 2) {
+            let ended = Arc::new(Notify::new());
+            p1.watch_fetch(&ended);
+        }
+        assert!(
+            p1.fetch_watchers.lock().unwrap().len() <= FETCH_WATCHERS_MAX + 1,
+            "ended fetches are swept"
+        );
     }
 
     #[test]

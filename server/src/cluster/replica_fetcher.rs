@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use kafka_protocol::messages::fetch_response::FetchResponse;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
@@ -371,7 +370,7 @@ async fn fetch(
                 });
                 continue;
             }
-            match p.append_as_follower(BytesMut::from(&records[..])) {
+            match p.append_as_follower(records) {
                 Ok(info) => appended.push((p, info, Offset(pd.high_watermark))),
                 // A failed write: the log is offline until the broker restarts, so this replica
                 // cannot confirm anything; the controller takes it out of the ISR at once

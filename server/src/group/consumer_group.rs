@@ -864,7 +864,7 @@ impl super::GroupCoordinator {
             (reply, self.store_consumer_group(group_id, &after))
         };
         let settled = match pending {
-            Ok(p) => p.settle(&self.broker).await,
+            Ok(p) => p.settle().await,
             Err(code) => Err(code),
         };
         match settled {

@@ -123,9 +123,10 @@ fn build(
                     Offset(fp.fetch_offset),
                     now,
                 );
-                // Consumers long-polling for this partition wait for the high watermark.
+                // Consumers long-polling for this partition wait for the high watermark (a
+                // move wakes them from `with_replica`; this covers a move it did not see).
                 if partition.high_watermark() > hw_before {
-                    ctx.broker.notify_append();
+                    partition.wake_fetches();
                 }
                 match outcome {
                     Ok(Some(alter)) => {
@@ -337,9 +338,17 @@ async fn long_poll(
     let wait = Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0));
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = usize::try_from(r.min_bytes).unwrap_or(0);
+    // Woken by the partitions asked for (their writes and high watermark moves), or by a
+    // broker-wide change (new metadata: leaders, topics).
     let mut appends = ctx.broker.appends.subscribe();
+    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+    let partitions = requested_partitions(ctx, r, version);
     loop {
         appends.borrow_and_update();
+        // Registered before the response is built: an append after this point wakes us.
+        for p in &partitions {
+            p.watch_fetch(&notify);
+        }
         let (response, bytes, files) = build(ctx, r, version);
         // Errors and redirections to a read replica (KIP-392) are answered at once.
         let errors = response
@@ -350,14 +359,40 @@ async fn long_poll(
         if bytes >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline {
             return (response, files);
         }
-        if tokio::time::timeout_at(deadline, appends.changed())
-            .await
-            .is_err()
-        {
+        let woken = async {
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = appends.changed() => {}
+            }
+        };
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
             let (response, _, files) = build(ctx, r, version);
             return (response, files);
         }
     }
+}
+
+/// The local partitions a fetch asks for (by topic name, or id from v13).
+fn requested_partitions(
+    ctx: &Context,
+    r: &FetchRequest,
+    version: i16,
+) -> Vec<std::sync::Arc<crate::topic::Partition>> {
+    let mut out = Vec::new();
+    for ft in &r.topics {
+        let topic = if version >= 13 {
+            ctx.broker.topic_by_id(ft.topic_id)
+        } else {
+            ctx.broker.topic(ft.topic.0.as_str())
+        };
+        let Some(topic) = topic else { continue };
+        out.extend(
+            ft.partitions
+                .iter()
+                .filter_map(|fp| topic.partition(fp.partition)),
+        );
+    }
+    out
 }
 
 /// Handles ListOffsets: -1 latest (high watermark), -2 earliest, or the first offset at or

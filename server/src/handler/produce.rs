@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
 use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
@@ -184,10 +183,11 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
                 partitions.push(rejected);
                 continue;
             }
-            match partition.append(BytesMut::from(&records[..]), acks == -1) {
+            // The request's bytes go to the log as they arrived (no copy; see `Log::append`).
+            match partition.append(records, acks == -1) {
                 Ok((AppendOutcome::Appended(info), epoch)) => {
                     let stage = ack_stage(&partition);
-                    watch_progress(ctx, &partition, info.completion.clone(), stage);
+                    watch_progress(&partition, info.completion.clone(), stage);
                     let replicated =
                         (acks == -1).then_some((Offset(info.last_offset.0 + 1), epoch));
                     waits.push((
@@ -230,7 +230,7 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
                             continue;
                         }
                     };
-                    watch_progress(ctx, &partition, completion.clone(), stage);
+                    watch_progress(&partition, completion.clone(), stage);
                     waits.push((
                         partitions.len(),
                         topics.len(),
@@ -283,23 +283,21 @@ fn ack_stage(partition: &Partition) -> Stage {
 }
 
 /// Followers may copy a batch once it is written; consumers wait for the high watermark, which
-/// moves once it is durable here (and, in a cluster, on the in-sync followers): wakes both as
-/// `completion` gets there.
+/// moves once it is durable here (and, in a cluster, on the in-sync followers): wakes the
+/// fetches waiting on this partition as `completion` gets there.
 fn watch_progress(
-    ctx: &Context,
     partition: &std::sync::Arc<Partition>,
     completion: strata_engine::Completion,
     stage: Stage,
 ) {
-    let broker = ctx.broker.clone();
     let p = partition.clone();
     tokio::spawn(async move {
         if completion.until(Stage::Written).await.is_ok() {
-            broker.notify_append();
+            p.wake_fetches();
         }
         if completion.until(stage).await.is_ok() {
             p.on_local_progress();
-            broker.notify_append();
+            p.wake_fetches();
         }
     });
 }
