@@ -206,6 +206,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// The brokers' CPU (all of them, in cores) per million messages per second acknowledged:
+    /// what a message costs the brokers, comparable across runs whatever their rate.
+    pub fn broker_cores_per_million_msgs(&self) -> Option<f64> {
+        let rate = self.acked as f64 / self.seconds.max(1e-9);
+        let cores: f64 = self.resources.broker_cpu_cores.iter().sum();
+        (rate > 0.0 && !self.resources.broker_cpu_cores.is_empty()).then(|| cores / (rate / 1e6))
+    }
+
     /// A report of `acked` messages of `message_bytes` over `seconds`.
     pub fn new(mode: &str, seconds: f64, acked: u64, message_bytes: usize) -> Report {
         Report {
@@ -335,6 +343,11 @@ impl Report {
                 join(&r.broker_peak_rss_mb, 0),
                 r.client_cpu_cores
             );
+            if let Some(per_million) = self.broker_cores_per_million_msgs() {
+                println!(
+                    "brokers' CPU per 1M msgs/s acknowledged: {per_million:.3} cores (all brokers together)"
+                );
+            }
         }
         if let Some(f) = &self.failover {
             for k in &f.kills {
@@ -411,6 +424,7 @@ impl Report {
             "received": self.received,
             "fsyncs_per_s": self.fsyncs.map(|(f, _)| f / self.seconds.max(1e-9)),
             "batches_per_fsync": self.fsyncs.map(|(f, s)| if f > 0.0 { s / f } else { 0.0 }),
+            "broker_cores_per_million_msgs_per_s": self.broker_cores_per_million_msgs(),
             "sync_rounds_per_s": self.sync_rounds.map(|(r, _)| r / self.seconds.max(1e-9)),
             "device_flushes_per_sync_round": self.sync_rounds.and_then(|(r, f)| f.map(|f| if r > 0.0 { f as f64 / r } else { 0.0 })),
             "resources": self.resources,

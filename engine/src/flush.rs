@@ -11,6 +11,10 @@
 //! due meanwhile shares the next sync round: the busier the disk, the more batches each round
 //! covers.
 //!
+//! A third thread, the checkpointer, writes the recovery-point checkpoints that logs prepare on
+//! their append path (see `Log`), so that neither the append path nor the log's lock waits on
+//! the disk for them.
+//!
 //! Which logs are synced in a round depends on their [`FlushPolicy`]: `Always` logs in every
 //! round they were written in; `Interval` logs once their oldest unsynced write is older than the
 //! interval; `Os` logs only when asked ([`crate::Log::flush`], roll, close).
@@ -35,6 +39,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
+use crate::checkpoint::PartitionCheckpoint;
 use crate::completion::{Completion, CompletionInner};
 use crate::error::{LogError, Result};
 use crate::io::{Backend, RoundError, Storage, StorageFile, WriteOp};
@@ -133,6 +138,14 @@ pub(crate) struct LogProgress {
     /// Set when a write failed; the log refuses appends until reopened.
     pub failed: AtomicBool,
     pub policy: Mutex<FlushPolicy>,
+    /// Held while a checkpoint file is written, by the checkpointer thread and by the log's
+    /// own checkpointing operations (taken before the log's lock). Lock order:
+    /// `checkpoint_lock` before the log's lock.
+    pub checkpoint_lock: Mutex<()>,
+    /// Bumped by every checkpoint the log writes itself and every change of its segments
+    /// (truncation, retention, compaction, close, delete): a checkpoint prepared in an earlier
+    /// generation is stale and the checkpointer drops it.
+    pub checkpoint_generation: AtomicU64,
 }
 
 impl LogProgress {
@@ -143,6 +156,8 @@ impl LogProgress {
             durable: AtomicI64::new(end.0),
             failed: AtomicBool::new(false),
             policy: Mutex::new(policy),
+            checkpoint_lock: Mutex::new(()),
+            checkpoint_generation: AtomicU64::new(0),
         }
     }
 
@@ -163,6 +178,20 @@ pub(crate) struct WriteRequest {
     pub end_offset: Offset,
     pub progress: Arc<LogProgress>,
     pub completion: Arc<CompletionInner>,
+}
+
+/// A recovery-point checkpoint prepared under a log's lock on the append path, written by the
+/// pipeline's checkpointer thread so that the append path never waits on the disk for it.
+#[derive(Debug)]
+pub(crate) struct CheckpointJob {
+    pub progress: Arc<LogProgress>,
+    pub dir: PathBuf,
+    pub checkpoint: PartitionCheckpoint,
+    /// Index files whose entries the checkpoint names: fdatasync'ed first (that also writes
+    /// back what their memory maps dirtied).
+    pub index_files: Vec<PathBuf>,
+    /// `progress.checkpoint_generation` when prepared.
+    pub generation: u64,
 }
 
 pub(crate) enum Command {
@@ -224,6 +253,7 @@ impl QueuedBytes {
 pub struct PipelineHandle {
     queued: Arc<QueuedBytes>,
     tx: Sender<Command>,
+    checkpoints: Sender<Option<CheckpointJob>>,
     stats: Arc<PipelineStats>,
     storage: Arc<dyn Storage>,
     next_log_id: Arc<AtomicU64>,
@@ -267,6 +297,14 @@ impl PipelineHandle {
         }
     }
 
+    /// Hands a prepared checkpoint to the checkpointer thread. Never blocks; a checkpoint that
+    /// cannot be queued is dropped (the next one covers more).
+    pub(crate) fn checkpoint_later(&self, job: CheckpointJob) {
+        if self.checkpoints.try_send(Some(job)).is_err() {
+            tracing::debug!("checkpoint queue full or closed; a later checkpoint covers it");
+        }
+    }
+
     /// Asks for everything queued so far for a log to be made durable.
     pub(crate) fn flush(&self, progress: &Arc<LogProgress>) -> Result<Completion> {
         let (c, inner) = Completion::new();
@@ -288,6 +326,7 @@ impl PipelineHandle {
 pub struct CommitPipeline {
     handle: PipelineHandle,
     thread: Option<JoinHandle<()>>,
+    checkpointer: Option<JoinHandle<()>>,
 }
 
 impl CommitPipeline {
@@ -321,6 +360,13 @@ impl CommitPipeline {
             ..QueuedBytes::default()
         });
         let (sync_tx, sync_rx) = crossbeam_channel::unbounded();
+        let (checkpoints, checkpoint_rx) = crossbeam_channel::bounded(CHECKPOINT_QUEUE_MAX);
+        let checkpointer = {
+            let storage = storage.clone();
+            std::thread::Builder::new()
+                .name("strata-checkpoint".into())
+                .spawn(move || run_checkpointer(storage, checkpoint_rx))?
+        };
         let syncer = {
             let storage = storage.clone();
             let stats = stats.clone();
@@ -349,11 +395,13 @@ impl CommitPipeline {
             handle: PipelineHandle {
                 queued,
                 tx,
+                checkpoints,
                 stats,
                 storage,
                 next_log_id: Arc::new(AtomicU64::new(1)),
             },
             thread: Some(thread),
+            checkpointer: Some(checkpointer),
         })
     }
 
@@ -376,6 +424,12 @@ impl CommitPipeline {
         let _ = self.handle.tx.send(Command::Shutdown);
         if let Some(t) = self.thread.take() {
             // A panic in the pipeline (failed fsync) has already been reported by the thread.
+            let _ = t.join();
+        }
+        if let Some(t) = self.checkpointer.take() {
+            // It writes what was queued before this, then stops (open logs may still hold
+            // senders; what they queue later is dropped).
+            let _ = self.handle.checkpoints.send(None);
             let _ = t.join();
         }
     }
@@ -677,6 +731,40 @@ fn run_syncer(
             for w in j.waiters {
                 w.mark_durable();
             }
+        }
+    }
+}
+
+/// Checkpoints queued for the checkpointer at most; more are dropped (later ones cover them).
+const CHECKPOINT_QUEUE_MAX: usize = 4096;
+
+/// The checkpointer thread: writes the recovery-point checkpoints logs prepared on their append
+/// path, off that path and off their locks, until it receives `None` (the pipeline stops). A job whose log has since checkpointed by itself or
+/// changed its segments (a newer generation) is dropped; so is one whose index files are gone
+/// (the segment was deleted). Failures are logged: a missing checkpoint only makes the next
+/// recovery scan more.
+fn run_checkpointer(storage: Arc<dyn Storage>, rx: Receiver<Option<CheckpointJob>>) {
+    while let Ok(Some(job)) = rx.recv() {
+        let _held = job
+            .progress
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if job.progress.checkpoint_generation.load(Ordering::SeqCst) != job.generation {
+            continue;
+        }
+        let indexes = job.index_files.iter().try_for_each(|path| {
+            storage
+                .open(path, false)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| (path.clone(), e))
+        });
+        if let Err((path, e)) = indexes {
+            tracing::debug!(path = ?path, error = %e, "index of a checkpoint unavailable; skipped");
+            continue;
+        }
+        if let Err(e) = job.checkpoint.write(storage.as_ref(), &job.dir) {
+            tracing::warn!(dir = ?job.dir, error = %e, "writing a recovery-point checkpoint");
         }
     }
 }

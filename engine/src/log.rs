@@ -1,10 +1,14 @@
 //! `Log`: one partition's ordered segments on one disk. Append, read, truncate, roll, retain,
 //! checkpoint, close.
 //!
-//! Concurrency: a `Log` is `Send + Sync`. Appends and structural changes take the log's mutex
-//! briefly (validation and CRC checks happen before it is taken); the bytes are written by the
-//! commit pipeline outside it. Reads take the mutex only to locate the segment and consult its
-//! index, then read headers from the file without it.
+//! Concurrency: a `Log` is `Send + Sync`. Appends take the log's mutex briefly (validation and
+//! CRC checks happen before it is taken) and never wait on the disk under it: the bytes are
+//! written by the commit pipeline, and a due recovery-point checkpoint is prepared in memory and
+//! written by the pipeline's checkpointer thread. Reads take the mutex to locate the segment,
+//! consult its index and read the few batch headers between the index entry and the offset
+//! (page-cache reads); the record bytes are sent later from the file without it. Operations that
+//! change segments (roll, truncation, retention, compaction, close) do their file work under it,
+//! and those that write a checkpoint take the checkpoint lock first.
 //!
 //! Invariants:
 //! - `log_start_offset <= log_end_offset`; segments are ordered by base offset and the active
@@ -419,6 +423,18 @@ impl Log {
         Ok(g)
     }
 
+    /// The checkpoint lock, then the log's lock: for every operation that writes a checkpoint
+    /// itself or changes segments (so that no checkpoint prepared before it is written after
+    /// it).
+    fn lock_structure(&self) -> Result<(MutexGuard<'_, ()>, MutexGuard<'_, LogInner>)> {
+        let checkpoint = self
+            .progress
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Ok((checkpoint, self.lock()?))
+    }
+
     /// Whether a write to this log failed: it refuses appends and reads until reopened, which
     /// recovers it.
     pub fn is_offline(&self) -> bool {
@@ -774,7 +790,7 @@ impl Log {
                 return Ok(());
             }
         }
-        self.write_checkpoint(g, durable)
+        self.checkpoint_later(g, durable)
     }
 
     /// (segment base, position) of `offset` if it is a boundary of a recent append.
@@ -800,7 +816,67 @@ impl Log {
             .and_then(|(pos, h)| (h.base_offset == offset).then_some((pos, *base))))
     }
 
+    /// Writes the checkpoint of `recovery_point` now. The caller holds the checkpoint lock
+    /// ([`Log::lock_structure`]): a checkpoint prepared earlier for the checkpointer is stale
+    /// from here on.
     fn write_checkpoint(&self, g: &mut LogInner, recovery_point: Offset) -> Result<()> {
+        self.progress
+            .checkpoint_generation
+            .fetch_add(1, Ordering::SeqCst);
+        let Some((checkpoint, seg_base)) = self.prepare_checkpoint(g, recovery_point)? else {
+            return Ok(());
+        };
+        // Index entries below the position must be durable before the checkpoint names them.
+        if let Some(seg) = g.segments.get(&seg_base) {
+            seg.flush_indexes()?;
+        }
+        checkpoint.write(self.storage.as_ref(), &self.dir)?;
+        self.note_checkpoint(g, &checkpoint);
+        Ok(())
+    }
+
+    /// Prepares the checkpoint of `recovery_point` (due on the append path) and hands it to the
+    /// pipeline's checkpointer, which writes it off this path and off the log's lock. Counted
+    /// as written from here on: the next one is due a threshold further.
+    fn checkpoint_later(&self, g: &mut LogInner, recovery_point: Offset) -> Result<()> {
+        let generation = self.progress.checkpoint_generation.load(Ordering::SeqCst);
+        let Some((checkpoint, seg_base)) = self.prepare_checkpoint(g, recovery_point)? else {
+            return Ok(());
+        };
+        let mut index_files = Vec::new();
+        if let Some(seg) = g.segments.get(&seg_base) {
+            // No disk I/O here: the checkpointer's fdatasync of the index files makes these
+            // entries durable before its checkpoint names them.
+            seg.publish_indexes()?;
+            index_files.push(seg.offset_index().path().to_path_buf());
+            index_files.push(seg.time_index().path().to_path_buf());
+        }
+        self.note_checkpoint(g, &checkpoint);
+        self.pipeline.checkpoint_later(crate::flush::CheckpointJob {
+            progress: self.progress.clone(),
+            dir: self.dir.clone(),
+            checkpoint,
+            index_files,
+            generation,
+        });
+        Ok(())
+    }
+
+    fn note_checkpoint(&self, g: &mut LogInner, checkpoint: &PartitionCheckpoint) {
+        g.checkpoint_recovery_point = checkpoint.recovery_point;
+        g.checkpoint_position = Some((checkpoint.segment_base, checkpoint.position));
+        // Truncation and compaction, which checkpoint, can give an offset another position.
+        g.durable_position = None;
+    }
+
+    /// The checkpoint of `recovery_point` (clamped to the log end offset) and the base of the
+    /// segment it names, from memory (reading batch headers only when the position is not a
+    /// boundary of a recent append); `None` for a log without segments.
+    fn prepare_checkpoint(
+        &self,
+        g: &LogInner,
+        recovery_point: Offset,
+    ) -> Result<Option<(PartitionCheckpoint, Offset)>> {
         let recovery_point = recovery_point.min(g.log_end_offset);
         let Some((base, seg)) = g
             .segments
@@ -808,7 +884,7 @@ impl Log {
             .next_back()
             .map(|(b, s)| (*b, s))
         else {
-            return Ok(());
+            return Ok(None);
         };
         let known = Log::boundary(g, recovery_point).filter(|(b, _)| *b == base);
         let (position, seg_base) = if let Some((b, pos)) = known {
@@ -829,8 +905,6 @@ impl Log {
         } else {
             recovery_point
         };
-        // Index entries below `position` must be durable before the checkpoint names them.
-        seg.flush_indexes()?;
         let index_entries = seg
             .offset_index()
             .entries()
@@ -843,20 +917,15 @@ impl Log {
             .iter()
             .filter(|e| e.offset < recovery_point)
             .count();
-        PartitionCheckpoint {
+        let checkpoint = PartitionCheckpoint {
             recovery_point,
             segment_base: seg_base,
             position,
             index_entries: if position == 0 { 0 } else { index_entries },
             time_index_entries: if position == 0 { 0 } else { time_index_entries },
             log_start_offset: g.log_start_offset,
-        }
-        .write(self.storage.as_ref(), &self.dir)?;
-        g.checkpoint_recovery_point = recovery_point;
-        g.checkpoint_position = Some((seg_base, position));
-        // Truncation and compaction, which checkpoint, can give an offset another position.
-        g.durable_position = None;
-        Ok(())
+        };
+        Ok(Some((checkpoint, seg_base)))
     }
 
     /// Asks for everything appended so far to be made durable, without waiting: the returned
@@ -874,7 +943,7 @@ impl Log {
             self.pipeline.flush(&self.progress)?
         };
         c.wait_durable()?;
-        let mut g = self.lock()?;
+        let (_checkpoint, mut g) = self.lock_structure()?;
         let rp = self.recovery_point();
         self.write_checkpoint(&mut g, rp)
     }
@@ -985,7 +1054,7 @@ impl Log {
     /// Removes everything at and after `offset` (a follower diverging from its leader). If
     /// `offset` falls inside a batch, that whole batch goes. Returns the new log end offset.
     pub fn truncate_to(&self, offset: Offset) -> Result<Offset> {
-        let mut g = self.lock()?;
+        let (_checkpoint, mut g) = self.lock_structure()?;
         if offset >= g.log_end_offset {
             return Ok(g.log_end_offset);
         }
@@ -1029,7 +1098,7 @@ impl Log {
     /// (they fell out of the leader's retention) starts over at the leader's log start.
     /// Returns the new log end offset (`offset`).
     pub fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<Offset> {
-        let mut g = self.lock()?;
+        let (_checkpoint, mut g) = self.lock_structure()?;
         self.pipeline.flush(&self.progress)?.wait_durable()?;
         self.replace_all_segments(&mut g, offset)?;
         g.boundaries.clear();
@@ -1081,7 +1150,7 @@ impl Log {
     /// Moves the log start offset forward to `offset` (DeleteRecords) and removes segments that
     /// lie wholly before it. `offset` may not pass the log end offset.
     pub fn delete_records_before(&self, offset: Offset) -> Result<Offset> {
-        let mut g = self.lock()?;
+        let (_checkpoint, mut g) = self.lock_structure()?;
         if offset > g.log_end_offset {
             return Err(LogError::OffsetOutOfRange {
                 offset,
@@ -1140,7 +1209,7 @@ impl Log {
     /// inactive segments past either limit and moves the log start offset. The active segment
     /// is never deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<CleanupStats> {
-        let mut g = self.lock()?;
+        let (_checkpoint, mut g) = self.lock_structure()?;
         if !g.config.cleanup_policy.deletes() {
             return Ok(CleanupStats::default());
         }
@@ -1196,7 +1265,7 @@ impl Log {
         &self,
         f: impl FnOnce(&mut CompactionAccess<'_>) -> Result<T>,
     ) -> Result<T> {
-        let mut g = self.lock()?;
+        let (_checkpoint, mut g) = self.lock_structure()?;
         // Compaction rewrites inactive segments; make sure none of their bytes is pending.
         self.pipeline.flush(&self.progress)?.wait_durable()?;
         let config = g.config.clone();
@@ -1216,7 +1285,7 @@ impl Log {
     /// checkpoints, and leaves the clean shutdown marker so the next open skips recovery.
     pub fn close(&self) -> Result<()> {
         self.flush()?;
-        let mut g = self.lock()?;
+        let (_checkpoint, mut g) = self.lock_structure()?;
         g.active_mut().trim_indexes()?;
         let end = g.log_end_offset;
         self.write_checkpoint(&mut g, end)?;
@@ -1248,8 +1317,12 @@ impl Log {
     /// Closes the log and removes its directory (DeleteTopics).
     pub fn delete(self) -> Result<()> {
         {
-            let mut g = self.lock()?;
+            let (_checkpoint, mut g) = self.lock_structure()?;
             let _ = self.pipeline.flush(&self.progress)?.wait_written();
+            // A checkpoint still queued for this log must not land in its removed directory.
+            self.progress
+                .checkpoint_generation
+                .fetch_add(1, Ordering::SeqCst);
             g.closed = true;
             g.segments.clear();
         }

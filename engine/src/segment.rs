@@ -564,6 +564,17 @@ impl LogSegment {
             .map_err(|e| LogError::io(self.time_index.path(), e))
     }
 
+    /// Makes the indexes' entries part of their files without waiting for the disk (a
+    /// checkpoint written by another thread fdatasyncs them first).
+    pub fn publish_indexes(&self) -> Result<()> {
+        self.offset_index
+            .publish()
+            .map_err(|e| LogError::io(self.offset_index.path(), e))?;
+        self.time_index
+            .publish()
+            .map_err(|e| LogError::io(self.time_index.path(), e))
+    }
+
     /// Trims the index files to their entries (the segment is no longer active).
     pub fn trim_indexes(&mut self) -> Result<()> {
         self.offset_index

@@ -110,6 +110,15 @@ impl<const ENTRY: usize> IndexFile<ENTRY> {
         }
     }
 
+    /// Makes the entries part of the file without waiting for the disk (see
+    /// [`IndexMap::publish`]): an fdatasync of the file then makes them durable.
+    pub fn publish(&self) -> io::Result<()> {
+        match &self.map {
+            Some(m) => m.publish(self.entries * ENTRY),
+            None => Ok(()),
+        }
+    }
+
     /// Trims the file to its entries and maps exactly those (on roll and on close): the index
     /// of an inactive segment takes no more space than its entries.
     pub fn trim(&mut self) -> io::Result<()> {

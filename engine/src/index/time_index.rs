@@ -150,6 +150,11 @@ impl TimeIndex {
         self.inner.grow(max_bytes)
     }
 
+    /// Makes the entries part of the file without waiting for the disk.
+    pub fn publish(&self) -> io::Result<()> {
+        self.inner.publish()
+    }
+
     /// The index file's path.
     pub fn path(&self) -> &std::path::Path {
         self.inner.path()

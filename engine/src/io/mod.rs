@@ -70,6 +70,13 @@ pub trait IndexMap: Send + Sync + fmt::Debug {
     fn bytes_mut(&mut self) -> &mut [u8];
     /// Makes the first `len` bytes durable in the file (msync, or write-through on sim).
     fn flush(&self, len: usize) -> io::Result<()>;
+    /// Makes the first `len` bytes part of the file without waiting for the disk, so that an
+    /// fdatasync of the file (by another thread, through another descriptor) makes them
+    /// durable: nothing to do for a shared memory map, whose pages are the file's page cache
+    /// (the default); the simulated disk copies its buffer into the file, unsynced.
+    fn publish(&self, _len: usize) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One vectored write of the commit pipeline: `bufs` land contiguously at `position`.

@@ -339,9 +339,13 @@ impl IndexMap for SimIndex {
     }
 
     fn flush(&self, len: usize) -> io::Result<()> {
-        let len = len.min(self.buf.len());
-        self.file.write_at(&self.buf[..len], 0)?;
+        self.publish(len)?;
         self.file.sync_data()
+    }
+
+    fn publish(&self, len: usize) -> io::Result<()> {
+        let len = len.min(self.buf.len());
+        self.file.write_at(&self.buf[..len], 0)
     }
 }
 
