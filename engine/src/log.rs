@@ -793,12 +793,17 @@ impl Log {
         self.checkpoint_later(g, durable)
     }
 
-    /// (segment base, position) of `offset` if it is a boundary of a recent append.
+    /// (segment base, position) of `offset` if it is a boundary of a recent append in the
+    /// active segment (the only one whose positions nothing rewrites: compaction rewrites
+    /// closed segments, truncation clears the boundaries).
     fn boundary(g: &LogInner, offset: Offset) -> Option<(Offset, u64)> {
+        let active = g.active().base_offset();
         let i = g.boundaries.partition_point(|(o, _, _)| *o < offset);
         g.boundaries
-            .get(i)
-            .filter(|(o, base, _)| *o == offset && g.segments.contains_key(base))
+            .iter()
+            .skip(i)
+            .take_while(|(o, _, _)| *o == offset)
+            .find(|(_, base, _)| *base == active)
             .map(|(_, base, pos)| (*base, *pos))
     }
 
@@ -1276,6 +1281,9 @@ impl Log {
             config: &config,
         };
         let out = f(&mut access);
+        // Rewritten segments hold their batches at other positions.
+        g.boundaries.clear();
+        g.durable_position = None;
         let rp = Log::checkpointable(&g);
         self.write_checkpoint(&mut g, rp)?;
         out
