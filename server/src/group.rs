@@ -308,6 +308,10 @@ pub struct GroupCoordinator {
     /// Consumer groups of the KIP-848 protocol. Lock order: `groups` before this.
     consumer_groups: Mutex<HashMap<String, consumer_group::ConsumerGroup>>,
     offsets: Mutex<BTreeMap<OffsetKey, CommittedOffset>>,
+    /// The `__consumer_offsets` offset of the commit record that set each cached offset, so
+    /// that commits reach the cache in log order whatever order their waits end in. Lock
+    /// order: `offsets` before this.
+    applied_at: Mutex<HashMap<OffsetKey, Offset>>,
     /// In a cluster: the `__consumer_offsets` partitions whose groups and offsets are loaded
     /// here. One this broker leads but has not loaded yet answers COORDINATOR_LOAD_IN_PROGRESS
     /// (not an empty group, which would make members rejoin and consumers lose their place).
@@ -316,6 +320,25 @@ pub struct GroupCoordinator {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Puts a settled commit in the cache unless a later commit record of the same key (at a
+/// higher `__consumer_offsets` offset) is already there: two commits of one partition in
+/// flight at once (a client's retry on a new connection while its first request still
+/// crosses a slow link) settle together and may finish their waits in either order, and the
+/// group's committed offset must be the one the log ends with.
+fn apply_in_log_order(
+    offsets: &mut BTreeMap<OffsetKey, CommittedOffset>,
+    applied: &mut HashMap<OffsetKey, Offset>,
+    key: OffsetKey,
+    commit: CommittedOffset,
+    at: Offset,
+) {
+    if applied.get(&key).is_some_and(|later| *later > at) {
+        return;
+    }
+    applied.insert(key.clone(), at);
+    offsets.insert(key, commit);
 }
 
 impl GroupCoordinator {
@@ -353,6 +376,7 @@ impl GroupCoordinator {
             groups: Mutex::new(groups),
             consumer_groups: Mutex::new(consumer_groups),
             offsets: Mutex::new(offsets),
+            applied_at: Mutex::new(HashMap::new()),
             loaded: Mutex::new(std::collections::HashSet::new()),
         }))
     }
@@ -378,6 +402,7 @@ impl GroupCoordinator {
             let mut offsets = lock(&self.offsets);
             offsets.retain(|(g, _, _), _| self.partition_for(g) != index);
             offsets.extend(loaded);
+            lock(&self.applied_at).retain(|(g, _, _), _| self.partition_for(g) != index);
         }
         let now = Instant::now();
         let mut groups = lock(&self.groups);
@@ -416,6 +441,7 @@ impl GroupCoordinator {
     pub fn unload_partition(&self, index: i32) {
         lock(&self.loaded).remove(&index);
         lock(&self.offsets).retain(|(g, _, _), _| self.partition_for(g) != index);
+        lock(&self.applied_at).retain(|(g, _, _), _| self.partition_for(g) != index);
         lock(&self.consumer_groups).retain(|g, _| self.partition_for(g) != index);
         let mut groups = lock(&self.groups);
         let moved: Vec<String> = groups
@@ -1102,10 +1128,18 @@ impl GroupCoordinator {
             .map(|((t, p), c)| (encode_key(group_id, t, *p), Some(encode_value(c, now))))
             .collect();
         let pending = self.append_records(group_id, &records, now)?;
+        let at = pending.info.first_offset;
         pending.settle().await?;
         let mut offsets = lock(&self.offsets);
+        let mut applied = lock(&self.applied_at);
         for ((t, p), c) in commits {
-            offsets.insert((group_id.to_string(), t, p), c);
+            apply_in_log_order(
+                &mut offsets,
+                &mut applied,
+                (group_id.to_string(), t, p),
+                c,
+                at,
+            );
         }
         Ok(())
     }
@@ -1594,6 +1628,55 @@ fn decode_value(mut b: &[u8]) -> Option<CommittedOffset> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Commits of one partition reach the cache in log order: a commit whose record is earlier
+    /// in `__consumer_offsets` than the one already applied is not applied after it (the
+    /// regression strata-chaos once saw as "committed offset went backwards").
+    #[test]
+    fn commits_reach_the_cache_in_log_order() {
+        let commit = |offset| CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        };
+        let key = ("g".to_string(), "t".to_string(), 0);
+        let (mut offsets, mut applied) = (BTreeMap::new(), HashMap::new());
+        apply_in_log_order(
+            &mut offsets,
+            &mut applied,
+            key.clone(),
+            commit(14_025),
+            Offset(7),
+        );
+        // The earlier record (13,990 at log offset 6) settles last: it must not win.
+        apply_in_log_order(
+            &mut offsets,
+            &mut applied,
+            key.clone(),
+            commit(13_990),
+            Offset(6),
+        );
+        assert_eq!(offsets.get(&key).map(|c| c.offset), Some(14_025));
+        // A later record does win.
+        apply_in_log_order(
+            &mut offsets,
+            &mut applied,
+            key.clone(),
+            commit(14_100),
+            Offset(8),
+        );
+        assert_eq!(offsets.get(&key).map(|c| c.offset), Some(14_100));
+        // Another partition is independent.
+        let other = ("g".to_string(), "t".to_string(), 1);
+        apply_in_log_order(
+            &mut offsets,
+            &mut applied,
+            other.clone(),
+            commit(5),
+            Offset(1),
+        );
+        assert_eq!(offsets.get(&other).map(|c| c.offset), Some(5));
+    }
 
     #[test]
     fn offset_records_round_trip() {

@@ -155,7 +155,17 @@ fn a_partition_moves_onto_a_new_broker_under_load_and_a_kill_mid_move_loses_noth
         adding: vec![4],
         removing: vec![1],
     }];
-    assert_eq!(moves(&c.brokers[0]), expected);
+    // Listed by another broker than the one that started it once its metadata image has the
+    // move (it follows the controller's a moment later).
+    let listed = wait_for(
+        "the move listed by broker 1",
+        Duration::from_secs(5),
+        || {
+            let m = moves(&c.brokers[0]);
+            (!m.is_empty()).then_some(m)
+        },
+    );
+    assert_eq!(listed, expected);
     // Broker 4 is down: the move cannot complete, and the leader stays.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(moves(&c.brokers[2]), expected);
