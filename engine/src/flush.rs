@@ -739,8 +739,9 @@ fn run_syncer(
 const CHECKPOINT_QUEUE_MAX: usize = 4096;
 
 /// The checkpointer thread: writes the recovery-point checkpoints logs prepared on their append
-/// path, off that path and off their locks, until it receives `None` (the pipeline stops). A job whose log has since checkpointed by itself or
-/// changed its segments (a newer generation) is dropped; so is one whose index files are gone
+/// path, off that path and off their locks, until it receives `None` (the pipeline stops). A
+/// job whose log has since checkpointed by itself or changed its segments (a newer generation)
+/// is dropped; so is one whose index files are gone
 /// (the segment was deleted). Failures are logged: a missing checkpoint only makes the next
 /// recovery scan more.
 fn run_checkpointer(storage: Arc<dyn Storage>, rx: Receiver<Option<CheckpointJob>>) {

@@ -770,9 +770,7 @@ impl Log {
             while g.boundaries.front().is_some_and(|(o, _, _)| *o < durable) {
                 g.boundaries.pop_front();
             }
-            let known = Log::boundary(g, durable)
-                .filter(|(base, _)| *base == active_base)
-                .map(|(_, pos)| pos);
+            let known = Log::boundary(g, durable).map(|(_, pos)| pos);
             let pos = match (known, g.durable_position) {
                 (Some(pos), _) => pos,
                 (None, Some((offset, base, pos))) if offset == durable && base == active_base => {
@@ -891,8 +889,8 @@ impl Log {
         else {
             return Ok(None);
         };
-        let known = Log::boundary(g, recovery_point).filter(|(b, _)| *b == base);
-        let (position, seg_base) = if let Some((b, pos)) = known {
+        // A boundary is in the active segment, which is `seg` whenever one is found.
+        let (position, seg_base) = if let Some((b, pos)) = Log::boundary(g, recovery_point) {
             // A recent append ended here: its position is known, even if the batch after it
             // is still on its way to the file.
             (pos, b)

@@ -407,9 +407,9 @@ fn checkpoints_bound_the_tail_recovery_scans() {
 /// afterwards must name the recovery point's position in the rewritten file. Keyed batches over
 /// several small segments, the recovery point checkpointed inside what becomes a closed
 /// segment, compaction, then power loss: the recovered log holds the latest value of every key
-/// and every batch after them. (A checkpoint that reused a position remembered from before
-/// compaction made recovery cut the compacted segment mid-batch: seen as committed consumer
-/// offsets going backwards in a strata-chaos run.)
+/// and every batch after them. A guard for the positions the log remembers to checkpoint
+/// without reading the disk: one remembered from before compaction, used afterwards, would make
+/// recovery scan the compacted segment from inside a batch and cut it there.
 #[test]
 fn a_checkpoint_after_compaction_names_positions_in_the_compacted_segment() {
     let mut h = Harness::new(Kind::Sim);

@@ -275,7 +275,6 @@ impl PendingAppend {
             .await
             .map_err(|e| ErrorCode::from(&e))?;
         self.partition.on_local_progress();
-        self.partition.wake_fetches();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         self.partition
             .wait_replicated(Offset(self.info.last_offset.0 + 1), self.epoch, deadline)
@@ -1515,8 +1514,11 @@ impl GroupCoordinator {
             Err((code, _)) => return code,
         }
         let mut offsets = lock(&self.offsets);
+        let mut applied = lock(&self.applied_at);
         for (t, p) in keys {
-            offsets.remove(&(group_id.to_string(), t, p));
+            let key = (group_id.to_string(), t, p);
+            offsets.remove(&key);
+            applied.remove(&key);
         }
         ErrorCode::None
     }

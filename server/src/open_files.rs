@@ -1,7 +1,7 @@
-//! The broker's open-file limit. Every partition holds open its segment files (`.log`,
-//! `.index`, `.timeindex` per segment) and its directory's `LOCK`: four descriptors for a
-//! partition of one segment, so the common default soft limit (1,024) stops a broker at about
-//! 250 partitions, and a hard limit of 20,000 at about 5,000. As Kafka's and Redpanda's
+//! The broker's open-file limit. Every partition holds one descriptor per segment (its `.log`;
+//! index files are memory-mapped without one, and partition locks are covered by the data
+//! directory's), so the common default soft limit (1,024) stops a broker at about 1,000
+//! single-segment partitions. As Kafka's and Redpanda's
 //! operators are told to, and as the Go runtime and Seastar do by themselves, the broker raises
 //! its own limit at start: the soft limit to the hard one, and the hard one too when the
 //! process may (root, `CAP_SYS_RESOURCE`), up to the kernel's `fs.nr_open`.

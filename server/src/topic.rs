@@ -418,6 +418,13 @@ impl Partition {
             .fetch_watchers
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        // A fetch re-registers after every wake-up; on the partitions that did not wake it,
+        // it is still there.
+        if w.iter()
+            .any(|n| std::ptr::eq(n.as_ptr(), std::sync::Arc::as_ptr(notify)))
+        {
+            return;
+        }
         if w.len() >= FETCH_WATCHERS_MAX {
             w.retain(|n| n.strong_count() > 0);
         }
@@ -437,10 +444,17 @@ impl Partition {
         }
     }
 
-    /// The leader's own log progressed (a batch became durable): the high watermark may move.
+    /// The leader's own log progressed (a batch became durable): the high watermark may move,
+    /// and the fetches waiting for it are woken (in a cluster by `with_replica` when it moves;
+    /// standalone the high watermark is this progress itself).
     pub fn on_local_progress(&self) {
         let end = self.local_end();
-        self.with_replica(|r| r.machine.on_leader_append(end));
+        if self
+            .with_replica(|r| r.machine.on_leader_append(end))
+            .is_none()
+        {
+            self.wake_fetches();
+        }
     }
 
     /// A follower fetched from `fetch_offset` in `epoch`: returns an ISR change to send to the
@@ -836,6 +850,24 @@ mod tests {
         assert!(woken(&fetch), "its own partition's append wakes it");
         p0.wake_fetches();
         assert!(!woken(&fetch), "one wake-up per registration");
+        // A fetch registers again after each wake-up: once per partition, however often.
+        p0.watch_fetch(&fetch);
+        p0.watch_fetch(&fetch);
+        assert_eq!(p0.fetch_watchers.lock().unwrap().len(), 1);
+        // Standalone, a batch becoming durable is the high watermark moving: the produce path's
+        // `on_local_progress` wakes the fetch.
+        let records = batch::build(
+            Offset(0),
+            1_700_000_000_000,
+            &[(None, Some(b"v".as_slice()))],
+        );
+        let Ok((AppendOutcome::Appended(info), _)) = p0.append(Bytes::from(records), false) else {
+            panic!("appended")
+        };
+        info.completion.wait_durable().unwrap();
+        assert!(!woken(&fetch), "not before the progress is reported");
+        p0.on_local_progress();
+        assert!(woken(&fetch), "a durable append wakes the fetch");
         for _ in 0..(FETCH_WATCHERS_MAX * 2) {
             let ended = Arc::new(Notify::new());
             p1.watch_fetch(&ended);

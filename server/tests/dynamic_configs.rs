@@ -84,22 +84,7 @@ fn describe(b: &Broker, resource_type: i8, name: &str, key: &str) -> Option<(Str
 
 /// ListOffsets earliest of partition 0.
 fn earliest(b: &Broker, topic: &str) -> i64 {
-    use list_offsets_request::*;
-    let mut p = ListOffsetsPartition::default();
-    p.partition_index = 0;
-    p.timestamp = -2;
-    let mut t = ListOffsetsTopic::default();
-    t.name = TopicName(s(topic));
-    t.partitions = vec![p];
-    let mut r = ListOffsetsRequest::default();
-    r.replica_id = BrokerId(-1);
-    r.topics = vec![t];
-    let mut conn = common::wire::connect(b);
-    let ResponseKind::ListOffsets(resp) = common::wire::call(&mut conn, ApiKey::ListOffsets, 7, &r)
-    else {
-        panic!()
-    };
-    resp.topics[0].partitions[0].offset
+    common::wire::list_offsets(b, topic, [0], -2)[0].2
 }
 
 const DYNAMIC_BROKER: i8 = 2;

@@ -116,18 +116,14 @@ fn build(
             let mut follower_read = false;
             if follower {
                 let now = ctx.broker.cluster.as_ref().map_or(0, |c| c.now_ms());
-                let hw_before = partition.high_watermark();
+                // A high watermark this fetch moves wakes the consumers long-polling for this
+                // partition (`Partition::with_replica`).
                 let outcome = partition.on_follower_fetch(
                     strata_replication::BrokerId(replica_id),
                     LeaderEpoch(fp.current_leader_epoch),
                     Offset(fp.fetch_offset),
                     now,
                 );
-                // Consumers long-polling for this partition wait for the high watermark (a
-                // move wakes them from `with_replica`; this covers a move it did not see).
-                if partition.high_watermark() > hw_before {
-                    partition.wake_fetches();
-                }
                 match outcome {
                     Ok(Some(alter)) => {
                         crate::cluster::replica_manager::propose_isr(&ctx.broker, &partition, alter)

@@ -297,7 +297,6 @@ fn watch_progress(
         }
         if completion.until(stage).await.is_ok() {
             p.on_local_progress();
-            p.wake_fetches();
         }
     });
 }

@@ -75,3 +75,40 @@ pub fn produce(topic: &str, parts: Vec<(i32, Bytes)>) -> ProduceRequest {
     req.topic_data = vec![td];
     req
 }
+
+/// ListOffsets (v7) of `partitions` of `topic` at `timestamp` (-1 latest, -2 earliest), as a
+/// consumer asks: (partition, error code, offset) of each, in the order answered.
+pub fn list_offsets(
+    b: &Broker,
+    topic: &str,
+    partitions: impl IntoIterator<Item = i32>,
+    timestamp: i64,
+) -> Vec<(i32, i16, i64)> {
+    use kafka_protocol::messages::BrokerId;
+    use kafka_protocol::messages::list_offsets_request::{
+        ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+    };
+    let mut t = ListOffsetsTopic::default();
+    t.name = TopicName(StrBytes::from_string(topic.into()));
+    t.partitions = partitions
+        .into_iter()
+        .map(|i| {
+            let mut p = ListOffsetsPartition::default();
+            p.partition_index = i;
+            p.timestamp = timestamp;
+            p
+        })
+        .collect();
+    let mut r = ListOffsetsRequest::default();
+    r.replica_id = BrokerId(-1);
+    r.topics = vec![t];
+    let mut conn = connect(b);
+    let ResponseKind::ListOffsets(resp) = call(&mut conn, ApiKey::ListOffsets, 7, &r) else {
+        panic!("not a ListOffsets response")
+    };
+    resp.topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition_index, p.error_code, p.offset))
+        .collect()
+}
