@@ -1,8 +1,10 @@
 //! Log compaction (`cleanup.policy=compact`): keep only the last record of each key.
 //!
 //! A pass builds a map from key to the offset of its latest record over the whole log, then
-//! rewrites each inactive segment without the records that a later one supersedes, and swaps the
-//! rewritten file in with an atomic rename. Batches keep their base offset and last offset delta
+//! rewrites each inactive segment without the records that a later one supersedes (as a sealed
+//! segment with its indexes, under `.cleaned` names), and swaps the rewritten files in with
+//! atomic renames. Reading and rewriting take no lock: appends and fetches go on; only the swap
+//! takes the log's lock. Batches keep their base offset and last offset delta
 //! (so offsets never change and gaps appear instead); a batch left with no record is dropped.
 //!
 //! Limits (documented, deliberate): records of compressed batches are neither removed nor used
@@ -14,12 +16,12 @@
 
 use std::collections::HashMap;
 
-use crate::batch::{self, HEADER_BYTES};
+use crate::batch::{self, BatchHeader, HEADER_BYTES};
 use crate::error::{LogError, Result};
-use crate::log::{CompactionAccess, Log};
+use crate::log::{CompactionPlan, Log, SegmentSnapshot};
 use crate::offset::Offset;
 use crate::recovery;
-use crate::segment::{self, LogSegment};
+use crate::segment::LogSegment;
 
 /// Counts of a compaction pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,26 +36,39 @@ pub struct CompactionStats {
     pub bytes_after: u64,
 }
 
-fn read_batches(seg: &LogSegment) -> Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    let mut pos = 0u64;
-    while let Some(h) = seg.read_header(pos)? {
-        let mut bytes = vec![0u8; h.size()];
+/// A segment's bytes and the (position, header) of each of its batches.
+type Batches = (Vec<u8>, Vec<(usize, BatchHeader)>);
+
+/// Every batch of a segment as the plan saw it (`size` bytes, all durable).
+fn read_batches(seg: &SegmentSnapshot) -> Result<Batches> {
+    let path = seg.file.path().to_path_buf();
+    let len = usize::try_from(seg.size).map_err(|_| LogError::Corruption {
+        segment: path.clone(),
+        position: 0,
+        reason: "segment larger than memory".into(),
+    })?;
+    let mut bytes = vec![0u8; len];
+    let mut read = 0usize;
+    while let Some(rest) = bytes.get_mut(read..).filter(|r| !r.is_empty()) {
         let n = seg
-            .file()
-            .read_at(&mut bytes, pos)
-            .map_err(|e| LogError::io(seg.path(), e))?;
-        if n != bytes.len() {
+            .file
+            .read_at(rest, read as u64)
+            .map_err(|e| LogError::io(&path, e))?;
+        if n == 0 {
             return Err(LogError::Corruption {
-                segment: seg.path().to_path_buf(),
-                position: pos,
+                segment: path,
+                position: read as u64,
                 reason: "short read during compaction".into(),
             });
         }
-        pos += h.size() as u64;
-        out.push(bytes);
+        read += n;
     }
-    Ok(out)
+    let headers = batch::frame(&bytes, usize::MAX).map_err(|e| LogError::Corruption {
+        segment: path,
+        position: 0,
+        reason: e.to_string(),
+    })?;
+    Ok((bytes, headers))
 }
 
 /// Rewrites one batch keeping only the records `keep` accepts. `None` if no record is left.
@@ -89,19 +104,26 @@ fn filter_batch(
     Some((out, removed))
 }
 
-fn compact_segments(acc: &mut CompactionAccess<'_>) -> Result<CompactionStats> {
-    let mut stats = CompactionStats::default();
-    if !acc.config.cleanup_policy.compacts() || acc.segments.len() < 2 {
-        return Ok(stats);
-    }
-    // 1. Latest offset of every key, over the whole log.
+/// One rewritten segment, sealed under its `.cleaned` names, waiting to be swapped in.
+struct Rewritten {
+    base: Offset,
+    removed: u64,
+    bytes_before: u64,
+    bytes_after: u64,
+}
+
+/// The pass itself, without any lock: reads the plan's segments and writes the rewritten ones
+/// beside them.
+fn rewrite(plan: &CompactionPlan) -> Result<Vec<Rewritten>> {
+    // 1. Latest offset of every key, over the whole log as the plan saw it.
     let mut latest: HashMap<Vec<u8>, Offset> = HashMap::new();
-    for seg in acc.segments.values() {
-        for bytes in read_batches(seg)? {
-            let Ok(h) = batch::parse_header(&bytes, 0) else {
+    for seg in &plan.segments {
+        let (bytes, headers) = read_batches(seg)?;
+        for (pos, h) in headers {
+            let Some(one) = bytes.get(pos..pos + h.size()) else {
                 continue;
             };
-            if let Some(records) = batch::records(&bytes) {
+            if let Some(records) = batch::records(one) {
                 for r in records {
                     if let Some(k) = r.key {
                         latest.insert(k.to_vec(), h.base_offset.plus(i64::from(r.offset_delta)));
@@ -110,92 +132,95 @@ fn compact_segments(acc: &mut CompactionAccess<'_>) -> Result<CompactionStats> {
             }
         }
     }
-    // 2. Rewrite every inactive segment.
-    let all: Vec<Offset> = acc.segments.keys().copied().collect();
-    let Some((_active, inactive)) = all.split_last() else {
-        return Ok(stats);
+    // 2. Rewrite every inactive segment that loses a record.
+    let Some((_active, inactive)) = plan.segments.split_last() else {
+        return Ok(Vec::new());
     };
-    for base in inactive {
-        let Some(seg) = acc.segments.get(base) else {
-            continue;
-        };
-        let old_size = seg.size();
-        let mut out = Vec::with_capacity(old_size as usize);
+    let limits = recovery::limits(&plan.config);
+    let mut out = Vec::new();
+    for seg in inactive {
+        let (bytes, headers) = read_batches(seg)?;
+        let mut kept = Vec::with_capacity(bytes.len());
         let mut removed = 0u64;
-        for bytes in read_batches(seg)? {
+        for (pos, h) in headers {
+            let Some(one) = bytes.get(pos..pos + h.size()) else {
+                continue;
+            };
             let keep = |off: Offset, key: Option<&[u8]>| {
                 key.is_none_or(|k| latest.get(k).is_none_or(|l| *l == off))
             };
-            match filter_batch(&bytes, keep) {
+            match filter_batch(one, keep) {
                 Some((b, r)) => {
                     removed += r;
-                    out.extend_from_slice(&b);
+                    kept.extend_from_slice(&b);
                 }
                 None => {
-                    removed += batch::records(&bytes).map_or(0, |r| r.len() as u64);
+                    removed += batch::records(one).map_or(0, |r| r.len() as u64);
                 }
             }
         }
         if removed == 0 {
             continue;
         }
-        let log_path = seg.path().to_path_buf();
-        let cleaned = acc.dir.join(format!(
-            "{}.cleaned",
-            segment::file_name(*base, segment::LOG_SUFFIX)
-        ));
-        let f = acc
-            .storage
-            .open(&cleaned, true)
-            .map_err(|e| LogError::io(&cleaned, e))?;
-        f.set_len(0).map_err(|e| LogError::io(&cleaned, e))?;
-        f.write_at(&out, 0).map_err(|e| LogError::io(&cleaned, e))?;
-        f.sync_data().map_err(|e| LogError::io(&cleaned, e))?;
-        drop(f);
-        // Swap: the rename is atomic; indexes are rebuilt from the new file.
-        let old = acc.segments.remove(base);
-        drop(old);
-        acc.storage
-            .rename(&cleaned, &log_path)
-            .map_err(|e| LogError::io(&log_path, e))?;
-        for suffix in [segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
-            let p = acc.dir.join(segment::file_name(*base, suffix));
-            if acc.storage.exists(&p) {
-                acc.storage.remove(&p).map_err(|e| LogError::io(&p, e))?;
-            }
-        }
-        acc.storage
-            .sync_dir(acc.dir)
-            .map_err(|e| LogError::io(acc.dir, e))?;
-        let mut seg = LogSegment::open(
-            acc.storage,
-            acc.dir,
-            *base,
-            recovery::limits(acc.config),
-            Some((0, 0)),
-        )?;
-        let scan = seg.recover_from(0, *base)?;
-        if let Some(inv) = scan.invalid {
-            return Err(LogError::Corruption {
-                segment: log_path,
-                position: inv.position,
-                reason: format!("compacted segment does not validate: {}", inv.reason),
-            });
-        }
-        seg.trim_indexes()?;
-        stats.segments_rewritten += 1;
-        stats.records_removed += removed;
-        stats.bytes_before += old_size;
-        stats.bytes_after += seg.size();
-        acc.segments.insert(*base, seg);
+        let mut cleaned = LogSegment::create_cleaned(&plan.storage, &plan.dir, seg.base, limits)?;
+        cleaned.write_batches(&kept)?;
+        cleaned.seal(plan.storage.as_ref())?;
+        out.push(Rewritten {
+            base: seg.base,
+            removed,
+            bytes_before: seg.size,
+            bytes_after: cleaned.size(),
+        });
     }
-    Ok(stats)
+    Ok(out)
 }
 
 impl Log {
-    /// Runs one compaction pass if the log's `cleanup.policy` is `compact`. Appends wait while
-    /// it runs.
+    /// Runs one compaction pass if the log's `cleanup.policy` is `compact`. The pass reads and
+    /// rewrites without the log's lock (appends and reads go on); only the swap of the
+    /// rewritten segments takes it. One pass per log at a time. A pass that a truncation or
+    /// retention overtook is dropped (zero counts) and done again by the next.
     pub fn compact(&self) -> Result<CompactionStats> {
-        self.with_segments(compact_segments)
+        self.compact_inner(|| {})
+    }
+
+    /// [`Log::compact`], calling `between` after the pass has read and rewritten the segments
+    /// and before it swaps them in: tests run appends, reads and truncations there (none
+    /// waits for the pass; a truncation or deletion makes it drop its result).
+    #[cfg(feature = "internals")]
+    pub fn compact_with(&self, between: impl FnOnce()) -> Result<CompactionStats> {
+        self.compact_inner(between)
+    }
+
+    fn compact_inner(&self, between: impl FnOnce()) -> Result<CompactionStats> {
+        let _one_pass = self.cleaner_lock();
+        let Some(plan) = self.compaction_plan()? else {
+            return Ok(CompactionStats::default());
+        };
+        let rewritten = match rewrite(&plan) {
+            Ok(r) => r,
+            Err(e) => {
+                for seg in &plan.segments {
+                    let (log, index, time) = LogSegment::cleaned_paths(&plan.dir, seg.base);
+                    for p in [log, index, time] {
+                        let _ = plan.storage.remove(&p);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        between();
+        let bases: Vec<Offset> = rewritten.iter().map(|r| r.base).collect();
+        let mut stats = CompactionStats::default();
+        if bases.is_empty() || !self.swap_compacted(&plan, &bases)? {
+            return Ok(stats);
+        }
+        for r in &rewritten {
+            stats.segments_rewritten += 1;
+            stats.records_removed += r.removed;
+            stats.bytes_before += r.bytes_before;
+            stats.bytes_after += r.bytes_after;
+        }
+        Ok(stats)
     }
 }

@@ -194,6 +194,44 @@ pub(crate) struct CheckpointJob {
     pub generation: u64,
 }
 
+/// Why [`CheckpointJob::write`] failed.
+#[derive(Debug)]
+pub(crate) enum CheckpointWriteError {
+    /// An index file the checkpoint names could not be made durable (it may be gone: the
+    /// segment was deleted).
+    Index(PathBuf, std::io::Error),
+    /// The checkpoint file itself.
+    Checkpoint(LogError),
+}
+
+impl CheckpointWriteError {
+    /// As the log's error.
+    pub(crate) fn into_log_error(self) -> LogError {
+        match self {
+            CheckpointWriteError::Index(path, e) => LogError::io(&path, e),
+            CheckpointWriteError::Checkpoint(e) => e,
+        }
+    }
+}
+
+impl CheckpointJob {
+    /// Writes the checkpoint: fdatasyncs the index files it names (their entries must be
+    /// durable before the checkpoint names them), then the checkpoint file. No log lock is
+    /// needed; the caller holds the log's checkpoint lock, so no truncation, retention or
+    /// compaction changes the segments it names meanwhile.
+    pub(crate) fn write(&self, storage: &dyn Storage) -> std::result::Result<(), CheckpointWriteError> {
+        for path in &self.index_files {
+            storage
+                .open(path, false)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| CheckpointWriteError::Index(path.clone(), e))?;
+        }
+        self.checkpoint
+            .write(storage, &self.dir)
+            .map_err(CheckpointWriteError::Checkpoint)
+    }
+}
+
 pub(crate) enum Command {
     Write(WriteRequest),
     /// Make everything queued so far for this log durable.
@@ -754,18 +792,14 @@ fn run_checkpointer(storage: Arc<dyn Storage>, rx: Receiver<Option<CheckpointJob
         if job.progress.checkpoint_generation.load(Ordering::SeqCst) != job.generation {
             continue;
         }
-        let indexes = job.index_files.iter().try_for_each(|path| {
-            storage
-                .open(path, false)
-                .and_then(|f| f.sync_data())
-                .map_err(|e| (path.clone(), e))
-        });
-        if let Err((path, e)) = indexes {
-            tracing::debug!(path = ?path, error = %e, "index of a checkpoint unavailable; skipped");
-            continue;
-        }
-        if let Err(e) = job.checkpoint.write(storage.as_ref(), &job.dir) {
-            tracing::warn!(dir = ?job.dir, error = %e, "writing a recovery-point checkpoint");
+        match job.write(storage.as_ref()) {
+            Ok(()) => {}
+            Err(CheckpointWriteError::Index(path, e)) => {
+                tracing::debug!(path = ?path, error = %e, "index of a checkpoint unavailable; skipped");
+            }
+            Err(CheckpointWriteError::Checkpoint(e)) => {
+                tracing::warn!(dir = ?job.dir, error = %e, "writing a recovery-point checkpoint");
+            }
         }
     }
 }

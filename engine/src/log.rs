@@ -272,6 +272,10 @@ struct LogInner {
     /// The last recovery point whose (segment base, byte position) had to be read from the
     /// disk (not among `boundaries`), so that it is not read again while it does not move.
     durable_position: Option<(Offset, Offset, u64)>,
+    /// Counts the changes to existing segments (truncation, deletion, a compaction's swap; not
+    /// a roll, which only adds one): a compaction pass that read the segments without the lock
+    /// swaps its result in only if this has not moved since.
+    structure_generation: u64,
     closed: bool,
 }
 
@@ -286,6 +290,8 @@ pub struct Log {
     report: RecoveryReport,
     /// The directory's lock, held from open until close (or drop): one owner per directory.
     dir_lock: Mutex<Option<DirLock>>,
+    /// Held by a compaction pass from its plan to its swap: one pass per log at a time.
+    cleaner: Mutex<()>,
 }
 
 impl LogInner {
@@ -402,10 +408,12 @@ impl Log {
                 checkpoint_position,
                 boundaries: std::collections::VecDeque::new(),
                 durable_position: None,
+                structure_generation: 0,
                 closed: false,
             }),
             report: rec.report,
             dir_lock: Mutex::new(Some(dir_lock)),
+            cleaner: Mutex::new(()),
         })
     }
 
@@ -433,6 +441,11 @@ impl Log {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         Ok((checkpoint, self.lock()?))
+    }
+
+    /// The lock a compaction pass holds from start to end.
+    pub(crate) fn cleaner_lock(&self) -> MutexGuard<'_, ()> {
+        self.cleaner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether a write to this log failed: it refuses appends and reads until reopened, which
@@ -819,23 +832,64 @@ impl Log {
             .and_then(|(pos, h)| (h.base_offset == offset).then_some((pos, *base))))
     }
 
-    /// Writes the checkpoint of `recovery_point` now. The caller holds the checkpoint lock
-    /// ([`Log::lock_structure`]): a checkpoint prepared earlier for the checkpointer is stale
-    /// from here on.
+    /// Writes the checkpoint of `recovery_point` now, under the log's lock (on close, where
+    /// nothing else waits). The caller holds the checkpoint lock ([`Log::lock_structure`]).
     fn write_checkpoint(&self, g: &mut LogInner, recovery_point: Offset) -> Result<()> {
-        self.progress
+        let job = self.checkpoint_job(g, recovery_point)?;
+        self.write_checkpoint_job(job)
+    }
+
+    /// Prepares the checkpoint of `recovery_point` for the caller to write with
+    /// [`Log::write_checkpoint_job`] once it has dropped the log's lock (no disk I/O here). The
+    /// caller holds the checkpoint lock ([`Log::lock_structure`]) until the job is written: no
+    /// truncation, retention or compaction changes the segment it names meanwhile, and a
+    /// checkpoint prepared earlier for the checkpointer is stale from here on.
+    fn checkpoint_job(
+        &self,
+        g: &mut LogInner,
+        recovery_point: Offset,
+    ) -> Result<Option<crate::flush::CheckpointJob>> {
+        let generation = self
+            .progress
             .checkpoint_generation
-            .fetch_add(1, Ordering::SeqCst);
+            .fetch_add(1, Ordering::SeqCst)
+            + 1;
         let Some((checkpoint, seg_base)) = self.prepare_checkpoint(g, recovery_point)? else {
-            return Ok(());
+            return Ok(None);
         };
-        // Index entries below the position must be durable before the checkpoint names them.
-        if let Some(seg) = g.segments.get(&seg_base) {
-            seg.flush_indexes()?;
-        }
-        checkpoint.write(self.storage.as_ref(), &self.dir)?;
+        let index_files = Log::publish_indexes_of(g, seg_base)?;
         self.note_checkpoint(g, &checkpoint);
-        Ok(())
+        Ok(Some(crate::flush::CheckpointJob {
+            progress: self.progress.clone(),
+            dir: self.dir.clone(),
+            checkpoint,
+            index_files,
+            generation,
+        }))
+    }
+
+    /// Writes a checkpoint prepared by [`Log::checkpoint_job`] (index files fdatasync'ed, then
+    /// the checkpoint file).
+    fn write_checkpoint_job(&self, job: Option<crate::flush::CheckpointJob>) -> Result<()> {
+        match job {
+            Some(job) => job
+                .write(self.storage.as_ref())
+                .map_err(crate::flush::CheckpointWriteError::into_log_error),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes the index entries of the segment at `seg_base` to their files (no disk I/O)
+    /// and returns those files' paths, for a checkpoint's writer to fdatasync before the
+    /// checkpoint names the entries.
+    fn publish_indexes_of(g: &LogInner, seg_base: Offset) -> Result<Vec<PathBuf>> {
+        let mut index_files = Vec::new();
+        if let Some(seg) = g.segments.get(&seg_base) {
+            seg.publish_indexes()?;
+            index_files.push(seg.offset_index().path().to_path_buf());
+            index_files.push(seg.time_index().path().to_path_buf());
+        }
+        Ok(index_files)
     }
 
     /// Prepares the checkpoint of `recovery_point` (due on the append path) and hands it to the
@@ -846,14 +900,9 @@ impl Log {
         let Some((checkpoint, seg_base)) = self.prepare_checkpoint(g, recovery_point)? else {
             return Ok(());
         };
-        let mut index_files = Vec::new();
-        if let Some(seg) = g.segments.get(&seg_base) {
-            // No disk I/O here: the checkpointer's fdatasync of the index files makes these
-            // entries durable before its checkpoint names them.
-            seg.publish_indexes()?;
-            index_files.push(seg.offset_index().path().to_path_buf());
-            index_files.push(seg.time_index().path().to_path_buf());
-        }
+        // No disk I/O here: the checkpointer's fdatasync of the index files makes these
+        // entries durable before its checkpoint names them.
+        let index_files = Log::publish_indexes_of(g, seg_base)?;
         self.note_checkpoint(g, &checkpoint);
         self.pipeline.checkpoint_later(crate::flush::CheckpointJob {
             progress: self.progress.clone(),
@@ -948,62 +997,77 @@ impl Log {
         c.wait_durable()?;
         let (_checkpoint, mut g) = self.lock_structure()?;
         let rp = self.recovery_point();
-        self.write_checkpoint(&mut g, rp)
+        let job = self.checkpoint_job(&mut g, rp)?;
+        drop(g);
+        self.write_checkpoint_job(job)
     }
 
     /// Reads whole batches starting with the one that holds `offset`. Returns an empty result
     /// at the log end offset (or at `limits.max_offset`), and [`LogError::OffsetOutOfRange`]
     /// outside `[log_start_offset, log_end_offset]`.
+    ///
+    /// The log's lock is held only to find the segment and its index entries; the batch
+    /// headers are read after it is dropped (appends do not wait for a read's disk access).
     pub fn read(&self, offset: Offset, limits: ReadLimits) -> Result<ReadResult> {
-        let g = self.lock()?;
-        let (start, end) = (g.log_start_offset, g.log_end_offset);
-        if offset < start || offset > end {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                log_start_offset: start,
-                log_end_offset: end,
-            });
+        let max_bytes = limits.max_bytes as u64;
+        let (start, end, limit, mut cursor) = {
+            let g = self.lock()?;
+            let (start, end) = (g.log_start_offset, g.log_end_offset);
+            if offset < start || offset > end {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: start,
+                    log_end_offset: end,
+                });
+            }
+            let written = self.written_offset();
+            let limit = limits.max_offset.map_or(written, |m| m.min(written));
+            // The segment holding `offset` (or the first after it if compaction left a gap).
+            let seg = g
+                .segments
+                .range(..=offset)
+                .next_back()
+                .or_else(|| g.segments.range(offset..).next())
+                .map(|(_, seg)| ReadCursor::of(seg, offset, max_bytes));
+            (start, end, limit, seg.filter(|_| offset < limit))
+        };
+        while let Some(c) = cursor {
+            if c.base >= limit {
+                break;
+            }
+            if let Some((pos, first)) = c.view.find_batch(c.start, offset, limit)? {
+                if first.size() as u64 > max_bytes && !limits.min_one_batch {
+                    break;
+                }
+                let (end_pos, next) =
+                    c.view
+                        .extend_batches(pos, &first, max_bytes, limit, c.jump)?;
+                return Ok(ReadResult {
+                    slice: Some(FileSlice {
+                        file: c.view.file().clone(),
+                        position: pos,
+                        len: (end_pos - pos) as usize,
+                        first_offset: first.base_offset,
+                        next_offset: next,
+                    }),
+                    log_start_offset: start,
+                    log_end_offset: end,
+                });
+            }
+            // Nothing at or after `offset` in this segment below the limit (compaction emptied
+            // its tail): on to the next one.
+            let g = self.lock()?;
+            cursor = g
+                .segments
+                .range((std::ops::Bound::Excluded(c.base), std::ops::Bound::Unbounded))
+                .next()
+                .map(|(_, seg)| ReadCursor::of(seg, offset, max_bytes));
         }
-        let written = self.written_offset();
-        let limit = limits.max_offset.map_or(written, |m| m.min(written));
-        let empty = ReadResult {
+        Ok(ReadResult {
             slice: None,
             log_start_offset: start,
             log_end_offset: end,
-        };
-        if offset >= limit {
-            return Ok(empty);
-        }
-        // The segment holding `offset`, or a later one if compaction left a gap.
-        for (_, seg) in g.segments.range(..=offset).next_back().into_iter().chain(
-            g.segments
-                .range(offset..)
-                .skip_while(|(b, _)| **b <= offset),
-        ) {
-            if seg.base_offset() >= limit {
-                break;
-            }
-            let Some((pos, first)) = seg.find_batch(offset, limit)? else {
-                continue;
-            };
-            let max_bytes = limits.max_bytes as u64;
-            if first.size() as u64 > max_bytes && !limits.min_one_batch {
-                return Ok(empty);
-            }
-            let (end_pos, next) = seg.extend_batches(pos, &first, max_bytes, limit)?;
-            return Ok(ReadResult {
-                slice: Some(FileSlice {
-                    file: seg.file().clone(),
-                    position: pos,
-                    len: (end_pos - pos) as usize,
-                    first_offset: first.base_offset,
-                    next_offset: next,
-                }),
-                log_start_offset: start,
-                log_end_offset: end,
-            });
-        }
-        Ok(empty)
+        })
     }
 
     /// Reads records from `offset` on, decoded: up to `limits` of whole batches, decompressed,
@@ -1069,6 +1133,7 @@ impl Log {
             // Everything goes: start afresh at `offset`.
             self.replace_all_segments(&mut g, offset)?;
         } else {
+            g.structure_generation += 1;
             let later: Vec<Offset> = g.segments.range(offset..).map(|(b, _)| *b).collect();
             for b in later {
                 if let Some(s) = g.segments.remove(&b) {
@@ -1091,8 +1156,10 @@ impl Log {
         if g.epochs.truncate_from_end(end) {
             g.epochs.save(self.storage.as_ref(), &self.dir)?;
         }
-        self.write_checkpoint(&mut g, end)?;
+        let job = self.checkpoint_job(&mut g, end)?;
         self.debug_assert_progress(&g);
+        drop(g);
+        self.write_checkpoint_job(job)?;
         Ok(end)
     }
 
@@ -1110,8 +1177,10 @@ impl Log {
         if g.epochs.truncate_from_end(Offset::ZERO) {
             g.epochs.save(self.storage.as_ref(), &self.dir)?;
         }
-        self.write_checkpoint(&mut g, offset)?;
+        let job = self.checkpoint_job(&mut g, offset)?;
         self.debug_assert_progress(&g);
+        drop(g);
+        self.write_checkpoint_job(job)?;
         Ok(offset)
     }
 
@@ -1133,6 +1202,7 @@ impl Log {
     /// Deletes every segment and creates one empty segment at `offset`, the new log start and
     /// end. The caller has drained the pipeline and updates progress, epochs and checkpoint.
     fn replace_all_segments(&self, g: &mut LogInner, offset: Offset) -> Result<()> {
+        g.structure_generation += 1;
         let limits = recovery::limits(&g.config);
         let all: Vec<Offset> = g.segments.keys().copied().collect();
         for b in all {
@@ -1165,18 +1235,43 @@ impl Log {
             return Ok(g.log_start_offset);
         }
         g.log_start_offset = offset;
-        self.delete_segments_before_start(&mut g)?;
+        let (_, doomed) = self.delete_segments_before_start(&mut g)?;
         if g.epochs.truncate_from_start(offset) {
             g.epochs.save(self.storage.as_ref(), &self.dir)?;
         }
         let rp = Log::checkpointable(&g);
-        self.write_checkpoint(&mut g, rp)?;
-        Ok(g.log_start_offset)
+        let job = self.checkpoint_job(&mut g, rp)?;
+        let start = g.log_start_offset;
+        drop(g);
+        self.remove_segments(doomed)?;
+        self.write_checkpoint_job(job)?;
+        Ok(start)
     }
 
-    /// Removes segments whose every offset is below the log start offset. The active segment
-    /// is replaced by an empty one when the start passes its end.
-    fn delete_segments_before_start(&self, g: &mut LogInner) -> Result<CleanupStats> {
+    /// Removes the files of segments already taken out of the log (retention, DeleteRecords),
+    /// after the log's lock is dropped: appends and reads do not wait for the unlinks and the
+    /// directory fsync. The caller holds the checkpoint lock. A read that took a slice of one
+    /// of them before still sends it (its descriptor keeps the file).
+    fn remove_segments(&self, doomed: Vec<LogSegment>) -> Result<()> {
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        for seg in doomed {
+            seg.delete(self.storage.as_ref())?;
+        }
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| LogError::io(&self.dir, e))
+    }
+
+    /// Takes out of the log the segments whose every offset is below the log start offset, for
+    /// the caller to remove with [`Log::remove_segments`] after dropping the log's lock. The
+    /// active segment is replaced by an empty one when the start passes its end.
+    fn delete_segments_before_start(
+        &self,
+        g: &mut LogInner,
+    ) -> Result<(CleanupStats, Vec<LogSegment>)> {
+        let mut doomed = Vec::new();
         let mut stats = CleanupStats::default();
         let start = g.log_start_offset;
         loop {
@@ -1197,15 +1292,13 @@ impl Log {
             if let Some(s) = g.segments.remove(&base) {
                 stats.segments_deleted += 1;
                 stats.bytes_deleted += s.size();
-                s.delete(self.storage.as_ref())?;
+                doomed.push(s);
             }
         }
-        if stats.segments_deleted > 0 {
-            self.storage
-                .sync_dir(&self.dir)
-                .map_err(|e| LogError::io(&self.dir, e))?;
+        if !doomed.is_empty() {
+            g.structure_generation += 1;
         }
-        Ok(stats)
+        Ok((stats, doomed))
     }
 
     /// Applies `retention.ms` (against `now_ms`) and `retention.bytes`: deletes the oldest
@@ -1217,6 +1310,7 @@ impl Log {
             return Ok(CleanupStats::default());
         }
         let mut stats = CleanupStats::default();
+        let mut doomed = Vec::new();
         let retention_ms = g.config.retention_ms;
         let retention_bytes = g.config.retention_bytes;
         loop {
@@ -1238,22 +1332,25 @@ impl Log {
             if let Some(s) = g.segments.remove(&base) {
                 stats.segments_deleted += 1;
                 stats.bytes_deleted += s.size();
-                s.delete(self.storage.as_ref())?;
+                doomed.push(s);
             }
             let new_first = *g.segments.keys().next().ok_or(LogError::Closed)?;
             g.log_start_offset = g.log_start_offset.max(new_first);
         }
-        if stats.segments_deleted > 0 {
-            self.storage
-                .sync_dir(&self.dir)
-                .map_err(|e| LogError::io(&self.dir, e))?;
-            let start = g.log_start_offset;
-            if g.epochs.truncate_from_start(start) {
-                g.epochs.save(self.storage.as_ref(), &self.dir)?;
-            }
-            let rp = Log::checkpointable(&g);
-            self.write_checkpoint(&mut g, rp)?;
+        if doomed.is_empty() {
+            return Ok(stats);
         }
+        g.structure_generation += 1;
+        let start = g.log_start_offset;
+        if g.epochs.truncate_from_start(start) {
+            g.epochs.save(self.storage.as_ref(), &self.dir)?;
+        }
+        let rp = Log::checkpointable(&g);
+        let job = self.checkpoint_job(&mut g, rp)?;
+        drop(g);
+        // The files go after the lock is dropped; the checkpoint names a segment that stays.
+        self.remove_segments(doomed)?;
+        self.write_checkpoint_job(job)?;
         Ok(stats)
     }
 
@@ -1264,27 +1361,101 @@ impl Log {
         g.checkpoint_recovery_point.max(first_base)
     }
 
-    pub(crate) fn with_segments<T>(
-        &self,
-        f: impl FnOnce(&mut CompactionAccess<'_>) -> Result<T>,
-    ) -> Result<T> {
-        let (_checkpoint, mut g) = self.lock_structure()?;
-        // Compaction rewrites inactive segments; make sure none of their bytes is pending.
-        self.pipeline.flush(&self.progress)?.wait_durable()?;
-        let config = g.config.clone();
-        let mut access = CompactionAccess {
-            storage: &self.storage,
-            dir: &self.dir,
-            segments: &mut g.segments,
-            config: &config,
+    /// What a compaction pass reads: taken under the log's lock, with everything appended so
+    /// far made durable (waited for outside the lock), so that the pass reads the segments
+    /// without any lock. `None` unless the log compacts and has an inactive segment.
+    pub(crate) fn compaction_plan(&self) -> Result<Option<CompactionPlan>> {
+        let (plan, durable) = {
+            let (_checkpoint, g) = self.lock_structure()?;
+            if !g.config.cleanup_policy.compacts() || g.segments.len() < 2 {
+                return Ok(None);
+            }
+            let segments = g
+                .segments
+                .values()
+                .map(|seg| SegmentSnapshot {
+                    base: seg.base_offset(),
+                    file: seg.file().clone(),
+                    size: seg.size(),
+                })
+                .collect();
+            let plan = CompactionPlan {
+                storage: self.storage.clone(),
+                dir: self.dir.clone(),
+                config: g.config.clone(),
+                segments,
+                structure_generation: g.structure_generation,
+            };
+            (plan, self.pipeline.flush(&self.progress)?)
         };
-        let out = f(&mut access);
+        durable.wait_durable()?;
+        Ok(Some(plan))
+    }
+
+    /// Swaps rewritten segments in (under the log's lock: renames and an index load, no pass
+    /// over the data), if no truncation, deletion or other swap changed the segments since
+    /// `plan` was taken; otherwise the rewritten files are removed and `false` returned.
+    pub(crate) fn swap_compacted(&self, plan: &CompactionPlan, cleaned: &[Offset]) -> Result<bool> {
+        let (_checkpoint, mut g) = self.lock_structure()?;
+        if g.structure_generation != plan.structure_generation {
+            drop(g);
+            for base in cleaned {
+                let (log, index, time) = LogSegment::cleaned_paths(&self.dir, *base);
+                for p in [log, index, time] {
+                    let _ = self.storage.remove(&p);
+                }
+            }
+            return Ok(false);
+        }
+        let limits = recovery::limits(&g.config);
+        for base in cleaned {
+            // Invariant: the segments a plan rewrites are inactive, and inactive segments change
+            // only with the structure generation.
+            assert!(
+                g.segments.contains_key(base) && g.active().base_offset() > *base,
+                "a rewritten segment is still an inactive segment of the log"
+            );
+            // The old indexes go first: a crash before the renames leaves the old log without
+            // indexes (recovery walks it), never new indexes beside the old log or old beside
+            // the new.
+            let old = g.segments.remove(base);
+            drop(old);
+            let (log_path, index_path, time_path) = LogSegment::paths(&self.dir, *base);
+            for p in [&index_path, &time_path] {
+                if self.storage.exists(p) {
+                    self.storage.remove(p).map_err(|e| LogError::io(p, e))?;
+                }
+            }
+            self.storage
+                .sync_dir(&self.dir)
+                .map_err(|e| LogError::io(&self.dir, e))?;
+            let (clean_log, clean_index, clean_time) =
+                LogSegment::cleaned_paths(&self.dir, *base);
+            for (from, to) in [
+                (&clean_log, &log_path),
+                (&clean_index, &index_path),
+                (&clean_time, &time_path),
+            ] {
+                self.storage
+                    .rename(from, to)
+                    .map_err(|e| LogError::io(to, e))?;
+            }
+            self.storage
+                .sync_dir(&self.dir)
+                .map_err(|e| LogError::io(&self.dir, e))?;
+            let mut seg = LogSegment::open(&self.storage, &self.dir, *base, limits, None)?;
+            seg.load_end()?;
+            g.segments.insert(*base, seg);
+        }
         // Rewritten segments hold their batches at other positions.
+        g.structure_generation += 1;
         g.boundaries.clear();
         g.durable_position = None;
         let rp = Log::checkpointable(&g);
-        self.write_checkpoint(&mut g, rp)?;
-        out
+        let job = self.checkpoint_job(&mut g, rp)?;
+        drop(g);
+        self.write_checkpoint_job(job)?;
+        Ok(true)
     }
 
     /// Closes the log cleanly: makes everything durable, trims the active segment's indexes,
@@ -1469,9 +1640,40 @@ fn stamped(
 }
 
 /// What compaction may touch, handed out under the log's lock.
-pub(crate) struct CompactionAccess<'a> {
-    pub storage: &'a Arc<dyn Storage>,
-    pub dir: &'a Path,
-    pub segments: &'a mut BTreeMap<Offset, LogSegment>,
-    pub config: &'a LogConfig,
+/// Where a read walks one segment's headers after dropping the log's lock.
+struct ReadCursor {
+    base: Offset,
+    view: crate::segment::SegmentView,
+    start: crate::index::offset_index::OffsetPosition,
+    jump: crate::index::offset_index::OffsetPosition,
+}
+
+impl ReadCursor {
+    fn of(seg: &LogSegment, offset: Offset, max_bytes: u64) -> ReadCursor {
+        let (start, jump) = seg.read_entries(offset, max_bytes);
+        ReadCursor {
+            base: seg.base_offset(),
+            view: seg.view(),
+            start,
+            jump,
+        }
+    }
+}
+
+/// The segments of a log as a compaction pass reads them, without the log's lock (see
+/// [`Log::compaction_plan`]).
+pub(crate) struct CompactionPlan {
+    pub storage: Arc<dyn Storage>,
+    pub dir: PathBuf,
+    pub config: LogConfig,
+    /// Every segment, oldest first; the last is the active one (read for keys, never rewritten).
+    pub segments: Vec<SegmentSnapshot>,
+    structure_generation: u64,
+}
+
+/// One segment as a compaction plan saw it: its file and the bytes it held (all durable).
+pub(crate) struct SegmentSnapshot {
+    pub base: Offset,
+    pub file: Arc<dyn StorageFile>,
+    pub size: u64,
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, HEADER_BYTES};
 use crate::error::{LogError, Result};
+use crate::index::offset_index::OffsetPosition;
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::io::{Storage, StorageFile};
 use crate::offset::Offset;
@@ -74,6 +75,106 @@ pub struct ScanOutcome {
     pub invalid: Option<InvalidBatch>,
 }
 
+/// A segment's file and the size it had when taken: batch headers can be walked on it without
+/// the segment or its log's lock. Bytes below the size never change while the segment lives,
+/// except by a truncation or compaction swap under the log's lock (a read racing one sees a
+/// short file, or the file it started with: its descriptor keeps a replaced file readable).
+#[derive(Debug, Clone)]
+pub struct SegmentView {
+    file: Arc<dyn StorageFile>,
+    size: u64,
+}
+
+impl SegmentView {
+    /// The file.
+    pub fn file(&self) -> &Arc<dyn StorageFile> {
+        &self.file
+    }
+
+    /// Reads the header of the batch at `position`; `None` at or past the end of the data.
+    pub fn read_header(&self, position: u64) -> Result<Option<BatchHeader>> {
+        if position + HEADER_BYTES as u64 > self.size {
+            return Ok(None);
+        }
+        let mut buf = [0u8; HEADER_BYTES];
+        let n = self
+            .file
+            .read_at(&mut buf, position)
+            .map_err(|e| LogError::io(self.file.path(), e))?;
+        if n < HEADER_BYTES {
+            return Ok(None);
+        }
+        match batch::parse_header(&buf, 0) {
+            Ok(h) if position + h.size() as u64 <= self.size => Ok(Some(h)),
+            Ok(_) | Err(_) => Err(LogError::Corruption {
+                segment: self.file.path().to_path_buf(),
+                position,
+                reason: "unreadable batch header inside the written part of the segment".into(),
+            }),
+        }
+    }
+
+    /// Finds the first batch whose last offset is >= `offset`, scanning forward from the index
+    /// entry `start` (at or before it), and not past batches starting at or after `limit`.
+    /// Returns its position and header.
+    pub fn find_batch(
+        &self,
+        start: OffsetPosition,
+        offset: Offset,
+        limit: Offset,
+    ) -> Result<Option<(u64, BatchHeader)>> {
+        let mut pos = u64::from(start.position);
+        while let Some(h) = self.read_header(pos)? {
+            if h.base_offset >= limit {
+                return Ok(None);
+            }
+            if h.last_offset() >= offset {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// From the batch at `position`, extends over whole batches while the total stays within
+    /// `max_bytes` and batches start below `limit`, jumping first to the index entry `jump` if
+    /// it lies ahead and within `max_bytes` of `position`. Returns the end position and the
+    /// offset after the last batch included. The first batch is always included.
+    pub fn extend_batches(
+        &self,
+        position: u64,
+        first: &BatchHeader,
+        max_bytes: u64,
+        limit: Offset,
+        jump: OffsetPosition,
+    ) -> Result<(u64, Offset)> {
+        let mut end = position + first.size() as u64;
+        let mut next = first.next_offset();
+        let jump_pos = u64::from(jump.position);
+        if jump_pos > end && jump_pos - position <= max_bytes && jump.offset < limit {
+            // The batch at the jump position starts at a batch boundary below `limit`, so every
+            // batch between `end` and it is whole and below `limit`; the one before it ends there.
+            if let Some(h) = self.read_header(jump_pos)?
+                && h.base_offset < limit
+            {
+                end = jump_pos;
+                next = h.base_offset;
+            }
+        }
+        while let Some(h) = self.read_header(end)? {
+            if h.base_offset < next
+                || h.base_offset >= limit
+                || end + h.size() as u64 - position > max_bytes
+            {
+                break;
+            }
+            end += h.size() as u64;
+            next = h.next_offset();
+        }
+        Ok((end, next))
+    }
+}
+
 /// One segment of a log.
 #[derive(Debug)]
 pub struct LogSegment {
@@ -91,7 +192,7 @@ pub struct LogSegment {
 }
 
 impl LogSegment {
-    fn paths(dir: &Path, base: Offset) -> (PathBuf, PathBuf, PathBuf) {
+    pub(crate) fn paths(dir: &Path, base: Offset) -> (PathBuf, PathBuf, PathBuf) {
         (
             dir.join(file_name(base, LOG_SUFFIX)),
             dir.join(file_name(base, INDEX_SUFFIX)),
@@ -107,13 +208,48 @@ impl LogSegment {
         base_offset: Offset,
         limits: SegmentLimits,
     ) -> Result<LogSegment> {
-        let (log_path, index_path, time_path) = LogSegment::paths(dir, base_offset);
-        for p in [&log_path, &index_path, &time_path] {
+        let paths = LogSegment::paths(dir, base_offset);
+        LogSegment::create_at(storage, dir, paths, base_offset, limits)
+    }
+
+    /// The paths of a segment's three files while a compaction pass builds its rewritten
+    /// version beside it: the final names with `.cleaned` appended (recovery removes such
+    /// files).
+    pub fn cleaned_paths(dir: &Path, base_offset: Offset) -> (PathBuf, PathBuf, PathBuf) {
+        let cleaned = |p: PathBuf| {
+            let mut name = p.into_os_string();
+            name.push(".cleaned");
+            PathBuf::from(name)
+        };
+        let (log, index, time) = LogSegment::paths(dir, base_offset);
+        (cleaned(log), cleaned(index), cleaned(time))
+    }
+
+    /// Creates a new, empty segment under the `.cleaned` names of [`LogSegment::cleaned_paths`],
+    /// for a compaction pass to fill and then rename into place.
+    pub fn create_cleaned(
+        storage: &Arc<dyn Storage>,
+        dir: &Path,
+        base_offset: Offset,
+        limits: SegmentLimits,
+    ) -> Result<LogSegment> {
+        let paths = LogSegment::cleaned_paths(dir, base_offset);
+        LogSegment::create_at(storage, dir, paths, base_offset, limits)
+    }
+
+    fn create_at(
+        storage: &Arc<dyn Storage>,
+        dir: &Path,
+        paths: (PathBuf, PathBuf, PathBuf),
+        base_offset: Offset,
+        limits: SegmentLimits,
+    ) -> Result<LogSegment> {
+        for p in [&paths.0, &paths.1, &paths.2] {
             let f = storage.open(p, true).map_err(|e| LogError::io(p, e))?;
             f.set_len(0).map_err(|e| LogError::io(p, e))?;
         }
         storage.sync_dir(dir).map_err(|e| LogError::io(dir, e))?;
-        LogSegment::open(storage, dir, base_offset, limits, Some((0, 0)))
+        LogSegment::open_at(storage, paths, base_offset, limits, Some((0, 0)))
     }
 
     /// Opens an existing segment. `keep_index_entries` says how many stored entries of the
@@ -126,7 +262,17 @@ impl LogSegment {
         limits: SegmentLimits,
         keep_index_entries: Option<(usize, usize)>,
     ) -> Result<LogSegment> {
-        let (log_path, index_path, time_path) = LogSegment::paths(dir, base_offset);
+        let paths = LogSegment::paths(dir, base_offset);
+        LogSegment::open_at(storage, paths, base_offset, limits, keep_index_entries)
+    }
+
+    fn open_at(
+        storage: &Arc<dyn Storage>,
+        (log_path, index_path, time_path): (PathBuf, PathBuf, PathBuf),
+        base_offset: Offset,
+        limits: SegmentLimits,
+        keep_index_entries: Option<(usize, usize)>,
+    ) -> Result<LogSegment> {
         let log = storage
             .open(&log_path, false)
             .map_err(|e| LogError::io(&log_path, e))?;
@@ -263,45 +409,26 @@ impl LogSegment {
         self.next_offset = h.next_offset();
     }
 
+    /// What reads need of this segment, to walk its batch headers without it (and without
+    /// its log's lock): the file and its size now.
+    pub fn view(&self) -> SegmentView {
+        SegmentView {
+            file: self.log.clone(),
+            size: self.size,
+        }
+    }
+
     /// Reads the header of the batch at `position`; `None` at or past the end of the data.
     pub fn read_header(&self, position: u64) -> Result<Option<BatchHeader>> {
-        if position + HEADER_BYTES as u64 > self.size {
-            return Ok(None);
-        }
-        let mut buf = [0u8; HEADER_BYTES];
-        let n = self
-            .log
-            .read_at(&mut buf, position)
-            .map_err(|e| LogError::io(&self.log_path, e))?;
-        if n < HEADER_BYTES {
-            return Ok(None);
-        }
-        match batch::parse_header(&buf, 0) {
-            Ok(h) if position + h.size() as u64 <= self.size => Ok(Some(h)),
-            Ok(_) | Err(_) => Err(LogError::Corruption {
-                segment: self.log_path.clone(),
-                position,
-                reason: "unreadable batch header inside the written part of the segment".into(),
-            }),
-        }
+        self.view().read_header(position)
     }
 
     /// Finds the first batch whose last offset is >= `offset`, scanning forward from the index
     /// entry at or before it, and not past batches starting at or after `limit`. Returns its
     /// position and header.
     pub fn find_batch(&self, offset: Offset, limit: Offset) -> Result<Option<(u64, BatchHeader)>> {
-        let start = self.offset_index.lookup(offset);
-        let mut pos = u64::from(start.position);
-        while let Some(h) = self.read_header(pos)? {
-            if h.base_offset >= limit {
-                return Ok(None);
-            }
-            if h.last_offset() >= offset {
-                return Ok(Some((pos, h)));
-            }
-            pos += h.size() as u64;
-        }
-        Ok(None)
+        self.view()
+            .find_batch(self.offset_index.lookup(offset), offset, limit)
     }
 
     /// From the batch at `position`, extends over whole batches while the total stays within
@@ -314,34 +441,25 @@ impl LogSegment {
         max_bytes: u64,
         limit: Offset,
     ) -> Result<(u64, Offset)> {
-        let mut end = position + first.size() as u64;
-        let mut next = first.next_offset();
-        // Jump with the index to the last entry that still fits, then walk.
         let target = position.saturating_add(max_bytes);
         let jump = self
             .offset_index
             .lookup_by_position(u32::try_from(target.min(u64::from(u32::MAX))).unwrap_or(u32::MAX));
-        if u64::from(jump.position) > end && jump.offset < limit {
-            // The batch at the jump position starts at a batch boundary below `limit`, so every
-            // batch between `end` and it is whole and below `limit`; the one before it ends there.
-            if let Some(h) = self.read_header(u64::from(jump.position))?
-                && h.base_offset < limit
-            {
-                end = u64::from(jump.position);
-                next = h.base_offset;
-            }
-        }
-        while let Some(h) = self.read_header(end)? {
-            if h.base_offset < next
-                || h.base_offset >= limit
-                || end + h.size() as u64 - position > max_bytes
-            {
-                break;
-            }
-            end += h.size() as u64;
-            next = h.next_offset();
-        }
-        Ok((end, next))
+        self.view()
+            .extend_batches(position, first, max_bytes, limit, jump)
+    }
+
+    /// The index entries a read from `offset` of up to `max_bytes` starts from: the entry at
+    /// or before `offset`, and the entry to jump to when extending over whole batches (at or
+    /// before the start entry's position plus `max_bytes`, so never past what the read may
+    /// return). Taken under the log's lock; the walk happens after, on a [`SegmentView`].
+    pub fn read_entries(&self, offset: Offset, max_bytes: u64) -> (OffsetPosition, OffsetPosition) {
+        let start = self.offset_index.lookup(offset);
+        let target = u64::from(start.position).saturating_add(max_bytes);
+        let jump = self
+            .offset_index
+            .lookup_by_position(u32::try_from(target.min(u64::from(u32::MAX))).unwrap_or(u32::MAX));
+        (start, jump)
     }
 
     /// Sets size and next offset of a segment whose contents are trusted (clean shutdown or
@@ -593,6 +711,41 @@ impl LogSegment {
         self.time_index
             .grow(self.limits.index_bytes_max)
             .map_err(|e| LogError::io(self.time_index.path(), e))
+    }
+
+    /// Writes whole batches at the end of a segment outside the commit pipeline (a compaction
+    /// pass filling its rewritten segment) and records them in the indexes.
+    pub fn write_batches(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let headers = batch::frame(bytes, usize::MAX).map_err(|e| LogError::Corruption {
+            segment: self.log_path.clone(),
+            position: self.size,
+            reason: e.to_string(),
+        })?;
+        self.log
+            .write_at(bytes, self.size)
+            .map_err(|e| LogError::io(&self.log_path, e))?;
+        let position = self.size;
+        self.record_append(position, &headers);
+        Ok(())
+    }
+
+    /// Makes a segment written with [`LogSegment::write_batches`] durable as an inactive
+    /// segment: indexes trimmed to their entries, then the log and both index files fdatasync'ed.
+    pub fn seal(&mut self, storage: &dyn Storage) -> Result<()> {
+        self.trim_indexes()?;
+        self.log
+            .sync_data()
+            .map_err(|e| LogError::io(&self.log_path, e))?;
+        for p in [self.offset_index.path(), self.time_index.path()] {
+            storage
+                .open(p, false)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| LogError::io(p, e))?;
+        }
+        Ok(())
     }
 
     /// Removes the segment's files.

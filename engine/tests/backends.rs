@@ -448,6 +448,130 @@ macro_rules! backend_suite {
                 );
             }
 
+            /// A compaction pass reads and rewrites without the log's lock: appends (rolling new
+            /// segments), reads and durable waits run between its rewrite and its swap (they would
+            /// deadlock if the pass held the lock), and the swap keeps all of them; a slice read
+            /// before the swap still reads the bytes it named; a restart finds the result.
+            #[test]
+            fn compaction_runs_beside_appends_and_reads() {
+                let mut h = h();
+                let cfg = LogConfig {
+                    cleanup_policy: CleanupPolicy::Compact,
+                    ..small_segments()
+                };
+                let log = h.open(cfg.clone());
+                let put = |log: &Log, round: u32, key: u32| {
+                    let k = format!("k{key}");
+                    let v = format!("r{round}-{:080}", key);
+                    log.append(
+                        keyed_batch(&[(k.as_bytes(), v.as_bytes())], 1),
+                        LeaderEpoch(0),
+                    )
+                    .unwrap()
+                };
+                for round in 0..20u32 {
+                    for key in 0..5u32 {
+                        put(&log, round, key);
+                    }
+                }
+                log.flush().unwrap();
+                let segments_before = log.segment_count();
+                let old = log
+                    .read(Offset(0), ReadLimits::bytes(1 << 20))
+                    .unwrap()
+                    .slice
+                    .unwrap();
+                let old_bytes = old.read_to_vec().unwrap();
+                let stats = log
+                    .compact_with(|| {
+                        for round in 20..40u32 {
+                            for key in 0..5u32 {
+                                put(&log, round, key).completion.wait_durable().unwrap();
+                            }
+                        }
+                        assert!(log.segment_count() > segments_before, "appends rolled");
+                        assert_eq!(read_all(&log, Offset(0)).len(), 200);
+                    })
+                    .unwrap();
+                assert!(stats.records_removed > 0 && stats.segments_rewritten > 0);
+                assert_eq!(
+                    old.read_to_vec().unwrap(),
+                    old_bytes,
+                    "an earlier slice reads on"
+                );
+                let check = |log: &Log| {
+                    let all = read_all(log, Offset(0));
+                    assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+                    // The pass knew rounds 0..19 only: it kept round 19, and everything appended
+                    // while it ran (offsets 100..200) is intact.
+                    for key in 0..5u32 {
+                        let v = format!("r19-{:080}", key).into_bytes();
+                        assert!(
+                            all.contains(&(Offset(95 + i64::from(key)), Some(v))),
+                            "key {key}"
+                        );
+                    }
+                    assert_eq!(all.iter().filter(|(o, _)| o.0 >= 100).count(), 100);
+                    assert!(all.len() < 200, "superseded records are gone");
+                    assert_eq!(log.log_end_offset(), Offset(200));
+                    assert!(log.verify().unwrap() > 0);
+                    all
+                };
+                let before_restart = check(&log);
+                drop(log);
+                h.restart_pipeline();
+                let log = h.open(cfg);
+                assert_eq!(check(&log), before_restart);
+            }
+
+            /// A truncation that overtakes a compaction pass (a follower cut back by its new
+            /// leader) wins: the pass drops its rewritten files and changes nothing; the next
+            /// pass compacts what is left.
+            #[test]
+            fn a_truncation_during_compaction_drops_the_pass() {
+                let h = h();
+                let log = h.open(LogConfig {
+                    cleanup_policy: CleanupPolicy::Compact,
+                    ..small_segments()
+                });
+                for round in 0..20u32 {
+                    for key in 0..5u32 {
+                        let k = format!("k{key}");
+                        let v = format!("r{round}-{:080}", key);
+                        log.append(
+                            keyed_batch(&[(k.as_bytes(), v.as_bytes())], 1),
+                            LeaderEpoch(0),
+                        )
+                        .unwrap();
+                    }
+                }
+                log.flush().unwrap();
+                let stats = log
+                    .compact_with(|| {
+                        log.truncate_to(Offset(90)).unwrap();
+                    })
+                    .unwrap();
+                assert_eq!(stats, CompactionStats::default());
+                let files = h.storage.list_dir(&h.dir).unwrap();
+                assert!(
+                    !files
+                        .iter()
+                        .any(|f| f.to_string_lossy().ends_with(".cleaned")),
+                    "{files:?}"
+                );
+                assert_eq!(read_all(&log, Offset(0)).len(), 90);
+                assert!(log.compact().unwrap().records_removed > 0);
+                let all = read_all(&log, Offset(0));
+                for key in 0..5u32 {
+                    let v = format!("r17-{:080}", key).into_bytes();
+                    assert!(
+                        all.contains(&(Offset(85 + i64::from(key)), Some(v))),
+                        "key {key}"
+                    );
+                }
+                assert_eq!(log.log_end_offset(), Offset(90));
+            }
+
             /// `cleanup.policy=compact,delete`: compaction keeps each key's last value, and
             /// retention still deletes the oldest segments; each alone does only its part.
             #[test]
