@@ -18,7 +18,7 @@ macro_rules! modules {
         mod $name;
     )*};
 }
-modules!("internals": batch, checkpoint, compaction, completion, compression, config, error, flush, index, leader_epoch, log, offset, record, recovery, segment);
+modules!("internals": batch, checkpoint, compaction, completion, compression, config, error, flush, index, leader_epoch, log, offset, record, recovery, segment, verification);
 modules!("simulation": io);
 
 pub use compaction::CompactionStats;
@@ -28,7 +28,9 @@ pub use config::{CleanupPolicy, LogConfig};
 pub use error::{BatchError, LogError, Result};
 pub use flush::{CommitPipeline, FlushPolicy, PipelineConfig, PipelineHandle, PipelineStats};
 pub use io::Backend;
-pub use log::{AppendInfo, CleanupStats, FileSlice, Log, MappedSlice, ReadLimits, ReadResult};
+pub use log::{
+    AppendInfo, CleanupStats, FileSlice, Log, MappedSlice, ReadLimits, ReadResult, Verification,
+};
 pub use offset::{LeaderEpoch, Offset};
 pub use record::{BatchBuilder, Header, Record, RecordError, RecordReader, StoredRecord};
 pub use recovery::{RecoveryMode, RecoveryReport};

@@ -90,6 +90,17 @@ pub struct FileSlice {
     len: usize,
     first_offset: Offset,
     next_offset: Offset,
+    verified: Arc<crate::verification::VerifiedBytes>,
+}
+
+/// What [`FileSlice::verify`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// Every batch was read and checked.
+    Checked,
+    /// The bytes were checked by an earlier read and have not changed since (the file is
+    /// unchanged and the range still in the page cache): not read again.
+    Trusted,
 }
 
 impl FileSlice {
@@ -133,7 +144,23 @@ impl FileSlice {
     /// changed on the disk since they were written and validated. `Err` names the first bad
     /// batch: its base offset as the slice's framing gives it (the slice's first offset if the
     /// framing itself is broken) and its byte position in the file.
-    pub fn verify(&self) -> std::result::Result<(), (Offset, u64)> {
+    ///
+    /// Bytes an earlier read checked are not checked again while the file is unchanged and
+    /// they are still in the page cache ([`Verification::Trusted`]; see the `verification`
+    /// module for what that covers).
+    pub fn verify(&self) -> std::result::Result<Verification, (Offset, u64)> {
+        use crate::verification::Lookup;
+        let stamp = match self.verified.lookup(self.raw_fd(), self.position, self.len) {
+            Lookup::Trusted => return Ok(Verification::Trusted),
+            Lookup::Check(stamp) => stamp,
+        };
+        self.check()?;
+        self.verified.checked(self.position, self.len, stamp);
+        Ok(Verification::Checked)
+    }
+
+    /// Reads and checks every batch of the slice (see [`FileSlice::verify`]).
+    fn check(&self) -> std::result::Result<(), (Offset, u64)> {
         let owned;
         let map = self.map().ok().flatten();
         let bytes: &[u8] = match &map {
@@ -1028,13 +1055,16 @@ impl Log {
                 .range(..=offset)
                 .next_back()
                 .or_else(|| g.segments.range(offset..).next())
-                .map(|(_, seg)| ReadCursor::of(seg, offset, max_bytes));
+                .map(|(_, seg)| ReadCursor::of(seg, offset, max_bytes, &g.config));
             (start, end, limit, seg.filter(|_| offset < limit))
         };
         while let Some(c) = cursor {
             if c.base >= limit {
                 break;
             }
+            c.view
+                .verified()
+                .before_walk(c.view.file().raw_fd(), u64::from(c.start.position), c.walk);
             if let Some((pos, first)) = c.view.find_batch(c.start, offset, limit)? {
                 if first.size() as u64 > max_bytes && !limits.min_one_batch {
                     break;
@@ -1049,6 +1079,7 @@ impl Log {
                         len: (end_pos - pos) as usize,
                         first_offset: first.base_offset,
                         next_offset: next,
+                        verified: c.view.verified().clone(),
                     }),
                     log_start_offset: start,
                     log_end_offset: end,
@@ -1061,7 +1092,7 @@ impl Log {
                 .segments
                 .range((std::ops::Bound::Excluded(c.base), std::ops::Bound::Unbounded))
                 .next()
-                .map(|(_, seg)| ReadCursor::of(seg, offset, max_bytes));
+                .map(|(_, seg)| ReadCursor::of(seg, offset, max_bytes, &g.config));
         }
         Ok(ReadResult {
             slice: None,
@@ -1646,16 +1677,26 @@ struct ReadCursor {
     view: crate::segment::SegmentView,
     start: crate::index::offset_index::OffsetPosition,
     jump: crate::index::offset_index::OffsetPosition,
+    /// Bytes from `start` that the walk may read headers in: the distance to the next index
+    /// entry (at most an interval and a batch), a first batch larger than the limit, the limit
+    /// and one more header.
+    walk: u64,
 }
 
 impl ReadCursor {
-    fn of(seg: &LogSegment, offset: Offset, max_bytes: u64) -> ReadCursor {
+    fn of(seg: &LogSegment, offset: Offset, max_bytes: u64, config: &LogConfig) -> ReadCursor {
         let (start, jump) = seg.read_entries(offset, max_bytes);
+        let batch = config.max_message_bytes as u64;
         ReadCursor {
             base: seg.base_offset(),
             view: seg.view(),
             start,
             jump,
+            walk: config
+                .index_interval_bytes
+                .saturating_add(batch.saturating_mul(2))
+                .saturating_add(max_bytes)
+                .saturating_add(batch::HEADER_BYTES as u64),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::index::offset_index::OffsetPosition;
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::io::{Storage, StorageFile};
 use crate::offset::Offset;
+use crate::verification::VerifiedBytes;
 
 /// Suffix of segment data files.
 pub const LOG_SUFFIX: &str = "log";
@@ -83,12 +84,18 @@ pub struct ScanOutcome {
 pub struct SegmentView {
     file: Arc<dyn StorageFile>,
     size: u64,
+    verified: Arc<VerifiedBytes>,
 }
 
 impl SegmentView {
     /// The file.
     pub fn file(&self) -> &Arc<dyn StorageFile> {
         &self.file
+    }
+
+    /// Which bytes of the file reads have checked.
+    pub(crate) fn verified(&self) -> &Arc<VerifiedBytes> {
+        &self.verified
     }
 
     /// Reads the header of the batch at `position`; `None` at or past the end of the data.
@@ -189,6 +196,8 @@ pub struct LogSegment {
     max_timestamp: i64,
     rolling_timestamp: Option<i64>,
     limits: SegmentLimits,
+    /// Which bytes of the `.log` file fetches have checked (shared with the slices they read).
+    verified: Arc<VerifiedBytes>,
 }
 
 impl LogSegment {
@@ -311,6 +320,7 @@ impl LogSegment {
             max_timestamp: i64::MIN,
             rolling_timestamp: None,
             limits,
+            verified: Arc::default(),
         })
     }
 
@@ -415,6 +425,7 @@ impl LogSegment {
         SegmentView {
             file: self.log.clone(),
             size: self.size,
+            verified: self.verified.clone(),
         }
     }
 

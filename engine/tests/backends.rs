@@ -448,6 +448,60 @@ macro_rules! backend_suite {
                 );
             }
 
+            /// A fetch's check of a slice is done once: the same bytes read again are trusted
+            /// while their file is unchanged and in the page cache (only where the backend has
+            /// descriptors; the simulated disk checks every time); a byte written into the file
+            /// afterwards, or pages evicted from the cache, make the next read check again, and
+            /// the flipped byte is caught.
+            #[test]
+            fn verified_bytes_are_checked_once_until_the_file_or_the_cache_changes() {
+                let h = h();
+                let log = h.open(small_segments());
+                for i in 0..60u64 {
+                    append_values(&log, &[value(i, 100)], 1);
+                }
+                log.flush().unwrap();
+                assert!(log.segment_count() >= 2);
+                let read = || {
+                    log.read(Offset(0), ReadLimits::bytes(1 << 20))
+                        .unwrap()
+                        .slice
+                        .unwrap()
+                };
+                let slice = read();
+                assert_eq!(slice.verify(), Ok(Verification::Checked));
+                let described = matches!(h.kind, Kind::Std | Kind::Uring);
+                let again = if described {
+                    Verification::Trusted
+                } else {
+                    Verification::Checked
+                };
+                assert_eq!(read().verify(), Ok(again), "second read");
+                assert_eq!(read().verify(), Ok(again), "third read");
+                if !described {
+                    return;
+                }
+                // Evicted pages come back from the disk: checked again, then trusted again.
+                let fd = slice.raw_fd().unwrap();
+                // SAFETY: `fd` is the open segment file's descriptor.
+                let rc = unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+                assert_eq!(rc, 0);
+                assert_eq!(read().verify(), Ok(Verification::Checked), "after eviction");
+                assert_eq!(read().verify(), Ok(Verification::Trusted), "read back");
+                // A byte written into the closed segment by another writer is caught.
+                use std::os::unix::fs::FileExt;
+                let path = h.dir.join("00000000000000000000.log");
+                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                let pos = slice.position() + slice.len() as u64 / 2;
+                let mut b = [0u8; 1];
+                std::fs::File::open(&path)
+                    .unwrap()
+                    .read_exact_at(&mut b, pos)
+                    .unwrap();
+                f.write_all_at(&[b[0] ^ 0x5a], pos).unwrap();
+                assert!(read().verify().is_err(), "the flipped byte was trusted");
+            }
+
             /// A compaction pass reads and rewrites without the log's lock: appends (rolling new
             /// segments), reads and durable waits run between its rewrite and its swap (they would
             /// deadlock if the pass held the lock), and the swap keeps all of them; a slice read

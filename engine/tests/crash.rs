@@ -358,7 +358,7 @@ fn a_slice_read_over_a_flipped_byte_fails_its_verification() {
         .unwrap()
         .slice
         .unwrap();
-    assert_eq!(before.verify(), Ok(()));
+    assert_eq!(before.verify(), Ok(Verification::Checked));
 }
 
 /// The recovery-point checkpoint, written from the append path once the recovery point has

@@ -69,6 +69,11 @@ pub struct Metrics {
     pub duplicate_batches: Counter,
     /// Batches found corrupt on disk when read (failed CRC-32C or framing).
     pub corrupt_batches: Counter,
+    /// Record bytes a fetch read and checked (framing, CRC-32C) before sending.
+    pub fetch_checked_bytes: Counter,
+    /// Record bytes a fetch sent without checking them again: checked by an earlier fetch and
+    /// unchanged since (see the engine's `FileSlice::verify`).
+    pub fetch_trusted_bytes: Counter,
     log_end_offset: Family<PartitionLabel, Gauge>,
     high_watermark: Family<PartitionLabel, Gauge>,
     fsyncs: Gauge,
@@ -109,6 +114,8 @@ impl Metrics {
             response_encode_errors: Family::default(),
             duplicate_batches: Counter::default(),
             corrupt_batches: Counter::default(),
+            fetch_checked_bytes: Counter::default(),
+            fetch_trusted_bytes: Counter::default(),
             log_end_offset: Family::default(),
             high_watermark: Family::default(),
             fsyncs: Gauge::default(),
@@ -137,6 +144,16 @@ impl Metrics {
             "corrupt_batches",
             "Batches found corrupt on disk when read",
             m.corrupt_batches.clone(),
+        );
+        registry.register(
+            "fetch_checked_bytes",
+            "Record bytes read and checked (framing, CRC-32C) by fetches before sending",
+            m.fetch_checked_bytes.clone(),
+        );
+        registry.register(
+            "fetch_trusted_bytes",
+            "Record bytes fetches sent unchecked: checked before and unchanged since",
+            m.fetch_trusted_bytes.clone(),
         );
         registry.register(
             "fetch_sessions",

@@ -471,3 +471,91 @@ fn a_client_that_keeps_sending_garbage_is_slowed_and_others_are_not() {
     };
     assert_eq!(av.error_code, 0);
 }
+
+/// A fetch checks a batch's bytes (framing, CRC-32C) before they leave, once: a second reader
+/// of the same closed segment gets them without a second check (counted as trusted). A byte
+/// written into that segment afterwards, behind the broker's back, is still caught: the next
+/// fetch answers KAFKA_STORAGE_ERROR for the partition and never sends the bytes, while the
+/// other partition keeps serving.
+#[test]
+fn checked_bytes_are_trusted_until_their_segment_changes() {
+    use std::os::unix::fs::FileExt;
+    let metrics_port = common::free_port();
+    let metrics = format!("metrics.listen=127.0.0.1:{metrics_port}");
+    let mut b = Broker::start(&[
+        metrics.as_str(),
+        "log.segment.bytes=4096",
+        "num.partitions=2",
+    ]);
+    let mut s = connect(&b);
+    let ResponseKind::Metadata(m) = call(&mut s, ApiKey::Metadata, 9, &metadata("checked")) else {
+        panic!()
+    };
+    assert_eq!(m.topics[0].error_code, 0, "auto-created");
+    // ~12 KiB in partition 0: three closed segments and an active one.
+    for i in 0..60 {
+        let v = format!("{i:0200}");
+        let codes = produce_codes(call(
+            &mut s,
+            ApiKey::Produce,
+            9,
+            &produce("checked", vec![(0, records(&[&v]))]),
+        ));
+        assert_eq!(codes[0].1, 0, "produce {i}");
+    }
+    let fetch_first = |s: &mut TcpStream| {
+        let ResponseKind::Fetch(f) = call(s, ApiKey::Fetch, 11, &fetch_req("checked", 0, 0, 0))
+        else {
+            panic!()
+        };
+        let p = f.responses[0].partitions[0].clone();
+        (p.error_code, p.records.unwrap_or_default().len())
+    };
+    let metric = |name: &str| Broker::metric(metrics_port, name);
+    let (code, first_len) = fetch_first(&mut s);
+    assert_eq!(code, 0);
+    assert!(
+        first_len > 0 && first_len <= 4096,
+        "one closed segment: {first_len}"
+    );
+    let checked = metric("strata_fetch_checked_bytes");
+    assert!(checked >= first_len as f64);
+    assert_eq!(metric("strata_fetch_trusted_bytes"), 0.0);
+    // A second reader (another connection, as another consumer group would be).
+    let mut other = connect(&b);
+    assert_eq!(fetch_first(&mut other), (0, first_len));
+    assert_eq!(
+        metric("strata_fetch_checked_bytes"),
+        checked,
+        "checked twice"
+    );
+    assert_eq!(metric("strata_fetch_trusted_bytes"), first_len as f64);
+
+    // A byte flipped in the first segment after it was checked.
+    let mut logs: Vec<_> = std::fs::read_dir(b.data_dir().join("checked-0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&logs[0])
+        .unwrap();
+    let pos = first_len as u64 / 2;
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, pos).unwrap();
+    f.write_all_at(&[byte[0] ^ 0x5a], pos).unwrap();
+    const KAFKA_STORAGE_ERROR: i16 = 56;
+    assert_eq!(fetch_first(&mut other), (KAFKA_STORAGE_ERROR, 0));
+    assert!(metric("strata_corrupt_batches") >= 1.0);
+    let codes = produce_codes(call(
+        &mut s,
+        ApiKey::Produce,
+        9,
+        &produce("checked", vec![(1, records(&["other partition"]))]),
+    ));
+    assert_eq!(codes[0].1, 0, "the other partition keeps working");
+    assert!(b.is_running());
+}

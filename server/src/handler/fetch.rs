@@ -21,7 +21,7 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderEp
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderEpochResponse, OffsetForLeaderTopicResult,
 };
-use strata_engine::{FileSlice, LeaderEpoch, LogError, Offset, ReadLimits};
+use strata_engine::{FileSlice, LeaderEpoch, LogError, Offset, ReadLimits, Verification};
 
 use crate::wire_out::marker;
 
@@ -217,9 +217,20 @@ fn build(
             match partition.log.read(Offset(fp.fetch_offset), limits) {
                 Ok(read) => {
                     if let Some(slice) = read.slice {
-                        // Bytes are checked on every read: a batch that changed on the disk
-                        // since it was written never leaves this broker.
-                        if let Err((at, position)) = slice.verify() {
+                        // Bytes are checked before they leave: a batch that changed on the disk
+                        // since it was written never leaves this broker. Bytes an earlier fetch
+                        // checked are trusted while their file is unchanged and cached.
+                        let verified = slice.verify();
+                        match verified {
+                            Ok(Verification::Checked) => {
+                                ctx.metrics.fetch_checked_bytes.inc_by(slice.len() as u64);
+                            }
+                            Ok(Verification::Trusted) => {
+                                ctx.metrics.fetch_trusted_bytes.inc_by(slice.len() as u64);
+                            }
+                            Err(_) => {}
+                        }
+                        if let Err((at, position)) = verified {
                             ctx.metrics.corrupt_batches.inc();
                             if partition.report_corruption(at) {
                                 tracing::error!(topic = %partition.topic, partition = partition.index, offset = at.0, position, "corrupt batch on disk: this replica steps down and is refilled from another");
