@@ -21,6 +21,7 @@ macro_rules! msg {
 }
 
 pub mod alloc;
+pub mod blocking;
 pub mod broker;
 pub mod cluster;
 pub mod cluster_tool;

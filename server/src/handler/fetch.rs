@@ -356,7 +356,8 @@ async fn long_poll(
         for p in &partitions {
             p.watch_fetch(&notify);
         }
-        let (response, bytes, files) = build(ctx, r, version);
+        // Reading may wait on the disk (headers, a first check of bytes read back from it).
+        let (response, bytes, files) = crate::blocking::run(|| build(ctx, r, version));
         // Errors and redirections to a read replica (KIP-392) are answered at once.
         let errors = response
             .responses
@@ -373,7 +374,7 @@ async fn long_poll(
             }
         };
         if tokio::time::timeout_at(deadline, woken).await.is_err() {
-            let (response, _, files) = build(ctx, r, version);
+            let (response, _, files) = crate::blocking::run(|| build(ctx, r, version));
             return (response, files);
         }
     }
