@@ -37,7 +37,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::checkpoint::PartitionCheckpoint;
 use crate::completion::{Completion, CompletionInner};
@@ -260,29 +260,54 @@ impl LogState {
     }
 }
 
-/// Bytes queued in the pipeline, and a condition to wait for room.
+/// Write requests and bytes queued in the pipeline, and a condition to wait for room. Appends
+/// reserve room ([`PipelineHandle::reserve`]) before they take their log's lock, so that an
+/// append waiting for room never holds a lock that readers need.
 #[derive(Debug, Default)]
 struct QueuedBytes {
-    bytes: Mutex<usize>,
+    /// (bytes, write requests) queued.
+    queued: Mutex<(usize, usize)>,
     room: std::sync::Condvar,
     max: usize,
+    max_requests: usize,
 }
 
 impl QueuedBytes {
     fn acquire(&self, n: usize) {
-        let mut q = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = self.queued.lock().unwrap_or_else(|p| p.into_inner());
         // A request larger than the budget still goes through once the queue is empty.
-        while *q > 0 && *q + n > self.max {
+        while q.1 > 0 && (q.0 + n > self.max || q.1 + 1 > self.max_requests) {
             q = self.room.wait(q).unwrap_or_else(|p| p.into_inner());
         }
-        *q += n;
+        q.0 += n;
+        q.1 += 1;
     }
 
-    fn release(&self, n: usize) {
-        let mut q = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
-        *q = q.saturating_sub(n);
+    /// Frees the room of `requests` written requests of `n` bytes in all.
+    fn release(&self, n: usize, requests: usize) {
+        let mut q = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        q.0 = q.0.saturating_sub(n);
+        q.1 = q.1.saturating_sub(requests);
         drop(q);
         self.room.notify_all();
+    }
+}
+
+/// Room for one write request in the pipeline's queue, reserved before the log's lock is
+/// taken; handed over with the request ([`PipelineHandle::send_write`]), or given back when
+/// dropped unused (an append that failed after reserving).
+#[derive(Debug)]
+pub(crate) struct QueueRoom {
+    queued: Arc<QueuedBytes>,
+    len: usize,
+    used: bool,
+}
+
+impl Drop for QueueRoom {
+    fn drop(&mut self) {
+        if !self.used {
+            self.queued.release(self.len, 1);
+        }
     }
 }
 
@@ -324,15 +349,37 @@ impl PipelineHandle {
         self.next_log_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Queues a command other than a write (writes go through [`PipelineHandle::reserve`] and
+    /// [`PipelineHandle::send_write`]). Never waits.
     pub(crate) fn send(&self, cmd: Command) -> Result<()> {
-        if let Command::Write(w) = &cmd {
-            self.queued.acquire(w.len);
+        assert!(
+            !matches!(cmd, Command::Write(_)),
+            "writes are queued in reserved room"
+        );
+        self.tx.send(cmd).map_err(|_| LogError::Closed)
+    }
+
+    /// Reserves room for a write request of `len` bytes, waiting while the queue is full
+    /// (backpressure). Called before the log's lock is taken.
+    pub(crate) fn reserve(&self, len: usize) -> QueueRoom {
+        self.queued.acquire(len);
+        QueueRoom {
+            queued: self.queued.clone(),
+            len,
+            used: false,
         }
-        match self.tx.try_send(cmd) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(cmd)) => self.tx.send(cmd).map_err(|_| LogError::Closed),
-            Err(TrySendError::Disconnected(_)) => Err(LogError::Closed),
+    }
+
+    /// Queues a write request in the room reserved for it. Never waits (the command channel
+    /// is unbounded; the room was the bound).
+    pub(crate) fn send_write(&self, w: WriteRequest, mut room: QueueRoom) -> Result<()> {
+        assert_eq!(room.len, w.len, "a write goes in the room reserved for its length");
+        room.used = true;
+        if self.tx.send(Command::Write(w)).is_err() {
+            self.queued.release(room.len, 1);
+            return Err(LogError::Closed);
         }
+        Ok(())
     }
 
     /// Hands a prepared checkpoint to the checkpointer thread. Never blocks; a checkpoint that
@@ -391,10 +438,13 @@ impl CommitPipeline {
                 && config.round_requests_max >= 1
                 && config.round_bytes_max >= 1
         );
-        let (tx, rx) = crossbeam_channel::bounded(config.queue_requests_max);
+        // Unbounded: appends wait for room in `QueuedBytes` (before taking their log's lock),
+        // not on the channel.
+        let (tx, rx) = crossbeam_channel::unbounded();
         let stats = Arc::new(PipelineStats::default());
         let queued = Arc::new(QueuedBytes {
             max: config.queue_bytes_max,
+            max_requests: config.queue_requests_max,
             ..QueuedBytes::default()
         });
         let (sync_tx, sync_rx) = crossbeam_channel::unbounded();
@@ -588,7 +638,7 @@ impl Worker {
         drop(ops);
         self.stats.rounds.fetch_add(1, Ordering::Relaxed);
         self.queued
-            .release(writes.iter().map(|w| w.len).sum());
+            .release(writes.iter().map(|w| w.len).sum(), writes.len());
 
         if let Err(e) = result {
             let e = match e {

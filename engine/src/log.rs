@@ -32,7 +32,7 @@ use crate::checkpoint::PartitionCheckpoint;
 use crate::completion::Completion;
 use crate::config::LogConfig;
 use crate::error::{BatchError, LogError, Result};
-use crate::flush::{Command, FlushPolicy, LogProgress, PipelineHandle, WriteRequest};
+use crate::flush::{FlushPolicy, LogProgress, PipelineHandle, WriteRequest};
 use crate::io::{DirLock, MmapView, Storage, StorageFile};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::offset::{LeaderEpoch, Offset};
@@ -617,6 +617,9 @@ impl Log {
             Err(e) => return Err(LogError::InvalidBatch(e)),
         };
         let total = records.len();
+        // Room in the pipeline's queue is reserved before the lock: an append waiting for it
+        // (backpressure) does not keep reads and other appends of this log waiting.
+        let room = self.pipeline.reserve(total);
         let mut g = self.lock()?;
         let max_message_bytes = g.config.max_message_bytes;
         if let Some((_, h)) = headers.iter().find(|(_, h)| h.size() > max_message_bytes) {
@@ -718,7 +721,7 @@ impl Log {
             completion: inner,
         };
         // Sent under the lock so that the pipeline sees this log's writes in position order.
-        self.pipeline.send(Command::Write(request))?;
+        self.pipeline.send_write(request, room)?;
         self.maybe_checkpoint(&mut g)?;
         self.debug_assert_progress(&g);
         drop(g);

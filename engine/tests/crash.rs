@@ -459,3 +459,70 @@ fn a_checkpoint_after_compaction_names_positions_in_the_compacted_segment() {
         );
     }
 }
+
+/// Backpressure waits outside the log's lock: with the disk stalled and the pipeline's queue
+/// full, an append waits for room, while reads of the same log (what followers and consumers
+/// fetch) and its log end offset are answered meanwhile; once the disk answers again the
+/// waiting append completes and every batch is readable.
+#[test]
+fn an_append_waiting_for_queue_room_does_not_block_reads() {
+    let h = Harness::with_pipeline(
+        Kind::Sim,
+        PipelineConfig {
+            queue_bytes_max: 1,
+            ..PipelineConfig::default()
+        },
+    );
+    let sim = h.sim.clone().unwrap();
+    let log = std::sync::Arc::new(h.open(config()));
+    append_values(&log, &[value(0, 100)], 1)
+        .completion
+        .wait_durable()
+        .unwrap();
+    sim.set_stall_writes(true);
+    // Takes the only room; the pipeline holds it while the disk stalls.
+    let first = append_values(&log, &[value(1, 100)], 1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let appender = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let info = append_values(&log, &[value(2, 100)], 1);
+            tx.send(()).unwrap();
+            info.completion.wait_durable().unwrap();
+        })
+    };
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "the second append found room in a full queue"
+    );
+    // Meanwhile the log answers: a read of the durable batch and its end offset.
+    let (read_tx, read_rx) = std::sync::mpsc::channel();
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let read = log.read(Offset(0), ReadLimits::bytes(1 << 20)).unwrap();
+            read_tx
+                .send((read.slice.unwrap().first_offset(), log.log_end_offset()))
+                .unwrap();
+        });
+    }
+    let answered = read_rx.recv_timeout(std::time::Duration::from_secs(5));
+    sim.set_stall_writes(false);
+    assert_eq!(
+        answered,
+        Ok((Offset(0), Offset(2))),
+        "a read waited for the appender's room"
+    );
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the waiting append went on once the disk answered");
+    appender.join().unwrap();
+    first.completion.wait_durable().unwrap();
+    let all = read_all(&log, Offset(0));
+    assert_eq!(
+        all,
+        (0..3)
+            .map(|i| (Offset(i), Some(value(i as u64, 100))))
+            .collect::<Vec<_>>()
+    );
+}

@@ -123,6 +123,9 @@ struct State {
 #[derive(Debug, Clone, Default)]
 pub struct SimStorage {
     state: Arc<Mutex<State>>,
+    /// While true, pipeline rounds with writes wait before writing (a disk that stopped
+    /// answering), until released.
+    stall: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -221,6 +224,14 @@ impl SimStorage {
             }
         }
         Ok(())
+    }
+
+    /// Makes pipeline rounds that write wait before writing (a disk that stopped answering),
+    /// or lets them go on.
+    pub fn set_stall_writes(&self, stall: bool) {
+        let (m, cv) = &*self.stall;
+        *lock(m) = stall;
+        cv.notify_all();
     }
 
     /// Makes every later pipeline write fail with ENOSPC (a full disk), or stops doing so.
@@ -476,6 +487,13 @@ impl Storage for SimStorage {
         writes: &[WriteOp<'_>],
         syncs: &[&dyn StorageFile],
     ) -> Result<(), RoundError> {
+        if !writes.is_empty() {
+            let (m, cv) = &*self.stall;
+            let mut stalled = lock(m);
+            while *stalled {
+                stalled = cv.wait(stalled).unwrap_or_else(|p| p.into_inner());
+            }
+        }
         if !writes.is_empty() && lock(&self.state).fail_writes {
             return Err(RoundError::Write(io::Error::from_raw_os_error(
                 libc::ENOSPC,
