@@ -178,6 +178,10 @@ pub(crate) struct WriteRequest {
     pub end_offset: Offset,
     pub progress: Arc<LogProgress>,
     pub completion: Arc<CompletionInner>,
+    /// The directory to fsync with this write's file, before it counts as durable: the file
+    /// is a segment created by a roll on the append path, whose directory entry the roll left
+    /// to the pipeline (so that the append path does not wait for a directory fsync).
+    pub sync_dir: Option<PathBuf>,
 }
 
 /// A recovery-point checkpoint prepared under a log's lock on the append path, written by the
@@ -246,6 +250,8 @@ pub(crate) enum Command {
 struct LogState {
     progress: Option<Arc<LogProgress>>,
     dirty: Vec<Arc<dyn StorageFile>>,
+    /// Directories whose new entries must be durable with the dirty files.
+    dirty_dirs: Vec<PathBuf>,
     unsynced_end: i64,
     unsynced_batches: u64,
     unsynced_since: Option<Instant>,
@@ -680,6 +686,11 @@ impl Worker {
             let st = self.logs.entry(w.progress.id).or_default();
             st.progress.get_or_insert_with(|| w.progress.clone());
             st.mark_dirty(&w.file);
+            if let Some(dir) = w.sync_dir
+                && !st.dirty_dirs.contains(&dir)
+            {
+                st.dirty_dirs.push(dir);
+            }
             st.unsynced_end = st.unsynced_end.max(w.end_offset.0);
             st.unsynced_batches += u64::from(w.batches);
             st.unsynced_since.get_or_insert(now);
@@ -724,6 +735,7 @@ impl Worker {
             }
             let end = st.unsynced_end.max(progress.written.load(Ordering::SeqCst));
             job.files.append(&mut st.dirty);
+            job.dirs.append(&mut st.dirty_dirs);
             job.logs.push((progress, end, st.unsynced_batches));
             job.waiters.append(&mut st.waiters);
             st.unsynced_batches = 0;
@@ -744,7 +756,9 @@ impl Worker {
         }
         // Forget logs with nothing pending so closed logs do not accumulate.
         self.logs
-            .retain(|_, st| !st.dirty.is_empty() || !st.waiters.is_empty());
+            .retain(|_, st| {
+                !st.dirty.is_empty() || !st.dirty_dirs.is_empty() || !st.waiters.is_empty()
+            });
     }
 }
 
@@ -753,6 +767,8 @@ impl Worker {
 #[derive(Default)]
 struct SyncJob {
     files: Vec<Arc<dyn StorageFile>>,
+    /// Directories to fsync with the files (new segments' entries).
+    dirs: Vec<PathBuf>,
     logs: Vec<(Arc<LogProgress>, i64, u64)>,
     waiters: Vec<Arc<CompletionInner>>,
 }
@@ -773,14 +789,20 @@ fn run_syncer(
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
         let mut files: Vec<Arc<dyn StorageFile>> = Vec::new();
+        let mut dirs: Vec<PathBuf> = Vec::new();
         for j in &mut jobs {
             for f in j.files.drain(..) {
                 if !files.iter().any(|g| Arc::ptr_eq(g, &f)) {
                     files.push(f);
                 }
             }
+            for d in j.dirs.drain(..) {
+                if !dirs.contains(&d) {
+                    dirs.push(d);
+                }
+            }
         }
-        if !files.is_empty() {
+        if !files.is_empty() || !dirs.is_empty() {
             let refs: Vec<&dyn StorageFile> = files.iter().map(|f| f.as_ref()).collect();
             // Every byte written before the fdatasync starts is durable when it returns.
             let lengths: Vec<Option<u64>> = if record_synced {
@@ -794,6 +816,15 @@ fn run_syncer(
             } else {
                 storage.write_and_sync(&[], &refs)
             };
+            // New segments' directory entries (one fsync per directory, once per roll; a
+            // syncfs would cover them, a backend's fallback for it might not).
+            let synced = synced.and_then(|()| {
+                dirs.iter().try_for_each(|d| {
+                    storage.sync_dir(d).map_err(|e| {
+                        RoundError::Sync(std::io::Error::new(e.kind(), format!("{d:?}: {e}")))
+                    })
+                })
+            });
             if let Err(e) = synced {
                 // The kernel may have dropped dirty pages after reporting the error; retrying
                 // could report success for data that is gone. Stop here; recovery at restart

@@ -303,6 +303,9 @@ struct LogInner {
     /// a roll, which only adds one): a compaction pass that read the segments without the lock
     /// swaps its result in only if this has not moved since.
     structure_generation: u64,
+    /// The active segment was created by a roll that left its directory entry unsynced: the
+    /// next write to it carries the directory to the pipeline to fsync.
+    entry_unsynced: bool,
     closed: bool,
 }
 
@@ -436,6 +439,7 @@ impl Log {
                 boundaries: std::collections::VecDeque::new(),
                 durable_position: None,
                 structure_generation: 0,
+                entry_unsynced: false,
                 closed: false,
             }),
             report: rec.report,
@@ -710,6 +714,7 @@ impl Log {
         g.log_end_offset = last.next_offset();
 
         let (completion, inner) = Completion::new();
+        let sync_dir = std::mem::take(&mut g.entry_unsynced).then(|| self.dir.clone());
         let request = WriteRequest {
             file,
             position,
@@ -719,6 +724,7 @@ impl Log {
             end_offset: last.next_offset(),
             progress: self.progress.clone(),
             completion: inner,
+            sync_dir,
         };
         // Sent under the lock so that the pipeline sees this log's writes in position order.
         self.pipeline.send_write(request, room)?;
@@ -754,19 +760,29 @@ impl Log {
             .is_some_and(|t| max_timestamp.saturating_sub(t) > config.segment_ms);
         let offset_overflow = last.last_offset().0 - active.base_offset().0 > i64::from(u32::MAX);
         if too_big || too_old || offset_overflow || active.indexes_full() {
-            self.roll_locked(g, first.base_offset)?;
+            // The new segment's directory entry is made durable by the pipeline with its first
+            // write (the one this append makes), not here on the append path.
+            self.roll_locked(g, first.base_offset, false)?;
+            g.entry_unsynced = true;
         }
         Ok(())
     }
 
-    fn roll_locked(&self, g: &mut LogInner, new_base: Offset) -> Result<()> {
+    /// Rolls a new active segment at `new_base`. `sync_entry`: fsync the directory now;
+    /// otherwise the caller makes the first write to the new segment carry the directory to
+    /// the pipeline (`LogInner::entry_unsynced`).
+    fn roll_locked(&self, g: &mut LogInner, new_base: Offset, sync_entry: bool) -> Result<()> {
         let new_base = new_base.max(g.log_end_offset);
         if g.active().size() == 0 {
             return Ok(());
         }
         g.active_mut().trim_indexes()?;
         let limits = recovery::limits(&g.config);
-        let seg = LogSegment::create(&self.storage, &self.dir, new_base, limits)?;
+        let seg = if sync_entry {
+            LogSegment::create(&self.storage, &self.dir, new_base, limits)?
+        } else {
+            LogSegment::create_entry_unsynced(&self.storage, &self.dir, new_base, limits)?
+        };
         g.segments.insert(new_base, seg);
         // The rolled segment's tail is made durable by the pipeline (in order, after its queued
         // writes), whatever the flush policy, as Kafka flushes a segment when it rolls.
@@ -779,7 +795,7 @@ impl Log {
     pub fn roll(&self) -> Result<()> {
         let mut g = self.lock()?;
         let leo = g.log_end_offset;
-        self.roll_locked(&mut g, leo)
+        self.roll_locked(&mut g, leo, true)
     }
 
     /// Writes the recovery point checkpoint if enough has become durable since the last one.
@@ -1321,7 +1337,7 @@ impl Log {
             }
             if next_base.is_none() {
                 // The active segment goes: roll first so the log keeps a segment.
-                self.roll_locked(g, start)?;
+                self.roll_locked(g, start, true)?;
             }
             if let Some(s) = g.segments.remove(&base) {
                 stats.segments_deleted += 1;

@@ -218,7 +218,20 @@ impl LogSegment {
         limits: SegmentLimits,
     ) -> Result<LogSegment> {
         let paths = LogSegment::paths(dir, base_offset);
-        LogSegment::create_at(storage, dir, paths, base_offset, limits)
+        LogSegment::create_at(storage, Some(dir), paths, base_offset, limits)
+    }
+
+    /// Creates a new, empty segment without waiting for its directory entries to be durable:
+    /// the caller has the directory fsynced before anything written to the segment counts as
+    /// durable (a roll on the append path leaves it to the commit pipeline).
+    pub fn create_entry_unsynced(
+        storage: &Arc<dyn Storage>,
+        dir: &Path,
+        base_offset: Offset,
+        limits: SegmentLimits,
+    ) -> Result<LogSegment> {
+        let paths = LogSegment::paths(dir, base_offset);
+        LogSegment::create_at(storage, None, paths, base_offset, limits)
     }
 
     /// The paths of a segment's three files while a compaction pass builds its rewritten
@@ -243,12 +256,13 @@ impl LogSegment {
         limits: SegmentLimits,
     ) -> Result<LogSegment> {
         let paths = LogSegment::cleaned_paths(dir, base_offset);
-        LogSegment::create_at(storage, dir, paths, base_offset, limits)
+        LogSegment::create_at(storage, Some(dir), paths, base_offset, limits)
     }
 
+    /// Creates the three files, then fsyncs `sync_dir` if given.
     fn create_at(
         storage: &Arc<dyn Storage>,
-        dir: &Path,
+        sync_dir: Option<&Path>,
         paths: (PathBuf, PathBuf, PathBuf),
         base_offset: Offset,
         limits: SegmentLimits,
@@ -257,7 +271,9 @@ impl LogSegment {
             let f = storage.open(p, true).map_err(|e| LogError::io(p, e))?;
             f.set_len(0).map_err(|e| LogError::io(p, e))?;
         }
-        storage.sync_dir(dir).map_err(|e| LogError::io(dir, e))?;
+        if let Some(dir) = sync_dir {
+            storage.sync_dir(dir).map_err(|e| LogError::io(dir, e))?;
+        }
         LogSegment::open_at(storage, paths, base_offset, limits, Some((0, 0)))
     }
 
