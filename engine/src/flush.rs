@@ -289,6 +289,17 @@ impl QueuedBytes {
         q.1 += 1;
     }
 
+    /// Takes room for a request of `n` bytes if there is some now.
+    fn try_acquire(&self, n: usize) -> bool {
+        let mut q = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        if q.1 > 0 && (q.0 + n > self.max || q.1 + 1 > self.max_requests) {
+            return false;
+        }
+        q.0 += n;
+        q.1 += 1;
+        true
+    }
+
     /// Frees the room of `requests` written requests of `n` bytes in all.
     fn release(&self, n: usize, requests: usize) {
         let mut q = self.queued.lock().unwrap_or_else(|p| p.into_inner());
@@ -374,6 +385,15 @@ impl PipelineHandle {
             len,
             used: false,
         }
+    }
+
+    /// Reserves room for a write request of `len` bytes if there is some now.
+    pub(crate) fn try_reserve(&self, len: usize) -> Option<QueueRoom> {
+        self.queued.try_acquire(len).then(|| QueueRoom {
+            queued: self.queued.clone(),
+            len,
+            used: false,
+        })
     }
 
     /// Queues a write request in the room reserved for it. Never waits (the command channel

@@ -29,7 +29,8 @@ pub use error::{BatchError, LogError, Result};
 pub use flush::{CommitPipeline, FlushPolicy, PipelineConfig, PipelineHandle, PipelineStats};
 pub use io::Backend;
 pub use log::{
-    AppendInfo, CleanupStats, FileSlice, Log, MappedSlice, ReadLimits, ReadResult, Verification,
+    AppendInfo, CleanupStats, FileSlice, Log, MappedSlice, ReadLimits, ReadResult, TryAppend,
+    Verification,
 };
 pub use offset::{LeaderEpoch, Offset};
 pub use record::{BatchBuilder, Header, Record, RecordError, RecordReader, StoredRecord};

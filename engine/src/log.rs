@@ -246,6 +246,25 @@ impl MappedSlice {
     }
 }
 
+/// What [`Log::try_append`] did.
+#[derive(Debug)]
+pub enum TryAppend {
+    /// Appended, as [`Log::append`] would have.
+    Appended(AppendInfo),
+    /// Nothing appended: it would have waited on the disk. The records, untouched.
+    WouldWait(Bytes),
+}
+
+impl TryAppend {
+    /// The append's info; `append_inner` only answers `WouldWait` when asked not to wait.
+    fn expect_appended(self) -> AppendInfo {
+        match self {
+            TryAppend::Appended(info) => info,
+            TryAppend::WouldWait(_) => unreachable!("an append that may wait does not give up"),
+        }
+    }
+}
+
 /// Result of a read.
 #[derive(Debug, Clone)]
 pub struct ReadResult {
@@ -599,14 +618,34 @@ impl Log {
     /// stamped in place; bytes shared with others (a slice of a whole request's buffer) are
     /// written as they arrived, each batch's few stamped header bytes ahead of them in a
     /// separate buffer.
+    ///
+    /// It may wait on the disk: for room in the commit pipeline's queue (backpressure), for a
+    /// segment roll's files, for a leader epoch checkpoint. From async code, try
+    /// [`Log::try_append`] first.
     pub fn append(&self, records: impl Into<Bytes>, leader_epoch: LeaderEpoch) -> Result<AppendInfo> {
-        self.append_inner(records.into(), Origin::Client, leader_epoch)
+        self.append_inner(records.into(), Origin::Client, leader_epoch, true)
+            .map(TryAppend::expect_appended)
+    }
+
+    /// [`Log::append`] if it can be done without waiting on the disk: there is room in the
+    /// commit pipeline's queue, no segment roll is due and no new leader epoch is to be saved.
+    /// Otherwise nothing happens and the records come back ([`TryAppend::WouldWait`]) for the
+    /// caller to append with [`Log::append`] where waiting is fine (a blocking thread).
+    pub fn try_append(&self, records: impl Into<Bytes>, leader_epoch: LeaderEpoch) -> Result<TryAppend> {
+        self.append_inner(records.into(), Origin::Client, leader_epoch, false)
     }
 
     /// Appends batches copied from a leader, keeping their offsets and leader epochs. Their base
     /// offsets must not go below the log end offset. The bytes are written as they are.
     pub fn append_as_follower(&self, records: impl Into<Bytes>) -> Result<AppendInfo> {
-        self.append_inner(records.into(), Origin::Replication, LeaderEpoch::UNKNOWN)
+        self.append_inner(records.into(), Origin::Replication, LeaderEpoch::UNKNOWN, true)
+            .map(TryAppend::expect_appended)
+    }
+
+    /// [`Log::append_as_follower`] if it can be done without waiting on the disk (see
+    /// [`Log::try_append`]).
+    pub fn try_append_as_follower(&self, records: impl Into<Bytes>) -> Result<TryAppend> {
+        self.append_inner(records.into(), Origin::Replication, LeaderEpoch::UNKNOWN, false)
     }
 
     fn append_inner(
@@ -614,7 +653,8 @@ impl Log {
         records: Bytes,
         origin: Origin,
         leader_epoch: LeaderEpoch,
-    ) -> Result<AppendInfo> {
+        may_wait: bool,
+    ) -> Result<TryAppend> {
         // CRCs are checked before the lock is taken: appends to one log validate in parallel.
         let mut headers = match batch::validate_all(&records, origin, usize::MAX) {
             Ok(h) => h,
@@ -623,7 +663,14 @@ impl Log {
         let total = records.len();
         // Room in the pipeline's queue is reserved before the lock: an append waiting for it
         // (backpressure) does not keep reads and other appends of this log waiting.
-        let room = self.pipeline.reserve(total);
+        let room = if may_wait {
+            self.pipeline.reserve(total)
+        } else {
+            match self.pipeline.try_reserve(total) {
+                Some(room) => room,
+                None => return Ok(TryAppend::WouldWait(records)),
+            }
+        };
         let mut g = self.lock()?;
         let max_message_bytes = g.config.max_message_bytes;
         if let Some((_, h)) = headers.iter().find(|(_, h)| h.size() > max_message_bytes) {
@@ -634,8 +681,8 @@ impl Log {
         }
         let leo = g.log_end_offset;
 
-        // Assign offsets and epochs.
-        let data = match origin {
+        // Assign offsets and epochs (to the headers; the bytes are stamped below).
+        match origin {
             Origin::Client => {
                 let mut next = leo;
                 for (_, h) in headers.iter_mut() {
@@ -643,7 +690,6 @@ impl Log {
                     h.partition_leader_epoch = leader_epoch;
                     next = h.next_offset();
                 }
-                stamped(records, &headers, leader_epoch)?
             }
             Origin::Replication => {
                 let mut expected = leo;
@@ -656,14 +702,8 @@ impl Log {
                     }
                     expected = h.next_offset();
                 }
-                vec![records]
             }
-        };
-        assert_eq!(
-            data.iter().map(Bytes::len).sum::<usize>(),
-            total,
-            "stamping keeps every byte"
-        );
+        }
         let first = headers
             .first()
             .map(|(_, h)| *h)
@@ -677,6 +717,22 @@ impl Log {
             .map(|(_, h)| h.max_timestamp)
             .max()
             .unwrap_or(-1);
+        let new_epoch = headers.iter().any(|(_, h)| {
+            let e = h.partition_leader_epoch;
+            e.0 >= 0 && g.epochs.latest_epoch().is_none_or(|l| l < e)
+        });
+        if !may_wait && (new_epoch || Log::roll_due(&g, &last, total as u64, max_timestamp)) {
+            return Ok(TryAppend::WouldWait(records));
+        }
+        let data = match origin {
+            Origin::Client => stamped(records, &headers, leader_epoch)?,
+            Origin::Replication => vec![records],
+        };
+        assert_eq!(
+            data.iter().map(Bytes::len).sum::<usize>(),
+            total,
+            "stamping keeps every byte"
+        );
 
         self.maybe_roll(&mut g, &first, &last, total as u64, max_timestamp)?;
 
@@ -731,14 +787,29 @@ impl Log {
         self.maybe_checkpoint(&mut g)?;
         self.debug_assert_progress(&g);
         drop(g);
-        Ok(AppendInfo {
+        Ok(TryAppend::Appended(AppendInfo {
             first_offset: first.base_offset,
             last_offset: last.last_offset(),
             max_timestamp,
             batches: headers.len(),
             bytes: total,
             completion,
-        })
+        }))
+    }
+
+    /// Whether appending `bytes` (ending with `last`, newest timestamp `max_timestamp`) rolls
+    /// a new segment first.
+    fn roll_due(g: &LogInner, last: &BatchHeader, bytes: u64, max_timestamp: i64) -> bool {
+        let active = g.active();
+        if active.size() == 0 {
+            return false;
+        }
+        let too_big = active.size() + bytes > g.config.segment_bytes;
+        let too_old = active
+            .rolling_timestamp()
+            .is_some_and(|t| max_timestamp.saturating_sub(t) > g.config.segment_ms);
+        let offset_overflow = last.last_offset().0 - active.base_offset().0 > i64::from(u32::MAX);
+        too_big || too_old || offset_overflow || active.indexes_full()
     }
 
     fn maybe_roll(
@@ -749,17 +820,7 @@ impl Log {
         bytes: u64,
         max_timestamp: i64,
     ) -> Result<()> {
-        let config = g.config.clone();
-        let active = g.active();
-        if active.size() == 0 {
-            return Ok(());
-        }
-        let too_big = active.size() + bytes > config.segment_bytes;
-        let too_old = active
-            .rolling_timestamp()
-            .is_some_and(|t| max_timestamp.saturating_sub(t) > config.segment_ms);
-        let offset_overflow = last.last_offset().0 - active.base_offset().0 > i64::from(u32::MAX);
-        if too_big || too_old || offset_overflow || active.indexes_full() {
+        if Log::roll_due(g, last, bytes, max_timestamp) {
             // The new segment's directory entry is made durable by the pipeline with its first
             // write (the one this append makes), not here on the append path.
             self.roll_locked(g, first.base_offset, false)?;

@@ -502,6 +502,43 @@ macro_rules! backend_suite {
                 assert!(read().verify().is_err(), "the flipped byte was trusted");
             }
 
+            /// `try_append` appends what needs no wait, and gives back untouched (appending
+            /// nothing) what would roll a segment; `append` then does it.
+            #[test]
+            fn try_append_gives_back_what_would_roll_a_segment() {
+                let h = h();
+                let log = h.open(small_segments());
+                // The first append of an epoch saves the epoch checkpoint: it may wait.
+                let first = batch_of(&[value(0, 100)], 1).freeze();
+                assert!(matches!(
+                    log.try_append(first, LeaderEpoch(0)).unwrap(),
+                    TryAppend::WouldWait(_)
+                ));
+                assert_eq!(log.log_end_offset(), Offset(0), "nothing appended");
+                append_values(&log, &[value(0, 100)], 1);
+                let mut appended = 1;
+                loop {
+                    let b = batch_of(&[value(appended, 100)], 1).freeze();
+                    match log.try_append(b.clone(), LeaderEpoch(0)).unwrap() {
+                        TryAppend::Appended(_) => appended += 1,
+                        TryAppend::WouldWait(back) => {
+                            assert_eq!(back, b, "the records come back untouched");
+                            break;
+                        }
+                    }
+                    assert!(appended < 1000, "never asked to roll");
+                }
+                assert!(appended > 1, "appends in the epoch needed no wait");
+                assert_eq!(log.segment_count(), 1);
+                assert_eq!(log.log_end_offset(), Offset(appended as i64));
+                append_values(&log, &[value(appended, 100)], 1)
+                    .completion
+                    .wait_durable()
+                    .unwrap();
+                assert_eq!(log.segment_count(), 2, "append rolled");
+                assert_eq!(read_all(&log, Offset(0)).len(), appended as usize + 1);
+            }
+
             /// A compaction pass reads and rewrites without the log's lock: appends (rolling new
             /// segments), reads and durable waits run between its rewrite and its swap (they would
             /// deadlock if the pass held the lock), and the swap keeps all of them; a slice read

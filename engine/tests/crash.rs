@@ -496,6 +496,12 @@ fn an_append_waiting_for_queue_room_does_not_block_reads() {
             .is_err(),
         "the second append found room in a full queue"
     );
+    // An append that must not wait is given back.
+    let b = batch_of(&[value(9, 100)], 1).freeze();
+    assert!(matches!(
+        log.try_append(b, LeaderEpoch(0)).unwrap(),
+        TryAppend::WouldWait(_)
+    ));
     // Meanwhile the log answers: a read of the durable batch and its end offset.
     let (read_tx, read_rx) = std::sync::mpsc::channel();
     {

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use strata_engine::{AppendInfo, FlushPolicy, LeaderEpoch, Log, LogConfig, Offset, batch};
+use strata_engine::{
+    AppendInfo, FlushPolicy, LeaderEpoch, Log, LogConfig, Offset, TryAppend, batch,
+};
 use strata_replication::{AlterIsr, BrokerId, ReplicationError, Role};
 use uuid::Uuid;
 
@@ -637,10 +639,16 @@ impl Partition {
                 }
             }
         }
-        let info = self
-            .log
-            .append(records, epoch)
-            .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
+        // Called from async tasks: an append that would wait on the disk (backpressure, a
+        // roll) is done where waiting does not stall the runtime's worker.
+        let info = match self.log.try_append(records, epoch) {
+            Ok(TryAppend::Appended(info)) => Ok(info),
+            Ok(TryAppend::WouldWait(records)) => {
+                crate::blocking::run(|| self.log.append(records, epoch))
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
         if let Some(h) = idempotent.first() {
             let last = h.base_sequence.wrapping_add(h.last_offset_delta);
             producers.record(
@@ -661,10 +669,14 @@ impl Partition {
         let headers = batch::frame(&records, usize::MAX)
             .map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
         let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
-        let info = self
-            .log
-            .append_as_follower(records)
-            .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
+        let info = match self.log.try_append_as_follower(records) {
+            Ok(TryAppend::Appended(info)) => Ok(info),
+            Ok(TryAppend::WouldWait(records)) => {
+                crate::blocking::run(|| self.log.append_as_follower(records))
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
         for (_, h) in &headers {
             producers.record_header(h);
         }

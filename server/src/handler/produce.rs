@@ -112,13 +112,9 @@ type Wait = (
 );
 
 /// Appends every batch of a produce request now, without waiting for durability or
-/// replication (the appends themselves may wait on the disk: a segment roll, a full commit
-/// pipeline; they run through [`crate::blocking::run`]).
+/// replication (an append that would wait on the disk, for a roll or a full commit pipeline,
+/// runs through [`crate::blocking::run`]: see `Partition::append`).
 pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
-    crate::blocking::run(|| append_all(ctx, r))
-}
-
-fn append_all(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
     let acks = r.acks;
     let timeout = Duration::from_millis(u64::try_from(r.timeout_ms).unwrap_or(0).max(1));
     let mut topics = Vec::with_capacity(r.topic_data.len());
