@@ -63,6 +63,10 @@ fn read_batches(seg: &SegmentSnapshot) -> Result<Batches> {
         }
         read += n;
     }
+    if bytes.is_empty() {
+        // A segment an earlier pass emptied.
+        return Ok((bytes, Vec::new()));
+    }
     let headers = batch::frame(&bytes, usize::MAX).map_err(|e| LogError::Corruption {
         segment: path,
         position: 0,

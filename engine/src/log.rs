@@ -1503,11 +1503,14 @@ impl Log {
         Ok(Some(plan))
     }
 
-    /// Swaps rewritten segments in (under the log's lock: renames and an index load, no pass
-    /// over the data), if no truncation, deletion or other swap changed the segments since
-    /// `plan` was taken; otherwise the rewritten files are removed and `false` returned.
+    /// Swaps rewritten segments in, if no truncation, deletion or other swap changed the
+    /// segments since `plan` was taken (otherwise the rewritten files are removed and `false`
+    /// returned). The files are renamed into place under the checkpoint lock only (which keeps
+    /// truncation, retention, deletion and checkpoints out; appends and reads use the segments'
+    /// open descriptors, not their paths); the log's lock is taken just to put the new segments
+    /// in the map.
     pub(crate) fn swap_compacted(&self, plan: &CompactionPlan, cleaned: &[Offset]) -> Result<bool> {
-        let (_checkpoint, mut g) = self.lock_structure()?;
+        let (_checkpoint, g) = self.lock_structure()?;
         if g.structure_generation != plan.structure_generation {
             drop(g);
             for base in cleaned {
@@ -1518,45 +1521,59 @@ impl Log {
             }
             return Ok(false);
         }
-        let limits = recovery::limits(&g.config);
         for base in cleaned {
             // Invariant: the segments a plan rewrites are inactive, and inactive segments change
-            // only with the structure generation.
+            // only with the structure generation (which cannot move while the checkpoint lock is
+            // held: every change of it takes that lock).
             assert!(
                 g.segments.contains_key(base) && g.active().base_offset() > *base,
                 "a rewritten segment is still an inactive segment of the log"
             );
-            // The old indexes go first: a crash before the renames leaves the old log without
-            // indexes (recovery walks it), never new indexes beside the old log or old beside
-            // the new.
-            let old = g.segments.remove(base);
-            drop(old);
-            let (log_path, index_path, time_path) = LogSegment::paths(&self.dir, *base);
+        }
+        let limits = recovery::limits(&g.config);
+        drop(g);
+        // The old indexes go first: a crash before the renames leaves the old logs without
+        // indexes (recovery walks them), never new indexes beside an old log or old beside a
+        // new one.
+        for base in cleaned {
+            let (_, index_path, time_path) = LogSegment::paths(&self.dir, *base);
             for p in [&index_path, &time_path] {
                 if self.storage.exists(p) {
                     self.storage.remove(p).map_err(|e| LogError::io(p, e))?;
                 }
             }
-            self.storage
-                .sync_dir(&self.dir)
-                .map_err(|e| LogError::io(&self.dir, e))?;
-            let (clean_log, clean_index, clean_time) =
-                LogSegment::cleaned_paths(&self.dir, *base);
+        }
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| LogError::io(&self.dir, e))?;
+        for base in cleaned {
+            let finals = LogSegment::paths(&self.dir, *base);
+            let cleaned = LogSegment::cleaned_paths(&self.dir, *base);
             for (from, to) in [
-                (&clean_log, &log_path),
-                (&clean_index, &index_path),
-                (&clean_time, &time_path),
+                (&cleaned.0, &finals.0),
+                (&cleaned.1, &finals.1),
+                (&cleaned.2, &finals.2),
             ] {
                 self.storage
                     .rename(from, to)
                     .map_err(|e| LogError::io(to, e))?;
             }
-            self.storage
-                .sync_dir(&self.dir)
-                .map_err(|e| LogError::io(&self.dir, e))?;
+        }
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| LogError::io(&self.dir, e))?;
+        let mut fresh = Vec::with_capacity(cleaned.len());
+        for base in cleaned {
             let mut seg = LogSegment::open(&self.storage, &self.dir, *base, limits, None)?;
             seg.load_end()?;
-            g.segments.insert(*base, seg);
+            // Opening maps the indexes at their full size; an inactive segment keeps only its
+            // entries.
+            seg.trim_indexes()?;
+            fresh.push(seg);
+        }
+        let mut g = self.lock()?;
+        for seg in fresh {
+            g.segments.insert(seg.base_offset(), seg);
         }
         // Rewritten segments hold their batches at other positions.
         g.structure_generation += 1;

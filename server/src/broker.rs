@@ -1088,8 +1088,14 @@ impl Broker {
                 if let Err(e) = p.log.apply_retention(now_ms) {
                     tracing::warn!(topic = %t.name, partition = p.index, error = %e, "retention failed");
                 }
-                if let Err(e) = p.log.compact() {
-                    tracing::warn!(topic = %t.name, partition = p.index, error = %e, "compaction failed");
+                match p.log.compact() {
+                    Ok(stats) if stats.segments_rewritten > 0 => {
+                        tracing::info!(topic = %t.name, partition = p.index, segments = stats.segments_rewritten, records_removed = stats.records_removed, bytes_before = stats.bytes_before, bytes_after = stats.bytes_after, "compacted");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(topic = %t.name, partition = p.index, error = %e, "compaction failed");
+                    }
                 }
             }
         }
