@@ -1213,14 +1213,24 @@ impl Log {
 
     /// The first offset whose record timestamp is >= `timestamp` (ListOffsets by time), with
     /// that record's timestamp; `None` if every record is older.
+    ///
+    /// The segments to search and where to start in each come from memory under the log's
+    /// lock; their headers are read after it is dropped.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(Offset, i64)>> {
-        let g = self.lock()?;
-        let written = self.written_offset();
-        for seg in g.segments.values() {
-            if seg.max_timestamp() < timestamp {
-                continue;
-            }
-            if let Some((off, ts)) = seg.find_offset_by_timestamp(timestamp, g.log_start_offset)?
+        let (candidates, from, written) = {
+            let g = self.lock()?;
+            let candidates: Vec<_> = g
+                .segments
+                .values()
+                .filter_map(|seg| {
+                    seg.timestamp_search_start(timestamp, g.log_start_offset)
+                        .map(|start| (seg.view(), start))
+                })
+                .collect();
+            (candidates, g.log_start_offset, self.written_offset())
+        };
+        for (view, start) in candidates {
+            if let Some((off, ts)) = view.find_offset_by_timestamp(start, timestamp, from)?
                 && off < written
             {
                 return Ok(Some((off, ts)));

@@ -789,26 +789,48 @@ impl LogSegment {
         Ok(())
     }
 
+    /// Where a search for the first record with timestamp >= `timestamp` at or after `from`
+    /// starts walking in this segment (from its indexes, without reading the file); `None` if
+    /// every record of the segment is older.
+    pub fn timestamp_search_start(&self, timestamp: i64, from: Offset) -> Option<u64> {
+        if self.max_timestamp < timestamp {
+            return None;
+        }
+        let hint = self.time_index.lookup(timestamp).offset.max(from);
+        Some(u64::from(self.offset_index.lookup(hint).position))
+    }
+
     /// Offset of the first record with timestamp >= `timestamp` in this segment, if any.
     pub fn find_offset_by_timestamp(
         &self,
         timestamp: i64,
         from: Offset,
     ) -> Result<Option<(Offset, i64)>> {
-        if self.max_timestamp < timestamp {
-            return Ok(None);
+        match self.timestamp_search_start(timestamp, from) {
+            Some(start) => self.view().find_offset_by_timestamp(start, timestamp, from),
+            None => Ok(None),
         }
-        let hint = self.time_index.lookup(timestamp).offset.max(from);
-        let start = self.offset_index.lookup(hint);
-        let mut pos = u64::from(start.position);
+    }
+}
+
+impl SegmentView {
+    /// Offset and timestamp of the first record with timestamp >= `timestamp` at or after
+    /// `from`, walking batch headers from `start` (see [`LogSegment::timestamp_search_start`]).
+    pub fn find_offset_by_timestamp(
+        &self,
+        start: u64,
+        timestamp: i64,
+        from: Offset,
+    ) -> Result<Option<(Offset, i64)>> {
+        let mut pos = start;
         while let Some(h) = self.read_header(pos)? {
             if h.max_timestamp >= timestamp && h.last_offset() >= from {
                 // Look inside an uncompressed batch for the exact record.
                 let mut bytes = vec![0u8; h.size()];
                 let n = self
-                    .log
+                    .file
                     .read_at(&mut bytes, pos)
-                    .map_err(|e| LogError::io(&self.log_path, e))?;
+                    .map_err(|e| LogError::io(self.file.path(), e))?;
                 if n == bytes.len()
                     && let Some(records) = batch::records(&bytes)
                 {
