@@ -137,7 +137,10 @@ async fn dispatch(
         RequestKind::Produce(r) => {
             return produce::handle(ctx, r, v).await.map(ResponseKind::Produce);
         }
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(fetch::list_offsets(ctx, r)),
+        // By timestamp it reads batch headers, which may wait on the disk.
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(crate::blocking::run(|| fetch::list_offsets(ctx, r)))
+        }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(fetch::offset_for_leader_epoch(ctx, r))
         }
