@@ -49,10 +49,19 @@ pub struct BrokerConfig {
     pub process_roles: String,
     /// `log.dirs`: the data directory. Default: `./data`.
     pub log_dir: PathBuf,
-    /// `listeners`: where the Kafka listener binds. Default: `PLAINTEXT://127.0.0.1:9092`.
+    /// `listeners`: where the Kafka listeners bind (`NAME://host:port,...`). Default:
+    /// `PLAINTEXT://127.0.0.1:9092`. See `listener.rs`.
+    pub listeners: Vec<crate::listener::Endpoint>,
+    /// The first listener's address (the one a cluster registers and peers replicate from).
     pub listener: SocketAddr,
-    /// `advertised.listeners`: the address clients are told. Default: the listener.
+    /// `advertised.listeners`, by listener name. Default: each listener's own address.
+    pub advertised_listeners: Vec<crate::listener::Endpoint>,
+    /// The first listener's advertised address.
     pub advertised: (String, u16),
+    /// `listener.security.protocol.map`. Default: a listener named after a protocol uses it.
+    pub listener_protocols: std::collections::BTreeMap<String, crate::listener::SecurityProtocol>,
+    /// `ssl.*`: TLS of SSL listeners (`tls.rs`).
+    pub ssl: crate::tls::SslSettings,
     /// `cluster.id`. Default: `strata-cluster`.
     pub cluster_id: String,
     /// `broker.rack`. Default: none.
@@ -146,8 +155,16 @@ impl Default for BrokerConfig {
             node_id: 1,
             process_roles: "broker,controller".into(),
             log_dir: PathBuf::from("./data"),
+            listeners: vec![crate::listener::Endpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092,
+            }],
             listener,
+            advertised_listeners: Vec::new(),
             advertised: ("127.0.0.1".into(), 9092),
+            listener_protocols: Default::default(),
+            ssl: Default::default(),
             cluster_id: "strata-cluster".into(),
             rack: None,
             rack_aware_reads: false,
@@ -219,33 +236,6 @@ where
     Ok(v)
 }
 
-/// Parses `PLAINTEXT://host:port` (or `host:port`), the first of a comma-separated list.
-fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
-    let first = value.split(',').next().unwrap_or_default().trim();
-    let addr = match first.split_once("://") {
-        Some((proto, rest)) => {
-            if !proto.eq_ignore_ascii_case("PLAINTEXT") {
-                return Err(invalid(
-                    key,
-                    value,
-                    "only PLAINTEXT listeners are supported",
-                ));
-            }
-            rest
-        }
-        None => first,
-    };
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| invalid(key, value, "expected host:port"))?;
-    let port: u16 = port.parse().map_err(|_| invalid(key, value, "bad port"))?;
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
-    Ok((
-        host.trim_matches(|c| c == '[' || c == ']').to_string(),
-        port,
-    ))
-}
-
 /// Parses `controller.quorum.voters`: `1@127.0.0.1:19093,2@127.0.0.1:19094`.
 fn parse_voters(key: &str, value: &str) -> Result<Vec<(i32, SocketAddr)>, ConfigError> {
     let mut voters = Vec::new();
@@ -293,21 +283,75 @@ impl BrokerConfig {
                 self.log_dir = PathBuf::from(first);
             }
             "listeners" => {
-                let (host, port) = parse_listener(key, v)?;
-                let ip: std::net::IpAddr = if host == "localhost" {
-                    [127, 0, 0, 1].into()
-                } else {
-                    host.parse()
-                        .map_err(|_| invalid(key, v, "the listener host must be an IP address"))?
+                let endpoints =
+                    crate::listener::parse_endpoints(v).map_err(|e| invalid(key, v, e.0))?;
+                let first = endpoints
+                    .first()
+                    .ok_or_else(|| invalid(key, v, "no listener given"))?;
+                let ip: std::net::IpAddr = match first.host.as_str() {
+                    "localhost" => [127, 0, 0, 1].into(),
+                    "" => [0, 0, 0, 0].into(),
+                    h => h
+                        .parse()
+                        .map_err(|_| invalid(key, v, "the listener host must be an IP address"))?,
                 };
                 let advertised_default =
                     self.advertised == (self.listener.ip().to_string(), self.listener.port());
-                self.listener = SocketAddr::new(ip, port);
+                self.listener = SocketAddr::new(ip, first.port);
                 if advertised_default {
-                    self.advertised = (ip.to_string(), port);
+                    self.advertised = (ip.to_string(), first.port);
+                }
+                self.listeners = endpoints;
+            }
+            "advertised.listeners" => {
+                let endpoints =
+                    crate::listener::parse_endpoints(v).map_err(|e| invalid(key, v, e.0))?;
+                let first_name = self.listeners.first().map(|l| l.name.clone());
+                let first = endpoints
+                    .iter()
+                    .find(|e| Some(&e.name) == first_name.as_ref())
+                    .or(endpoints.first())
+                    .ok_or_else(|| invalid(key, v, "no listener given"))?;
+                self.advertised = (first.host.clone(), first.port);
+                self.advertised_listeners = endpoints;
+            }
+            "listener.security.protocol.map" => {
+                self.listener_protocols =
+                    crate::listener::parse_protocol_map(v).map_err(|e| invalid(key, v, e.0))?;
+            }
+            "inter.broker.listener.name" | "security.inter.broker.protocol" => {
+                if !v.eq_ignore_ascii_case("PLAINTEXT") {
+                    return Err(invalid(
+                        key,
+                        v,
+                        "brokers replicate over a PLAINTEXT listener for now (TLS between brokers is not supported yet)",
+                    ));
                 }
             }
-            "advertised.listeners" => self.advertised = parse_listener(key, v)?,
+            "ssl.keystore.type" => self.ssl.keystore_type = Some(v.into()),
+            "ssl.keystore.location" => self.ssl.keystore_location = Some(PathBuf::from(v)),
+            "ssl.keystore.certificate.chain" => {
+                self.ssl.keystore_certificate_chain = Some(v.into())
+            }
+            "ssl.keystore.key" => self.ssl.keystore_key = Some(v.into()),
+            "ssl.key.password" | "ssl.keystore.password" => {
+                if key == "ssl.key.password" {
+                    self.ssl.key_password = Some(v.into());
+                }
+            }
+            "ssl.truststore.type" => self.ssl.truststore_type = Some(v.into()),
+            "ssl.truststore.location" => self.ssl.truststore_location = Some(PathBuf::from(v)),
+            "ssl.truststore.certificates" => self.ssl.truststore_certificates = Some(v.into()),
+            "ssl.truststore.password" => {}
+            "ssl.client.auth" => {
+                self.ssl.client_auth = match v.to_ascii_lowercase().as_str() {
+                    "none" => crate::tls::ClientAuth::None,
+                    "requested" => crate::tls::ClientAuth::Requested,
+                    "required" => crate::tls::ClientAuth::Required,
+                    _ => return Err(invalid(key, v, "expected none, requested or required")),
+                }
+            }
+            "ssl.enabled.protocols" => self.ssl.enabled_protocols = Some(v.into()),
             "cluster.id" => self.cluster_id = v.into(),
             "broker.rack" => self.rack = (!v.is_empty()).then(|| v.to_string()),
             "replica.selector.class" => {
@@ -435,8 +479,55 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// The listeners to run, resolved from `listeners`, `advertised.listeners` and
+    /// `listener.security.protocol.map`.
+    pub fn resolved_listeners(&self) -> Result<Vec<crate::listener::Listener>, ConfigError> {
+        crate::listener::resolve(
+            &self.listeners,
+            &self.advertised_listeners,
+            &self.listener_protocols,
+        )
+        .map_err(|e| invalid("listeners", "", e.0))
+    }
+
     /// Checks settings that depend on each other.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use crate::listener::SecurityProtocol;
+        let listeners = self.resolved_listeners()?;
+        for l in &listeners {
+            if matches!(
+                l.protocol,
+                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+            ) {
+                return Err(invalid(
+                    "listeners",
+                    &l.name,
+                    format!(
+                        "listener {} uses {}: SASL is not supported yet (PLAINTEXT and SSL are)",
+                        l.name,
+                        l.protocol.name()
+                    ),
+                ));
+            }
+        }
+        if listeners
+            .iter()
+            .any(|l| l.protocol == SecurityProtocol::Ssl)
+        {
+            crate::tls::server_config(&self.ssl).map_err(|e| invalid("ssl.*", "", e.0))?;
+        }
+        if self.is_cluster()
+            && (listeners.len() > 1
+                || listeners
+                    .iter()
+                    .any(|l| l.protocol != SecurityProtocol::Plaintext))
+        {
+            return Err(invalid(
+                "listeners",
+                "",
+                "a cluster node has one PLAINTEXT listener for now: several listeners and TLS are supported on a standalone broker",
+            ));
+        }
         self.log_defaults
             .validate()
             .map_err(|reason| invalid("log.*", "", reason))?;
@@ -574,12 +665,23 @@ impl BrokerConfig {
             e("log.dirs", self.log_dir.display().to_string(), String),
             e(
                 "listeners",
-                format!("PLAINTEXT://{}", self.listener),
+                self.listeners
+                    .iter()
+                    .map(|l| format!("{}://{}:{}", l.name, l.host, l.port))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 String,
             ),
             e(
                 "advertised.listeners",
-                format!("PLAINTEXT://{}:{}", self.advertised.0, self.advertised.1),
+                match self.resolved_listeners() {
+                    Ok(ls) => ls
+                        .iter()
+                        .map(|l| format!("{}://{}:{}", l.name, l.advertised.0, l.advertised.1))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    Err(_) => format!("PLAINTEXT://{}:{}", self.advertised.0, self.advertised.1),
+                },
                 String,
             ),
             BrokerConfigEntry {

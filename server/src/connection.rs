@@ -19,6 +19,7 @@ use tokio::io::AsyncReadExt;
 
 use tokio::net::TcpStream;
 
+use crate::client_stream::ClientStream;
 use crate::handler::{self, Context};
 use crate::wire;
 use crate::wire_out::Part;
@@ -46,7 +47,21 @@ tokio::task_local! {
     /// The address of the client whose request is being handled (for the handlers that
     /// report it, as ConsumerGroupDescribe's client host).
     static PEER: Option<std::net::SocketAddr>;
+    /// The advertised address of the listener the request came in on (Metadata and
+    /// FindCoordinator answer with the same listener's addresses, as Kafka does).
+    static ADVERTISED: (String, u16);
 }
+
+/// The advertised address of the listener of the request being handled, or the first
+/// listener's outside a connection.
+pub fn advertised(ctx: &Context) -> (String, u16) {
+    ADVERTISED
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| ctx.broker.config.advertised.clone())
+}
+
+/// How long a client has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The client address of the request being handled, as Kafka writes it (`/127.0.0.1`), or
 /// empty outside a connection.
@@ -60,11 +75,12 @@ pub fn client_host() -> String {
 /// Serves one connection until it closes or the broker shuts down.
 pub async fn serve(
     ctx: Arc<Context>,
-    mut stream: TcpStream,
+    tcp: TcpStream,
+    listener: Arc<crate::listener::Bound>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let peer = stream.peer_addr().ok();
-    let _ = stream.set_nodelay(true);
+    let peer = tcp.peer_addr().ok();
+    let _ = tcp.set_nodelay(true);
     // A peer whose connections keep failing waits before it is served (error_backoff).
     if let Some(p) = peer {
         let delay = ctx.backoff.delay_for(p.ip(), std::time::Instant::now());
@@ -75,8 +91,35 @@ pub async fn serve(
             }
         }
     }
+    let mut stream = match &listener.tls {
+        None => ClientStream::Plain(tcp),
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+            match handshake.await {
+                Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),
+                Ok(Err(e)) => {
+                    ctx.metrics.tls_handshake_failures.inc();
+                    let log = peer.is_none_or(|p| {
+                        ctx.backoff
+                            .record_error_close(p.ip(), std::time::Instant::now())
+                            .1
+                    });
+                    if log {
+                        tracing::warn!(?peer, listener = %listener.listener.name, error = %e, "TLS handshake failed");
+                    }
+                    return;
+                }
+                Err(_) => {
+                    ctx.metrics.tls_handshake_failures.inc();
+                    tracing::debug!(?peer, listener = %listener.listener.name, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    let advertised = listener.listener.advertised.clone();
     let result = tokio::select! {
-        r = PEER.scope(peer, run(&ctx, &mut stream)) => r,
+        r = ADVERTISED.scope(advertised, PEER.scope(peer, run(&ctx, &mut stream))) => r,
         _ = async { let _ = shutdown.wait_for(|s| *s).await; } => Ok(()),
     };
     match result {
@@ -121,7 +164,7 @@ enum Event {
     Responded(Result<Result<Option<Vec<Part>>, ConnectionError>, tokio::task::JoinError>),
 }
 
-async fn run(ctx: &Arc<Context>, stream: &mut TcpStream) -> Result<(), ConnectionError> {
+async fn run(ctx: &Arc<Context>, stream: &mut ClientStream) -> Result<(), ConnectionError> {
     let limit = ctx.broker.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut pending: std::collections::VecDeque<PendingResponse> =
@@ -265,7 +308,7 @@ fn start_produce(ctx: &Arc<Context>, frame: BytesMut) -> Result<PendingResponse,
 /// NOT_LEADER_OR_FOLLOWER and the like first, so the client knows why).
 async fn respond(
     ctx: &Context,
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     response: Result<Result<Option<Vec<Part>>, ConnectionError>, tokio::task::JoinError>,
     producing: bool,
 ) -> Result<bool, ConnectionError> {

@@ -69,6 +69,9 @@ pub struct Metrics {
     pub duplicate_batches: Counter,
     /// Batches found corrupt on disk when read (failed CRC-32C or framing).
     pub corrupt_batches: Counter,
+    /// TLS handshakes that failed or timed out (a plaintext client on an SSL listener, a
+    /// certificate the truststore does not vouch for, a client that never finished).
+    pub tls_handshake_failures: Counter,
     /// Record bytes a fetch read and checked (framing, CRC-32C) before sending.
     pub fetch_checked_bytes: Counter,
     /// Record bytes a fetch sent without checking them again: checked by an earlier fetch and
@@ -114,6 +117,7 @@ impl Metrics {
             response_encode_errors: Family::default(),
             duplicate_batches: Counter::default(),
             corrupt_batches: Counter::default(),
+            tls_handshake_failures: Counter::default(),
             fetch_checked_bytes: Counter::default(),
             fetch_trusted_bytes: Counter::default(),
             log_end_offset: Family::default(),
@@ -144,6 +148,11 @@ impl Metrics {
             "corrupt_batches",
             "Batches found corrupt on disk when read",
             m.corrupt_batches.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes on SSL listeners that failed or timed out",
+            m.tls_handshake_failures.clone(),
         );
         registry.register(
             "fetch_checked_bytes",

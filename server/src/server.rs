@@ -13,6 +13,38 @@ use crate::group::GroupCoordinator;
 use crate::handler::Context;
 use crate::metrics::Metrics;
 
+/// Binds every listener (`listener.rs`), with the TLS acceptor of SSL ones.
+async fn bind_listeners(
+    config: &BrokerConfig,
+) -> anyhow::Result<Vec<(TcpListener, Arc<crate::listener::Bound>)>> {
+    let resolved = config.resolved_listeners()?;
+    let mut tls = None;
+    let mut out = Vec::with_capacity(resolved.len());
+    for l in resolved {
+        let acceptor = if l.protocol == crate::listener::SecurityProtocol::Ssl {
+            if tls.is_none() {
+                tls = Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+                    &config.ssl,
+                )?));
+            }
+            tls.clone()
+        } else {
+            None
+        };
+        let tcp = TcpListener::bind(l.bind).await.map_err(|e| {
+            anyhow::anyhow!("binding the Kafka listener {} ({}): {e}", l.name, l.bind)
+        })?;
+        out.push((
+            tcp,
+            Arc::new(crate::listener::Bound {
+                listener: l,
+                tls: acceptor,
+            }),
+        ));
+    }
+    Ok(out)
+}
+
 /// Runs a broker until SIGTERM or SIGINT.
 pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     // One owner per data directory, taken before anything binds, opens or writes: a second
@@ -65,9 +97,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || controller.stop()).await?;
         return Ok(());
     }
-    let listener = TcpListener::bind(config.listener)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding the Kafka listener {}: {e}", config.listener))?;
+    let listeners = bind_listeners(&config).await?;
     let data_dir_lock = Arc::new(data_dir_lock);
     let broker_lock = data_dir_lock.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, broker_lock)).await??;
@@ -91,6 +121,14 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         "strata broker ready"
     );
     println!("strata: listening on {}", broker.config.listener);
+    for (_, b) in listeners.iter().skip(1) {
+        println!(
+            "strata: listening on {} ({}, {})",
+            b.listener.bind,
+            b.listener.name,
+            b.listener.protocol.name()
+        );
+    }
     if let Some(l) = metrics_listener {
         tracing::info!(addr = ?l.local_addr().ok(), "metrics endpoint at /metrics");
         tokio::spawn(crate::metrics::serve(l, ctx.clone(), shutdown_rx.clone()));
@@ -131,18 +169,32 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                match accepted {
+    // One accept task per listener, handing connections to this loop.
+    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(64);
+    let mut acceptors = tokio::task::JoinSet::new();
+    for (tcp, bound) in listeners {
+        let tx = accepted_tx.clone();
+        acceptors.spawn(async move {
+            loop {
+                match tcp.accept().await {
                     Ok((stream, _)) => {
-                        connections.spawn(crate::connection::serve(ctx.clone(), stream, shutdown_rx.clone()));
+                        if tx.send((stream, bound.clone())).await.is_err() {
+                            return;
+                        }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        tracing::warn!(listener = %bound.listener.name, error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
+            }
+        });
+    }
+    drop(accepted_tx);
+    loop {
+        tokio::select! {
+            Some((stream, bound)) = accepted_rx.recv() => {
+                connections.spawn(crate::connection::serve(ctx.clone(), stream, bound, shutdown_rx.clone()));
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
@@ -154,7 +206,9 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         crate::cluster::membership::controlled_shutdown(&broker).await;
     }
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
-    drop(listener);
+    acceptors.abort_all();
+    while acceptors.join_next().await.is_some() {}
+    drop(accepted_rx);
     // Connections finish the request they are handling, then stop reading.
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), async {

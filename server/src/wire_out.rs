@@ -19,6 +19,8 @@ use strata_engine::FileSlice;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
+use crate::client_stream::ClientStream;
+
 /// Largest file slice sent zero-copy; larger ones (beyond any sane fetch size) are copied.
 pub const MARKER_MAX: usize = 64 << 20;
 static ZEROS: [u8; MARKER_MAX] = [0; MARKER_MAX];
@@ -171,13 +173,57 @@ impl ByteBufMut for SegmentedFrame {
     }
 }
 
-/// Writes a frame's parts to the socket: bytes with `write`, file slices with `sendfile`.
-pub async fn write_parts(stream: &mut TcpStream, parts: Vec<Part>) -> std::io::Result<()> {
-    for part in parts {
-        match part {
-            Part::Bytes(b) => stream.write_all(&b).await?,
-            Part::File(slice) => send_file(stream, &slice).await?,
+/// Writes a frame's parts to the client: bytes with `write`, file slices with `sendfile` on a
+/// plain connection, read and encrypted on a TLS one.
+pub async fn write_parts(stream: &mut ClientStream, parts: Vec<Part>) -> std::io::Result<()> {
+    match stream {
+        ClientStream::Plain(tcp) => {
+            for part in parts {
+                match part {
+                    Part::Bytes(b) => tcp.write_all(&b).await?,
+                    Part::File(slice) => send_file(tcp, &slice).await?,
+                }
+            }
         }
+        ClientStream::Tls(tls) => {
+            for part in parts {
+                match part {
+                    Part::Bytes(b) => tls.write_all(&b).await?,
+                    Part::File(slice) => copy_file(tls.as_mut(), &slice).await?,
+                }
+            }
+            tls.flush().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of a file slice read at a time for a TLS connection.
+const TLS_CHUNK: usize = 256 << 10;
+
+/// Sends a file slice through a stream that cannot take `sendfile` (TLS): read in chunks with
+/// `pread` (never mapped: a slow client must not hold a map of a file that may be truncated).
+async fn copy_file(
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    slice: &FileSlice,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; TLS_CHUNK.min(slice.len())];
+    let end = slice.position() + slice.len() as u64;
+    let mut at = slice.position();
+    while at < end {
+        let want = usize::try_from(end - at)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let chunk = buf.get_mut(..want).unwrap_or_default();
+        let n = slice.file().read_at(chunk, at)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "segment truncated while sending",
+            ));
+        }
+        out.write_all(chunk.get(..n).unwrap_or_default()).await?;
+        at += n as u64;
     }
     Ok(())
 }

@@ -236,7 +236,7 @@ pub fn describe_cluster(
     r: kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let include_fenced = r.include_fenced_brokers;
-    let (host, port) = &ctx.broker.config.advertised;
+    let (host, port) = &crate::connection::advertised(ctx);
     let this = msg!(DescribeClusterBroker {
         broker_id: BrokerId(ctx.broker.config.node_id),
         host: s(host),

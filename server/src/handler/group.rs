@@ -47,7 +47,7 @@ const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 /// `__consumer_offsets` partition (created on first use, like Kafka).
 async fn coordinator_of(ctx: &Context, key: &str) -> Result<(i32, String, i32), ErrorCode> {
     let Some(cluster) = &ctx.broker.cluster else {
-        let (host, port) = &ctx.broker.config.advertised;
+        let (host, port) = &crate::connection::advertised(ctx);
         return Ok((ctx.broker.config.node_id, host.clone(), i32::from(*port)));
     };
     if !cluster.image().topics.contains_key(OFFSETS_TOPIC) {

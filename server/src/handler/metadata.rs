@@ -14,7 +14,7 @@ use crate::topic::Topic;
 
 /// The broker entry clients connect to.
 pub fn broker_entry(ctx: &Context) -> MetadataResponseBroker {
-    let (host, port) = &ctx.broker.config.advertised;
+    let (host, port) = &crate::connection::advertised(ctx);
     msg!(MetadataResponseBroker {
         node_id: BrokerId(ctx.broker.config.node_id),
         host: s(host),

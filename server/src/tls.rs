@@ -1,0 +1,193 @@
+//! TLS for SSL listeners, with rustls (ring), from PEM files or PEM text as Kafka configures
+//! them (KIP-651): `ssl.keystore.type=PEM` with `ssl.keystore.location` (one file holding the
+//! private key and the certificate chain) or `ssl.keystore.certificate.chain` and
+//! `ssl.keystore.key`; `ssl.truststore.type=PEM` with `ssl.truststore.location` or
+//! `ssl.truststore.certificates` (the CAs client certificates must chain to);
+//! `ssl.client.auth` = `none` | `requested` | `required`; `ssl.enabled.protocols` (TLSv1.2,
+//! TLSv1.3). JKS and PKCS12 stores and encrypted keys (`ssl.key.password`) are refused at start
+//! with a clear error.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls;
+
+/// `ssl.client.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// No client certificate asked for.
+    #[default]
+    None,
+    /// Asked for; a client without one is still served (a client with a bad one is not).
+    Requested,
+    /// Required: a client without a certificate the truststore vouches for is refused.
+    Required,
+}
+
+/// The `ssl.*` settings of the broker (as written; checked by [`server_config`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SslSettings {
+    /// `ssl.keystore.type`.
+    pub keystore_type: Option<String>,
+    /// `ssl.keystore.location`.
+    pub keystore_location: Option<PathBuf>,
+    /// `ssl.keystore.certificate.chain`.
+    pub keystore_certificate_chain: Option<String>,
+    /// `ssl.keystore.key`.
+    pub keystore_key: Option<String>,
+    /// `ssl.key.password`.
+    pub key_password: Option<String>,
+    /// `ssl.truststore.type`.
+    pub truststore_type: Option<String>,
+    /// `ssl.truststore.location`.
+    pub truststore_location: Option<PathBuf>,
+    /// `ssl.truststore.certificates`.
+    pub truststore_certificates: Option<String>,
+    /// `ssl.client.auth`.
+    pub client_auth: ClientAuth,
+    /// `ssl.enabled.protocols`. Default: TLSv1.2,TLSv1.3.
+    pub enabled_protocols: Option<String>,
+}
+
+/// Why the TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(pub String);
+
+fn pem_type_ok(key: &str, value: &Option<String>) -> Result<(), TlsError> {
+    match value.as_deref() {
+        None => Ok(()),
+        Some(t) if t.eq_ignore_ascii_case("PEM") => Ok(()),
+        Some(t) => Err(TlsError(format!(
+            "{key}={t}: only PEM stores are supported (convert with openssl; see docs/security.md)"
+        ))),
+    }
+}
+
+fn certificates(
+    location: &Option<PathBuf>,
+    inline: &Option<String>,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Result<Vec<_>, _> = match (location, inline) {
+        (Some(path), _) => CertificateDer::pem_file_iter(path)
+            .map_err(|e| TlsError(format!("{what} {path:?}: {e}")))?
+            .collect(),
+        (None, Some(text)) => CertificateDer::pem_slice_iter(text.as_bytes()).collect(),
+        (None, None) => return Ok(Vec::new()),
+    };
+    let certs = certs.map_err(|e| TlsError(format!("{what}: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError(format!("{what}: no PEM certificate found")));
+    }
+    Ok(certs)
+}
+
+/// The server side of TLS for SSL listeners, from `settings`.
+pub fn server_config(settings: &SslSettings) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    pem_type_ok("ssl.keystore.type", &settings.keystore_type)?;
+    pem_type_ok("ssl.truststore.type", &settings.truststore_type)?;
+    if settings
+        .key_password
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(TlsError(
+            "ssl.key.password: encrypted private keys are not supported; give the key unencrypted (PKCS#8 PEM) and protect the file"
+                .into(),
+        ));
+    }
+    let (chain, key) = match (
+        &settings.keystore_location,
+        &settings.keystore_certificate_chain,
+        &settings.keystore_key,
+    ) {
+        (Some(path), _, _) => {
+            let chain = certificates(&Some(path.clone()), &None, "ssl.keystore.location")?;
+            let key = PrivateKeyDer::from_pem_file(path).map_err(|e| {
+                TlsError(format!(
+                    "ssl.keystore.location {path:?}: no private key: {e}"
+                ))
+            })?;
+            (chain, key)
+        }
+        (None, Some(chain), Some(key)) => {
+            let chain = certificates(
+                &None,
+                &Some(chain.clone()),
+                "ssl.keystore.certificate.chain",
+            )?;
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .map_err(|e| TlsError(format!("ssl.keystore.key: {e}")))?;
+            (chain, key)
+        }
+        _ => {
+            return Err(TlsError(
+                "an SSL listener needs ssl.keystore.location (PEM key and certificate chain), or ssl.keystore.certificate.chain and ssl.keystore.key"
+                    .into(),
+            ));
+        }
+    };
+    // ring keeps the build to a C compiler (aws-lc-rs wants more on this machine); rustls
+    // marks its provider deprecated because it offers no post-quantum key exchange.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    let enabled = settings
+        .enabled_protocols
+        .clone()
+        .unwrap_or_else(|| "TLSv1.2,TLSv1.3".into());
+    for p in enabled.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match p {
+            "TLSv1.2" => versions.push(&rustls::version::TLS12),
+            "TLSv1.3" => versions.push(&rustls::version::TLS13),
+            other => {
+                return Err(TlsError(format!(
+                    "ssl.enabled.protocols: {other} is not supported (TLSv1.2, TLSv1.3)"
+                )));
+            }
+        }
+    }
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| TlsError(format!("ssl.enabled.protocols: {e}")))?;
+    let builder = if settings.client_auth == ClientAuth::None {
+        builder.with_no_client_auth()
+    } else {
+        let cas = certificates(
+            &settings.truststore_location,
+            &settings.truststore_certificates,
+            "ssl.truststore",
+        )?;
+        if cas.is_empty() {
+            return Err(TlsError(
+                "ssl.client.auth asks for client certificates: give the CAs they chain to in ssl.truststore.location or ssl.truststore.certificates"
+                    .into(),
+            ));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in cas {
+            roots
+                .add(ca)
+                .map_err(|e| TlsError(format!("ssl.truststore: {e}")))?;
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        let verifier = if settings.client_auth == ClientAuth::Requested {
+            verifier.allow_unauthenticated()
+        } else {
+            verifier
+        };
+        builder.with_client_cert_verifier(
+            verifier
+                .build()
+                .map_err(|e| TlsError(format!("ssl.truststore: {e}")))?,
+        )
+    };
+    let config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError(format!("ssl.keystore: {e}")))?;
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,138 @@
+//! SSL listeners from the outside: a broker with a PLAINTEXT and an SSL listener (mutual TLS,
+//! certificates made for the test by rcgen), and kafka-python (an independent client, over
+//! Python's OpenSSL) creating, producing and consuming over TLS; a client without a
+//! certificate, with one from another CA, or speaking plaintext to the SSL port is refused (and
+//! counted), the client refuses a broker its CA did not sign, and the plaintext listener keeps
+//! serving and advertising itself.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+
+/// A CA: its certificate (PEM) and what signs with it.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    Ca { cert, key }
+}
+
+/// A leaf certificate signed by `ca`: (certificate PEM, key PEM).
+fn leaf(ca: &Ca, cn: &str, names: &[&str], purpose: ExtendedKeyUsagePurpose) -> (String, String) {
+    let mut p =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.extended_key_usages = vec![purpose];
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn write_certs(dir: &Path) {
+    let ca1 = ca("strata test CA");
+    let rogue = ca("another CA");
+    let (server_crt, server_key) = leaf(
+        &ca1,
+        "broker",
+        &["localhost", "127.0.0.1"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client_crt, client_key) = leaf(&ca1, "client-1", &[], ExtendedKeyUsagePurpose::ClientAuth);
+    let (rogue_crt, rogue_key) = leaf(&rogue, "intruder", &[], ExtendedKeyUsagePurpose::ClientAuth);
+    let w = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    w("ca.pem", &ca1.cert.pem());
+    w("rogue-ca.pem", &rogue.cert.pem());
+    // Kafka's PEM keystore file: the private key and the certificate chain.
+    w("server.pem", &format!("{server_key}{server_crt}"));
+    w("client.crt", &client_crt);
+    w("client.key", &client_key);
+    w("rogue.crt", &rogue_crt);
+    w("rogue.key", &rogue_key);
+}
+
+#[test]
+fn kafka_python_over_mutual_tls_and_what_an_ssl_listener_refuses() {
+    let certs = tempfile::tempdir().unwrap();
+    write_certs(certs.path());
+    let (plain, ssl, mport) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let d = certs.path().display();
+    let broker = common::Broker::start_on(
+        plain,
+        &[
+            &format!("listeners=PLAINTEXT://127.0.0.1:{plain},SSL://127.0.0.1:{ssl}"),
+            "ssl.keystore.type=PEM",
+            &format!("ssl.keystore.location={d}/server.pem"),
+            "ssl.truststore.type=PEM",
+            &format!("ssl.truststore.location={d}/ca.pem"),
+            "ssl.client.auth=required",
+            &format!("metrics.listen=127.0.0.1:{mport}"),
+        ],
+    );
+    let script = format!(
+        "{}/tests/python/kafka_python_tls.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(certs.path())
+        .arg(format!("127.0.0.1:{ssl}"))
+        .arg(broker.bootstrap())
+        .output()
+        .expect("python3 runs (scripts/test installs kafka-python)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kafka-python failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("tls: mutual TLS ok 300 records"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tls: ok"), "{stdout}");
+    println!("{stdout}");
+    let failures = common::Broker::metric(mport, "strata_tls_handshake_failures");
+    assert!(failures >= 3.0, "{failures} handshake failures counted");
+}
+
+/// Settings an SSL listener cannot run with are refused at start, naming the setting.
+#[test]
+fn an_ssl_listener_without_a_usable_keystore_does_not_start() {
+    let bin = env!("CARGO_BIN_EXE_strata");
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let run = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--set", &format!("listeners=SSL://127.0.0.1:{port}")]);
+        for e in extra {
+            cmd.args(["--set", e]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "started with {extra:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run(&[]).contains("ssl.keystore.location"));
+    assert!(run(&["ssl.keystore.type=JKS", "ssl.keystore.location=/x"]).contains("only PEM"));
+    assert!(
+        run(&["ssl.keystore.location=/nonexistent/server.pem"]).contains("/nonexistent/server.pem")
+    );
+    let sasl = run(&["listener.security.protocol.map=SSL:SASL_SSL"]);
+    assert!(sasl.contains("SASL is not supported yet"), "{sasl}");
+}
