@@ -109,6 +109,50 @@ fn kafka_python_over_mutual_tls_and_what_an_ssl_listener_refuses() {
     assert!(failures >= 3.0, "{failures} handshake failures counted");
 }
 
+/// kafkajs (a JavaScript client over Node's TLS) produces and consumes over mutual TLS on the
+/// SSL listener, and is refused without its certificate. (Debian's kcat here is built without
+/// OpenSSL, so it cannot take part.)
+#[test]
+fn kafkajs_over_mutual_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    write_certs(certs.path());
+    let (plain, ssl) = (common::free_port(), common::free_port());
+    let d = certs.path().display().to_string();
+    let _broker = common::Broker::start_on(
+        plain,
+        &[
+            &format!("listeners=PLAINTEXT://127.0.0.1:{plain},SSL://127.0.0.1:{ssl}"),
+            &format!("ssl.keystore.location={d}/server.pem"),
+            &format!("ssl.truststore.location={d}/ca.pem"),
+            "ssl.client.auth=required",
+        ],
+    );
+    let out = std::process::Command::new("node")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/node/kafkajs_tls.js"
+        ))
+        .arg(certs.path())
+        .arg(format!("127.0.0.1:{ssl}"))
+        .output()
+        .expect("node runs (scripts/test installs it and kafkajs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kafkajs failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{stdout}");
+    for line in [
+        "produced 100",
+        "consumed 100",
+        "refused without a certificate",
+        "kafkajs tls: ok",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
+}
+
 /// Settings an SSL listener cannot run with are refused at start, naming the setting.
 #[test]
 fn an_ssl_listener_without_a_usable_keystore_does_not_start() {
