@@ -62,6 +62,10 @@ pub struct BrokerConfig {
     pub listener_protocols: std::collections::BTreeMap<String, crate::listener::SecurityProtocol>,
     /// `ssl.*`: TLS of SSL listeners (`tls.rs`).
     pub ssl: crate::tls::SslSettings,
+    /// `sasl.enabled.mechanisms`. Default: PLAIN,SCRAM-SHA-256,SCRAM-SHA-512.
+    pub sasl_mechanisms: Vec<crate::sasl::Mechanism>,
+    /// PLAIN users by listener name, from `listener.name.<listener>.plain.sasl.jaas.config`.
+    pub plain_users: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// `cluster.id`. Default: `strata-cluster`.
     pub cluster_id: String,
     /// `broker.rack`. Default: none.
@@ -165,6 +169,12 @@ impl Default for BrokerConfig {
             advertised: ("127.0.0.1".into(), 9092),
             listener_protocols: Default::default(),
             ssl: Default::default(),
+            sasl_mechanisms: vec![
+                crate::sasl::Mechanism::Plain,
+                crate::sasl::Mechanism::ScramSha256,
+                crate::sasl::Mechanism::ScramSha512,
+            ],
+            plain_users: Default::default(),
             cluster_id: "strata-cluster".into(),
             rack: None,
             rack_aware_reads: false,
@@ -352,6 +362,46 @@ impl BrokerConfig {
                 }
             }
             "ssl.enabled.protocols" => self.ssl.enabled_protocols = Some(v.into()),
+            "sasl.enabled.mechanisms" => {
+                let mut out = Vec::new();
+                for m in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                    out.push(crate::sasl::Mechanism::parse(m).ok_or_else(|| {
+                        invalid(
+                            key,
+                            v,
+                            format!("{m}: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are supported"),
+                        )
+                    })?);
+                }
+                self.sasl_mechanisms = out;
+            }
+            k if k.starts_with("listener.name.") && k.ends_with(".sasl.jaas.config") => {
+                let rest = &k["listener.name.".len()..k.len() - ".sasl.jaas.config".len()];
+                let (listener, mechanism) = rest.split_once('.').ok_or_else(|| {
+                    invalid(
+                        key,
+                        v,
+                        "expected listener.name.<listener>.<mechanism>.sasl.jaas.config",
+                    )
+                })?;
+                match mechanism.to_ascii_uppercase().as_str() {
+                    "PLAIN" => {
+                        let users = crate::sasl::parse_plain_jaas(v)
+                            .map_err(|e| invalid(key, "<jaas>", e))?;
+                        self.plain_users
+                            .insert(listener.to_ascii_uppercase(), users);
+                    }
+                    // SCRAM's users are in the credential store, not the JAAS text.
+                    "SCRAM-SHA-256" | "SCRAM-SHA-512" => {}
+                    other => {
+                        return Err(invalid(
+                            key,
+                            "<jaas>",
+                            format!("mechanism {other} is not supported"),
+                        ));
+                    }
+                }
+            }
             "cluster.id" => self.cluster_id = v.into(),
             "broker.rack" => self.rack = (!v.is_empty()).then(|| v.to_string()),
             "replica.selector.class" => {
@@ -498,22 +548,25 @@ impl BrokerConfig {
             if matches!(
                 l.protocol,
                 SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-            ) {
+            ) && self.sasl_mechanisms.is_empty()
+            {
                 return Err(invalid(
-                    "listeners",
-                    &l.name,
+                    "sasl.enabled.mechanisms",
+                    "",
                     format!(
-                        "listener {} uses {}: SASL is not supported yet (PLAINTEXT and SSL are)",
+                        "listener {} uses {} but no mechanism is enabled",
                         l.name,
                         l.protocol.name()
                     ),
                 ));
             }
         }
-        if listeners
-            .iter()
-            .any(|l| l.protocol == SecurityProtocol::Ssl)
-        {
+        if listeners.iter().any(|l| {
+            matches!(
+                l.protocol,
+                SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+            )
+        }) {
             crate::tls::server_config(&self.ssl).map_err(|e| invalid("ssl.*", "", e.0))?;
         }
         if self.is_cluster()
@@ -525,7 +578,7 @@ impl BrokerConfig {
             return Err(invalid(
                 "listeners",
                 "",
-                "a cluster node has one PLAINTEXT listener for now: several listeners and TLS are supported on a standalone broker",
+                "a cluster node has one PLAINTEXT listener for now: several listeners, TLS and SASL are supported on a standalone broker",
             ));
         }
         self.log_defaults

@@ -118,8 +118,13 @@ pub async fn serve(
         }
     };
     let advertised = listener.listener.advertised.clone();
+    let mut auth = listener.sasl().then(|| Authentication {
+        listener: listener.listener.name.clone(),
+        exchange: None,
+        deadline: tokio::time::Instant::now() + SASL_DEADLINE,
+    });
     let result = tokio::select! {
-        r = ADVERTISED.scope(advertised, PEER.scope(peer, run(&ctx, &mut stream))) => r,
+        r = ADVERTISED.scope(advertised, PEER.scope(peer, run(&ctx, &mut stream, &mut auth))) => r,
         _ = async { let _ = shutdown.wait_for(|s| *s).await; } => Ok(()),
     };
     match result {
@@ -164,13 +169,31 @@ enum Event {
     Responded(Result<Result<Option<Vec<Part>>, ConnectionError>, tokio::task::JoinError>),
 }
 
-async fn run(ctx: &Arc<Context>, stream: &mut ClientStream) -> Result<(), ConnectionError> {
+async fn run(
+    ctx: &Arc<Context>,
+    stream: &mut ClientStream,
+    auth: &mut Option<Authentication>,
+) -> Result<(), ConnectionError> {
     let limit = ctx.broker.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut pending: std::collections::VecDeque<PendingResponse> =
         std::collections::VecDeque::new();
     loop {
         if let Some(frame) = next_frame(&mut buf, limit, ctx)? {
+            if let Some(a) = auth.as_mut() {
+                // Not authenticated yet: only ApiVersions and the SASL exchange.
+                let (parts, outcome) = authenticate(ctx, a, frame.freeze()).await?;
+                crate::wire_out::write_parts(stream, parts).await?;
+                match outcome {
+                    AuthOutcome::Continue => {}
+                    AuthOutcome::Authenticated(user) => {
+                        tracing::debug!(user = %user, listener = %a.listener, "authenticated");
+                        *auth = None;
+                    }
+                    AuthOutcome::Refused => return Ok(()),
+                }
+                continue;
+            }
             let api_key = (frame.len() >= 2)
                 .then(|| ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])).ok())
                 .flatten();
@@ -198,9 +221,19 @@ async fn run(ctx: &Arc<Context>, stream: &mut ClientStream) -> Result<(), Connec
             }
             continue;
         }
+        let sasl_deadline = auth.as_ref().map(|a| a.deadline);
         let event = tokio::select! {
             // `read_buf` is cancel-safe: bytes read are in `buf` even if the other branch wins.
             n = stream.read_buf(&mut buf) => Event::Read(n?),
+            _ = async {
+                match sasl_deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                auth_failed(ctx, &format!("not finished within {SASL_DEADLINE:?}"));
+                return Ok(());
+            }
             r = async {
                 match pending.front_mut() {
                     Some(oldest) => oldest.await,
@@ -231,6 +264,179 @@ async fn run(ctx: &Arc<Context>, stream: &mut ClientStream) -> Result<(), Connec
             }
         }
     }
+}
+
+/// A SASL listener's connection before it has authenticated.
+#[derive(Debug)]
+pub struct Authentication {
+    listener: String,
+    /// The mechanism the handshake chose, and its exchange so far.
+    exchange: Option<crate::sasl::Exchange>,
+    /// When a connection that has not authenticated is closed (a slow or silent client holds
+    /// no connection slot for longer).
+    deadline: tokio::time::Instant,
+}
+
+/// Counts a failed SASL authentication and logs it, thinned out per peer as error closes are:
+/// a peer that keeps failing (guessing passwords, say) also waits longer before each new
+/// connection is served (`error_backoff`).
+fn auth_failed(ctx: &Context, why: &str) {
+    ctx.metrics.sasl_authentication_failures.inc();
+    let peer = PEER.try_with(|p| *p).ok().flatten();
+    let (failures, log) = match peer {
+        Some(p) => ctx
+            .backoff
+            .record_error_close(p.ip(), std::time::Instant::now()),
+        None => (1, true),
+    };
+    if log {
+        tracing::warn!(?peer, reason = %why, failures, "SASL authentication failed");
+    }
+}
+
+/// How long a connection on a SASL listener has to authenticate.
+const SASL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a frame did to a connection's authentication.
+enum AuthOutcome {
+    Continue,
+    Authenticated(String),
+    /// Authentication failed: the answer says so, then the connection closes.
+    Refused,
+}
+
+/// Handles a frame of a connection that has not authenticated: ApiVersions as usual,
+/// SaslHandshake and SaslAuthenticate through the exchange; anything else closes the
+/// connection (Kafka's broker does the same).
+async fn authenticate(
+    ctx: &Arc<Context>,
+    auth: &mut Authentication,
+    frame: Bytes,
+) -> Result<(Vec<Part>, AuthOutcome), ConnectionError> {
+    use crate::error_code::ErrorCode;
+    use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
+    let (api_key, version, header, request) = match decode_request(frame.clone()) {
+        Ok(Decoded::Request {
+            api_key,
+            version,
+            header,
+            request,
+        }) => (api_key, version, header, *request),
+        Ok(Decoded::UnsupportedApiVersions { .. }) => {
+            let parts = handle_frame(ctx, frame).await?.unwrap_or_default();
+            return Ok((parts, AuthOutcome::Continue));
+        }
+        Err(e) => {
+            ctx.metrics.malformed_requests.inc();
+            return Err(e);
+        }
+    };
+    let config = &ctx.broker.config;
+    let enabled: Vec<_> = config
+        .sasl_mechanisms
+        .iter()
+        .map(|m| kafka_protocol::protocol::StrBytes::from_static_str(m.name()))
+        .collect();
+    let (response, outcome) = match request {
+        RequestKind::ApiVersions(_) => {
+            let parts = handle_frame(ctx, frame).await?.unwrap_or_default();
+            return Ok((parts, AuthOutcome::Continue));
+        }
+        RequestKind::SaslHandshake(r) => {
+            let chosen = crate::sasl::Mechanism::parse(r.mechanism.as_str())
+                .filter(|m| config.sasl_mechanisms.contains(m));
+            let code = match chosen {
+                Some(m) if auth.exchange.is_none() => {
+                    auth.exchange = Some(crate::sasl::Exchange::new(m));
+                    ErrorCode::None
+                }
+                Some(_) => ErrorCode::IllegalSaslState,
+                None => ErrorCode::UnsupportedSaslMechanism,
+            };
+            let outcome = if code == ErrorCode::None {
+                AuthOutcome::Continue
+            } else {
+                AuthOutcome::Refused
+            };
+            let response = crate::msg!(SaslHandshakeResponse {
+                error_code: code.code(),
+                mechanisms: enabled,
+            });
+            (ResponseKind::SaslHandshake(response), outcome)
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let Some(exchange) = auth.exchange.as_mut() else {
+                let response = crate::msg!(SaslAuthenticateResponse {
+                    error_code: ErrorCode::IllegalSaslState.code(),
+                    error_message: Some(handler::s("SaslAuthenticate before SaslHandshake")),
+                });
+                return encode(
+                    ctx,
+                    api_key,
+                    version,
+                    header.correlation_id,
+                    header.client_id.as_deref(),
+                    ResponseKind::SaslAuthenticate(response),
+                    Vec::new(),
+                )
+                .map(|p| (p, AuthOutcome::Refused));
+            };
+            let plain = config
+                .plain_users
+                .get(&auth.listener)
+                .cloned()
+                .unwrap_or_default();
+            match exchange.step(&r.auth_bytes, &plain, &ctx.scram) {
+                crate::sasl::Step::Challenge(bytes) => {
+                    let response = crate::msg!(SaslAuthenticateResponse {
+                        auth_bytes: Bytes::from(bytes),
+                    });
+                    (
+                        ResponseKind::SaslAuthenticate(response),
+                        AuthOutcome::Continue,
+                    )
+                }
+                crate::sasl::Step::Done { user, reply } => {
+                    let response = crate::msg!(SaslAuthenticateResponse {
+                        auth_bytes: Bytes::from(reply),
+                    });
+                    (
+                        ResponseKind::SaslAuthenticate(response),
+                        AuthOutcome::Authenticated(user),
+                    )
+                }
+                crate::sasl::Step::Failed(why) => {
+                    auth_failed(ctx, &why);
+                    let response = crate::msg!(SaslAuthenticateResponse {
+                        error_code: ErrorCode::SaslAuthenticationFailed.code(),
+                        error_message: Some(handler::s(
+                            "Authentication failed: invalid credentials"
+                        )),
+                    });
+                    (
+                        ResponseKind::SaslAuthenticate(response),
+                        AuthOutcome::Refused,
+                    )
+                }
+            }
+        }
+        _ => {
+            return Err(ConnectionError::Malformed(format!(
+                "{api_key:?} before SASL authentication on listener {}",
+                auth.listener
+            )));
+        }
+    };
+    let parts = encode(
+        ctx,
+        api_key,
+        version,
+        header.correlation_id,
+        header.client_id.as_deref(),
+        response,
+        Vec::new(),
+    )?;
+    Ok((parts, outcome))
 }
 
 /// Takes the next whole request frame (without its size prefix) out of `buf`, once it is all

@@ -43,6 +43,10 @@ pub enum ErrorCode {
     RebalanceInProgress = 27,
     /// The commit's offset metadata is too large.
     OffsetMetadataTooLarge = 12,
+    /// SaslHandshake: the mechanism is not enabled on this listener.
+    UnsupportedSaslMechanism = 33,
+    /// A SASL request out of its place (after authentication, or on a listener without SASL).
+    IllegalSaslState = 34,
     /// The API version is not supported.
     UnsupportedVersion = 35,
     /// The topic already exists.
@@ -55,6 +59,8 @@ pub enum ErrorCode {
     InvalidReplicaAssignment = 39,
     /// The request is malformed.
     InvalidRequest = 42,
+    /// SASL authentication failed (wrong user name or password).
+    SaslAuthenticationFailed = 58,
     /// Fetch: no fetch session with that id (evicted, or never opened).
     FetchSessionIdNotFound = 70,
     /// Fetch: the session epoch is not the one that follows the last.

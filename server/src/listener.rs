@@ -193,6 +193,16 @@ pub struct Bound {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
+impl Bound {
+    /// Whether connections authenticate with SASL first.
+    pub fn sasl(&self) -> bool {
+        matches!(
+            self.listener.protocol,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
 impl std::fmt::Debug for Bound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bound")

@@ -66,6 +66,87 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// SCRAM credentials in a standalone broker's data directory, stored salted and hashed
+    /// (never the password), as Kafka's storage tool creates the first users before a start:
+    /// `strata scram add --data-dir ./data 'SCRAM-SHA-512=[name=alice,password=alice-secret]'`.
+    /// Run it while the broker is stopped.
+    Scram {
+        #[command(subcommand)]
+        command: ScramCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ScramCommand {
+    /// Adds or replaces a user's credential for one mechanism.
+    Add {
+        /// The data directory (`log.dirs`).
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// `SCRAM-SHA-256=[name=alice,password=alice-secret]` (Kafka's `--add-scram`; an
+        /// `iterations=` entry is optional, 4096 at least).
+        credential: String,
+    },
+    /// Removes a user's credential for one mechanism.
+    Delete {
+        /// The data directory (`log.dirs`).
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// The mechanism: SCRAM-SHA-256 or SCRAM-SHA-512.
+        #[arg(long)]
+        mechanism: String,
+        /// The user.
+        #[arg(long)]
+        user: String,
+    },
+}
+
+/// The data directory's lock: credentials change only while no broker owns the directory
+/// (a running broker would not see the change, and two writers would race).
+fn lock_for_scram(data_dir: &std::path::Path) -> anyhow::Result<strata_engine::io::DirLock> {
+    strata_engine::io::lock_dir(data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (stop the broker that owns it before changing credentials)",
+            data_dir.display()
+        )
+    })
+}
+
+fn scram(command: ScramCommand) -> anyhow::Result<()> {
+    use strata_server::sasl::{Mechanism, ScramCredential, ScramStore, parse_add_scram};
+    match command {
+        ScramCommand::Add {
+            data_dir,
+            credential,
+        } => {
+            let (mechanism, user, password, iterations) =
+                parse_add_scram(&credential).map_err(anyhow::Error::msg)?;
+            std::fs::create_dir_all(&data_dir)?;
+            let _lock = lock_for_scram(&data_dir)?;
+            let store = ScramStore::open(&data_dir).map_err(anyhow::Error::msg)?;
+            let c = ScramCredential::new(mechanism, &password, iterations);
+            store
+                .set(&user, mechanism, Some(c))
+                .map_err(anyhow::Error::msg)?;
+            println!("strata: {} credential of {user:?} stored", mechanism.name());
+        }
+        ScramCommand::Delete {
+            data_dir,
+            mechanism,
+            user,
+        } => {
+            let m = Mechanism::parse(&mechanism)
+                .filter(|m| *m != Mechanism::Plain)
+                .ok_or_else(|| anyhow::anyhow!("{mechanism}: SCRAM-SHA-256 or SCRAM-SHA-512"))?;
+            let _lock = lock_for_scram(&data_dir)?;
+            let store = ScramStore::open(&data_dir).map_err(anyhow::Error::msg)?;
+            if !store.set(&user, m, None).map_err(anyhow::Error::msg)? {
+                anyhow::bail!("{user:?} has no {} credential", m.name());
+            }
+            println!("strata: {} credential of {user:?} removed", m.name());
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]
@@ -254,6 +335,7 @@ fn main() {
             data_dir,
             set,
         } => dev_cluster(nodes, base_port, controller_base_port, data_dir, set),
+        Command::Scram { command } => scram(command),
         Command::Cluster { command } => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

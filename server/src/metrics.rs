@@ -72,6 +72,8 @@ pub struct Metrics {
     /// TLS handshakes that failed or timed out (a plaintext client on an SSL listener, a
     /// certificate the truststore does not vouch for, a client that never finished).
     pub tls_handshake_failures: Counter,
+    /// SASL exchanges that failed (wrong credentials, unknown user, a malformed message).
+    pub sasl_authentication_failures: Counter,
     /// Record bytes a fetch read and checked (framing, CRC-32C) before sending.
     pub fetch_checked_bytes: Counter,
     /// Record bytes a fetch sent without checking them again: checked by an earlier fetch and
@@ -118,6 +120,7 @@ impl Metrics {
             duplicate_batches: Counter::default(),
             corrupt_batches: Counter::default(),
             tls_handshake_failures: Counter::default(),
+            sasl_authentication_failures: Counter::default(),
             fetch_checked_bytes: Counter::default(),
             fetch_trusted_bytes: Counter::default(),
             log_end_offset: Family::default(),
@@ -153,6 +156,11 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes on SSL listeners that failed or timed out",
             m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "sasl_authentication_failures",
+            "SASL exchanges that failed",
+            m.sasl_authentication_failures.clone(),
         );
         registry.register(
             "fetch_checked_bytes",

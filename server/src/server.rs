@@ -21,7 +21,10 @@ async fn bind_listeners(
     let mut tls = None;
     let mut out = Vec::with_capacity(resolved.len());
     for l in resolved {
-        let acceptor = if l.protocol == crate::listener::SecurityProtocol::Ssl {
+        let acceptor = if matches!(
+            l.protocol,
+            crate::listener::SecurityProtocol::Ssl | crate::listener::SecurityProtocol::SaslSsl
+        ) {
             if tls.is_none() {
                 tls = Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
                     &config.ssl,
@@ -105,6 +108,9 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     if broker.cluster.is_some() {
         crate::cluster::membership::start(broker.clone(), groups.clone());
     }
+    let scram = Arc::new(
+        crate::sasl::ScramStore::open(&broker.config.log_dir).map_err(anyhow::Error::msg)?,
+    );
     let ctx = Arc::new(Context {
         broker: broker.clone(),
         groups: groups.clone(),
@@ -112,6 +118,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         controller: controller.clone(),
         backoff: crate::error_backoff::ErrorBackoff::new(),
         fetch_sessions: Default::default(),
+        scram,
     });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tracing::info!(

@@ -177,6 +177,11 @@ fn an_ssl_listener_without_a_usable_keystore_does_not_start() {
     assert!(
         run(&["ssl.keystore.location=/nonexistent/server.pem"]).contains("/nonexistent/server.pem")
     );
-    let sasl = run(&["listener.security.protocol.map=SSL:SASL_SSL"]);
-    assert!(sasl.contains("SASL is not supported yet"), "{sasl}");
+    let sasl = run(&[
+        "listener.security.protocol.map=SSL:SASL_SSL",
+        "sasl.enabled.mechanisms=",
+    ]);
+    assert!(sasl.contains("no mechanism is enabled"), "{sasl}");
+    let gssapi = run(&["sasl.enabled.mechanisms=GSSAPI"]);
+    assert!(gssapi.contains("SCRAM-SHA-512 are supported"), "{gssapi}");
 }

@@ -1428,6 +1428,30 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             }
             assert_eq!(resp.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND");
         }
+        ApiKey::SaslHandshake => {
+            // A plaintext listener has no SASL: the handshake is refused as out of place and
+            // the connection stays usable (the next case goes over it).
+            let mut r = sasl_handshake_request::SaslHandshakeRequest::default();
+            r.mechanism = s("PLAIN");
+            let ResponseKind::SaslHandshake(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(
+                resp.error_code, 34,
+                "SaslHandshake v{v}: ILLEGAL_SASL_STATE"
+            );
+        }
+        ApiKey::SaslAuthenticate => {
+            let mut r = sasl_authenticate_request::SaslAuthenticateRequest::default();
+            r.auth_bytes = Bytes::from_static(b"\0user\0password");
+            let ResponseKind::SaslAuthenticate(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(
+                resp.error_code, 34,
+                "SaslAuthenticate v{v}: ILLEGAL_SASL_STATE"
+            );
+        }
         ApiKey::DescribeCluster => {
             let mut r = describe_cluster_request::DescribeClusterRequest::default();
             r.include_cluster_authorized_operations = true;

@@ -42,6 +42,8 @@ pub struct Context {
     pub backoff: crate::error_backoff::ErrorBackoff,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: crate::fetch_session::FetchSessions,
+    /// SCRAM credentials (`sasl.rs`).
+    pub scram: Arc<crate::sasl::ScramStore>,
 }
 
 /// The versions this broker implements, per API: `(min, max)`, or `None` if not implemented.
@@ -87,6 +89,8 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::DescribeTopicPartitions => (0, 0),
         ApiKey::ConsumerGroupHeartbeat => (0, 1),
         ApiKey::ConsumerGroupDescribe => (0, 1),
+        ApiKey::SaslHandshake => (1, 1),
+        ApiKey::SaslAuthenticate => (0, 2),
         _ => return None,
     })
 }
@@ -133,6 +137,21 @@ async fn dispatch(
     let v = header.request_api_version;
     Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        // A connection on a SASL listener authenticates before any request reaches here
+        // (`connection.rs`); here SASL requests are out of their place, as Kafka answers them.
+        RequestKind::SaslHandshake(_) => {
+            ResponseKind::SaslHandshake(msg!(kafka_protocol::messages::SaslHandshakeResponse {
+                error_code: crate::error_code::ErrorCode::IllegalSaslState.code(),
+            }))
+        }
+        RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(msg!(
+            kafka_protocol::messages::SaslAuthenticateResponse {
+                error_code: crate::error_code::ErrorCode::IllegalSaslState.code(),
+                error_message: Some(s(
+                    "SASL requests are answered only before a SASL listener's connection authenticates"
+                )),
+            }
+        )),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, v).await),
         RequestKind::Produce(r) => {
             return produce::handle(ctx, r, v).await.map(ResponseKind::Produce);

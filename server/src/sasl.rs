@@ -1,0 +1,610 @@
+//! SASL authentication of SASL_PLAINTEXT and SASL_SSL listeners (KIP-43, KIP-152): PLAIN and
+//! SCRAM-SHA-256 / SCRAM-SHA-512 (RFC 5802, RFC 7677).
+//!
+//! A connection on a SASL listener may send only ApiVersions, SaslHandshake and
+//! SaslAuthenticate until it has authenticated; anything else closes it. A failed exchange is
+//! answered SASL_AUTHENTICATION_FAILED and the connection closed, so nothing else works on it.
+//!
+//! PLAIN users come from the listener's JAAS text as Kafka writes it
+//! (`listener.name.<listener>.plain.sasl.jaas.config=... user_alice="alice-secret";`), parsed as
+//! text. SCRAM credentials are stored salted and hashed, never the password (`ScramStore`, in
+//! the data directory), created before the first start with `strata scram add` or later with
+//! AlterUserScramCredentials (KIP-554).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ring::{digest, hmac, pbkdf2, rand::SecureRandom};
+use subtle::ConstantTimeEq;
+
+/// A SASL mechanism this broker offers.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum Mechanism {
+    /// PLAIN (RFC 4616): user and password in clear (use it over TLS).
+    #[serde(rename = "PLAIN")]
+    Plain,
+    /// SCRAM-SHA-256.
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// SCRAM-SHA-512.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl Mechanism {
+    /// Parses a mechanism's name.
+    pub fn parse(name: &str) -> Option<Mechanism> {
+        Some(match name.trim() {
+            "PLAIN" => Mechanism::Plain,
+            "SCRAM-SHA-256" => Mechanism::ScramSha256,
+            "SCRAM-SHA-512" => Mechanism::ScramSha512,
+            _ => return None,
+        })
+    }
+
+    /// Its name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    /// KIP-554's number of a SCRAM mechanism.
+    pub fn scram_type(self) -> i8 {
+        match self {
+            Mechanism::Plain => 0,
+            Mechanism::ScramSha256 => 1,
+            Mechanism::ScramSha512 => 2,
+        }
+    }
+
+    /// The SCRAM mechanism of KIP-554's number.
+    pub fn from_scram_type(t: i8) -> Option<Mechanism> {
+        match t {
+            1 => Some(Mechanism::ScramSha256),
+            2 => Some(Mechanism::ScramSha512),
+            _ => None,
+        }
+    }
+
+    fn hmac(self) -> hmac::Algorithm {
+        match self {
+            Mechanism::ScramSha512 => hmac::HMAC_SHA512,
+            _ => hmac::HMAC_SHA256,
+        }
+    }
+
+    fn digest(self) -> &'static digest::Algorithm {
+        match self {
+            Mechanism::ScramSha512 => &digest::SHA512,
+            _ => &digest::SHA256,
+        }
+    }
+
+    fn pbkdf2(self) -> pbkdf2::Algorithm {
+        match self {
+            Mechanism::ScramSha512 => pbkdf2::PBKDF2_HMAC_SHA512,
+            _ => pbkdf2::PBKDF2_HMAC_SHA256,
+        }
+    }
+
+    fn key_len(self) -> usize {
+        self.digest().output_len()
+    }
+}
+
+/// Parses the users of a PLAIN JAAS text: every `user_<name>="<password>"` entry.
+pub fn parse_plain_jaas(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut users = BTreeMap::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("user_") {
+        let after = &rest[i + 5..];
+        let eq = after
+            .find('=')
+            .ok_or_else(|| format!("JAAS entry without '=' near {:?}", &rest[i..]))?;
+        let name = after[..eq].trim().to_string();
+        let value = after[eq + 1..].trim_start();
+        let Some(value) = value.strip_prefix('"') else {
+            return Err(format!("the password of user_{name} is not quoted"));
+        };
+        let end = value
+            .find('"')
+            .ok_or_else(|| format!("the password of user_{name} has no closing quote"))?;
+        users.insert(name, value[..end].to_string());
+        rest = &value[end + 1..];
+    }
+    Ok(users)
+}
+
+/// One SCRAM credential, as stored: never the password.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScramCredential {
+    /// Salt (base64).
+    pub salt: String,
+    /// Iterations of PBKDF2.
+    pub iterations: u32,
+    /// H(ClientKey) (base64).
+    pub stored_key: String,
+    /// HMAC(SaltedPassword, "Server Key") (base64).
+    pub server_key: String,
+}
+
+/// Fewest PBKDF2 iterations a credential may have (Kafka's minimum is 4096).
+pub const MIN_ITERATIONS: u32 = 4096;
+/// Most PBKDF2 iterations a credential may have (Kafka's maximum, 16384): clients derive the
+/// key on every connection.
+pub const MAX_ITERATIONS: u32 = 16384;
+
+impl ScramCredential {
+    /// The credential of `password` with a fresh random salt.
+    pub fn new(mechanism: Mechanism, password: &str, iterations: u32) -> ScramCredential {
+        let mut salt = [0u8; 32];
+        let _ = ring::rand::SystemRandom::new().fill(&mut salt);
+        let mut salted = vec![0u8; mechanism.key_len()];
+        pbkdf2::derive(
+            mechanism.pbkdf2(),
+            std::num::NonZeroU32::new(iterations.max(1)).unwrap_or(std::num::NonZeroU32::MIN),
+            &salt,
+            password.as_bytes(),
+            &mut salted,
+        );
+        ScramCredential::from_salted_password(mechanism, &salt, iterations, &salted)
+    }
+
+    /// The credential of a salted password (AlterUserScramCredentials sends that, never the
+    /// password).
+    pub fn from_salted_password(
+        mechanism: Mechanism,
+        salt: &[u8],
+        iterations: u32,
+        salted_password: &[u8],
+    ) -> ScramCredential {
+        let key = hmac::Key::new(mechanism.hmac(), salted_password);
+        let client_key = hmac::sign(&key, b"Client Key");
+        let stored_key = digest::digest(mechanism.digest(), client_key.as_ref());
+        let server_key = hmac::sign(&key, b"Server Key");
+        ScramCredential {
+            salt: B64.encode(salt),
+            iterations,
+            stored_key: B64.encode(stored_key.as_ref()),
+            server_key: B64.encode(server_key.as_ref()),
+        }
+    }
+}
+
+/// The SCRAM credentials of a standalone broker, by user and mechanism, in
+/// `scram-credentials.json` of the data directory (written atomically).
+#[derive(Debug, Default)]
+pub struct ScramStore {
+    path: Option<PathBuf>,
+    users: RwLock<BTreeMap<String, BTreeMap<Mechanism, ScramCredential>>>,
+}
+
+/// The file of a data directory's SCRAM credentials.
+pub const SCRAM_FILE: &str = "scram-credentials.json";
+
+impl ScramStore {
+    /// Loads the store of `data_dir` (empty if it has none).
+    pub fn open(data_dir: &Path) -> Result<ScramStore, String> {
+        let path = data_dir.join(SCRAM_FILE);
+        let users = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{path:?}: {e}"))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(format!("{path:?}: {e}")),
+        };
+        Ok(ScramStore {
+            path: Some(path),
+            users: RwLock::new(users),
+        })
+    }
+
+    /// A user's credential for a mechanism.
+    pub fn get(&self, user: &str, mechanism: Mechanism) -> Option<ScramCredential> {
+        let g = self.users.read().unwrap_or_else(|p| p.into_inner());
+        g.get(user).and_then(|m| m.get(&mechanism)).cloned()
+    }
+
+    /// Every user and the mechanisms and iterations of their credentials.
+    pub fn describe(&self) -> BTreeMap<String, Vec<(Mechanism, u32)>> {
+        let g = self.users.read().unwrap_or_else(|p| p.into_inner());
+        g.iter()
+            .map(|(u, m)| {
+                (
+                    u.clone(),
+                    m.iter().map(|(k, c)| (*k, c.iterations)).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Sets (`Some`) or deletes (`None`) a credential and makes the store durable.
+    pub fn set(
+        &self,
+        user: &str,
+        mechanism: Mechanism,
+        credential: Option<ScramCredential>,
+    ) -> Result<bool, String> {
+        let mut g = self.users.write().unwrap_or_else(|p| p.into_inner());
+        let existed = match credential {
+            Some(c) => {
+                g.entry(user.to_string()).or_default().insert(mechanism, c);
+                true
+            }
+            None => {
+                let existed = g.get_mut(user).and_then(|m| m.remove(&mechanism)).is_some();
+                if g.get(user).is_some_and(BTreeMap::is_empty) {
+                    g.remove(user);
+                }
+                existed
+            }
+        };
+        if let Some(path) = &self.path {
+            let json = serde_json::to_vec_pretty(&*g).map_err(|e| e.to_string())?;
+            let tmp = path.with_extension("json.tmp");
+            let write = || -> std::io::Result<()> {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&json)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, path)?;
+                if let Some(dir) = path.parent() {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+                Ok(())
+            };
+            write().map_err(|e| format!("{path:?}: {e}"))?;
+        }
+        Ok(existed)
+    }
+}
+
+/// Parses Kafka's `--add-scram` value: `SCRAM-SHA-256=[name=alice,password=alice-secret]`
+/// (optionally `iterations=8192`).
+pub fn parse_add_scram(value: &str) -> Result<(Mechanism, String, String, u32), String> {
+    let (mech, rest) = value
+        .split_once('=')
+        .ok_or("expected MECHANISM=[name=...,password=...]")?;
+    let mechanism = Mechanism::parse(mech)
+        .filter(|m| *m != Mechanism::Plain)
+        .ok_or_else(|| format!("{mech}: expected SCRAM-SHA-256 or SCRAM-SHA-512"))?;
+    let inner = rest
+        .trim()
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .ok_or("expected [name=...,password=...]")?;
+    let (mut name, mut password, mut iterations) = (None, None, MIN_ITERATIONS);
+    for kv in inner.split(',') {
+        match kv.split_once('=') {
+            Some(("name", v)) => name = Some(v.trim_matches('"').to_string()),
+            Some(("password", v)) => password = Some(v.trim_matches('"').to_string()),
+            Some(("iterations", v)) => {
+                iterations = v.parse().map_err(|_| format!("bad iterations {v:?}"))?
+            }
+            _ => return Err(format!("unexpected {kv:?}")),
+        }
+    }
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+        return Err(format!(
+            "iterations must be from {MIN_ITERATIONS} to {MAX_ITERATIONS}"
+        ));
+    }
+    Ok((
+        mechanism,
+        name.ok_or("name= missing")?,
+        password.ok_or("password= missing")?,
+        iterations,
+    ))
+}
+
+/// What an authentication step produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Send this challenge; more is expected.
+    Challenge(Vec<u8>),
+    /// Authenticated as this user; send the last bytes (possibly empty).
+    Done {
+        /// The user.
+        user: String,
+        /// The server's last message.
+        reply: Vec<u8>,
+    },
+    /// Refused; the reason is for the log and the error message.
+    Failed(String),
+}
+
+/// The server side of one SASL exchange.
+#[derive(Debug)]
+pub struct Exchange {
+    mechanism: Mechanism,
+    scram: Option<ScramState>,
+}
+
+#[derive(Debug)]
+struct ScramState {
+    user: String,
+    credential: ScramCredential,
+    nonce: String,
+    client_first_bare: String,
+    server_first: String,
+    gs2_header: String,
+}
+
+impl Exchange {
+    /// An exchange of `mechanism`.
+    pub fn new(mechanism: Mechanism) -> Exchange {
+        Exchange {
+            mechanism,
+            scram: None,
+        }
+    }
+
+    /// Takes the client's next message.
+    pub fn step(
+        &mut self,
+        token: &[u8],
+        plain_users: &BTreeMap<String, String>,
+        store: &ScramStore,
+    ) -> Step {
+        match self.mechanism {
+            Mechanism::Plain => plain(token, plain_users),
+            m => match self.scram.take() {
+                None => self.scram_first(m, token, store),
+                Some(state) => scram_final(m, state, token),
+            },
+        }
+    }
+
+    fn scram_first(&mut self, m: Mechanism, token: &[u8], store: &ScramStore) -> Step {
+        let Ok(text) = std::str::from_utf8(token) else {
+            return Step::Failed("client-first-message is not UTF-8".into());
+        };
+        // gs2-header: "n,," or "y,," (no channel binding), optionally with an authzid.
+        let mut parts = text.splitn(3, ',');
+        let (Some(cb), Some(authzid), Some(bare)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Step::Failed("malformed client-first-message".into());
+        };
+        if cb != "n" && cb != "y" {
+            return Step::Failed("channel binding is not supported".into());
+        }
+        let gs2_header = format!("{cb},{authzid},");
+        let mut user = None;
+        let mut client_nonce = None;
+        for attr in bare.split(',') {
+            if let Some(v) = attr.strip_prefix("n=") {
+                user = Some(v.replace("=2C", ",").replace("=3D", "="));
+            } else if let Some(v) = attr.strip_prefix("r=") {
+                client_nonce = Some(v.to_string());
+            }
+        }
+        let (Some(user), Some(client_nonce)) = (user, client_nonce) else {
+            return Step::Failed("client-first-message lacks n= or r=".into());
+        };
+        if !authzid.is_empty() && authzid.strip_prefix("a=") != Some(user.as_str()) {
+            return Step::Failed(format!(
+                "authorization id differs from the user name {user:?}"
+            ));
+        }
+        let Some(credential) = store.get(&user, m) else {
+            return Step::Failed(format!("no {} credential for user {user:?}", m.name()));
+        };
+        let mut raw = [0u8; 24];
+        let _ = ring::rand::SystemRandom::new().fill(&mut raw);
+        let nonce = format!("{client_nonce}{}", B64.encode(raw));
+        let server_first = format!(
+            "r={nonce},s={},i={}",
+            credential.salt, credential.iterations
+        );
+        let reply = server_first.clone().into_bytes();
+        self.scram = Some(ScramState {
+            user,
+            credential,
+            nonce,
+            client_first_bare: bare.to_string(),
+            server_first,
+            gs2_header,
+        });
+        Step::Challenge(reply)
+    }
+}
+
+fn plain(token: &[u8], users: &BTreeMap<String, String>) -> Step {
+    let mut parts = token.split(|b| *b == 0);
+    let (Some(authzid), Some(user), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Step::Failed("malformed PLAIN message".into());
+    };
+    let (Ok(user), Ok(password)) = (std::str::from_utf8(user), std::str::from_utf8(password))
+    else {
+        return Step::Failed("PLAIN credentials are not UTF-8".into());
+    };
+    // As Kafka: a client may not ask to act as someone else.
+    if !authzid.is_empty() && authzid != user.as_bytes() {
+        return Step::Failed(format!(
+            "authorization id differs from the user name {user:?}"
+        ));
+    }
+    match users.get(user) {
+        Some(expected) if bool::from(expected.as_bytes().ct_eq(password.as_bytes())) => {
+            Step::Done {
+                user: user.to_string(),
+                reply: Vec::new(),
+            }
+        }
+        _ => Step::Failed(format!("invalid user name or password for {user:?}")),
+    }
+}
+
+fn scram_final(m: Mechanism, state: ScramState, token: &[u8]) -> Step {
+    let fail = |why: &str| Step::Failed(format!("user {:?}: {why}", state.user));
+    let Ok(text) = std::str::from_utf8(token) else {
+        return fail("client-final-message is not UTF-8");
+    };
+    let Some((without_proof, proof)) = text.rsplit_once(",p=") else {
+        return fail("client-final-message lacks its proof");
+    };
+    let mut channel = None;
+    let mut nonce = None;
+    for attr in without_proof.split(',') {
+        if let Some(v) = attr.strip_prefix("c=") {
+            channel = Some(v);
+        } else if let Some(v) = attr.strip_prefix("r=") {
+            nonce = Some(v);
+        }
+    }
+    if channel != Some(B64.encode(state.gs2_header.as_bytes()).as_str()) {
+        return fail("channel binding does not match");
+    }
+    if nonce != Some(state.nonce.as_str()) {
+        return fail("nonce does not match");
+    }
+    let (Ok(proof), Ok(stored_key), Ok(server_key)) = (
+        B64.decode(proof),
+        B64.decode(&state.credential.stored_key),
+        B64.decode(&state.credential.server_key),
+    ) else {
+        return fail("undecodable proof or credential");
+    };
+    let auth_message = format!(
+        "{},{},{}",
+        state.client_first_bare, state.server_first, without_proof
+    );
+    let signature = hmac::sign(
+        &hmac::Key::new(m.hmac(), &stored_key),
+        auth_message.as_bytes(),
+    );
+    if proof.len() != signature.as_ref().len() {
+        return fail("invalid credentials");
+    }
+    let client_key: Vec<u8> = proof
+        .iter()
+        .zip(signature.as_ref())
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let computed = digest::digest(m.digest(), &client_key);
+    if !bool::from(computed.as_ref().ct_eq(stored_key.as_slice())) {
+        return fail("invalid credentials");
+    }
+    let server_signature = hmac::sign(
+        &hmac::Key::new(m.hmac(), &server_key),
+        auth_message.as_bytes(),
+    );
+    Step::Done {
+        user: state.user,
+        reply: format!("v={}", B64.encode(server_signature.as_ref())).into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SCRAM client, as RFC 5802 describes it, to drive the server side.
+    fn client_final(m: Mechanism, password: &str, first_bare: &str, server_first: &str) -> String {
+        let attrs: BTreeMap<&str, &str> = server_first
+            .split(',')
+            .filter_map(|a| a.split_once('='))
+            .collect();
+        let salt = B64.decode(attrs["s"]).unwrap();
+        let iterations: u32 = attrs["i"].parse().unwrap();
+        let mut salted = vec![0u8; m.key_len()];
+        pbkdf2::derive(
+            m.pbkdf2(),
+            std::num::NonZeroU32::new(iterations).unwrap(),
+            &salt,
+            password.as_bytes(),
+            &mut salted,
+        );
+        let key = hmac::Key::new(m.hmac(), &salted);
+        let client_key = hmac::sign(&key, b"Client Key");
+        let stored = digest::digest(m.digest(), client_key.as_ref());
+        let without_proof = format!("c={},r={}", B64.encode(b"n,,"), attrs["r"]);
+        let auth = format!("{first_bare},{server_first},{without_proof}");
+        let sig = hmac::sign(&hmac::Key::new(m.hmac(), stored.as_ref()), auth.as_bytes());
+        let proof: Vec<u8> = client_key
+            .as_ref()
+            .iter()
+            .zip(sig.as_ref())
+            .map(|(a, b)| a ^ b)
+            .collect();
+        format!("{without_proof},p={}", B64.encode(proof))
+    }
+
+    #[test]
+    fn scram_accepts_the_password_and_refuses_another() {
+        for m in [Mechanism::ScramSha256, Mechanism::ScramSha512] {
+            let store = ScramStore::default();
+            store
+                .set("alice", m, Some(ScramCredential::new(m, "s3cret", 4096)))
+                .unwrap();
+            for (password, ok) in [("s3cret", true), ("wrong", false)] {
+                let mut ex = Exchange::new(m);
+                let bare = "n=alice,r=clientnonce";
+                let Step::Challenge(first) =
+                    ex.step(format!("n,,{bare}").as_bytes(), &BTreeMap::new(), &store)
+                else {
+                    panic!("no challenge")
+                };
+                let first = String::from_utf8(first).unwrap();
+                assert!(first.starts_with("r=clientnonce"));
+                let last = client_final(m, password, bare, &first);
+                match ex.step(last.as_bytes(), &BTreeMap::new(), &store) {
+                    Step::Done { user, reply } => {
+                        assert!(ok, "{m:?} accepted a wrong password");
+                        assert_eq!(user, "alice");
+                        assert!(reply.starts_with(b"v="));
+                    }
+                    Step::Failed(_) => assert!(!ok, "{m:?} refused the right password"),
+                    Step::Challenge(_) => panic!("a third round"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_checks_the_jaas_users() {
+        let users = parse_plain_jaas(
+            r#"org.apache.kafka.common.security.plain.PlainLoginModule required
+               username="admin" password="admin-secret"
+               user_admin="admin-secret" user_alice = "alice secret";"#,
+        )
+        .unwrap();
+        assert_eq!(users.len(), 2);
+        let store = ScramStore::default();
+        let step = |t: &[u8]| Exchange::new(Mechanism::Plain).step(t, &users, &store);
+        assert!(matches!(step(b"\0alice\0alice secret"), Step::Done { .. }));
+        assert!(matches!(step(b"\0alice\0nope"), Step::Failed(_)));
+        assert!(matches!(step(b"\0mallory\0x"), Step::Failed(_)));
+        assert!(matches!(step(b"garbage"), Step::Failed(_)));
+        // Acting as another user is refused even with the right password.
+        assert!(matches!(
+            step(b"alice\0alice\0alice secret"),
+            Step::Done { .. }
+        ));
+        assert!(matches!(
+            step(b"admin\0alice\0alice secret"),
+            Step::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn add_scram_parses_kafkas_syntax() {
+        let (m, u, p, i) =
+            parse_add_scram("SCRAM-SHA-512=[name=alice,password=alice-secret]").unwrap();
+        assert_eq!(
+            (m, u.as_str(), p.as_str(), i),
+            (Mechanism::ScramSha512, "alice", "alice-secret", 4096)
+        );
+        assert!(parse_add_scram("PLAIN=[name=a,password=b]").is_err());
+        assert!(parse_add_scram("SCRAM-SHA-256=[name=a,password=b,iterations=10]").is_err());
+        assert!(parse_add_scram("SCRAM-SHA-256=[name=a,password=b,iterations=100000]").is_err());
+    }
+}

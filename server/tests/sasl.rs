@@ -1,0 +1,414 @@
+//! SASL listeners from the outside (KIP-152 over Kafka's wire): kafka-python authenticating
+//! with PLAIN (users from the listener's JAAS text) on a SASL_PLAINTEXT listener, and with
+//! SCRAM-SHA-512 and SCRAM-SHA-256 on a SASL_SSL listener (users stored salted and hashed by
+//! `strata scram add` while the broker is stopped); wrong passwords, unknown users, disabled
+//! mechanisms and clients that skip SASL are refused and counted; on the wire, a failed
+//! exchange answers SASL_AUTHENTICATION_FAILED and closes the connection, and a request other
+//! than ApiVersions before authentication closes it without an answer.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+
+const JAAS: &str = "org.apache.kafka.common.security.plain.PlainLoginModule required \
+                    username=\"admin\" password=\"admin-secret\" \
+                    user_alice=\"alice-secret\";";
+
+fn write_certs(dir: &Path) {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(DnType::CommonName, "strata sasl test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = p.self_signed(&ca_key).unwrap();
+    let mut p =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, "broker");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(
+        dir.join("server.pem"),
+        format!("{}{}", key.serialize_pem(), cert.pem()),
+    )
+    .unwrap();
+}
+
+/// `strata scram <args>`: (success, stdout + stderr).
+fn scram(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("scram")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A broker with a SASL_PLAINTEXT and a SASL_SSL listener, bob (SCRAM-SHA-512) and carol
+/// (SCRAM-SHA-256) stored before its (second) start; returns it with the two ports.
+fn sasl_broker(certs: &Path, mport: u16) -> (common::Broker, u16, u16) {
+    let (sasl_plain, sasl_ssl) = (common::free_port(), common::free_port());
+    let d = certs.display();
+    let settings = [
+        format!(
+            "listeners=SASL_PLAINTEXT://127.0.0.1:{sasl_plain},SASL_SSL://127.0.0.1:{sasl_ssl}"
+        ),
+        format!("ssl.keystore.location={d}/server.pem"),
+        format!("ssl.truststore.location={d}/ca.pem"),
+        format!("listener.name.sasl_plaintext.plain.sasl.jaas.config={JAAS}"),
+        format!("metrics.listen=127.0.0.1:{mport}"),
+    ];
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let mut broker = common::Broker::start_on(sasl_plain, &settings);
+    let data = broker.data_dir().display().to_string();
+    // Credentials change only while no broker owns the directory.
+    let (ok, text) = scram(&[
+        "add",
+        "--data-dir",
+        &data,
+        "SCRAM-SHA-512=[name=bob,password=bob-secret]",
+    ]);
+    assert!(!ok && text.contains("stop the broker"), "{text}");
+    assert!(broker.terminate().success());
+    for cred in [
+        "SCRAM-SHA-512=[name=bob,password=bob-secret]",
+        "SCRAM-SHA-256=[name=carol,iterations=8192,password=carol-secret]",
+        "SCRAM-SHA-256=[name=dave,password=dave-secret]",
+    ] {
+        let (ok, text) = scram(&["add", "--data-dir", &data, cred]);
+        assert!(ok, "{text}");
+    }
+    let (ok, text) = scram(&[
+        "delete",
+        "--data-dir",
+        &data,
+        "--mechanism",
+        "SCRAM-SHA-256",
+        "--user",
+        "dave",
+    ]);
+    assert!(ok, "{text}");
+    // The store holds salted keys, never a password.
+    let stored = std::fs::read_to_string(broker.data_dir().join("scram-credentials.json")).unwrap();
+    assert!(
+        stored.contains("bob") && stored.contains("carol"),
+        "{stored}"
+    );
+    assert!(!stored.contains("dave"), "deleted: {stored}");
+    assert!(
+        !stored.contains("bob-secret") && !stored.contains("carol-secret"),
+        "{stored}"
+    );
+    broker.restart();
+    (broker, sasl_plain, sasl_ssl)
+}
+
+#[test]
+fn kafka_python_with_plain_and_scram_and_what_a_sasl_listener_refuses() {
+    let certs = tempfile::tempdir().unwrap();
+    write_certs(certs.path());
+    let mport = common::free_port();
+    let (_broker, sasl_plain, sasl_ssl) = sasl_broker(certs.path(), mport);
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/kafka_python_sasl.py"
+        ))
+        .arg(certs.path())
+        .arg(format!("127.0.0.1:{sasl_plain}"))
+        .arg(format!("127.0.0.1:{sasl_ssl}"))
+        .output()
+        .expect("python3 runs (scripts/test installs kafka-python)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kafka-python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{stdout}");
+    for line in [
+        "sasl: PLAIN ok 200 records",
+        "sasl: SCRAM-SHA-512 ok 200 records",
+        "sasl: SCRAM-SHA-256 ok 200 records",
+        "sasl: ok",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
+    assert_eq!(stdout.matches("sasl: refused").count(), 6, "{stdout}");
+    let failures = common::Broker::metric(mport, "strata_sasl_authentication_failures");
+    assert!(
+        failures >= 4.0,
+        "{failures} authentication failures counted"
+    );
+}
+
+/// A minimal client on Kafka's wire, to see exactly what the broker answers and when it closes.
+struct Wire {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Wire {
+    fn open(port: u16) -> Wire {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Wire {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    fn send<R: Encodable>(&mut self, api: ApiKey, version: i16, req: &R) {
+        self.correlation_id += 1;
+        let mut h = RequestHeader::default();
+        h.request_api_key = api as i16;
+        h.request_api_version = version;
+        h.correlation_id = self.correlation_id;
+        h.client_id = Some(StrBytes::from_static_str("sasl-wire"));
+        let mut frame = BytesMut::new();
+        h.encode(&mut frame, api.request_header_version(version))
+            .unwrap();
+        req.encode(&mut frame, version).unwrap();
+        let mut out = (frame.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(&frame);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next response, or `None` once the broker has closed the connection.
+    fn receive(&mut self, api: ApiKey, version: i16) -> Option<ResponseKind> {
+        let mut len = [0u8; 4];
+        match self.stream.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("{api:?}: {e}"),
+        }
+        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut buf).unwrap();
+        let mut b = Bytes::from(buf);
+        let h = ResponseHeader::decode(&mut b, api.response_header_version(version)).unwrap();
+        assert_eq!(h.correlation_id, self.correlation_id);
+        Some(ResponseKind::decode(api, &mut b, version).unwrap())
+    }
+
+    fn call<R: Encodable>(&mut self, api: ApiKey, version: i16, req: &R) -> Option<ResponseKind> {
+        self.send(api, version, req);
+        self.receive(api, version)
+    }
+
+    fn handshake(&mut self, mechanism: &str) -> SaslHandshakeResponse {
+        let mut r = SaslHandshakeRequest::default();
+        r.mechanism = StrBytes::from_string(mechanism.into());
+        match self.call(ApiKey::SaslHandshake, 1, &r) {
+            Some(ResponseKind::SaslHandshake(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn authenticate(&mut self, bytes: &[u8]) -> Option<SaslAuthenticateResponse> {
+        let mut r = SaslAuthenticateRequest::default();
+        r.auth_bytes = Bytes::copy_from_slice(bytes);
+        match self.call(ApiKey::SaslAuthenticate, 2, &r) {
+            Some(ResponseKind::SaslAuthenticate(r)) => Some(r),
+            None => None,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn metadata(&mut self) -> Option<MetadataResponse> {
+        match self.call(ApiKey::Metadata, 12, &MetadataRequest::default()) {
+            Some(ResponseKind::Metadata(r)) => Some(r),
+            None => None,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn on_the_wire_nothing_but_the_exchange_before_authentication() {
+    let jaas = format!("listener.name.sasl_plaintext.plain.sasl.jaas.config={JAAS}");
+    let port = common::free_port();
+    let mport = common::free_port();
+    let _broker = common::Broker::start_on(
+        port,
+        &[
+            &format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+            &jaas,
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
+            &format!("metrics.listen=127.0.0.1:{mport}"),
+        ],
+    );
+
+    // ApiVersions is answered before SASL (clients ask it first), Metadata closes the
+    // connection unanswered.
+    let mut w = Wire::open(port);
+    let Some(ResponseKind::ApiVersions(v)) =
+        w.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+    else {
+        panic!("ApiVersions unanswered")
+    };
+    assert_eq!(v.error_code, 0);
+    assert!(w.metadata().is_none(), "Metadata served before SASL");
+
+    // A mechanism that is not enabled: UNSUPPORTED_SASL_MECHANISM with the enabled list.
+    let mut w = Wire::open(port);
+    let r = w.handshake("SCRAM-SHA-512");
+    assert_eq!(r.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
+    let enabled: Vec<&str> = r.mechanisms.iter().map(|m| m.as_str()).collect();
+    assert_eq!(enabled, ["PLAIN", "SCRAM-SHA-256"]);
+
+    // SaslAuthenticate without a handshake: ILLEGAL_SASL_STATE, then closed.
+    let mut w = Wire::open(port);
+    let r = w.authenticate(b"\0alice\0alice-secret").unwrap();
+    assert_eq!(r.error_code, 34, "ILLEGAL_SASL_STATE");
+    assert!(w.metadata().is_none());
+
+    // A wrong password: SASL_AUTHENTICATION_FAILED, then nothing else on that connection.
+    let mut w = Wire::open(port);
+    assert_eq!(w.handshake("PLAIN").error_code, 0);
+    let r = w.authenticate(b"\0alice\0not-her-password").unwrap();
+    assert_eq!(r.error_code, 58, "SASL_AUTHENTICATION_FAILED");
+    assert!(
+        !r.error_message
+            .as_deref()
+            .unwrap_or("")
+            .contains("alice-secret"),
+        "{r:?}"
+    );
+    assert!(
+        w.metadata().is_none(),
+        "served after a failed authentication"
+    );
+
+    // The right password: authenticated, then everything as usual.
+    let mut w = Wire::open(port);
+    assert_eq!(w.handshake("PLAIN").error_code, 0);
+    let r = w.authenticate(b"\0alice\0alice-secret").unwrap();
+    assert_eq!(r.error_code, 0, "{r:?}");
+    let m = w.metadata().expect("Metadata after authenticating");
+    assert_eq!(m.brokers.len(), 1);
+    assert_eq!(m.brokers[0].port, i32::from(port));
+    // A second handshake on an authenticated connection is out of place, but answered.
+    let r = w.handshake("PLAIN");
+    assert_eq!(r.error_code, 34, "ILLEGAL_SASL_STATE after authenticating");
+
+    // A client that connects and says nothing is closed once the SASL deadline passes.
+    let mut silent = Wire::open(port);
+    silent
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let n = silent.stream.read(&mut byte).unwrap_or(0);
+    assert_eq!(n, 0, "a silent connection was answered");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a silent connection was kept {:?}",
+        started.elapsed()
+    );
+
+    let failures = common::Broker::metric(mport, "strata_sasl_authentication_failures");
+    assert!(failures >= 2.0, "{failures}");
+}
+
+/// librdkafka (the `rdkafka` crate, built without OpenSSL, so PLAIN only: its SCRAM needs
+/// OpenSSL) produces with acks=all and consumes over SASL_PLAINTEXT; with a wrong password its
+/// produce fails with an authentication error and nothing lands.
+#[test]
+fn rdkafka_with_plain() {
+    use rdkafka::Message;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let port = common::free_port();
+    let _broker = common::Broker::start_on(
+        port,
+        &[
+            &format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+            &format!("listener.name.sasl_plaintext.plain.sasl.jaas.config={JAAS}"),
+            "auto.create.topics.enable=true",
+        ],
+    );
+    let config = |password: &str| {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", format!("127.0.0.1:{port}"))
+            .set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanisms", "PLAIN")
+            .set("sasl.username", "alice")
+            .set("sasl.password", password);
+        c
+    };
+    let rt = common::kafka::runtime();
+    let producer: FutureProducer = config("alice-secret")
+        .set("acks", "all")
+        .set("message.timeout.ms", "20000")
+        .create()
+        .unwrap();
+    for i in 0..100 {
+        let payload = format!("r{i}");
+        rt.block_on(producer.send(
+            FutureRecord::to("rd-sasl").key("k").payload(&payload),
+            Duration::from_secs(20),
+        ))
+        .unwrap_or_else(|(e, _)| panic!("produce {i}: {e}"));
+    }
+
+    let intruder: FutureProducer = config("wrong")
+        .set("message.timeout.ms", "4000")
+        .create()
+        .unwrap();
+    let refused = rt.block_on(
+        intruder.send(
+            FutureRecord::to("rd-sasl")
+                .key("k")
+                .payload("must not land"),
+            Duration::from_secs(5),
+        ),
+    );
+    let (e, _) = refused.expect_err("a wrong password produced");
+    println!("wrong password: {e}");
+
+    let consumer: BaseConsumer = config("alice-secret")
+        .set("group.id", "rd-sasl-group")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["rd-sasl"]).unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < 100 && std::time::Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            let m = m.unwrap();
+            got.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    // Anything past the 100 would be the intruder's record.
+    if let Some(m) = consumer.poll(Duration::from_secs(1)) {
+        panic!(
+            "an extra record: {:?}",
+            m.map(|m| m.payload().map(<[u8]>::to_vec))
+        );
+    }
+    let want: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+    assert_eq!(got, want);
+}
