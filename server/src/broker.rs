@@ -117,7 +117,9 @@ fn validate_new_topic(name: &str, partitions: i32) -> Result<(), AdminError> {
     Ok(())
 }
 
-fn atomic_write(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
+/// Replaces `dir/name` with `contents` durably: a temporary file, fsynced, renamed over it, and
+/// the directory fsynced.
+pub(crate) fn atomic_write(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = dir.join(format!("{name}.tmp"));
     let mut f = std::fs::File::create(&tmp)?;

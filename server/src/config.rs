@@ -64,6 +64,12 @@ pub struct BrokerConfig {
     pub ssl: crate::tls::SslSettings,
     /// `sasl.enabled.mechanisms`. Default: PLAIN,SCRAM-SHA-256,SCRAM-SHA-512.
     pub sasl_mechanisms: Vec<crate::sasl::Mechanism>,
+    /// `authorizer.class.name`: requests are authorized by ACLs when set (`acl.rs`).
+    pub authorizer: bool,
+    /// `super.users`: `User:admin;User:ops`.
+    pub super_users: Vec<String>,
+    /// `allow.everyone.if.no.acl.found`. Default: false.
+    pub allow_everyone_if_no_acl_found: bool,
     /// PLAIN users by listener name, from `listener.name.<listener>.plain.sasl.jaas.config`.
     pub plain_users: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// `cluster.id`. Default: `strata-cluster`.
@@ -175,6 +181,9 @@ impl Default for BrokerConfig {
                 crate::sasl::Mechanism::ScramSha512,
             ],
             plain_users: Default::default(),
+            authorizer: false,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
             cluster_id: "strata-cluster".into(),
             rack: None,
             rack_aware_reads: false,
@@ -362,6 +371,21 @@ impl BrokerConfig {
                 }
             }
             "ssl.enabled.protocols" => self.ssl.enabled_protocols = Some(v.into()),
+            "authorizer.class.name" => self.authorizer = !v.trim().is_empty(),
+            "super.users" => {
+                self.super_users = v
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(String::from)
+                    .collect();
+                if let Some(bad) = self.super_users.iter().find(|u| !u.contains(':')) {
+                    return Err(invalid(key, v, format!("{bad}: expected User:<name>")));
+                }
+            }
+            "allow.everyone.if.no.acl.found" => {
+                self.allow_everyone_if_no_acl_found = parse(key, v)?
+            }
             "sasl.enabled.mechanisms" => {
                 let mut out = Vec::new();
                 for m in v.split(',').map(str::trim).filter(|m| !m.is_empty()) {
@@ -579,6 +603,13 @@ impl BrokerConfig {
                 "listeners",
                 "",
                 "a cluster node has one PLAINTEXT listener for now: several listeners, TLS and SASL are supported on a standalone broker",
+            ));
+        }
+        if self.is_cluster() && self.authorizer {
+            return Err(invalid(
+                "authorizer.class.name",
+                "",
+                "ACLs are supported on a standalone broker for now (not yet replicated through the metadata quorum)",
             ));
         }
         self.log_defaults

@@ -50,6 +50,28 @@ tokio::task_local! {
     /// The advertised address of the listener the request came in on (Metadata and
     /// FindCoordinator answer with the same listener's addresses, as Kafka does).
     static ADVERTISED: (String, u16);
+    /// Who the connection authenticated as (`User:alice`; `User:ANONYMOUS` before or without
+    /// authentication), for the authorizer.
+    static PRINCIPAL: std::cell::RefCell<Arc<str>>;
+}
+
+/// The principal Kafka gives a connection that did not authenticate.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// The principal of the request being handled (`User:ANONYMOUS` outside a connection).
+pub fn principal() -> Arc<str> {
+    PRINCIPAL
+        .try_with(|p| p.borrow().clone())
+        .unwrap_or_else(|_| Arc::from(ANONYMOUS))
+}
+
+/// The client address of the request being handled, bare (`127.0.0.1`), as ACL hosts name
+/// it; empty outside a connection.
+pub fn client_ip() -> String {
+    PEER.try_with(|p| p.map(|a| a.ip().to_string()))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// The advertised address of the listener of the request being handled, or the first
@@ -118,13 +140,28 @@ pub async fn serve(
         }
     };
     let advertised = listener.listener.advertised.clone();
+    // A client certificate names the principal on an SSL listener (its subject's DN, as
+    // Kafka's default principal builder); SASL, where used, decides instead.
+    let tls_principal = match &stream {
+        ClientStream::Tls(tls) if !listener.sasl() => tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|cert| crate::tls::subject_dn(cert.as_ref()))
+            .map(|dn| format!("User:{dn}")),
+        _ => None,
+    };
     let mut auth = listener.sasl().then(|| Authentication {
         listener: listener.listener.name.clone(),
         exchange: None,
         deadline: tokio::time::Instant::now() + SASL_DEADLINE,
     });
     let result = tokio::select! {
-        r = ADVERTISED.scope(advertised, PEER.scope(peer, run(&ctx, &mut stream, &mut auth))) => r,
+        r = ADVERTISED.scope(advertised, PEER.scope(peer, PRINCIPAL.scope(
+            std::cell::RefCell::new(Arc::from(tls_principal.as_deref().unwrap_or(ANONYMOUS))),
+            run(&ctx, &mut stream, &mut auth),
+        ))) => r,
         _ = async { let _ = shutdown.wait_for(|s| *s).await; } => Ok(()),
     };
     match result {
@@ -188,6 +225,8 @@ async fn run(
                     AuthOutcome::Continue => {}
                     AuthOutcome::Authenticated(user) => {
                         tracing::debug!(user = %user, listener = %a.listener, "authenticated");
+                        let principal: Arc<str> = Arc::from(format!("User:{user}"));
+                        let _ = PRINCIPAL.try_with(|p| *p.borrow_mut() = principal);
                         *auth = None;
                     }
                     AuthOutcome::Refused => return Ok(()),

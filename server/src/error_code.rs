@@ -43,6 +43,14 @@ pub enum ErrorCode {
     RebalanceInProgress = 27,
     /// The commit's offset metadata is too large.
     OffsetMetadataTooLarge = 12,
+    /// The principal may not do this to the topic.
+    TopicAuthorizationFailed = 29,
+    /// The principal may not do this to the group.
+    GroupAuthorizationFailed = 30,
+    /// The principal may not do this to the cluster.
+    ClusterAuthorizationFailed = 31,
+    /// ACL APIs on a broker without an authorizer.
+    SecurityDisabled = 54,
     /// SaslHandshake: the mechanism is not enabled on this listener.
     UnsupportedSaslMechanism = 33,
     /// A SASL request out of its place (after authentication, or on a listener without SASL).
@@ -196,6 +204,13 @@ impl ErrorCode {
             UnsupportedAssignor,
             StaleMemberEpoch,
             InvalidRegularExpression,
+            TopicAuthorizationFailed,
+            GroupAuthorizationFailed,
+            ClusterAuthorizationFailed,
+            SecurityDisabled,
+            UnsupportedSaslMechanism,
+            IllegalSaslState,
+            SaslAuthenticationFailed,
         ]
         .into_iter()
         .find(|c| c.code() == code)

@@ -20,6 +20,7 @@ macro_rules! msg {
     (@set $m:ident $f:ident) => { $m.$f = $f; };
 }
 
+pub mod acl;
 pub mod alloc;
 pub mod blocking;
 pub mod broker;

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub tls_handshake_failures: Counter,
     /// SASL exchanges that failed (wrong credentials, unknown user, a malformed message).
     pub sasl_authentication_failures: Counter,
+    /// Operations the authorizer denied.
+    pub authorization_denials: Counter,
     /// Record bytes a fetch read and checked (framing, CRC-32C) before sending.
     pub fetch_checked_bytes: Counter,
     /// Record bytes a fetch sent without checking them again: checked by an earlier fetch and
@@ -121,6 +123,7 @@ impl Metrics {
             corrupt_batches: Counter::default(),
             tls_handshake_failures: Counter::default(),
             sasl_authentication_failures: Counter::default(),
+            authorization_denials: Counter::default(),
             fetch_checked_bytes: Counter::default(),
             fetch_trusted_bytes: Counter::default(),
             log_end_offset: Family::default(),
@@ -161,6 +164,11 @@ impl Metrics {
             "sasl_authentication_failures",
             "SASL exchanges that failed",
             m.sasl_authentication_failures.clone(),
+        );
+        registry.register(
+            "authorization_denials",
+            "Operations the authorizer denied (ACLs)",
+            m.authorization_denials.clone(),
         );
         registry.register(
             "fetch_checked_bytes",

@@ -247,19 +247,9 @@ impl ScramStore {
         };
         if let Some(path) = &self.path {
             let json = serde_json::to_vec_pretty(&*g).map_err(|e| e.to_string())?;
-            let tmp = path.with_extension("json.tmp");
-            let write = || -> std::io::Result<()> {
-                use std::io::Write;
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&json)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, path)?;
-                if let Some(dir) = path.parent() {
-                    std::fs::File::open(dir)?.sync_all()?;
-                }
-                Ok(())
-            };
-            write().map_err(|e| format!("{path:?}: {e}"))?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            crate::broker::atomic_write(dir, SCRAM_FILE, &json)
+                .map_err(|e| format!("{path:?}: {e}"))?;
         }
         Ok(existed)
     }

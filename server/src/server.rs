@@ -111,6 +111,15 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let scram = Arc::new(
         crate::sasl::ScramStore::open(&broker.config.log_dir).map_err(anyhow::Error::msg)?,
     );
+    let acl = Arc::new(
+        crate::acl::Authorizer::open(
+            &broker.config.log_dir,
+            broker.config.authorizer,
+            broker.config.super_users.clone(),
+            broker.config.allow_everyone_if_no_acl_found,
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
     let ctx = Arc::new(Context {
         broker: broker.clone(),
         groups: groups.clone(),
@@ -119,6 +128,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         backoff: crate::error_backoff::ErrorBackoff::new(),
         fetch_sessions: Default::default(),
         scram,
+        acl,
     });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tracing::info!(

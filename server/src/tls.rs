@@ -191,3 +191,81 @@ pub fn server_config(settings: &SslSettings) -> Result<Arc<rustls::ServerConfig>
         .map_err(|e| TlsError(format!("ssl.keystore: {e}")))?;
     Ok(Arc::new(config))
 }
+
+/// The subject of a DER certificate as RFC 2253 writes it (`CN=client-1,O=Example,C=US`: the
+/// last RDN first, as Java's `X500Principal.getName()`, which Kafka's default SSL principal is
+/// built from). `None` if the certificate does not parse.
+pub fn subject_dn(der: &[u8]) -> Option<String> {
+    use x509_parser::objects::{oid_registry, oid2abbrev};
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let rdns: Vec<String> = cert
+        .subject()
+        .iter_rdn()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|attr| {
+                    let name = oid2abbrev(attr.attr_type(), oid_registry())
+                        .map(|n| match n {
+                            // RFC 2253's keywords where the registry's differ.
+                            "emailAddress" | "Email" => "EMAILADDRESS".to_string(),
+                            n => n.to_string(),
+                        })
+                        .unwrap_or_else(|_| attr.attr_type().to_id_string());
+                    let value = match attr.as_str() {
+                        Ok(v) => escape_dn_value(v),
+                        Err(_) => format!(
+                            "#{}",
+                            attr.as_slice()
+                                .iter()
+                                .map(|b| format!("{b:02x}"))
+                                .collect::<String>()
+                        ),
+                    };
+                    format!("{name}={value}")
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect();
+    Some(rdns.into_iter().rev().collect::<Vec<_>>().join(","))
+}
+
+/// RFC 2253's escaping of an attribute value.
+fn escape_dn_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i + 1 == v.chars().count() && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The principal of a client certificate is its subject as RFC 2253 writes it, last RDN
+    /// first, with special characters escaped (what Kafka's default principal builder gives).
+    #[test]
+    fn subject_dn_is_written_as_rfc_2253() {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CountryName, "US");
+        p.distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example, Inc.");
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "client-1");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        assert_eq!(
+            subject_dn(cert.der()).as_deref(),
+            Some("CN=client-1,O=Example\\, Inc.,C=US")
+        );
+        assert_eq!(subject_dn(b"not a certificate"), None);
+    }
+}

@@ -412,3 +412,54 @@ fn rdkafka_with_plain() {
     let want: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
     assert_eq!(got, want);
 }
+
+/// ACLs (Kafka's model) from the outside: kafka-python as a super user creates, describes and
+/// deletes ACLs; users authenticated with PLAIN may produce, consume, see topics and join
+/// groups exactly as their ACLs say (LITERAL and PREFIXED, DENY over ALLOW) and get Kafka's
+/// authorization errors otherwise; the ACLs survive a restart.
+#[test]
+fn kafka_python_with_acls() {
+    let port = common::free_port();
+    let mport = common::free_port();
+    let jaas = "org.apache.kafka.common.security.plain.PlainLoginModule required \
+                user_admin=\"admin-secret\" user_alice=\"alice-secret\" user_bob=\"bob-secret\";";
+    let mut broker = common::Broker::start_on(
+        port,
+        &[
+            &format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+            &format!("listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}"),
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:admin",
+            "auto.create.topics.enable=false",
+            &format!("metrics.listen=127.0.0.1:{mport}"),
+        ],
+    );
+    let run = |phase: &str| {
+        let out = Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/python/kafka_python_acls.py"
+            ))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(phase)
+            .output()
+            .expect("python3 runs (scripts/test installs kafka-python)");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "kafka-python ({phase}) failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{stdout}");
+        stdout
+    };
+    let stdout = run("setup");
+    assert!(stdout.contains("acls: setup ok"), "{stdout}");
+    assert_eq!(stdout.matches("refused").count(), 6, "{stdout}");
+    let denials = common::Broker::metric(mport, "strata_authorization_denials");
+    assert!(denials >= 6.0, "{denials} denials counted");
+    assert!(broker.terminate().success());
+    broker.restart();
+    let stdout = run("after-restart");
+    assert!(stdout.contains("acls: after restart ok"), "{stdout}");
+}

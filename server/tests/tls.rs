@@ -49,6 +49,8 @@ fn write_certs(dir: &Path) {
     );
     let (client_crt, client_key) = leaf(&ca1, "client-1", &[], ExtendedKeyUsagePurpose::ClientAuth);
     let (rogue_crt, rogue_key) = leaf(&rogue, "intruder", &[], ExtendedKeyUsagePurpose::ClientAuth);
+    let (client2_crt, client2_key) =
+        leaf(&ca1, "client-2", &[], ExtendedKeyUsagePurpose::ClientAuth);
     let w = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
     w("ca.pem", &ca1.cert.pem());
     w("rogue-ca.pem", &rogue.cert.pem());
@@ -56,6 +58,8 @@ fn write_certs(dir: &Path) {
     w("server.pem", &format!("{server_key}{server_crt}"));
     w("client.crt", &client_crt);
     w("client.key", &client_key);
+    w("client-2.crt", &client2_crt);
+    w("client-2.key", &client2_key);
     w("rogue.crt", &rogue_crt);
     w("rogue.key", &rogue_key);
 }
@@ -151,6 +155,76 @@ fn kafkajs_over_mutual_tls() {
     ] {
         assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
     }
+}
+
+/// With mutual TLS the client certificate's subject is the principal ACLs name
+/// (`User:CN=client-1`, as Kafka's default principal builder gives): client-1, a super user,
+/// manages ACLs; client-2 may produce only once an ACL allows it.
+#[test]
+fn the_client_certificate_is_the_principal_acls_name() {
+    let certs = tempfile::tempdir().unwrap();
+    write_certs(certs.path());
+    let (plain, ssl) = (common::free_port(), common::free_port());
+    let d = certs.path().display().to_string();
+    let _broker = common::Broker::start_on(
+        plain,
+        &[
+            &format!("listeners=PLAINTEXT://127.0.0.1:{plain},SSL://127.0.0.1:{ssl}"),
+            &format!("ssl.keystore.location={d}/server.pem"),
+            &format!("ssl.truststore.location={d}/ca.pem"),
+            "ssl.client.auth=required",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:CN=client-1",
+        ],
+    );
+    let script = r#"
+import sys
+import kafka.errors as Errors
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import ACL, ACLOperation, ACLPermissionType, NewTopic, ResourcePattern, ResourceType
+d, bootstrap = sys.argv[1], sys.argv[2]
+def tls(who, **extra):
+    c = dict(bootstrap_servers=bootstrap, security_protocol="SSL", ssl_cafile=d + "/ca.pem",
+             ssl_certfile="%s/%s.crt" % (d, who), ssl_keyfile="%s/%s.key" % (d, who),
+             bootstrap_timeout_ms=5000)
+    c.update(extra)
+    return c
+def produce(who):
+    p = KafkaProducer(acks="all", retries=0, max_block_ms=5000, **tls(who))
+    try:
+        p.send("mtls-acl", value=who.encode()).get(timeout=10)
+    finally:
+        p.close(timeout=2)
+admin = KafkaAdminClient(**tls("client"))
+admin.create_topics([NewTopic("mtls-acl", 1, 1)])
+produce("client")
+try:
+    produce("client-2")
+    raise AssertionError("client-2 produced without an ACL")
+except Errors.TopicAuthorizationFailedError:
+    print("client-2 refused")
+r = admin.create_acls([ACL("User:CN=client-2", "*", ACLOperation.WRITE, ACLPermissionType.ALLOW,
+                           ResourcePattern(ResourceType.TOPIC, "mtls-acl"))])
+assert len(r["succeeded"]) == 1, r
+produce("client-2")
+print("client-2 allowed")
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(certs.path())
+        .arg(format!("127.0.0.1:{ssl}"))
+        .output()
+        .expect("python3 runs (scripts/test installs kafka-python)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kafka-python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("client-2 refused") && stdout.contains("client-2 allowed"),
+        "{stdout}"
+    );
 }
 
 /// Settings an SSL listener cannot run with are refused at start, naming the setting.

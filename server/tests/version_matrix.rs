@@ -1428,6 +1428,55 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             }
             assert_eq!(resp.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND");
         }
+        ApiKey::CreateAcls => {
+            // The matrix's brokers run without an authorizer: SECURITY_DISABLED per creation.
+            let mut c = create_acls_request::AclCreation::default();
+            c.resource_type = 2;
+            c.resource_name = s("mx-topic");
+            c.resource_pattern_type = 3;
+            c.principal = s("User:alice");
+            c.host = s("*");
+            c.operation = 3;
+            c.permission_type = 3;
+            let mut r = create_acls_request::CreateAclsRequest::default();
+            r.creations = vec![c];
+            let ResponseKind::CreateAcls(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.results.len(), 1, "CreateAcls v{v}");
+            assert_eq!(
+                resp.results[0].error_code, 54,
+                "CreateAcls v{v}: SECURITY_DISABLED"
+            );
+        }
+        ApiKey::DescribeAcls => {
+            let mut r = describe_acls_request::DescribeAclsRequest::default();
+            r.resource_type_filter = 1;
+            r.pattern_type_filter = 1;
+            r.operation = 1;
+            r.permission_type = 1;
+            let ResponseKind::DescribeAcls(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 54, "DescribeAcls v{v}: SECURITY_DISABLED");
+        }
+        ApiKey::DeleteAcls => {
+            let mut f = delete_acls_request::DeleteAclsFilter::default();
+            f.resource_type_filter = 1;
+            f.pattern_type_filter = 1;
+            f.operation = 1;
+            f.permission_type = 1;
+            let mut r = delete_acls_request::DeleteAclsRequest::default();
+            r.filters = vec![f];
+            let ResponseKind::DeleteAcls(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.filter_results.len(), 1, "DeleteAcls v{v}");
+            assert_eq!(
+                resp.filter_results[0].error_code, 54,
+                "DeleteAcls v{v}: SECURITY_DISABLED"
+            );
+        }
         ApiKey::SaslHandshake => {
             // A plaintext listener has no SASL: the handshake is refused as out of place and
             // the connection stays usable (the next case goes over it).

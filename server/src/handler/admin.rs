@@ -1,6 +1,7 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeCluster,
 //! DeleteRecords. Configs are in [`super::configs`].
 
+use crate::acl::{Operation, ResourceType};
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
@@ -113,6 +114,10 @@ pub async fn create_topics(ctx: &Context, r: CreateTopicsRequest) -> CreateTopic
             });
             let standalone = broker.cluster.is_none();
             let outcome = match manual {
+                _ if !ctx.may_create_topic(&name) => Err(AdminError::Kafka {
+                    code: ErrorCode::TopicAuthorizationFailed,
+                    message: format!("not authorized to create topic {name}"),
+                }),
                 Err(e) => Err(e),
                 Ok(None) if rf != 1 && standalone => Err(AdminError::Kafka {
                     code: ErrorCode::InvalidReplicationFactor,
@@ -187,6 +192,9 @@ pub async fn delete_topics(
     for (name, id) in targets {
         let name = name.or_else(|| ctx.broker.topic_by_id(id).map(|t| t.name.clone()));
         let (code, message) = match &name {
+            Some(n) if !ctx.authorized(Operation::Delete, ResourceType::Topic, n) => {
+                (ErrorCode::TopicAuthorizationFailed.code(), None)
+            }
             Some(n) => code_message(ctx.broker.admin_delete_topic(n).await),
             None => (ErrorCode::UnknownTopicId.code(), None),
         };
@@ -214,10 +222,16 @@ pub async fn create_partitions(
                 .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
         });
-        let outcome = ctx
-            .broker
-            .admin_create_partitions(t.name.0.as_str(), t.count, assignments, r.validate_only)
-            .await;
+        let outcome = if ctx.authorized(Operation::Alter, ResourceType::Topic, t.name.0.as_str()) {
+            ctx.broker
+                .admin_create_partitions(t.name.0.as_str(), t.count, assignments, r.validate_only)
+                .await
+        } else {
+            Err(AdminError::Kafka {
+                code: ErrorCode::TopicAuthorizationFailed,
+                message: format!("not authorized to alter topic {}", t.name.0.as_str()),
+            })
+        };
         let (code, message) = code_message(outcome);
         results.push(msg!(CreatePartitionsTopicResult {
             name: t.name,
@@ -236,6 +250,16 @@ pub fn describe_cluster(
     r: kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let include_fenced = r.include_fenced_brokers;
+    if !ctx.authorized_on_cluster(Operation::Describe) {
+        return msg!(DescribeClusterResponse {
+            error_code: ErrorCode::ClusterAuthorizationFailed.code(),
+            error_message: Some(s("not authorized to describe the cluster")),
+            endpoint_type: 1,
+            cluster_id: s(&ctx.broker.config.cluster_id),
+            controller_id: BrokerId(-1),
+            cluster_authorized_operations: i32::MIN,
+        });
+    }
     let (host, port) = &crate::connection::advertised(ctx);
     let this = msg!(DescribeClusterBroker {
         broker_id: BrokerId(ctx.broker.config.node_id),
@@ -290,6 +314,7 @@ pub fn delete_records(ctx: &Context, r: DeleteRecordsRequest) -> DeleteRecordsRe
         .into_iter()
         .map(|t| {
             let topic = ctx.broker.topic(t.name.0.as_str());
+            let allowed = ctx.authorized(Operation::Delete, ResourceType::Topic, t.name.0.as_str());
             let partitions = t
                 .partitions
                 .into_iter()
@@ -298,6 +323,10 @@ pub fn delete_records(ctx: &Context, r: DeleteRecordsRequest) -> DeleteRecordsRe
                         partition_index: p.partition_index,
                         low_watermark: -1,
                     });
+                    if !allowed {
+                        out.error_code = ErrorCode::TopicAuthorizationFailed.code();
+                        return out;
+                    }
                     // The leader moves the log start; followers follow it through their
                     // fetches (the response carries it).
                     let partition = match ctx
@@ -345,6 +374,10 @@ pub async fn unregister_broker(
     r: kafka_protocol::messages::unregister_broker_request::UnregisterBrokerRequest,
 ) -> kafka_protocol::messages::unregister_broker_response::UnregisterBrokerResponse {
     let outcome = match &ctx.broker.cluster {
+        _ if !ctx.authorized_on_cluster(Operation::Alter) => Err(AdminError::Kafka {
+            code: ErrorCode::ClusterAuthorizationFailed,
+            message: "not authorized to alter the cluster".into(),
+        }),
         None if r.broker_id.0 == ctx.broker.config.node_id => Err(AdminError::Kafka {
             code: ErrorCode::InvalidRequest,
             message: "a standalone broker cannot leave: it is the whole cluster".into(),

@@ -124,6 +124,28 @@ fn synonym(name: &str, value: Option<String>, source: Source) -> DescribeConfigs
     })
 }
 
+/// `Err` unless the principal may do `operation` to the configs of a topic (on the topic) or
+/// a broker (on the cluster), as Kafka checks them.
+fn authorize_configs(
+    ctx: &Context,
+    resource_type: i8,
+    name: &str,
+    operation: crate::acl::Operation,
+) -> Result<(), AdminError> {
+    use crate::acl::ResourceType;
+    match resource_type {
+        RESOURCE_TOPIC if !ctx.authorized(operation, ResourceType::Topic, name) => Err(refused(
+            ErrorCode::TopicAuthorizationFailed,
+            format!("not authorized to {operation:?} topic {name}"),
+        )),
+        RESOURCE_BROKER if !ctx.authorized_on_cluster(operation) => Err(refused(
+            ErrorCode::ClusterAuthorizationFailed,
+            format!("not authorized to {operation:?} the cluster"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn refused(code: ErrorCode, message: impl Into<String>) -> AdminError {
     AdminError::Kafka {
         code,
@@ -282,7 +304,14 @@ pub fn describe_configs(ctx: &Context, r: DescribeConfigsRequest) -> DescribeCon
                 keys.as_ref()
                     .is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
             };
+            let authorized = authorize_configs(
+                ctx,
+                res.resource_type,
+                &name,
+                crate::acl::Operation::DescribeConfigs,
+            );
             let outcome = match res.resource_type {
+                _ if authorized.is_err() => authorized.map(|()| Vec::new()),
                 RESOURCE_TOPIC => match ctx.broker.topic(&name) {
                     None => Err(refused(
                         ErrorCode::UnknownTopicOrPartition,
@@ -423,7 +452,14 @@ pub async fn alter_configs(ctx: &Context, r: AlterConfigsRequest) -> AlterConfig
                 )
             })
             .collect();
+        let authorized = authorize_configs(
+            ctx,
+            res.resource_type,
+            res.resource_name.as_str(),
+            crate::acl::Operation::AlterConfigs,
+        );
         let outcome = match res.resource_type {
+            _ if authorized.is_err() => authorized,
             RESOURCE_TOPIC => {
                 ctx.broker
                     .admin_alter_topic_config(
@@ -539,7 +575,15 @@ pub async fn incremental_alter_configs(
             })
             .collect();
         let distinct: BTreeSet<&str> = ops.iter().map(|(k, _, _)| k.as_str()).collect();
-        let outcome = if distinct.len() != ops.len() {
+        let authorized = authorize_configs(
+            ctx,
+            res.resource_type,
+            res.resource_name.as_str(),
+            crate::acl::Operation::AlterConfigs,
+        );
+        let outcome = if authorized.is_err() {
+            authorized
+        } else if distinct.len() != ops.len() {
             Err(refused(
                 ErrorCode::InvalidRequest,
                 "Error due to duplicate config keys",

@@ -20,6 +20,14 @@ pub async fn heartbeat(
     header: &RequestHeader,
     r: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
+    use crate::acl::{Operation, ResourceType};
+    if !ctx.authorized(Operation::Read, ResourceType::Group, r.group_id.0.as_str()) {
+        return msg!(ConsumerGroupHeartbeatResponse {
+            error_code: ErrorCode::GroupAuthorizationFailed.code(),
+            error_message: Some(s("not authorized to read the group")),
+            member_epoch: -1,
+        });
+    }
     let hb = Heartbeat {
         member_id: r.member_id.as_str().to_string(),
         member_epoch: r.member_epoch,
@@ -106,7 +114,16 @@ pub fn describe(
         .group_ids
         .into_iter()
         .map(|id| {
-            let coordinator = ctx.groups.check_coordinator(id.0.as_str());
+            let mut coordinator = ctx.groups.check_coordinator(id.0.as_str());
+            if coordinator == ErrorCode::None
+                && !ctx.authorized(
+                    crate::acl::Operation::Describe,
+                    crate::acl::ResourceType::Group,
+                    id.0.as_str(),
+                )
+            {
+                coordinator = ErrorCode::GroupAuthorizationFailed;
+            }
             if coordinator != ErrorCode::None {
                 return msg!(describe::DescribedGroup {
                     error_code: coordinator.code(),

@@ -19,6 +19,12 @@ use crate::error_code::ErrorCode;
 /// ElectLeaders. v0 is always a preferred election; v1+ names the type (0 preferred, 1
 /// unclean).
 pub async fn handle(ctx: &Context, r: ElectLeadersRequest) -> ElectLeadersResponse {
+    if !ctx.authorized_on_cluster(crate::acl::Operation::Alter) {
+        return msg!(ElectLeadersResponse {
+            error_code: ErrorCode::ClusterAuthorizationFailed.code(),
+            replica_election_results: denied(&r),
+        });
+    }
     let election = match r.election_type {
         0 => Election::Preferred,
         1 => Election::Unclean,
@@ -76,6 +82,24 @@ pub async fn handle(ctx: &Context, r: ElectLeadersRequest) -> ElectLeadersRespon
 /// Every named partition answered INVALID_REQUEST for an election type Kafka does not define.
 fn unknown_type(r: &ElectLeadersRequest, election_type: i8) -> Vec<ReplicaElectionResult> {
     let message = format!("election type {election_type} is neither preferred (0) nor unclean (1)");
+    every_partition(r, ErrorCode::InvalidRequest, &message)
+}
+
+/// CLUSTER_AUTHORIZATION_FAILED for every partition named.
+fn denied(r: &ElectLeadersRequest) -> Vec<ReplicaElectionResult> {
+    every_partition(
+        r,
+        ErrorCode::ClusterAuthorizationFailed,
+        "not authorized to alter the cluster",
+    )
+}
+
+/// The same error for every partition the request names.
+fn every_partition(
+    r: &ElectLeadersRequest,
+    code: ErrorCode,
+    message: &str,
+) -> Vec<ReplicaElectionResult> {
     r.topic_partitions
         .iter()
         .flatten()
@@ -88,8 +112,8 @@ fn unknown_type(r: &ElectLeadersRequest, election_type: i8) -> Vec<ReplicaElecti
                     .map(|p| {
                         msg!(PartitionResult {
                             partition_id: *p,
-                            error_code: ErrorCode::InvalidRequest.code(),
-                            error_message: Some(s(&message)),
+                            error_code: code.code(),
+                            error_message: Some(s(message)),
                         })
                     })
                     .collect(),

@@ -91,6 +91,21 @@ fn build(
             ctx.broker.topic(ft.topic.0.as_str())
         };
         let mut partitions = Vec::with_capacity(ft.partitions.len());
+        // Consumers need READ on the topic; a replica fetching (replica id >= 0) needs
+        // CLUSTER_ACTION on the cluster, as Kafka checks.
+        let allowed = if replica_id >= 0 {
+            ctx.authorized_on_cluster(crate::acl::Operation::ClusterAction)
+        } else {
+            let name = topic
+                .as_ref()
+                .map(|t| t.name.clone())
+                .unwrap_or_else(|| ft.topic.0.to_string());
+            ctx.authorized(
+                crate::acl::Operation::Read,
+                crate::acl::ResourceType::Topic,
+                &name,
+            )
+        };
         for fp in &ft.partitions {
             let mut pd = msg!(PartitionData {
                 partition_index: fp.partition,
@@ -100,6 +115,16 @@ fn build(
                 preferred_read_replica: (-1).into(),
                 records: Some(Bytes::new()),
             });
+            if !allowed {
+                pd.error_code = if replica_id >= 0 {
+                    ErrorCode::ClusterAuthorizationFailed
+                } else {
+                    ErrorCode::TopicAuthorizationFailed
+                }
+                .code();
+                partitions.push(pd);
+                continue;
+            }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(fp.partition)) else {
                 pd.error_code = if version >= 13 && topic.is_none() {
                     ErrorCode::UnknownTopicId
@@ -411,6 +436,11 @@ pub fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> ListOffsetsResponse
         .into_iter()
         .map(|t| {
             let topic = ctx.broker.topic(t.name.0.as_str());
+            let allowed = ctx.authorized(
+                crate::acl::Operation::Describe,
+                crate::acl::ResourceType::Topic,
+                t.name.0.as_str(),
+            );
             let partitions = t
                 .partitions
                 .into_iter()
@@ -421,6 +451,10 @@ pub fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> ListOffsetsResponse
                         offset: -1,
                         leader_epoch: 0,
                     });
+                    if !allowed {
+                        out.error_code = ErrorCode::TopicAuthorizationFailed.code();
+                        return out;
+                    }
                     let partition = match ctx
                         .broker
                         .leader_partition(topic.as_deref(), p.partition_index)
@@ -473,6 +507,16 @@ pub fn offset_for_leader_epoch(
         .into_iter()
         .map(|t| {
             let topic = ctx.broker.topic(t.topic.0.as_str());
+            // Replicas (replica id >= 0) need CLUSTER_ACTION, clients DESCRIBE on the topic.
+            let allowed = if r.replica_id.0 >= 0 {
+                ctx.authorized_on_cluster(crate::acl::Operation::ClusterAction)
+            } else {
+                ctx.authorized(
+                    crate::acl::Operation::Describe,
+                    crate::acl::ResourceType::Topic,
+                    t.topic.0.as_str(),
+                )
+            };
             let partitions = t
                 .partitions
                 .into_iter()
@@ -482,6 +526,10 @@ pub fn offset_for_leader_epoch(
                         leader_epoch: -1,
                         end_offset: -1,
                     });
+                    if !allowed {
+                        out.error_code = ErrorCode::TopicAuthorizationFailed.code();
+                        return out;
+                    }
                     match topic.as_ref().and_then(|t| t.partition(p.partition)) {
                         None => {
                             out.error_code = ctx

@@ -2,6 +2,7 @@
 //! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups. The state machine lives
 //! in `crate::group`.
 
+use crate::acl::{Operation, ResourceType};
 use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
 use kafka_protocol::messages::delete_groups_response::{
     DeletableGroupResult, DeleteGroupsResponse,
@@ -110,6 +111,8 @@ pub async fn find_coordinator(
     for key in keys {
         let found = if transactional {
             Err(ErrorCode::TransactionalIdAuthorizationFailed)
+        } else if !ctx.authorized(Operation::Describe, ResourceType::Group, key.as_str()) {
+            Err(ErrorCode::GroupAuthorizationFailed)
         } else {
             coordinator_of(ctx, key.as_str()).await
         };
@@ -145,6 +148,14 @@ pub async fn join_group(
     version: i16,
     client_id: &str,
 ) -> JoinGroupResponse {
+    if !ctx.authorized(Operation::Read, ResourceType::Group, r.group_id.0.as_str()) {
+        return msg!(JoinGroupResponse {
+            error_code: ErrorCode::GroupAuthorizationFailed.code(),
+            generation_id: -1,
+            protocol_name: Some(s("")),
+            member_id: r.member_id,
+        });
+    }
     let req = JoinRequest {
         group_id: r.group_id.0.as_str().to_string(),
         member_id: r.member_id.as_str().to_string(),
@@ -187,6 +198,11 @@ pub async fn join_group(
 
 /// SyncGroup.
 pub async fn sync_group(ctx: &Context, r: SyncGroupRequest) -> SyncGroupResponse {
+    if !ctx.authorized(Operation::Read, ResourceType::Group, r.group_id.0.as_str()) {
+        return msg!(SyncGroupResponse {
+            error_code: ErrorCode::GroupAuthorizationFailed.code(),
+        });
+    }
     let assignments = r
         .assignments
         .iter()
@@ -212,6 +228,11 @@ pub async fn sync_group(ctx: &Context, r: SyncGroupRequest) -> SyncGroupResponse
 
 /// Heartbeat.
 pub fn heartbeat(ctx: &std::sync::Arc<Context>, r: HeartbeatRequest) -> HeartbeatResponse {
+    if !ctx.authorized(Operation::Read, ResourceType::Group, r.group_id.0.as_str()) {
+        return msg!(HeartbeatResponse {
+            error_code: ErrorCode::GroupAuthorizationFailed.code(),
+        });
+    }
     msg!(HeartbeatResponse {
         error_code: ctx
             .groups
@@ -227,6 +248,11 @@ pub fn leave_group(
     version: i16,
 ) -> LeaveGroupResponse {
     let group = r.group_id.0.as_str();
+    if !ctx.authorized(Operation::Read, ResourceType::Group, group) {
+        return msg!(LeaveGroupResponse {
+            error_code: ErrorCode::GroupAuthorizationFailed.code(),
+        });
+    }
     if version < 3 {
         let codes = ctx.groups.leave(group, &[r.member_id.as_str().to_string()]);
         return msg!(LeaveGroupResponse {
@@ -257,11 +283,15 @@ pub fn leave_group(
 /// OffsetCommit: validated against the group's generation, appended durably.
 pub async fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = r.group_id.0.as_str().to_string();
-    let check = ctx.groups.validate_commit(
-        &group,
-        r.generation_id_or_member_epoch,
-        r.member_id.as_str(),
-    );
+    let check = if ctx.authorized(Operation::Read, ResourceType::Group, &group) {
+        ctx.groups.validate_commit(
+            &group,
+            r.generation_id_or_member_epoch,
+            r.member_id.as_str(),
+        )
+    } else {
+        ErrorCode::GroupAuthorizationFailed
+    };
     let mut commits = Vec::new();
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
     for t in &r.topics {
@@ -280,6 +310,8 @@ pub async fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommi
         for p in &t.partitions {
             let code = if check != ErrorCode::None {
                 check
+            } else if !ctx.authorized(Operation::Read, ResourceType::Topic, &name) {
+                ErrorCode::TopicAuthorizationFailed
             } else if by_id && topic.is_none() {
                 ErrorCode::UnknownTopicId
             } else if !ctx
@@ -331,7 +363,10 @@ pub async fn offset_commit(ctx: &Context, r: OffsetCommitRequest) -> OffsetCommi
 }
 
 /// Committed offsets of one topic: (partition, offset if committed).
-type TopicOffsets = (TopicName, Vec<(i32, Option<CommittedOffset>)>);
+type TopicOffsets = (TopicName, Vec<(i32, Committed)>);
+
+/// A topic's committed offsets, `Err` for a topic the principal may not describe.
+type Committed = Result<Option<CommittedOffset>, ErrorCode>;
 
 fn fetch_one(
     ctx: &Context,
@@ -343,9 +378,17 @@ fn fetch_one(
             .into_iter()
             .map(|(name, parts)| {
                 let n = name.0.as_str().to_string();
+                let allowed = ctx.authorized(Operation::Describe, ResourceType::Topic, &n);
                 let ps = parts
                     .into_iter()
-                    .map(|p| (p, ctx.groups.committed(group, &n, p)))
+                    .map(|p| {
+                        let c = if allowed {
+                            Ok(ctx.groups.committed(group, &n, p))
+                        } else {
+                            Err(ErrorCode::TopicAuthorizationFailed)
+                        };
+                        (p, c)
+                    })
                     .collect();
                 (name, ps)
             })
@@ -358,9 +401,14 @@ fn fetch_one(
             for (t, p, c) in ctx.groups.committed_all(group) {
                 by_topic.entry(t).or_default().push((p, Some(c)));
             }
+            // All topics: those the principal may describe.
             by_topic
                 .into_iter()
-                .map(|(t, ps)| (TopicName(s(&t)), ps))
+                .filter(|(t, _)| ctx.may_see(ResourceType::Topic, t))
+                .map(|(t, ps)| {
+                    let ps = ps.into_iter().map(|(p, c)| (p, Ok(c))).collect();
+                    (TopicName(s(&t)), ps)
+                })
                 .collect()
         }
     }
@@ -395,6 +443,15 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
                         .collect()
                 });
                 let mut coordinator = ctx.groups.check_coordinator(g.group_id.0.as_str());
+                if coordinator == ErrorCode::None
+                    && !ctx.authorized(
+                        Operation::Describe,
+                        ResourceType::Group,
+                        g.group_id.0.as_str(),
+                    )
+                {
+                    coordinator = ErrorCode::GroupAuthorizationFailed;
+                }
                 if coordinator == ErrorCode::None && g.member_id.is_some() {
                     // v9: a member of a consumer group (KIP-848) fetches at its epoch.
                     coordinator = ctx.groups.validate_offset_fetch(
@@ -438,18 +495,22 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
                             name,
                             partitions: ps
                                 .into_iter()
-                                .map(|(p, c)| msg!(OffsetFetchResponsePartitions {
-                                    partition_index: p,
-                                    committed_offset: c.as_ref().map_or(-1, |c| c.offset),
-                                    committed_leader_epoch: c
-                                        .as_ref()
-                                        .map_or(-1, |c| c.leader_epoch),
-                                    metadata: Some(s(c
-                                        .as_ref()
-                                        .and_then(|c| c.metadata.as_deref())
-                                        .unwrap_or(""))),
-                                    error_code: 0,
-                                }))
+                                .map(|(p, c)| {
+                                    let error_code = c.as_ref().err().map_or(0, |e| e.code());
+                                    let c = c.ok().flatten();
+                                    msg!(OffsetFetchResponsePartitions {
+                                        partition_index: p,
+                                        committed_offset: c.as_ref().map_or(-1, |c| c.offset),
+                                        committed_leader_epoch: c
+                                            .as_ref()
+                                            .map_or(-1, |c| c.leader_epoch),
+                                        metadata: Some(s(c
+                                            .as_ref()
+                                            .and_then(|c| c.metadata.as_deref())
+                                            .unwrap_or(""))),
+                                        error_code,
+                                    })
+                                })
                                 .collect(),
                         }))
                         .chain(unknown)
@@ -465,7 +526,16 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let coordinator = ctx.groups.check_coordinator(r.group_id.0.as_str());
+    let mut coordinator = ctx.groups.check_coordinator(r.group_id.0.as_str());
+    if coordinator == ErrorCode::None
+        && !ctx.authorized(
+            Operation::Describe,
+            ResourceType::Group,
+            r.group_id.0.as_str(),
+        )
+    {
+        coordinator = ErrorCode::GroupAuthorizationFailed;
+    }
     if coordinator != ErrorCode::None {
         return msg!(OffsetFetchResponse {
             error_code: coordinator.code(),
@@ -479,16 +549,20 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
                 name,
                 partitions: ps
                     .into_iter()
-                    .map(|(p, c)| msg!(OffsetFetchResponsePartition {
-                        partition_index: p,
-                        committed_offset: c.as_ref().map_or(-1, |c| c.offset),
-                        committed_leader_epoch: c.as_ref().map_or(-1, |c| c.leader_epoch),
-                        metadata: Some(s(c
-                            .as_ref()
-                            .and_then(|c| c.metadata.as_deref())
-                            .unwrap_or(""))),
-                        error_code: 0,
-                    }))
+                    .map(|(p, c)| {
+                        let error_code = c.as_ref().err().map_or(0, |e| e.code());
+                        let c = c.ok().flatten();
+                        msg!(OffsetFetchResponsePartition {
+                            partition_index: p,
+                            committed_offset: c.as_ref().map_or(-1, |c| c.offset),
+                            committed_leader_epoch: c.as_ref().map_or(-1, |c| c.leader_epoch),
+                            metadata: Some(s(c
+                                .as_ref()
+                                .and_then(|c| c.metadata.as_deref())
+                                .unwrap_or(""))),
+                            error_code,
+                        })
+                    })
                     .collect(),
             }))
             .collect(),
@@ -511,6 +585,13 @@ pub fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> DescribeGroup
             // here, and with ConsumerGroupDescribe.
             let known =
                 ctx.groups.exists(g.0.as_str()) && !ctx.groups.is_consumer_group(g.0.as_str());
+            if !ctx.authorized(Operation::Describe, ResourceType::Group, g.0.as_str()) {
+                return msg!(DescribedGroup {
+                    error_code: ErrorCode::GroupAuthorizationFailed.code(),
+                    group_id: g,
+                    authorized_operations: ops,
+                });
+            }
             let (state, protocol_type, protocol_name, members) = ctx.groups.describe(g.0.as_str());
             msg!(DescribedGroup {
                 error_code: 0,
@@ -547,10 +628,18 @@ pub fn list_groups(ctx: &Context, r: ListGroupsRequest) -> ListGroupsResponse {
                 .iter()
                 .any(|f| f.as_str().eq_ignore_ascii_case(value))
     };
+    // DESCRIBE on the cluster lists every group; without it, those the principal may
+    // describe.
+    let all = ctx.allows(
+        Operation::Describe,
+        ResourceType::Cluster,
+        crate::acl::CLUSTER_NAME,
+    );
     let groups = ctx
         .groups
         .list()
         .into_iter()
+        .filter(|g| all || ctx.may_see(ResourceType::Group, &g.group_id))
         .filter(|g| matches(&r.states_filter, g.state))
         .filter(|g| matches(&r.types_filter, g.group_type))
         .map(|g| {
@@ -569,7 +658,11 @@ pub fn list_groups(ctx: &Context, r: ListGroupsRequest) -> ListGroupsResponse {
 pub async fn delete_groups(ctx: &Context, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::new();
     for g in r.groups_names {
-        let code = ctx.groups.delete(g.0.as_str()).await;
+        let code = if ctx.authorized(Operation::Delete, ResourceType::Group, g.0.as_str()) {
+            ctx.groups.delete(g.0.as_str()).await
+        } else {
+            ErrorCode::GroupAuthorizationFailed
+        };
         results.push(msg!(DeletableGroupResult {
             group_id: g,
             error_code: code.code(),
@@ -594,10 +687,31 @@ pub async fn offset_delete(
                 .map(|p| (t.name.0.as_str().to_string(), p.partition_index))
         })
         .collect();
+    if !ctx.authorized(
+        Operation::Delete,
+        ResourceType::Group,
+        r.group_id.0.as_str(),
+    ) {
+        return msg!(OffsetDeleteResponse {
+            error_code: ErrorCode::GroupAuthorizationFailed.code(),
+        });
+    }
+    // Partitions of topics the principal may not read are refused one by one.
+    let (partitions, denied): (Vec<_>, Vec<_>) = partitions
+        .into_iter()
+        .partition(|(t, _)| ctx.authorized(Operation::Read, ResourceType::Topic, t));
     let outcome = ctx
         .groups
         .delete_offsets(r.group_id.0.as_str(), partitions)
-        .await;
+        .await
+        .map(|mut results| {
+            results.extend(
+                denied
+                    .into_iter()
+                    .map(|p| (p, ErrorCode::TopicAuthorizationFailed)),
+            );
+            results
+        });
     let (error_code, results) = match outcome {
         Ok(results) => (0, results),
         Err(code) => (code.code(), Vec::new()),

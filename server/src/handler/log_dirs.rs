@@ -2,6 +2,7 @@
 //! holds and the directory's total and usable bytes (what `kafka-log-dirs.sh` and
 //! Cruise-Control-style balancers read). Strata has one log directory per broker (`log.dirs`).
 
+use crate::error_code::ErrorCode;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::describe_log_dirs_request::DescribeLogDirsRequest;
 use kafka_protocol::messages::describe_log_dirs_response::{
@@ -34,6 +35,12 @@ fn disk_space(dir: &std::path::Path) -> (i64, i64) {
 
 /// DescribeLogDirs of this broker's replicas; `topics: None` asks for all of them.
 pub fn describe_log_dirs(ctx: &Context, r: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    if !ctx.authorized_on_cluster(crate::acl::Operation::Describe) {
+        // v3+ carries the error; older versions get no directories, as Kafka answers.
+        return msg!(DescribeLogDirsResponse {
+            error_code: ErrorCode::ClusterAuthorizationFailed.code(),
+        });
+    }
     let wanted = |topic: &str, partition: i32| {
         r.topics.as_ref().is_none_or(|ts| {
             ts.iter()

@@ -236,18 +236,25 @@ pub async fn handle(ctx: &Context, r: MetadataRequest, version: i16) -> Metadata
 
 fn handle_standalone(ctx: &Context, r: MetadataRequest, version: i16) -> MetadataResponse {
     let broker = &ctx.broker;
+    // All topics: those the principal may describe.
+    let all = || -> Vec<MetadataResponseTopic> {
+        broker
+            .topics()
+            .iter()
+            .filter(|t| ctx.may_see(crate::acl::ResourceType::Topic, &t.name))
+            .map(|t| topic_entry(ctx, t))
+            .collect()
+    };
+    let denied = |name: &str| {
+        msg!(MetadataResponseTopic {
+            error_code: ErrorCode::TopicAuthorizationFailed.code(),
+            name: Some(TopicName(s(name))),
+        })
+    };
     let topics = match r.topics {
         // v0: an empty list means all topics; v1+: null means all.
-        None => broker
-            .topics()
-            .iter()
-            .map(|t| topic_entry(ctx, t))
-            .collect(),
-        Some(list) if list.is_empty() && version == 0 => broker
-            .topics()
-            .iter()
-            .map(|t| topic_entry(ctx, t))
-            .collect(),
+        None => all(),
+        Some(list) if list.is_empty() && version == 0 => all(),
         Some(list) => list
             .into_iter()
             .map(|req| {
@@ -256,6 +263,19 @@ fn handle_standalone(ctx: &Context, r: MetadataRequest, version: i16) -> Metadat
                     Some(n) => broker.topic(n),
                     None => broker.topic_by_id(req.topic_id),
                 };
+                let name = existing
+                    .as_ref()
+                    .map(|t| t.name.clone())
+                    .or_else(|| by_name.clone());
+                if let Some(n) = &name
+                    && !ctx.authorized(
+                        crate::acl::Operation::Describe,
+                        crate::acl::ResourceType::Topic,
+                        n,
+                    )
+                {
+                    return denied(n);
+                }
                 if let Some(t) = existing {
                     return topic_entry(ctx, &t);
                 }
@@ -267,6 +287,9 @@ fn handle_standalone(ctx: &Context, r: MetadataRequest, version: i16) -> Metadat
                 };
                 let auto = broker.config.auto_create_topics
                     && (version < 4 || r.allow_auto_topic_creation);
+                if auto && !ctx.may_create_topic(&name) {
+                    return denied(&name);
+                }
                 if auto {
                     match broker.create_topic(
                         &name,

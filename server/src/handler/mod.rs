@@ -2,6 +2,7 @@
 //! a response. `supported_versions` is the single table of what this broker implements; the
 //! ApiVersions response is built from it, so what is advertised is exactly what is handled.
 
+pub mod acls;
 pub mod admin;
 pub mod api_versions;
 pub mod authorized;
@@ -44,6 +45,76 @@ pub struct Context {
     pub fetch_sessions: crate::fetch_session::FetchSessions,
     /// SCRAM credentials (`sasl.rs`).
     pub scram: Arc<crate::sasl::ScramStore>,
+    /// ACLs and the authorizer's settings (`acl.rs`).
+    pub acl: Arc<crate::acl::Authorizer>,
+}
+
+impl Context {
+    /// Whether the request's principal may do `operation` on `name` of `resource_type`; a
+    /// denial is counted and logged (thinned to powers of two).
+    pub fn authorized(
+        &self,
+        operation: crate::acl::Operation,
+        resource_type: crate::acl::ResourceType,
+        name: &str,
+    ) -> bool {
+        if !self.acl.enabled {
+            return true;
+        }
+        let principal = crate::connection::principal();
+        let host = crate::connection::client_ip();
+        let ok = self
+            .acl
+            .authorize(&principal, &host, operation, resource_type, name);
+        if !ok {
+            self.metrics.authorization_denials.inc();
+            let n = self.metrics.authorization_denials.get();
+            if n <= 3 || n.is_power_of_two() {
+                tracing::warn!(%principal, %host, ?operation, ?resource_type, resource = name, denials = n, "authorization denied");
+            }
+        }
+        ok
+    }
+
+    /// As [`Context::authorized`], without counting or logging a denial: for what a response
+    /// leaves out rather than refuses (Metadata's topic list, ListGroups' groups).
+    pub fn may_see(&self, resource_type: crate::acl::ResourceType, name: &str) -> bool {
+        self.allows(crate::acl::Operation::Describe, resource_type, name)
+    }
+
+    /// Whether the principal may do `operation`, without counting or logging a denial (for a
+    /// check that has another way through, like CREATE on the cluster or else on the topic).
+    pub fn allows(
+        &self,
+        operation: crate::acl::Operation,
+        resource_type: crate::acl::ResourceType,
+        name: &str,
+    ) -> bool {
+        !self.acl.enabled
+            || self.acl.authorize(
+                &crate::connection::principal(),
+                &crate::connection::client_ip(),
+                operation,
+                resource_type,
+                name,
+            )
+    }
+
+    /// Whether the principal may create topic `name`: CREATE on the cluster, or on the topic.
+    pub fn may_create_topic(&self, name: &str) -> bool {
+        use crate::acl::{CLUSTER_NAME, Operation, ResourceType};
+        self.allows(Operation::Create, ResourceType::Cluster, CLUSTER_NAME)
+            || self.authorized(Operation::Create, ResourceType::Topic, name)
+    }
+
+    /// [`Context::authorized`] on the cluster resource.
+    pub fn authorized_on_cluster(&self, operation: crate::acl::Operation) -> bool {
+        self.authorized(
+            operation,
+            crate::acl::ResourceType::Cluster,
+            crate::acl::CLUSTER_NAME,
+        )
+    }
 }
 
 /// The versions this broker implements, per API: `(min, max)`, or `None` if not implemented.
@@ -91,6 +162,9 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::ConsumerGroupDescribe => (0, 1),
         ApiKey::SaslHandshake => (1, 1),
         ApiKey::SaslAuthenticate => (0, 2),
+        ApiKey::CreateAcls => (1, 3),
+        ApiKey::DescribeAcls => (1, 3),
+        ApiKey::DeleteAcls => (1, 3),
         _ => return None,
     })
 }
@@ -153,6 +227,9 @@ async fn dispatch(
             }
         )),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, v).await),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r)),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r)),
         RequestKind::Produce(r) => {
             return produce::handle(ctx, r, v).await.map(ResponseKind::Produce);
         }

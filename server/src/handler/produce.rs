@@ -126,8 +126,22 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
             ctx.broker.topic(td.name.0.as_str())
         };
         let mut partitions = Vec::with_capacity(td.partition_data.len());
+        // WRITE on the topic (by its name, also when the request names it by id).
+        let name = topic
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| td.name.0.to_string());
+        let allowed = ctx.authorized(
+            crate::acl::Operation::Write,
+            crate::acl::ResourceType::Topic,
+            &name,
+        );
         for pd in td.partition_data {
             let index = pd.index;
+            if !allowed {
+                partitions.push(error(index, ErrorCode::TopicAuthorizationFailed, None));
+                continue;
+            }
             if !(-1..=1).contains(&acks) {
                 partitions.push(error(index, ErrorCode::InvalidRequiredAcks, None));
                 continue;
@@ -369,6 +383,25 @@ pub async fn init_producer_id(ctx: &Context, r: InitProducerIdRequest) -> InitPr
     };
     if r.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
         return failed(ErrorCode::TransactionalIdAuthorizationFailed);
+    }
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
+    // (Kafka 2.8+).
+    if ctx.acl.enabled {
+        use crate::acl::{CLUSTER_NAME, Operation, ResourceType};
+        let principal = crate::connection::principal();
+        let host = crate::connection::client_ip();
+        let allowed =
+            ctx.allows(
+                Operation::IdempotentWrite,
+                ResourceType::Cluster,
+                CLUSTER_NAME,
+            ) || ctx
+                .acl
+                .authorize_any(&principal, &host, Operation::Write, ResourceType::Topic);
+        if !allowed {
+            ctx.metrics.authorization_denials.inc();
+            return failed(ErrorCode::ClusterAuthorizationFailed);
+        }
     }
     // KIP-360: a producer that asks with its current id gets the next epoch of it.
     if r.producer_id.0 >= 0 && r.producer_epoch >= 0 && r.producer_epoch < i16::MAX - 1 {

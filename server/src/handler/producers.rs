@@ -3,6 +3,7 @@
 //! describe-producers` and `Admin::describeProducers`. Strata has no transactions, so no
 //! producer has an open one (`current_txn_start_offset` -1, `coordinator_epoch` -1).
 
+use crate::error_code::ErrorCode;
 use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::describe_producers_request::DescribeProducersRequest;
 use kafka_protocol::messages::describe_producers_response::{
@@ -19,6 +20,11 @@ pub fn handle(ctx: &Context, r: DescribeProducersRequest) -> DescribeProducersRe
         .into_iter()
         .map(|t| {
             let topic = ctx.broker.topic(t.name.0.as_str());
+            let allowed = ctx.authorized(
+                crate::acl::Operation::Read,
+                crate::acl::ResourceType::Topic,
+                t.name.0.as_str(),
+            );
             let partitions = t
                 .partition_indexes
                 .into_iter()
@@ -26,6 +32,10 @@ pub fn handle(ctx: &Context, r: DescribeProducersRequest) -> DescribeProducersRe
                     let mut out = msg!(PartitionResponse {
                         partition_index: index,
                     });
+                    if !allowed {
+                        out.error_code = ErrorCode::TopicAuthorizationFailed.code();
+                        return out;
+                    }
                     let partition = match ctx.broker.leader_partition(topic.as_deref(), index) {
                         Ok(p) => p,
                         Err(code) => {

@@ -3,6 +3,7 @@
 //! way (`kafka-reassign-partitions.sh`, `Admin::alterPartitionReassignments`). The controller
 //! carries each move out (`strata_replication::controller`, module `reassignment`).
 
+use crate::error_code::ErrorCode;
 use kafka_protocol::messages::alter_partition_reassignments_request::AlterPartitionReassignmentsRequest;
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     AlterPartitionReassignmentsResponse, ReassignablePartitionResponse, ReassignableTopicResponse,
@@ -25,6 +26,13 @@ pub async fn alter(
     version: i16,
 ) -> AlterPartitionReassignmentsResponse {
     let allow_rf_change = version < 1 || r.allow_replication_factor_change;
+    if !ctx.authorized_on_cluster(crate::acl::Operation::Alter) {
+        return msg!(AlterPartitionReassignmentsResponse {
+            allow_replication_factor_change: allow_rf_change,
+            error_code: ErrorCode::ClusterAuthorizationFailed.code(),
+            error_message: Some(s("not authorized to alter the cluster")),
+        });
+    }
     let mut responses = Vec::with_capacity(r.topics.len());
     for t in r.topics {
         let topic = t.name.0.as_str().to_string();
@@ -65,6 +73,12 @@ pub fn list(
     r: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
     let mut topics = Vec::new();
+    if !ctx.authorized_on_cluster(crate::acl::Operation::Describe) {
+        return msg!(ListPartitionReassignmentsResponse {
+            error_code: ErrorCode::ClusterAuthorizationFailed.code(),
+            error_message: Some(s("not authorized to describe the cluster")),
+        });
+    }
     if let Some(cluster) = &ctx.broker.cluster {
         let image = cluster.image();
         let wanted: Vec<(String, Option<Vec<i32>>)> = match r.topics {
