@@ -64,6 +64,18 @@ pub struct BrokerConfig {
     pub ssl: crate::tls::SslSettings,
     /// `sasl.enabled.mechanisms`. Default: PLAIN,SCRAM-SHA-256,SCRAM-SHA-512.
     pub sasl_mechanisms: Vec<crate::sasl::Mechanism>,
+    /// `connections.max.idle.ms`: a connection without a request for this long is closed
+    /// (`None`: never, Kafka's -1). Default: 10 minutes, as Kafka.
+    pub connections_max_idle: Option<std::time::Duration>,
+    /// `request.read.timeout.ms` (Strata's): a request frame must arrive whole within this long
+    /// of its first byte. Default: 30 s.
+    pub request_read_timeout: std::time::Duration,
+    /// `max.connections`: client connections at most, over all listeners. Default: unlimited.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`. Default: unlimited.
+    pub max_connections_per_ip: usize,
+    /// `max.connections.per.ip.overrides`: `host:count,...` (addresses).
+    pub max_connections_per_ip_overrides: std::collections::HashMap<std::net::IpAddr, usize>,
     /// `authorizer.class.name`: requests are authorized by ACLs when set (`acl.rs`).
     pub authorizer: bool,
     /// `super.users`: `User:admin;User:ops`.
@@ -181,6 +193,11 @@ impl Default for BrokerConfig {
                 crate::sasl::Mechanism::ScramSha512,
             ],
             plain_users: Default::default(),
+            connections_max_idle: Some(std::time::Duration::from_secs(600)),
+            request_read_timeout: std::time::Duration::from_secs(30),
+            max_connections: usize::MAX,
+            max_connections_per_ip: usize::MAX,
+            max_connections_per_ip_overrides: Default::default(),
             authorizer: false,
             super_users: Vec::new(),
             allow_everyone_if_no_acl_found: false,
@@ -371,6 +388,30 @@ impl BrokerConfig {
                 }
             }
             "ssl.enabled.protocols" => self.ssl.enabled_protocols = Some(v.into()),
+            "connections.max.idle.ms" => {
+                let ms: i64 = parse(key, v)?;
+                self.connections_max_idle =
+                    (ms >= 0).then(|| std::time::Duration::from_millis(ms.unsigned_abs()));
+            }
+            "request.read.timeout.ms" => {
+                self.request_read_timeout =
+                    std::time::Duration::from_millis(positive::<u64>(key, v)?)
+            }
+            "max.connections" => self.max_connections = positive(key, v)?,
+            "max.connections.per.ip" => self.max_connections_per_ip = positive(key, v)?,
+            "max.connections.per.ip.overrides" => {
+                let mut out = std::collections::HashMap::new();
+                for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                    let parsed = entry.rsplit_once(':').and_then(|(host, n)| {
+                        Some((host.trim().parse().ok()?, n.trim().parse().ok()?))
+                    });
+                    let (ip, n) = parsed.ok_or_else(|| {
+                        invalid(key, v, format!("{entry}: expected <address>:<count>"))
+                    })?;
+                    out.insert(ip, n);
+                }
+                self.max_connections_per_ip_overrides = out;
+            }
             "authorizer.class.name" => self.authorizer = !v.trim().is_empty(),
             "super.users" => {
                 self.super_users = v

@@ -198,6 +198,18 @@ const PRODUCE_PIPELINE_DEPTH: usize = 16;
 /// A produce request's response on its way: the encoded frame, `None` for acks=0.
 type PendingResponse = tokio::task::JoinHandle<Result<Option<Vec<Part>>, ConnectionError>>;
 
+/// Why a connection stops waiting for its client.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    /// A SASL listener's connection has not authenticated.
+    Authentication,
+    /// A frame begun was not finished within `request.read.timeout.ms` (a slow or stalled
+    /// sender holding a connection and its buffer).
+    PartialFrame,
+    /// No request for `connections.max.idle.ms`.
+    Idle,
+}
+
 /// What the connection loop waited for.
 enum Event {
     /// Bytes were read (0: the peer closed its side).
@@ -215,8 +227,13 @@ async fn run(
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut pending: std::collections::VecDeque<PendingResponse> =
         std::collections::VecDeque::new();
+    // When the bytes of an unfinished frame began to arrive; when the last request came.
+    let mut partial_since: Option<tokio::time::Instant> = None;
+    let mut last_request = tokio::time::Instant::now();
     loop {
         if let Some(frame) = next_frame(&mut buf, limit, ctx)? {
+            last_request = tokio::time::Instant::now();
+            partial_since = None;
             if let Some(a) = auth.as_mut() {
                 // Not authenticated yet: only ApiVersions and the SASL exchange.
                 let (parts, outcome) = authenticate(ctx, a, frame.freeze()).await?;
@@ -260,17 +277,49 @@ async fn run(
             }
             continue;
         }
-        let sasl_deadline = auth.as_ref().map(|a| a.deadline);
+        // What the connection waits for at most: authentication, the rest of a frame begun,
+        // or (idle) the next request.
+        let now = tokio::time::Instant::now();
+        if buf.is_empty() {
+            partial_since = None;
+        } else if partial_since.is_none() {
+            partial_since = Some(now);
+        }
+        let config = &ctx.broker.config;
+        let deadline = [
+            auth.as_ref()
+                .map(|a| (a.deadline, Deadline::Authentication)),
+            partial_since.map(|t| (t + config.request_read_timeout, Deadline::PartialFrame)),
+            (pending.is_empty() && buf.is_empty())
+                .then_some(config.connections_max_idle)
+                .flatten()
+                .map(|idle| (last_request + idle, Deadline::Idle)),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at);
         let event = tokio::select! {
             // `read_buf` is cancel-safe: bytes read are in `buf` even if the other branch wins.
             n = stream.read_buf(&mut buf) => Event::Read(n?),
             _ = async {
-                match sasl_deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
+                match deadline {
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             } => {
-                auth_failed(ctx, &format!("not finished within {SASL_DEADLINE:?}"));
+                match deadline.map(|(_, d)| d) {
+                    Some(Deadline::Authentication) => {
+                        auth_failed(ctx, &format!("not finished within {SASL_DEADLINE:?}"));
+                    }
+                    Some(Deadline::PartialFrame) => {
+                        ctx.metrics.connections_closed_slow.inc();
+                        tracing::debug!(peer = %client_host(), bytes = buf.len(), "a request frame was not completed in time; closing");
+                    }
+                    Some(Deadline::Idle) | None => {
+                        ctx.metrics.connections_closed_idle.inc();
+                        tracing::debug!(peer = %client_host(), "idle for connections.max.idle.ms; closing");
+                    }
+                }
                 return Ok(());
             }
             r = async {

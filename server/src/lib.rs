@@ -29,6 +29,7 @@ pub mod cluster;
 pub mod cluster_tool;
 pub mod config;
 pub mod connection;
+pub mod connection_limits;
 pub mod disk_parallel;
 pub mod dynamic_config;
 pub mod error_backoff;

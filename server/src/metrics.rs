@@ -72,6 +72,14 @@ pub struct Metrics {
     /// TLS handshakes that failed or timed out (a plaintext client on an SSL listener, a
     /// certificate the truststore does not vouch for, a client that never finished).
     pub tls_handshake_failures: Counter,
+    /// Connections refused at accept for `max.connections`.
+    pub connections_refused_total_limit: Counter,
+    /// Connections refused at accept for their address's limit.
+    pub connections_refused_ip_limit: Counter,
+    /// Connections closed after `connections.max.idle.ms` without a request.
+    pub connections_closed_idle: Counter,
+    /// Connections closed because a frame begun did not arrive whole in time.
+    pub connections_closed_slow: Counter,
     /// SASL exchanges that failed (wrong credentials, unknown user, a malformed message).
     pub sasl_authentication_failures: Counter,
     /// Operations the authorizer denied.
@@ -122,6 +130,10 @@ impl Metrics {
             duplicate_batches: Counter::default(),
             corrupt_batches: Counter::default(),
             tls_handshake_failures: Counter::default(),
+            connections_refused_total_limit: Counter::default(),
+            connections_refused_ip_limit: Counter::default(),
+            connections_closed_idle: Counter::default(),
+            connections_closed_slow: Counter::default(),
             sasl_authentication_failures: Counter::default(),
             authorization_denials: Counter::default(),
             fetch_checked_bytes: Counter::default(),
@@ -154,6 +166,26 @@ impl Metrics {
             "corrupt_batches",
             "Batches found corrupt on disk when read",
             m.corrupt_batches.clone(),
+        );
+        registry.register(
+            "connections_refused_total_limit",
+            "Connections closed at accept: max.connections reached",
+            m.connections_refused_total_limit.clone(),
+        );
+        registry.register(
+            "connections_refused_ip_limit",
+            "Connections closed at accept: the address's max.connections.per.ip reached",
+            m.connections_refused_ip_limit.clone(),
+        );
+        registry.register(
+            "connections_closed_idle",
+            "Connections closed after connections.max.idle.ms without a request",
+            m.connections_closed_idle.clone(),
+        );
+        registry.register(
+            "connections_closed_slow",
+            "Connections closed because a request frame did not arrive whole within request.read.timeout.ms",
+            m.connections_closed_slow.clone(),
         );
         registry.register(
             "tls_handshake_failures",

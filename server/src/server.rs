@@ -48,6 +48,35 @@ async fn bind_listeners(
     Ok(out)
 }
 
+/// A place for an accepted connection within the connection limits, or `None`: the
+/// connection is closed at once (dropped), counted, and logged (thinned to powers of two).
+fn admit(
+    ctx: &Context,
+    limits: &Arc<crate::connection_limits::ConnectionLimits>,
+    stream: &tokio::net::TcpStream,
+) -> Option<Option<crate::connection_limits::Permit>> {
+    use crate::connection_limits::Refusal;
+    let Ok(peer) = stream.peer_addr() else {
+        return Some(None);
+    };
+    match limits.try_acquire(peer.ip()) {
+        Ok(permit) => Some(Some(permit)),
+        Err(refusal) => {
+            let counter = match refusal {
+                Refusal::Total => &ctx.metrics.connections_refused_total_limit,
+                Refusal::PerIp => &ctx.metrics.connections_refused_ip_limit,
+            };
+            counter.inc();
+            let n = counter.get();
+            if n <= 3 || n.is_power_of_two() {
+                let (total, from_ip) = limits.open(peer.ip());
+                tracing::warn!(%peer, ?refusal, open = total, open_from_address = from_ip, refused = n, "connection refused: over its limit");
+            }
+            None
+        }
+    }
+}
+
 /// Runs a broker until SIGTERM or SIGINT.
 pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     // One owner per data directory, taken before anything binds, opens or writes: a second
@@ -188,6 +217,11 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let mut connections = tokio::task::JoinSet::new();
     // One accept task per listener, handing connections to this loop.
     let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(64);
+    let limits = Arc::new(crate::connection_limits::ConnectionLimits::new(
+        ctx.broker.config.max_connections,
+        ctx.broker.config.max_connections_per_ip,
+        ctx.broker.config.max_connections_per_ip_overrides.clone(),
+    ));
     let mut acceptors = tokio::task::JoinSet::new();
     for (tcp, bound) in listeners {
         let tx = accepted_tx.clone();
@@ -211,7 +245,14 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             Some((stream, bound)) = accepted_rx.recv() => {
-                connections.spawn(crate::connection::serve(ctx.clone(), stream, bound, shutdown_rx.clone()));
+                let Some(permit) = admit(&ctx, &limits, &stream) else {
+                    continue;
+                };
+                let serve = crate::connection::serve(ctx.clone(), stream, bound, shutdown_rx.clone());
+                connections.spawn(async move {
+                    serve.await;
+                    drop(permit);
+                });
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,

@@ -88,6 +88,9 @@ fn endpoint(broker: &Broker, leader: i32) -> Option<String> {
 async fn run(broker: Arc<Broker>, leader: i32) {
     let client_id = format!("strata-replica-{}", broker.config.node_id);
     let mut conn: Option<(String, KafkaConnection)> = None;
+    // Since when nothing has been followed from this leader: a connection unused for a minute
+    // is let go, before the leader's `connections.max.idle.ms` closes it under us.
+    let mut unused_since: Option<tokio::time::Instant> = None;
     loop {
         if broker
             .cluster
@@ -98,9 +101,14 @@ async fn run(broker: Arc<Broker>, leader: i32) {
         }
         let partitions = followed(&broker, leader);
         if partitions.is_empty() {
+            let since = *unused_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() > Duration::from_secs(60) {
+                conn = None;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
+        unused_since = None;
         let Some(addr) = endpoint(&broker, leader) else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
