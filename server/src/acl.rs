@@ -18,6 +18,7 @@
 //! Invariant: a stored ACL is concrete: its resource type, pattern type, operation and
 //! permission are never ANY, MATCH or UNKNOWN (`AclBinding::validate` at creation).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -375,7 +376,67 @@ pub struct Authorizer {
     /// `allow.everyone.if.no.acl.found`.
     pub allow_if_no_acl: bool,
     path: Option<PathBuf>,
-    acls: RwLock<Vec<AclBinding>>,
+    acls: RwLock<AclSet>,
+}
+
+/// The ACLs, indexed by what a check looks up: the literal names (with `*`) and the prefixes
+/// of each resource type, so a check costs a few hash lookups however many ACLs there are
+/// (a name of n characters looks up at most n prefixes).
+#[derive(Debug, Default)]
+struct AclSet {
+    list: Vec<AclBinding>,
+    literal: HashMap<ResourceType, HashMap<String, Vec<usize>>>,
+    prefixed: HashMap<ResourceType, HashMap<String, Vec<usize>>>,
+}
+
+impl AclSet {
+    fn new(list: Vec<AclBinding>) -> AclSet {
+        let mut set = AclSet {
+            list,
+            ..Default::default()
+        };
+        for (i, a) in set.list.iter().enumerate() {
+            let index = match a.pattern {
+                PatternType::Literal => &mut set.literal,
+                PatternType::Prefixed => &mut set.prefixed,
+            };
+            index
+                .entry(a.resource_type)
+                .or_default()
+                .entry(a.name.clone())
+                .or_default()
+                .push(i);
+        }
+        set
+    }
+
+    /// The ACLs whose pattern covers `name` of `resource_type`.
+    fn covering<'a>(
+        &'a self,
+        resource_type: ResourceType,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a AclBinding> + 'a {
+        let literal = self.literal.get(&resource_type);
+        let exact = literal.and_then(|m| m.get(name)).into_iter().flatten();
+        let wildcard = literal
+            .filter(|_| name != "*")
+            .and_then(|m| m.get("*"))
+            .into_iter()
+            .flatten();
+        let prefixed = self.prefixed.get(&resource_type);
+        let prefixes = prefixed
+            .into_iter()
+            .flat_map(move |m| {
+                name.char_indices()
+                    .map(|(i, c)| i + c.len_utf8())
+                    .filter_map(move |end| m.get(&name[..end]))
+            })
+            .flatten();
+        exact
+            .chain(wildcard)
+            .chain(prefixes)
+            .map(move |&i| &self.list[i])
+    }
 }
 
 /// The file of a standalone broker's ACLs.
@@ -400,7 +461,7 @@ impl Authorizer {
             super_users,
             allow_if_no_acl,
             path: Some(path),
-            acls: RwLock::new(acls),
+            acls: RwLock::new(AclSet::new(acls)),
         })
     }
 
@@ -411,7 +472,7 @@ impl Authorizer {
             super_users,
             allow_if_no_acl,
             path: None,
-            acls: RwLock::new(Vec::new()),
+            acls: RwLock::new(AclSet::default()),
         }
     }
 
@@ -430,7 +491,8 @@ impl Authorizer {
         let acls = self.acls.read().unwrap_or_else(|p| p.into_inner());
         let mut any_for_resource = false;
         let mut allowed = false;
-        for acl in acls.iter().filter(|a| a.covers(resource_type, name)) {
+        for acl in acls.covering(resource_type, name) {
+            debug_assert!(acl.covers(resource_type, name));
             any_for_resource = true;
             let who = acl.principal == principal || acl.principal == "User:*";
             let from = acl.host == "*" || acl.host == host;
@@ -473,11 +535,12 @@ impl Authorizer {
                 && (a.host == "*" || a.host == host)
                 && (a.operation == operation || a.operation == Operation::All)
         };
-        let denied_everywhere = acls.iter().filter(applies).any(|a| {
+        let denied_everywhere = acls.list.iter().filter(applies).any(|a| {
             a.permission == Permission::Deny && a.pattern == PatternType::Literal && a.name == "*"
         });
         !denied_everywhere
             && acls
+                .list
                 .iter()
                 .filter(applies)
                 .any(|a| a.permission == Permission::Allow)
@@ -486,21 +549,26 @@ impl Authorizer {
     /// Adds ACLs (an ACL already there is not added twice) and makes them durable.
     pub fn create(&self, new: Vec<AclBinding>) -> Result<(), String> {
         let mut acls = self.acls.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = acls.clone();
+        let mut next = acls.list.clone();
         for a in new {
             if !next.contains(&a) {
                 next.push(a);
             }
         }
         self.persist(&next)?;
-        *acls = next;
+        *acls = AclSet::new(next);
         Ok(())
     }
 
     /// The ACLs a filter matches.
     pub fn describe(&self, filter: &AclFilter) -> Vec<AclBinding> {
         let acls = self.acls.read().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<AclBinding> = acls.iter().filter(|a| filter.matches(a)).cloned().collect();
+        let mut out: Vec<AclBinding> = acls
+            .list
+            .iter()
+            .filter(|a| filter.matches(a))
+            .cloned()
+            .collect();
         out.sort();
         out
     }
@@ -510,15 +578,16 @@ impl Authorizer {
         let mut acls = self.acls.write().unwrap_or_else(|p| p.into_inner());
         let removed: Vec<Vec<AclBinding>> = filters
             .iter()
-            .map(|f| acls.iter().filter(|a| f.matches(a)).cloned().collect())
+            .map(|f| acls.list.iter().filter(|a| f.matches(a)).cloned().collect())
             .collect();
         let next: Vec<AclBinding> = acls
+            .list
             .iter()
             .filter(|a| !filters.iter().any(|f| f.matches(a)))
             .cloned()
             .collect();
         self.persist(&next)?;
-        *acls = next;
+        *acls = AclSet::new(next);
         Ok(removed)
     }
 
@@ -596,6 +665,32 @@ mod tests {
         assert!(open.authorize("User:carol", "h", Read, Topic, "untouched"));
         assert!(a.authorize_any("User:alice", "h", Write, Topic));
         assert!(!a.authorize_any("User:carol", "h", Write, Topic));
+    }
+
+    /// The index finds exactly the ACLs a scan of all of them finds.
+    #[test]
+    fn the_index_finds_what_a_scan_finds() {
+        let names = ["a", "ab", "abc", "b", "*", "é", "éx", "orders", "ord"];
+        let mut list = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            for t in [Topic, Group] {
+                let pattern = if i % 2 == 0 { Literal } else { Prefixed };
+                list.push(acl(t, n, pattern, "User:x", Read, Allow));
+                list.push(acl(t, n, Literal, "User:y", Write, Deny));
+                list.push(acl(t, n, Prefixed, "User:z", All, Allow));
+            }
+        }
+        let set = AclSet::new(list.clone());
+        for t in [Topic, Group, Cluster] {
+            for n in names.iter().chain(["abcd", "x", "ordersé", ""].iter()) {
+                let mut found: Vec<&AclBinding> = set.covering(t, n).collect();
+                let mut scanned: Vec<&AclBinding> =
+                    list.iter().filter(|a| a.covers(t, n)).collect();
+                found.sort();
+                scanned.sort();
+                assert_eq!(found, scanned, "{t:?} {n:?}");
+            }
+        }
     }
 
     #[test]

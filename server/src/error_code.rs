@@ -51,6 +51,12 @@ pub enum ErrorCode {
     ClusterAuthorizationFailed = 31,
     /// ACL APIs on a broker without an authorizer.
     SecurityDisabled = 54,
+    /// KIP-554: the named user has no credential (or not that one).
+    ResourceNotFound = 91,
+    /// KIP-554: the same user (and mechanism) twice in one request.
+    DuplicateResource = 92,
+    /// KIP-554: iterations, salt or salted password out of bounds.
+    UnacceptableCredential = 93,
     /// SaslHandshake: the mechanism is not enabled on this listener.
     UnsupportedSaslMechanism = 33,
     /// A SASL request out of its place (after authentication, or on a listener without SASL).
@@ -208,6 +214,9 @@ impl ErrorCode {
             GroupAuthorizationFailed,
             ClusterAuthorizationFailed,
             SecurityDisabled,
+            ResourceNotFound,
+            DuplicateResource,
+            UnacceptableCredential,
             UnsupportedSaslMechanism,
             IllegalSaslState,
             SaslAuthenticationFailed,

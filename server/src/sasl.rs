@@ -95,7 +95,8 @@ impl Mechanism {
         }
     }
 
-    fn key_len(self) -> usize {
+    /// Bytes of its salted password (the hash's output).
+    pub fn key_len(self) -> usize {
         self.digest().output_len()
     }
 }

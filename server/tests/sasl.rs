@@ -146,11 +146,12 @@ fn kafka_python_with_plain_and_scram_and_what_a_sasl_listener_refuses() {
         "sasl: PLAIN ok 200 records",
         "sasl: SCRAM-SHA-512 ok 200 records",
         "sasl: SCRAM-SHA-256 ok 200 records",
+        "sasl: KIP-554 ok",
         "sasl: ok",
     ] {
         assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
     }
-    assert_eq!(stdout.matches("sasl: refused").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches("sasl: refused").count(), 7, "{stdout}");
     let failures = common::Broker::metric(mport, "strata_sasl_authentication_failures");
     assert!(
         failures >= 4.0,

@@ -1477,6 +1477,40 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 "DeleteAcls v{v}: SECURITY_DISABLED"
             );
         }
+        ApiKey::AlterUserScramCredentials => {
+            let mut u = alter_user_scram_credentials_request::ScramCredentialUpsertion::default();
+            u.name = s("mx-user");
+            u.mechanism = 1;
+            u.iterations = 4096;
+            u.salt = Bytes::from_static(&[7; 16]);
+            u.salted_password = Bytes::from_static(&[9; 32]);
+            let mut r =
+                alter_user_scram_credentials_request::AlterUserScramCredentialsRequest::default();
+            r.upsertions = vec![u];
+            let ResponseKind::AlterUserScramCredentials(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.results.len(), 1, "AlterUserScramCredentials v{v}");
+            // A standalone broker stores it; a cluster node refuses (not replicated yet).
+            let want = if world.brokers == 1 { 0 } else { 42 };
+            assert_eq!(
+                resp.results[0].error_code, want,
+                "AlterUserScramCredentials v{v}"
+            );
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            let mut name = describe_user_scram_credentials_request::UserName::default();
+            name.name = s("mx-nobody");
+            let mut r =
+                describe_user_scram_credentials_request::DescribeUserScramCredentialsRequest::default();
+            r.users = Some(vec![name]);
+            let ResponseKind::DescribeUserScramCredentials(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "DescribeUserScramCredentials v{v}");
+            assert_eq!(resp.results.len(), 1);
+            assert_eq!(resp.results[0].error_code, 91, "RESOURCE_NOT_FOUND");
+        }
         ApiKey::SaslHandshake => {
             // A plaintext listener has no SASL: the handshake is refused as out of place and
             // the connection stays usable (the next case goes over it).

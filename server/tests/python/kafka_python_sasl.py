@@ -100,6 +100,31 @@ refused(
     bootstrap_servers=plain_bootstrap,
     bootstrap_timeout_ms=3000,
 )
+# SCRAM users managed online (KIP-554): bob adds erin, she connects, bob removes her.
+from kafka.admin import ScramMechanism, UserScramCredentialDeletion, UserScramCredentialUpsertion
+
+admin = KafkaAdminClient(**sasl_ssl("SCRAM-SHA-512", "bob", "bob-secret"))
+r = admin.alter_user_scram_credentials(
+    [UserScramCredentialUpsertion("erin", ScramMechanism.SCRAM_SHA_512, "erin-secret", iterations=8192)]
+)
+assert r == {"erin": None}, r
+described = admin.describe_user_scram_credentials()
+assert described["erin"]["credential_infos"] == [
+    {"mechanism": ScramMechanism.SCRAM_SHA_512, "iterations": 8192}
+], described
+assert set(described) == {"bob", "carol", "erin"}, described
+p = KafkaProducer(acks="all", **sasl_ssl("SCRAM-SHA-512", "erin", "erin-secret"))
+p.send("sasl-scram512", value=b"from erin").get(timeout=30)
+p.close()
+r = admin.alter_user_scram_credentials([UserScramCredentialDeletion("erin", ScramMechanism.SCRAM_SHA_512)])
+assert r == {"erin": None}, r
+# Deleting it again: RESOURCE_NOT_FOUND, said per user.
+r = admin.alter_user_scram_credentials([UserScramCredentialDeletion("erin", ScramMechanism.SCRAM_SHA_512)])
+assert r["erin"] is not None, r
+admin.close()
+refused("a user whose credential was deleted", **sasl_ssl("SCRAM-SHA-512", "erin", "erin-secret"))
+print("sasl: KIP-554 ok")
+
 # Nothing the refused clients sent landed.
 consumer = KafkaConsumer(
     "sasl-plain",
