@@ -70,6 +70,9 @@ pub struct BrokerConfig {
     /// `request.read.timeout.ms` (Strata's): a request frame must arrive whole within this long
     /// of its first byte. Default: 30 s.
     pub request_read_timeout: std::time::Duration,
+    /// `max.connection.creation.rate` (KIP-612): new connections per second, broker-wide;
+    /// faster ones wait before they are served. Default: unlimited.
+    pub max_connection_creation_rate: u64,
     /// `max.connections`: client connections at most, over all listeners. Default: unlimited.
     pub max_connections: usize,
     /// `max.connections.per.ip`. Default: unlimited.
@@ -195,6 +198,7 @@ impl Default for BrokerConfig {
             plain_users: Default::default(),
             connections_max_idle: Some(std::time::Duration::from_secs(600)),
             request_read_timeout: std::time::Duration::from_secs(30),
+            max_connection_creation_rate: crate::cluster::throttle::UNLIMITED,
             max_connections: usize::MAX,
             max_connections_per_ip: usize::MAX,
             max_connections_per_ip_overrides: Default::default(),
@@ -398,6 +402,10 @@ impl BrokerConfig {
                     std::time::Duration::from_millis(positive::<u64>(key, v)?)
             }
             "max.connections" => self.max_connections = positive(key, v)?,
+            "max.connection.creation.rate" => {
+                self.max_connection_creation_rate =
+                    positive::<u64>(key, v)?.min(crate::cluster::throttle::UNLIMITED)
+            }
             "max.connections.per.ip" => self.max_connections_per_ip = positive(key, v)?,
             "max.connections.per.ip.overrides" => {
                 let mut out = std::collections::HashMap::new();

@@ -76,6 +76,8 @@ pub struct Metrics {
     pub connections_refused_total_limit: Counter,
     /// Connections refused at accept for their address's limit.
     pub connections_refused_ip_limit: Counter,
+    /// Connections that waited for `max.connection.creation.rate`.
+    pub connections_creation_throttled: Counter,
     /// Connections closed after `connections.max.idle.ms` without a request.
     pub connections_closed_idle: Counter,
     /// Connections closed because a frame begun did not arrive whole in time.
@@ -133,6 +135,7 @@ impl Metrics {
             connections_refused_total_limit: Counter::default(),
             connections_refused_ip_limit: Counter::default(),
             connections_closed_idle: Counter::default(),
+            connections_creation_throttled: Counter::default(),
             connections_closed_slow: Counter::default(),
             sasl_authentication_failures: Counter::default(),
             authorization_denials: Counter::default(),
@@ -176,6 +179,11 @@ impl Metrics {
             "connections_refused_ip_limit",
             "Connections closed at accept: the address's max.connections.per.ip reached",
             m.connections_refused_ip_limit.clone(),
+        );
+        registry.register(
+            "connections_creation_throttled",
+            "New connections that waited for max.connection.creation.rate",
+            m.connections_creation_throttled.clone(),
         );
         registry.register(
             "connections_closed_idle",

@@ -223,12 +223,22 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         ctx.broker.config.max_connections_per_ip_overrides.clone(),
     ));
     let mut acceptors = tokio::task::JoinSet::new();
+    // KIP-612: new connections beyond the broker-wide rate wait before they are served.
+    let creation = Arc::new(crate::cluster::throttle::Throttle::default());
+    let creation_rate = ctx.broker.config.max_connection_creation_rate;
     for (tcp, bound) in listeners {
         let tx = accepted_tx.clone();
+        let creation = creation.clone();
+        let metrics = ctx.metrics.clone();
         acceptors.spawn(async move {
             loop {
                 match tcp.accept().await {
                     Ok((stream, _)) => {
+                        if let Some(wait) = creation.delay(creation_rate) {
+                            metrics.connections_creation_throttled.inc();
+                            tokio::time::sleep(wait).await;
+                        }
+                        creation.record(creation_rate, 1);
                         if tx.send((stream, bound.clone())).await.is_err() {
                             return;
                         }

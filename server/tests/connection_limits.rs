@@ -143,3 +143,33 @@ fn floods_slow_clients_and_idle_connections_are_cut_off() {
     let mut again = connect_from([127, 0, 0, 1], port);
     assert!(api_versions(&mut again));
 }
+
+/// KIP-612: connections opened faster than `max.connection.creation.rate` wait before they are
+/// served, and are all served.
+#[test]
+fn connection_creation_is_throttled_to_its_rate() {
+    let port = common::free_port();
+    let mport = common::free_port();
+    let _broker = common::Broker::start_on(
+        port,
+        &[
+            "max.connection.creation.rate=20",
+            &format!("metrics.listen=127.0.0.1:{mport}"),
+        ],
+    );
+    // The bucket holds at most a second of the rate: after it, 60 connections take 2 s or more.
+    std::thread::sleep(Duration::from_millis(1100));
+    let started = Instant::now();
+    let mut open = Vec::new();
+    for i in 0..60u8 {
+        let mut s = connect_from([127, 0, 3, i + 1], port);
+        assert!(api_versions(&mut s), "connection {i} served");
+        open.push(s);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "60 connections at 20/s took only {:?}",
+        started.elapsed()
+    );
+    assert!(common::Broker::metric(mport, "strata_connections_creation_throttled") >= 30.0);
+}

@@ -300,7 +300,12 @@ pub fn describe_cluster(
         controller_id: BrokerId(ctx.broker.config.node_id),
         brokers,
         cluster_authorized_operations: if r.include_cluster_authorized_operations {
-            super::authorized::CLUSTER
+            super::authorized::for_resource(
+                ctx,
+                ResourceType::Cluster,
+                crate::acl::CLUSTER_NAME,
+                super::authorized::CLUSTER,
+            )
         } else {
             i32::MIN
         },

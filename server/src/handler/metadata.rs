@@ -225,11 +225,22 @@ pub async fn handle(ctx: &Context, r: MetadataRequest, version: i16) -> Metadata
             t.error_code = ErrorCode::InvalidTopicException.code();
         }
         if topic_ops && t.error_code == ErrorCode::None.code() {
-            t.topic_authorized_operations = super::authorized::TOPIC;
+            let name = t.name.as_ref().map_or("", |n| n.0.as_str());
+            t.topic_authorized_operations = super::authorized::for_resource(
+                ctx,
+                crate::acl::ResourceType::Topic,
+                name,
+                super::authorized::TOPIC,
+            );
         }
     }
     if cluster_ops {
-        response.cluster_authorized_operations = super::authorized::CLUSTER;
+        response.cluster_authorized_operations = super::authorized::for_resource(
+            ctx,
+            crate::acl::ResourceType::Cluster,
+            crate::acl::CLUSTER_NAME,
+            super::authorized::CLUSTER,
+        );
     }
     response
 }

@@ -119,6 +119,15 @@ if phase == "setup":
     a = KafkaAdminClient(**as_user("alice"))
     topics = set(a.list_topics())
     assert topics == {"orders"}, ("alice sees only what she may describe", topics)
+    # KIP-430: what she may do to the topic, as the authorizer says (DESCRIBE implied).
+    described = a.describe_topics(["orders"])[0]
+    ops = next(v for k, v in described.items() if k.endswith("authorized_operations"))
+    assert set(ops) == {"READ", "WRITE", "DESCRIBE"}, described
+    admin_ops = next(
+        v for k, v in admin.describe_topics(["orders"])[0].items() if k.endswith("authorized_operations")
+    )
+    assert {"ALTER", "DELETE", "ALTER_CONFIGS"} <= set(admin_ops), admin_ops
+    print("acls: authorized operations", sorted(ops))
     expect(Errors.TopicAuthorizationFailedError, "alice creating a topic",
            lambda: a.create_topics([NewTopic("alice-new", 1, 1)]))
     expect(Errors.ClusterAuthorizationFailedError, "alice describing ACLs",
