@@ -70,6 +70,9 @@ pub struct BrokerConfig {
     /// `request.read.timeout.ms` (Strata's): a request frame must arrive whole within this long
     /// of its first byte. Default: 30 s.
     pub request_read_timeout: std::time::Duration,
+    /// `ssl.principal.mapping.rules`: a client certificate's DN to a principal name. Default:
+    /// none (`DEFAULT`: the DN).
+    pub ssl_principal_rules: Vec<crate::tls::PrincipalRule>,
     /// `max.connection.creation.rate` (KIP-612): new connections per second, broker-wide;
     /// faster ones wait before they are served. Default: unlimited.
     pub max_connection_creation_rate: u64,
@@ -198,6 +201,7 @@ impl Default for BrokerConfig {
             plain_users: Default::default(),
             connections_max_idle: Some(std::time::Duration::from_secs(600)),
             request_read_timeout: std::time::Duration::from_secs(30),
+            ssl_principal_rules: Vec::new(),
             max_connection_creation_rate: crate::cluster::throttle::UNLIMITED,
             max_connections: usize::MAX,
             max_connections_per_ip: usize::MAX,
@@ -392,6 +396,10 @@ impl BrokerConfig {
                 }
             }
             "ssl.enabled.protocols" => self.ssl.enabled_protocols = Some(v.into()),
+            "ssl.principal.mapping.rules" => {
+                self.ssl_principal_rules =
+                    crate::tls::parse_principal_rules(v).map_err(|e| invalid(key, v, e))?
+            }
             "connections.max.idle.ms" => {
                 let ms: i64 = parse(key, v)?;
                 self.connections_max_idle =

@@ -143,13 +143,28 @@ pub async fn serve(
     // A client certificate names the principal on an SSL listener (its subject's DN, as
     // Kafka's default principal builder); SASL, where used, decides instead.
     let tls_principal = match &stream {
-        ClientStream::Tls(tls) if !listener.sasl() => tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|cert| crate::tls::subject_dn(cert.as_ref()))
-            .map(|dn| format!("User:{dn}")),
+        ClientStream::Tls(tls) if !listener.sasl() => {
+            let dn = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|cert| crate::tls::subject_dn(cert.as_ref()));
+            match dn {
+                None => None,
+                Some(dn) => {
+                    match crate::tls::map_principal(&ctx.broker.config.ssl_principal_rules, &dn) {
+                        Some(name) => Some(format!("User:{name}")),
+                        None => {
+                            // Kafka fails the authentication when no rule matches.
+                            ctx.metrics.tls_handshake_failures.inc();
+                            tracing::warn!(?peer, %dn, "no ssl.principal.mapping.rules rule matches the client certificate; closing");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
         _ => None,
     };
     let mut auth = listener.sasl().then(|| Authentication {

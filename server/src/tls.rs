@@ -230,6 +230,124 @@ pub fn subject_dn(der: &[u8]) -> Option<String> {
     Some(rdns.into_iter().rev().collect::<Vec<_>>().join(","))
 }
 
+/// One of `ssl.principal.mapping.rules`: `DEFAULT` (the whole DN), or
+/// `RULE:pattern/replacement/[LU]`: when the pattern matches the whole DN, the replacement (with
+/// `$1`-style groups), lower- or upper-cased with `L` or `U`.
+#[derive(Debug, Clone)]
+pub enum PrincipalRule {
+    /// The DN as it is.
+    Default,
+    /// A pattern and its replacement.
+    Rule {
+        /// Matched against the whole DN.
+        pattern: regex::Regex,
+        /// What a match becomes.
+        replacement: String,
+        /// `Some('L')` or `Some('U')`: the result's case.
+        case: Option<char>,
+    },
+}
+
+/// Parses `ssl.principal.mapping.rules` as Kafka writes them: rules separated by commas (a
+/// pattern may hold commas; `\/` is a slash inside a pattern or replacement).
+pub fn parse_principal_rules(text: &str) -> Result<Vec<PrincipalRule>, String> {
+    let mut rules = Vec::new();
+    let mut rest = text.trim();
+    // Reads up to the next unescaped `/`, unescaping `\/`.
+    fn until_slash(s: &str) -> Option<(String, &str)> {
+        let mut out = String::new();
+        let mut chars = s.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' if s[i + 1..].starts_with('/') => {
+                    out.push('/');
+                    chars.next();
+                }
+                '/' => return Some((out, &s[i + 1..])),
+                c => out.push(c),
+            }
+        }
+        None
+    }
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("DEFAULT") {
+            rules.push(PrincipalRule::Default);
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("RULE:") {
+            let (pattern, after) = until_slash(after)
+                .ok_or_else(|| format!("{rest:?}: expected RULE:pattern/replacement/"))?;
+            let (replacement, after) = until_slash(after)
+                .ok_or_else(|| format!("{rest:?}: expected RULE:pattern/replacement/"))?;
+            let (case, after) = match after.chars().next() {
+                Some(c @ ('L' | 'U')) => (Some(c), &after[1..]),
+                _ => (None, after),
+            };
+            let pattern = regex::Regex::new(&format!("^(?:{pattern})$"))
+                .map_err(|e| format!("{pattern:?}: {e}"))?;
+            rules.push(PrincipalRule::Rule {
+                pattern,
+                replacement: java_groups(&replacement),
+                case,
+            });
+            rest = after;
+        } else {
+            return Err(format!(
+                "{rest:?}: expected DEFAULT or RULE:pattern/replacement/[LU]"
+            ));
+        }
+        rest = rest.trim_start();
+        match rest.strip_prefix(',') {
+            Some(after) => rest = after.trim_start(),
+            None if rest.is_empty() => {}
+            None => return Err(format!("{rest:?}: expected a comma between rules")),
+        }
+    }
+    Ok(rules)
+}
+
+/// A Java replacement's `$1` as the regex crate writes it, `${1}` (so `$1_x` stays group 1
+/// followed by `_x`, as in Java).
+fn java_groups(replacement: &str) -> String {
+    let mut out = String::with_capacity(replacement.len() + 4);
+    let mut chars = replacement.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push_str("${");
+            while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                out.push(d);
+                chars.next();
+            }
+            out.push('}');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The principal name a certificate's DN maps to (no rules: the DN, as `DEFAULT`); `None` if
+/// no rule matches (the connection is refused, as Kafka fails its authentication).
+pub fn map_principal(rules: &[PrincipalRule], dn: &str) -> Option<String> {
+    if rules.is_empty() {
+        return Some(dn.to_string());
+    }
+    rules.iter().find_map(|rule| match rule {
+        PrincipalRule::Default => Some(dn.to_string()),
+        PrincipalRule::Rule {
+            pattern,
+            replacement,
+            case,
+        } => pattern.is_match(dn).then(|| {
+            let out = pattern.replace(dn, replacement.as_str()).into_owned();
+            match case {
+                Some('L') => out.to_lowercase(),
+                Some('U') => out.to_uppercase(),
+                _ => out,
+            }
+        }),
+    })
+}
+
 /// RFC 2253's escaping of an attribute value.
 fn escape_dn_value(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
@@ -267,5 +385,54 @@ mod tests {
             Some("CN=client-1,O=Example\\, Inc.,C=US")
         );
         assert_eq!(subject_dn(b"not a certificate"), None);
+    }
+
+    /// Kafka's documented examples of `ssl.principal.mapping.rules`.
+    #[test]
+    fn principal_mapping_rules_as_kafka_documents_them() {
+        let rules = parse_principal_rules(
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/,\
+             RULE:^CN=(.*?),OU=(.*?),O=(.*?),L=(.*?),ST=(.*?),C=(.*?)$/$1@$2/L,\
+             RULE:^.*[Cc][Nn]=([a-zA-Z0-9.]*).*$/$1/L, DEFAULT",
+        )
+        .unwrap();
+        assert_eq!(rules.len(), 4);
+        let map = |dn: &str| map_principal(&rules, dn);
+        assert_eq!(
+            map("CN=serviceuser,OU=ServiceUsers,O=Unknown,L=Unknown,ST=Unknown,C=Unknown")
+                .as_deref(),
+            Some("serviceuser")
+        );
+        assert_eq!(
+            map("CN=adminUser,OU=Admin,O=Unknown,L=Unknown,ST=Unknown,C=Unknown").as_deref(),
+            Some("adminuser@admin")
+        );
+        assert_eq!(
+            map("cn=Client-2,O=x").as_deref(),
+            Some("client"),
+            "the third rule: [a-zA-Z0-9.]*"
+        );
+        assert_eq!(
+            map("O=no common name").as_deref(),
+            Some("O=no common name"),
+            "DEFAULT"
+        );
+        let strict = parse_principal_rules("RULE:^CN=([^,]*)$/$1/U").unwrap();
+        assert_eq!(map_principal(&strict, "CN=ops").as_deref(), Some("OPS"));
+        assert_eq!(
+            map_principal(&strict, "CN=ops,O=x"),
+            None,
+            "no rule matches: refused"
+        );
+        let slash = parse_principal_rules("RULE:^CN=a\\/b$/x\\/y/").unwrap();
+        assert_eq!(map_principal(&slash, "CN=a/b").as_deref(), Some("x/y"));
+        assert!(
+            parse_principal_rules("RULE:^CN=(.*$/x/").is_err(),
+            "a bad pattern"
+        );
+        assert!(parse_principal_rules("RULES:x/y/").is_err());
+        assert_eq!(map_principal(&[], "CN=a").as_deref(), Some("CN=a"));
+        let suffix = parse_principal_rules("RULE:^CN=(.*)$/$1_svc/").unwrap();
+        assert_eq!(map_principal(&suffix, "CN=app").as_deref(), Some("app_svc"));
     }
 }

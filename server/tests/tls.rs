@@ -162,27 +162,43 @@ fn kafkajs_over_mutual_tls() {
 /// manages ACLs; client-2 may produce only once an ACL allows it.
 #[test]
 fn the_client_certificate_is_the_principal_acls_name() {
+    mtls_acls(None, "User:CN=client-1", "User:CN=client-2");
+}
+
+/// `ssl.principal.mapping.rules` turn the certificate's subject into the principal name.
+#[test]
+fn principal_mapping_rules_name_the_principal() {
+    mtls_acls(
+        Some("RULE:^CN=([^,]*)$/$1/U, DEFAULT"),
+        "User:CLIENT-1",
+        "User:CLIENT-2",
+    );
+}
+
+fn mtls_acls(rules: Option<&str>, super_user: &str, other: &str) {
     let certs = tempfile::tempdir().unwrap();
     write_certs(certs.path());
     let (plain, ssl) = (common::free_port(), common::free_port());
     let d = certs.path().display().to_string();
-    let _broker = common::Broker::start_on(
-        plain,
-        &[
-            &format!("listeners=PLAINTEXT://127.0.0.1:{plain},SSL://127.0.0.1:{ssl}"),
-            &format!("ssl.keystore.location={d}/server.pem"),
-            &format!("ssl.truststore.location={d}/ca.pem"),
-            "ssl.client.auth=required",
-            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "super.users=User:CN=client-1",
-        ],
-    );
+    let mut settings = vec![
+        format!("listeners=PLAINTEXT://127.0.0.1:{plain},SSL://127.0.0.1:{ssl}"),
+        format!("ssl.keystore.location={d}/server.pem"),
+        format!("ssl.truststore.location={d}/ca.pem"),
+        "ssl.client.auth=required".to_string(),
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer".to_string(),
+        format!("super.users={super_user}"),
+    ];
+    if let Some(rules) = rules {
+        settings.push(format!("ssl.principal.mapping.rules={rules}"));
+    }
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let _broker = common::Broker::start_on(plain, &settings);
     let script = r#"
 import sys
 import kafka.errors as Errors
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ACL, ACLOperation, ACLPermissionType, NewTopic, ResourcePattern, ResourceType
-d, bootstrap = sys.argv[1], sys.argv[2]
+d, bootstrap, other = sys.argv[1], sys.argv[2], sys.argv[3]
 def tls(who, **extra):
     c = dict(bootstrap_servers=bootstrap, security_protocol="SSL", ssl_cafile=d + "/ca.pem",
              ssl_certfile="%s/%s.crt" % (d, who), ssl_keyfile="%s/%s.key" % (d, who),
@@ -203,7 +219,7 @@ try:
     raise AssertionError("client-2 produced without an ACL")
 except Errors.TopicAuthorizationFailedError:
     print("client-2 refused")
-r = admin.create_acls([ACL("User:CN=client-2", "*", ACLOperation.WRITE, ACLPermissionType.ALLOW,
+r = admin.create_acls([ACL(other, "*", ACLOperation.WRITE, ACLPermissionType.ALLOW,
                            ResourcePattern(ResourceType.TOPIC, "mtls-acl"))])
 assert len(r["succeeded"]) == 1, r
 produce("client-2")
@@ -213,6 +229,7 @@ print("client-2 allowed")
         .args(["-c", script])
         .arg(certs.path())
         .arg(format!("127.0.0.1:{ssl}"))
+        .arg(other)
         .output()
         .expect("python3 runs (scripts/test installs kafka-python)");
     let stdout = String::from_utf8_lossy(&out.stdout);
