@@ -70,6 +70,9 @@ pub struct BrokerConfig {
     /// `request.read.timeout.ms` (Strata's): a request frame must arrive whole within this long
     /// of its first byte. Default: 30 s.
     pub request_read_timeout: std::time::Duration,
+    /// `ssl.keystore.reload.interval.ms` (Strata's): how often the keystore and truststore files
+    /// are checked for a change (a renewed certificate). Default: 30 s.
+    pub ssl_reload_interval: std::time::Duration,
     /// `ssl.principal.mapping.rules`: a client certificate's DN to a principal name. Default:
     /// none (`DEFAULT`: the DN).
     pub ssl_principal_rules: Vec<crate::tls::PrincipalRule>,
@@ -202,6 +205,7 @@ impl Default for BrokerConfig {
             connections_max_idle: Some(std::time::Duration::from_secs(600)),
             request_read_timeout: std::time::Duration::from_secs(30),
             ssl_principal_rules: Vec::new(),
+            ssl_reload_interval: std::time::Duration::from_secs(30),
             max_connection_creation_rate: crate::cluster::throttle::UNLIMITED,
             max_connections: usize::MAX,
             max_connections_per_ip: usize::MAX,
@@ -396,6 +400,10 @@ impl BrokerConfig {
                 }
             }
             "ssl.enabled.protocols" => self.ssl.enabled_protocols = Some(v.into()),
+            "ssl.keystore.reload.interval.ms" => {
+                self.ssl_reload_interval =
+                    std::time::Duration::from_millis(positive::<u64>(key, v)?)
+            }
             "ssl.principal.mapping.rules" => {
                 self.ssl_principal_rules =
                     crate::tls::parse_principal_rules(v).map_err(|e| invalid(key, v, e))?

@@ -115,7 +115,8 @@ pub async fn serve(
     }
     let mut stream = match &listener.tls {
         None => ClientStream::Plain(tcp),
-        Some(acceptor) => {
+        Some(reloading) => {
+            let acceptor = reloading.acceptor();
             let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
             match handshake.await {
                 Ok(Ok(tls)) => ClientStream::Tls(Box::new(tls)),

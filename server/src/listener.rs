@@ -3,11 +3,11 @@
 //! listener named after a protocol uses that protocol), and the address clients are told from
 //! `advertised.listeners` (by name; by default the listener's own address).
 //!
-//! Supported protocols: PLAINTEXT and SSL (TLS, `tls.rs`). SASL_PLAINTEXT and SASL_SSL are
-//! recognised and refused at start with a clear error until SASL exists.
+//! Supported protocols: PLAINTEXT, SSL (TLS, `tls.rs`), SASL_PLAINTEXT and SASL_SSL (`sasl.rs`).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// A listener's security protocol (`security.protocol` on the client side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +190,7 @@ pub struct Bound {
     /// The listener.
     pub listener: Listener,
     /// The TLS side of an SSL listener.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub tls: Option<Arc<crate::tls::ReloadingAcceptor>>,
 }
 
 impl Bound {

@@ -72,6 +72,8 @@ pub struct Metrics {
     /// TLS handshakes that failed or timed out (a plaintext client on an SSL listener, a
     /// certificate the truststore does not vouch for, a client that never finished).
     pub tls_handshake_failures: Counter,
+    /// Reloads of the TLS keystore or truststore after their files changed.
+    pub tls_reloads: Counter,
     /// Connections refused at accept for `max.connections`.
     pub connections_refused_total_limit: Counter,
     /// Connections refused at accept for their address's limit.
@@ -132,6 +134,7 @@ impl Metrics {
             duplicate_batches: Counter::default(),
             corrupt_batches: Counter::default(),
             tls_handshake_failures: Counter::default(),
+            tls_reloads: Counter::default(),
             connections_refused_total_limit: Counter::default(),
             connections_refused_ip_limit: Counter::default(),
             connections_closed_idle: Counter::default(),
@@ -194,6 +197,11 @@ impl Metrics {
             "connections_closed_slow",
             "Connections closed because a request frame did not arrive whole within request.read.timeout.ms",
             m.connections_closed_slow.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Reloads of the TLS keystore or truststore after their files changed",
+            m.tls_reloads.clone(),
         );
         registry.register(
             "tls_handshake_failures",

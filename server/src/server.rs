@@ -26,8 +26,8 @@ async fn bind_listeners(
             crate::listener::SecurityProtocol::Ssl | crate::listener::SecurityProtocol::SaslSsl
         ) {
             if tls.is_none() {
-                tls = Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
-                    &config.ssl,
+                tls = Some(Arc::new(crate::tls::ReloadingAcceptor::new(
+                    config.ssl.clone(),
                 )?));
             }
             tls.clone()
@@ -217,6 +217,12 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let mut connections = tokio::task::JoinSet::new();
     // One accept task per listener, handing connections to this loop.
     let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(64);
+    // A renewed certificate is picked up without a restart (one acceptor serves every TLS
+    // listener).
+    let _tls_watch = listeners
+        .iter()
+        .find_map(|(_, b)| b.tls.clone())
+        .map(|tls| tls.watch(ctx.broker.config.ssl_reload_interval, ctx.metrics.clone()));
     let limits = Arc::new(crate::connection_limits::ConnectionLimits::new(
         ctx.broker.config.max_connections,
         ctx.broker.config.max_connections_per_ip,

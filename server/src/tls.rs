@@ -192,6 +192,98 @@ pub fn server_config(settings: &SslSettings) -> Result<Arc<rustls::ServerConfig>
     Ok(Arc::new(config))
 }
 
+/// The TLS acceptor of the SSL and SASL_SSL listeners, reloaded when its PEM files change: a
+/// renewed certificate (or truststore) is used by new connections without a restart;
+/// connections already open keep theirs. A change that does not load (a half-written file, a
+/// key that does not match) is logged and the acceptor in use kept; the next check tries again.
+pub struct ReloadingAcceptor {
+    settings: SslSettings,
+    current: std::sync::RwLock<(tokio_rustls::TlsAcceptor, FileStamps)>,
+}
+
+impl std::fmt::Debug for ReloadingAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingAcceptor")
+            .field("keystore", &self.settings.keystore_location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// (modification time, length) of the keystore and truststore files, when configured by
+/// location.
+type FileStamps = Vec<Option<(std::time::SystemTime, u64)>>;
+
+impl ReloadingAcceptor {
+    /// Loads the acceptor (errors as [`server_config`]'s).
+    pub fn new(settings: SslSettings) -> Result<ReloadingAcceptor, TlsError> {
+        let stamps = Self::stamps(&settings);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&settings)?);
+        Ok(ReloadingAcceptor {
+            settings,
+            current: std::sync::RwLock::new((acceptor, stamps)),
+        })
+    }
+
+    fn stamps(settings: &SslSettings) -> FileStamps {
+        [&settings.keystore_location, &settings.truststore_location]
+            .into_iter()
+            .map(|p| {
+                let m = std::fs::metadata(p.as_ref()?).ok()?;
+                Some((m.modified().ok()?, m.len()))
+            })
+            .collect()
+    }
+
+    /// The acceptor for a new connection.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Reloads if a file changed since the last load: `Ok(true)` if it did, `Err` (the old
+    /// acceptor kept) if the new files do not load.
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+        let stamps = Self::stamps(&self.settings);
+        if self.current.read().unwrap_or_else(|p| p.into_inner()).1 == stamps {
+            return Ok(false);
+        }
+        let loaded = server_config(&self.settings);
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        // Remember what was seen either way: a file that does not load is tried again only
+        // once it changes again.
+        current.1 = stamps;
+        current.0 = tokio_rustls::TlsAcceptor::from(loaded?);
+        Ok(true)
+    }
+
+    /// Checks the files every `interval` until the broker stops.
+    pub fn watch(
+        self: &std::sync::Arc<Self>,
+        interval: std::time::Duration,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                match me.reload_if_changed() {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        metrics.tls_reloads.inc();
+                        tracing::info!("TLS keystore or truststore changed: reloaded");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS keystore or truststore changed but does not load; keeping the one in use");
+                    }
+                }
+            }
+        })
+    }
+}
+
 /// The subject of a DER certificate as RFC 2253 writes it (`CN=client-1,O=Example,C=US`: the
 /// last RDN first, as Java's `X500Principal.getName()`, which Kafka's default SSL principal is
 /// built from). `None` if the certificate does not parse.

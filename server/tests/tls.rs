@@ -244,6 +244,96 @@ print("client-2 allowed")
     );
 }
 
+/// The subject CN of the broker's certificate, as a Python client that trusts `ca` sees it
+/// on a TLS handshake with `port`; `None` if the handshake fails.
+fn broker_cn(ca: &Path, port: u16) -> Option<String> {
+    let script = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+try:
+    with socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+            print(dict(x[0] for x in t.getpeercert()["subject"])["commonName"])
+except ssl.SSLError as e:
+    print("refused", e)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(ca)
+        .arg(port.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (!text.starts_with("refused")).then_some(text)
+}
+
+/// A renewed certificate is used by new connections without a restart, once its file
+/// changes; a file that does not load is logged and the certificate in use kept.
+#[test]
+fn a_renewed_certificate_is_used_without_a_restart() {
+    let certs = tempfile::tempdir().unwrap();
+    write_certs(certs.path());
+    let (plain, ssl, mport) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let d = certs.path().display().to_string();
+    let _broker = common::Broker::start_on(
+        plain,
+        &[
+            &format!("listeners=PLAINTEXT://127.0.0.1:{plain},SSL://127.0.0.1:{ssl}"),
+            &format!("ssl.keystore.location={d}/server.pem"),
+            "ssl.keystore.reload.interval.ms=200",
+            &format!("metrics.listen=127.0.0.1:{mport}"),
+        ],
+    );
+    let old_ca = certs.path().join("ca.pem");
+    assert_eq!(broker_cn(&old_ca, ssl).as_deref(), Some("broker"));
+
+    // Renewed: another CA, another name; written beside and renamed over, as tools do.
+    let ca2 = ca("renewal CA");
+    let (crt, key) = leaf(
+        &ca2,
+        "broker-renewed",
+        &["localhost", "127.0.0.1"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let new_ca = certs.path().join("new-ca.pem");
+    std::fs::write(&new_ca, ca2.cert.pem()).unwrap();
+    let replace = |text: &str| {
+        let tmp = certs.path().join("server.pem.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, certs.path().join("server.pem")).unwrap();
+    };
+    replace(&format!("{key}{crt}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while broker_cn(&new_ca, ssl).as_deref() != Some("broker-renewed") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate was not picked up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        broker_cn(&old_ca, ssl),
+        None,
+        "the old CA no longer vouches for it"
+    );
+    assert_eq!(common::Broker::metric(mport, "strata_tls_reloads"), 1.0);
+
+    // A broken file: kept serving the renewed certificate.
+    replace("-----BEGIN PRIVATE KEY-----\nnot a key\n");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(broker_cn(&new_ca, ssl).as_deref(), Some("broker-renewed"));
+    assert_eq!(common::Broker::metric(mport, "strata_tls_reloads"), 1.0);
+}
+
 /// Settings an SSL listener cannot run with are refused at start, naming the setting.
 #[test]
 fn an_ssl_listener_without_a_usable_keystore_does_not_start() {
