@@ -67,6 +67,10 @@ pub struct BrokerConfig {
     /// `connections.max.idle.ms`: a connection without a request for this long is closed
     /// (`None`: never, Kafka's -1). Default: 10 minutes, as Kafka.
     pub connections_max_idle: Option<std::time::Duration>,
+    /// `connections.max.reauth.ms` (KIP-368): a SASL session lasts this long; the client must
+    /// re-authenticate on the connection before it ends. Default: 0 (`None`, for as long as
+    /// the connection), as Kafka.
+    pub connections_max_reauth: Option<std::time::Duration>,
     /// `request.read.timeout.ms` (Strata's): a request frame must arrive whole within this long
     /// of its first byte. Default: 30 s.
     pub request_read_timeout: std::time::Duration,
@@ -204,6 +208,7 @@ impl Default for BrokerConfig {
             plain_users: Default::default(),
             connections_max_idle: Some(std::time::Duration::from_secs(600)),
             request_read_timeout: std::time::Duration::from_secs(30),
+            connections_max_reauth: None,
             ssl_principal_rules: Vec::new(),
             ssl_reload_interval: std::time::Duration::from_secs(30),
             max_connection_creation_rate: crate::cluster::throttle::UNLIMITED,
@@ -412,6 +417,11 @@ impl BrokerConfig {
                 let ms: i64 = parse(key, v)?;
                 self.connections_max_idle =
                     (ms >= 0).then(|| std::time::Duration::from_millis(ms.unsigned_abs()));
+            }
+            "connections.max.reauth.ms" => {
+                let ms: u64 = parse(key, v)?;
+                self.connections_max_reauth =
+                    (ms > 0).then(|| std::time::Duration::from_millis(ms));
             }
             "request.read.timeout.ms" => {
                 self.request_read_timeout =

@@ -172,6 +172,7 @@ pub async fn serve(
         listener: listener.listener.name.clone(),
         exchange: None,
         deadline: tokio::time::Instant::now() + SASL_DEADLINE,
+        reauth_of: None,
     });
     let result = tokio::select! {
         r = ADVERTISED.scope(advertised, PEER.scope(peer, PRINCIPAL.scope(
@@ -246,10 +247,42 @@ async fn run(
     // When the bytes of an unfinished frame began to arrive; when the last request came.
     let mut partial_since: Option<tokio::time::Instant> = None;
     let mut last_request = tokio::time::Instant::now();
+    // A SASL listener's connection once authenticated.
+    let mut session: Option<Session> = None;
     loop {
         if let Some(frame) = next_frame(&mut buf, limit, ctx)? {
             last_request = tokio::time::Instant::now();
             partial_since = None;
+            let api_key = (frame.len() >= 2)
+                .then(|| ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])).ok())
+                .flatten();
+            if auth.is_none()
+                && let Some(s) = &session
+            {
+                if api_key == Some(ApiKey::SaslHandshake) {
+                    // KIP-368: the client re-authenticates. What it sent before is answered
+                    // first; until the exchange ends only it is served.
+                    while let Some(oldest) = pending.pop_front() {
+                        if !respond(ctx, stream, oldest.await, true).await? {
+                            return Ok(());
+                        }
+                    }
+                    *auth = Some(Authentication {
+                        listener: s.listener.clone(),
+                        exchange: None,
+                        deadline: tokio::time::Instant::now() + SASL_DEADLINE,
+                        reauth_of: Some(s.user.clone()),
+                    });
+                } else if s
+                    .expires
+                    .is_some_and(|at| tokio::time::Instant::now() >= at)
+                {
+                    // The session ended without a re-authentication: Kafka closes.
+                    ctx.metrics.sasl_sessions_expired.inc();
+                    tracing::debug!(peer = %client_host(), user = %s.user, "SASL session expired (connections.max.reauth.ms); closing");
+                    return Ok(());
+                }
+            }
             if let Some(a) = auth.as_mut() {
                 // Not authenticated yet: only ApiVersions and the SASL exchange.
                 let (parts, outcome) = authenticate(ctx, a, frame.freeze()).await?;
@@ -257,18 +290,27 @@ async fn run(
                 match outcome {
                     AuthOutcome::Continue => {}
                     AuthOutcome::Authenticated(user) => {
+                        if a.reauth_of.is_some() {
+                            ctx.metrics.sasl_reauthentications.inc();
+                        }
                         tracing::debug!(user = %user, listener = %a.listener, "authenticated");
                         let principal: Arc<str> = Arc::from(format!("User:{user}"));
                         let _ = PRINCIPAL.try_with(|p| *p.borrow_mut() = principal);
+                        session = Some(Session {
+                            listener: a.listener.clone(),
+                            user,
+                            expires: ctx
+                                .broker
+                                .config
+                                .connections_max_reauth
+                                .map(|d| tokio::time::Instant::now() + d),
+                        });
                         *auth = None;
                     }
                     AuthOutcome::Refused => return Ok(()),
                 }
                 continue;
             }
-            let api_key = (frame.len() >= 2)
-                .then(|| ApiKey::try_from(i16::from_be_bytes([frame[0], frame[1]])).ok())
-                .flatten();
             if api_key == Some(ApiKey::Produce) {
                 // Pipelined: append now, answer when durable (in order, after earlier ones).
                 if pending.len() >= PRODUCE_PIPELINE_DEPTH
@@ -370,12 +412,22 @@ async fn run(
     }
 }
 
-/// A SASL listener's connection before it has authenticated.
+/// An authenticated SASL session: who, and until when without re-authenticating (KIP-368).
+#[derive(Debug)]
+struct Session {
+    listener: String,
+    user: String,
+    expires: Option<tokio::time::Instant>,
+}
+
+/// A SASL listener's connection before it has authenticated (or while it re-authenticates).
 #[derive(Debug)]
 pub struct Authentication {
     listener: String,
     /// The mechanism the handshake chose, and its exchange so far.
     exchange: Option<crate::sasl::Exchange>,
+    /// Re-authentication (KIP-368): the user the connection was, who it must stay.
+    reauth_of: Option<String>,
     /// When a connection that has not authenticated is closed (a slow or silent client holds
     /// no connection slot for longer).
     deadline: tokio::time::Instant,
@@ -500,10 +552,33 @@ async fn authenticate(
                         AuthOutcome::Continue,
                     )
                 }
-                crate::sasl::Step::Done { user, reply } => {
+                crate::sasl::Step::Done { user, .. }
+                    if auth.reauth_of.as_ref().is_some_and(|was| *was != user) =>
+                {
+                    auth_failed(ctx, "a re-authentication as another user");
                     let response = crate::msg!(SaslAuthenticateResponse {
+                        error_code: ErrorCode::SaslAuthenticationFailed.code(),
+                        error_message: Some(handler::s(
+                            "Cannot change principals during re-authentication"
+                        )),
+                    });
+                    (
+                        ResponseKind::SaslAuthenticate(response),
+                        AuthOutcome::Refused,
+                    )
+                }
+                crate::sasl::Step::Done { user, reply } => {
+                    let mut response = crate::msg!(SaslAuthenticateResponse {
                         auth_bytes: Bytes::from(reply),
                     });
+                    // KIP-368 (v1+): how long the session lasts before the client must
+                    // re-authenticate (0: for as long as the connection).
+                    if version >= 1
+                        && let Some(d) = config.connections_max_reauth
+                    {
+                        response.session_lifetime_ms =
+                            i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                    }
                     (
                         ResponseKind::SaslAuthenticate(response),
                         AuthOutcome::Authenticated(user),

@@ -86,6 +86,10 @@ pub struct Metrics {
     pub connections_closed_slow: Counter,
     /// SASL exchanges that failed (wrong credentials, unknown user, a malformed message).
     pub sasl_authentication_failures: Counter,
+    /// Successful SASL re-authentications (KIP-368).
+    pub sasl_reauthentications: Counter,
+    /// Connections closed because their SASL session expired without a re-authentication.
+    pub sasl_sessions_expired: Counter,
     /// Operations the authorizer denied.
     pub authorization_denials: Counter,
     /// Record bytes a fetch read and checked (framing, CRC-32C) before sending.
@@ -142,6 +146,8 @@ impl Metrics {
             connections_closed_slow: Counter::default(),
             sasl_authentication_failures: Counter::default(),
             authorization_denials: Counter::default(),
+            sasl_reauthentications: Counter::default(),
+            sasl_sessions_expired: Counter::default(),
             fetch_checked_bytes: Counter::default(),
             fetch_trusted_bytes: Counter::default(),
             log_end_offset: Family::default(),
@@ -212,6 +218,16 @@ impl Metrics {
             "sasl_authentication_failures",
             "SASL exchanges that failed",
             m.sasl_authentication_failures.clone(),
+        );
+        registry.register(
+            "sasl_reauthentications",
+            "SASL re-authentications of open connections (KIP-368)",
+            m.sasl_reauthentications.clone(),
+        );
+        registry.register(
+            "sasl_sessions_expired",
+            "Connections closed: their SASL session expired (connections.max.reauth.ms)",
+            m.sasl_sessions_expired.clone(),
         );
         registry.register(
             "authorization_denials",

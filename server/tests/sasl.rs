@@ -307,9 +307,23 @@ fn on_the_wire_nothing_but_the_exchange_before_authentication() {
     let m = w.metadata().expect("Metadata after authenticating");
     assert_eq!(m.brokers.len(), 1);
     assert_eq!(m.brokers[0].port, i32::from(port));
-    // A second handshake on an authenticated connection is out of place, but answered.
-    let r = w.handshake("PLAIN");
-    assert_eq!(r.error_code, 34, "ILLEGAL_SASL_STATE after authenticating");
+    // A second handshake re-authenticates (KIP-368): as the same user it works, and the
+    // connection goes on; as another user it fails and the connection closes.
+    assert_eq!(w.handshake("PLAIN").error_code, 0);
+    let r = w.authenticate(b"\0alice\0alice-secret").unwrap();
+    assert_eq!(r.error_code, 0, "{r:?}");
+    assert_eq!(
+        r.session_lifetime_ms, 0,
+        "no connections.max.reauth.ms: no expiry"
+    );
+    assert!(w.metadata().is_some());
+    assert_eq!(w.handshake("PLAIN").error_code, 0);
+    let r = w.authenticate(b"\0admin\0admin-secret").unwrap();
+    assert_eq!(r.error_code, 58, "another principal on re-authentication");
+    assert!(
+        w.metadata().is_none(),
+        "closed after a failed re-authentication"
+    );
 
     // A client that connects and says nothing is closed once the SASL deadline passes.
     let mut silent = Wire::open(port);
@@ -463,4 +477,99 @@ fn kafka_python_with_acls() {
     broker.restart();
     let stdout = run("after-restart");
     assert!(stdout.contains("acls: after restart ok"), "{stdout}");
+}
+
+/// KIP-368 on the wire: with `connections.max.reauth.ms` the session lifetime is told to the
+/// client (SaslAuthenticate v1+); a connection that re-authenticates in time goes on past it,
+/// one that does not is closed at its next request.
+#[test]
+fn sessions_expire_unless_the_client_re_authenticates() {
+    let port = common::free_port();
+    let mport = common::free_port();
+    let _broker = common::Broker::start_on(
+        port,
+        &[
+            &format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+            &format!("listener.name.sasl_plaintext.plain.sasl.jaas.config={JAAS}"),
+            "connections.max.reauth.ms=1500",
+            &format!("metrics.listen=127.0.0.1:{mport}"),
+        ],
+    );
+    let login = |w: &mut Wire| {
+        assert_eq!(w.handshake("PLAIN").error_code, 0);
+        let r = w.authenticate(b"\0alice\0alice-secret").unwrap();
+        assert_eq!(r.error_code, 0);
+        r.session_lifetime_ms
+    };
+    let mut lapsing = Wire::open(port);
+    let mut renewing = Wire::open(port);
+    assert_eq!(login(&mut lapsing), 1500);
+    assert_eq!(login(&mut renewing), 1500);
+    assert!(lapsing.metadata().is_some() && renewing.metadata().is_some());
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        login(&mut renewing),
+        1500,
+        "re-authenticated before the end"
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(renewing.metadata().is_some(), "a renewed session goes on");
+    assert!(lapsing.metadata().is_none(), "an expired session is closed");
+    assert_eq!(
+        common::Broker::metric(mport, "strata_sasl_reauthentications"),
+        1.0
+    );
+    assert_eq!(
+        common::Broker::metric(mport, "strata_sasl_sessions_expired"),
+        1.0
+    );
+}
+
+/// librdkafka re-authenticates by itself (KIP-368) when the broker gives sessions a lifetime:
+/// a producer that runs across several lifetimes loses nothing and is never cut off.
+#[test]
+fn rdkafka_re_authenticates_across_session_lifetimes() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let port = common::free_port();
+    let mport = common::free_port();
+    let _broker = common::Broker::start_on(
+        port,
+        &[
+            &format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+            &format!("listener.name.sasl_plaintext.plain.sasl.jaas.config={JAAS}"),
+            "connections.max.reauth.ms=2000",
+            "auto.create.topics.enable=true",
+            &format!("metrics.listen=127.0.0.1:{mport}"),
+        ],
+    );
+    let rt = common::kafka::runtime();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanisms", "PLAIN")
+        .set("sasl.username", "alice")
+        .set("sasl.password", "alice-secret")
+        .set("acks", "all")
+        .set("message.timeout.ms", "20000")
+        .create()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(7) {
+        rt.block_on(producer.send(
+            FutureRecord::to("reauth").key("k").payload("v"),
+            Duration::from_secs(20),
+        ))
+        .unwrap_or_else(|(e, _)| panic!("produce {sent}: {e}"));
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reauths = common::Broker::metric(mport, "strata_sasl_reauthentications");
+    assert!(
+        reauths >= 2.0,
+        "{reauths} re-authentications over 7 s of 2 s sessions"
+    );
+    println!("{sent} records, {reauths} re-authentications");
 }
