@@ -271,7 +271,7 @@ async fn run(
                         listener: s.listener.clone(),
                         exchange: None,
                         deadline: tokio::time::Instant::now() + SASL_DEADLINE,
-                        reauth_of: Some(s.user.clone()),
+                        reauth_of: Some((s.user.clone(), s.mechanism)),
                     });
                 } else if s
                     .expires
@@ -296,9 +296,15 @@ async fn run(
                         tracing::debug!(user = %user, listener = %a.listener, "authenticated");
                         let principal: Arc<str> = Arc::from(format!("User:{user}"));
                         let _ = PRINCIPAL.try_with(|p| *p.borrow_mut() = principal);
+                        let Some(mechanism) = a.exchange.as_ref().map(|e| e.mechanism()) else {
+                            return Err(ConnectionError::Malformed(
+                                "authenticated without an exchange".into(),
+                            ));
+                        };
                         session = Some(Session {
                             listener: a.listener.clone(),
                             user,
+                            mechanism,
                             expires: ctx
                                 .broker
                                 .config
@@ -417,6 +423,7 @@ async fn run(
 struct Session {
     listener: String,
     user: String,
+    mechanism: crate::sasl::Mechanism,
     expires: Option<tokio::time::Instant>,
 }
 
@@ -426,8 +433,9 @@ pub struct Authentication {
     listener: String,
     /// The mechanism the handshake chose, and its exchange so far.
     exchange: Option<crate::sasl::Exchange>,
-    /// Re-authentication (KIP-368): the user the connection was, who it must stay.
-    reauth_of: Option<String>,
+    /// Re-authentication (KIP-368): the user the connection was and its mechanism, which it
+    /// must keep.
+    reauth_of: Option<(String, crate::sasl::Mechanism)>,
     /// When a connection that has not authenticated is closed (a slow or silent client holds
     /// no connection slot for longer).
     deadline: tokio::time::Instant,
@@ -553,13 +561,16 @@ async fn authenticate(
                     )
                 }
                 crate::sasl::Step::Done { user, .. }
-                    if auth.reauth_of.as_ref().is_some_and(|was| *was != user) =>
+                    if auth
+                        .reauth_of
+                        .as_ref()
+                        .is_some_and(|(was, m)| *was != user || *m != exchange.mechanism()) =>
                 {
-                    auth_failed(ctx, "a re-authentication as another user");
+                    auth_failed(ctx, "a re-authentication as another user or mechanism");
                     let response = crate::msg!(SaslAuthenticateResponse {
                         error_code: ErrorCode::SaslAuthenticationFailed.code(),
                         error_message: Some(handler::s(
-                            "Cannot change principals during re-authentication"
+                            "Cannot change principals or mechanisms during re-authentication"
                         )),
                     });
                     (

@@ -336,6 +336,11 @@ impl Exchange {
         }
     }
 
+    /// The mechanism of this exchange.
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
     /// Takes the client's next message.
     pub fn step(
         &mut self,
