@@ -184,9 +184,9 @@ fn consume_raw_tls(
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let host = bootstrap.rsplit_once(':').map_or(bootstrap, |(h, _)| h);
     let name = ServerName::try_from(host.to_string())?;
     let conn = rustls::ClientConnection::new(Arc::new(config), name)?;
