@@ -529,84 +529,71 @@ async fn authenticate(
             (ResponseKind::SaslHandshake(response), outcome)
         }
         RequestKind::SaslAuthenticate(r) => {
-            let Some(exchange) = auth.exchange.as_mut() else {
+            // A refusal: the error, then the connection closes.
+            let refused = |code: ErrorCode, message: &str| {
                 let response = crate::msg!(SaslAuthenticateResponse {
-                    error_code: ErrorCode::IllegalSaslState.code(),
-                    error_message: Some(handler::s("SaslAuthenticate before SaslHandshake")),
+                    error_code: code.code(),
+                    error_message: Some(handler::s(message)),
                 });
-                return encode(
-                    ctx,
-                    api_key,
-                    version,
-                    header.correlation_id,
-                    header.client_id.as_deref(),
+                (
                     ResponseKind::SaslAuthenticate(response),
-                    Vec::new(),
+                    AuthOutcome::Refused,
                 )
-                .map(|p| (p, AuthOutcome::Refused));
             };
-            let plain = config
-                .plain_users
-                .get(&auth.listener)
-                .cloned()
-                .unwrap_or_default();
-            match exchange.step(&r.auth_bytes, &plain, &ctx.scram) {
-                crate::sasl::Step::Challenge(bytes) => {
-                    let response = crate::msg!(SaslAuthenticateResponse {
-                        auth_bytes: Bytes::from(bytes),
-                    });
-                    (
-                        ResponseKind::SaslAuthenticate(response),
-                        AuthOutcome::Continue,
-                    )
-                }
-                crate::sasl::Step::Done { user, .. }
-                    if auth
-                        .reauth_of
-                        .as_ref()
-                        .is_some_and(|(was, m)| *was != user || *m != exchange.mechanism()) =>
-                {
-                    auth_failed(ctx, "a re-authentication as another user or mechanism");
-                    let response = crate::msg!(SaslAuthenticateResponse {
-                        error_code: ErrorCode::SaslAuthenticationFailed.code(),
-                        error_message: Some(handler::s(
-                            "Cannot change principals or mechanisms during re-authentication"
-                        )),
-                    });
-                    (
-                        ResponseKind::SaslAuthenticate(response),
-                        AuthOutcome::Refused,
-                    )
-                }
-                crate::sasl::Step::Done { user, reply } => {
-                    let mut response = crate::msg!(SaslAuthenticateResponse {
-                        auth_bytes: Bytes::from(reply),
-                    });
-                    // KIP-368 (v1+): how long the session lasts before the client must
-                    // re-authenticate (0: for as long as the connection).
-                    if version >= 1
-                        && let Some(d) = config.connections_max_reauth
-                    {
-                        response.session_lifetime_ms =
-                            i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            match auth.exchange.as_mut() {
+                None => refused(
+                    ErrorCode::IllegalSaslState,
+                    "SaslAuthenticate before SaslHandshake",
+                ),
+                Some(exchange) => {
+                    let no_users = std::collections::BTreeMap::new();
+                    let plain = config.plain_users.get(&auth.listener).unwrap_or(&no_users);
+                    match exchange.step(&r.auth_bytes, plain, &ctx.scram) {
+                        crate::sasl::Step::Challenge(bytes) => {
+                            let response = crate::msg!(SaslAuthenticateResponse {
+                                auth_bytes: Bytes::from(bytes),
+                            });
+                            (
+                                ResponseKind::SaslAuthenticate(response),
+                                AuthOutcome::Continue,
+                            )
+                        }
+                        crate::sasl::Step::Done { user, .. }
+                            if auth.reauth_of.as_ref().is_some_and(|(was, m)| {
+                                *was != user || *m != exchange.mechanism()
+                            }) =>
+                        {
+                            auth_failed(ctx, "a re-authentication as another user or mechanism");
+                            refused(
+                                ErrorCode::SaslAuthenticationFailed,
+                                "Cannot change principals or mechanisms during re-authentication",
+                            )
+                        }
+                        crate::sasl::Step::Done { user, reply } => {
+                            let mut response = crate::msg!(SaslAuthenticateResponse {
+                                auth_bytes: Bytes::from(reply),
+                            });
+                            // KIP-368 (v1+): how long the session lasts before the client
+                            // must re-authenticate (0: for as long as the connection).
+                            if version >= 1
+                                && let Some(d) = config.connections_max_reauth
+                            {
+                                response.session_lifetime_ms =
+                                    i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                            }
+                            (
+                                ResponseKind::SaslAuthenticate(response),
+                                AuthOutcome::Authenticated(user),
+                            )
+                        }
+                        crate::sasl::Step::Failed(why) => {
+                            auth_failed(ctx, &why);
+                            refused(
+                                ErrorCode::SaslAuthenticationFailed,
+                                "Authentication failed: invalid credentials",
+                            )
+                        }
                     }
-                    (
-                        ResponseKind::SaslAuthenticate(response),
-                        AuthOutcome::Authenticated(user),
-                    )
-                }
-                crate::sasl::Step::Failed(why) => {
-                    auth_failed(ctx, &why);
-                    let response = crate::msg!(SaslAuthenticateResponse {
-                        error_code: ErrorCode::SaslAuthenticationFailed.code(),
-                        error_message: Some(handler::s(
-                            "Authentication failed: invalid credentials"
-                        )),
-                    });
-                    (
-                        ResponseKind::SaslAuthenticate(response),
-                        AuthOutcome::Refused,
-                    )
                 }
             }
         }

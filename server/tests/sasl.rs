@@ -125,22 +125,12 @@ fn kafka_python_with_plain_and_scram_and_what_a_sasl_listener_refuses() {
     write_certs(certs.path());
     let mport = common::free_port();
     let (_broker, sasl_plain, sasl_ssl) = sasl_broker(certs.path(), mport);
-    let out = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/kafka_python_sasl.py"
-        ))
-        .arg(certs.path())
-        .arg(format!("127.0.0.1:{sasl_plain}"))
-        .arg(format!("127.0.0.1:{sasl_ssl}"))
-        .output()
-        .expect("python3 runs (scripts/test installs kafka-python)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "kafka-python failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::python(&[
+        common::python_script("kafka_python_sasl.py"),
+        certs.path().display().to_string(),
+        format!("127.0.0.1:{sasl_plain}"),
+        format!("127.0.0.1:{sasl_ssl}"),
+    ]);
     println!("{stdout}");
     for line in [
         "sasl: PLAIN ok 200 records",
@@ -225,9 +215,13 @@ impl Wire {
     }
 
     fn authenticate(&mut self, bytes: &[u8]) -> Option<SaslAuthenticateResponse> {
+        self.authenticate_at(2, bytes)
+    }
+
+    fn authenticate_at(&mut self, version: i16, bytes: &[u8]) -> Option<SaslAuthenticateResponse> {
         let mut r = SaslAuthenticateRequest::default();
         r.auth_bytes = Bytes::copy_from_slice(bytes);
-        match self.call(ApiKey::SaslAuthenticate, 2, &r) {
+        match self.call(ApiKey::SaslAuthenticate, version, &r) {
             Some(ResponseKind::SaslAuthenticate(r)) => Some(r),
             None => None,
             other => panic!("{other:?}"),
@@ -298,6 +292,16 @@ fn on_the_wire_nothing_but_the_exchange_before_authentication() {
         w.metadata().is_none(),
         "served after a failed authentication"
     );
+
+    // Every version clients send (v0: librdkafka before KIP-368 support, older Java
+    // clients) authenticates, and the connection is then served.
+    for v in [0, 1] {
+        let mut w = Wire::open(port);
+        assert_eq!(w.handshake("PLAIN").error_code, 0);
+        let r = w.authenticate_at(v, b"\0alice\0alice-secret").unwrap();
+        assert_eq!(r.error_code, 0, "SaslAuthenticate v{v}: {r:?}");
+        assert!(w.metadata().is_some(), "served after SaslAuthenticate v{v}");
+    }
 
     // The right password: authenticated, then everything as usual.
     let mut w = Wire::open(port);
@@ -450,21 +454,11 @@ fn kafka_python_with_acls() {
         ],
     );
     let run = |phase: &str| {
-        let out = Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/python/kafka_python_acls.py"
-            ))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(phase)
-            .output()
-            .expect("python3 runs (scripts/test installs kafka-python)");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "kafka-python ({phase}) failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = common::python(&[
+            common::python_script("kafka_python_acls.py"),
+            format!("127.0.0.1:{port}"),
+            phase.to_string(),
+        ]);
         println!("{stdout}");
         stdout
     };

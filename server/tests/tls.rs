@@ -86,23 +86,12 @@ fn kafka_python_over_mutual_tls_and_what_an_ssl_listener_refuses() {
             &format!("metrics.listen=127.0.0.1:{mport}"),
         ],
     );
-    let script = format!(
-        "{}/tests/python/kafka_python_tls.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(certs.path())
-        .arg(format!("127.0.0.1:{ssl}"))
-        .arg(broker.bootstrap())
-        .output()
-        .expect("python3 runs (scripts/test installs kafka-python)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "kafka-python failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = common::python(&[
+        common::python_script("kafka_python_tls.py"),
+        certs.path().display().to_string(),
+        format!("127.0.0.1:{ssl}"),
+        broker.bootstrap(),
+    ]);
     assert!(
         stdout.contains("tls: mutual TLS ok 300 records"),
         "{stdout}"
@@ -225,19 +214,13 @@ assert len(r["succeeded"]) == 1, r
 produce("client-2")
 print("client-2 allowed")
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(certs.path())
-        .arg(format!("127.0.0.1:{ssl}"))
-        .arg(other)
-        .output()
-        .expect("python3 runs (scripts/test installs kafka-python)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "kafka-python failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::python(&[
+        "-c",
+        script,
+        &certs.path().display().to_string(),
+        &format!("127.0.0.1:{ssl}"),
+        other,
+    ]);
     assert!(
         stdout.contains("client-2 refused") && stdout.contains("client-2 allowed"),
         "{stdout}"
@@ -257,18 +240,9 @@ try:
 except ssl.SSLError as e:
     print("refused", e)
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(ca)
-        .arg(port.to_string())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::python(&["-c", script, &ca.display().to_string(), &port.to_string()])
+        .trim()
+        .to_string();
     (!text.starts_with("refused")).then_some(text)
 }
 

@@ -44,3 +44,13 @@ pub fn for_resource(
         })
         .fold(0, |out, bit| out | (1 << bit))
 }
+
+/// A group's authorized operations when the request asks for them (`include`), else
+/// `i32::MIN` (Kafka's "not requested"): DescribeGroups and ConsumerGroupDescribe.
+pub fn group(ctx: &super::Context, include: bool, group: &str) -> i32 {
+    if include {
+        for_resource(ctx, crate::acl::ResourceType::Group, group, GROUP)
+    } else {
+        i32::MIN
+    }
+}

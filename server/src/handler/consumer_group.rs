@@ -105,24 +105,11 @@ pub fn describe(
                 .collect(),
         })
     };
-    let include_ops = r.include_authorized_operations;
-    let ops_of = |group: &str| {
-        if include_ops {
-            super::authorized::for_resource(
-                ctx,
-                crate::acl::ResourceType::Group,
-                group,
-                super::authorized::GROUP,
-            )
-        } else {
-            i32::MIN
-        }
-    };
     let groups = r
         .group_ids
         .into_iter()
         .map(|id| {
-            let ops = ops_of(id.0.as_str());
+            let ops = super::authorized::group(ctx, r.include_authorized_operations, id.0.as_str());
             let mut coordinator = ctx.groups.check_coordinator(id.0.as_str());
             if coordinator == ErrorCode::None
                 && !ctx.authorized(

@@ -98,12 +98,11 @@ fn build(
         } else {
             let name = topic
                 .as_ref()
-                .map(|t| t.name.clone())
-                .unwrap_or_else(|| ft.topic.0.to_string());
+                .map_or(ft.topic.0.as_str(), |t| t.name.as_str());
             ctx.authorized(
                 crate::acl::Operation::Read,
                 crate::acl::ResourceType::Topic,
-                &name,
+                name,
             )
         };
         for fp in &ft.partitions {

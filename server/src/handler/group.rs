@@ -572,24 +572,11 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
 
 /// DescribeGroups.
 pub fn describe_groups(ctx: &Context, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
-    let include_ops = r.include_authorized_operations;
-    let ops_of = |group: &str| {
-        if include_ops {
-            super::authorized::for_resource(
-                ctx,
-                crate::acl::ResourceType::Group,
-                group,
-                super::authorized::GROUP,
-            )
-        } else {
-            i32::MIN
-        }
-    };
     let groups = r
         .groups
         .into_iter()
         .map(|g| {
-            let ops = ops_of(g.0.as_str());
+            let ops = super::authorized::group(ctx, r.include_authorized_operations, g.0.as_str());
             // A consumer group (KIP-848) is not a classic group: Kafka describes it as Dead
             // here, and with ConsumerGroupDescribe.
             let known =

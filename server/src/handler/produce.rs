@@ -129,12 +129,11 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
         // WRITE on the topic (by its name, also when the request names it by id).
         let name = topic
             .as_ref()
-            .map(|t| t.name.clone())
-            .unwrap_or_else(|| td.name.0.to_string());
+            .map_or(td.name.0.as_str(), |t| t.name.as_str());
         let allowed = ctx.authorized(
             crate::acl::Operation::Write,
             crate::acl::ResourceType::Topic,
-            &name,
+            name,
         );
         for pd in td.partition_data {
             let index = pd.index;

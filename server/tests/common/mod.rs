@@ -146,3 +146,25 @@ impl Drop for Broker {
 pub mod cluster;
 pub mod history;
 pub mod wire;
+
+/// Runs `python3` with `args` (a script under `tests/python/`, by [`python_script`], or `-c`
+/// and code, then its arguments); panics with its output unless it succeeds; its stdout.
+/// `scripts/test` installs the clients the scripts use (kafka-python).
+pub fn python<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = Command::new("python3")
+        .args(args)
+        .output()
+        .expect("python3 runs (scripts/test installs kafka-python)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python3 failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The path of `tests/python/<name>`.
+pub fn python_script(name: &str) -> String {
+    format!("{}/tests/python/{name}", env!("CARGO_MANIFEST_DIR"))
+}
