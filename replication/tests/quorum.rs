@@ -110,6 +110,7 @@ fn register(id: i32) -> MetadataRecord {
         endpoint: format!("127.0.0.1:{}", 9000 + id),
         rack: None,
         directory_id: None,
+        listeners: Default::default(),
     }
 }
 

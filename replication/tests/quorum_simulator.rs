@@ -125,6 +125,7 @@ impl Sim {
                 endpoint: String::new(),
                 rack: None,
                 directory_id: None,
+                listeners: Default::default(),
             };
             if l.call(move |n| n.propose(&[r]).is_ok()) {
                 self.next_broker += 1;

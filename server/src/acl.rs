@@ -300,6 +300,33 @@ impl AclBinding {
         })
     }
 
+    /// The ACL as the metadata log records it.
+    pub fn to_entry(&self) -> strata_replication::controller::AclEntry {
+        strata_replication::controller::AclEntry {
+            resource_type: self.resource_type.code(),
+            resource_name: self.name.clone(),
+            pattern_type: self.pattern.code(),
+            principal: self.principal.clone(),
+            host: self.host.clone(),
+            operation: self.operation.code(),
+            permission_type: self.permission.code(),
+        }
+    }
+
+    /// An ACL from the metadata log (`None` if a code is not one this broker knows).
+    pub fn from_entry(e: &strata_replication::controller::AclEntry) -> Option<AclBinding> {
+        AclBinding::from_codes(
+            e.resource_type,
+            &e.resource_name,
+            e.pattern_type,
+            &e.principal,
+            &e.host,
+            e.operation,
+            e.permission_type,
+        )
+        .ok()
+    }
+
     /// Whether this ACL's pattern covers `name` of `resource_type`.
     fn covers(&self, resource_type: ResourceType, name: &str) -> bool {
         self.resource_type == resource_type
@@ -463,6 +490,49 @@ impl Authorizer {
             path: Some(path),
             acls: RwLock::new(AclSet::new(acls)),
         })
+    }
+
+    /// The authorizer of a cluster member: its ACLs are the metadata image's ([`Self::sync`]),
+    /// never a local file.
+    pub fn replicated(
+        enabled: bool,
+        super_users: Vec<String>,
+        allow_if_no_acl: bool,
+    ) -> Authorizer {
+        Authorizer {
+            enabled,
+            super_users,
+            allow_if_no_acl,
+            path: None,
+            acls: RwLock::new(AclSet::default()),
+        }
+    }
+
+    /// Takes the ACLs of a new metadata image (a no-op when they did not change).
+    pub fn sync(
+        &self,
+        entries: &std::collections::BTreeSet<strata_replication::controller::AclEntry>,
+    ) {
+        let mut next: Vec<AclBinding> = entries
+            .iter()
+            .filter_map(|e| {
+                let acl = AclBinding::from_entry(e);
+                if acl.is_none() {
+                    tracing::warn!(
+                        ?e,
+                        "an ACL of the metadata log has codes this broker does not know; ignored"
+                    );
+                }
+                acl
+            })
+            .collect();
+        next.sort();
+        let mut acls = self.acls.write().unwrap_or_else(|p| p.into_inner());
+        let mut current = acls.list.clone();
+        current.sort();
+        if current != next {
+            *acls = AclSet::new(next);
+        }
     }
 
     /// An authorizer that keeps its ACLs in memory only (tests).

@@ -66,7 +66,7 @@ async fn connect(bootstrap: &str) -> anyhow::Result<KafkaConnection> {
         .map(str::trim)
         .filter(|a| !a.is_empty())
     {
-        match KafkaConnection::connect(addr, "strata-cluster-tool").await {
+        match KafkaConnection::connect(addr, "strata-cluster-tool", &Default::default()).await {
             Ok(c) => return Ok(c),
             Err(e) => last = Some(format!("{addr}: {e}")),
         }

@@ -97,6 +97,21 @@ pub struct BrokerConfig {
     pub allow_everyone_if_no_acl_found: bool,
     /// PLAIN users by listener name, from `listener.name.<listener>.plain.sasl.jaas.config`.
     pub plain_users: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    /// This broker's own SASL logins, by listener name and mechanism: the `username` and
+    /// `password` of `listener.name.<listener>.<mechanism>.sasl.jaas.config`, used to log in
+    /// to other brokers' inter-broker listener.
+    pub sasl_logins: std::collections::BTreeMap<(String, crate::sasl::Mechanism), (String, String)>,
+    /// `inter.broker.listener.name` (or the listener named by `security.inter.broker.protocol`):
+    /// the listener brokers replicate over, and the address a broker registers. Default: the
+    /// first listener.
+    pub inter_broker_listener: Option<String>,
+    /// `sasl.mechanism.inter.broker.protocol`. Default: PLAIN.
+    pub sasl_mechanism_inter_broker: crate::sasl::Mechanism,
+    /// `controller.listener.names`: the first names the controller listener, whose security
+    /// protocol (from `listener.security.protocol.map`) secures every link to a controller;
+    /// it binds at this node's address in `controller.quorum.voters`, and is not a Kafka
+    /// listener even when `listeners` names it. Default: none (PLAINTEXT).
+    pub controller_listener_names: Vec<String>,
     /// `cluster.id`. Default: `strata-cluster`.
     pub cluster_id: String,
     /// `broker.rack`. Default: none.
@@ -206,6 +221,10 @@ impl Default for BrokerConfig {
                 crate::sasl::Mechanism::ScramSha512,
             ],
             plain_users: Default::default(),
+            sasl_logins: Default::default(),
+            inter_broker_listener: None,
+            sasl_mechanism_inter_broker: crate::sasl::Mechanism::Plain,
+            controller_listener_names: Vec::new(),
             connections_max_idle: Some(std::time::Duration::from_secs(600)),
             request_read_timeout: std::time::Duration::from_secs(30),
             connections_max_reauth: None,
@@ -373,13 +392,13 @@ impl BrokerConfig {
                     crate::listener::parse_protocol_map(v).map_err(|e| invalid(key, v, e.0))?;
             }
             "inter.broker.listener.name" | "security.inter.broker.protocol" => {
-                if !v.eq_ignore_ascii_case("PLAINTEXT") {
-                    return Err(invalid(
-                        key,
-                        v,
-                        "brokers replicate over a PLAINTEXT listener for now (TLS between brokers is not supported yet)",
-                    ));
-                }
+                self.inter_broker_listener = Some(v.trim().to_ascii_uppercase());
+            }
+            "sasl.mechanism.inter.broker.protocol" => {
+                self.sasl_mechanism_inter_broker = crate::sasl::Mechanism::parse(v.trim())
+                    .ok_or_else(|| {
+                        invalid(key, v, "supported: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+                    })?;
             }
             "ssl.keystore.type" => self.ssl.keystore_type = Some(v.into()),
             "ssl.keystore.location" => self.ssl.keystore_location = Some(PathBuf::from(v)),
@@ -483,22 +502,26 @@ impl BrokerConfig {
                         "expected listener.name.<listener>.<mechanism>.sasl.jaas.config",
                     )
                 })?;
-                match mechanism.to_ascii_uppercase().as_str() {
-                    "PLAIN" => {
-                        let users = crate::sasl::parse_plain_jaas(v)
-                            .map_err(|e| invalid(key, "<jaas>", e))?;
-                        self.plain_users
-                            .insert(listener.to_ascii_uppercase(), users);
-                    }
-                    // SCRAM's users are in the credential store, not the JAAS text.
-                    "SCRAM-SHA-256" | "SCRAM-SHA-512" => {}
-                    other => {
-                        return Err(invalid(
+                let listener = listener.to_ascii_uppercase();
+                let m = crate::sasl::Mechanism::parse(&mechanism.to_ascii_uppercase()).ok_or_else(
+                    || {
+                        invalid(
                             key,
                             "<jaas>",
-                            format!("mechanism {other} is not supported"),
-                        ));
-                    }
+                            format!("mechanism {mechanism} is not supported"),
+                        )
+                    },
+                )?;
+                // PLAIN's users are the `user_<name>` entries; SCRAM's are in the credential
+                // store. `username` and `password`, for any mechanism, are this broker's own
+                // login to other brokers.
+                if m == crate::sasl::Mechanism::Plain {
+                    let users =
+                        crate::sasl::parse_plain_jaas(v).map_err(|e| invalid(key, "<jaas>", e))?;
+                    self.plain_users.insert(listener.clone(), users);
+                }
+                if let Some(login) = crate::sasl::parse_login_jaas(v) {
+                    self.sasl_logins.insert((listener, m), login);
                 }
             }
             "cluster.id" => self.cluster_id = v.into(),
@@ -584,7 +607,13 @@ impl BrokerConfig {
             "inter.broker.address.overrides" => {
                 self.inter_broker_address_overrides = parse_voters(key, v)?
             }
-            "controller.listener.names" => {}
+            "controller.listener.names" => {
+                self.controller_listener_names = v
+                    .split(',')
+                    .map(|n| n.trim().to_ascii_uppercase())
+                    .filter(|n| !n.is_empty())
+                    .collect();
+            }
             other => return set_log_property(&mut self.log_defaults, other, v, true),
         }
         Ok(())
@@ -628,15 +657,41 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// The listeners to run, resolved from `listeners`, `advertised.listeners` and
-    /// `listener.security.protocol.map`.
+    /// The Kafka listeners to run, resolved from `listeners`, `advertised.listeners` and
+    /// `listener.security.protocol.map` (a controller listener named there is not one).
     pub fn resolved_listeners(&self) -> Result<Vec<crate::listener::Listener>, ConfigError> {
-        crate::listener::resolve(
-            &self.listeners,
-            &self.advertised_listeners,
-            &self.listener_protocols,
-        )
-        .map_err(|e| invalid("listeners", "", e.0))
+        let kafka: Vec<crate::listener::Endpoint> = self
+            .listeners
+            .iter()
+            .filter(|l| !self.controller_listener_names.contains(&l.name))
+            .cloned()
+            .collect();
+        crate::listener::resolve(&kafka, &self.advertised_listeners, &self.listener_protocols)
+            .map_err(|e| invalid("listeners", "", e.0))
+    }
+
+    /// The listener brokers replicate over and register with.
+    pub fn inter_broker_listener_name(&self) -> String {
+        self.inter_broker_listener.clone().unwrap_or_else(|| {
+            self.listeners
+                .iter()
+                .find(|l| !self.controller_listener_names.contains(&l.name))
+                .map(|l| l.name.clone())
+                .unwrap_or_else(|| "PLAINTEXT".into())
+        })
+    }
+
+    /// The security protocol of the controller listener (PLAINTEXT when none is named).
+    pub fn controller_protocol(&self) -> crate::listener::SecurityProtocol {
+        self.controller_listener_names
+            .first()
+            .and_then(|n| {
+                self.listener_protocols
+                    .get(n)
+                    .copied()
+                    .or_else(|| crate::listener::SecurityProtocol::parse(n))
+            })
+            .unwrap_or(crate::listener::SecurityProtocol::Plaintext)
     }
 
     /// Checks settings that depend on each other.
@@ -668,24 +723,20 @@ impl BrokerConfig {
         }) {
             crate::tls::server_config(&self.ssl).map_err(|e| invalid("ssl.*", "", e.0))?;
         }
-        if self.is_cluster()
-            && (listeners.len() > 1
-                || listeners
-                    .iter()
-                    .any(|l| l.protocol != SecurityProtocol::Plaintext))
-        {
-            return Err(invalid(
-                "listeners",
-                "",
-                "a cluster node has one PLAINTEXT listener for now: several listeners, TLS and SASL are supported on a standalone broker",
-            ));
-        }
-        if self.is_cluster() && self.authorizer {
-            return Err(invalid(
-                "authorizer.class.name",
-                "",
-                "ACLs are supported on a standalone broker for now (not yet replicated through the metadata quorum)",
-            ));
+        if self.is_cluster() {
+            if self.has_role("broker") {
+                crate::cluster::link::LinkSecurity::inter_broker(self).map_err(|e| {
+                    invalid(
+                        "inter.broker.listener.name",
+                        &self.inter_broker_listener_name(),
+                        e.0,
+                    )
+                })?;
+            }
+            crate::cluster::link::LinkSecurity::controller(self)
+                .map_err(|e| invalid("controller.listener.names", "", e.0))?;
+            crate::cluster::link::controller_acceptor(self)
+                .map_err(|e| invalid("controller.listener.names", "", e.0))?;
         }
         self.log_defaults
             .validate()

@@ -50,6 +50,8 @@ tokio::task_local! {
     /// The advertised address of the listener the request came in on (Metadata and
     /// FindCoordinator answer with the same listener's addresses, as Kafka does).
     static ADVERTISED: (String, u16);
+    /// The name of the listener the request came in on.
+    static LISTENER: Arc<str>;
     /// Who the connection authenticated as (`User:alice`; `User:ANONYMOUS` before or without
     /// authentication), for the authorizer.
     static PRINCIPAL: std::cell::RefCell<Arc<str>>;
@@ -80,6 +82,21 @@ pub fn advertised(ctx: &Context) -> (String, u16) {
     ADVERTISED
         .try_with(Clone::clone)
         .unwrap_or_else(|_| ctx.broker.config.advertised.clone())
+}
+
+/// The name of the listener of the request being handled, or the first listener's outside a
+/// connection: in a cluster, Metadata, FindCoordinator and DescribeCluster name each broker's
+/// address on this listener.
+pub fn listener_name(ctx: &Context) -> Arc<str> {
+    LISTENER.try_with(Clone::clone).unwrap_or_else(|_| {
+        Arc::from(
+            ctx.broker
+                .config
+                .listeners
+                .first()
+                .map_or("PLAINTEXT", |l| l.name.as_str()),
+        )
+    })
 }
 
 /// How long a client has to finish the TLS handshake.
@@ -175,10 +192,10 @@ pub async fn serve(
         reauth_of: None,
     });
     let result = tokio::select! {
-        r = ADVERTISED.scope(advertised, PEER.scope(peer, PRINCIPAL.scope(
+        r = ADVERTISED.scope(advertised, LISTENER.scope(Arc::from(listener.listener.name.as_str()), PEER.scope(peer, PRINCIPAL.scope(
             std::cell::RefCell::new(Arc::from(tls_principal.as_deref().unwrap_or(ANONYMOUS))),
             run(&ctx, &mut stream, &mut auth),
-        ))) => r,
+        )))) => r,
         _ = async { let _ = shutdown.wait_for(|s| *s).await; } => Ok(()),
     };
     match result {

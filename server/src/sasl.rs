@@ -137,6 +137,29 @@ pub struct ScramCredential {
     pub server_key: String,
 }
 
+impl From<&strata_replication::controller::ScramEntry> for ScramCredential {
+    fn from(e: &strata_replication::controller::ScramEntry) -> ScramCredential {
+        ScramCredential {
+            salt: e.salt.clone(),
+            iterations: e.iterations,
+            stored_key: e.stored_key.clone(),
+            server_key: e.server_key.clone(),
+        }
+    }
+}
+
+impl ScramCredential {
+    /// The credential as the metadata log records it.
+    pub fn to_entry(&self) -> strata_replication::controller::ScramEntry {
+        strata_replication::controller::ScramEntry {
+            salt: self.salt.clone(),
+            iterations: self.iterations,
+            stored_key: self.stored_key.clone(),
+            server_key: self.server_key.clone(),
+        }
+    }
+}
+
 /// Fewest PBKDF2 iterations a credential may have (Kafka's minimum is 4096).
 pub const MIN_ITERATIONS: u32 = 4096;
 /// Most PBKDF2 iterations a credential may have (Kafka's maximum, 16384): clients derive the
@@ -204,6 +227,44 @@ impl ScramStore {
             path: Some(path),
             users: RwLock::new(users),
         })
+    }
+
+    /// The store of a cluster member: its credentials are the metadata image's
+    /// ([`Self::sync`]), never a local file.
+    pub fn replicated() -> ScramStore {
+        ScramStore::default()
+    }
+
+    /// Takes the credentials of a new metadata image (a no-op when they did not change).
+    pub fn sync(
+        &self,
+        image: &BTreeMap<String, BTreeMap<String, strata_replication::controller::ScramEntry>>,
+    ) {
+        let next: BTreeMap<String, BTreeMap<Mechanism, ScramCredential>> = image
+            .iter()
+            .map(|(user, by_mechanism)| {
+                let creds = by_mechanism
+                    .iter()
+                    .filter_map(|(m, e)| Some((Mechanism::parse(m)?, ScramCredential::from(e))))
+                    .collect();
+                (user.clone(), creds)
+            })
+            .collect();
+        let mut g = self.users.write().unwrap_or_else(|p| p.into_inner());
+        if *g != next {
+            *g = next;
+        }
+    }
+
+    /// Every credential, as the metadata log records them (a controller's bootstrap users).
+    pub fn entries(&self) -> Vec<(String, String, strata_replication::controller::ScramEntry)> {
+        let g = self.users.read().unwrap_or_else(|p| p.into_inner());
+        g.iter()
+            .flat_map(|(u, m)| {
+                m.iter()
+                    .map(|(k, c)| (u.clone(), k.name().to_string(), c.to_entry()))
+            })
+            .collect()
     }
 
     /// A user's credential for a mechanism.
@@ -499,6 +560,170 @@ fn scram_final(m: Mechanism, state: ScramState, token: &[u8]) -> Step {
     }
 }
 
+/// The client side of a SASL login: this node authenticating to another node's SASL listener
+/// (a follower to its leader's inter-broker listener), as Kafka's brokers do with the
+/// `username` and `password` of their listener's JAAS text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The mechanism (`sasl.mechanism.inter.broker.protocol`).
+    pub mechanism: Mechanism,
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("mechanism", &self.mechanism)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses the login of a JAAS text: its `username="..."` and `password="..."` options.
+pub fn parse_login_jaas(text: &str) -> Option<(String, String)> {
+    let option = |name: &str| -> Option<String> {
+        let mut rest = text;
+        while let Some(i) = rest.find(name) {
+            let before = rest[..i].chars().last();
+            let after = rest[i + name.len()..].trim_start();
+            rest = &rest[i + name.len()..];
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let Some(value) = after.strip_prefix('=') else {
+                continue;
+            };
+            let value = value.trim_start().strip_prefix('"')?;
+            return Some(value[..value.find('"')?].to_string());
+        }
+        None
+    };
+    Some((option("username")?, option("password")?))
+}
+
+/// The client side of one SASL exchange.
+#[derive(Debug)]
+pub struct ClientExchange {
+    login: Login,
+    state: ClientState,
+}
+
+#[derive(Debug)]
+enum ClientState {
+    Start,
+    SentFirst { bare: String, nonce: String },
+    SentFinal { server_signature: Vec<u8> },
+    Done,
+}
+
+impl ClientExchange {
+    /// An exchange for `login`.
+    pub fn new(login: Login) -> ClientExchange {
+        ClientExchange {
+            login,
+            state: ClientState::Start,
+        }
+    }
+
+    /// The first message to send.
+    pub fn first(&mut self) -> Vec<u8> {
+        let login = &self.login;
+        if login.mechanism == Mechanism::Plain {
+            self.state = ClientState::Done;
+            return format!("\0{}\0{}", login.user, login.password).into_bytes();
+        }
+        let mut raw = [0u8; 24];
+        let _ = ring::rand::SystemRandom::new().fill(&mut raw);
+        let nonce = B64.encode(raw);
+        let user = login.user.replace('=', "=3D").replace(',', "=2C");
+        let bare = format!("n={user},r={nonce}");
+        let first = format!("n,,{bare}");
+        self.state = ClientState::SentFirst { bare, nonce };
+        first.into_bytes()
+    }
+
+    /// Takes the server's reply: `Ok(Some(message))` to send next, `Ok(None)` when the
+    /// exchange is complete (for SCRAM, once the server proved it knows the credential).
+    pub fn next(&mut self, reply: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let m = self.login.mechanism;
+        match std::mem::replace(&mut self.state, ClientState::Done) {
+            ClientState::Start => Err("the exchange has not started".into()),
+            ClientState::Done => Ok(None),
+            ClientState::SentFirst { bare, nonce } => {
+                let server_first =
+                    std::str::from_utf8(reply).map_err(|_| "server-first-message is not UTF-8")?;
+                let attr = |k: &str| {
+                    server_first
+                        .split(',')
+                        .find_map(|a| a.strip_prefix(k))
+                        .ok_or_else(|| format!("server-first-message lacks {k}"))
+                };
+                let combined = attr("r=")?;
+                if !combined.starts_with(&nonce) {
+                    return Err("the server's nonce does not extend ours".into());
+                }
+                let salt = B64.decode(attr("s=")?).map_err(|_| "undecodable salt")?;
+                let iterations: u32 = attr("i=")?.parse().map_err(|_| "bad iteration count")?;
+                if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+                    return Err(format!("{iterations} iterations"));
+                }
+                let mut salted = vec![0u8; m.key_len()];
+                pbkdf2::derive(
+                    m.pbkdf2(),
+                    std::num::NonZeroU32::new(iterations).unwrap_or(std::num::NonZeroU32::MIN),
+                    &salt,
+                    self.login.password.as_bytes(),
+                    &mut salted,
+                );
+                let key = hmac::Key::new(m.hmac(), &salted);
+                let client_key = hmac::sign(&key, b"Client Key");
+                let stored_key = digest::digest(m.digest(), client_key.as_ref());
+                let server_key = hmac::sign(&key, b"Server Key");
+                let without_proof = format!("c={},r={combined}", B64.encode(b"n,,"));
+                let auth_message = format!("{bare},{server_first},{without_proof}");
+                let signature = hmac::sign(
+                    &hmac::Key::new(m.hmac(), stored_key.as_ref()),
+                    auth_message.as_bytes(),
+                );
+                let proof: Vec<u8> = client_key
+                    .as_ref()
+                    .iter()
+                    .zip(signature.as_ref())
+                    .map(|(a, b)| a ^ b)
+                    .collect();
+                let server_signature = hmac::sign(
+                    &hmac::Key::new(m.hmac(), server_key.as_ref()),
+                    auth_message.as_bytes(),
+                );
+                self.state = ClientState::SentFinal {
+                    server_signature: server_signature.as_ref().to_vec(),
+                };
+                Ok(Some(
+                    format!("{without_proof},p={}", B64.encode(proof)).into_bytes(),
+                ))
+            }
+            ClientState::SentFinal { server_signature } => {
+                let text =
+                    std::str::from_utf8(reply).map_err(|_| "server-final-message is not UTF-8")?;
+                if let Some(e) = text.strip_prefix("e=") {
+                    return Err(format!("refused: {e}"));
+                }
+                let v = text
+                    .strip_prefix("v=")
+                    .and_then(|v| B64.decode(v).ok())
+                    .ok_or("server-final-message lacks its signature")?;
+                if !bool::from(v.as_slice().ct_eq(server_signature.as_slice())) {
+                    return Err("the server does not know the credential".into());
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,6 +788,69 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_client_exchange_logs_in_to_the_server_side_and_checks_it_back() {
+        for m in [
+            Mechanism::Plain,
+            Mechanism::ScramSha256,
+            Mechanism::ScramSha512,
+        ] {
+            let store = ScramStore::default();
+            if m != Mechanism::Plain {
+                store
+                    .set("broker", m, Some(ScramCredential::new(m, "pw", 4096)))
+                    .unwrap();
+            }
+            let users = BTreeMap::from([("broker".to_string(), "pw".to_string())]);
+            for (password, ok) in [("pw", true), ("other", false)] {
+                let mut client = ClientExchange::new(Login {
+                    mechanism: m,
+                    user: "broker".into(),
+                    password: password.into(),
+                });
+                let mut server = Exchange::new(m);
+                let mut token = client.first();
+                let outcome = loop {
+                    match server.step(&token, &users, &store) {
+                        Step::Challenge(c) => match client.next(&c).unwrap() {
+                            Some(t) => token = t,
+                            None => panic!("{m:?}: the client stopped mid-exchange"),
+                        },
+                        Step::Done { user, reply } => {
+                            assert_eq!(user, "broker");
+                            break client.next(&reply);
+                        }
+                        Step::Failed(why) => break Err(why),
+                    }
+                };
+                assert_eq!(outcome.is_ok(), ok, "{m:?} with {password}: {outcome:?}");
+            }
+        }
+        // A server that does not know the credential cannot fake the final signature.
+        let mut client = ClientExchange::new(Login {
+            mechanism: Mechanism::ScramSha256,
+            user: "broker".into(),
+            password: "pw".into(),
+        });
+        let first = String::from_utf8(client.first()).unwrap();
+        let nonce = first.rsplit_once("r=").unwrap().1;
+        let salt = B64.encode(b"salt");
+        let server_first = format!("r={nonce}xyz,s={salt},i=4096");
+        assert!(client.next(server_first.as_bytes()).unwrap().is_some());
+        assert!(client.next(b"v=AAAA").is_err());
+    }
+
+    #[test]
+    fn a_jaas_login_gives_its_username_and_password() {
+        let text = r#"org.apache.kafka.common.security.scram.ScramLoginModule required
+            username="broker" password = "b-secret" user_admin="x";"#;
+        assert_eq!(
+            parse_login_jaas(text),
+            Some(("broker".to_string(), "b-secret".to_string()))
+        );
+        assert_eq!(parse_login_jaas(r#"user_admin="x";"#), None);
     }
 
     #[test]

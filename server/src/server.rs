@@ -102,13 +102,14 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let metrics = Arc::new(Metrics::new());
     // A controller node binds its quorum listener first, so peers can reach it while it opens.
     let controller = match config.controller_address() {
         Some(addr) if config.is_cluster() && config.has_role("controller") => {
             let l = TcpListener::bind(addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("binding the controller listener {addr}: {e}"))?;
-            Some(Controller::start(&config, l).await?)
+            Some(Controller::start(&config, l, metrics.clone()).await?)
         }
         _ => None,
     };
@@ -134,25 +135,45 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let broker_lock = data_dir_lock.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, broker_lock)).await??;
     let groups = GroupCoordinator::load(broker.clone())?;
-    if broker.cluster.is_some() {
-        crate::cluster::membership::start(broker.clone(), groups.clone());
-    }
-    let scram = Arc::new(
-        crate::sasl::ScramStore::open(&broker.config.log_dir).map_err(anyhow::Error::msg)?,
-    );
-    let acl = Arc::new(
-        crate::acl::Authorizer::open(
-            &broker.config.log_dir,
-            broker.config.authorizer,
-            broker.config.super_users.clone(),
-            broker.config.allow_everyone_if_no_acl_found,
+    // A standalone broker keeps its SCRAM credentials and ACLs in its data directory; a
+    // cluster member takes them from the metadata image, as the watch delivers it.
+    let c = &broker.config;
+    let (scram, acl) = if broker.cluster.is_some() {
+        (
+            crate::sasl::ScramStore::replicated(),
+            crate::acl::Authorizer::replicated(
+                c.authorizer,
+                c.super_users.clone(),
+                c.allow_everyone_if_no_acl_found,
+            ),
         )
-        .map_err(anyhow::Error::msg)?,
-    );
+    } else {
+        (
+            crate::sasl::ScramStore::open(&c.log_dir).map_err(anyhow::Error::msg)?,
+            crate::acl::Authorizer::open(
+                &c.log_dir,
+                c.authorizer,
+                c.super_users.clone(),
+                c.allow_everyone_if_no_acl_found,
+            )
+            .map_err(anyhow::Error::msg)?,
+        )
+    };
+    let (scram, acl) = (Arc::new(scram), Arc::new(acl));
+    if broker.cluster.is_some() {
+        crate::cluster::membership::start(
+            broker.clone(),
+            groups.clone(),
+            crate::cluster::membership::Security {
+                scram: scram.clone(),
+                acl: acl.clone(),
+            },
+        );
+    }
     let ctx = Arc::new(Context {
         broker: broker.clone(),
         groups: groups.clone(),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         controller: controller.clone(),
         backoff: crate::error_backoff::ErrorBackoff::new(),
         fetch_sessions: Default::default(),

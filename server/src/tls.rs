@@ -85,56 +85,51 @@ fn certificates(
     Ok(certs)
 }
 
-/// The server side of TLS for SSL listeners, from `settings`.
-pub fn server_config(settings: &SslSettings) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    pem_type_ok("ssl.keystore.type", &settings.keystore_type)?;
-    pem_type_ok("ssl.truststore.type", &settings.truststore_type)?;
-    if settings
-        .key_password
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(TlsError(
-            "ssl.key.password: encrypted private keys are not supported; give the key unencrypted (PKCS#8 PEM) and protect the file"
-                .into(),
-        ));
-    }
-    let (chain, key) = match (
-        &settings.keystore_location,
-        &settings.keystore_certificate_chain,
-        &settings.keystore_key,
-    ) {
-        (Some(path), _, _) => {
-            let chain = certificates(&Some(path.clone()), &None, "ssl.keystore.location")?;
-            let key = PrivateKeyDer::from_pem_file(path).map_err(|e| {
-                TlsError(format!(
-                    "ssl.keystore.location {path:?}: no private key: {e}"
-                ))
-            })?;
-            (chain, key)
-        }
-        (None, Some(chain), Some(key)) => {
-            let chain = certificates(
-                &None,
-                &Some(chain.clone()),
-                "ssl.keystore.certificate.chain",
-            )?;
-            let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
-                .map_err(|e| TlsError(format!("ssl.keystore.key: {e}")))?;
-            (chain, key)
-        }
-        _ => {
-            return Err(TlsError(
-                "an SSL listener needs ssl.keystore.location (PEM key and certificate chain), or ssl.keystore.certificate.chain and ssl.keystore.key"
-                    .into(),
-            ));
-        }
-    };
+/// The keystore's certificate chain and private key, if one is configured.
+type Keystore = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn keystore(settings: &SslSettings) -> Result<Option<Keystore>, TlsError> {
+    Ok(Some(
+        match (
+            &settings.keystore_location,
+            &settings.keystore_certificate_chain,
+            &settings.keystore_key,
+        ) {
+            (Some(path), _, _) => {
+                let chain = certificates(&Some(path.clone()), &None, "ssl.keystore.location")?;
+                let key = PrivateKeyDer::from_pem_file(path).map_err(|e| {
+                    TlsError(format!(
+                        "ssl.keystore.location {path:?}: no private key: {e}"
+                    ))
+                })?;
+                (chain, key)
+            }
+            (None, Some(chain), Some(key)) => {
+                let chain = certificates(
+                    &None,
+                    &Some(chain.clone()),
+                    "ssl.keystore.certificate.chain",
+                )?;
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+                    .map_err(|e| TlsError(format!("ssl.keystore.key: {e}")))?;
+                (chain, key)
+            }
+            _ => return Ok(None),
+        },
+    ))
+}
+
+type Versions = Vec<&'static rustls::SupportedProtocolVersion>;
+
+/// ring's crypto provider and the versions of `ssl.enabled.protocols`.
+fn provider_and_versions(
+    settings: &SslSettings,
+) -> Result<(Arc<rustls::crypto::CryptoProvider>, Versions), TlsError> {
     // ring keeps the build to a C compiler (aws-lc-rs wants more on this machine); rustls
     // marks its provider deprecated because it offers no post-quantum key exchange.
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    let mut versions: Versions = Vec::new();
     let enabled = settings
         .enabled_protocols
         .clone()
@@ -150,29 +145,85 @@ pub fn server_config(settings: &SslSettings) -> Result<Arc<rustls::ServerConfig>
             }
         }
     }
+    Ok((provider, versions))
+}
+
+fn truststore(settings: &SslSettings, why: &str) -> Result<rustls::RootCertStore, TlsError> {
+    let cas = certificates(
+        &settings.truststore_location,
+        &settings.truststore_certificates,
+        "ssl.truststore",
+    )?;
+    if cas.is_empty() {
+        return Err(TlsError(format!(
+            "{why}: give the CAs in ssl.truststore.location or ssl.truststore.certificates"
+        )));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| TlsError(format!("ssl.truststore: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// The client side of TLS for this node's own links to other nodes (the controller listener,
+/// an SSL or SASL_SSL inter-broker listener): the peer's certificate must chain to the
+/// truststore and name the address dialled; the keystore's certificate, if any, is presented
+/// for mutual TLS.
+pub fn client_config(settings: &SslSettings) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    pem_type_ok("ssl.keystore.type", &settings.keystore_type)?;
+    pem_type_ok("ssl.truststore.type", &settings.truststore_type)?;
+    let (provider, versions) = provider_and_versions(settings)?;
+    let roots = truststore(
+        settings,
+        "a TLS link to another node checks its certificate",
+    )?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| TlsError(format!("ssl.enabled.protocols: {e}")))?
+        .with_root_certificates(roots);
+    let config = match keystore(settings)? {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| TlsError(format!("ssl.keystore: {e}")))?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// The server side of TLS for SSL listeners, from `settings`.
+pub fn server_config(settings: &SslSettings) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    pem_type_ok("ssl.keystore.type", &settings.keystore_type)?;
+    pem_type_ok("ssl.truststore.type", &settings.truststore_type)?;
+    if settings
+        .key_password
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(TlsError(
+            "ssl.key.password: encrypted private keys are not supported; give the key unencrypted (PKCS#8 PEM) and protect the file"
+                .into(),
+        ));
+    }
+    let Some((chain, key)) = keystore(settings)? else {
+        return Err(TlsError(
+            "an SSL listener needs ssl.keystore.location (PEM key and certificate chain), or ssl.keystore.certificate.chain and ssl.keystore.key"
+                .into(),
+        ));
+    };
+    let (provider, versions) = provider_and_versions(settings)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| TlsError(format!("ssl.enabled.protocols: {e}")))?;
     let builder = if settings.client_auth == ClientAuth::None {
         builder.with_no_client_auth()
     } else {
-        let cas = certificates(
-            &settings.truststore_location,
-            &settings.truststore_certificates,
-            "ssl.truststore",
+        let roots = truststore(
+            settings,
+            "ssl.client.auth asks for client certificates, which must chain to a CA",
         )?;
-        if cas.is_empty() {
-            return Err(TlsError(
-                "ssl.client.auth asks for client certificates: give the CAs they chain to in ssl.truststore.location or ssl.truststore.certificates"
-                    .into(),
-            ));
-        }
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in cas {
-            roots
-                .add(ca)
-                .map_err(|e| TlsError(format!("ssl.truststore: {e}")))?;
-        }
         let verifier =
             rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
         let verifier = if settings.client_auth == ClientAuth::Requested {

@@ -18,31 +18,21 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
 const JAAS: &str = "org.apache.kafka.common.security.plain.PlainLoginModule required \
                     username=\"admin\" password=\"admin-secret\" \
                     user_alice=\"alice-secret\";";
 
 fn write_certs(dir: &Path) {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(DnType::CommonName, "strata sasl test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = p.self_signed(&ca_key).unwrap();
-    let mut p =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "broker");
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(
-        dir.join("server.pem"),
-        format!("{}{}", key.serialize_pem(), cert.pem()),
-    )
-    .unwrap();
+    let ca = common::certs::ca("strata sasl test CA");
+    let server = common::certs::leaf(
+        &ca,
+        "broker",
+        &["localhost", "127.0.0.1"],
+        &[common::certs::Purpose::ServerAuth],
+    );
+    std::fs::write(dir.join("ca.pem"), ca.cert.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), common::certs::keystore(&server)).unwrap();
 }
 
 /// `strata scram <args>`: (success, stdout + stderr).

@@ -10,33 +10,7 @@ mod common;
 
 use std::path::Path;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-
-/// A CA: its certificate (PEM) and what signs with it.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = p.self_signed(&key).unwrap();
-    Ca { cert, key }
-}
-
-/// A leaf certificate signed by `ca`: (certificate PEM, key PEM).
-fn leaf(ca: &Ca, cn: &str, names: &[&str], purpose: ExtendedKeyUsagePurpose) -> (String, String) {
-    let mut p =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.extended_key_usages = vec![purpose];
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
+use common::certs::{Purpose, ca, leaf};
 
 fn write_certs(dir: &Path) {
     let ca1 = ca("strata test CA");
@@ -45,12 +19,11 @@ fn write_certs(dir: &Path) {
         &ca1,
         "broker",
         &["localhost", "127.0.0.1"],
-        ExtendedKeyUsagePurpose::ServerAuth,
+        &[Purpose::ServerAuth],
     );
-    let (client_crt, client_key) = leaf(&ca1, "client-1", &[], ExtendedKeyUsagePurpose::ClientAuth);
-    let (rogue_crt, rogue_key) = leaf(&rogue, "intruder", &[], ExtendedKeyUsagePurpose::ClientAuth);
-    let (client2_crt, client2_key) =
-        leaf(&ca1, "client-2", &[], ExtendedKeyUsagePurpose::ClientAuth);
+    let (client_crt, client_key) = leaf(&ca1, "client-1", &[], &[Purpose::ClientAuth]);
+    let (rogue_crt, rogue_key) = leaf(&rogue, "intruder", &[], &[Purpose::ClientAuth]);
+    let (client2_crt, client2_key) = leaf(&ca1, "client-2", &[], &[Purpose::ClientAuth]);
     let w = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
     w("ca.pem", &ca1.cert.pem());
     w("rogue-ca.pem", &rogue.cert.pem());
@@ -276,7 +249,7 @@ fn a_renewed_certificate_is_used_without_a_restart() {
         &ca2,
         "broker-renewed",
         &["localhost", "127.0.0.1"],
-        ExtendedKeyUsagePurpose::ServerAuth,
+        &[Purpose::ServerAuth],
     );
     let new_ca = certs.path().join("new-ca.pem");
     std::fs::write(&new_ca, ca2.cert.pem()).unwrap();

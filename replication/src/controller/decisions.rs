@@ -189,6 +189,29 @@ impl ControllerLogic {
         directory_id: Option<u128>,
         now_ms: u64,
     ) -> (u64, Vec<MetadataRecord>) {
+        self.register_broker_on(
+            image,
+            id,
+            endpoint,
+            BTreeMap::new(),
+            rack,
+            directory_id,
+            now_ms,
+        )
+    }
+
+    /// [`Self::register_broker`] for a broker that names its listeners' addresses.
+    #[allow(clippy::too_many_arguments)]
+    pub fn register_broker_on(
+        &mut self,
+        image: &MetadataImage,
+        id: BrokerId,
+        endpoint: &str,
+        listeners: BTreeMap<String, String>,
+        rack: Option<&str>,
+        directory_id: Option<u128>,
+        now_ms: u64,
+    ) -> (u64, Vec<MetadataRecord>) {
         let epoch = self.next_broker_epoch.max(
             image
                 .brokers
@@ -216,6 +239,7 @@ impl ControllerLogic {
             endpoint: endpoint.to_string(),
             rack: rack.map(str::to_string),
             directory_id,
+            listeners,
         });
         (epoch, batch.records)
     }

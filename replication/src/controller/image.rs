@@ -3,11 +3,11 @@
 //! Invariants (asserted in `apply`): a partition's leader, if any, is one of its replicas and in
 //! its ISR; its ISR is a subset of its replicas; leader epochs never go back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use strata_engine::LeaderEpoch;
 
-use super::records::MetadataRecord;
+use super::records::{AclEntry, MetadataRecord, ScramEntry};
 use crate::broker_id::BrokerId;
 
 /// A registered broker.
@@ -27,6 +27,22 @@ pub struct BrokerRegistration {
     /// replaced disk); `None` from brokers that do not report one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory_id: Option<u128>,
+    /// Advertised `host:port` of each Kafka listener, by name (empty from brokers that
+    /// registered only `endpoint`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, String>,
+}
+
+impl BrokerRegistration {
+    /// The advertised `host:port` a client connected to `listener` is told: Kafka lists a
+    /// broker only on the listeners it has. A broker that registered no listener names has
+    /// its one endpoint on every listener.
+    pub fn endpoint_on(&self, listener: &str) -> Option<&str> {
+        if self.listeners.is_empty() {
+            return Some(&self.endpoint);
+        }
+        self.listeners.get(listener).map(String::as_str)
+    }
 }
 
 /// One partition's replication state.
@@ -109,6 +125,10 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// Dynamic broker configs by resource: "" (the cluster-wide default) or a broker id.
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// The cluster's ACLs.
+    pub acls: BTreeSet<AclEntry>,
+    /// SCRAM credentials by user and mechanism.
+    pub scram: BTreeMap<String, BTreeMap<String, ScramEntry>>,
 }
 
 impl MetadataImage {
@@ -121,6 +141,7 @@ impl MetadataImage {
                 endpoint,
                 rack,
                 directory_id,
+                listeners,
             } => {
                 self.brokers.insert(
                     *id,
@@ -131,6 +152,7 @@ impl MetadataImage {
                         rack: rack.clone(),
                         fenced: true,
                         directory_id: *directory_id,
+                        listeners: listeners.clone(),
                     },
                 );
             }
@@ -259,6 +281,32 @@ impl MetadataImage {
                         .insert(resource.clone(), configs.clone());
                 }
             }
+            MetadataRecord::CreateAcls { acls } => self.acls.extend(acls.iter().cloned()),
+            MetadataRecord::RemoveAcls { acls } => {
+                for a in acls {
+                    self.acls.remove(a);
+                }
+            }
+            MetadataRecord::SetScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => match credential {
+                Some(c) => {
+                    self.scram
+                        .entry(user.clone())
+                        .or_default()
+                        .insert(mechanism.clone(), c.clone());
+                }
+                None => {
+                    if let Some(m) = self.scram.get_mut(user) {
+                        m.remove(mechanism);
+                        if m.is_empty() {
+                            self.scram.remove(user);
+                        }
+                    }
+                }
+            },
         }
     }
 
@@ -302,6 +350,10 @@ struct ImageSnapshot {
     next_producer_id: i64,
     #[serde(default)]
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    acls: BTreeSet<AclEntry>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    scram: BTreeMap<String, BTreeMap<String, ScramEntry>>,
 }
 
 impl MetadataImage {
@@ -316,6 +368,8 @@ impl MetadataImage {
                 .collect(),
             next_producer_id: self.next_producer_id,
             broker_configs: self.broker_configs.clone(),
+            acls: self.acls.clone(),
+            scram: self.scram.clone(),
         };
         serde_json::to_vec(&s).unwrap_or_default()
     }
@@ -331,6 +385,8 @@ impl MetadataImage {
             topics: s.topics.into_iter().collect(),
             next_producer_id: s.next_producer_id,
             broker_configs: s.broker_configs,
+            acls: s.acls,
+            scram: s.scram,
         })
     }
 }
@@ -339,6 +395,59 @@ impl MetadataImage {
 #[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
+
+    /// ACLs and SCRAM credentials are added and removed by their records and survive a
+    /// snapshot.
+    #[test]
+    fn acls_and_scram_credentials_apply_and_survive_a_snapshot() {
+        let acl = |name: &str| AclEntry {
+            resource_type: 2,
+            resource_name: name.into(),
+            pattern_type: 3,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: 3,
+            permission_type: 3,
+        };
+        let cred = ScramEntry {
+            salt: "c2FsdA==".into(),
+            iterations: 4096,
+            stored_key: "a".into(),
+            server_key: "b".into(),
+        };
+        let mut image = MetadataImage::default();
+        image.apply(&MetadataRecord::CreateAcls {
+            acls: vec![acl("orders"), acl("logs"), acl("orders")],
+        });
+        image.apply(&MetadataRecord::RemoveAcls {
+            acls: vec![acl("logs")],
+        });
+        for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+            image.apply(&MetadataRecord::SetScramCredential {
+                user: "alice".into(),
+                mechanism: mechanism.into(),
+                credential: Some(cred.clone()),
+            });
+        }
+        image.apply(&MetadataRecord::SetScramCredential {
+            user: "alice".into(),
+            mechanism: "SCRAM-SHA-256".into(),
+            credential: None,
+        });
+        assert_eq!(image.acls.iter().collect::<Vec<_>>(), vec![&acl("orders")]);
+        assert_eq!(
+            image.scram["alice"].keys().collect::<Vec<_>>(),
+            vec!["SCRAM-SHA-512"]
+        );
+        let back = MetadataImage::from_snapshot_bytes(&image.to_snapshot_bytes()).unwrap();
+        assert_eq!(back, image);
+        image.apply(&MetadataRecord::SetScramCredential {
+            user: "alice".into(),
+            mechanism: "SCRAM-SHA-512".into(),
+            credential: None,
+        });
+        assert!(image.scram.is_empty(), "a user without credentials is gone");
+    }
 
     /// Dynamic broker configs are set and removed by their record, and survive a snapshot
     /// (and an old snapshot without them still loads).

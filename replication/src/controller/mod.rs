@@ -20,4 +20,4 @@ pub mod records;
 pub use decisions::{ControllerConfig, ControllerError, ControllerLogic, Election};
 pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
 pub use quorum::{QuorumError, QuorumNode};
-pub use records::MetadataRecord;
+pub use records::{AclEntry, MetadataRecord, ScramEntry};

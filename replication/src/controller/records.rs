@@ -24,6 +24,10 @@ pub enum MetadataRecord {
         /// The identity of its data directory (`directory.id` in `meta.properties`).
         #[serde(default)]
         directory_id: Option<u128>,
+        /// Advertised `host:port` of each of its Kafka listeners, by listener name (clients
+        /// are told the addresses of the listener they connected to).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        listeners: BTreeMap<String, String>,
     },
     /// The broker left the cluster for good (UnregisterBroker); its replicas, if any remain,
     /// are re-created elsewhere.
@@ -120,6 +124,59 @@ pub enum MetadataRecord {
         /// The values.
         configs: BTreeMap<String, String>,
     },
+    /// ACLs added (CreateAcls); one already there stays once.
+    CreateAcls {
+        /// The ACLs.
+        acls: Vec<AclEntry>,
+    },
+    /// ACLs removed (DeleteAcls).
+    RemoveAcls {
+        /// The ACLs.
+        acls: Vec<AclEntry>,
+    },
+    /// A user's SCRAM credential for one mechanism set or deleted (AlterUserScramCredentials).
+    SetScramCredential {
+        /// User name.
+        user: String,
+        /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+        mechanism: String,
+        /// The credential; `None` deletes it.
+        credential: Option<ScramEntry>,
+    },
+}
+
+/// An ACL as Kafka's protocol codes it (the broker's authorizer checks and interprets it).
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct AclEntry {
+    /// Resource type code (TOPIC 2, GROUP 3, CLUSTER 4, TRANSACTIONAL_ID 5).
+    pub resource_type: i8,
+    /// Resource name, or prefix.
+    pub resource_name: String,
+    /// Pattern type code (LITERAL 3, PREFIXED 4).
+    pub pattern_type: i8,
+    /// `User:alice`.
+    pub principal: String,
+    /// An address, or `*`.
+    pub host: String,
+    /// Operation code.
+    pub operation: i8,
+    /// Permission code (DENY 2, ALLOW 3).
+    pub permission_type: i8,
+}
+
+/// A SCRAM credential as stored: never the password (RFC 5802's salted keys).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScramEntry {
+    /// Salt (base64).
+    pub salt: String,
+    /// PBKDF2 iterations.
+    pub iterations: u32,
+    /// H(ClientKey) (base64).
+    pub stored_key: String,
+    /// HMAC(SaltedPassword, "Server Key") (base64).
+    pub server_key: String,
 }
 
 /// Serde for `LeaderEpoch` (an engine type) as its plain number.

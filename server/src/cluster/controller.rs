@@ -81,7 +81,11 @@ impl std::fmt::Debug for Controller {
 impl Controller {
     /// Opens the quorum member's log (`<log.dirs>/__cluster_metadata`), starts its thread, the
     /// peer writers, and the listener for peers and brokers.
-    pub async fn start(config: &BrokerConfig, listener: TcpListener) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(
+        config: &BrokerConfig,
+        listener: TcpListener,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Arc<Self>> {
         let me = raft_id(config.node_id);
         let voters: Vec<u64> = config
             .controller_quorum_voters
@@ -95,6 +99,8 @@ impl Controller {
             tokio::task::spawn_blocking(move || QuorumNode::open(me, &voters, &dir, SNAPSHOT_EVERY))
                 .await??
         };
+        let link = super::link::LinkSecurity::controller(config)?;
+        let acceptor = super::link::controller_acceptor(config)?;
         let mut peers = HashMap::new();
         let mut peer_addrs = HashMap::new();
         for (id, addr) in &config.controller_quorum_voters {
@@ -103,7 +109,7 @@ impl Controller {
             }
             peer_addrs.insert(raft_id(*id), *addr);
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(peer_writer(*addr, rx));
+            tokio::spawn(peer_writer(*addr, link.clone(), rx));
             peers.insert(raft_id(*id), tx);
         }
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -122,6 +128,9 @@ impl Controller {
             watchers: Vec::new(),
             leading_since: None,
             sessions_started: false,
+            bootstrap_scram: crate::sasl::ScramStore::open(&config.log_dir)
+                .map_err(anyhow::Error::msg)?
+                .entries(),
             started: Instant::now(),
             rebalance_every_ms: config
                 .auto_leader_rebalance
@@ -149,7 +158,10 @@ impl Controller {
             active,
             thread: Mutex::new(Some(thread)),
         });
-        tokio::spawn(accept_loop(listener, tx));
+        if let Some(a) = &acceptor {
+            a.watch(config.ssl_reload_interval, metrics.clone());
+        }
+        tokio::spawn(accept_loop(listener, tx, acceptor, metrics));
         Ok(controller)
     }
 
@@ -167,12 +179,44 @@ impl Controller {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tx: Sender<Input>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tx: Sender<Input>,
+    tls: Option<Arc<crate::tls::ReloadingAcceptor>>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_connection(stream, tx.clone()));
+                let Some(tls) = &tls else {
+                    tokio::spawn(serve_connection(stream, tx.clone()));
+                    continue;
+                };
+                // Mutual TLS: a peer without a certificate from the cluster's CAs is refused
+                // before a single frame is read.
+                let acceptor = tls.acceptor();
+                let (tx, metrics, refused) = (tx.clone(), metrics.clone(), refused.clone());
+                tokio::spawn(async move {
+                    let why = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => return serve_connection(s, tx).await,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "timed out".to_string(),
+                    };
+                    metrics.tls_handshake_failures.inc();
+                    // Thinned to powers of two: a stranger retrying every few milliseconds
+                    // must not flood the log.
+                    let n = refused.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n.is_power_of_two() {
+                        tracing::warn!(%peer, error = %why, refused = n, "controller listener: TLS handshake refused (a node without the cluster's certificate?)");
+                    }
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "controller listener accept failed");
@@ -184,8 +228,11 @@ async fn accept_loop(listener: TcpListener, tx: Sender<Input>) {
 
 /// One peer or broker connection: Raft messages go to the thread; requests are answered in
 /// order on the same connection.
-async fn serve_connection(stream: TcpStream, tx: Sender<Input>) {
-    let (mut rd, mut wr) = stream.into_split();
+async fn serve_connection<S>(stream: S, tx: Sender<Input>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut heartbeating: Option<i32> = None;
     let mut raft_peer: Option<u64> = None;
     serve_frames(&mut rd, &mut wr, &tx, &mut heartbeating, &mut raft_peer).await;
@@ -197,13 +244,16 @@ async fn serve_connection(stream: TcpStream, tx: Sender<Input>) {
     }
 }
 
-async fn serve_frames(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+async fn serve_frames<R, W>(
+    rd: &mut R,
+    wr: &mut W,
     tx: &Sender<Input>,
     heartbeating: &mut Option<i32>,
     raft_peer: &mut Option<u64>,
-) {
+) where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     loop {
         match Frame::read(rd).await {
             Ok(Frame::Raft(m)) => {
@@ -238,21 +288,26 @@ async fn serve_frames(
 
 /// Sends Raft messages to one peer, reconnecting as needed. Messages that cannot be sent are
 /// dropped: Raft retransmits.
-async fn peer_writer(addr: SocketAddr, mut rx: mpsc::UnboundedReceiver<Message>) {
+async fn peer_writer(
+    addr: SocketAddr,
+    link: super::link::LinkSecurity,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+) {
     use tokio::io::AsyncWriteExt;
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<super::link::LinkStream> = None;
+    let target = addr.to_string();
     while let Some(m) = rx.recv().await {
         let mut buf = Frame::Raft(m).encode().unwrap_or_default();
         while let Ok(m) = rx.try_recv() {
             buf.extend(Frame::Raft(m).encode().unwrap_or_default());
         }
         if conn.is_none() {
-            match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    conn = Some(s);
+            match link.connect(&target, Duration::from_millis(200)).await {
+                Ok(s) => conn = Some(s),
+                Err(e) => {
+                    tracing::debug!(peer = %target, error = %e, "connecting to a quorum peer");
+                    continue;
                 }
-                _ => continue,
             }
         }
         if let Some(s) = conn.as_mut()
@@ -296,6 +351,8 @@ struct ControllerLoop {
     /// The index of this leadership's first entry; `None` while not leader.
     leading_since: Option<u64>,
     sessions_started: bool,
+    /// SCRAM credentials of this node's data directory, proposed when the quorum has none.
+    bootstrap_scram: Vec<(String, String, strata_replication::controller::ScramEntry)>,
     started: Instant,
     rebalance_every_ms: Option<u64>,
     last_rebalance_ms: u64,
@@ -549,6 +606,25 @@ impl ControllerLoop {
                 self.logic.connection_lost(BrokerId(node_of(peer)), now, 0);
             }
             self.sessions_started = true;
+            // A cluster's first SCRAM users come from the data directory's credential file
+            // (`strata scram add` before the first start, as Kafka's storage tool adds them):
+            // proposed once the quorum has none.
+            if self.node.image().scram.is_empty() && !self.bootstrap_scram.is_empty() {
+                tracing::info!(
+                    credentials = self.bootstrap_scram.len(),
+                    "the cluster has no SCRAM users: adding those of this node's data directory"
+                );
+                let records = self
+                    .bootstrap_scram
+                    .iter()
+                    .map(|(user, mechanism, c)| MetadataRecord::SetScramCredential {
+                        user: user.clone(),
+                        mechanism: mechanism.clone(),
+                        credential: Some(c.clone()),
+                    })
+                    .collect();
+                self.propose(records, None);
+            }
         }
     }
 
@@ -757,11 +833,13 @@ impl ControllerLoop {
                 endpoint,
                 rack,
                 directory_id,
+                listeners,
             } => {
-                let (epoch, records) = self.logic.register_broker(
+                let (epoch, records) = self.logic.register_broker_on(
                     &image,
                     BrokerId(id),
                     &endpoint,
+                    listeners,
                     rack.as_deref(),
                     directory_id,
                     now,
@@ -883,6 +961,42 @@ impl ControllerLoop {
                     }],
                     Some((tx, Reply::Done)),
                 );
+            }
+            ControllerRequest::CreateAcls { acls } => {
+                let acls: Vec<_> = acls
+                    .into_iter()
+                    .filter(|a| !image.acls.contains(a))
+                    .collect();
+                tracing::info!(count = acls.len(), "creating ACLs");
+                self.propose(
+                    vec![MetadataRecord::CreateAcls { acls }],
+                    Some((tx, Reply::Done)),
+                );
+            }
+            ControllerRequest::RemoveAcls { acls } => {
+                let acls: Vec<_> = acls
+                    .into_iter()
+                    .filter(|a| image.acls.contains(a))
+                    .collect();
+                tracing::info!(count = acls.len(), "removing ACLs");
+                self.propose(
+                    vec![MetadataRecord::RemoveAcls { acls }],
+                    Some((tx, Reply::Done)),
+                );
+            }
+            ControllerRequest::AlterScramCredentials { changes } => {
+                let records = changes
+                    .into_iter()
+                    .map(|(user, mechanism, credential)| {
+                        tracing::info!(%user, %mechanism, delete = credential.is_none(), "altering a SCRAM credential");
+                        MetadataRecord::SetScramCredential {
+                            user,
+                            mechanism,
+                            credential,
+                        }
+                    })
+                    .collect();
+                self.propose(records, Some((tx, Reply::Done)));
             }
             ControllerRequest::SetBrokerConfig { resource, configs } => {
                 self.propose(

@@ -6,8 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-
+use super::link::{LinkSecurity, LinkStream};
 use super::wire::{ControllerRequest, ControllerResponse, Frame, WireError};
 
 /// Why a controller call failed.
@@ -21,21 +20,29 @@ pub enum ControllerCallError {
 #[derive(Debug, Default)]
 struct Conn {
     target: usize,
-    stream: Option<TcpStream>,
+    stream: Option<LinkStream>,
 }
 
 /// A client of the controller quorum.
 #[derive(Debug)]
 pub struct ControllerClient {
     voters: Vec<(i32, SocketAddr)>,
+    link: LinkSecurity,
     conn: tokio::sync::Mutex<Conn>,
 }
 
 impl ControllerClient {
-    /// A client of these voters.
-    pub fn new(voters: Vec<(i32, SocketAddr)>) -> ControllerClient {
+    /// A client of the voters of `config`, over its controller listener's security.
+    pub fn new(config: &crate::config::BrokerConfig) -> ControllerClient {
+        // `validate` refused settings that do not load before the node started; should they
+        // fail to load now, the plaintext fallback cannot reach an SSL controller listener.
+        let link = LinkSecurity::controller(config).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the controller link's TLS settings do not load");
+            LinkSecurity::default()
+        });
         ControllerClient {
-            voters,
+            voters: config.controller_quorum_voters.clone(),
+            link,
             conn: tokio::sync::Mutex::new(Conn::default()),
         }
     }
@@ -59,17 +66,14 @@ impl ControllerClient {
                 let Some((_, addr)) = self.voters.get(c.target % n) else {
                     return Err(ControllerCallError::Timeout(timeout));
                 };
-                match tokio::time::timeout(
-                    remaining.min(Duration::from_millis(300)),
-                    TcpStream::connect(*addr),
-                )
-                .await
+                match self
+                    .link
+                    .connect(&addr.to_string(), remaining.min(Duration::from_millis(300)))
+                    .await
                 {
-                    Ok(Ok(s)) => {
-                        let _ = s.set_nodelay(true);
-                        c.stream = Some(s);
-                    }
-                    _ => {
+                    Ok(s) => c.stream = Some(s),
+                    Err(e) => {
+                        tracing::debug!(controller = %addr, error = %e, "connecting to a controller");
                         c.target = (c.target + 1) % n;
                         tokio::time::sleep(Duration::from_millis(20).min(remaining)).await;
                         continue;

@@ -1,5 +1,6 @@
 //! A minimal Kafka protocol client for broker-to-broker requests (a follower's Fetch and
-//! OffsetForLeaderEpoch to its leader): one request at a time on one connection.
+//! OffsetForLeaderEpoch to its leader): one request at a time on one connection, over the
+//! inter-broker listener's security (`link`): TLS, and a SASL login before anything else.
 
 use std::time::Duration;
 
@@ -7,7 +8,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use super::link::{LinkSecurity, LinkStream};
 
 /// Errors of a broker-to-broker request.
 #[derive(Debug, thiserror::Error)]
@@ -18,28 +20,78 @@ pub enum KafkaClientError {
     /// The response did not decode.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The leader refused this broker's SASL login.
+    #[error("SASL login refused: {0}")]
+    Authentication(String),
 }
 
 /// One connection to a broker.
 #[derive(Debug)]
 pub struct KafkaConnection {
-    stream: TcpStream,
+    stream: LinkStream,
     correlation: i32,
     client_id: StrBytes,
 }
 
 impl KafkaConnection {
-    /// Connects to `endpoint` (`host:port`).
-    pub async fn connect(endpoint: &str, client_id: &str) -> Result<Self, KafkaClientError> {
-        let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(endpoint))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        stream.set_nodelay(true)?;
-        Ok(KafkaConnection {
+    /// Connects to `endpoint` (`host:port`) and logs in, as `link` says.
+    pub async fn connect(
+        endpoint: &str,
+        client_id: &str,
+        link: &LinkSecurity,
+    ) -> Result<Self, KafkaClientError> {
+        let stream = link.connect(endpoint, Duration::from_secs(1)).await?;
+        let mut conn = KafkaConnection {
             stream,
             correlation: 0,
             client_id: StrBytes::from_string(client_id.to_string()),
-        })
+        };
+        if let Some(login) = &link.sasl {
+            conn.login(login.clone()).await?;
+        }
+        Ok(conn)
+    }
+
+    /// SaslHandshake v1, then SaslAuthenticate v2 until the exchange completes.
+    async fn login(&mut self, login: crate::sasl::Login) -> Result<(), KafkaClientError> {
+        use kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+            SaslHandshakeResponse,
+        };
+        let timeout = Duration::from_secs(5);
+        let refused = |e: &str| KafkaClientError::Authentication(e.to_string());
+        let mut handshake = SaslHandshakeRequest::default();
+        handshake.mechanism = StrBytes::from_static_str(login.mechanism.name());
+        let r: SaslHandshakeResponse = self
+            .request(ApiKey::SaslHandshake, 1, &handshake, timeout)
+            .await?;
+        if r.error_code != 0 {
+            return Err(refused(&format!(
+                "the leader does not enable {} (error {})",
+                login.mechanism.name(),
+                r.error_code
+            )));
+        }
+        let mut exchange = crate::sasl::ClientExchange::new(login);
+        let mut token = exchange.first();
+        loop {
+            let mut req = SaslAuthenticateRequest::default();
+            req.auth_bytes = Bytes::from(token);
+            let r: SaslAuthenticateResponse = self
+                .request(ApiKey::SaslAuthenticate, 2, &req, timeout)
+                .await?;
+            if r.error_code != 0 {
+                return Err(refused(
+                    r.error_message
+                        .as_deref()
+                        .unwrap_or("authentication failed"),
+                ));
+            }
+            match exchange.next(&r.auth_bytes).map_err(|e| refused(&e))? {
+                Some(next) => token = next,
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Sends a request and reads its response, within `timeout`.

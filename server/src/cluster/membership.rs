@@ -17,21 +17,46 @@ use crate::broker::Broker;
 use crate::error_code::ErrorCode;
 use crate::group::GroupCoordinator;
 
+/// The stores a cluster member fills from each metadata image, before the image is in use.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// SCRAM credentials.
+    pub scram: Arc<crate::sasl::ScramStore>,
+    /// ACLs.
+    pub acl: Arc<crate::acl::Authorizer>,
+}
+
 /// Starts the membership tasks.
-pub fn start(broker: Arc<Broker>, groups: Arc<GroupCoordinator>) {
+pub fn start(broker: Arc<Broker>, groups: Arc<GroupCoordinator>, security: Security) {
     tokio::spawn(heartbeats(broker.clone()));
-    tokio::spawn(metadata_watch(broker.clone(), groups));
+    tokio::spawn(metadata_watch(broker.clone(), groups, security));
     tokio::spawn(leader_ticks(broker));
 }
 
 async fn register(broker: &Broker, client: &ControllerClient) -> u64 {
-    let (host, port) = &broker.config.advertised;
+    // Every Kafka listener's advertised address; the inter-broker listener's is the one peers
+    // replicate from (`validate` checked it is among them).
+    let listeners: std::collections::BTreeMap<String, String> = broker
+        .config
+        .resolved_listeners()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| (l.name, format!("{}:{}", l.advertised.0, l.advertised.1)))
+        .collect();
+    let endpoint = listeners
+        .get(&broker.config.inter_broker_listener_name())
+        .cloned()
+        .unwrap_or_else(|| {
+            let (host, port) = &broker.config.advertised;
+            format!("{host}:{port}")
+        });
     loop {
         let req = ControllerRequest::Register {
             id: broker.config.node_id,
-            endpoint: format!("{host}:{port}"),
+            endpoint: endpoint.clone(),
             rack: broker.config.rack.clone(),
             directory_id: Some(broker.directory_id.as_u128()),
+            listeners: listeners.clone(),
         };
         match client.call(req, Duration::from_secs(2)).await {
             Ok(ControllerResponse::Registered { epoch }) => {
@@ -50,7 +75,7 @@ async fn heartbeats(broker: Arc<Broker>) {
     let Some(cluster) = broker.cluster.as_ref() else {
         return;
     };
-    let client = ControllerClient::new(broker.config.controller_quorum_voters.clone());
+    let client = ControllerClient::new(&broker.config);
     let every = Duration::from_millis(broker.config.broker_heartbeat_interval_ms);
     let patience = Duration::from_millis(broker.config.broker_session_timeout_ms);
     loop {
@@ -83,11 +108,11 @@ async fn heartbeats(broker: Arc<Broker>) {
     }
 }
 
-async fn metadata_watch(broker: Arc<Broker>, groups: Arc<GroupCoordinator>) {
+async fn metadata_watch(broker: Arc<Broker>, groups: Arc<GroupCoordinator>, security: Security) {
     let Some(cluster) = broker.cluster.as_ref() else {
         return;
     };
-    let client = ControllerClient::new(broker.config.controller_quorum_voters.clone());
+    let client = ControllerClient::new(&broker.config);
     let mut known = 0u64;
     loop {
         let answer = client
@@ -131,6 +156,10 @@ async fn metadata_watch(broker: Arc<Broker>, groups: Arc<GroupCoordinator>) {
             }
         };
         cluster.clear_unreachable();
+        // Before the image is published: an admin call that waits for its offset (CreateAcls,
+        // say) then finds its change in force here.
+        security.acl.sync(&image.acls);
+        security.scram.sync(&image.scram);
         cluster.set_image(image, offset);
         known = offset;
         broker.notify_append();

@@ -13,6 +13,7 @@
 pub mod controller;
 pub mod controller_client;
 pub mod kafka_client;
+pub mod link;
 pub mod membership;
 pub mod replica_fetcher;
 pub mod replica_manager;
@@ -43,6 +44,8 @@ pub struct ClusterState {
     pub admin: ControllerClient,
     /// Client for ISR changes.
     pub isr: ControllerClient,
+    /// How followers dial their leaders' inter-broker listener.
+    pub inter_broker: link::LinkSecurity,
     /// Set by SIGTERM: heartbeats ask for a controlled shutdown.
     pub shutting_down: AtomicBool,
     /// This broker's block of producer ids: next, end.
@@ -73,8 +76,13 @@ impl ClusterState {
         ClusterState {
             image: RwLock::new(Arc::new(MetadataImage::default())),
             offset,
-            admin: ControllerClient::new(config.controller_quorum_voters.clone()),
-            isr: ControllerClient::new(config.controller_quorum_voters.clone()),
+            admin: ControllerClient::new(config),
+            isr: ControllerClient::new(config),
+            // `validate` refused settings that do not load before the node started.
+            inter_broker: link::LinkSecurity::inter_broker(config).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the inter-broker link's settings do not load");
+                link::LinkSecurity::default()
+            }),
             shutting_down: AtomicBool::new(false),
             fetchers: Mutex::new(HashMap::new()),
             leader_throttle: throttle::Throttle::default(),

@@ -88,6 +88,7 @@ fn endpoint(broker: &Broker, leader: i32) -> Option<String> {
 async fn run(broker: Arc<Broker>, leader: i32) {
     let client_id = format!("strata-replica-{}", broker.config.node_id);
     let mut conn: Option<(String, KafkaConnection)> = None;
+    let mut last_error = String::new();
     // Since when nothing has been followed from this leader: a connection unused for a minute
     // is let go, before the leader's `connections.max.idle.ms` closes it under us.
     let mut unused_since: Option<tokio::time::Instant> = None;
@@ -117,10 +118,23 @@ async fn run(broker: Arc<Broker>, leader: i32) {
             return;
         };
         if conn.as_ref().is_none_or(|(a, _)| *a != addr) {
-            match KafkaConnection::connect(&addr, &client_id).await {
+            match KafkaConnection::connect(&addr, &client_id, &cluster.inter_broker).await {
                 Ok(c) => conn = Some((addr, c)),
                 Err(e) => {
-                    tracing::debug!(leader, error = %e, "connecting to the leader");
+                    // A TLS failure surfaces as invalid data.
+                    let refused = match &e {
+                        KafkaClientError::Authentication(_) => true,
+                        KafkaClientError::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+                        KafkaClientError::Protocol(_) => false,
+                    };
+                    if refused && e.to_string() != last_error {
+                        // A refused login or certificate is a configuration error the operator
+                        // must see; logged once per change, not per retry.
+                        tracing::warn!(leader, error = %e, "cannot follow the leader: connecting to its inter-broker listener failed");
+                        last_error = e.to_string();
+                    } else {
+                        tracing::debug!(leader, error = %e, "connecting to the leader");
+                    }
                     cluster.mark_unreachable(leader);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;

@@ -208,9 +208,7 @@ pub fn report_failed_replica(broker: &Broker, partition: &Arc<Partition>) {
     }
     tracing::error!(topic = %partition.topic, partition = partition.index, "this replica failed (a write failed or a batch is corrupt): reporting it to the controller");
     // A client of its own: this is rare, and the caller may not own the broker.
-    let client = super::controller_client::ControllerClient::new(
-        broker.config.controller_quorum_voters.clone(),
-    );
+    let client = super::controller_client::ControllerClient::new(&broker.config);
     let req = ControllerRequest::ReplicaFailed {
         topic: partition.topic.clone(),
         partition: u32::try_from(partition.index).unwrap_or(0),

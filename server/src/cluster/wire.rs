@@ -32,13 +32,16 @@ pub enum ControllerRequest {
     Register {
         /// `node.id`.
         id: i32,
-        /// Advertised Kafka `host:port`.
+        /// Advertised `host:port` of the inter-broker listener.
         endpoint: String,
         /// `broker.rack`.
         rack: Option<String>,
         /// The identity of its data directory (`directory.id` in `meta.properties`).
         #[serde(default)]
         directory_id: Option<u128>,
+        /// Advertised `host:port` of every Kafka listener, by name.
+        #[serde(default)]
+        listeners: BTreeMap<String, String>,
     },
     /// A broker is alive (and, with `shutting_down`, wants its leaderships moved away).
     Heartbeat {
@@ -90,6 +93,25 @@ pub enum ControllerRequest {
         name: String,
         /// The overrides.
         configs: BTreeMap<String, String>,
+    },
+    /// Adds ACLs (CreateAcls through any broker).
+    CreateAcls {
+        /// The ACLs.
+        acls: Vec<strata_replication::controller::AclEntry>,
+    },
+    /// Removes ACLs (the ones a DeleteAcls matched on the broker that took it).
+    RemoveAcls {
+        /// The ACLs.
+        acls: Vec<strata_replication::controller::AclEntry>,
+    },
+    /// Sets or deletes SCRAM credentials: (user, mechanism, credential or `None`).
+    AlterScramCredentials {
+        /// The changes, applied together.
+        changes: Vec<(
+            String,
+            String,
+            Option<strata_replication::controller::ScramEntry>,
+        )>,
     },
     /// Replaces the dynamic broker configs of a resource ("" or a broker id).
     SetBrokerConfig {

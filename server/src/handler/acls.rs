@@ -15,6 +15,7 @@ use kafka_protocol::messages::describe_acls_response::{
 
 use super::{Context, s};
 use crate::acl::{AclBinding, AclFilter, Operation};
+use crate::cluster::wire::ControllerRequest;
 use crate::error_code::ErrorCode;
 
 const NO_AUTHORIZER: &str = "No Authorizer is configured on the broker (authorizer.class.name)";
@@ -34,8 +35,10 @@ fn check(ctx: &Context, operation: Operation) -> Result<(), (ErrorCode, &'static
     Ok(())
 }
 
-/// CreateAcls: each creation is checked on its own; the valid ones are stored together.
-pub fn create(ctx: &Context, r: CreateAclsRequest) -> CreateAclsResponse {
+/// CreateAcls: each creation is checked on its own; the valid ones are stored together (in a
+/// cluster, through the metadata quorum: every broker enforces them once they are committed,
+/// this one before it answers).
+pub async fn create(ctx: &Context, r: CreateAclsRequest) -> CreateAclsResponse {
     if let Err((code, message)) = check(ctx, Operation::Alter) {
         let results = r
             .creations
@@ -66,7 +69,18 @@ pub fn create(ctx: &Context, r: CreateAclsRequest) -> CreateAclsResponse {
         })
         .collect();
     let valid: Vec<AclBinding> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
-    let stored = ctx.acl.create(valid);
+    let stored: Result<(), (ErrorCode, String)> = match &ctx.broker.cluster {
+        // The standalone broker writes and fsyncs its ACL file.
+        None => crate::blocking::run(|| ctx.acl.create(valid))
+            .map_err(|e| (ErrorCode::UnknownServerError, e)),
+        Some(cluster) => {
+            cluster
+                .admin_call(ControllerRequest::CreateAcls {
+                    acls: valid.iter().map(AclBinding::to_entry).collect(),
+                })
+                .await
+        }
+    };
     let results = parsed
         .into_iter()
         .map(|p| match (p, &stored) {
@@ -74,8 +88,8 @@ pub fn create(ctx: &Context, r: CreateAclsRequest) -> CreateAclsResponse {
                 error_code: ErrorCode::InvalidRequest.code(),
                 error_message: Some(s(&why)),
             }),
-            (Ok(_), Err(e)) => msg!(AclCreationResult {
-                error_code: ErrorCode::UnknownServerError.code(),
+            (Ok(_), Err((code, e))) => msg!(AclCreationResult {
+                error_code: code.code(),
                 error_message: Some(s(e)),
             }),
             (Ok(acl), Ok(())) => {
@@ -142,8 +156,9 @@ pub fn describe(ctx: &Context, r: DescribeAclsRequest) -> DescribeAclsResponse {
     })
 }
 
-/// DeleteAcls: removes what each filter matches and lists it.
-pub fn delete(ctx: &Context, r: DeleteAclsRequest) -> DeleteAclsResponse {
+/// DeleteAcls: removes what each filter matches and lists it (in a cluster, what it matches in
+/// this broker's image, removed through the metadata quorum).
+pub async fn delete(ctx: &Context, r: DeleteAclsRequest) -> DeleteAclsResponse {
     let refused = |code: ErrorCode, message: &str| {
         msg!(DeleteAclsFilterResult {
             error_code: code.code(),
@@ -174,14 +189,25 @@ pub fn delete(ctx: &Context, r: DeleteAclsRequest) -> DeleteAclsResponse {
         })
         .collect();
     let valid: Vec<AclFilter> = filters.iter().filter_map(|f| f.clone().ok()).collect();
-    let mut removed = match ctx.acl.delete(&valid) {
+    let removed: Result<Vec<Vec<AclBinding>>, (ErrorCode, String)> = match &ctx.broker.cluster {
+        None => crate::blocking::run(|| ctx.acl.delete(&valid))
+            .map_err(|e| (ErrorCode::UnknownServerError, e)),
+        Some(cluster) => {
+            let matched: Vec<Vec<AclBinding>> = valid.iter().map(|f| ctx.acl.describe(f)).collect();
+            let acls: std::collections::BTreeSet<_> =
+                matched.iter().flatten().map(AclBinding::to_entry).collect();
+            cluster
+                .admin_call(ControllerRequest::RemoveAcls {
+                    acls: acls.into_iter().collect(),
+                })
+                .await
+                .map(|()| matched)
+        }
+    };
+    let mut removed = match removed {
         Ok(removed) => removed.into_iter(),
-        Err(e) => {
-            let filter_results = r
-                .filters
-                .iter()
-                .map(|_| refused(ErrorCode::UnknownServerError, &e))
-                .collect();
+        Err((code, e)) => {
+            let filter_results = r.filters.iter().map(|_| refused(code, &e)).collect();
             return msg!(DeleteAclsResponse { filter_results });
         }
     };

@@ -270,6 +270,7 @@ pub fn describe_cluster(
     });
     // In a cluster: every registered broker of the metadata image that is unfenced (as
     // Metadata lists them), and the fenced ones when asked for.
+    let listener = crate::connection::listener_name(ctx);
     let mut brokers: Vec<DescribeClusterBroker> = match &ctx.broker.cluster {
         None => vec![],
         Some(c) => c
@@ -278,7 +279,7 @@ pub fn describe_cluster(
             .values()
             .filter(|b| include_fenced || !b.fenced)
             .filter_map(|b| {
-                let (host, port) = b.endpoint.rsplit_once(':')?;
+                let (host, port) = b.endpoint_on(&listener)?.rsplit_once(':')?;
                 Some(msg!(DescribeClusterBroker {
                     broker_id: BrokerId(b.id.0),
                     host: s(host),

@@ -82,7 +82,8 @@ async fn coordinator_of(ctx: &Context, key: &str) -> Result<(i32, String, i32), 
         .brokers
         .get(&leader)
         .filter(|b| !b.fenced)
-        .map(|b| b.endpoint.clone())
+        .and_then(|b| b.endpoint_on(&crate::connection::listener_name(ctx)))
+        .map(str::to_string)
         .ok_or(ErrorCode::CoordinatorNotAvailable)?;
     let (host, port) = endpoint
         .rsplit_once(':')

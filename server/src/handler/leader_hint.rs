@@ -33,13 +33,15 @@ fn leader(image: &MetadataImage, name: &str, id: uuid::Uuid, partition: i32) -> 
 
 /// `(id, host, port, rack)` of each broker in `ids` the image knows.
 fn endpoints(
+    ctx: &Context,
     image: &MetadataImage,
     ids: &BTreeSet<i32>,
 ) -> Vec<(i32, String, i32, Option<String>)> {
+    let listener = crate::connection::listener_name(ctx);
     ids.iter()
         .filter_map(|id| {
             let b = image.brokers.get(&strata_replication::BrokerId(*id))?;
-            let (host, port) = b.endpoint.rsplit_once(':')?;
+            let (host, port) = b.endpoint_on(&listener)?.rsplit_once(':')?;
             Some((*id, host.to_string(), port.parse().ok()?, b.rack.clone()))
         })
         .collect()
@@ -66,7 +68,7 @@ pub fn produce(ctx: &Context, r: &mut produce_response::ProduceResponse) {
             }
         }
     }
-    r.node_endpoints = endpoints(&image, &named)
+    r.node_endpoints = endpoints(ctx, &image, &named)
         .into_iter()
         .map(|(id, host, port, rack)| {
             let mut e = produce_response::NodeEndpoint::default();
@@ -102,7 +104,7 @@ pub fn fetch(ctx: &Context, r: &mut fetch_response::FetchResponse) {
             }
         }
     }
-    r.node_endpoints = endpoints(&image, &named)
+    r.node_endpoints = endpoints(ctx, &image, &named)
         .into_iter()
         .map(|(id, host, port, rack)| {
             let mut e = fetch_response::NodeEndpoint::default();

@@ -178,12 +178,13 @@ async fn handle_cluster(
             })
             .collect(),
     };
+    let listener = crate::connection::listener_name(ctx);
     let mut brokers: Vec<MetadataResponseBroker> = image
         .brokers
         .values()
         .filter(|b| !b.fenced || cluster.recently_fenced(b.id.0))
         .filter_map(|b| {
-            let (host, port) = b.endpoint.rsplit_once(':')?;
+            let (host, port) = b.endpoint_on(&listener)?.rsplit_once(':')?;
             Some(msg!(MetadataResponseBroker {
                 node_id: BrokerId(b.id.0),
                 host: s(host),

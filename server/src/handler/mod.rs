@@ -230,21 +230,16 @@ async fn dispatch(
             }
         )),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r, v).await),
-        // Creating and deleting ACLs and credentials write and fsync their file.
-        RequestKind::CreateAcls(r) => {
-            ResponseKind::CreateAcls(crate::blocking::run(|| acls::create(ctx, r)))
-        }
+        // Creating and deleting ACLs and credentials write and fsync their file (standalone)
+        // or go through the metadata quorum (cluster).
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r).await),
         RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, r)),
-        RequestKind::DeleteAcls(r) => {
-            ResponseKind::DeleteAcls(crate::blocking::run(|| acls::delete(ctx, r)))
-        }
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r).await),
         RequestKind::DescribeUserScramCredentials(r) => {
             ResponseKind::DescribeUserScramCredentials(scram_users::describe(ctx, r))
         }
         RequestKind::AlterUserScramCredentials(r) => {
-            ResponseKind::AlterUserScramCredentials(crate::blocking::run(|| {
-                scram_users::alter(ctx, r)
-            }))
+            ResponseKind::AlterUserScramCredentials(scram_users::alter(ctx, r).await)
         }
         RequestKind::Produce(r) => {
             return produce::handle(ctx, r, v).await.map(ResponseKind::Produce);

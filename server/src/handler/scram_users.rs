@@ -17,6 +17,7 @@ use kafka_protocol::messages::describe_user_scram_credentials_response::{
 
 use super::{Context, s};
 use crate::acl::Operation;
+use crate::cluster::wire::ControllerRequest;
 use crate::error_code::ErrorCode;
 use crate::sasl::{MAX_ITERATIONS, MIN_ITERATIONS, Mechanism, ScramCredential};
 
@@ -102,7 +103,7 @@ pub fn describe(
 /// UNSUPPORTED_SASL_MECHANISM, iterations outside 4096-16384 or an empty salt, or a salted
 /// password of the wrong length, UNACCEPTABLE_CREDENTIAL, deleting what does not exist
 /// RESOURCE_NOT_FOUND; a user with any error has none of its alterations applied.
-pub fn alter(
+pub async fn alter(
     ctx: &Context,
     r: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
@@ -127,23 +128,6 @@ pub fn alter(
                     u,
                     ErrorCode::ClusterAuthorizationFailed,
                     Some("not authorized to alter the cluster".into()),
-                )
-            })
-            .collect();
-        return msg!(AlterUserScramCredentialsResponse { results });
-    }
-    if ctx.broker.cluster.is_some() {
-        let results = users
-            .iter()
-            .map(|u| {
-                result(
-                    u,
-                    ErrorCode::InvalidRequest,
-                    Some(
-                        "SCRAM credentials are kept by a standalone broker; a cluster does not \
-                         replicate them yet"
-                            .into(),
-                    ),
                 )
             })
             .collect();
@@ -232,14 +216,45 @@ pub fn alter(
         };
         add(user, u.mechanism, change);
     }
+    // In a cluster, every valid change goes to the metadata quorum in one call; its outcome
+    // is every such user's.
+    let replicated: Option<Result<(), (ErrorCode, String)>> = match &ctx.broker.cluster {
+        None => None,
+        Some(cluster) => {
+            let all: Vec<_> = changes
+                .iter()
+                .filter_map(|(user, c)| Some((user, c.as_ref().ok()?)))
+                .flat_map(|(user, list)| {
+                    list.iter().map(|(m, c)| {
+                        (
+                            user.clone(),
+                            m.name().to_string(),
+                            c.as_ref().map(ScramCredential::to_entry),
+                        )
+                    })
+                })
+                .collect();
+            Some(if all.is_empty() {
+                Ok(())
+            } else {
+                cluster
+                    .admin_call(ControllerRequest::AlterScramCredentials { changes: all })
+                    .await
+            })
+        }
+    };
     let results = changes
         .into_iter()
-        .map(|(user, outcome)| match outcome {
-            Err((code, message)) => result(&user, code, Some(message)),
-            Ok(list) => {
-                for (m, c) in list {
-                    if let Err(e) = ctx.scram.set(&user, m, c) {
-                        return result(&user, ErrorCode::UnknownServerError, Some(e));
+        .map(|(user, outcome)| match (outcome, &replicated) {
+            (Err((code, message)), _) => result(&user, code, Some(message)),
+            (Ok(_), Some(Err((code, message)))) => result(&user, *code, Some(message.clone())),
+            (Ok(list), replicated) => {
+                if replicated.is_none() {
+                    // The standalone broker writes and fsyncs its credential file.
+                    for (m, c) in list {
+                        if let Err(e) = crate::blocking::run(|| ctx.scram.set(&user, m, c)) {
+                            return result(&user, ErrorCode::UnknownServerError, Some(e));
+                        }
                     }
                 }
                 tracing::info!(user = %user, by = %crate::connection::principal(), "SCRAM credentials altered");

@@ -27,6 +27,10 @@ pub struct Layout {
     pub voters: usize,
     /// `broker.rack` of each broker, in node order (none when empty).
     pub racks: Vec<String>,
+    /// Extra `--set` for each broker, in node order (its own listeners' ports, say).
+    pub per_node: Vec<Vec<String>>,
+    /// The PLAINTEXT port of each broker, in node order (free ports when empty).
+    pub ports: Vec<u16>,
 }
 
 /// A running cluster.
@@ -64,7 +68,11 @@ impl Cluster {
 
     pub fn start(layout: Layout) -> Cluster {
         let n = layout.brokers;
-        let kafka: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let kafka: Vec<u16> = if layout.ports.is_empty() {
+            (0..n).map(|_| free_port()).collect()
+        } else {
+            layout.ports.clone()
+        };
         let metrics: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut links: HashMap<(usize, usize), Vec<Proxy>> = HashMap::new();
         let mut controllers = Vec::new();
@@ -147,6 +155,9 @@ impl Cluster {
             if let Some(rack) = layout.racks.get(i) {
                 args.push(format!("broker.rack={rack}"));
             }
+            if let Some(own) = layout.per_node.get(i) {
+                args.extend(own.iter().cloned());
+            }
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             brokers.push(Broker::start_on(kafka[i], &refs));
         }
@@ -167,6 +178,11 @@ impl Cluster {
     /// settings plus `extra`) that joins the running cluster; returns its node id once the
     /// metadata lists it.
     pub fn add_broker(&mut self, extra: &[&str]) -> usize {
+        self.add_broker_on(free_port(), extra)
+    }
+
+    /// [`Cluster::add_broker`] with its PLAINTEXT listener on `port`.
+    pub fn add_broker_on(&mut self, port: u16, extra: &[&str]) -> usize {
         assert!(self.links.is_empty(), "not in a proxied layout");
         let id = self.brokers.len() + 1;
         let metrics = free_port();
@@ -178,7 +194,7 @@ impl Cluster {
         args.extend(self.extra.iter().cloned());
         args.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.brokers.push(Broker::start_on(free_port(), &refs));
+        self.brokers.push(Broker::start_on(port, &refs));
         self.metrics_ports.push(metrics);
         let running = self
             .brokers
@@ -207,6 +223,11 @@ impl Cluster {
                     .filter(|md| md.brokers().len() == n)
             },
         );
+    }
+
+    /// `controller.quorum.voters` as a node outside the cluster would set it.
+    pub fn voters(&self) -> &str {
+        &self.voters
     }
 
     /// Bootstrap servers of every broker.
@@ -292,6 +313,21 @@ impl Cluster {
     pub fn heal(&self) {
         self.links.values().flatten().for_each(Proxy::heal);
     }
+}
+
+/// The ids of the brokers the cluster's metadata lists, sorted.
+pub fn broker_ids(bootstrap: &str) -> Vec<i32> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let md = client
+        .fetch_metadata(None, Duration::from_secs(5))
+        .expect("metadata");
+    let mut ids: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
+    ids.sort();
+    ids
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.

@@ -143,6 +143,7 @@ impl Drop for Broker {
         self.kill9();
     }
 }
+pub mod certs;
 pub mod cluster;
 pub mod history;
 pub mod wire;
