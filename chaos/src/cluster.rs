@@ -56,16 +56,28 @@ impl Cluster {
         n: usize,
         settings: &[String],
         small_disk: Option<u64>,
+        secure_links: bool,
     ) -> Result<Cluster, BoxError> {
         std::fs::create_dir_all(dir)?;
         let kafka: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
         let ctrl: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
+        // The inter-broker listener: the client port, or with secure links a SASL_SSL one.
+        let internal: Vec<u16> = if secure_links {
+            (0..n).map(|_| free_port()).collect::<Result<_, _>>()?
+        } else {
+            kafka.clone()
+        };
+        let secure = if secure_links {
+            Some(crate::secure::prepare(dir)?)
+        } else {
+            None
+        };
         let mut links = HashMap::new();
         for from in 1..=n {
             for to in (1..=n).filter(|t| *t != from) {
                 links.insert(
                     (from, to),
-                    [Proxy::start(ctrl[to - 1])?, Proxy::start(kafka[to - 1])?],
+                    [Proxy::start(ctrl[to - 1])?, Proxy::start(internal[to - 1])?],
                 );
             }
         }
@@ -105,6 +117,9 @@ impl Cluster {
             if id > quorum {
                 set.push("process.roles=broker".into());
             }
+            if let Some(secure) = &secure {
+                set.extend(secure.settings(kafka[id - 1], internal[id - 1]));
+            }
             set.extend(settings.iter().cloned());
             for s in set {
                 args.push("--set".into());
@@ -131,6 +146,13 @@ impl Cluster {
             nodes,
             links,
         };
+        if let Some(secure) = &secure {
+            // The brokers' SCRAM login, in each voter's data directory before the first start:
+            // the first active controller adds it to the quorum.
+            for node in c.nodes.iter().take(quorum) {
+                secure.add_scram_user(&c.bin, &node.data_dir)?;
+            }
+        }
         for id in 1..=n {
             c.start_node(id)?;
         }

@@ -17,3 +17,4 @@ pub mod cluster;
 pub mod history;
 pub mod run;
 pub mod schedule;
+pub mod secure;

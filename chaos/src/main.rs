@@ -60,6 +60,10 @@ struct RunArgs {
     /// A broker setting after the defaults (`key=value`); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Secure the cluster's own links: SASL_SSL (SCRAM-SHA-512) between brokers, mutual TLS
+    /// to the controllers, ACLs on (clients stay on PLAINTEXT).
+    #[arg(long)]
+    secure_links: bool,
     /// Run directory (default: target/strata-chaos/<seed>).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -100,6 +104,7 @@ fn run_cmd(a: RunArgs) -> Result<bool, Box<dyn std::error::Error + Send + Sync>>
             rate: a.rate,
             consumers: a.consumers,
             settings: a.set.clone(),
+            secure_links: a.secure_links,
             faults: if a.faults.is_empty() {
                 FaultKind::ALL
                     .iter()

@@ -52,6 +52,11 @@ pub struct Options {
     pub settings: Vec<String>,
     /// Fault kinds to draw from.
     pub faults: Vec<String>,
+    /// The cluster's own links secured: SASL_SSL (SCRAM-SHA-512) between brokers, mutual TLS
+    /// to the controllers, and an authorizer (the clients stay on PLAINTEXT: this librdkafka
+    /// is built without OpenSSL).
+    #[serde(default)]
+    pub secure_links: bool,
 }
 
 /// What a run found.
@@ -394,6 +399,7 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
         opts.brokers,
         &settings,
         wants_small_disk.then_some(SMALL_DISK_BYTES),
+        opts.secure_links,
     )?;
     let bootstrap = cluster.bootstrap();
     // Generous: a loaded CI machine starts several clusters at once.

@@ -34,6 +34,7 @@ fn options(seed: u64, duration_s: u64, faults: &[&str], settings: &[&str]) -> Op
         consumers: 2,
         settings: settings.iter().map(|s| s.to_string()).collect(),
         faults: faults.iter().map(|s| s.to_string()).collect(),
+        secure_links: false,
     }
 }
 
@@ -72,6 +73,38 @@ fn default_settings_lose_nothing_under_mixed_faults() {
         o.findings.anomalies.iter().take(20).collect::<Vec<_>>()
     );
     assert!(o.availability > 0.0, "{summary}");
+}
+
+/// The cluster's own links secured (SASL_SSL with SCRAM-SHA-512 between brokers, mutual TLS to
+/// the controllers, every request authorized): kills, a controller kill, splits and a leader
+/// cut off then killed lose nothing, and replication comes back over the secured links.
+#[test]
+fn secure_links_lose_nothing_under_faults() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = options(
+        20261205,
+        45,
+        &[
+            "kill",
+            "kill-controller",
+            "split",
+            "leader-cut-kill",
+            "isolate",
+        ],
+        &[],
+    );
+    opts.secure_links = true;
+    let o = run(&opts, &strata_bin(), dir.path()).unwrap_or_else(|e| panic!("chaos run: {e}"));
+    let summary = strata_chaos::run::summary(&o);
+    eprintln!("{summary}");
+    assert!(o.findings.stats.acks > 500, "too little load:\n{summary}");
+    let faults: u64 = o.findings.stats.faults.values().sum();
+    assert!(faults >= 3, "too few faults:\n{summary}");
+    assert!(
+        o.clean(),
+        "anomalies or not healed:\n{summary}\n{:#?}",
+        o.findings.anomalies.iter().take(20).collect::<Vec<_>>()
+    );
 }
 
 /// Four brokers (three of them the quorum): partitions reassigned at random, brokers restarted

@@ -40,6 +40,7 @@ pub struct ConnectionLimits {
 pub struct Permit {
     limits: Arc<ConnectionLimits>,
     ip: IpAddr,
+    in_total: bool,
 }
 
 impl ConnectionLimits {
@@ -57,18 +58,23 @@ impl ConnectionLimits {
         }
     }
 
-    /// Takes a place for a connection from `ip`, or says which limit it is over.
-    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refusal> {
+    /// Takes a place for a connection from `ip`, or says which limit it is over. A
+    /// connection on the inter-broker listener (`protected`) is held to its address's limit
+    /// only, not to the broker's total, as Kafka protects its inter-broker listener: clients
+    /// that exhaust the broker must not cut its replication.
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr, protected: bool) -> Result<Permit, Refusal> {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let limit = self.overrides.get(&ip).copied().unwrap_or(self.max_per_ip);
         let from_ip = c.by_ip.get(&ip).copied().unwrap_or(0);
         if from_ip >= limit {
             return Err(Refusal::PerIp);
         }
-        if c.total >= self.max_total {
+        if !protected && c.total >= self.max_total {
             return Err(Refusal::Total);
         }
-        c.total += 1;
+        if !protected {
+            c.total += 1;
+        }
         *c.by_ip.entry(ip).or_default() += 1;
         assert!(
             c.total <= self.max_total,
@@ -77,6 +83,7 @@ impl ConnectionLimits {
         Ok(Permit {
             limits: self.clone(),
             ip,
+            in_total: !protected,
         })
     }
 
@@ -90,7 +97,9 @@ impl ConnectionLimits {
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut c = self.limits.counts.lock().unwrap_or_else(|p| p.into_inner());
-        c.total = c.total.saturating_sub(1);
+        if self.in_total {
+            c.total = c.total.saturating_sub(1);
+        }
         if let Some(n) = c.by_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -110,15 +119,26 @@ mod tests {
         let b: IpAddr = [127, 0, 0, 3].into();
         let vip: IpAddr = [127, 0, 0, 4].into();
         let limits = Arc::new(ConnectionLimits::new(5, 2, HashMap::from([(vip, 3)])));
-        let a1 = limits.try_acquire(a).unwrap();
-        let _a2 = limits.try_acquire(a).unwrap();
-        assert_eq!(limits.try_acquire(a).unwrap_err(), Refusal::PerIp);
-        let _v: Vec<Permit> = (0..3).map(|_| limits.try_acquire(vip).unwrap()).collect();
-        assert_eq!(limits.try_acquire(vip).unwrap_err(), Refusal::PerIp);
-        assert_eq!(limits.try_acquire(b).unwrap_err(), Refusal::Total);
+        let a1 = limits.try_acquire(a, false).unwrap();
+        let _a2 = limits.try_acquire(a, false).unwrap();
+        assert_eq!(limits.try_acquire(a, false).unwrap_err(), Refusal::PerIp);
+        let _v: Vec<Permit> = (0..3)
+            .map(|_| limits.try_acquire(vip, false).unwrap())
+            .collect();
+        assert_eq!(limits.try_acquire(vip, false).unwrap_err(), Refusal::PerIp);
+        assert_eq!(limits.try_acquire(b, false).unwrap_err(), Refusal::Total);
         drop(a1);
         assert_eq!(limits.open(a), (4, 1));
-        let _b1 = limits.try_acquire(b).unwrap();
+        let _b1 = limits.try_acquire(b, false).unwrap();
         assert_eq!(limits.open(b), (5, 1));
+        // The inter-broker listener is over the total but not over its address's limit.
+        let c: IpAddr = [127, 0, 0, 5].into();
+        assert_eq!(limits.try_acquire(c, false).unwrap_err(), Refusal::Total);
+        let c1 = limits.try_acquire(c, true).unwrap();
+        let _c2 = limits.try_acquire(c, true).unwrap();
+        assert_eq!(limits.try_acquire(c, true).unwrap_err(), Refusal::PerIp);
+        assert_eq!(limits.open(c), (5, 2), "not counted in the total");
+        drop(c1);
+        assert_eq!(limits.open(c), (5, 1));
     }
 }

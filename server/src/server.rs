@@ -54,12 +54,13 @@ fn admit(
     ctx: &Context,
     limits: &Arc<crate::connection_limits::ConnectionLimits>,
     stream: &tokio::net::TcpStream,
+    protected: bool,
 ) -> Option<Option<crate::connection_limits::Permit>> {
     use crate::connection_limits::Refusal;
     let Ok(peer) = stream.peer_addr() else {
         return Some(None);
     };
-    match limits.try_acquire(peer.ip()) {
+    match limits.try_acquire(peer.ip(), protected) {
         Ok(permit) => Some(Some(permit)),
         Err(refusal) => {
             let counter = match refusal {
@@ -253,14 +254,30 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     // KIP-612: new connections beyond the broker-wide rate wait before they are served.
     let creation = Arc::new(crate::cluster::throttle::Throttle::default());
     let creation_rate = ctx.broker.config.max_connection_creation_rate;
+    // A cluster's inter-broker listener is protected: neither the total limit nor the
+    // creation rate applies to it (clients cannot starve replication).
+    let inter_broker = ctx
+        .broker
+        .cluster
+        .is_some()
+        .then(|| ctx.broker.config.inter_broker_listener_name());
+    let protected =
+        move |b: &crate::listener::Bound| inter_broker.as_deref() == Some(b.listener.name.as_str());
     for (tcp, bound) in listeners {
         let tx = accepted_tx.clone();
+        let exempt = protected(&bound);
         let creation = creation.clone();
         let metrics = ctx.metrics.clone();
         acceptors.spawn(async move {
             loop {
                 match tcp.accept().await {
                     Ok((stream, _)) => {
+                        if exempt {
+                            if tx.send((stream, bound.clone())).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         if let Some(wait) = creation.delay(creation_rate) {
                             metrics.connections_creation_throttled.inc();
                             tokio::time::sleep(wait).await;
@@ -282,7 +299,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             Some((stream, bound)) = accepted_rx.recv() => {
-                let Some(permit) = admit(&ctx, &limits, &stream) else {
+                let Some(permit) = admit(&ctx, &limits, &stream, protected(&bound)) else {
                     continue;
                 };
                 let serve = crate::connection::serve(ctx.clone(), stream, bound, shutdown_rx.clone());
