@@ -47,9 +47,10 @@ pub struct KafkaArgs {
     /// Partitions of the benchmark topic.
     #[arg(long, default_value_t = 1)]
     partitions: i32,
-    /// consume: also fetch the same bytes with plain Fetch requests over TLS from this SSL
-    /// listener of the same broker (`host:port`; the host is the name checked against its
-    /// certificate), against the plaintext figure of the same run.
+    /// Also over TLS, against the plaintext figure of the same run, through this SSL listener
+    /// of the same broker (`host:port`; the host is the name checked against its
+    /// certificate): produce sends the same messages with librdkafka (OpenSSL) to a second
+    /// topic; consume fetches the same bytes with plain Fetch requests (rustls).
     #[arg(long, requires = "tls_ca")]
     tls_bootstrap: Option<String>,
     /// The CA (PEM) that signed the SSL listener's certificate.
@@ -62,8 +63,19 @@ struct ProduceResult {
     latency: Histogram<u64>,
 }
 
-fn produce(bootstrap: &str, topic: &str, args: &KafkaArgs) -> Result<ProduceResult, BoxError> {
-    let producer: FutureProducer = ClientConfig::new()
+fn produce(
+    bootstrap: &str,
+    topic: &str,
+    args: &KafkaArgs,
+    tls_ca: Option<&std::path::Path>,
+) -> Result<ProduceResult, BoxError> {
+    let mut config = ClientConfig::new();
+    if let Some(ca) = tls_ca {
+        config
+            .set("security.protocol", "SSL")
+            .set("ssl.ca.location", ca.display().to_string());
+    }
+    let producer: FutureProducer = config
         .set("bootstrap.servers", bootstrap)
         .set("acks", &args.acks)
         .set("linger.ms", args.linger_ms.to_string())
@@ -316,7 +328,7 @@ pub fn run(args: KafkaArgs, do_produce: bool, do_consume: bool) -> Result<(), Bo
         .as_ref()
         .and_then(|b| strata_testkit::metric(&b.metrics, "strata_fsyncs"))
         .unwrap_or(0.0);
-    let p = produce(&bootstrap, &topic, &args)?;
+    let p = produce(&bootstrap, &topic, &args, None)?;
     let fsyncs = started
         .as_ref()
         .and_then(|b| strata_testkit::metric(&b.metrics, "strata_fsyncs"))
@@ -354,6 +366,25 @@ pub fn run(args: KafkaArgs, do_produce: bool, do_consume: bool) -> Result<(), Bo
             },
             produce_mbps / base_mbps
         );
+        if let (Some(tls), Some(ca)) = (&args.tls_bootstrap, &args.tls_ca) {
+            let tls_topic = format!("{topic}-tls");
+            strata_testkit::create_topic(
+                &bootstrap,
+                &tls_topic,
+                args.partitions,
+                1,
+                Duration::from_secs(60),
+            )?;
+            let t = produce(tls, &tls_topic, &args, Some(ca))?;
+            let tls_mbps = total as f64 / t.elapsed.as_secs_f64() / 1e6;
+            println!(
+                "produce over TLS ({tls}) {:>10.0} msgs/s {tls_mbps:>8.1} MB/s   latency p50 {:.2} ms  p99 {:.2} ms -> {:.2}x of plaintext in the same run (target >= 0.7)",
+                args.messages as f64 / t.elapsed.as_secs_f64(),
+                ms(&t.latency, 0.5),
+                ms(&t.latency, 0.99),
+                tls_mbps / produce_mbps
+            );
+        }
     }
     if do_consume {
         let (d, bytes) = consume(&bootstrap, &topic, args.partitions, args.messages)?;

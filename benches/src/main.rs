@@ -17,6 +17,7 @@ mod failover;
 mod heal;
 mod kafka;
 mod local_cluster;
+mod logins;
 mod report;
 mod resources;
 mod sync_options;
@@ -54,6 +55,9 @@ enum Command {
     /// A workload from a TOML file (`benches/workloads/`), against brokers it starts or any
     /// `--bootstrap-servers`: throughput, produce and end-to-end latency, fsyncs, JSON report.
     Run(workload::RunArgs),
+    /// SASL logins per second (new connection, handshake, exchange) against new plaintext
+    /// connections on the same broker.
+    Logins(logins::LoginsArgs),
     /// What one round of small appends to many files costs to make durable, per method
     /// (serial and io_uring fdatasyncs, preallocated files, syncfs, a per-disk journal), with
     /// device flushes per round.
@@ -74,6 +78,7 @@ fn main() {
         Command::Heal(args) => heal::run(args).map_err(|e| e as Box<dyn std::error::Error>),
         Command::Run(args) => workload::run(args).map_err(|e| e as Box<dyn std::error::Error>),
         Command::Sync(args) => sync_options::run(args),
+        Command::Logins(args) => logins::run(args).map_err(|e| e as Box<dyn std::error::Error>),
     };
     if let Err(e) = result {
         eprintln!("strata-bench: {e}");

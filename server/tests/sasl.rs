@@ -557,3 +557,85 @@ fn rdkafka_re_authenticates_across_session_lifetimes() {
     );
     println!("{sent} records, {reauths} re-authentications");
 }
+
+/// librdkafka (built with OpenSSL) over SASL_SSL with SCRAM: bob (SCRAM-SHA-512) produces with
+/// acks=all, carol (SCRAM-SHA-256) consumes it all back, a wrong password and a mechanism the
+/// user has no credential for are refused and produce nothing.
+#[test]
+fn rdkafka_with_scram_over_sasl_ssl() {
+    use rdkafka::Message;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let certs = tempfile::tempdir().unwrap();
+    write_certs(certs.path());
+    let (_broker, _, sasl_ssl) = sasl_broker(certs.path(), common::free_port());
+    let ca = certs.path().join("ca.pem");
+    let config = |mechanism: &str, user: &str, password: &str| {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", format!("127.0.0.1:{sasl_ssl}"))
+            .set("security.protocol", "SASL_SSL")
+            .set("ssl.ca.location", ca.display().to_string())
+            .set("sasl.mechanisms", mechanism)
+            .set("sasl.username", user)
+            .set("sasl.password", password);
+        c
+    };
+    let rt = common::kafka::runtime();
+    let producer: FutureProducer = config("SCRAM-SHA-512", "bob", "bob-secret")
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "20000")
+        .create()
+        .unwrap();
+    for i in 0..100 {
+        let payload = format!("s{i}");
+        rt.block_on(producer.send(
+            FutureRecord::to("rd-scram").key("k").payload(&payload),
+            Duration::from_secs(20),
+        ))
+        .unwrap_or_else(|(e, _)| panic!("produce {i}: {e}"));
+    }
+    for (mechanism, user, password) in [
+        ("SCRAM-SHA-512", "bob", "wrong"),
+        ("SCRAM-SHA-256", "bob", "bob-secret"),
+    ] {
+        let intruder: FutureProducer = config(mechanism, user, password)
+            .set("message.timeout.ms", "4000")
+            .create()
+            .unwrap();
+        let refused = rt.block_on(
+            intruder.send(
+                FutureRecord::to("rd-scram")
+                    .key("k")
+                    .payload("must not land"),
+                Duration::from_secs(5),
+            ),
+        );
+        let (e, _) = refused.expect_err("a refused login produced");
+        println!("{mechanism} {user}/{password}: {e}");
+    }
+    let consumer: BaseConsumer = config("SCRAM-SHA-256", "carol", "carol-secret")
+        .set("group.id", "rd-scram-group")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["rd-scram"]).unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < 100 && std::time::Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            let m = m.unwrap();
+            got.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    if let Some(m) = consumer.poll(Duration::from_secs(1)) {
+        panic!(
+            "an extra record: {:?}",
+            m.map(|m| m.payload().map(<[u8]>::to_vec))
+        );
+    }
+    let want: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+    assert_eq!(got, want);
+}
