@@ -71,6 +71,10 @@ pub struct BrokerConfig {
     /// re-authenticate on the connection before it ends. Default: 0 (`None`, for as long as
     /// the connection), as Kafka.
     pub connections_max_reauth: Option<std::time::Duration>,
+    /// `quota.window.num`: windows a client quota's rate is measured over. Default: 11.
+    pub quota_window_num: u32,
+    /// `quota.window.size.seconds`: the length of each. Default: 1 s.
+    pub quota_window: std::time::Duration,
     /// `request.read.timeout.ms` (Strata's): a request frame must arrive whole within this long
     /// of its first byte. Default: 30 s.
     pub request_read_timeout: std::time::Duration,
@@ -222,6 +226,8 @@ impl Default for BrokerConfig {
             ],
             plain_users: Default::default(),
             sasl_logins: Default::default(),
+            quota_window_num: 11,
+            quota_window: std::time::Duration::from_secs(1),
             inter_broker_listener: None,
             sasl_mechanism_inter_broker: crate::sasl::Mechanism::Plain,
             controller_listener_names: Vec::new(),
@@ -436,6 +442,16 @@ impl BrokerConfig {
                 let ms: i64 = parse(key, v)?;
                 self.connections_max_idle =
                     (ms >= 0).then(|| std::time::Duration::from_millis(ms.unsigned_abs()));
+            }
+            "quota.window.num" => {
+                let n: u32 = positive(key, v)?;
+                if n < 2 {
+                    return Err(invalid(key, v, "at least 2"));
+                }
+                self.quota_window_num = n;
+            }
+            "quota.window.size.seconds" => {
+                self.quota_window = std::time::Duration::from_secs(positive(key, v)?)
             }
             "connections.max.reauth.ms" => {
                 let ms: u64 = parse(key, v)?;

@@ -242,6 +242,8 @@ enum Deadline {
     PartialFrame,
     /// No request for `connections.max.idle.ms`.
     Idle,
+    /// A throttled connection may read requests again.
+    Unmute,
 }
 
 /// What the connection loop waited for.
@@ -266,8 +268,14 @@ async fn run(
     let mut last_request = tokio::time::Instant::now();
     // A SASL listener's connection once authenticated.
     let mut session: Option<Session> = None;
+    // Over its client quota, the connection reads no request until then (KIP-219's muting):
+    // answers still go out.
+    let mut muted_until: Option<tokio::time::Instant> = None;
     loop {
-        if let Some(frame) = next_frame(&mut buf, limit, ctx)? {
+        let muted = muted_until.is_some_and(|t| tokio::time::Instant::now() < t);
+        if muted {
+            // Nothing is read or handled; the select below waits for the end of the mute.
+        } else if let Some(frame) = next_frame(&mut buf, limit, ctx)? {
             last_request = tokio::time::Instant::now();
             partial_since = None;
             let api_key = (frame.len() >= 2)
@@ -342,7 +350,11 @@ async fn run(
                 {
                     return Ok(());
                 }
-                pending.push_back(start_produce(ctx, frame)?);
+                let (response, throttle) = start_produce(ctx, frame)?;
+                pending.push_back(response);
+                if !throttle.is_zero() {
+                    muted_until = Some(tokio::time::Instant::now() + throttle);
+                }
                 continue;
             }
             // Anything else sees every earlier request finished, as if handled one at a time.
@@ -352,7 +364,15 @@ async fn run(
                 }
             }
             let producing = api_key == Some(ApiKey::InitProducerId);
-            let response = handle_frame(ctx, frame.freeze()).await;
+            let response = match handle_frame_throttled(ctx, frame.freeze()).await {
+                Ok((parts, throttle)) => {
+                    if !throttle.is_zero() {
+                        muted_until = Some(tokio::time::Instant::now() + throttle);
+                    }
+                    Ok(parts)
+                }
+                Err(e) => Err(e),
+            };
             if !respond(ctx, stream, Ok(response), producing).await? {
                 return Ok(());
             }
@@ -368,6 +388,7 @@ async fn run(
         }
         let config = &ctx.broker.config;
         let deadline = [
+            muted_until.filter(|_| muted).map(|t| (t, Deadline::Unmute)),
             auth.as_ref()
                 .map(|a| (a.deadline, Deadline::Authentication)),
             partial_since.map(|t| (t + config.request_read_timeout, Deadline::PartialFrame)),
@@ -381,7 +402,7 @@ async fn run(
         .min_by_key(|(at, _)| *at);
         let event = tokio::select! {
             // `read_buf` is cancel-safe: bytes read are in `buf` even if the other branch wins.
-            n = stream.read_buf(&mut buf) => Event::Read(n?),
+            n = stream.read_buf(&mut buf), if !muted => Event::Read(n?),
             _ = async {
                 match deadline {
                     Some((at, _)) => tokio::time::sleep_until(at).await,
@@ -389,6 +410,10 @@ async fn run(
                 }
             } => {
                 match deadline.map(|(_, d)| d) {
+                    Some(Deadline::Unmute) => {
+                        muted_until = None;
+                        continue;
+                    }
                     Some(Deadline::Authentication) => {
                         auth_failed(ctx, &format!("not finished within {SASL_DEADLINE:?}"));
                     }
@@ -661,8 +686,14 @@ fn next_frame(
 }
 
 /// Appends a produce request's batches now and returns its response-to-be.
-fn start_produce(ctx: &Arc<Context>, frame: BytesMut) -> Result<PendingResponse, ConnectionError> {
+/// Starts a produce request; returns its pending response and how long the connection is to
+/// be throttled for its client quota (zero without one).
+fn start_produce(
+    ctx: &Arc<Context>,
+    frame: BytesMut,
+) -> Result<(PendingResponse, std::time::Duration), ConnectionError> {
     let started = std::time::Instant::now();
+    let bytes = frame.len() as u64;
     let (version, header, request) = match decode_request(frame.freeze()) {
         Ok(Decoded::Request {
             version,
@@ -681,15 +712,25 @@ fn start_produce(ctx: &Arc<Context>, frame: BytesMut) -> Result<PendingResponse,
     let RequestKind::Produce(r) = request else {
         return Err(ConnectionError::Malformed("not a produce request".into()));
     };
+    let throttle = ctx.quotas.record_bytes(
+        crate::quota::PRODUCER_BYTE_RATE,
+        crate::quota::user_of(&principal()),
+        header.client_id.as_deref().unwrap_or(""),
+        bytes,
+    );
+    if !throttle.is_zero() {
+        ctx.metrics.quota_produce_throttled.inc();
+    }
     let in_flight = handler::produce::start(ctx, r);
     let ctx = ctx.clone();
-    Ok(tokio::spawn(async move {
+    let pending = tokio::spawn(async move {
         let response = in_flight.finish().await;
         ctx.metrics
             .observe_request(ApiKey::Produce, started.elapsed());
-        let Some(response) = response else {
+        let Some(mut response) = response else {
             return Ok(None);
         };
+        response.throttle_time_ms = throttle_ms(throttle);
         encode(
             &ctx,
             ApiKey::Produce,
@@ -700,7 +741,13 @@ fn start_produce(ctx: &Arc<Context>, frame: BytesMut) -> Result<PendingResponse,
             Vec::new(),
         )
         .map(Some)
-    }))
+    });
+    Ok((pending, throttle))
+}
+
+/// A throttle time as `throttle_time_ms` carries it.
+fn throttle_ms(d: std::time::Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
 
 /// Writes a response (none for acks=0). `false`: close the connection now, because this
@@ -806,6 +853,17 @@ pub async fn handle_frame(
     ctx: &Arc<Context>,
     frame: Bytes,
 ) -> Result<Option<Vec<Part>>, ConnectionError> {
+    handle_frame_throttled(ctx, frame)
+        .await
+        .map(|(parts, _)| parts)
+}
+
+/// [`handle_frame`], and how long the connection is to be throttled for its client's
+/// consumer quota (zero but for a consumer's Fetch over its quota).
+async fn handle_frame_throttled(
+    ctx: &Arc<Context>,
+    frame: Bytes,
+) -> Result<(Option<Vec<Part>>, std::time::Duration), ConnectionError> {
     let (api_key, version, header, request) = match decode_request(frame) {
         Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {
             let body = handler::api_versions::unsupported_response();
@@ -818,7 +876,7 @@ pub async fn handle_frame(
                 body,
                 Vec::new(),
             )
-            .map(Some);
+            .map(|p| (Some(p), std::time::Duration::ZERO));
         }
         Ok(Decoded::Request {
             api_key,
@@ -831,12 +889,38 @@ pub async fn handle_frame(
             return Err(e);
         }
     };
+    // Replicas' fetches are not clients': no quota applies to them (as in Kafka).
+    let consumer_fetch = match &request {
+        RequestKind::Fetch(f) => {
+            let replica = if header.request_api_version >= 15 {
+                f.replica_state.replica_id.0
+            } else {
+                f.replica_id.0
+            };
+            replica < 0
+        }
+        _ => false,
+    };
     let started = std::time::Instant::now();
     let response = handler::handle(ctx, &header, request).await;
     ctx.metrics.observe_request(api_key, started.elapsed());
-    let Some((response, files)) = response else {
-        return Ok(None);
+    let Some((mut response, files)) = response else {
+        return Ok((None, std::time::Duration::ZERO));
     };
+    let mut throttle = std::time::Duration::ZERO;
+    if consumer_fetch && let ResponseKind::Fetch(f) = &mut response {
+        let bytes: usize = files.iter().map(strata_engine::FileSlice::len).sum();
+        throttle = ctx.quotas.record_bytes(
+            crate::quota::CONSUMER_BYTE_RATE,
+            crate::quota::user_of(&principal()),
+            header.client_id.as_deref().unwrap_or(""),
+            bytes as u64,
+        );
+        if !throttle.is_zero() {
+            ctx.metrics.quota_fetch_throttled.inc();
+            f.throttle_time_ms = throttle_ms(throttle);
+        }
+    }
     encode(
         ctx,
         api_key,
@@ -846,7 +930,7 @@ pub async fn handle_frame(
         response,
         files,
     )
-    .map(Some)
+    .map(|p| (Some(p), throttle))
 }
 
 /// Encodes a response at the request's version. One that does not encode is a bug of ours:

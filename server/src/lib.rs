@@ -41,6 +41,7 @@ pub mod listener;
 pub mod meta_properties;
 pub mod metrics;
 pub mod open_files;
+pub mod quota;
 pub mod sasl;
 pub mod server;
 pub mod tls;

@@ -92,6 +92,13 @@ pub struct Metrics {
     pub sasl_sessions_expired: Counter,
     /// Operations the authorizer denied.
     pub authorization_denials: Counter,
+    /// Produce requests over their client quota (answered with a throttle time; the
+    /// connection is muted for it).
+    pub quota_produce_throttled: Counter,
+    /// Fetch requests over their client quota.
+    pub quota_fetch_throttled: Counter,
+    /// Connections closed because their address was over its `connection_creation_rate`.
+    pub connections_refused_ip_rate: Counter,
     /// Record bytes a fetch read and checked (framing, CRC-32C) before sending.
     pub fetch_checked_bytes: Counter,
     /// Record bytes a fetch sent without checking them again: checked by an earlier fetch and
@@ -146,6 +153,9 @@ impl Metrics {
             connections_closed_slow: Counter::default(),
             sasl_authentication_failures: Counter::default(),
             authorization_denials: Counter::default(),
+            quota_produce_throttled: Counter::default(),
+            quota_fetch_throttled: Counter::default(),
+            connections_refused_ip_rate: Counter::default(),
             sasl_reauthentications: Counter::default(),
             sasl_sessions_expired: Counter::default(),
             fetch_checked_bytes: Counter::default(),
@@ -213,6 +223,21 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes on SSL listeners that failed or timed out",
             m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "quota_produce_throttled",
+            "Produce requests over their client quota (throttled)",
+            m.quota_produce_throttled.clone(),
+        );
+        registry.register(
+            "quota_fetch_throttled",
+            "Fetch requests over their client quota (throttled)",
+            m.quota_fetch_throttled.clone(),
+        );
+        registry.register(
+            "connections_refused_ip_rate",
+            "Connections closed: their address was over its connection_creation_rate quota",
+            m.connections_refused_ip_rate.clone(),
         );
         registry.register(
             "sasl_authentication_failures",

@@ -60,6 +60,16 @@ fn admit(
     let Ok(peer) = stream.peer_addr() else {
         return Some(None);
     };
+    // KIP-612's per-address quota (`connection_creation_rate` of an ip entity).
+    if !protected && !ctx.quotas.admit_connection(peer.ip()) {
+        let counter = &ctx.metrics.connections_refused_ip_rate;
+        counter.inc();
+        let n = counter.get();
+        if n <= 3 || n.is_power_of_two() {
+            tracing::warn!(%peer, refused = n, "connection refused: its address is over its connection_creation_rate quota");
+        }
+        return None;
+    }
     match limits.try_acquire(peer.ip(), protected) {
         Ok(permit) => Some(Some(permit)),
         Err(refusal) => {
@@ -161,6 +171,12 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         )
     };
     let (scram, acl) = (Arc::new(scram), Arc::new(acl));
+    let quotas = Arc::new(if broker.cluster.is_some() {
+        crate::quota::QuotaStore::replicated(c.quota_window_num, c.quota_window)
+    } else {
+        crate::quota::QuotaStore::open(&c.log_dir, c.quota_window_num, c.quota_window)
+            .map_err(anyhow::Error::msg)?
+    });
     if broker.cluster.is_some() {
         crate::cluster::membership::start(
             broker.clone(),
@@ -168,6 +184,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             crate::cluster::membership::Security {
                 scram: scram.clone(),
                 acl: acl.clone(),
+                quotas: quotas.clone(),
             },
         );
     }
@@ -180,6 +197,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         fetch_sessions: Default::default(),
         scram,
         acl,
+        quotas,
     });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tracing::info!(

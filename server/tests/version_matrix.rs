@@ -1491,12 +1491,41 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 panic!()
             };
             assert_eq!(resp.results.len(), 1, "AlterUserScramCredentials v{v}");
-            // A standalone broker stores it; a cluster node refuses (not replicated yet).
-            let want = if world.brokers == 1 { 0 } else { 42 };
+            // A standalone broker stores it; a cluster through the metadata quorum.
             assert_eq!(
-                resp.results[0].error_code, want,
+                resp.results[0].error_code, 0,
                 "AlterUserScramCredentials v{v}"
             );
+        }
+        ApiKey::AlterClientQuotas => {
+            let mut entity = alter_client_quotas_request::EntityData::default();
+            entity.entity_type = s("client-id");
+            entity.entity_name = Some(s(&format!("mx-client-{v}")));
+            let mut op = alter_client_quotas_request::OpData::default();
+            op.key = s("producer_byte_rate");
+            op.value = 1_048_576.0;
+            let mut e = alter_client_quotas_request::EntryData::default();
+            e.entity = vec![entity];
+            e.ops = vec![op];
+            let mut r = alter_client_quotas_request::AlterClientQuotasRequest::default();
+            r.entries = vec![e];
+            let ResponseKind::AlterClientQuotas(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.entries.len(), 1, "AlterClientQuotas v{v}");
+            assert_eq!(resp.entries[0].error_code, 0, "AlterClientQuotas v{v}");
+        }
+        ApiKey::DescribeClientQuotas => {
+            let mut c = describe_client_quotas_request::ComponentData::default();
+            c.entity_type = s("client-id");
+            c.match_type = 2;
+            let mut r = describe_client_quotas_request::DescribeClientQuotasRequest::default();
+            r.components = vec![c];
+            let ResponseKind::DescribeClientQuotas(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "DescribeClientQuotas v{v}");
+            assert!(resp.entries.is_some(), "DescribeClientQuotas v{v}");
         }
         ApiKey::DescribeUserScramCredentials => {
             let mut name = describe_user_scram_credentials_request::UserName::default();

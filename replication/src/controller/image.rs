@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use strata_engine::LeaderEpoch;
 
-use super::records::{AclEntry, MetadataRecord, ScramEntry};
+use super::records::{AclEntry, MetadataRecord, QuotaValue, ScramEntry};
 use crate::broker_id::BrokerId;
 
 /// A registered broker.
@@ -129,7 +129,12 @@ pub struct MetadataImage {
     pub acls: BTreeSet<AclEntry>,
     /// SCRAM credentials by user and mechanism.
     pub scram: BTreeMap<String, BTreeMap<String, ScramEntry>>,
+    /// Client quotas by entity (`SetClientQuota`'s), then key.
+    pub client_quotas: BTreeMap<QuotaEntity, BTreeMap<String, QuotaValue>>,
 }
+
+/// A client quota entity: `(type, name)` pairs sorted by type; a `None` name is the default.
+pub type QuotaEntity = Vec<(String, Option<String>)>;
 
 impl MetadataImage {
     /// Applies one committed record.
@@ -287,6 +292,22 @@ impl MetadataImage {
                     self.acls.remove(a);
                 }
             }
+            MetadataRecord::SetClientQuota { entity, key, value } => match value {
+                Some(v) => {
+                    self.client_quotas
+                        .entry(entity.clone())
+                        .or_default()
+                        .insert(key.clone(), *v);
+                }
+                None => {
+                    if let Some(values) = self.client_quotas.get_mut(entity) {
+                        values.remove(key);
+                        if values.is_empty() {
+                            self.client_quotas.remove(entity);
+                        }
+                    }
+                }
+            },
             MetadataRecord::SetScramCredential {
                 user,
                 mechanism,
@@ -354,6 +375,8 @@ struct ImageSnapshot {
     acls: BTreeSet<AclEntry>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     scram: BTreeMap<String, BTreeMap<String, ScramEntry>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    client_quotas: Vec<(QuotaEntity, BTreeMap<String, QuotaValue>)>,
 }
 
 impl MetadataImage {
@@ -370,6 +393,11 @@ impl MetadataImage {
             broker_configs: self.broker_configs.clone(),
             acls: self.acls.clone(),
             scram: self.scram.clone(),
+            client_quotas: self
+                .client_quotas
+                .iter()
+                .map(|(e, v)| (e.clone(), v.clone()))
+                .collect(),
         };
         serde_json::to_vec(&s).unwrap_or_default()
     }
@@ -387,6 +415,7 @@ impl MetadataImage {
             broker_configs: s.broker_configs,
             acls: s.acls,
             scram: s.scram,
+            client_quotas: s.client_quotas.into_iter().collect(),
         })
     }
 }
@@ -447,6 +476,23 @@ mod tests {
             credential: None,
         });
         assert!(image.scram.is_empty(), "a user without credentials is gone");
+        let alice: QuotaEntity = vec![("user".into(), Some("alice".into()))];
+        image.apply(&MetadataRecord::SetClientQuota {
+            entity: alice.clone(),
+            key: "producer_byte_rate".into(),
+            value: Some(QuotaValue(1024.0)),
+        });
+        let back = MetadataImage::from_snapshot_bytes(&image.to_snapshot_bytes()).unwrap();
+        assert_eq!(
+            back.client_quotas[&alice]["producer_byte_rate"],
+            QuotaValue(1024.0)
+        );
+        image.apply(&MetadataRecord::SetClientQuota {
+            entity: alice,
+            key: "producer_byte_rate".into(),
+            value: None,
+        });
+        assert!(image.client_quotas.is_empty());
     }
 
     /// Dynamic broker configs are set and removed by their record, and survive a snapshot

@@ -18,6 +18,8 @@ pub mod raft_log;
 pub mod records;
 
 pub use decisions::{ControllerConfig, ControllerError, ControllerLogic, Election};
-pub use image::{BrokerRegistration, MetadataImage, PartitionRegistration, TopicImage};
+pub use image::{
+    BrokerRegistration, MetadataImage, PartitionRegistration, QuotaEntity, TopicImage,
+};
 pub use quorum::{QuorumError, QuorumNode};
-pub use records::{AclEntry, MetadataRecord, ScramEntry};
+pub use records::{AclEntry, MetadataRecord, QuotaValue, ScramEntry};

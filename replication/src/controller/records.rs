@@ -134,6 +134,16 @@ pub enum MetadataRecord {
         /// The ACLs.
         acls: Vec<AclEntry>,
     },
+    /// A client quota of an entity set or removed (AlterClientQuotas).
+    SetClientQuota {
+        /// The entity: `(type, name)` pairs sorted by type (`client-id`, `ip`, `user`); a
+        /// `None` name is the type's default.
+        entity: Vec<(String, Option<String>)>,
+        /// `producer_byte_rate`, `consumer_byte_rate` or `connection_creation_rate`.
+        key: String,
+        /// The value; `None` removes it.
+        value: Option<QuotaValue>,
+    },
     /// A user's SCRAM credential for one mechanism set or deleted (AlterUserScramCredentials).
     SetScramCredential {
         /// User name.
@@ -192,3 +202,17 @@ pub(crate) mod epoch_serde {
         i32::deserialize(d).map(LeaderEpoch)
     }
 }
+
+/// A client quota's value (bytes or connections per second): a finite, positive number, so
+/// equality by bits is equality.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct QuotaValue(pub f64);
+
+impl PartialEq for QuotaValue {
+    fn eq(&self, other: &QuotaValue) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for QuotaValue {}

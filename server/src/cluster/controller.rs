@@ -984,6 +984,17 @@ impl ControllerLoop {
                     Some((tx, Reply::Done)),
                 );
             }
+            ControllerRequest::AlterClientQuotas { changes } => {
+                let records = changes
+                    .into_iter()
+                    .map(|(entity, key, value)| MetadataRecord::SetClientQuota {
+                        entity,
+                        key,
+                        value: value.map(strata_replication::controller::QuotaValue),
+                    })
+                    .collect();
+                self.propose(records, Some((tx, Reply::Done)));
+            }
             ControllerRequest::AlterScramCredentials { changes } => {
                 let records = changes
                     .into_iter()

@@ -24,6 +24,8 @@ pub struct Security {
     pub scram: Arc<crate::sasl::ScramStore>,
     /// ACLs.
     pub acl: Arc<crate::acl::Authorizer>,
+    /// Client quotas.
+    pub quotas: Arc<crate::quota::QuotaStore>,
 }
 
 /// Starts the membership tasks.
@@ -160,6 +162,7 @@ async fn metadata_watch(broker: Arc<Broker>, groups: Arc<GroupCoordinator>, secu
         // say) then finds its change in force here.
         security.acl.sync(&image.acls);
         security.scram.sync(&image.scram);
+        security.quotas.sync(&image.client_quotas);
         cluster.set_image(image, offset);
         known = offset;
         broker.notify_append();

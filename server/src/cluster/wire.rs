@@ -113,6 +113,15 @@ pub enum ControllerRequest {
             Option<strata_replication::controller::ScramEntry>,
         )>,
     },
+    /// Sets or removes client quotas: (entity, key, value or `None`).
+    AlterClientQuotas {
+        /// The changes, applied together.
+        changes: Vec<(
+            strata_replication::controller::QuotaEntity,
+            String,
+            Option<f64>,
+        )>,
+    },
     /// Replaces the dynamic broker configs of a resource ("" or a broker id).
     SetBrokerConfig {
         /// The resource.

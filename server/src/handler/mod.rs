@@ -17,6 +17,7 @@ pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 pub mod producers;
+pub mod quotas;
 pub mod reassignments;
 pub mod scram_users;
 
@@ -48,6 +49,8 @@ pub struct Context {
     pub scram: Arc<crate::sasl::ScramStore>,
     /// ACLs and the authorizer's settings (`acl.rs`).
     pub acl: Arc<crate::acl::Authorizer>,
+    /// Client quotas and the rates measured against them (`quota.rs`).
+    pub quotas: Arc<crate::quota::QuotaStore>,
 }
 
 impl Context {
@@ -167,6 +170,8 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::DescribeAcls => (1, 3),
         ApiKey::DeleteAcls => (1, 3),
         ApiKey::DescribeUserScramCredentials => (0, 0),
+        ApiKey::DescribeClientQuotas => (0, 1),
+        ApiKey::AlterClientQuotas => (0, 1),
         ApiKey::AlterUserScramCredentials => (0, 0),
         _ => return None,
     })
@@ -235,6 +240,12 @@ async fn dispatch(
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r).await),
         RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, r)),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r).await),
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(quotas::describe(ctx, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(quotas::alter(ctx, r).await)
+        }
         RequestKind::DescribeUserScramCredentials(r) => {
             ResponseKind::DescribeUserScramCredentials(scram_users::describe(ctx, r))
         }
