@@ -47,6 +47,58 @@ pub struct Cluster {
     voters: String,
     /// `Layout::extra`, for brokers added later.
     extra: Vec<String>,
+    /// With `STRATA_TEST_SECURE_LINKS` set: the certificates every link uses.
+    secure: Option<SecureLinks>,
+}
+
+/// `STRATA_TEST_SECURE_LINKS=1` runs every cluster test (but those that lay out listeners of
+/// their own) with the cluster's own links on mutual TLS: an SSL inter-broker listener beside
+/// the PLAINTEXT one clients use, and an SSL controller listener. The failover tests then show
+/// that secured links fail over as plaintext ones do.
+pub struct SecureLinks {
+    dir: tempfile::TempDir,
+}
+
+impl SecureLinks {
+    fn from_env() -> Option<SecureLinks> {
+        std::env::var_os("STRATA_TEST_SECURE_LINKS")?;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = super::certs::ca("strata test cluster CA");
+        let node = super::certs::leaf(
+            &ca,
+            "strata-node",
+            &["127.0.0.1", "localhost"],
+            &[
+                super::certs::Purpose::ServerAuth,
+                super::certs::Purpose::ClientAuth,
+            ],
+        );
+        std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("node.pem"), super::certs::keystore(&node)).unwrap();
+        Some(SecureLinks { dir })
+    }
+
+    /// Settings of every node: the controller listener on mutual TLS.
+    fn node_settings(&self) -> Vec<String> {
+        let d = self.dir.path().display();
+        vec![
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:SSL,CONTROLLER:SSL".into(),
+            "controller.listener.names=CONTROLLER".into(),
+            format!("ssl.keystore.location={d}/node.pem"),
+            format!("ssl.truststore.location={d}/ca.pem"),
+            "ssl.client.auth=required".into(),
+        ]
+    }
+
+    /// Settings of a broker: clients on `kafka`, replication over SSL on `internal`.
+    fn broker_settings(&self, kafka: u16, internal: u16) -> Vec<String> {
+        let mut out = self.node_settings();
+        out.push(format!(
+            "listeners=PLAINTEXT://127.0.0.1:{kafka},INTERNAL://127.0.0.1:{internal}"
+        ));
+        out.push("inter.broker.listener.name=INTERNAL".into());
+        out
+    }
 }
 
 /// Settings every test cluster uses.
@@ -74,6 +126,17 @@ impl Cluster {
             layout.ports.clone()
         };
         let metrics: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let secure = if layout.per_node.is_empty() {
+            SecureLinks::from_env()
+        } else {
+            None
+        };
+        // The inter-broker listener: the PLAINTEXT one, or with secure links an SSL one.
+        let internal: Vec<u16> = if secure.is_some() {
+            (0..n).map(|_| free_port()).collect()
+        } else {
+            kafka.clone()
+        };
         let mut links: HashMap<(usize, usize), Vec<Proxy>> = HashMap::new();
         let mut controllers = Vec::new();
         assert!(
@@ -101,7 +164,7 @@ impl Cluster {
                             (from, to),
                             vec![
                                 Proxy::start(ctrl).unwrap(),
-                                Proxy::start(kafka[to - 1]).unwrap(),
+                                Proxy::start(internal[to - 1]).unwrap(),
                             ],
                         );
                     }
@@ -123,11 +186,14 @@ impl Cluster {
                 .join(",")
         };
         for (id, _) in voter_ports.iter().filter(|_| layout.controllers > 0) {
-            let args = [
+            let mut args = vec![
                 format!("node.id={id}"),
                 "process.roles=controller".to_string(),
                 format!("controller.quorum.voters={}", voters_for(*id)),
             ];
+            if let Some(secure) = &secure {
+                args.extend(secure.node_settings());
+            }
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             controllers.push(Broker::start_on(free_port(), &refs));
         }
@@ -140,6 +206,9 @@ impl Cluster {
             args.push(format!("metrics.listen=127.0.0.1:{}", metrics[i]));
             if layout.controllers > 0 || id > combined_voters {
                 args.push("process.roles=broker".into());
+            }
+            if let Some(secure) = &secure {
+                args.extend(secure.broker_settings(kafka[i], internal[i]));
             }
             if layout.proxied {
                 let overrides: Vec<String> = (1..=n)
@@ -169,6 +238,7 @@ impl Cluster {
             links,
             voters,
             extra: layout.extra.clone(),
+            secure,
         };
         c.wait_live(n);
         c
@@ -191,6 +261,9 @@ impl Cluster {
         args.push(format!("controller.quorum.voters={}", self.voters));
         args.push(format!("metrics.listen=127.0.0.1:{metrics}"));
         args.push("process.roles=broker".into());
+        if let Some(secure) = &self.secure {
+            args.extend(secure.broker_settings(port, free_port()));
+        }
         args.extend(self.extra.iter().cloned());
         args.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
