@@ -2,7 +2,8 @@
 //! authentication: never panics, and never authenticates without the password.
 //!
 //! The first byte picks the mechanism; the rest is split at 0xFF bytes into the client's
-//! successive SaslAuthenticate tokens.
+//! successive SaslAuthenticate tokens. OAUTHBEARER validates against a JWKS holding one public
+//! key whose private half nobody has: no token may pass.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use strata_server::sasl::{Exchange, MIN_ITERATIONS, Mechanism, ScramCredential, 
 struct Users {
     plain: BTreeMap<String, String>,
     scram: ScramStore,
+    oauth: strata_server::oauth::Validator,
 }
 
 fn users() -> &'static Users {
@@ -25,7 +27,25 @@ fn users() -> &'static Users {
             scram.set("fuzz", m, Some(c)).expect("an in-memory store");
         }
         let plain = BTreeMap::from([("fuzz".to_string(), "fuzz-secret".to_string())]);
-        Users { plain, scram }
+        let jwks =
+            std::env::temp_dir().join(format!("strata-fuzz-jwks-{}.json", std::process::id()));
+        std::fs::write(
+            &jwks,
+            r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","alg":"ES256",
+                "x":"7nY8RhCVcAlY7aBwwhH80C_4R4I9_YeHDMpTi1BMDQs",
+                "y":"8lHBznmIj5UKuxj42RXAsK3ok5YaQTI8T8qm_xu5Fwg"}]}"#,
+        )
+        .expect("a temporary JWKS");
+        let oauth = strata_server::oauth::Validator::new(strata_server::oauth::OAuthSettings {
+            jwks: Some(jwks),
+            ..Default::default()
+        })
+        .expect("the JWKS loads");
+        Users {
+            plain,
+            scram,
+            oauth,
+        }
     })
 }
 
@@ -33,19 +53,25 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let mechanism = match pick % 3 {
+    let mechanism = match pick % 4 {
         0 => Mechanism::Plain,
         1 => Mechanism::ScramSha256,
-        _ => Mechanism::ScramSha512,
+        2 => Mechanism::ScramSha512,
+        _ => Mechanism::OAuthBearer,
     };
     let users = users();
     let mut exchange = Exchange::new(mechanism);
     for token in rest.split(|b| *b == 0xFF).take(4) {
-        match exchange.step(token, &users.plain, &users.scram) {
+        match exchange.step_with(token, &users.plain, &users.scram, Some(&users.oauth)) {
             Step::Challenge(_) => {}
             Step::Done { .. } => {
-                // Only PLAIN can finish on the fuzzer's bytes: a SCRAM proof needs the key.
-                assert_eq!(mechanism, Mechanism::Plain, "SCRAM authenticated without the key");
+                // Only PLAIN can finish on the fuzzer's bytes: a SCRAM proof needs the key, an
+                // OAUTHBEARER token a signature.
+                assert_eq!(
+                    mechanism,
+                    Mechanism::Plain,
+                    "{mechanism:?} authenticated without the key"
+                );
                 assert!(
                     token.windows(11).any(|w| w == b"fuzz-secret"),
                     "PLAIN authenticated without the password"

@@ -109,6 +109,8 @@ pub struct BrokerConfig {
     /// the listener brokers replicate over, and the address a broker registers. Default: the
     /// first listener.
     pub inter_broker_listener: Option<String>,
+    /// `sasl.oauthbearer.*`: how OAUTHBEARER tokens are validated (`oauth.rs`).
+    pub oauth: crate::oauth::OAuthSettings,
     /// `sasl.mechanism.inter.broker.protocol`. Default: PLAIN.
     pub sasl_mechanism_inter_broker: crate::sasl::Mechanism,
     /// `controller.listener.names`: the first names the controller listener, whose security
@@ -229,6 +231,7 @@ impl Default for BrokerConfig {
             quota_window_num: 11,
             quota_window: std::time::Duration::from_secs(1),
             inter_broker_listener: None,
+            oauth: Default::default(),
             sasl_mechanism_inter_broker: crate::sasl::Mechanism::Plain,
             controller_listener_names: Vec::new(),
             connections_max_idle: Some(std::time::Duration::from_secs(600)),
@@ -402,9 +405,40 @@ impl BrokerConfig {
             }
             "sasl.mechanism.inter.broker.protocol" => {
                 self.sasl_mechanism_inter_broker = crate::sasl::Mechanism::parse(v.trim())
+                    .filter(|m| *m != crate::sasl::Mechanism::OAuthBearer)
                     .ok_or_else(|| {
                         invalid(key, v, "supported: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
                     })?;
+            }
+            "sasl.oauthbearer.jwks.endpoint.url" => {
+                self.oauth.jwks =
+                    Some(crate::oauth::jwks_path(v.trim()).map_err(|e| invalid(key, v, e))?)
+            }
+            "sasl.oauthbearer.expected.audience" => {
+                self.oauth.audience = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+            "sasl.oauthbearer.expected.issuer" => {
+                self.oauth.issuer = (!v.trim().is_empty()).then(|| v.trim().to_string())
+            }
+            "sasl.oauthbearer.sub.claim.name" => self.oauth.sub_claim = v.trim().to_string(),
+            "sasl.oauthbearer.clock.skew.seconds" => self.oauth.clock_skew_s = parse(key, v)?,
+            k if k.starts_with("listener.name.")
+                && k.ends_with(".sasl.server.callback.handler.class") =>
+            {
+                // Kafka's validating handler is what Strata does; its unsecured one (unsigned
+                // tokens) is refused.
+                if v.contains("Unsecured") {
+                    return Err(invalid(
+                        key,
+                        v,
+                        "unsigned OAUTHBEARER tokens are never accepted: set sasl.oauthbearer.jwks.endpoint.url",
+                    ));
+                }
             }
             "ssl.keystore.type" => self.ssl.keystore_type = Some(v.into()),
             "ssl.keystore.location" => self.ssl.keystore_location = Some(PathBuf::from(v)),
@@ -503,7 +537,9 @@ impl BrokerConfig {
                         invalid(
                             key,
                             v,
-                            format!("{m}: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are supported"),
+                            format!(
+                                "{m}: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER are supported"
+                            ),
                         )
                     })?);
                 }
@@ -738,6 +774,26 @@ impl BrokerConfig {
             )
         }) {
             crate::tls::server_config(&self.ssl).map_err(|e| invalid("ssl.*", "", e.0))?;
+        }
+        if self
+            .sasl_mechanisms
+            .contains(&crate::sasl::Mechanism::OAuthBearer)
+            && listeners.iter().any(|l| {
+                matches!(
+                    l.protocol,
+                    SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+                )
+            })
+        {
+            if self.oauth.jwks.is_none() {
+                return Err(invalid(
+                    "sasl.oauthbearer.jwks.endpoint.url",
+                    "",
+                    "OAUTHBEARER is enabled: give the JWKS its tokens are signed with (file:///path/jwks.json)",
+                ));
+            }
+            crate::oauth::Validator::new(self.oauth.clone())
+                .map_err(|e| invalid("sasl.oauthbearer.jwks.endpoint.url", "", e))?;
         }
         if self.is_cluster() {
             if self.has_role("broker") {

@@ -330,10 +330,10 @@ async fn run(
                             listener: a.listener.clone(),
                             user,
                             mechanism,
-                            expires: ctx
-                                .broker
-                                .config
-                                .connections_max_reauth
+                            expires: a
+                                .exchange
+                                .as_ref()
+                                .and_then(|e| session_lifetime(&ctx.broker.config, e))
                                 .map(|d| tokio::time::Instant::now() + d),
                         });
                         *auth = None;
@@ -500,6 +500,23 @@ fn auth_failed(ctx: &Context, why: &str) {
     }
 }
 
+/// How long a SASL session lasts (KIP-368): `connections.max.reauth.ms`, cut to the
+/// credential's own expiry (an OAUTHBEARER token's `exp`); `None` (no re-authentication asked)
+/// when `connections.max.reauth.ms` is 0, as Kafka.
+fn session_lifetime(
+    config: &crate::config::BrokerConfig,
+    exchange: &crate::sasl::Exchange,
+) -> Option<std::time::Duration> {
+    let max = config.connections_max_reauth?;
+    Some(match exchange.expires() {
+        Some(exp) => exp
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(std::time::Duration::ZERO)
+            .min(max),
+        None => max,
+    })
+}
+
 /// How long a connection on a SASL listener has to authenticate.
 const SASL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -590,7 +607,8 @@ async fn authenticate(
                 Some(exchange) => {
                     let no_users = std::collections::BTreeMap::new();
                     let plain = config.plain_users.get(&auth.listener).unwrap_or(&no_users);
-                    match exchange.step(&r.auth_bytes, plain, &ctx.scram) {
+                    match exchange.step_with(&r.auth_bytes, plain, &ctx.scram, ctx.oauth.as_deref())
+                    {
                         crate::sasl::Step::Challenge(bytes) => {
                             let response = crate::msg!(SaslAuthenticateResponse {
                                 auth_bytes: Bytes::from(bytes),
@@ -618,7 +636,7 @@ async fn authenticate(
                             // KIP-368 (v1+): how long the session lasts before the client
                             // must re-authenticate (0: for as long as the connection).
                             if version >= 1
-                                && let Some(d) = config.connections_max_reauth
+                                && let Some(d) = session_lifetime(config, exchange)
                             {
                                 response.session_lifetime_ms =
                                     i64::try_from(d.as_millis()).unwrap_or(i64::MAX);

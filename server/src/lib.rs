@@ -40,6 +40,7 @@ pub mod handler;
 pub mod listener;
 pub mod meta_properties;
 pub mod metrics;
+pub mod oauth;
 pub mod open_files;
 pub mod quota;
 pub mod sasl;

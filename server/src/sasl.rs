@@ -34,6 +34,9 @@ pub enum Mechanism {
     /// SCRAM-SHA-512.
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
+    /// OAUTHBEARER (KIP-255): a JWT validated against a JWKS (`oauth.rs`).
+    #[serde(rename = "OAUTHBEARER")]
+    OAuthBearer,
 }
 
 impl Mechanism {
@@ -43,6 +46,7 @@ impl Mechanism {
             "PLAIN" => Mechanism::Plain,
             "SCRAM-SHA-256" => Mechanism::ScramSha256,
             "SCRAM-SHA-512" => Mechanism::ScramSha512,
+            "OAUTHBEARER" => Mechanism::OAuthBearer,
             _ => return None,
         })
     }
@@ -53,13 +57,19 @@ impl Mechanism {
             Mechanism::Plain => "PLAIN",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha512 => "SCRAM-SHA-512",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
+    }
+
+    /// Whether it is a SCRAM mechanism (credentials in the store).
+    pub fn is_scram(self) -> bool {
+        matches!(self, Mechanism::ScramSha256 | Mechanism::ScramSha512)
     }
 
     /// KIP-554's number of a SCRAM mechanism.
     pub fn scram_type(self) -> i8 {
         match self {
-            Mechanism::Plain => 0,
+            Mechanism::Plain | Mechanism::OAuthBearer => 0,
             Mechanism::ScramSha256 => 1,
             Mechanism::ScramSha512 => 2,
         }
@@ -324,7 +334,7 @@ pub fn parse_add_scram(value: &str) -> Result<(Mechanism, String, String, u32), 
         .split_once('=')
         .ok_or("expected MECHANISM=[name=...,password=...]")?;
     let mechanism = Mechanism::parse(mech)
-        .filter(|m| *m != Mechanism::Plain)
+        .filter(|m| m.is_scram())
         .ok_or_else(|| format!("{mech}: expected SCRAM-SHA-256 or SCRAM-SHA-512"))?;
     let inner = rest
         .trim()
@@ -376,6 +386,8 @@ pub enum Step {
 pub struct Exchange {
     mechanism: Mechanism,
     scram: Option<ScramState>,
+    /// An OAUTHBEARER token's expiry, once validated.
+    expires: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug)]
@@ -394,6 +406,7 @@ impl Exchange {
         Exchange {
             mechanism,
             scram: None,
+            expires: None,
         }
     }
 
@@ -402,20 +415,52 @@ impl Exchange {
         self.mechanism
     }
 
-    /// Takes the client's next message.
+    /// Takes the client's next message (without an OAUTHBEARER validator).
     pub fn step(
         &mut self,
         token: &[u8],
         plain_users: &BTreeMap<String, String>,
         store: &ScramStore,
     ) -> Step {
+        self.step_with(token, plain_users, store, None)
+    }
+
+    /// Takes the client's next message; `oauth` validates OAUTHBEARER tokens.
+    pub fn step_with(
+        &mut self,
+        token: &[u8],
+        plain_users: &BTreeMap<String, String>,
+        store: &ScramStore,
+        oauth: Option<&crate::oauth::Validator>,
+    ) -> Step {
         match self.mechanism {
             Mechanism::Plain => plain(token, plain_users),
+            Mechanism::OAuthBearer => {
+                let Some(validator) = oauth else {
+                    return Step::Failed("OAUTHBEARER has no validator configured".into());
+                };
+                match crate::oauth::bearer_token(token).and_then(|t| validator.validate(t)) {
+                    Ok(v) => {
+                        self.expires = Some(v.expires);
+                        Step::Done {
+                            user: v.principal,
+                            reply: Vec::new(),
+                        }
+                    }
+                    Err(why) => Step::Failed(why),
+                }
+            }
             m => match self.scram.take() {
                 None => self.scram_first(m, token, store),
                 Some(state) => scram_final(m, state, token),
             },
         }
+    }
+
+    /// When the credential the exchange authenticated expires (an OAUTHBEARER token's `exp`),
+    /// if it does.
+    pub fn expires(&self) -> Option<std::time::SystemTime> {
+        self.expires
     }
 
     fn scram_first(&mut self, m: Mechanism, token: &[u8], store: &ScramStore) -> Step {

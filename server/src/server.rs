@@ -171,6 +171,17 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         )
     };
     let (scram, acl) = (Arc::new(scram), Arc::new(acl));
+    let oauth = if c
+        .sasl_mechanisms
+        .contains(&crate::sasl::Mechanism::OAuthBearer)
+        && c.oauth.jwks.is_some()
+    {
+        Some(Arc::new(
+            crate::oauth::Validator::new(c.oauth.clone()).map_err(anyhow::Error::msg)?,
+        ))
+    } else {
+        None
+    };
     let quotas = Arc::new(if broker.cluster.is_some() {
         crate::quota::QuotaStore::replicated(c.quota_window_num, c.quota_window)
     } else {
@@ -198,6 +209,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         scram,
         acl,
         quotas,
+        oauth,
     });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     tracing::info!(

@@ -51,6 +51,8 @@ pub struct Context {
     pub acl: Arc<crate::acl::Authorizer>,
     /// Client quotas and the rates measured against them (`quota.rs`).
     pub quotas: Arc<crate::quota::QuotaStore>,
+    /// The OAUTHBEARER token validator, when the mechanism is enabled (`oauth.rs`).
+    pub oauth: Option<Arc<crate::oauth::Validator>>,
 }
 
 impl Context {
