@@ -62,6 +62,8 @@ pub struct BrokerConfig {
     pub listener_protocols: std::collections::BTreeMap<String, crate::listener::SecurityProtocol>,
     /// `ssl.*`: TLS of SSL listeners (`tls.rs`).
     pub ssl: crate::tls::SslSettings,
+    /// `listener.name.<listener>.ssl.client.auth`, by listener name.
+    pub listener_client_auth: std::collections::BTreeMap<String, crate::tls::ClientAuth>,
     /// `sasl.enabled.mechanisms`. Default: PLAIN,SCRAM-SHA-256,SCRAM-SHA-512.
     pub sasl_mechanisms: Vec<crate::sasl::Mechanism>,
     /// `connections.max.idle.ms`: a connection without a request for this long is closed
@@ -228,6 +230,7 @@ impl Default for BrokerConfig {
             ],
             plain_users: Default::default(),
             sasl_logins: Default::default(),
+            listener_client_auth: Default::default(),
             quota_window_num: 11,
             quota_window: std::time::Duration::from_secs(1),
             inter_broker_listener: None,
@@ -315,6 +318,16 @@ where
         return Err(invalid(key, value, "must be positive"));
     }
     Ok(v)
+}
+
+/// Parses `ssl.client.auth`.
+fn client_auth(key: &str, v: &str) -> Result<crate::tls::ClientAuth, ConfigError> {
+    Ok(match v.to_ascii_lowercase().as_str() {
+        "none" => crate::tls::ClientAuth::None,
+        "requested" => crate::tls::ClientAuth::Requested,
+        "required" => crate::tls::ClientAuth::Required,
+        _ => return Err(invalid(key, v, "expected none, requested or required")),
+    })
 }
 
 /// Parses `controller.quorum.voters`: `1@127.0.0.1:19093,2@127.0.0.1:19094`.
@@ -455,13 +468,11 @@ impl BrokerConfig {
             "ssl.truststore.location" => self.ssl.truststore_location = Some(PathBuf::from(v)),
             "ssl.truststore.certificates" => self.ssl.truststore_certificates = Some(v.into()),
             "ssl.truststore.password" => {}
-            "ssl.client.auth" => {
-                self.ssl.client_auth = match v.to_ascii_lowercase().as_str() {
-                    "none" => crate::tls::ClientAuth::None,
-                    "requested" => crate::tls::ClientAuth::Requested,
-                    "required" => crate::tls::ClientAuth::Required,
-                    _ => return Err(invalid(key, v, "expected none, requested or required")),
-                }
+            "ssl.client.auth" => self.ssl.client_auth = client_auth(key, v)?,
+            k if k.starts_with("listener.name.") && k.ends_with(".ssl.client.auth") => {
+                let listener = &k["listener.name.".len()..k.len() - ".ssl.client.auth".len()];
+                self.listener_client_auth
+                    .insert(listener.to_ascii_uppercase(), client_auth(key, v)?);
             }
             "ssl.enabled.protocols" => self.ssl.enabled_protocols = Some(v.into()),
             "ssl.keystore.reload.interval.ms" => {
@@ -722,6 +733,23 @@ impl BrokerConfig {
             .map_err(|e| invalid("listeners", "", e.0))
     }
 
+    /// The TLS settings of a listener: `ssl.*`, with client authentication from
+    /// `listener.name.<listener>.ssl.client.auth`, else `ssl.client.auth` on SSL listeners and
+    /// none on SASL_SSL ones (which authenticate with SASL; KIP-684, as Kafka).
+    pub fn ssl_for(&self, listener: &crate::listener::Listener) -> crate::tls::SslSettings {
+        let client_auth = match self.listener_client_auth.get(&listener.name) {
+            Some(c) => *c,
+            None if listener.protocol == crate::listener::SecurityProtocol::SaslSsl => {
+                crate::tls::ClientAuth::None
+            }
+            None => self.ssl.client_auth,
+        };
+        crate::tls::SslSettings {
+            client_auth,
+            ..self.ssl.clone()
+        }
+    }
+
     /// The listener brokers replicate over and register with.
     pub fn inter_broker_listener_name(&self) -> String {
         self.inter_broker_listener.clone().unwrap_or_else(|| {
@@ -767,13 +795,14 @@ impl BrokerConfig {
                 ));
             }
         }
-        if listeners.iter().any(|l| {
-            matches!(
+        for l in &listeners {
+            if matches!(
                 l.protocol,
                 SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
-            )
-        }) {
-            crate::tls::server_config(&self.ssl).map_err(|e| invalid("ssl.*", "", e.0))?;
+            ) {
+                crate::tls::server_config(&self.ssl_for(l))
+                    .map_err(|e| invalid("ssl.*", "", format!("listener {}: {}", l.name, e.0)))?;
+            }
         }
         if self
             .sasl_mechanisms
@@ -1267,6 +1296,29 @@ pub fn describe_log_config(c: &LogConfig) -> Vec<(&'static str, String)> {
 #[expect(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_authentication_per_listener_follows_kip_684() {
+        let mut c = BrokerConfig::default();
+        c.set(
+            "listeners",
+            "SSL://127.0.0.1:1,SASL_SSL://127.0.0.1:2,INTERNAL://127.0.0.1:3",
+        )
+        .unwrap();
+        c.set("listener.security.protocol.map", "INTERNAL:SASL_SSL")
+            .unwrap();
+        c.set("ssl.client.auth", "required").unwrap();
+        c.set("listener.name.internal.ssl.client.auth", "requested")
+            .unwrap();
+        let ls = c.resolved_listeners().unwrap();
+        let auth: Vec<crate::tls::ClientAuth> =
+            ls.iter().map(|l| c.ssl_for(l).client_auth).collect();
+        use crate::tls::ClientAuth::*;
+        // SSL takes ssl.client.auth; SASL_SSL authenticates with SASL unless its own
+        // listener-prefixed setting asks for certificates.
+        assert_eq!(auth, vec![Required, None, Requested]);
+        assert!(c.set("listener.name.x.ssl.client.auth", "maybe").is_err());
+    }
 
     #[test]
     fn cleanup_policy_is_a_list_as_in_kafka() {

@@ -711,6 +711,7 @@ fn start_produce(
     frame: BytesMut,
 ) -> Result<(PendingResponse, std::time::Duration), ConnectionError> {
     let started = std::time::Instant::now();
+    let cpu_before = crate::quota::thread_cpu();
     let bytes = frame.len() as u64;
     let (version, header, request) = match decode_request(frame.freeze()) {
         Ok(Decoded::Request {
@@ -730,16 +731,25 @@ fn start_produce(
     let RequestKind::Produce(r) = request else {
         return Err(ConnectionError::Malformed("not a produce request".into()));
     };
-    let throttle = ctx.quotas.record_bytes(
-        crate::quota::PRODUCER_BYTE_RATE,
-        crate::quota::user_of(&principal()),
-        header.client_id.as_deref().unwrap_or(""),
-        bytes,
-    );
+    let principal = principal();
+    let user = crate::quota::user_of(&principal);
+    let client_id = header.client_id.as_deref().unwrap_or("");
+    let mut throttle =
+        ctx.quotas
+            .record_bytes(crate::quota::PRODUCER_BYTE_RATE, user, client_id, bytes);
     if !throttle.is_zero() {
         ctx.metrics.quota_produce_throttled.inc();
     }
     let in_flight = handler::produce::start(ctx, r);
+    // The produce's CPU is its decoding and appending, here; what follows is waiting.
+    if let Some(q) = ctx.quotas.request_quota(user, client_id) {
+        let spent = crate::quota::thread_cpu().saturating_sub(cpu_before);
+        let t = ctx.quotas.record_request(&q, spent);
+        if !t.is_zero() {
+            ctx.metrics.quota_request_throttled.inc();
+        }
+        throttle = throttle.max(t);
+    }
     let ctx = ctx.clone();
     let pending = tokio::spawn(async move {
         let response = in_flight.finish().await;
@@ -920,24 +930,43 @@ async fn handle_frame_throttled(
         _ => false,
     };
     let started = std::time::Instant::now();
-    let response = handler::handle(ctx, &header, request).await;
+    let principal = principal();
+    let user = crate::quota::user_of(&principal);
+    let client_id = header.client_id.as_deref().unwrap_or("");
+    let mut throttle = std::time::Duration::ZERO;
+    // Clients under a request_percentage quota have their requests' CPU measured.
+    let response = match ctx.quotas.request_quota(user, client_id) {
+        None => handler::handle(ctx, &header, request).await,
+        Some(q) => {
+            let (response, cpu) =
+                crate::quota::CpuTimed::new(handler::handle(ctx, &header, request)).await;
+            throttle = ctx.quotas.record_request(&q, cpu);
+            if !throttle.is_zero() {
+                ctx.metrics.quota_request_throttled.inc();
+            }
+            response
+        }
+    };
     ctx.metrics.observe_request(api_key, started.elapsed());
     let Some((mut response, files)) = response else {
         return Ok((None, std::time::Duration::ZERO));
     };
-    let mut throttle = std::time::Duration::ZERO;
     if consumer_fetch && let ResponseKind::Fetch(f) = &mut response {
         let bytes: usize = files.iter().map(strata_engine::FileSlice::len).sum();
-        throttle = ctx.quotas.record_bytes(
+        let t = ctx.quotas.record_bytes(
             crate::quota::CONSUMER_BYTE_RATE,
-            crate::quota::user_of(&principal()),
-            header.client_id.as_deref().unwrap_or(""),
+            user,
+            client_id,
             bytes as u64,
         );
-        if !throttle.is_zero() {
+        if !t.is_zero() {
             ctx.metrics.quota_fetch_throttled.inc();
-            f.throttle_time_ms = throttle_ms(throttle);
         }
+        throttle = throttle.max(t);
+        f.throttle_time_ms = throttle_ms(throttle);
+    }
+    if !throttle.is_zero() {
+        handler::set_throttle_time(&mut response, throttle_ms(throttle));
     }
     encode(
         ctx,

@@ -97,6 +97,8 @@ pub struct Metrics {
     pub quota_produce_throttled: Counter,
     /// Fetch requests over their client quota.
     pub quota_fetch_throttled: Counter,
+    /// Requests over their client's `request_percentage` quota.
+    pub quota_request_throttled: Counter,
     /// Connections closed because their address was over its `connection_creation_rate`.
     pub connections_refused_ip_rate: Counter,
     /// Record bytes a fetch read and checked (framing, CRC-32C) before sending.
@@ -155,6 +157,7 @@ impl Metrics {
             authorization_denials: Counter::default(),
             quota_produce_throttled: Counter::default(),
             quota_fetch_throttled: Counter::default(),
+            quota_request_throttled: Counter::default(),
             connections_refused_ip_rate: Counter::default(),
             sasl_reauthentications: Counter::default(),
             sasl_sessions_expired: Counter::default(),
@@ -233,6 +236,11 @@ impl Metrics {
             "quota_fetch_throttled",
             "Fetch requests over their client quota (throttled)",
             m.quota_fetch_throttled.clone(),
+        );
+        registry.register(
+            "quota_request_throttled",
+            "Requests over their client's request_percentage quota (throttled)",
+            m.quota_request_throttled.clone(),
         );
         registry.register(
             "connections_refused_ip_rate",

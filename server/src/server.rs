@@ -18,19 +18,24 @@ async fn bind_listeners(
     config: &BrokerConfig,
 ) -> anyhow::Result<Vec<(TcpListener, Arc<crate::listener::Bound>)>> {
     let resolved = config.resolved_listeners()?;
-    let mut tls = None;
+    // One acceptor per distinct TLS setting (listeners differ in client authentication).
+    let mut acceptors: Vec<(crate::tls::SslSettings, Arc<crate::tls::ReloadingAcceptor>)> =
+        Vec::new();
     let mut out = Vec::with_capacity(resolved.len());
     for l in resolved {
         let acceptor = if matches!(
             l.protocol,
             crate::listener::SecurityProtocol::Ssl | crate::listener::SecurityProtocol::SaslSsl
         ) {
-            if tls.is_none() {
-                tls = Some(Arc::new(crate::tls::ReloadingAcceptor::new(
-                    config.ssl.clone(),
-                )?));
+            let settings = config.ssl_for(&l);
+            match acceptors.iter().find(|(s, _)| *s == settings) {
+                Some((_, a)) => Some(a.clone()),
+                None => {
+                    let a = Arc::new(crate::tls::ReloadingAcceptor::new(settings.clone())?);
+                    acceptors.push((settings, a.clone()));
+                    Some(a)
+                }
             }
-            tls.clone()
         } else {
             None
         };
@@ -269,12 +274,17 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let mut connections = tokio::task::JoinSet::new();
     // One accept task per listener, handing connections to this loop.
     let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(64);
-    // A renewed certificate is picked up without a restart (one acceptor serves every TLS
-    // listener).
-    let _tls_watch = listeners
+    // A renewed certificate is picked up without a restart, by every acceptor.
+    let mut watched: Vec<Arc<crate::tls::ReloadingAcceptor>> = Vec::new();
+    for tls in listeners.iter().filter_map(|(_, b)| b.tls.clone()) {
+        if !watched.iter().any(|w| Arc::ptr_eq(w, &tls)) {
+            watched.push(tls);
+        }
+    }
+    let _tls_watch: Vec<_> = watched
         .iter()
-        .find_map(|(_, b)| b.tls.clone())
-        .map(|tls| tls.watch(ctx.broker.config.ssl_reload_interval, ctx.metrics.clone()));
+        .map(|tls| tls.watch(ctx.broker.config.ssl_reload_interval, ctx.metrics.clone()))
+        .collect();
     let limits = Arc::new(crate::connection_limits::ConnectionLimits::new(
         ctx.broker.config.max_connections,
         ctx.broker.config.max_connections_per_ip,

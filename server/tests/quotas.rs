@@ -161,7 +161,7 @@ fn byte_rate_quotas_slow_their_clients_only_and_survive_a_restart() {
                 &[("consumer_byte_rate", 100_000.0)],
             ),
             // Refused, each for its own reason; the valid entries apply anyway.
-            entry(&[("client-id", Some("x"))], &[("request_percentage", 50.0)]),
+            entry(&[("ip", Some("10.0.0.1"))], &[("request_percentage", 50.0)]),
             entry(
                 &[("ip", Some("not-an-ip"))],
                 &[("connection_creation_rate", 5.0)],
@@ -246,6 +246,41 @@ fn answered(source: &str, broker: SocketAddr) -> bool {
     }
     let mut len = [0u8; 4];
     c.read_exact(&mut len).is_ok()
+}
+
+/// `request_percentage`: a client whose requests take more than its share of a thread's CPU
+/// time is throttled; another client is not.
+#[test]
+fn a_request_percentage_quota_throttles_a_busy_client() {
+    let (port, mport) = (common::free_port(), common::free_port());
+    let broker = common::Broker::start_on(
+        port,
+        &[
+            "quota.window.num=2",
+            "quota.window.size.seconds=1",
+            &format!("metrics.listen=127.0.0.1:{mport}"),
+        ],
+    );
+    let addr = broker.bootstrap();
+    // 1% of a thread: 10 ms of broker CPU per second.
+    let codes = alter(
+        &addr,
+        vec![entry(
+            &[("client-id", Some("busy"))],
+            &[("request_percentage", 1.0)],
+        )],
+    );
+    assert_eq!(codes, vec![0]);
+    let (busy_secs, busy_throttle) =
+        kafka_python(&addr, "request-quota", "busy", "produce-each", 400);
+    let (_, idle_throttle) = kafka_python(&addr, "request-quota", "calm", "produce-each", 300);
+    assert!(busy_throttle > 0.0, "no throttle time reported");
+    assert!(
+        busy_secs >= 1.5,
+        "the busy client was not slowed: {busy_secs} s"
+    );
+    assert_eq!(idle_throttle, 0.0, "a client without a quota was throttled");
+    assert!(common::Broker::metric(mport, "strata_quota_request_throttled") > 0.0);
 }
 
 #[test]

@@ -190,6 +190,62 @@ pub fn advertised_versions(key: ApiKey) -> Option<(i16, i16)> {
     })
 }
 
+/// Sets `throttle_time_ms` of a response whose API has it (a client over a quota).
+pub fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
+    macro_rules! throttled {
+        ($($kind:ident),* $(,)?) => {
+            match response {
+                $(ResponseKind::$kind(r) => r.throttle_time_ms = ms,)*
+                _ => {}
+            }
+        };
+    }
+    throttled!(
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        OffsetCommit,
+        OffsetFetch,
+        FindCoordinator,
+        JoinGroup,
+        Heartbeat,
+        LeaveGroup,
+        SyncGroup,
+        DescribeGroups,
+        ListGroups,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        InitProducerId,
+        OffsetForLeaderEpoch,
+        DescribeConfigs,
+        AlterConfigs,
+        DescribeLogDirs,
+        CreatePartitions,
+        DeleteGroups,
+        OffsetDelete,
+        ElectLeaders,
+        IncrementalAlterConfigs,
+        AlterPartitionReassignments,
+        ListPartitionReassignments,
+        DescribeCluster,
+        UnregisterBroker,
+        DescribeProducers,
+        DescribeTopicPartitions,
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe,
+        CreateAcls,
+        DescribeAcls,
+        DeleteAcls,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials,
+        DescribeClientQuotas,
+        AlterClientQuotas,
+    );
+}
+
 /// A `StrBytes` from a `&str`.
 pub fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())

@@ -1,6 +1,6 @@
 """kafka-python under client quotas: produces or consumes COUNT records of 1 KiB as CLIENT_ID
 and prints how long it took and the largest throttle time the broker told it.
-Usage: kafka_python_quotas.py BOOTSTRAP TOPIC CLIENT_ID produce|consume COUNT"""
+Usage: kafka_python_quotas.py BOOTSTRAP TOPIC CLIENT_ID produce|produce-each|consume COUNT"""
 import sys
 import time
 
@@ -23,6 +23,14 @@ if phase == "produce":
     futures = [p.send(topic, value=b"x" * 1024, partition=0) for _ in range(count)]
     for f in futures:
         f.get(timeout=120)
+    elapsed = time.time() - start
+    throttle = max_throttle(p.metrics())
+    p.close()
+elif phase == "produce-each":
+    # One request per record: the broker's CPU per request is what a request quota counts.
+    p = KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks=1, linger_ms=0)
+    for _ in range(count):
+        p.send(topic, value=b"y" * 100, partition=0).get(timeout=120)
     elapsed = time.time() - start
     throttle = max_throttle(p.metrics())
     p.close()
