@@ -69,20 +69,40 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// Where and how the workload's clients connect.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint {
+    /// `bootstrap.servers`.
+    pub bootstrap: String,
+    /// Further librdkafka settings (security).
+    pub security: Vec<(String, String)>,
+}
+
+impl Endpoint {
+    /// A librdkafka configuration for this endpoint.
+    pub fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        for (k, v) in &self.security {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
 /// Produces `p<id>-<seq>` values to `topic` at `rate` per second until `stop`, then waits
 /// (up to the message timeout) for every outcome.
 pub fn produce(
     id: u32,
     idempotent: bool,
-    bootstrap: &str,
+    endpoint: &Endpoint,
     topic: &str,
     rate: u64,
     rec: Arc<Recorder>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), BoxError> {
-    let mut config = ClientConfig::new();
+    let mut config = endpoint.config();
     config
-        .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", idempotent.to_string())
         .set("linger.ms", "2")
@@ -178,13 +198,13 @@ impl ConsumerContext for Assignments {
 /// A group member reading `topic` and recording every read, until `stop`.
 pub fn consume(
     id: u32,
-    bootstrap: &str,
+    endpoint: &Endpoint,
     topic: &str,
     rec: Arc<Recorder>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), BoxError> {
-    let c: BaseConsumer<Assignments> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let c: BaseConsumer<Assignments> = endpoint
+        .config()
         .set("group.id", GROUP)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "true")
@@ -214,14 +234,14 @@ pub fn consume(
 
 /// Records the group's committed offsets whenever they change, until `stop`.
 pub fn observe_commits(
-    bootstrap: &str,
+    endpoint: &Endpoint,
     topic: &str,
     partitions: i32,
     rec: Arc<Recorder>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), BoxError> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let c: BaseConsumer = endpoint
+        .config()
         .set("group.id", GROUP)
         .set("enable.auto.commit", "false")
         .set("log_level", "3")
@@ -255,15 +275,15 @@ pub fn observe_commits(
 /// Reads every partition of `topic` from its start to its high watermark and records each
 /// record (`Final`) and each partition it finished (`FinalEnd`). Gives up after `timeout`.
 pub fn final_read(
-    bootstrap: &str,
+    endpoint: &Endpoint,
     topic: &str,
     partitions: i32,
     rec: &Recorder,
     timeout: Duration,
 ) -> Result<(), BoxError> {
     let deadline = Instant::now() + timeout;
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let c: BaseConsumer = endpoint
+        .config()
         .set("group.id", "strata-chaos-final")
         .set("enable.auto.commit", "false")
         .set("log_level", "3")

@@ -22,8 +22,10 @@ pub const VOTERS: usize = 3;
 pub struct Node {
     /// Node id (1-based).
     pub id: usize,
-    /// Kafka port.
+    /// Kafka port (PLAINTEXT: the harness's own checks, and the clients without secure links).
     pub port: u16,
+    /// The clients' port: with secure links a SASL_SSL listener, else `port`.
+    pub client_port: u16,
     /// Metrics port.
     pub metrics_port: u16,
     /// Data directory.
@@ -44,6 +46,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Proxies by (from, to) node id: [controller link, Kafka link].
     links: HashMap<(usize, usize), [Proxy; 2]>,
+    /// The secured links' files and settings (`--secure-links`).
+    secure: Option<crate::secure::SecureLinks>,
 }
 
 impl Cluster {
@@ -71,6 +75,12 @@ impl Cluster {
             Some(crate::secure::prepare(dir)?)
         } else {
             None
+        };
+        // The clients' listener: SASL_SSL with secure links.
+        let client: Vec<u16> = if secure_links {
+            (0..n).map(|_| free_port()).collect::<Result<_, _>>()?
+        } else {
+            kafka.clone()
         };
         let mut links = HashMap::new();
         for from in 1..=n {
@@ -118,7 +128,7 @@ impl Cluster {
                 set.push("process.roles=broker".into());
             }
             if let Some(secure) = &secure {
-                set.extend(secure.settings(kafka[id - 1], internal[id - 1]));
+                set.extend(secure.settings(kafka[id - 1], internal[id - 1], client[id - 1]));
             }
             set.extend(settings.iter().cloned());
             for s in set {
@@ -132,6 +142,7 @@ impl Cluster {
             nodes.push(Node {
                 id,
                 port: kafka[id - 1],
+                client_port: client[id - 1],
                 metrics_port,
                 data_dir,
                 child: None,
@@ -145,12 +156,13 @@ impl Cluster {
             bin: bin.to_path_buf(),
             nodes,
             links,
+            secure,
         };
-        if let Some(secure) = &secure {
+        if let Some(secure) = &c.secure {
             // The brokers' SCRAM login, in each voter's data directory before the first start:
             // the first active controller adds it to the quorum.
             for node in c.nodes.iter().take(quorum) {
-                secure.add_scram_user(&c.bin, &node.data_dir)?;
+                secure.add_scram_users(&c.bin, &node.data_dir)?;
             }
         }
         for id in 1..=n {
@@ -291,6 +303,24 @@ impl Cluster {
     /// Heals every link.
     pub fn heal_links(&self) {
         self.links.values().flatten().for_each(Proxy::heal);
+    }
+
+    /// Where the workload's clients connect, and how (with secure links: SASL_SSL with
+    /// SCRAM-SHA-512).
+    pub fn client_endpoint(&self) -> crate::clients::Endpoint {
+        crate::clients::Endpoint {
+            bootstrap: self
+                .nodes
+                .iter()
+                .map(|n| format!("127.0.0.1:{}", n.client_port))
+                .collect::<Vec<_>>()
+                .join(","),
+            security: self
+                .secure
+                .as_ref()
+                .map(crate::secure::SecureLinks::client_settings)
+                .unwrap_or_default(),
+        }
     }
 
     /// Bootstrap servers of every node.

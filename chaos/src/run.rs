@@ -416,11 +416,14 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
         Duration::from_secs(60),
     )?;
     let rec = Arc::new(Recorder::create(&dir.join("history.jsonl"))?);
+    // The workload's clients: over SASL_SSL with secure links; the harness's own checks
+    // (liveness, topic creation, replication) stay on the PLAINTEXT listener.
+    let endpoint = cluster.client_endpoint();
     let stop_producers = Arc::new(AtomicBool::new(false));
     let stop_consumers = Arc::new(AtomicBool::new(false));
     let mut producers = Vec::new();
     for id in 0..opts.producers {
-        let (b, r, s) = (bootstrap.clone(), rec.clone(), stop_producers.clone());
+        let (b, r, s) = (endpoint.clone(), rec.clone(), stop_producers.clone());
         let (idem, rate) = (id < opts.producers.div_ceil(2), opts.rate);
         producers.push(std::thread::spawn(move || {
             crate::clients::produce(id, idem, &b, topic, rate, r, s)
@@ -428,14 +431,14 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
     }
     let mut consumers = Vec::new();
     for id in 0..opts.consumers {
-        let (b, r, s) = (bootstrap.clone(), rec.clone(), stop_consumers.clone());
+        let (b, r, s) = (endpoint.clone(), rec.clone(), stop_consumers.clone());
         consumers.push(std::thread::spawn(move || {
             crate::clients::consume(id, &b, topic, r, s)
         }));
     }
     {
         let (b, r, s, p) = (
-            bootstrap.clone(),
+            endpoint.clone(),
             rec.clone(),
             stop_consumers.clone(),
             opts.partitions,
@@ -521,7 +524,7 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
         Duration::from_secs(60),
     )?;
     crate::clients::final_read(
-        &bootstrap,
+        &endpoint,
         topic,
         opts.partitions,
         &rec,
