@@ -105,6 +105,18 @@ fn describe(addr: &str, entity_type: &str) -> Vec<(String, String, f64)> {
     out
 }
 
+/// A broker measuring quotas over two windows of a second (a test's client reaches its
+/// steady rate quickly), and its metrics port.
+fn quota_broker() -> (common::Broker, u16) {
+    let mport = common::free_port();
+    let broker = common::Broker::start(&[
+        "quota.window.num=2",
+        "quota.window.size.seconds=1",
+        &format!("metrics.listen=127.0.0.1:{mport}"),
+    ]);
+    (broker, mport)
+}
+
 /// Runs the kafka-python quota client; returns (seconds, largest throttle in ms).
 fn kafka_python(bootstrap: &str, topic: &str, client_id: &str, phase: &str, n: u32) -> (f64, f64) {
     let out = common::python(&[
@@ -139,15 +151,7 @@ fn kafka_python(bootstrap: &str, topic: &str, client_id: &str, phase: &str, n: u
 
 #[test]
 fn byte_rate_quotas_slow_their_clients_only_and_survive_a_restart() {
-    let (port, mport) = (common::free_port(), common::free_port());
-    let mut broker = common::Broker::start_on(
-        port,
-        &[
-            "quota.window.num=2",
-            "quota.window.size.seconds=1",
-            &format!("metrics.listen=127.0.0.1:{mport}"),
-        ],
-    );
+    let (mut broker, mport) = quota_broker();
     let addr = broker.bootstrap();
     let codes = alter(
         &addr,
@@ -252,15 +256,7 @@ fn answered(source: &str, broker: SocketAddr) -> bool {
 /// time is throttled; another client is not.
 #[test]
 fn a_request_percentage_quota_throttles_a_busy_client() {
-    let (port, mport) = (common::free_port(), common::free_port());
-    let broker = common::Broker::start_on(
-        port,
-        &[
-            "quota.window.num=2",
-            "quota.window.size.seconds=1",
-            &format!("metrics.listen=127.0.0.1:{mport}"),
-        ],
-    );
+    let (broker, mport) = quota_broker();
     let addr = broker.bootstrap();
     // 1% of a thread: 10 ms of broker CPU per second.
     let codes = alter(
@@ -285,15 +281,7 @@ fn a_request_percentage_quota_throttles_a_busy_client() {
 
 #[test]
 fn an_address_over_its_connection_creation_rate_is_refused_and_others_are_not() {
-    let (port, mport) = (common::free_port(), common::free_port());
-    let broker = common::Broker::start_on(
-        port,
-        &[
-            "quota.window.num=2",
-            "quota.window.size.seconds=1",
-            &format!("metrics.listen=127.0.0.1:{mport}"),
-        ],
-    );
+    let (broker, mport) = quota_broker();
     let codes = alter(
         &broker.bootstrap(),
         vec![entry(

@@ -344,9 +344,7 @@ fn on_the_wire_nothing_but_the_exchange_before_authentication() {
 /// produce fails with an authentication error and nothing lands.
 #[test]
 fn rdkafka_with_plain() {
-    use rdkafka::Message;
     use rdkafka::config::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     let port = common::free_port();
@@ -397,27 +395,9 @@ fn rdkafka_with_plain() {
     let (e, _) = refused.expect_err("a wrong password produced");
     println!("wrong password: {e}");
 
-    let consumer: BaseConsumer = config("alice-secret")
-        .set("group.id", "rd-sasl-group")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["rd-sasl"]).unwrap();
-    let mut got = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while got.len() < 100 && std::time::Instant::now() < deadline {
-        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            let m = m.unwrap();
-            got.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
-        }
-    }
     // Anything past the 100 would be the intruder's record.
-    if let Some(m) = consumer.poll(Duration::from_secs(1)) {
-        panic!(
-            "an extra record: {:?}",
-            m.map(|m| m.payload().map(<[u8]>::to_vec))
-        );
-    }
+    let got =
+        common::kafka::read_exactly(&mut config("alice-secret"), "rd-sasl", "rd-sasl-group", 100);
     let want: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
     assert_eq!(got, want);
 }
@@ -563,9 +543,7 @@ fn rdkafka_re_authenticates_across_session_lifetimes() {
 /// user has no credential for are refused and produce nothing.
 #[test]
 fn rdkafka_with_scram_over_sasl_ssl() {
-    use rdkafka::Message;
     use rdkafka::config::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     let certs = tempfile::tempdir().unwrap();
@@ -616,26 +594,12 @@ fn rdkafka_with_scram_over_sasl_ssl() {
         let (e, _) = refused.expect_err("a refused login produced");
         println!("{mechanism} {user}/{password}: {e}");
     }
-    let consumer: BaseConsumer = config("SCRAM-SHA-256", "carol", "carol-secret")
-        .set("group.id", "rd-scram-group")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["rd-scram"]).unwrap();
-    let mut got = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while got.len() < 100 && std::time::Instant::now() < deadline {
-        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            let m = m.unwrap();
-            got.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
-        }
-    }
-    if let Some(m) = consumer.poll(Duration::from_secs(1)) {
-        panic!(
-            "an extra record: {:?}",
-            m.map(|m| m.payload().map(<[u8]>::to_vec))
-        );
-    }
+    let got = common::kafka::read_exactly(
+        &mut config("SCRAM-SHA-256", "carol", "carol-secret"),
+        "rd-scram",
+        "rd-scram-group",
+        100,
+    );
     let want: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
     assert_eq!(got, want);
 }

@@ -320,9 +320,7 @@ fn an_ssl_listener_without_a_usable_keystore_does_not_start() {
 /// gets nothing through.
 #[test]
 fn rdkafka_over_mutual_tls() {
-    use rdkafka::Message;
     use rdkafka::config::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     let certs = tempfile::tempdir().unwrap();
@@ -375,26 +373,8 @@ fn rdkafka_over_mutual_tls() {
         let (e, _) = refused.expect_err("a client without a trusted certificate produced");
         println!("certificate {cert:?}: {e}");
     }
-    let consumer: BaseConsumer = config(Some("client-2"))
-        .set("group.id", "rd-tls-group")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["rd-tls"]).unwrap();
-    let mut got = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while got.len() < 100 && std::time::Instant::now() < deadline {
-        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            let m = m.unwrap();
-            got.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
-        }
-    }
-    if let Some(m) = consumer.poll(Duration::from_secs(1)) {
-        panic!(
-            "an extra record: {:?}",
-            m.map(|m| m.payload().map(<[u8]>::to_vec))
-        );
-    }
+    let got =
+        common::kafka::read_exactly(&mut config(Some("client-2")), "rd-tls", "rd-tls-group", 100);
     let want: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
     assert_eq!(got, want);
 }

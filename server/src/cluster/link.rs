@@ -12,13 +12,10 @@
 //!   JAAS text, as Kafka's brokers do; the leader then authorizes the follower's principal
 //!   (CLUSTER_ACTION on the cluster) when an authorizer is on.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
@@ -160,51 +157,5 @@ pub fn controller_acceptor(
         .map_err(|e| LinkError(format!("the controller listener: {e}")))
 }
 
-/// A link's byte stream.
-#[derive(Debug)]
-pub enum LinkStream {
-    /// PLAINTEXT.
-    Plain(TcpStream),
-    /// TLS, after the handshake.
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for LinkStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            LinkStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            LinkStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for LinkStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            LinkStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            LinkStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            LinkStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            LinkStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            LinkStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            LinkStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+/// A link's byte stream: plain TCP, or the client side of TLS.
+pub type LinkStream = crate::client_stream::MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;

@@ -42,3 +42,33 @@ pub fn create_topic(
         .unwrap();
     assert!(res.iter().all(|r| r.is_ok()), "{res:?}");
 }
+
+/// Subscribes `config` (a consumer's settings, bootstrap and security included) to `topic` in
+/// `group` from the earliest offset and reads `n` values; panics on a value more (a record
+/// that should not have landed).
+pub fn read_exactly(config: &mut ClientConfig, topic: &str, group: &str, n: usize) -> Vec<String> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use std::time::{Duration, Instant};
+    let consumer: BaseConsumer = config
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < n && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            let m = m.unwrap();
+            got.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    if let Some(m) = consumer.poll(Duration::from_secs(1)) {
+        panic!(
+            "an extra record: {:?}",
+            m.map(|m| m.payload().map(<[u8]>::to_vec))
+        );
+    }
+    got
+}
