@@ -264,6 +264,68 @@ impl std::fmt::Debug for ReloadingAcceptor {
 /// location.
 type FileStamps = Vec<Option<(std::time::SystemTime, u64)>>;
 
+fn stamps(settings: &SslSettings) -> FileStamps {
+    [&settings.keystore_location, &settings.truststore_location]
+        .into_iter()
+        .map(|p| {
+            let m = std::fs::metadata(p.as_ref()?).ok()?;
+            Some((m.modified().ok()?, m.len()))
+        })
+        .collect()
+}
+
+/// The client side of this node's TLS links, reloaded when the keystore or truststore files
+/// change (checked at each new connection: links connect rarely): a renewed node certificate
+/// is presented without a restart. A change that does not load is logged and the configuration
+/// in use kept.
+pub struct ReloadingClientConfig {
+    settings: SslSettings,
+    current: std::sync::RwLock<(Arc<rustls::ClientConfig>, FileStamps)>,
+}
+
+impl std::fmt::Debug for ReloadingClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingClientConfig")
+            .field("keystore", &self.settings.keystore_location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReloadingClientConfig {
+    /// Loads the configuration (errors as [`client_config`]'s).
+    pub fn new(settings: SslSettings) -> Result<ReloadingClientConfig, TlsError> {
+        let stamps = stamps(&settings);
+        let config = client_config(&settings)?;
+        Ok(ReloadingClientConfig {
+            settings,
+            current: std::sync::RwLock::new((config, stamps)),
+        })
+    }
+
+    /// The configuration for a new connection.
+    pub fn config(&self) -> Arc<rustls::ClientConfig> {
+        let now = stamps(&self.settings);
+        {
+            let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+            if current.1 == now {
+                return current.0.clone();
+            }
+        }
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        current.1 = now;
+        match client_config(&self.settings) {
+            Ok(c) => {
+                tracing::info!("TLS keystore or truststore changed: links use the new one");
+                current.0 = c;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS keystore or truststore changed but does not load; links keep the one in use");
+            }
+        }
+        current.0.clone()
+    }
+}
+
 impl ReloadingAcceptor {
     /// Loads the acceptor (errors as [`server_config`]'s).
     pub fn new(settings: SslSettings) -> Result<ReloadingAcceptor, TlsError> {
@@ -276,13 +338,7 @@ impl ReloadingAcceptor {
     }
 
     fn stamps(settings: &SslSettings) -> FileStamps {
-        [&settings.keystore_location, &settings.truststore_location]
-            .into_iter()
-            .map(|p| {
-                let m = std::fs::metadata(p.as_ref()?).ok()?;
-                Some((m.modified().ok()?, m.len()))
-            })
-            .collect()
+        stamps(settings)
     }
 
     /// The acceptor for a new connection.

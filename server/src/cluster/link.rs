@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio_rustls::rustls;
 
 use crate::config::BrokerConfig;
 use crate::listener::SecurityProtocol;
@@ -29,8 +28,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How this node dials one kind of link.
 #[derive(Clone, Default)]
 pub struct LinkSecurity {
-    /// TLS, with this node's certificate when it has one.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// TLS, with this node's certificate when it has one (reloaded when its files change).
+    pub tls: Option<Arc<crate::tls::ReloadingClientConfig>>,
     /// SASL login (inter-broker links only: the controller link is not Kafka's protocol).
     pub sasl: Option<Login>,
 }
@@ -128,7 +127,7 @@ impl LinkSecurity {
         let name = ServerName::try_from(host.to_string()).map_err(|e| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host}: {e}"))
         })?;
-        let connector = tokio_rustls::TlsConnector::from(tls.clone());
+        let connector = tokio_rustls::TlsConnector::from(tls.config());
         let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
@@ -136,8 +135,13 @@ impl LinkSecurity {
     }
 }
 
-fn client_tls(config: &BrokerConfig, what: &str) -> Result<Arc<rustls::ClientConfig>, LinkError> {
-    crate::tls::client_config(&config.ssl).map_err(|e| LinkError(format!("{what}: {e}")))
+fn client_tls(
+    config: &BrokerConfig,
+    what: &str,
+) -> Result<Arc<crate::tls::ReloadingClientConfig>, LinkError> {
+    crate::tls::ReloadingClientConfig::new(config.ssl.clone())
+        .map(Arc::new)
+        .map_err(|e| LinkError(format!("{what}: {e}")))
 }
 
 /// The server side of the controller listener: `None` for PLAINTEXT; for SSL, TLS that
