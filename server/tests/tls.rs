@@ -378,3 +378,72 @@ fn rdkafka_over_mutual_tls() {
     let want: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
     assert_eq!(got, want);
 }
+
+/// The certificate a node presents on its links to other nodes is renewed without a restart:
+/// the same `ReloadingClientConfig` first presents a certificate the peer does not trust and
+/// is refused, then, once the file holds a renewed one from the cluster's CA, is let in.
+#[test]
+fn a_links_renewed_client_certificate_is_presented_without_a_restart() {
+    use strata_server::tls::{ClientAuth, ReloadingAcceptor, ReloadingClientConfig, SslSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cluster_ca = ca("cluster CA");
+    let other_ca = ca("other CA");
+    let names = ["127.0.0.1"];
+    let both = [Purpose::ServerAuth, Purpose::ClientAuth];
+    let w = |name: &str, text: &str| std::fs::write(d.join(name), text).unwrap();
+    w("ca.pem", &cluster_ca.cert.pem());
+    w(
+        "peer.pem",
+        &common::certs::keystore(&leaf(&cluster_ca, "peer", &names, &both)),
+    );
+    w(
+        "node.pem",
+        &common::certs::keystore(&leaf(&other_ca, "node", &names, &both)),
+    );
+    let settings = |keystore: &str| SslSettings {
+        keystore_location: Some(d.join(keystore)),
+        truststore_location: Some(d.join("ca.pem")),
+        client_auth: ClientAuth::Required,
+        ..SslSettings::default()
+    };
+    let acceptor = ReloadingAcceptor::new(settings("peer.pem"))
+        .unwrap()
+        .acceptor();
+    let client = ReloadingClientConfig::new(settings("node.pem")).unwrap();
+    let rt = common::kafka::runtime();
+    let handshake = |client: &ReloadingClientConfig| {
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let acceptor = acceptor.clone();
+            let server = tokio::spawn(async move {
+                let (tcp, _) = listener.accept().await.unwrap();
+                acceptor.accept(tcp).await.is_ok()
+            });
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let connected = tokio_rustls::TlsConnector::from(client.config())
+                .connect(name, tcp)
+                .await;
+            // TLS 1.3: the client finishes before the server has checked its certificate.
+            let accepted = server.await.unwrap();
+            connected.is_ok() && accepted
+        })
+    };
+    assert!(
+        !handshake(&client),
+        "a certificate from another CA was let in"
+    );
+    // The renewed certificate, from the cluster's CA, written over the old file.
+    std::thread::sleep(Duration::from_millis(20));
+    w(
+        "node.pem.new",
+        &common::certs::keystore(&leaf(&cluster_ca, "node", &names, &both)),
+    );
+    std::fs::rename(d.join("node.pem.new"), d.join("node.pem")).unwrap();
+    assert!(
+        handshake(&client),
+        "the renewed certificate was not presented"
+    );
+}
