@@ -176,14 +176,14 @@ fn consume_raw(
     consume_raw_on(&mut s, topic, partitions, total_bytes)
 }
 
-/// [`consume_raw`] over TLS (rustls, the same library and provider as the broker's).
-fn consume_raw_tls(
+/// A TLS connection to `bootstrap` (rustls with ring, as the broker), trusting `ca`.
+fn tls_stream(
     bootstrap: &str,
     ca: &std::path::Path,
-    topic: &str,
-    partitions: i32,
-    total_bytes: u64,
-) -> Result<(Duration, u64), BoxError> {
+) -> Result<
+    tokio_rustls::rustls::StreamOwned<tokio_rustls::rustls::ClientConnection, TcpStream>,
+    BoxError,
+> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, ServerName};
     use std::sync::Arc;
@@ -204,8 +204,98 @@ fn consume_raw_tls(
     let conn = rustls::ClientConnection::new(Arc::new(config), name)?;
     let tcp = TcpStream::connect(bootstrap)?;
     tcp.set_nodelay(true)?;
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
+/// [`consume_raw`] over TLS.
+fn consume_raw_tls(
+    bootstrap: &str,
+    ca: &std::path::Path,
+    topic: &str,
+    partitions: i32,
+    total_bytes: u64,
+) -> Result<(Duration, u64), BoxError> {
+    let mut tls = tls_stream(bootstrap, ca)?;
     consume_raw_on(&mut tls, topic, partitions, total_bytes)
+}
+
+/// Produces `total_bytes` of `message_bytes` records to partition 0 of `topic` with plain
+/// Produce requests (acks=all, batches of 256 KiB built once, 8 requests in flight): the
+/// broker's produce path without a client library's per-record cost.
+fn produce_raw_on<S: Read + Write>(
+    s: &mut S,
+    topic: &str,
+    message_bytes: usize,
+    total_bytes: u64,
+) -> Result<Duration, BoxError> {
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::produce_request::{
+        PartitionProduceData, ProduceRequest, TopicProduceData,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    };
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    let version = 9i16;
+    let per_batch = ((256usize << 10) / message_bytes.max(1)).max(1);
+    let batch = Bytes::from(strata_engine::batch::build_filled(
+        per_batch,
+        message_bytes,
+        b'x',
+        0,
+    ));
+    let mut pd = PartitionProduceData::default();
+    pd.index = 0;
+    pd.records = Some(batch);
+    let mut td = TopicProduceData::default();
+    td.name = TopicName(StrBytes::from_string(topic.to_string()));
+    td.partition_data = vec![pd];
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 30_000;
+    req.topic_data = vec![td];
+    let mut frame = BytesMut::new();
+    let mut h = RequestHeader::default();
+    h.request_api_key = ApiKey::Produce as i16;
+    h.request_api_version = version;
+    h.encode(&mut frame, ApiKey::Produce.request_header_version(version))?;
+    req.encode(&mut frame, version)?;
+    let mut framed = (frame.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&frame);
+    let batches = total_bytes.div_ceil((per_batch * message_bytes) as u64);
+    let start = Instant::now();
+    let mut in_flight = 0u32;
+    let mut buf = Vec::new();
+    let mut read_one = |s: &mut S| -> Result<(), BoxError> {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len)?;
+        buf.resize(i32::from_be_bytes(len) as usize, 0);
+        s.read_exact(&mut buf)?;
+        let mut b = Bytes::copy_from_slice(&buf);
+        ResponseHeader::decode(&mut b, ApiKey::Produce.response_header_version(version))?;
+        let resp = ProduceResponse::decode(&mut b, version)?;
+        for t in resp.responses {
+            for p in t.partition_responses {
+                if p.error_code != 0 {
+                    return Err(format!("produce error {}", p.error_code).into());
+                }
+            }
+        }
+        Ok(())
+    };
+    for _ in 0..batches {
+        s.write_all(&framed)?;
+        in_flight += 1;
+        if in_flight >= 8 {
+            read_one(s)?;
+            in_flight -= 1;
+        }
+    }
+    while in_flight > 0 {
+        read_one(s)?;
+        in_flight -= 1;
+    }
+    Ok(start.elapsed())
 }
 
 fn consume_raw_on<S: Read + Write>(
@@ -367,6 +457,39 @@ pub fn run(args: KafkaArgs, do_produce: bool, do_consume: bool) -> Result<(), Bo
             produce_mbps / base_mbps
         );
         if let (Some(tls), Some(ca)) = (&args.tls_bootstrap, &args.tls_ca) {
+            // The broker's side alone: plain Produce requests over each listener.
+            for t in ["raw", "raw-tls"] {
+                strata_testkit::create_topic(
+                    &bootstrap,
+                    &format!("{topic}-{t}"),
+                    1,
+                    1,
+                    Duration::from_secs(60),
+                )?;
+            }
+            let mut plain = TcpStream::connect(&bootstrap)?;
+            plain.set_nodelay(true)?;
+            let rp = produce_raw_on(
+                &mut plain,
+                &format!("{topic}-raw"),
+                args.message_bytes,
+                total,
+            )?;
+            let mut tls_conn = tls_stream(tls, ca)?;
+            let rt = produce_raw_on(
+                &mut tls_conn,
+                &format!("{topic}-raw-tls"),
+                args.message_bytes,
+                total,
+            )?;
+            let (rp_mbps, rt_mbps) = (
+                total as f64 / rp.as_secs_f64() / 1e6,
+                total as f64 / rt.as_secs_f64() / 1e6,
+            );
+            println!(
+                "produce, plain Produce requests (256 KiB batches, 8 in flight): plaintext {rp_mbps:.1} MB/s, TLS {rt_mbps:.1} MB/s -> {:.2}x",
+                rt_mbps / rp_mbps
+            );
             let tls_topic = format!("{topic}-tls");
             strata_testkit::create_topic(
                 &bootstrap,
