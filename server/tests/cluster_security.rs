@@ -33,6 +33,11 @@ fn write_certs(dir: &Path) {
         "intruder.pem",
         &keystore(&leaf(&other_ca, "strata-node", &names, &both)),
     );
+    // Signed by the cluster's CA, but not a node's principal (a client's, say).
+    w(
+        "impostor.pem",
+        &keystore(&leaf(&cluster_ca, "impostor", &names, &both)),
+    );
 }
 
 const PLAIN_JAAS: &str = "org.apache.kafka.common.security.plain.PlainLoginModule required \
@@ -295,6 +300,32 @@ fn acls_and_scram_users_made_through_one_broker_hold_on_all_and_survive_a_full_r
     ]);
     assert!(out.contains("cluster-acls: after-restart ok"), "{out}");
     println!("{out}");
+
+    // With an authorizer on, a certificate from the cluster's CA is not enough to use the
+    // controller listener: its principal must be a super user (a node's).
+    let before = metric_sum(&c, "strata_tls_handshake_failures");
+    let d = certs.path().display();
+    let impostor = common::Broker::start(&[
+        "node.id=4",
+        "process.roles=broker",
+        &format!("controller.quorum.voters={}", c.voters()),
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+        "controller.listener.names=CONTROLLER",
+        &format!("ssl.keystore.location={d}/impostor.pem"),
+        &format!("ssl.truststore.location={d}/ca.pem"),
+    ]);
+    wait_for(
+        "the controllers to refuse the impostor",
+        Duration::from_secs(20),
+        || (metric_sum(&c, "strata_tls_handshake_failures") > before).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        common::cluster::broker_ids(&plaintext),
+        vec![1, 2, 3],
+        "the impostor registered"
+    );
+    drop(impostor);
 }
 
 /// A cluster's first SCRAM user is added to a node's data directory with `strata scram add`

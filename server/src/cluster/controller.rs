@@ -161,7 +161,13 @@ impl Controller {
         if let Some(a) = &acceptor {
             a.watch(config.ssl_reload_interval, metrics.clone());
         }
-        tokio::spawn(accept_loop(listener, tx, acceptor, metrics));
+        let members = config.authorizer.then(|| {
+            Arc::new(Members {
+                super_users: config.super_users.clone(),
+                rules: config.ssl_principal_rules.clone(),
+            })
+        });
+        tokio::spawn(accept_loop(listener, tx, acceptor, metrics, members));
         Ok(controller)
     }
 
@@ -179,11 +185,45 @@ impl Controller {
     }
 }
 
+/// Who may use the controller listener when an authorizer is on: the principals of
+/// `super.users` (the nodes' certificates' subjects, through `ssl.principal.mapping.rules`), as
+/// Kafka requires CLUSTER_ACTION of its controllers' peers. Without an authorizer any
+/// certificate the truststore vouches for is a member.
+#[derive(Debug)]
+struct Members {
+    super_users: Vec<String>,
+    rules: Vec<crate::tls::PrincipalRule>,
+}
+
+impl Members {
+    /// `Err(why)` unless the peer's certificate names a super user.
+    fn admit(&self, tls: &tokio_rustls::server::TlsStream<TcpStream>) -> Result<(), String> {
+        let dn = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|cert| crate::tls::subject_dn(cert.as_ref()))
+            .ok_or("no readable client certificate")?;
+        let name = crate::tls::map_principal(&self.rules, &dn)
+            .ok_or_else(|| format!("no ssl.principal.mapping.rules rule matches {dn}"))?;
+        let principal = format!("User:{name}");
+        if self.super_users.contains(&principal) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{principal} is not in super.users: only the cluster's nodes may use the controller listener"
+            ))
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     tx: Sender<Input>,
     tls: Option<Arc<crate::tls::ReloadingAcceptor>>,
     metrics: Arc<crate::metrics::Metrics>,
+    members: Option<Arc<Members>>,
 ) {
     let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
     loop {
@@ -198,6 +238,7 @@ async fn accept_loop(
                 // before a single frame is read.
                 let acceptor = tls.acceptor();
                 let (tx, metrics, refused) = (tx.clone(), metrics.clone(), refused.clone());
+                let members = members.clone();
                 tokio::spawn(async move {
                     let why = match tokio::time::timeout(
                         Duration::from_secs(10),
@@ -205,7 +246,10 @@ async fn accept_loop(
                     )
                     .await
                     {
-                        Ok(Ok(s)) => return serve_connection(s, tx).await,
+                        Ok(Ok(s)) => match members.as_deref().map_or(Ok(()), |m| m.admit(&s)) {
+                            Ok(()) => return serve_connection(s, tx).await,
+                            Err(why) => why,
+                        },
                         Ok(Err(e)) => e.to_string(),
                         Err(_) => "timed out".to_string(),
                     };
