@@ -3,9 +3,9 @@
 //! SASL_SSL inter-broker listener logging in with SCRAM-SHA-512 (the user added to each voter's
 //! data directory before the first start, so the quorum bootstraps it); every link to a
 //! controller is mutual TLS; the workload's clients (librdkafka) connect to a SASL_SSL
-//! listener with SCRAM-SHA-512; an authorizer checks every request (the brokers' user, the
-//! clients' and the harness's own checks on a PLAINTEXT listener (`User:ANONYMOUS`) are super
-//! users: the faults, not the ACLs, are under test).
+//! listener with SCRAM-SHA-512; an authorizer checks every request (the brokers' user and
+//! certificate, the clients' user and the harness's own checks on a PLAINTEXT listener
+//! (`User:ANONYMOUS`) are super users: the faults, not the ACLs, are under test).
 
 use std::path::{Path, PathBuf};
 
@@ -77,7 +77,7 @@ impl SecureLinks {
             format!("ssl.keystore.location={}", self.keystore.display()),
             format!("ssl.truststore.location={}", self.truststore.display()),
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer".into(),
-            "super.users=User:broker;User:chaos-client;User:ANONYMOUS".into(),
+            "super.users=User:broker;User:chaos-client;User:ANONYMOUS;User:CN=strata-chaos-node".into(),
         ]
     }
 
