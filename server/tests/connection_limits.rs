@@ -118,6 +118,16 @@ fn floods_slow_clients_and_idle_connections_are_cut_off() {
     assert!(common::Broker::metric(mport, "strata_connections_refused_total_limit") >= 1.0);
     drop(others);
     drop(kept);
+    // The broker frees their places once it sees them closed: wait until a new connection is
+    // served again, or the next one could be refused as over the total.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !api_versions(&mut connect_from([127, 0, 0, 5], port)) {
+        assert!(
+            Instant::now() < deadline,
+            "the closed connections' places were never freed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // Slow loris: a frame's size and a few of its bytes, then nothing.
     let mut slow = connect_from([127, 0, 0, 3], port);
