@@ -751,8 +751,16 @@ fn start_produce(
         throttle = throttle.max(t);
     }
     let ctx = ctx.clone();
+    // The answer is built in a task of its own: it keeps the connection's listener (its
+    // leader hints name addresses on that listener, KIP-951).
+    let listener = LISTENER.try_with(Clone::clone).ok();
+    let advertised = ADVERTISED.try_with(Clone::clone).ok();
     let pending = tokio::spawn(async move {
-        let response = in_flight.finish().await;
+        let finish = in_flight.finish();
+        let response = match (listener, advertised) {
+            (Some(l), Some(a)) => LISTENER.scope(l, ADVERTISED.scope(a, finish)).await,
+            _ => finish.await,
+        };
         ctx.metrics
             .observe_request(ApiKey::Produce, started.elapsed());
         let Some(mut response) = response else {

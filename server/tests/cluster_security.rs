@@ -375,3 +375,65 @@ print("carol produced")
     let out = common::python(&["-c", &script]);
     assert!(out.contains("carol produced"), "{out}");
 }
+
+/// A client on any listener is told addresses on that listener: in Metadata and in the KIP-951
+/// leader hints of a produce answered by a broker that is not the leader (built after the
+/// append, in a task of its own; it once named the first listener's addresses, which sent
+/// TLS clients to a PLAINTEXT port).
+#[test]
+fn metadata_and_leader_hints_name_the_listener_the_client_uses() {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, ResponseKind};
+    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let other: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let per_node = (0..3)
+        .map(|i| {
+            vec![format!(
+                "listeners=PLAINTEXT://127.0.0.1:{},OTHER://127.0.0.1:{}",
+                ports[i], other[i]
+            )]
+        })
+        .collect();
+    let c = Cluster::start(Layout {
+        brokers: 3,
+        extra: vec!["listener.security.protocol.map=PLAINTEXT:PLAINTEXT,OTHER:PLAINTEXT".into()],
+        per_node,
+        ports,
+        ..Layout::default()
+    });
+    create_topic(&c.bootstrap(), "hinted", 1, 1);
+    let leader = wait_isr(&c.bootstrap(), "hinted", 0, 1);
+    let elsewhere = (1..=3).find(|n| *n != leader).unwrap();
+    let connect = |port: u16| {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    let mut conn = connect(other[elsewhere as usize - 1]);
+    let ResponseKind::Metadata(md) =
+        common::wire::call(&mut conn, ApiKey::Metadata, 12, &MetadataRequest::default())
+    else {
+        panic!("not a Metadata response")
+    };
+    let mut listed: Vec<u16> = md.brokers.iter().map(|b| b.port as u16).collect();
+    listed.sort();
+    let mut want = other.clone();
+    want.sort();
+    assert_eq!(listed, want, "Metadata on OTHER names OTHER addresses");
+    let batch = strata_engine::batch::build(strata_engine::Offset(0), 0, &[(None, Some(b"x"))]);
+    let req = common::wire::produce("hinted", vec![(0, bytes::Bytes::from(batch))]);
+    let ResponseKind::Produce(resp) = common::wire::call(&mut conn, ApiKey::Produce, 11, &req)
+    else {
+        panic!("not a Produce response")
+    };
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 6);
+    let hinted: Vec<(i32, i32)> = resp
+        .node_endpoints
+        .iter()
+        .map(|e| (e.node_id.0, e.port))
+        .collect();
+    assert_eq!(
+        hinted,
+        vec![(leader, i32::from(other[leader as usize - 1]))],
+        "the leader's address on OTHER"
+    );
+}
