@@ -306,7 +306,8 @@ impl QuotaStore {
     /// name of the rate it is measured on.
     fn resolve(&self, key: &str, user: &str, client_id: &str) -> Option<(String, f64)> {
         let values = self.values.read().unwrap_or_else(|p| p.into_inner());
-        if values.is_empty() {
+        // Nothing to look up (and no keys to build) unless some entity sets this quota.
+        if !values.values().any(|v| v.contains_key(key)) {
             return None;
         }
         let pair = |t: &str, n: Option<&str>| (t.to_string(), n.map(str::to_string));
