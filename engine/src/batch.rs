@@ -372,6 +372,24 @@ pub fn stamp_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, b
     restamp_crc(batch);
 }
 
+/// Sets the transactional (and, with `control`, the control) attribute bit of a batch and
+/// restamps its CRC: a transactional producer's batch, or a transaction marker (what a client
+/// or a transaction coordinator writes; for the broker's markers, tests and tools).
+pub fn stamp_transactional(batch: &mut [u8], control: bool) {
+    let Some(field) = batch
+        .get(ATTRIBUTES_POS..ATTRIBUTES_POS + 2)
+        .and_then(|f| <[u8; 2]>::try_from(f).ok())
+    else {
+        return;
+    };
+    let mut attributes = i16::from_be_bytes(field) | 0x10;
+    if control {
+        attributes |= 0x20;
+    }
+    put_field(batch, ATTRIBUTES_POS, &attributes.to_be_bytes());
+    restamp_crc(batch);
+}
+
 /// Sets the record count field (used by compaction).
 pub(crate) fn set_records_count(batch: &mut [u8], count: i32) {
     put_field(batch, RECORDS_COUNT_POS, &count.to_be_bytes());

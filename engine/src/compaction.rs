@@ -9,7 +9,9 @@
 //!
 //! Limits (documented, deliberate): records of compressed batches are neither removed nor used
 //! to supersede older records (the batch is kept whole; compaction only ever keeps more than it
-//! must), tombstones are kept, and the active segment is never rewritten.
+//! must), tombstones are kept, and the active segment is never rewritten. Transactional batches
+//! and control batches (markers) are kept whole and supersede nothing, for the same reason:
+//! which of their records count is decided by a marker the engine does not interpret.
 //!
 //! Invariant: for every key, the record with the highest offset survives; no record's offset
 //! changes; every rewritten batch passes validation.
@@ -127,6 +129,13 @@ fn rewrite(plan: &CompactionPlan) -> Result<Vec<Rewritten>> {
             let Some(one) = bytes.get(pos..pos + h.size()) else {
                 continue;
             };
+            // Transactional batches (their records and the markers that end them) are kept
+            // whole and set no key's latest record: whether a record of an open or aborted
+            // transaction supersedes an earlier one is decided by its marker, which the engine
+            // does not interpret, so compaction never drops a record in favour of one.
+            if h.is_transactional() {
+                continue;
+            }
             if let Some(records) = batch::records(one) {
                 for r in records {
                     if let Some(k) = r.key {
@@ -150,6 +159,10 @@ fn rewrite(plan: &CompactionPlan) -> Result<Vec<Rewritten>> {
             let Some(one) = bytes.get(pos..pos + h.size()) else {
                 continue;
             };
+            if h.is_transactional() {
+                kept.extend_from_slice(one);
+                continue;
+            }
             let keep = |off: Offset, key: Option<&[u8]>| {
                 key.is_none_or(|k| latest.get(k).is_none_or(|l| *l == off))
             };

@@ -1650,17 +1650,35 @@ impl Log {
     }
 
     /// Calls `f` with the header of every batch from the log start, in offset order, reading only
-    /// headers (no record bytes). For state rebuilt from batch headers at startup, such as
-    /// idempotent producer sequences. Holds the log's lock while it walks.
+    /// headers, except for control batches (transaction markers, a few dozen bytes each), whose
+    /// whole bytes are read and passed too (`None` for every other batch, and for a control
+    /// batch over 64 KiB, which no producer writes). For state rebuilt from batch headers at
+    /// startup, such as idempotent producer sequences and open transactions. Holds the log's
+    /// lock while it walks.
     #[cfg_attr(feature = "internals", visibility::make(pub))]
-    pub(crate) fn for_each_batch_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+    pub(crate) fn for_each_batch_header(
+        &self,
+        mut f: impl FnMut(&BatchHeader, Option<&[u8]>),
+    ) -> Result<()> {
+        const CONTROL_BATCH_MAX: usize = 64 << 10;
         let g = self.lock()?;
         let start = g.log_start_offset;
+        let mut control = Vec::new();
         for seg in g.segments.values() {
             let mut pos = 0u64;
             while let Some(h) = seg.read_header(pos)? {
                 if h.last_offset() >= start {
-                    f(&h);
+                    let bytes = if h.is_control() && h.size() <= CONTROL_BATCH_MAX {
+                        control.resize(h.size(), 0);
+                        let n = seg
+                            .file()
+                            .read_at(&mut control, pos)
+                            .map_err(|e| LogError::io(seg.path(), e))?;
+                        (n == control.len()).then_some(control.as_slice())
+                    } else {
+                        None
+                    };
+                    f(&h, bytes);
                 }
                 pos += h.size() as u64;
             }

@@ -463,6 +463,51 @@ macro_rules! backend_suite {
                 assert_eq!(read_all(&log, Offset(0)), all);
             }
 
+            /// Compaction keeps transactional batches whole and lets none of their records
+            /// supersede an earlier one: an aborted transaction's record must not remove the
+            /// committed value before it. A later plain record still supersedes both plain
+            /// predecessors.
+            #[test]
+            fn compaction_keeps_transactional_batches_whole() {
+                let h = h();
+                let cfg = LogConfig {
+                    cleanup_policy: CleanupPolicy::Compact,
+                    ..small_segments()
+                };
+                let log = h.open(cfg);
+                let append = |k: &str, v: &str, transactional: bool| {
+                    let mut b = keyed_batch(&[(k.as_bytes(), v.as_bytes())], 1);
+                    if transactional {
+                        batch::stamp_producer(&mut b, 9, 0, 0);
+                        batch::stamp_transactional(&mut b, false);
+                    }
+                    log.append(b, LeaderEpoch(0)).unwrap();
+                };
+                append("k", "committed", false);
+                append("k", "in-a-transaction", true);
+                for round in 0..40u32 {
+                    append("filler", &format!("{round:0100}"), false);
+                }
+                log.flush().unwrap();
+                log.compact().unwrap();
+                let all = read_all(&log, Offset(0));
+                assert!(all.contains(&(Offset(0), Some(b"committed".to_vec()))));
+                assert!(all.contains(&(Offset(1), Some(b"in-a-transaction".to_vec()))));
+                append("k", "later", false);
+                for round in 0..40u32 {
+                    append("filler", &format!("{round:0100}"), false);
+                }
+                log.flush().unwrap();
+                log.compact().unwrap();
+                let all = read_all(&log, Offset(0));
+                assert!(
+                    !all.iter().any(|(o, _)| *o == Offset(0)),
+                    "superseded by a plain record"
+                );
+                assert!(all.contains(&(Offset(1), Some(b"in-a-transaction".to_vec()))));
+                assert!(all.contains(&(Offset(42), Some(b"later".to_vec()))));
+            }
+
             /// A fetch's check of a slice is done once: the same bytes read again are trusted
             /// while their file is unchanged and in the page cache (only where the backend has
             /// descriptors; the simulated disk checks every time); a byte written into the file

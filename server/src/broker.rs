@@ -21,6 +21,14 @@ use crate::topic::{Partition, Topic, valid_topic_name};
 
 /// Name of the internal offsets topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Name of the internal topic of the transaction coordinators' state.
+pub const TXN_TOPIC: &str = "__transaction_state";
+
+/// Whether `name` is one of the internal topics (clients cannot write, delete or grow them).
+pub fn is_internal_topic(name: &str) -> bool {
+    name == OFFSETS_TOPIC || name == TXN_TOPIC
+}
 const TOPICS_FILE: &str = "topics.toml";
 const PRODUCER_ID_FILE: &str = "producer-id-block";
 /// Producer ids reserved per persisted block.
@@ -476,6 +484,21 @@ impl Broker {
         }
     }
 
+    /// Whether partition `index` of topic `name` exists: on this broker standalone, in the
+    /// metadata image in a cluster (wherever its replicas are).
+    pub fn partition_exists_anywhere(&self, name: &str, index: i32) -> bool {
+        match &self.cluster {
+            None => self
+                .topic(name)
+                .is_some_and(|t| t.partition(index).is_some()),
+            Some(c) => c
+                .image()
+                .topics
+                .get(name)
+                .is_some_and(|t| usize::try_from(index).is_ok_and(|i| i < t.partitions.len())),
+        }
+    }
+
     /// Adds a topic to this broker's table (cluster mode: as the metadata image says).
     pub fn insert_topic(&self, topic: Arc<Topic>) {
         self.topics_write().insert(topic.name.clone(), topic);
@@ -518,7 +541,7 @@ impl Broker {
         Ok(Arc::new(Topic {
             name: name.to_string(),
             id,
-            internal: name == OFFSETS_TOPIC,
+            internal: is_internal_topic(name),
             partitions: RwLock::new(ps),
             overrides: RwLock::new(overrides),
             config: RwLock::new(config),
@@ -812,7 +835,7 @@ impl Broker {
                     format!("no topic {name}"),
                 )
             })?;
-        if name == OFFSETS_TOPIC {
+        if is_internal_topic(name) {
             return Err(AdminError::new(
                 ErrorCode::InvalidRequest,
                 "the partitions of internal topics cannot be changed",
@@ -832,7 +855,7 @@ impl Broker {
         let Some(cluster) = &self.cluster else {
             return self.delete_topic(name);
         };
-        if name == OFFSETS_TOPIC {
+        if is_internal_topic(name) {
             return Err(AdminError::new(
                 ErrorCode::InvalidTopicException,
                 "internal topics cannot be deleted",
@@ -877,10 +900,10 @@ impl Broker {
             };
         }
         let config = self.log_config(&overrides)?;
-        if name == OFFSETS_TOPIC && config.cleanup_policy != CleanupPolicy::Compact {
+        if is_internal_topic(name) && config.cleanup_policy != CleanupPolicy::Compact {
             return Err(AdminError::new(
                 ErrorCode::InvalidConfig,
-                "__consumer_offsets stays compacted",
+                "internal topics stay compacted",
             ));
         }
         if validate_only {
@@ -899,7 +922,7 @@ impl Broker {
     /// Deletes a topic and its data.
     pub fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
         let _g = self.admin.lock().unwrap_or_else(|p| p.into_inner());
-        if name == OFFSETS_TOPIC {
+        if is_internal_topic(name) {
             return Err(AdminError::new(
                 ErrorCode::InvalidTopicException,
                 "internal topics cannot be deleted",
@@ -1001,7 +1024,7 @@ impl Broker {
         if topic.internal && config.cleanup_policy != CleanupPolicy::Compact {
             return Err(AdminError::new(
                 ErrorCode::InvalidConfig,
-                "__consumer_offsets stays compacted",
+                "internal topics stay compacted",
             ));
         }
         if validate_only {

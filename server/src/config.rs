@@ -142,6 +142,16 @@ pub struct BrokerConfig {
     pub offsets_topic_partitions: i32,
     /// `group.initial.rebalance.delay.ms`. Default: 3000.
     pub group_initial_rebalance_delay_ms: u64,
+    /// `transaction.state.log.num.partitions`. Default: 16 (Kafka: 50).
+    pub transaction_state_partitions: i32,
+    /// `transaction.state.log.replication.factor` (cluster mode). Default: 3.
+    pub transaction_state_replication_factor: i16,
+    /// `transaction.max.timeout.ms`: the largest `transaction.timeout.ms` a producer may ask
+    /// for. Default: 900000.
+    pub transaction_max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`: how often the
+    /// coordinator looks for transactions past their timeout. Default: 10000.
+    pub transaction_abort_interval_ms: u64,
     /// `group.min.session.timeout.ms`. Default: 6000.
     pub group_min_session_timeout_ms: i32,
     /// `group.max.session.timeout.ms`. Default: 1800000.
@@ -259,6 +269,10 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 100 << 20,
             offsets_topic_partitions: 16,
             group_initial_rebalance_delay_ms: 3000,
+            transaction_state_partitions: 16,
+            transaction_state_replication_factor: 3,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_interval_ms: 10_000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             group_consumer_session_timeout_ms: 45_000,
@@ -610,6 +624,16 @@ impl BrokerConfig {
             "offsets.topic.num.partitions" => self.offsets_topic_partitions = positive(key, v)?,
             "offsets.topic.replication.factor" => {
                 self.offsets_topic_replication_factor = positive(key, v)?
+            }
+            "transaction.state.log.num.partitions" => {
+                self.transaction_state_partitions = positive(key, v)?
+            }
+            "transaction.state.log.replication.factor" => {
+                self.transaction_state_replication_factor = positive(key, v)?
+            }
+            "transaction.max.timeout.ms" => self.transaction_max_timeout_ms = positive(key, v)?,
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.transaction_abort_interval_ms = positive(key, v)?
             }
             "group.initial.rebalance.delay.ms" => {
                 self.group_initial_rebalance_delay_ms = parse(key, v)?
@@ -1041,6 +1065,26 @@ impl BrokerConfig {
             e(
                 "group.initial.rebalance.delay.ms",
                 self.group_initial_rebalance_delay_ms.to_string(),
+                Int,
+            ),
+            e(
+                "transaction.state.log.num.partitions",
+                self.transaction_state_partitions.to_string(),
+                Int,
+            ),
+            e(
+                "transaction.state.log.replication.factor",
+                self.transaction_state_replication_factor.to_string(),
+                Short,
+            ),
+            e(
+                "transaction.max.timeout.ms",
+                self.transaction_max_timeout_ms.to_string(),
+                Int,
+            ),
+            e(
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                self.transaction_abort_interval_ms.to_string(),
                 Int,
             ),
             e(

@@ -113,7 +113,7 @@ pub enum ErrorCode {
     UnknownTopicId = 100,
     /// UnregisterBroker of an id that is not registered.
     BrokerIdNotRegistered = 102,
-    /// Transactions are not supported.
+    /// The principal may not use the transactional id.
     TransactionalIdAuthorizationFailed = 53,
     /// The partition has no leader right now (an election is under way).
     LeaderNotAvailable = 5,
@@ -144,6 +144,27 @@ pub enum ErrorCode {
     StaleMemberEpoch = 113,
     /// A subscription regular expression does not compile (KIP-848).
     InvalidRegularExpression = 128,
+    /// The request is not valid in the transaction's current state (EndTxn without one,
+    /// AddPartitionsToTxn while it is being completed by the wrong producer).
+    InvalidTxnState = 48,
+    /// The producer id is not the transactional id's current one.
+    InvalidProducerIdMapping = 49,
+    /// `transaction.timeout.ms` above `transaction.max.timeout.ms`, or not positive.
+    InvalidTransactionTimeout = 50,
+    /// The transaction's previous commit or abort is still being written: retry.
+    ConcurrentTransactions = 51,
+    /// A marker from a coordinator older than the partition knows.
+    TransactionCoordinatorFenced = 52,
+    /// A newer producer with the same transactional id has fenced this one.
+    ProducerFenced = 90,
+    /// A transactional batch for a partition the transaction never added (KIP-890): abort.
+    TransactionAbortable = 120,
+    /// Not attempted because another part of the request failed.
+    OperationNotAttempted = 55,
+    /// DescribeTransactions of an id the coordinator does not know.
+    TransactionalIdNotFound = 105,
+    /// OffsetFetch with `require_stable` of an offset an open transaction has committed.
+    UnstableOffsetCommit = 88,
 }
 
 impl ErrorCode {
@@ -210,6 +231,16 @@ impl ErrorCode {
             UnsupportedAssignor,
             StaleMemberEpoch,
             InvalidRegularExpression,
+            InvalidTxnState,
+            InvalidProducerIdMapping,
+            InvalidTransactionTimeout,
+            ConcurrentTransactions,
+            TransactionCoordinatorFenced,
+            ProducerFenced,
+            TransactionAbortable,
+            OperationNotAttempted,
+            TransactionalIdNotFound,
+            UnstableOffsetCommit,
             TopicAuthorizationFailed,
             GroupAuthorizationFailed,
             ClusterAuthorizationFailed,

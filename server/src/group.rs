@@ -258,17 +258,17 @@ pub struct JoinRequest {
 
 type OffsetKey = (String, String, i32);
 
-/// Records appended to `__consumer_offsets`, not yet safe.
-struct PendingAppend {
-    partition: Arc<crate::topic::Partition>,
-    info: strata_engine::AppendInfo,
-    epoch: strata_engine::LeaderEpoch,
+/// Records a coordinator appended to its internal topic, not yet safe.
+pub(crate) struct PendingAppend {
+    pub(crate) partition: Arc<crate::topic::Partition>,
+    pub(crate) info: strata_engine::AppendInfo,
+    pub(crate) epoch: strata_engine::LeaderEpoch,
 }
 
 impl PendingAppend {
     /// Waits until the records are durable here and, in a cluster, on the in-sync replicas
     /// (like a produce with acks=all), so they survive the loss of this broker.
-    async fn settle(self) -> Result<(), ErrorCode> {
+    pub(crate) async fn settle(self) -> Result<(), ErrorCode> {
         self.info
             .completion
             .until(Stage::Durable)
@@ -315,6 +315,23 @@ pub struct GroupCoordinator {
     /// here. One this broker leads but has not loaded yet answers COORDINATOR_LOAD_IN_PROGRESS
     /// (not an empty group, which would make members rejoin and consumers lose their place).
     loaded: Mutex<std::collections::HashSet<i32>>,
+    /// Offsets committed inside transactions (TxnOffsetCommit) whose marker has not reached
+    /// their `__consumer_offsets` partition yet, by producer id: each with the offset of its
+    /// record, applied by a commit marker, dropped by an abort.
+    pending_txn: Mutex<PendingTxnOffsets>,
+}
+
+/// Offsets of open transactions, by producer id: (key, offset, where its record is).
+type PendingTxnOffsets = HashMap<i64, Vec<(OffsetKey, CommittedOffset, Offset)>>;
+
+/// Kafka's partition of a key: `Utils.abs(key.hashCode) % n`, with Java's `String.hashCode`
+/// (groups in `__consumer_offsets`, transactional ids in `__transaction_state`).
+pub fn partition_of(key: &str, n: i32) -> i32 {
+    let mut h: i32 = 0;
+    for c in key.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(i32::from(c));
+    }
+    (h & 0x7fff_ffff) % n.max(1)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -346,11 +363,12 @@ impl GroupCoordinator {
     pub fn load(broker: Arc<Broker>) -> anyhow::Result<Arc<GroupCoordinator>> {
         let mut offsets = BTreeMap::new();
         let mut stored = StoredGroups::default();
+        let mut pending = PendingTxnOffsets::new();
         if broker.cluster.is_none()
             && let Some(topic) = broker.topic(OFFSETS_TOPIC)
         {
             for p in topic.local_partitions() {
-                read_offsets(&p, &mut offsets, &mut stored)?;
+                read_offsets(&p, &mut offsets, &mut stored, &mut pending)?;
             }
         }
         let now = Instant::now();
@@ -377,6 +395,7 @@ impl GroupCoordinator {
             offsets: Mutex::new(offsets),
             applied_at: Mutex::new(HashMap::new()),
             loaded: Mutex::new(std::collections::HashSet::new()),
+            pending_txn: Mutex::new(pending),
         }))
     }
 
@@ -392,7 +411,8 @@ impl GroupCoordinator {
         };
         let mut loaded = BTreeMap::new();
         let mut stored = StoredGroups::default();
-        if let Err(e) = read_offsets(&p, &mut loaded, &mut stored) {
+        let mut pending = PendingTxnOffsets::new();
+        if let Err(e) = read_offsets(&p, &mut loaded, &mut stored, &mut pending) {
             tracing::error!(partition = index, error = %e, "reading committed offsets");
             return;
         }
@@ -402,6 +422,14 @@ impl GroupCoordinator {
             offsets.retain(|(g, _, _), _| self.partition_for(g) != index);
             offsets.extend(loaded);
             lock(&self.applied_at).retain(|(g, _, _), _| self.partition_for(g) != index);
+            let mut txn = lock(&self.pending_txn);
+            for list in txn.values_mut() {
+                list.retain(|((g, _, _), _, _)| self.partition_for(g) != index);
+            }
+            for (pid, list) in pending {
+                txn.entry(pid).or_default().extend(list);
+            }
+            txn.retain(|_, l| !l.is_empty());
         }
         let now = Instant::now();
         let mut groups = lock(&self.groups);
@@ -439,6 +467,13 @@ impl GroupCoordinator {
     /// This broker no longer leads `__consumer_offsets` partition `index`: its groups move.
     pub fn unload_partition(&self, index: i32) {
         lock(&self.loaded).remove(&index);
+        {
+            let mut txn = lock(&self.pending_txn);
+            for list in txn.values_mut() {
+                list.retain(|((g, _, _), _, _)| self.partition_for(g) != index);
+            }
+            txn.retain(|_, l| !l.is_empty());
+        }
         lock(&self.offsets).retain(|(g, _, _), _| self.partition_for(g) != index);
         lock(&self.applied_at).retain(|(g, _, _), _| self.partition_for(g) != index);
         lock(&self.consumer_groups).retain(|g, _| self.partition_for(g) != index);
@@ -502,11 +537,14 @@ struct StoredGroups {
     consumer: BTreeMap<String, Option<consumer_group_record::StoredConsumerGroup>>,
 }
 
-/// Reads every committed offset and group in one `__consumer_offsets` partition.
+/// Reads every committed offset and group in one `__consumer_offsets` partition. Offsets
+/// committed in a transaction count once its commit marker follows them, and are dropped by an
+/// abort; those of transactions still open at the end are left in `pending`.
 fn read_offsets(
     p: &crate::topic::Partition,
     offsets: &mut BTreeMap<OffsetKey, CommittedOffset>,
     groups: &mut StoredGroups,
+    pending: &mut PendingTxnOffsets,
 ) -> anyhow::Result<()> {
     let mut next = p.log.log_start_offset();
     loop {
@@ -516,7 +554,34 @@ fn read_offsets(
         let mut pos = 0usize;
         while pos < bytes.len() {
             let h = batch::parse_header(&bytes[pos..], pos)?;
-            if let Some(records) = batch::records(&bytes[pos..pos + h.size()]) {
+            let one = &bytes[pos..pos + h.size()];
+            if h.is_control() {
+                if let Some(control) = crate::topic::ControlType::of_batch(one)
+                    && let Some(list) = pending.remove(&h.producer_id)
+                    && control == crate::topic::ControlType::Commit
+                {
+                    for (key, c, _) in list {
+                        offsets.insert(key, c);
+                    }
+                }
+                pos += h.size();
+                continue;
+            }
+            if h.is_transactional() {
+                if let Some(records) = batch::records(one) {
+                    let list = pending.entry(h.producer_id).or_default();
+                    for r in records {
+                        if let (Some(key), Some(c)) =
+                            (r.key.and_then(decode_key), r.value.and_then(decode_value))
+                        {
+                            list.push((key, c, h.base_offset));
+                        }
+                    }
+                }
+                pos += h.size();
+                continue;
+            }
+            if let Some(records) = batch::records(one) {
                 for r in records {
                     if let Some(group) = r.key.and_then(group_metadata::decode_key) {
                         groups
@@ -567,12 +632,7 @@ impl GroupCoordinator {
                 .map_or(1, |t| t.partition_count() as i32),
         }
         .max(1);
-        // Kafka's Utils.abs(groupId.hashCode) % n, with Java's String.hashCode.
-        let mut h: i32 = 0;
-        for c in group.encode_utf16() {
-            h = h.wrapping_mul(31).wrapping_add(i32::from(c));
-        }
-        (h & 0x7fff_ffff) % n
+        partition_of(group, n)
     }
 
     /// Handles a JoinGroup; completes when the rebalance does.
@@ -1126,7 +1186,7 @@ impl GroupCoordinator {
             .iter()
             .map(|((t, p), c)| (encode_key(group_id, t, *p), Some(encode_value(c, now))))
             .collect();
-        let pending = self.append_records(group_id, &records, now)?;
+        let pending = self.append_records(group_id, &records, now, None)?;
         let at = pending.info.first_offset;
         pending.settle().await?;
         let mut offsets = lock(&self.offsets);
@@ -1143,14 +1203,85 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// TxnOffsetCommit: the offsets are written to the group's partition inside producer
+    /// `producer_id`'s transaction (a transactional batch of that producer), and count only
+    /// once its commit marker is written there ([`GroupCoordinator::complete_txn`]).
+    pub async fn txn_commit(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commits: Vec<((String, i32), CommittedOffset)>,
+    ) -> Result<(), ErrorCode> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = commits
+            .iter()
+            .map(|((t, p), c)| (encode_key(group_id, t, *p), Some(encode_value(c, now))))
+            .collect();
+        let pending =
+            self.append_records(group_id, &records, now, Some((producer_id, producer_epoch)))?;
+        let at = pending.info.first_offset;
+        pending.settle().await?;
+        let mut txn = lock(&self.pending_txn);
+        let list = txn.entry(producer_id).or_default();
+        for ((t, p), c) in commits {
+            list.push(((group_id.to_string(), t, p), c, at));
+        }
+        Ok(())
+    }
+
+    /// A transaction marker of `producer_id` was written to `__consumer_offsets` partition
+    /// `index`: the offsets its transaction committed to that partition's groups count now
+    /// (`commit`), or are forgotten.
+    pub fn complete_txn(&self, index: i32, producer_id: i64, commit: bool) {
+        let mine: Vec<(OffsetKey, CommittedOffset, Offset)> = {
+            let mut txn = lock(&self.pending_txn);
+            let Some(list) = txn.get_mut(&producer_id) else {
+                return;
+            };
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(list)
+                .into_iter()
+                .partition(|((g, _, _), _, _)| self.partition_for(g) == index);
+            *list = rest;
+            if list.is_empty() {
+                txn.remove(&producer_id);
+            }
+            mine
+        };
+        if !commit {
+            return;
+        }
+        let mut offsets = lock(&self.offsets);
+        let mut applied = lock(&self.applied_at);
+        for (key, c, at) in mine {
+            apply_in_log_order(&mut offsets, &mut applied, key, c, at);
+        }
+    }
+
+    /// Whether an open transaction has committed an offset of this partition for the group
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then, KIP-447).
+    pub fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        lock(&self.pending_txn).values().any(|l| {
+            l.iter()
+                .any(|((g, t, p), _, _)| g == group_id && t == topic && *p == partition)
+        })
+    }
+
     /// Appends records (a `None` value is a tombstone) to the group's `__consumer_offsets`
     /// partition as one batch, in the order of the calls (so a later record of a group always
-    /// follows an earlier one); [`PendingAppend::settle`] waits until they are safe.
+    /// follows an earlier one); [`PendingAppend::settle`] waits until they are safe. With
+    /// `producer`, the batch belongs to that producer's transaction.
     fn append_records(
         &self,
         group_id: &str,
         records: &[(Vec<u8>, Option<Vec<u8>>)],
         timestamp: i64,
+        producer: Option<(i64, i16)>,
     ) -> Result<PendingAppend, ErrorCode> {
         let topic = self
             .broker
@@ -1163,17 +1294,17 @@ impl GroupCoordinator {
             .iter()
             .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
             .collect();
-        let bytes = batch::build(Offset(0), timestamp, &kvs);
-        let (outcome, epoch) =
-            partition
-                .append(Bytes::from(bytes), true)
-                .map_err(|(code, _)| match code {
-                    ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
-                    other => other,
-                })?;
-        let AppendOutcome::Appended(info) = outcome else {
-            return Err(ErrorCode::UnknownServerError);
-        };
+        let mut bytes = batch::build(Offset(0), timestamp, &kvs);
+        if let Some((producer_id, producer_epoch)) = producer {
+            batch::stamp_producer(&mut bytes, producer_id, producer_epoch, -1);
+            batch::stamp_transactional(&mut bytes, false);
+        }
+        let (info, epoch) = partition
+            .append_as_coordinator(Bytes::from(bytes))
+            .map_err(|(code, _)| match code {
+                ErrorCode::NotLeaderOrFollower => ErrorCode::NotCoordinator,
+                other => other,
+            })?;
         Ok(PendingAppend {
             partition,
             info,
@@ -1193,7 +1324,7 @@ impl GroupCoordinator {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        self.append_records(group_id, &records, now)
+        self.append_records(group_id, &records, now, None)
     }
 
     /// Writes a consumer group's record (called with the consumer groups lock held, so the
@@ -1208,7 +1339,7 @@ impl GroupCoordinator {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        self.append_records(group_id, &records, now)
+        self.append_records(group_id, &records, now, None)
     }
 
     /// Writes the group's metadata record and lets it settle in the background (a group that
@@ -1352,7 +1483,7 @@ impl GroupCoordinator {
                     // Its record goes too, so a coordinator that takes over does not bring
                     // the group back.
                     let records = [(consumer_group_record::encode_key(group_id), None)];
-                    match self.append_records(group_id, &records, 0) {
+                    match self.append_records(group_id, &records, 0, None) {
                         Ok(pending) => Some(pending),
                         Err(code) => return code,
                     }
@@ -1379,7 +1510,7 @@ impl GroupCoordinator {
                 // Its metadata record goes too, so a coordinator that takes over does not
                 // bring the group back.
                 let records = [(group_metadata::encode_key(group_id), None)];
-                Some(self.append_records(group_id, &records, 0))
+                Some(self.append_records(group_id, &records, 0, None))
             } else if self.committed_all(group_id).is_empty() && !was_consumer_group {
                 return ErrorCode::GroupIdNotFound;
             } else {

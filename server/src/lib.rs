@@ -48,5 +48,6 @@ pub mod server;
 pub mod tls;
 pub mod topic;
 pub mod topic_config;
+pub mod txn;
 pub mod wire;
 pub mod wire_out;

@@ -151,6 +151,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let broker_lock = data_dir_lock.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, broker_lock)).await??;
     let groups = GroupCoordinator::load(broker.clone())?;
+    let txns = crate::txn::TransactionCoordinator::load(broker.clone(), groups.clone())?;
     // A standalone broker keeps its SCRAM credentials and ACLs in its data directory; a
     // cluster member takes them from the metadata image, as the watch delivers it.
     let c = &broker.config;
@@ -197,6 +198,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         crate::cluster::membership::start(
             broker.clone(),
             groups.clone(),
+            txns.clone(),
             crate::cluster::membership::Security {
                 scram: scram.clone(),
                 acl: acl.clone(),
@@ -207,6 +209,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let ctx = Arc::new(Context {
         broker: broker.clone(),
         groups: groups.clone(),
+        txns: txns.clone(),
         metrics,
         controller: controller.clone(),
         backoff: crate::error_backoff::ErrorBackoff::new(),
@@ -235,6 +238,21 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     if let Some(l) = metrics_listener {
         tracing::info!(addr = ?l.local_addr().ok(), "metrics endpoint at /metrics");
         tokio::spawn(crate::metrics::serve(l, ctx.clone(), shutdown_rx.clone()));
+    }
+    // Transactions past their timeout are aborted.
+    {
+        let txns = txns.clone();
+        let mut stop = shutdown_rx.clone();
+        let every = Duration::from_millis(broker.config.transaction_abort_interval_ms);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => txns.abort_timed_out().await,
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                }
+            }
+        });
     }
     // Session expiry and retention.
     {

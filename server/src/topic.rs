@@ -36,6 +36,65 @@ struct ProducerEntry {
     batches: VecDeque<ProducerBatch>,
     /// Largest record timestamp of its last batch.
     last_timestamp: i64,
+    /// First offset of its transaction that no marker has ended yet, if one is open here.
+    txn_first: Option<Offset>,
+}
+
+/// A transaction a marker aborted, as Fetch reports it to read_committed consumers: its
+/// records from `first_offset` up to the marker at `last_offset` are to be skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTxn {
+    /// The producer whose records these are.
+    pub producer_id: i64,
+    /// Offset of the transaction's first batch in this partition.
+    pub first_offset: Offset,
+    /// Offset of the abort marker.
+    pub last_offset: Offset,
+}
+
+/// What a control batch says: the marker that ends a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlType {
+    /// The transaction aborted.
+    Abort,
+    /// The transaction committed.
+    Commit,
+}
+
+impl ControlType {
+    /// Reads the control record key (version i16, type i16) of a control batch's bytes.
+    /// `None` for a key this broker does not know (a newer control type: not a marker).
+    pub fn of_batch(bytes: &[u8]) -> Option<ControlType> {
+        let records = batch::records(bytes)?;
+        let key = records.first()?.key?;
+        match key.get(2..4)? {
+            [0, 0] => Some(ControlType::Abort),
+            [0, 1] => Some(ControlType::Commit),
+            _ => None,
+        }
+    }
+
+    /// A marker batch of one control record, for `producer_id` at `epoch`, written by the
+    /// transaction coordinator of `coordinator_epoch`.
+    pub fn marker(
+        self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        timestamp: i64,
+    ) -> Vec<u8> {
+        let key = [0u8, 0, 0, u8::from(self == ControlType::Commit)];
+        let mut value = vec![0u8, 0];
+        value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+        let mut b = batch::build(
+            Offset(0),
+            timestamp,
+            &[(Some(key.as_slice()), Some(value.as_slice()))],
+        );
+        batch::stamp_producer(&mut b, producer_id, producer_epoch, -1);
+        batch::stamp_transactional(&mut b, true);
+        b
+    }
 }
 
 /// An idempotent producer a partition knows, as DescribeProducers reports it.
@@ -49,6 +108,8 @@ pub struct ActiveProducer {
     pub last_sequence: i32,
     /// Largest record timestamp of its last batch.
     pub last_timestamp: i64,
+    /// First offset of its open transaction here, if any.
+    pub current_txn_start_offset: Option<Offset>,
 }
 
 /// Outcome of the sequence check of one batch.
@@ -68,10 +129,18 @@ pub enum SequenceCheck {
     Reject(ErrorCode),
 }
 
-/// Per-partition idempotent producer state, rebuilt from the log at startup.
+/// Per-partition idempotent producer state and the partition's transactions, rebuilt from the
+/// log at startup.
+///
+/// Invariant: `open` holds exactly the producers whose `txn_first` is set, keyed by it; the
+/// last stable offset is the smallest key (or the high watermark when none).
 #[derive(Debug, Default)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions by first offset.
+    open: BTreeMap<Offset, i64>,
+    /// Aborted transactions in the order of their markers (so by `last_offset`).
+    aborted: VecDeque<AbortedTxn>,
 }
 
 impl ProducerStates {
@@ -148,6 +217,100 @@ impl ProducerStates {
         }
     }
 
+    /// A transactional batch of `pid` appended at `base`: opens its transaction here unless
+    /// one is open.
+    pub fn record_transactional(&mut self, pid: i64, base: Offset) {
+        let entry = self.producers.entry(pid).or_default();
+        if entry.txn_first.is_none() {
+            entry.txn_first = Some(base);
+            self.open.insert(base, pid);
+        }
+    }
+
+    /// A marker of `pid` at `epoch` was appended at `offset`: its open transaction here ends
+    /// (an abort is remembered for read_committed fetches). The marker's epoch becomes the
+    /// producer's (a coordinator that fenced the producer writes a bumped epoch).
+    pub fn record_marker(&mut self, pid: i64, epoch: i16, control: ControlType, offset: Offset) {
+        let entry = self.producers.entry(pid).or_default();
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        if let Some(first) = entry.txn_first.take() {
+            self.open.remove(&first);
+            if control == ControlType::Abort {
+                self.aborted.push_back(AbortedTxn {
+                    producer_id: pid,
+                    first_offset: first,
+                    last_offset: offset,
+                });
+            }
+        }
+    }
+
+    /// Checks a marker of `pid` at `epoch`: INVALID_PRODUCER_EPOCH if the producer here has a
+    /// newer epoch (a marker of a coordinator that lost the id to a newer one).
+    pub fn check_marker(&self, pid: i64, epoch: i16) -> Result<(), ErrorCode> {
+        match self.producers.get(&pid) {
+            Some(e) if e.epoch > epoch => Err(ErrorCode::InvalidProducerEpoch),
+            _ => Ok(()),
+        }
+    }
+
+    /// First offset of the oldest open transaction here, if any.
+    pub fn first_unstable_offset(&self) -> Option<Offset> {
+        self.open.keys().next().copied()
+    }
+
+    /// Whether `pid` has a transaction open here.
+    pub fn in_transaction(&self, pid: i64) -> bool {
+        self.producers
+            .get(&pid)
+            .is_some_and(|e| e.txn_first.is_some())
+    }
+
+    /// The aborted transactions whose records overlap `[from, to)`, for a read_committed fetch.
+    pub fn aborted_between(&self, from: Offset, to: Offset) -> Vec<AbortedTxn> {
+        // Markers come in offset order: skip those ending before `from`.
+        let start = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted
+            .iter()
+            .skip(start)
+            .filter(|a| a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions wholly below the log start offset (deleted records).
+    pub fn forget_aborted_before(&mut self, log_start: Offset) {
+        while self
+            .aborted
+            .front()
+            .is_some_and(|a| a.last_offset < log_start)
+        {
+            self.aborted.pop_front();
+        }
+    }
+
+    /// Records a batch already in the log (rebuild, or copied from a leader): its producer's
+    /// sequences if idempotent, its transaction if transactional, and for a marker (`control`:
+    /// the control batch's bytes) the end of that transaction.
+    pub fn record_batch(&mut self, h: &batch::BatchHeader, control: Option<&[u8]>) {
+        if h.producer_id < 0 {
+            return;
+        }
+        if h.is_control() {
+            if let Some(c) = control.and_then(ControlType::of_batch) {
+                self.record_marker(h.producer_id, h.producer_epoch, c, h.base_offset);
+            }
+            return;
+        }
+        self.record_header(h);
+        if h.is_transactional() {
+            self.record_transactional(h.producer_id, h.base_offset);
+        }
+    }
+
     /// Records a batch already in the log (rebuild, or copied from a leader), if idempotent.
     pub fn record_header(&mut self, h: &batch::BatchHeader) {
         if h.producer_id >= 0 && h.base_sequence >= 0 {
@@ -173,6 +336,7 @@ impl ProducerStates {
                     producer_epoch: e.epoch,
                     last_sequence: e.batches.back()?.last_seq,
                     last_timestamp: e.last_timestamp,
+                    current_txn_start_offset: e.txn_first,
                 })
             })
             .collect();
@@ -183,7 +347,8 @@ impl ProducerStates {
     /// Rebuilds the state by walking every batch header of the log.
     pub fn rebuild(log: &Log) -> strata_engine::Result<ProducerStates> {
         let mut st = ProducerStates::default();
-        log.for_each_batch_header(|h| st.record_header(h))?;
+        log.for_each_batch_header(|h, control| st.record_batch(h, control))?;
+        st.forget_aborted_before(log.log_start_offset());
         Ok(st)
     }
 }
@@ -588,11 +753,28 @@ impl Partition {
         // included) once, before anything is written.
         let headers = batch::frame(&records, usize::MAX)
             .map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
+        // Markers are written by the transaction coordinator (`Partition::append_marker`),
+        // never by a producer.
+        if headers.iter().any(|(_, h)| h.is_control()) {
+            return Err((
+                ErrorCode::InvalidRecord,
+                "control batches (transaction markers) cannot be produced".into(),
+            ));
+        }
         let idempotent: Vec<_> = headers
             .iter()
             .map(|(_, h)| h)
             .filter(|h| h.producer_id >= 0 && h.base_sequence >= 0)
             .collect();
+        if headers
+            .iter()
+            .any(|(_, h)| h.is_transactional() && h.base_sequence < 0)
+        {
+            return Err((
+                ErrorCode::InvalidRecord,
+                "a transactional batch carries a producer id and sequence".into(),
+            ));
+        }
         let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
         let epoch = match &self.replica {
             None => LeaderEpoch(0),
@@ -659,8 +841,127 @@ impl Partition {
                 info.first_offset,
                 h.max_timestamp,
             );
+            if h.is_transactional() {
+                producers.record_transactional(h.producer_id, info.first_offset);
+            }
         }
         Ok((AppendOutcome::Appended(info), epoch))
+    }
+
+    /// Appends a batch a coordinator built (the group coordinator's records in
+    /// `__consumer_offsets`, the transaction coordinator's in `__transaction_state`) with
+    /// acks=all's ISR check and no sequence check: a transactional one (a TxnOffsetCommit)
+    /// opens its producer's transaction here, which the producer's marker ends.
+    pub fn append_as_coordinator(
+        &self,
+        records: Bytes,
+    ) -> Result<(AppendInfo, LeaderEpoch), (ErrorCode, String)> {
+        let headers = batch::frame(&records, usize::MAX)
+            .map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
+        let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        let epoch = match &self.replica {
+            None => LeaderEpoch(0),
+            Some(r) => {
+                let g = lock(r);
+                g.machine
+                    .check_acks_all()
+                    .map_err(|e| (replication_code(&e), e.to_string()))?;
+                g.machine.leader_epoch()
+            }
+        };
+        if self.log.is_offline() {
+            return Err((
+                ErrorCode::KafkaStorageError,
+                "a write to this replica's log failed".into(),
+            ));
+        }
+        let info = match self.log.try_append(records, epoch) {
+            Ok(TryAppend::Appended(info)) => Ok(info),
+            Ok(TryAppend::WouldWait(records)) => {
+                crate::blocking::run(|| self.log.append(records, epoch))
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
+        let mut offset = info.first_offset;
+        for (_, h) in &headers {
+            if h.is_transactional() && !h.is_control() && h.producer_id >= 0 {
+                producers.record_transactional(h.producer_id, offset);
+            }
+            offset = offset.plus(i64::from(h.last_offset_delta) + 1);
+        }
+        Ok((info, epoch))
+    }
+
+    /// Writes the marker that ends `producer_id`'s transaction here (WriteTxnMarkers), as
+    /// leader. Refused with INVALID_PRODUCER_EPOCH if the partition knows a newer epoch of the
+    /// producer. Returns the append (to wait on, like an acks=all produce) and its epoch.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        control: ControlType,
+        coordinator_epoch: i32,
+    ) -> Result<(AppendInfo, LeaderEpoch), (ErrorCode, String)> {
+        let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        let epoch = match &self.replica {
+            None => LeaderEpoch(0),
+            Some(r) => {
+                let g = lock(r);
+                if !g.machine.is_leader() {
+                    return Err((
+                        ErrorCode::NotLeaderOrFollower,
+                        "not the partition's leader".into(),
+                    ));
+                }
+                g.machine.leader_epoch()
+            }
+        };
+        if self.log.is_offline() {
+            return Err((
+                ErrorCode::KafkaStorageError,
+                "a write to this replica's log failed".into(),
+            ));
+        }
+        producers
+            .check_marker(producer_id, producer_epoch)
+            .map_err(|code| (code, "the producer has a newer epoch here".to_string()))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let bytes = control.marker(producer_id, producer_epoch, coordinator_epoch, now);
+        let info = match self.log.try_append(Bytes::from(bytes), epoch) {
+            Ok(TryAppend::Appended(info)) => Ok(info),
+            Ok(TryAppend::WouldWait(records)) => {
+                crate::blocking::run(|| self.log.append(records, epoch))
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
+        producers.record_marker(producer_id, producer_epoch, control, info.first_offset);
+        Ok((info, epoch))
+    }
+
+    /// The last stable offset: below it every transaction has ended (read_committed consumers
+    /// read up to here). The high watermark, or the first offset of the oldest open
+    /// transaction if lower.
+    pub fn last_stable_offset(&self) -> Offset {
+        let hw = self.high_watermark();
+        lock(&self.producers)
+            .first_unstable_offset()
+            .map_or(hw, |first| first.min(hw))
+    }
+
+    /// The aborted transactions whose records overlap `[from, to)` (read_committed fetches).
+    pub fn aborted_transactions(&self, from: Offset, to: Offset) -> Vec<AbortedTxn> {
+        let mut producers = lock(&self.producers);
+        producers.forget_aborted_before(self.log.log_start_offset());
+        producers.aborted_between(from, to)
+    }
+
+    /// Whether `producer_id` has a transaction open in this partition.
+    pub fn in_transaction(&self, producer_id: i64) -> bool {
+        lock(&self.producers).in_transaction(producer_id)
     }
 
     /// Appends batches fetched from the leader (follower side), keeping their offsets and
@@ -668,6 +969,7 @@ impl Partition {
     pub fn append_as_follower(&self, records: Bytes) -> Result<AppendInfo, (ErrorCode, String)> {
         let headers = batch::frame(&records, usize::MAX)
             .map_err(|e| (ErrorCode::CorruptMessage, e.to_string()))?;
+        let all = records.clone();
         let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
         let info = match self.log.try_append_as_follower(records) {
             Ok(TryAppend::Appended(info)) => Ok(info),
@@ -677,8 +979,12 @@ impl Partition {
             Err(e) => Err(e),
         }
         .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
-        for (_, h) in &headers {
-            producers.record_header(h);
+        for (pos, h) in &headers {
+            let control = h
+                .is_control()
+                .then(|| all.get(*pos..*pos + h.size()))
+                .flatten();
+            producers.record_batch(h, control);
         }
         Ok(info)
     }

@@ -167,6 +167,55 @@ struct World {
     committed: BTreeMap<i16, i64>,
     /// Brokers in the cluster.
     brokers: usize,
+    /// A connection to the transaction coordinator (one `__transaction_state` partition, so
+    /// one coordinator for every transactional id), for the steps around a transaction API.
+    txn: Conn,
+}
+
+/// A transactional producer of `id` (InitProducerId at v4), from the transaction coordinator.
+fn init_txn(txn: &mut Conn, id: &str) -> (ProducerId, i16) {
+    let mut r = init_producer_id_request::InitProducerIdRequest::default();
+    r.transactional_id = Some(TransactionalId(s(id)));
+    r.transaction_timeout_ms = 60_000;
+    r.producer_id = ProducerId(-1);
+    r.producer_epoch = -1;
+    let ResponseKind::InitProducerId(resp) = txn.call(ApiKey::InitProducerId, 4, &r) else {
+        panic!()
+    };
+    assert_eq!(resp.error_code, 0, "InitProducerId of {id}");
+    (resp.producer_id, resp.producer_epoch)
+}
+
+/// AddPartitionsToTxn v3 of `matrix-0` to `id`'s transaction.
+fn add_matrix_partition(txn: &mut Conn, id: &str, (pid, epoch): (ProducerId, i16)) {
+    let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+    t.name = name(TOPIC);
+    t.partitions = vec![0];
+    let mut r = add_partitions_to_txn_request::AddPartitionsToTxnRequest::default();
+    r.v3_and_below_transactional_id = TransactionalId(s(id));
+    r.v3_and_below_producer_id = pid;
+    r.v3_and_below_producer_epoch = epoch;
+    r.v3_and_below_topics = vec![t];
+    let ResponseKind::AddPartitionsToTxn(resp) = txn.call(ApiKey::AddPartitionsToTxn, 3, &r) else {
+        panic!()
+    };
+    assert_eq!(
+        resp.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code, 0,
+        "AddPartitionsToTxn v3 of {id}"
+    );
+}
+
+/// EndTxn v3 of `id`'s transaction; returns its error code.
+fn end_txn(txn: &mut Conn, id: &str, (pid, epoch): (ProducerId, i16), commit: bool) -> i16 {
+    let mut r = end_txn_request::EndTxnRequest::default();
+    r.transactional_id = TransactionalId(s(id));
+    r.producer_id = pid;
+    r.producer_epoch = epoch;
+    r.committed = commit;
+    let ResponseKind::EndTxn(resp) = txn.call(ApiKey::EndTxn, 3, &r) else {
+        panic!()
+    };
+    resp.error_code
 }
 
 fn produce_request(v: i16) -> produce_request::ProduceRequest {
@@ -1602,6 +1651,187 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             );
             assert!(resp.error_message.is_some());
         }
+        ApiKey::AddPartitionsToTxn => {
+            use add_partitions_to_txn_request::*;
+            let id = format!("mx-apt-v{v}");
+            let producer = init_txn(conn, &id);
+            let mut t = AddPartitionsToTxnTopic::default();
+            t.name = name(TOPIC);
+            t.partitions = vec![0];
+            let mut r = AddPartitionsToTxnRequest::default();
+            if v <= 3 {
+                r.v3_and_below_transactional_id = TransactionalId(s(&id));
+                r.v3_and_below_producer_id = producer.0;
+                r.v3_and_below_producer_epoch = producer.1;
+                r.v3_and_below_topics = vec![t];
+            } else {
+                // Between brokers: KIP-890's check of a partition the transaction lacks.
+                let mut x = AddPartitionsToTxnTransaction::default();
+                x.transactional_id = TransactionalId(s(&id));
+                x.producer_id = producer.0;
+                x.producer_epoch = producer.1;
+                x.verify_only = true;
+                x.topics = vec![t];
+                r.transactions = vec![x];
+            }
+            let ResponseKind::AddPartitionsToTxn(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            if v <= 3 {
+                let code = resp.results_by_topic_v3_and_below[0].results_by_partition[0]
+                    .partition_error_code;
+                assert_eq!(code, 0, "AddPartitionsToTxn v{v}");
+                assert_eq!(end_txn(conn, &id, producer, false), 0, "abort after v{v}");
+            } else {
+                assert_eq!(resp.error_code, 0, "AddPartitionsToTxn v{v}");
+                let code = resp.results_by_transaction[0].topic_results[0].results_by_partition[0]
+                    .partition_error_code;
+                assert_eq!(code, 48, "AddPartitionsToTxn v{v}: INVALID_TXN_STATE");
+            }
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let id = format!("mx-aot-v{v}");
+            let producer = init_txn(conn, &id);
+            let mut r = add_offsets_to_txn_request::AddOffsetsToTxnRequest::default();
+            r.transactional_id = TransactionalId(s(&id));
+            r.producer_id = producer.0;
+            r.producer_epoch = producer.1;
+            r.group_id = GroupId(s("mx-txn-group"));
+            let ResponseKind::AddOffsetsToTxn(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "AddOffsetsToTxn v{v}");
+            assert_eq!(end_txn(conn, &id, producer, false), 0, "abort after v{v}");
+        }
+        ApiKey::EndTxn => {
+            let id = format!("mx-end-v{v}");
+            let producer = init_txn(conn, &id);
+            add_matrix_partition(conn, &id, producer);
+            let mut r = end_txn_request::EndTxnRequest::default();
+            r.transactional_id = TransactionalId(s(&id));
+            r.producer_id = producer.0;
+            r.producer_epoch = producer.1;
+            r.committed = true;
+            let ResponseKind::EndTxn(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "EndTxn v{v}");
+            // A stale epoch is fenced (INVALID_PRODUCER_EPOCH before v2).
+            r.producer_epoch = producer.1 - 1;
+            let ResponseKind::EndTxn(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let fenced = if v >= 2 { 90 } else { 47 };
+            assert_eq!(resp.error_code, fenced, "EndTxn v{v} with an old epoch");
+        }
+        ApiKey::WriteTxnMarkers => {
+            use write_txn_markers_request::*;
+            let mut t = WritableTxnMarkerTopic::default();
+            t.name = name(TOPIC);
+            t.partition_indexes = vec![0];
+            let mut m = WritableTxnMarker::default();
+            m.producer_id = ProducerId(987_654);
+            m.producer_epoch = 3;
+            m.transaction_result = false;
+            m.coordinator_epoch = 1;
+            m.topics = vec![t];
+            let mut r = WriteTxnMarkersRequest::default();
+            r.markers = vec![m];
+            let ResponseKind::WriteTxnMarkers(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let m = &resp.markers[0];
+            assert_eq!(m.producer_id.0, 987_654, "WriteTxnMarkers v{v}");
+            assert_eq!(
+                m.topics[0].partitions[0].error_code, 0,
+                "WriteTxnMarkers v{v}"
+            );
+        }
+        ApiKey::TxnOffsetCommit => {
+            use txn_offset_commit_request::*;
+            let id = format!("mx-toc-v{v}");
+            let producer = init_txn(&mut world.txn, &id);
+            let mut add = add_offsets_to_txn_request::AddOffsetsToTxnRequest::default();
+            add.transactional_id = TransactionalId(s(&id));
+            add.producer_id = producer.0;
+            add.producer_epoch = producer.1;
+            add.group_id = GroupId(s("mx-txn-group"));
+            let ResponseKind::AddOffsetsToTxn(added) =
+                world.txn.call(ApiKey::AddOffsetsToTxn, 3, &add)
+            else {
+                panic!()
+            };
+            assert_eq!(added.error_code, 0);
+            let mut p = TxnOffsetCommitRequestPartition::default();
+            p.partition_index = 0;
+            p.committed_offset = 2;
+            p.committed_leader_epoch = if v >= 2 { 0 } else { -1 };
+            p.committed_metadata = Some(s("txn"));
+            let mut t = TxnOffsetCommitRequestTopic::default();
+            t.name = name(TOPIC);
+            t.partitions = vec![p];
+            let mut r = TxnOffsetCommitRequest::default();
+            r.transactional_id = TransactionalId(s(&id));
+            r.group_id = GroupId(s("mx-txn-group"));
+            r.producer_id = producer.0;
+            r.producer_epoch = producer.1;
+            r.generation_id = -1;
+            r.topics = vec![t];
+            let ResponseKind::TxnOffsetCommit(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(
+                resp.topics[0].partitions[0].error_code, 0,
+                "TxnOffsetCommit v{v}"
+            );
+            assert_eq!(end_txn(&mut world.txn, &id, producer, true), 0);
+        }
+        ApiKey::DescribeTransactions => {
+            let mut r = describe_transactions_request::DescribeTransactionsRequest::default();
+            r.transactional_ids = vec![
+                TransactionalId(s("mx-end-v3")),
+                TransactionalId(s("mx-unknown")),
+            ];
+            let ResponseKind::DescribeTransactions(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            let known = &resp.transaction_states[0];
+            assert_eq!(known.error_code, 0, "DescribeTransactions v{v}");
+            assert!(
+                ["PrepareCommit", "CompleteCommit"].contains(&known.transaction_state.as_str()),
+                "DescribeTransactions v{v}: {}",
+                known.transaction_state.as_str()
+            );
+            assert_eq!(known.transaction_timeout_ms, 60_000);
+            assert_eq!(
+                resp.transaction_states[1].error_code, 105,
+                "DescribeTransactions v{v}: TRANSACTIONAL_ID_NOT_FOUND"
+            );
+        }
+        ApiKey::ListTransactions => {
+            let mut r = list_transactions_request::ListTransactionsRequest::default();
+            r.state_filters = vec![s("CompleteCommit"), s("PrepareCommit"), s("Bogus")];
+            if v >= 1 {
+                r.duration_filter = 0;
+            }
+            let ResponseKind::ListTransactions(resp) = conn.call(api, v, &r) else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "ListTransactions v{v}");
+            assert_eq!(
+                resp.unknown_state_filters
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>(),
+                ["Bogus"]
+            );
+            assert!(
+                resp.transaction_states
+                    .iter()
+                    .any(|t| t.transactional_id.0.as_str() == "mx-end-v0"),
+                "ListTransactions v{v}"
+            );
+        }
         other => panic!(
             "{other:?} v{v} is advertised but the version matrix has no request for it: add one"
         ),
@@ -1640,6 +1870,7 @@ enum Role {
     Bootstrap,
     Leader,
     Coordinator,
+    TxnCoordinator,
 }
 
 fn role(api: ApiKey) -> Role {
@@ -1650,7 +1881,13 @@ fn role(api: ApiKey) -> Role {
         | ApiKey::OffsetForLeaderEpoch
         | ApiKey::DescribeLogDirs
         | ApiKey::DescribeProducers
+        | ApiKey::WriteTxnMarkers
         | ApiKey::DeleteRecords => Role::Leader,
+        ApiKey::AddPartitionsToTxn
+        | ApiKey::AddOffsetsToTxn
+        | ApiKey::EndTxn
+        | ApiKey::DescribeTransactions
+        | ApiKey::ListTransactions => Role::TxnCoordinator,
         ApiKey::OffsetCommit
         | ApiKey::OffsetFetch
         | ApiKey::JoinGroup
@@ -1662,6 +1899,7 @@ fn role(api: ApiKey) -> Role {
         | ApiKey::OffsetDelete
         | ApiKey::ConsumerGroupHeartbeat
         | ApiKey::ConsumerGroupDescribe
+        | ApiKey::TxnOffsetCommit
         | ApiKey::DeleteGroups => Role::Coordinator,
         _ => Role::Bootstrap,
     }
@@ -1675,6 +1913,7 @@ fn walk(nodes: &Nodes, metrics_ports: &[u16]) -> usize {
         (Role::Bootstrap, Conn::open(&nodes.bootstrap)),
         (Role::Leader, Conn::open(&nodes.leader)),
         (Role::Coordinator, Conn::open(&nodes.coordinator)),
+        (Role::TxnCoordinator, Conn::open(&nodes.txn_coordinator)),
     ];
     let conn = &mut conns[0].1;
     let ResponseKind::ApiVersions(av) = conn.call(
@@ -1705,6 +1944,7 @@ fn walk(nodes: &Nodes, metrics_ports: &[u16]) -> usize {
         topic_id: Uuid::nil(),
         committed: BTreeMap::new(),
         brokers,
+        txn: Conn::open(&nodes.txn_coordinator),
     };
     for (api, v) in &pairs {
         let conn = &mut conns.iter_mut().find(|(r, _)| *r == role(*api)).unwrap().1;
@@ -1736,6 +1976,7 @@ struct Nodes {
     bootstrap: String,
     leader: String,
     coordinator: String,
+    txn_coordinator: String,
 }
 
 /// What the matrix needs before it starts: the topic with `RECORDS` records, a topic of one
@@ -1778,6 +2019,28 @@ fn setup(bootstrap: &str, replication_factor: i16) -> Nodes {
         };
         (c.error_code == 0).then(|| format!("{}:{}", c.host.as_str(), c.port))
     });
+    let txn_coordinator = common::cluster::wait_for("the transaction coordinator", wait, || {
+        let mut r = find_coordinator_request::FindCoordinatorRequest::default();
+        r.key = s("mx-txn");
+        r.key_type = 1;
+        let ResponseKind::FindCoordinator(c) = conn.call(ApiKey::FindCoordinator, 3, &r) else {
+            panic!()
+        };
+        let addr = format!("{}:{}", c.host.as_str(), c.port);
+        // Its partition must be loaded too: an InitProducerId answers once it is.
+        (c.error_code == 0 && {
+            let mut init = init_producer_id_request::InitProducerIdRequest::default();
+            init.transactional_id = Some(TransactionalId(s("mx-txn")));
+            init.transaction_timeout_ms = 60_000;
+            let ResponseKind::InitProducerId(r) =
+                Conn::open(&addr).call(ApiKey::InitProducerId, 4, &init)
+            else {
+                panic!()
+            };
+            r.error_code == 0
+        })
+        .then_some(addr)
+    });
     let mut to_leader = Conn::open(&leader);
     common::cluster::wait_for("an acks=all produce", wait, || {
         let mut r = produce_request(9);
@@ -1794,6 +2057,7 @@ fn setup(bootstrap: &str, replication_factor: i16) -> Nodes {
         bootstrap: bootstrap.to_string(),
         leader,
         coordinator,
+        txn_coordinator,
     }
 }
 
@@ -1810,7 +2074,10 @@ fn every_advertised_version_works_on_a_single_broker() {
 fn every_advertised_version_works_on_a_cluster_node() {
     let c = common::cluster::Cluster::start(common::cluster::Layout {
         brokers: 3,
-        extra: vec!["offsets.topic.num.partitions=1".into()],
+        extra: vec![
+            "offsets.topic.num.partitions=1".into(),
+            "transaction.state.log.num.partitions=1".into(),
+        ],
         ..Default::default()
     });
     c.wait_live(3);

@@ -29,9 +29,14 @@ pub struct Security {
 }
 
 /// Starts the membership tasks.
-pub fn start(broker: Arc<Broker>, groups: Arc<GroupCoordinator>, security: Security) {
+pub fn start(
+    broker: Arc<Broker>,
+    groups: Arc<GroupCoordinator>,
+    txns: Arc<crate::txn::TransactionCoordinator>,
+    security: Security,
+) {
     tokio::spawn(heartbeats(broker.clone()));
-    tokio::spawn(metadata_watch(broker.clone(), groups, security));
+    tokio::spawn(metadata_watch(broker.clone(), groups, txns, security));
     tokio::spawn(leader_ticks(broker));
 }
 
@@ -110,7 +115,12 @@ async fn heartbeats(broker: Arc<Broker>) {
     }
 }
 
-async fn metadata_watch(broker: Arc<Broker>, groups: Arc<GroupCoordinator>, security: Security) {
+async fn metadata_watch(
+    broker: Arc<Broker>,
+    groups: Arc<GroupCoordinator>,
+    txns: Arc<crate::txn::TransactionCoordinator>,
+    security: Security,
+) {
     let Some(cluster) = broker.cluster.as_ref() else {
         return;
     };
@@ -177,6 +187,15 @@ async fn metadata_watch(broker: Arc<Broker>, groups: Arc<GroupCoordinator>, secu
             if let Err(e) = tokio::task::spawn_blocking(move || g.load_partition(p)).await {
                 tracing::error!(partition = p, error = %e, "loading group offsets");
             }
+        }
+        for p in changes.txn_lost {
+            txns.unload_partition(p);
+        }
+        for p in changes.txn_gained {
+            // Reading the partition waits on the disk; the transactions it finds prepared
+            // are finished by tasks it spawns on this runtime.
+            let t = txns.clone();
+            tokio::task::block_in_place(|| t.load_partition(p));
         }
     }
 }

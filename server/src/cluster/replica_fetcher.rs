@@ -68,7 +68,7 @@ fn followed(broker: &Broker, leader: i32) -> Vec<Arc<Partition>> {
         .collect()
 }
 
-fn endpoint(broker: &Broker, leader: i32) -> Option<String> {
+pub(crate) fn endpoint(broker: &Broker, leader: i32) -> Option<String> {
     if let Some((_, addr)) = broker
         .config
         .inter_broker_address_overrides

@@ -26,6 +26,10 @@ pub struct Changes {
     pub offsets_gained: Vec<i32>,
     /// `__consumer_offsets` partitions this broker no longer leads.
     pub offsets_lost: Vec<i32>,
+    /// `__transaction_state` partitions this broker now leads.
+    pub txn_gained: Vec<i32>,
+    /// `__transaction_state` partitions this broker no longer leads.
+    pub txn_lost: Vec<i32>,
 }
 
 fn new_topic(
@@ -41,7 +45,7 @@ fn new_topic(
     Arc::new(Topic {
         name: name.to_string(),
         id,
-        internal: name == OFFSETS_TOPIC,
+        internal: crate::broker::is_internal_topic(name),
         partitions: RwLock::new(BTreeMap::new()),
         overrides: RwLock::new(configs.clone()),
         config: RwLock::new(config),
@@ -147,9 +151,12 @@ pub fn apply(broker: &Broker, image: &MetadataImage, now_ms: u64) -> Changes {
                 changes.leaders.insert(l.0);
             }
             if topic.internal {
-                match (was_leader, p.is_leader()) {
-                    (false, true) => changes.offsets_gained.push(index),
-                    (true, false) => changes.offsets_lost.push(index),
+                let offsets = topic.name == OFFSETS_TOPIC;
+                match (was_leader, p.is_leader(), offsets) {
+                    (false, true, true) => changes.offsets_gained.push(index),
+                    (true, false, true) => changes.offsets_lost.push(index),
+                    (false, true, false) => changes.txn_gained.push(index),
+                    (true, false, false) => changes.txn_lost.push(index),
                     _ => {}
                 }
             }
@@ -158,9 +165,12 @@ pub fn apply(broker: &Broker, image: &MetadataImage, now_ms: u64) -> Changes {
     for t in broker.topics() {
         if !image.topics.contains_key(&t.name) {
             if t.internal {
-                changes
-                    .offsets_lost
-                    .extend(t.local_partitions().iter().map(|p| p.index));
+                let lost = if t.name == OFFSETS_TOPIC {
+                    &mut changes.offsets_lost
+                } else {
+                    &mut changes.txn_lost
+                };
+                lost.extend(t.local_partitions().iter().map(|p| p.index));
             }
             tracing::info!(topic = %t.name, "topic deleted");
             broker.remove_topic(&t.name);

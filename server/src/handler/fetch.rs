@@ -8,10 +8,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, FetchResponse, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
 use kafka_protocol::messages::list_offsets_response::{
@@ -224,9 +225,16 @@ fn build(
                 continue;
             }
             let hw = partition.high_watermark();
+            let lso = partition.last_stable_offset();
             pd.high_watermark = hw.0;
-            pd.last_stable_offset = hw.0;
+            pd.last_stable_offset = lso.0;
             pd.log_start_offset = partition.log.log_start_offset().0;
+            // read_committed consumers read below the last stable offset, and are told which
+            // transactions in what they get aborted (KIP-98).
+            let read_committed = !follower && r.isolation_level == 1;
+            if read_committed {
+                pd.aborted_transactions = Some(Vec::new());
+            }
             let limits = ReadLimits {
                 max_bytes: usize::try_from(fp.partition_max_bytes)
                     .unwrap_or(0)
@@ -234,8 +242,9 @@ fn build(
                     .min(leader_throttled.map_or(usize::MAX, |rate| {
                         crate::cluster::throttle::Throttle::quantum(rate, i32::MAX) as usize
                     })),
-                // Followers copy everything written; consumers see only what is replicated.
-                max_offset: (!follower).then_some(hw),
+                // Followers copy everything written; consumers see only what is replicated,
+                // and read_committed ones only what no open transaction holds back.
+                max_offset: (!follower).then_some(if read_committed { lso } else { hw }),
                 min_one_batch: total == 0,
             };
             match partition.log.read(Offset(fp.fetch_offset), limits) {
@@ -268,6 +277,21 @@ fn build(
                             continue;
                         }
                         let len = slice.len();
+                        if read_committed {
+                            let aborted = partition
+                                .aborted_transactions(Offset(fp.fetch_offset), slice.next_offset());
+                            pd.aborted_transactions = Some(
+                                aborted
+                                    .into_iter()
+                                    .map(|a| {
+                                        msg!(AbortedTransaction {
+                                            producer_id: ProducerId(a.producer_id),
+                                            first_offset: a.first_offset.0,
+                                        })
+                                    })
+                                    .collect(),
+                            );
+                        }
                         // Zero-copy: a marker of the slice's length; the connection sends the
                         // file range itself with sendfile.
                         let records = match (slice.raw_fd(), marker(len)) {
@@ -430,6 +454,8 @@ fn requested_partitions(
 /// Handles ListOffsets: -1 latest (high watermark), -2 earliest, or the first offset at or
 /// after a timestamp.
 pub fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> ListOffsetsResponse {
+    // read_committed (KIP-98): the latest offset is the last stable offset.
+    let read_committed = r.isolation_level == 1;
     let topics = r
         .topics
         .into_iter()
@@ -471,11 +497,16 @@ pub fn list_offsets(ctx: &Context, r: ListOffsetsRequest) -> ListOffsetsResponse
                         return out;
                     }
                     out.leader_epoch = partition.leader_epoch().0;
+                    let visible = if read_committed {
+                        partition.last_stable_offset()
+                    } else {
+                        partition.high_watermark()
+                    };
                     match p.timestamp {
-                        -1 => out.offset = partition.high_watermark().0,
+                        -1 => out.offset = visible.0,
                         -2 => out.offset = partition.log.log_start_offset().0,
                         ts if ts >= 0 => match partition.log.offset_for_timestamp(ts) {
-                            Ok(Some((o, found_ts))) if o < partition.high_watermark() => {
+                            Ok(Some((o, found_ts))) if o < visible => {
                                 out.offset = o.0;
                                 out.timestamp = found_ts;
                             }

@@ -45,36 +45,61 @@ use crate::group::{CommittedOffset, JoinRequest};
 const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
 /// The coordinator of `key`: standalone, this broker; in a cluster, the leader of the group's
-/// `__consumer_offsets` partition (created on first use, like Kafka).
-async fn coordinator_of(ctx: &Context, key: &str) -> Result<(i32, String, i32), ErrorCode> {
+/// `__consumer_offsets` partition, or with `transactional` of the transactional id's
+/// `__transaction_state` partition (either topic created on first use, like Kafka).
+async fn coordinator_of(
+    ctx: &Context,
+    key: &str,
+    transactional: bool,
+) -> Result<(i32, String, i32), ErrorCode> {
     let Some(cluster) = &ctx.broker.cluster else {
+        if transactional {
+            ctx.txns.ensure_topic_standalone().await?;
+        }
         let (host, port) = &crate::connection::advertised(ctx);
         return Ok((ctx.broker.config.node_id, host.clone(), i32::from(*port)));
     };
-    if !cluster.image().topics.contains_key(OFFSETS_TOPIC) {
-        let cfg = &ctx.broker.config;
+    let cfg = &ctx.broker.config;
+    let (topic, partitions, replication) = if transactional {
+        (
+            crate::broker::TXN_TOPIC,
+            cfg.transaction_state_partitions,
+            cfg.transaction_state_replication_factor,
+        )
+    } else {
+        (
+            OFFSETS_TOPIC,
+            cfg.offsets_topic_partitions,
+            cfg.offsets_topic_replication_factor,
+        )
+    };
+    if !cluster.image().topics.contains_key(topic) {
         let mut configs = std::collections::BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), (100u64 << 20).to_string());
         let req = crate::cluster::wire::ControllerRequest::CreateTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            partitions: u32::try_from(cfg.offsets_topic_partitions).unwrap_or(1),
-            replication_factor: u32::try_from(cfg.offsets_topic_replication_factor).unwrap_or(1),
+            name: topic.to_string(),
+            partitions: u32::try_from(partitions).unwrap_or(1),
+            replication_factor: u32::try_from(replication).unwrap_or(1),
             configs,
             assignments: None,
         };
         if let Err((code, message)) = cluster.admin_call(req).await
             && code != ErrorCode::TopicAlreadyExists
         {
-            tracing::info!(?code, %message, "cannot create {OFFSETS_TOPIC} yet");
+            tracing::info!(?code, %message, "cannot create {topic} yet");
             return Err(ErrorCode::CoordinatorNotAvailable);
         }
     }
     let image = cluster.image();
-    let index = ctx.groups.partition_for(key);
+    let index = if transactional {
+        ctx.txns.partition_for(key)
+    } else {
+        ctx.groups.partition_for(key)
+    };
     let leader = image
         .topics
-        .get(OFFSETS_TOPIC)
+        .get(topic)
         .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
         .and_then(|p| p.leader)
         .ok_or(ErrorCode::CoordinatorNotAvailable)?;
@@ -111,11 +136,19 @@ pub async fn find_coordinator(
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
         let found = if transactional {
-            Err(ErrorCode::TransactionalIdAuthorizationFailed)
+            if ctx.authorized(
+                Operation::Describe,
+                ResourceType::TransactionalId,
+                key.as_str(),
+            ) {
+                coordinator_of(ctx, key.as_str(), true).await
+            } else {
+                Err(ErrorCode::TransactionalIdAuthorizationFailed)
+            }
         } else if !ctx.authorized(Operation::Describe, ResourceType::Group, key.as_str()) {
             Err(ErrorCode::GroupAuthorizationFailed)
         } else {
-            coordinator_of(ctx, key.as_str()).await
+            coordinator_of(ctx, key.as_str(), false).await
         };
         let (node, host, port, error) = match found {
             Ok((node, host, port)) => (node, host, port, ErrorCode::None),
@@ -373,6 +406,7 @@ fn fetch_one(
     ctx: &Context,
     group: &str,
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Vec<TopicOffsets> {
     match topics {
         Some(list) => list
@@ -383,7 +417,14 @@ fn fetch_one(
                 let ps = parts
                     .into_iter()
                     .map(|p| {
-                        let c = if allowed {
+                        // KIP-447: a consumer that asks for stable offsets waits (retries)
+                        // while an open transaction has committed one of this partition.
+                        let c = if !allowed {
+                            Err(ErrorCode::TopicAuthorizationFailed)
+                        } else if require_stable && ctx.groups.has_pending_txn_offset(group, &n, p)
+                        {
+                            Err(ErrorCode::UnstableOffsetCommit)
+                        } else if allowed {
                             Ok(ctx.groups.committed(group, &n, p))
                         } else {
                             Err(ErrorCode::TopicAuthorizationFailed)
@@ -462,7 +503,7 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
                     );
                 }
                 let found = if coordinator == ErrorCode::None {
-                    fetch_one(ctx, g.group_id.0.as_str(), wanted)
+                    fetch_one(ctx, g.group_id.0.as_str(), wanted, r.require_stable)
                 } else {
                     unknown_ids.clear();
                     Vec::new()
@@ -542,7 +583,7 @@ pub fn offset_fetch(ctx: &Context, r: OffsetFetchRequest, version: i16) -> Offse
             error_code: coordinator.code(),
         });
     }
-    let found = fetch_one(ctx, r.group_id.0.as_str(), wanted);
+    let found = fetch_one(ctx, r.group_id.0.as_str(), wanted, r.require_stable);
     msg!(OffsetFetchResponse {
         topics: found
             .into_iter()

@@ -90,7 +90,7 @@ fn cluster_topic_entry(
         error_code: ErrorCode::None.code(),
         name: Some(TopicName(s(name))),
         topic_id: uuid::Uuid::from_u128(t.id),
-        is_internal: name == crate::broker::OFFSETS_TOPIC,
+        is_internal: crate::broker::is_internal_topic(name),
         partitions,
         topic_authorized_operations: -2147483648,
     })

@@ -20,6 +20,7 @@ pub mod producers;
 pub mod quotas;
 pub mod reassignments;
 pub mod scram_users;
+pub mod txn;
 
 use std::sync::Arc;
 
@@ -37,6 +38,8 @@ pub struct Context {
     pub broker: Arc<Broker>,
     /// The group coordinator.
     pub groups: Arc<GroupCoordinator>,
+    /// The transaction coordinator.
+    pub txns: Arc<crate::txn::TransactionCoordinator>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The controller, if this node is a quorum member.
@@ -175,6 +178,13 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::DescribeClientQuotas => (0, 1),
         ApiKey::AlterClientQuotas => (0, 1),
         ApiKey::AlterUserScramCredentials => (0, 0),
+        ApiKey::AddPartitionsToTxn => (0, 4),
+        ApiKey::AddOffsetsToTxn => (0, 4),
+        ApiKey::EndTxn => (0, 4),
+        ApiKey::WriteTxnMarkers => (1, 1),
+        ApiKey::TxnOffsetCommit => (0, 4),
+        ApiKey::DescribeTransactions => (0, 0),
+        ApiKey::ListTransactions => (0, 1),
         _ => return None,
     })
 }
@@ -346,7 +356,7 @@ async fn dispatch(
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(admin::delete_records(ctx, r)),
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(produce::init_producer_id(ctx, r).await)
+            ResponseKind::InitProducerId(produce::init_producer_id(ctx, r, v).await)
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(group::find_coordinator(ctx, r, v).await)
@@ -400,6 +410,23 @@ async fn dispatch(
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(group::delete_groups(ctx, r).await)
         }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions(ctx, r, v).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(ctx, r, v).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(ctx, r, v).await),
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(ctx, r, v).await)
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(txn::write_txn_markers(ctx, r).await)
+        }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(txn::describe(ctx, r))
+        }
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(txn::list(ctx, r)),
         other => {
             tracing::warn!(request = ?std::mem::discriminant(&other), "request of an API that is not advertised");
             return None;

@@ -119,6 +119,18 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
     let timeout = Duration::from_millis(u64::try_from(r.timeout_ms).unwrap_or(0).max(1));
     let mut topics = Vec::with_capacity(r.topic_data.len());
     let mut waits = Vec::new();
+    let transactional_id = r
+        .transactional_id
+        .as_ref()
+        .map(|t| t.0.as_str().to_string())
+        .filter(|t| !t.is_empty());
+    let txn_allowed = transactional_id.as_deref().is_none_or(|id| {
+        ctx.authorized(
+            crate::acl::Operation::Write,
+            crate::acl::ResourceType::TransactionalId,
+            id,
+        )
+    });
     for td in r.topic_data {
         let topic = if td.name.0.is_empty() {
             ctx.broker.topic_by_id(td.topic_id)
@@ -145,11 +157,13 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
                 partitions.push(error(index, ErrorCode::InvalidRequiredAcks, None));
                 continue;
             }
-            if r.transactional_id.is_some() {
+            if let Some(id) = transactional_id.as_deref()
+                && !txn_allowed
+            {
                 partitions.push(error(
                     index,
                     ErrorCode::TransactionalIdAuthorizationFailed,
-                    Some("transactions are not supported".into()),
+                    Some(format!("no WRITE on transactional id {id}")),
                 ));
                 continue;
             }
@@ -196,6 +210,12 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
                 && let Some(rejected) = keyless_in_compacted(t, &records, index)
             {
                 partitions.push(rejected);
+                continue;
+            }
+            if let Some(id) = transactional_id.as_deref()
+                && let Some((code, message)) = verify_transactional(ctx, id, &partition, &records)
+            {
+                partitions.push(error(index, code, Some(message)));
                 continue;
             }
             // The request's bytes go to the log as they arrived (no copy; see `Log::append`).
@@ -288,6 +308,42 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
     }
 }
 
+/// KIP-890: before a partition appends a producer's first transactional batch of a
+/// transaction, the transaction's coordinator must have the partition in the producer's open
+/// transaction; otherwise a late batch of an ended transaction (a hanging transaction, which
+/// would hold the last stable offset back forever) would open a new one no marker ever ends.
+/// Checked where the coordinator is this broker (always standalone).
+fn verify_transactional(
+    ctx: &Context,
+    transactional_id: &str,
+    partition: &Partition,
+    records: &bytes::Bytes,
+) -> Option<(ErrorCode, String)> {
+    let h = strata_engine::batch::parse_header(records, 0).ok()?;
+    if !h.is_transactional() || partition.in_transaction(h.producer_id) {
+        return None;
+    }
+    ctx.txns.check_coordinator(transactional_id).ok()?;
+    let tp = (partition.topic.clone(), partition.index);
+    ctx.txns
+        .verify_partition(transactional_id, h.producer_id, h.producer_epoch, &tp)
+        .err()
+        .map(|code| {
+            (
+                // A fenced producer hears it as Produce says it.
+                if code == ErrorCode::ProducerFenced {
+                    ErrorCode::InvalidProducerEpoch
+                } else {
+                    code
+                },
+                format!(
+                    "{}-{} is not in an open transaction of {transactional_id}",
+                    tp.0, tp.1
+                ),
+            )
+        })
+}
+
 /// What an acknowledgement waits for locally: durability under `flush.policy=always`, the
 /// write otherwise.
 fn ack_stage(partition: &Partition) -> Stage {
@@ -371,8 +427,12 @@ impl InFlight {
     }
 }
 
-/// Handles InitProducerId for idempotent producers (transactions are not supported).
-pub async fn init_producer_id(ctx: &Context, r: InitProducerIdRequest) -> InitProducerIdResponse {
+/// Handles InitProducerId: idempotent producers here, transactional ones in `handler::txn`.
+pub async fn init_producer_id(
+    ctx: &Context,
+    r: InitProducerIdRequest,
+    version: i16,
+) -> InitProducerIdResponse {
     let failed = |code: ErrorCode| {
         msg!(InitProducerIdResponse {
             error_code: code.code(),
@@ -381,7 +441,7 @@ pub async fn init_producer_id(ctx: &Context, r: InitProducerIdRequest) -> InitPr
         })
     };
     if r.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
-        return failed(ErrorCode::TransactionalIdAuthorizationFailed);
+        return super::txn::init_producer_id(ctx, r, version).await;
     }
     // An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
     // (Kafka 2.8+).

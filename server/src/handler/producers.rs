@@ -1,7 +1,8 @@
 //! DescribeProducers (KIP-664): the idempotent producers a partition's leader knows, with
 //! their epochs, last sequences and last timestamps, for `kafka-transactions.sh
-//! describe-producers` and `Admin::describeProducers`. Strata has no transactions, so no
-//! producer has an open one (`current_txn_start_offset` -1, `coordinator_epoch` -1).
+//! describe-producers` and `Admin::describeProducers`, and the first offset of each one's open
+//! transaction there (`current_txn_start_offset`, -1 if none; a transaction hanging there is
+//! found this way, KIP-664). The coordinator epoch is not kept per producer (-1).
 
 use crate::error_code::ErrorCode;
 use kafka_protocol::messages::ProducerId;
@@ -53,7 +54,9 @@ pub fn handle(ctx: &Context, r: DescribeProducersRequest) -> DescribeProducersRe
                                 last_sequence: p.last_sequence,
                                 last_timestamp: p.last_timestamp,
                                 coordinator_epoch: -1,
-                                current_txn_start_offset: -1,
+                                current_txn_start_offset: p
+                                    .current_txn_start_offset
+                                    .map_or(-1, |o| o.0),
                             })
                         })
                         .collect();

@@ -1,0 +1,343 @@
+//! Transactions through the real binary with librdkafka's transactional producer and
+//! read_committed consumers: commits and aborts (and what a read_uncommitted consumer sees of
+//! them), a transaction left open holding read_committed consumers back, the same after a
+//! SIGKILL and restart, consume-transform-produce with `send_offsets_to_transaction` and an
+//! aborted round, zombie fencing by a second producer with the same transactional id, and a
+//! transaction past its timeout aborted by the coordinator.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Broker;
+use common::kafka::{create_topic, runtime};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+const T: Duration = Duration::from_secs(30);
+
+fn txn_producer(
+    bootstrap: &str,
+    id: &str,
+    extra: &[(&str, &str)],
+) -> ThreadedProducer<DefaultProducerContext> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("transactional.id", id)
+        .set("message.timeout.ms", "30000");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    let p: ThreadedProducer<DefaultProducerContext> = c.create().unwrap();
+    p.init_transactions(T).unwrap();
+    p
+}
+
+fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, partition: i32, value: &str) {
+    p.send(
+        BaseRecord::<(), str>::to(topic)
+            .partition(partition)
+            .payload(value),
+    )
+    .map_err(|(e, _)| e)
+    .unwrap();
+}
+
+fn consumer(bootstrap: &str, group: &str, isolation: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", isolation)
+        .create()
+        .unwrap()
+}
+
+/// Reads every partition of `topic` from the start until `quiet` passes with nothing new;
+/// returns the values in the order read per partition.
+fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+    quiet: Duration,
+) -> Vec<String> {
+    let c = consumer(bootstrap, &format!("reader-{}", rand_suffix()), isolation);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while last.elapsed() < quiet && Instant::now() < deadline {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            out.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn values(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:03}")).collect()
+}
+
+/// Committed transactions are seen by read_committed consumers, aborted ones are not (a
+/// read_uncommitted consumer sees both); an open transaction holds read_committed consumers
+/// back at its first offset, and its records appear once it commits. All of it holds again
+/// after a SIGKILL and restart (the aborted transactions and the open one are rebuilt from
+/// the log), and a new producer with the open transaction's id aborts it.
+#[test]
+fn read_committed_sees_commits_and_never_aborts() {
+    let rt = runtime();
+    let mut b = Broker::start(&[]);
+    let bs = b.bootstrap();
+    create_topic(&rt, &bs, "orders", 2, 1);
+    let p = txn_producer(&bs, "orders-app", &[]);
+    let mut committed = Vec::new();
+    for (round, commit) in [("c1", true), ("a1", false), ("c2", true), ("a2", false)] {
+        p.begin_transaction().unwrap();
+        for (i, v) in values(round, 10).iter().enumerate() {
+            send(&p, "orders", (i % 2) as i32, v);
+        }
+        if commit {
+            p.commit_transaction(T).unwrap();
+            committed.extend(values(round, 10));
+        } else {
+            p.flush(T).unwrap();
+            p.abort_transaction(T).unwrap();
+        }
+    }
+    let quiet = Duration::from_secs(2);
+    assert_eq!(
+        sorted(read_all(&bs, "orders", 2, "read_committed", quiet)),
+        sorted(committed.clone())
+    );
+    let everything = read_all(&bs, "orders", 2, "read_uncommitted", quiet);
+    assert_eq!(
+        everything.len(),
+        40,
+        "read_uncommitted sees aborted records too"
+    );
+
+    // An open transaction: its records are written but not visible to read_committed.
+    p.begin_transaction().unwrap();
+    for v in values("open", 5) {
+        send(&p, "orders", 0, &v);
+    }
+    p.flush(T).unwrap();
+    let rc = read_all(&bs, "orders", 2, "read_committed", quiet);
+    assert_eq!(
+        sorted(rc),
+        sorted(committed.clone()),
+        "open transaction hidden"
+    );
+    let ru = read_all(&bs, "orders", 2, "read_uncommitted", quiet);
+    assert_eq!(ru.len(), 45);
+    drop(p);
+
+    // A SIGKILL with the transaction open: after the restart it is still open (hidden), the
+    // aborted ones still aborted.
+    b.kill9();
+    b.restart();
+    let rc = read_all(&bs, "orders", 2, "read_committed", quiet);
+    assert_eq!(sorted(rc), sorted(committed.clone()), "after restart");
+    // A new producer of the id aborts the open transaction, then commits its own.
+    let p2 = txn_producer(&bs, "orders-app", &[]);
+    p2.begin_transaction().unwrap();
+    for v in values("c3", 5) {
+        send(&p2, "orders", 0, &v);
+    }
+    p2.commit_transaction(T).unwrap();
+    committed.extend(values("c3", 5));
+    let rc = read_all(&bs, "orders", 2, "read_committed", quiet);
+    assert_eq!(sorted(rc), sorted(committed));
+}
+
+/// Consume-transform-produce: each round reads from `input` with a read_committed consumer,
+/// writes the transformed records to `output` and the consumer's positions to the group in
+/// one transaction. A round is aborted halfway and redone from the committed offsets. In the
+/// end `output` holds each input record exactly once and the group's offsets are at the end.
+#[test]
+fn consume_transform_produce_is_exactly_once() {
+    let rt = runtime();
+    let b = Broker::start(&[]);
+    let bs = b.bootstrap();
+    create_topic(&rt, &bs, "input", 1, 1);
+    create_topic(&rt, &bs, "output", 1, 1);
+    {
+        let plain: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &bs)
+            .create()
+            .unwrap();
+        for v in values("in", 100) {
+            send(&plain, "input", 0, &v);
+        }
+        plain.flush(T).unwrap();
+    }
+    let c = consumer(&bs, "ctp", "read_committed");
+    c.subscribe(&["input"]).unwrap();
+    let p = txn_producer(&bs, "ctp-app", &[]);
+    let mut done = 0usize;
+    let mut rounds = 0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while done < 100 {
+        assert!(Instant::now() < deadline, "processed {done} of 100");
+        let mut batch = Vec::new();
+        let until = Instant::now() + Duration::from_millis(500);
+        while batch.len() < 15 && Instant::now() < until {
+            if let Some(m) = c.poll(Duration::from_millis(100)) {
+                let m = m.unwrap();
+                batch.push((
+                    m.offset(),
+                    String::from_utf8(m.payload().unwrap().to_vec()).unwrap(),
+                ));
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        rounds += 1;
+        p.begin_transaction().unwrap();
+        for (_, v) in &batch {
+            send(&p, "output", 0, &v.replace("in-", "out-"));
+        }
+        let next = batch.last().unwrap().0 + 1;
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset("input", 0, Offset::Offset(next))
+            .unwrap();
+        p.send_offsets_to_transaction(&offsets, &c.group_metadata().unwrap(), T)
+            .unwrap();
+        if rounds == 3 {
+            // A failure halfway: abort, and go back to the group's committed offset.
+            p.abort_transaction(T).unwrap();
+            let committed = c.committed(T).unwrap();
+            let at = committed
+                .find_partition("input", 0)
+                .map(|e| e.offset())
+                .unwrap_or(Offset::Beginning);
+            let at = if let Offset::Offset(o) = at {
+                Offset::Offset(o)
+            } else {
+                Offset::Beginning
+            };
+            c.seek("input", 0, at, T).unwrap();
+            continue;
+        }
+        p.commit_transaction(T).unwrap();
+        done += batch.len();
+    }
+    let out = read_all(&bs, "output", 1, "read_committed", Duration::from_secs(2));
+    assert_eq!(out, values("out", 100), "every input record once, in order");
+    let all = read_all(&bs, "output", 1, "read_uncommitted", Duration::from_secs(2));
+    assert!(
+        all.len() > 100,
+        "the aborted round's records are in the log: {}",
+        all.len()
+    );
+    // The group's committed offset is the end of the input.
+    let fresh = consumer(&bs, "ctp", "read_committed");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("input", 0);
+    let committed = fresh.committed_offsets(tpl, T).unwrap();
+    assert_eq!(
+        committed.find_partition("input", 0).unwrap().offset(),
+        Offset::Offset(100)
+    );
+}
+
+/// A second producer with the same transactional id fences the first: the first's open
+/// transaction is aborted, its commit fails as fenced, and nothing it wrote is seen by
+/// read_committed consumers.
+#[test]
+fn a_new_producer_fences_the_zombie() {
+    let rt = runtime();
+    let b = Broker::start(&[]);
+    let bs = b.bootstrap();
+    create_topic(&rt, &bs, "payments", 1, 1);
+    let zombie = txn_producer(&bs, "payments-app", &[]);
+    zombie.begin_transaction().unwrap();
+    for v in values("zombie", 5) {
+        send(&zombie, "payments", 0, &v);
+    }
+    zombie.flush(T).unwrap();
+    let fresh = txn_producer(&bs, "payments-app", &[]);
+    fresh.begin_transaction().unwrap();
+    for v in values("fresh", 5) {
+        send(&fresh, "payments", 0, &v);
+    }
+    fresh.commit_transaction(T).unwrap();
+    let err = zombie
+        .commit_transaction(T)
+        .expect_err("the zombie's commit must fail");
+    let fatal = matches!(&err, KafkaError::Transaction(e) if e.is_fatal());
+    assert!(fatal, "fenced is fatal: {err:?}");
+    let rc = read_all(&bs, "payments", 1, "read_committed", Duration::from_secs(2));
+    assert_eq!(rc, values("fresh", 5));
+}
+
+/// A transaction open longer than `transaction.timeout.ms` is aborted by the coordinator:
+/// its records are never seen by read_committed consumers, its producer cannot commit it,
+/// and the partition's last stable offset moves on (later commits are read).
+#[test]
+fn a_transaction_past_its_timeout_is_aborted() {
+    let rt = runtime();
+    let b = Broker::start(&["transaction.abort.timed.out.transaction.cleanup.interval.ms=200"]);
+    let bs = b.bootstrap();
+    create_topic(&rt, &bs, "slow", 1, 1);
+    let slow = txn_producer(
+        &bs,
+        "slow-app",
+        &[
+            ("transaction.timeout.ms", "2000"),
+            ("message.timeout.ms", "2000"),
+        ],
+    );
+    slow.begin_transaction().unwrap();
+    for v in values("late", 3) {
+        send(&slow, "slow", 0, &v);
+    }
+    slow.flush(T).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        slow.commit_transaction(T).is_err(),
+        "the timed-out transaction cannot commit"
+    );
+    let other = txn_producer(&bs, "other-app", &[]);
+    other.begin_transaction().unwrap();
+    for v in values("ok", 3) {
+        send(&other, "slow", 0, &v);
+    }
+    other.commit_transaction(T).unwrap();
+    let rc = read_all(&bs, "slow", 1, "read_committed", Duration::from_secs(2));
+    assert_eq!(rc, values("ok", 3));
+    // The broker refuses a timeout above transaction.max.timeout.ms.
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &bs)
+        .set("transactional.id", "too-long")
+        .set("transaction.timeout.ms", "2000000");
+    let p: ThreadedProducer<DefaultProducerContext> = c.create().unwrap();
+    assert!(p.init_transactions(Duration::from_secs(10)).is_err());
+}
