@@ -269,6 +269,10 @@ impl PendingAppend {
     /// Waits until the records are durable here and, in a cluster, on the in-sync replicas
     /// (like a produce with acks=all), so they survive the loss of this broker.
     pub(crate) async fn settle(self) -> Result<(), ErrorCode> {
+        // Followers long-polling this partition copy the records once they are written.
+        if self.info.completion.until(Stage::Written).await.is_ok() {
+            self.partition.wake_fetches();
+        }
         self.info
             .completion
             .until(Stage::Durable)

@@ -67,6 +67,8 @@ pub struct TransactionCoordinator {
     /// The `__transaction_state` partitions coordinated here, with the coordinator epoch of
     /// each (the partition's leader epoch when it was loaded; markers carry it).
     loaded: Mutex<HashMap<i32, i32>>,
+    /// Idle connections to other brokers for WriteTxnMarkers, by broker id and address.
+    links: Mutex<HashMap<(i32, String), Vec<crate::cluster::kafka_client::KafkaConnection>>>,
 }
 
 impl TransactionCoordinator {
@@ -82,6 +84,7 @@ impl TransactionCoordinator {
             txns: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
         });
         if broker.cluster.is_none()
             && let Some(topic) = broker.topic(TXN_TOPIC)
@@ -523,9 +526,9 @@ impl TransactionCoordinator {
         }
     }
 
-    /// Writes one marker to each partition; returns those not written yet.
+    /// Writes one marker to each partition (all at once); returns those not written yet.
     async fn write_markers(
-        &self,
+        self: &Arc<Self>,
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
@@ -535,6 +538,8 @@ impl TransactionCoordinator {
         let me = self.broker.config.node_id;
         let mut remote: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
         let mut failed = Vec::new();
+        let mut writes: tokio::task::JoinSet<Vec<(String, i32)>> = tokio::task::JoinSet::new();
+        let all = partitions.clone();
         for (topic, index) in partitions {
             let leader = match &self.broker.cluster {
                 None => Some(me),
@@ -550,29 +555,40 @@ impl TransactionCoordinator {
             };
             match leader {
                 Some(l) if l == me => {
-                    let code = write_marker_local(
-                        &self.broker,
-                        &self.groups,
-                        &topic,
-                        index,
-                        producer_id,
-                        producer_epoch,
-                        commit,
-                        coordinator_epoch,
-                    )
-                    .await;
-                    if code != ErrorCode::None {
-                        tracing::debug!(topic, partition = index, ?code, "marker not written yet");
-                        failed.push((topic, index));
-                    }
+                    let (broker, groups) = (self.broker.clone(), self.groups.clone());
+                    writes.spawn(async move {
+                        let code = write_marker_local(
+                            &broker,
+                            &groups,
+                            &topic,
+                            index,
+                            producer_id,
+                            producer_epoch,
+                            commit,
+                            coordinator_epoch,
+                        )
+                        .await;
+                        if code == ErrorCode::None {
+                            Vec::new()
+                        } else {
+                            tracing::debug!(
+                                topic,
+                                partition = index,
+                                ?code,
+                                "marker not written yet"
+                            );
+                            vec![(topic, index)]
+                        }
+                    });
                 }
                 Some(l) => remote.entry(l).or_default().push((topic, index)),
                 None => failed.push((topic, index)),
             }
         }
         for (leader, parts) in remote {
-            failed.extend(
-                self.write_markers_remote(
+            let this = self.clone();
+            writes.spawn(async move {
+                this.write_markers_remote(
                     leader,
                     producer_id,
                     producer_epoch,
@@ -580,8 +596,19 @@ impl TransactionCoordinator {
                     coordinator_epoch,
                     parts,
                 )
-                .await,
-            );
+                .await
+            });
+        }
+        while let Some(done) = writes.join_next().await {
+            match done {
+                Ok(left) => failed.extend(left),
+                Err(e) => {
+                    // Which partitions it had is lost with it: write them all again (a second
+                    // marker of an ended transaction ends nothing).
+                    tracing::error!(error = %e, "a marker write task failed");
+                    return all;
+                }
+            }
         }
         failed
     }
@@ -630,20 +657,35 @@ impl TransactionCoordinator {
         let mut req = WriteTxnMarkersRequest::default();
         req.markers = vec![marker];
         let client_id = format!("strata-txn-markers-{}", self.broker.config.node_id);
+        let key = (leader, addr.clone());
+        let idle = lock(&self.links).get_mut(&key).and_then(Vec::pop);
         let sent = async {
-            let mut conn = crate::cluster::kafka_client::KafkaConnection::connect(
-                &addr,
-                &client_id,
-                &cluster.inter_broker,
-            )
-            .await?;
-            conn.request::<_, WriteTxnMarkersResponse>(
-                ApiKey::WriteTxnMarkers,
-                1,
-                &req,
-                Duration::from_secs(30),
-            )
-            .await
+            let mut conn = match idle {
+                Some(c) => c,
+                None => {
+                    crate::cluster::kafka_client::KafkaConnection::connect(
+                        &addr,
+                        &client_id,
+                        &cluster.inter_broker,
+                    )
+                    .await?
+                }
+            };
+            let r = conn
+                .request::<_, WriteTxnMarkersResponse>(
+                    ApiKey::WriteTxnMarkers,
+                    1,
+                    &req,
+                    Duration::from_secs(30),
+                )
+                .await?;
+            // Kept for the next markers to this broker only after a clean exchange.
+            let mut links = lock(&self.links);
+            let pool = links.entry(key).or_default();
+            if pool.len() < 4 {
+                pool.push(conn);
+            }
+            Ok::<_, crate::cluster::kafka_client::KafkaClientError>(r)
         }
         .await;
         let resp = match sent {

@@ -325,37 +325,54 @@ pub async fn txn_offset_commit(
 }
 
 /// WriteTxnMarkers, from a transaction coordinator: each marker written to the partitions
-/// this broker leads, answered once durable and replicated.
+/// this broker leads (all at once), answered once durable and replicated.
 pub async fn write_txn_markers(
     ctx: &Context,
     r: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
     let allowed = ctx.authorized_on_cluster(Operation::ClusterAction);
+    let mut writes = tokio::task::JoinSet::new();
     let mut markers = Vec::with_capacity(r.markers.len());
-    for m in r.markers {
+    for (mi, m) in r.markers.into_iter().enumerate() {
         let mut topics = Vec::with_capacity(m.topics.len());
-        for t in m.topics {
+        for (ti, t) in m.topics.into_iter().enumerate() {
             let mut partitions = Vec::with_capacity(t.partition_indexes.len());
-            for p in t.partition_indexes {
-                let code = if allowed {
-                    crate::txn::write_marker_local(
-                        &ctx.broker,
-                        &ctx.groups,
-                        t.name.0.as_str(),
-                        p,
-                        m.producer_id.0,
-                        m.producer_epoch,
-                        m.transaction_result,
-                        m.coordinator_epoch,
-                    )
-                    .await
+            for (pi, p) in t.partition_indexes.iter().copied().enumerate() {
+                // Overwritten by the write's outcome (a task that failed stays unknown).
+                let refused = if allowed {
+                    ErrorCode::UnknownServerError
                 } else {
                     ErrorCode::ClusterAuthorizationFailed
                 };
                 partitions.push(msg!(WritableTxnMarkerPartitionResult {
                     partition_index: p,
-                    error_code: code.code(),
+                    error_code: refused.code(),
                 }));
+                if !allowed {
+                    continue;
+                }
+                let (broker, groups) = (ctx.broker.clone(), ctx.groups.clone());
+                let topic = t.name.0.as_str().to_string();
+                let (pid, epoch, commit, coordinator_epoch) = (
+                    m.producer_id.0,
+                    m.producer_epoch,
+                    m.transaction_result,
+                    m.coordinator_epoch,
+                );
+                writes.spawn(async move {
+                    let code = crate::txn::write_marker_local(
+                        &broker,
+                        &groups,
+                        &topic,
+                        p,
+                        pid,
+                        epoch,
+                        commit,
+                        coordinator_epoch,
+                    )
+                    .await;
+                    (mi, ti, pi, code)
+                });
             }
             topics.push(msg!(WritableTxnMarkerTopicResult {
                 name: t.name,
@@ -366,6 +383,16 @@ pub async fn write_txn_markers(
             producer_id: m.producer_id,
             topics,
         }));
+    }
+    while let Some(done) = writes.join_next().await {
+        let (mi, ti, pi, code) = done.unwrap_or((usize::MAX, 0, 0, ErrorCode::UnknownServerError));
+        if let Some(p) = markers
+            .get_mut(mi)
+            .and_then(|m| m.topics.get_mut(ti))
+            .and_then(|t| t.partitions.get_mut(pi))
+        {
+            p.error_code = code.code();
+        }
     }
     msg!(WriteTxnMarkersResponse { markers })
 }
