@@ -64,6 +64,27 @@ fn aiokafka_admin_produce_consume_and_group_resume() {
     );
 }
 
+/// Transactions as aiokafka runs them: commit and abort seen by read_committed and
+/// read_uncommitted consumers, consume-transform-produce with send_offsets_to_transaction,
+/// and a second producer of the transactional id fencing the first.
+#[test]
+fn aiokafka_transactions() {
+    run_client(
+        "aiokafka",
+        "python3",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/aiokafka_transactions.py"
+        ),
+        &[
+            "read_committed sees commits only",
+            "consume-transform-produce exactly once",
+            "zombie fenced (ProducerFenced)",
+            "aiokafka: transactions ok",
+        ],
+    );
+}
+
 #[test]
 fn kafkajs_admin_produce_consume_and_group_resume() {
     run_client(

@@ -63,3 +63,20 @@ fn kafka_python_consumes_through_an_incremental_fetch_session() {
     println!("{incremental} incremental fetches");
     assert!(incremental >= 10.0, "{incremental} incremental fetches");
 }
+
+/// Transactions as kafka-python's producer runs them: commit and abort seen by read_committed
+/// and read_uncommitted consumers, consume-transform-produce with send_offsets_to_transaction,
+/// and a second producer of the transactional id fencing the first.
+#[test]
+fn kafka_python_transactions() {
+    let broker = common::Broker::start(&[]);
+    let stdout = run_script(&broker, "kafka_python_transactions.py");
+    for step in [
+        "read_committed sees commits only",
+        "consume-transform-produce exactly once",
+        "zombie fenced (ProducerFencedError)",
+        "kafka-python: transactions ok",
+    ] {
+        assert!(stdout.contains(step), "{step}: {stdout}");
+    }
+}
