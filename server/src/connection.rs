@@ -350,7 +350,7 @@ async fn run(
                 {
                     return Ok(());
                 }
-                let (response, throttle) = start_produce(ctx, frame)?;
+                let (response, throttle) = start_produce(ctx, frame).await?;
                 pending.push_back(response);
                 if !throttle.is_zero() {
                     muted_until = Some(tokio::time::Instant::now() + throttle);
@@ -706,7 +706,7 @@ fn next_frame(
 /// Appends a produce request's batches now and returns its response-to-be.
 /// Starts a produce request; returns its pending response and how long the connection is to
 /// be throttled for its client quota (zero without one).
-fn start_produce(
+async fn start_produce(
     ctx: &Arc<Context>,
     frame: BytesMut,
 ) -> Result<(PendingResponse, std::time::Duration), ConnectionError> {
@@ -740,7 +740,10 @@ fn start_produce(
     if !throttle.is_zero() {
         ctx.metrics.quota_produce_throttled.inc();
     }
-    let in_flight = handler::produce::start(ctx, r);
+    // KIP-890: a transaction's first batch in a partition checked with its coordinator
+    // elsewhere (rare: once per partition and transaction); the local check is in `start`.
+    let refused = handler::produce::verify_with_remote_coordinator(ctx, &r).await;
+    let in_flight = handler::produce::start(ctx, r, refused);
     // The produce's CPU is its decoding and appending, here; what follows is waiting.
     if let Some(q) = ctx.quotas.request_quota(user, client_id) {
         let spent = crate::quota::thread_cpu().saturating_sub(cpu_before);

@@ -630,12 +630,9 @@ impl TransactionCoordinator {
         use kafka_protocol::messages::{
             ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
         };
-        let Some(cluster) = &self.broker.cluster else {
+        if self.broker.cluster.is_none() {
             return parts;
-        };
-        let Some(addr) = crate::cluster::replica_fetcher::endpoint(&self.broker, leader) else {
-            return parts;
-        };
+        }
         let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for (t, p) in &parts {
             by_topic.entry(t.as_str()).or_default().push(*p);
@@ -656,38 +653,9 @@ impl TransactionCoordinator {
             .collect();
         let mut req = WriteTxnMarkersRequest::default();
         req.markers = vec![marker];
-        let client_id = format!("strata-txn-markers-{}", self.broker.config.node_id);
-        let key = (leader, addr.clone());
-        let idle = lock(&self.links).get_mut(&key).and_then(Vec::pop);
-        let sent = async {
-            let mut conn = match idle {
-                Some(c) => c,
-                None => {
-                    crate::cluster::kafka_client::KafkaConnection::connect(
-                        &addr,
-                        &client_id,
-                        &cluster.inter_broker,
-                    )
-                    .await?
-                }
-            };
-            let r = conn
-                .request::<_, WriteTxnMarkersResponse>(
-                    ApiKey::WriteTxnMarkers,
-                    1,
-                    &req,
-                    Duration::from_secs(30),
-                )
-                .await?;
-            // Kept for the next markers to this broker only after a clean exchange.
-            let mut links = lock(&self.links);
-            let pool = links.entry(key).or_default();
-            if pool.len() < 4 {
-                pool.push(conn);
-            }
-            Ok::<_, crate::cluster::kafka_client::KafkaClientError>(r)
-        }
-        .await;
+        let sent: Result<WriteTxnMarkersResponse, _> = self
+            .call_broker(leader, ApiKey::WriteTxnMarkers, 1, &req)
+            .await;
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -710,6 +678,118 @@ impl TransactionCoordinator {
             }
         }
         parts.into_iter().filter(|p| !written.contains(p)).collect()
+    }
+
+    /// KIP-890 from a partition leader whose produce carries `transactional_id`, coordinated by
+    /// another broker: asks that coordinator (AddPartitionsToTxn v4, `verify_only`) whether
+    /// each partition is in the producer's open transaction. The code per partition, or why
+    /// the coordinator could not be asked.
+    pub async fn verify_remote(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<((String, i32), ErrorCode)>, String> {
+        use kafka_protocol::messages::add_partitions_to_txn_request::{
+            AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+        };
+        use kafka_protocol::messages::{
+            AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ProducerId, TopicName,
+            TransactionalId,
+        };
+        let cluster = self.broker.cluster.as_ref().ok_or("standalone")?;
+        let index = self.partition_for(transactional_id);
+        let coordinator = cluster
+            .image()
+            .topics
+            .get(TXN_TOPIC)
+            .and_then(|t| t.partitions.get(usize::try_from(index).ok()?))
+            .and_then(|p| p.leader)
+            .ok_or("the transaction coordinator is not known")?;
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in &partitions {
+            by_topic.entry(t.as_str()).or_default().push(*p);
+        }
+        let mut txn = AddPartitionsToTxnTransaction::default();
+        txn.transactional_id = TransactionalId(crate::handler::s(transactional_id));
+        txn.producer_id = ProducerId(producer_id);
+        txn.producer_epoch = producer_epoch;
+        txn.verify_only = true;
+        txn.topics = by_topic
+            .into_iter()
+            .map(|(t, ps)| {
+                let mut topic = AddPartitionsToTxnTopic::default();
+                topic.name = TopicName(crate::handler::s(t));
+                topic.partitions = ps;
+                topic
+            })
+            .collect();
+        let mut req = AddPartitionsToTxnRequest::default();
+        req.transactions = vec![txn];
+        let resp: AddPartitionsToTxnResponse = self
+            .call_broker(coordinator.0, ApiKey::AddPartitionsToTxn, 4, &req)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(code) = ErrorCode::from_code(resp.error_code)
+            && code != ErrorCode::None
+        {
+            return Err(format!("the coordinator answered {code:?}"));
+        }
+        let mut out = Vec::new();
+        for r in resp.results_by_transaction {
+            for t in r.topic_results {
+                for p in t.results_by_partition {
+                    out.push((
+                        (t.name.0.as_str().to_string(), p.partition_index),
+                        ErrorCode::from_code(p.partition_error_code)
+                            .unwrap_or(ErrorCode::UnknownServerError),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One request to broker `id` over the inter-broker listener, on a pooled connection
+    /// (kept only after a clean exchange).
+    async fn call_broker<Req, Resp>(
+        &self,
+        id: i32,
+        api: kafka_protocol::messages::ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Result<Resp, crate::cluster::kafka_client::KafkaClientError>
+    where
+        Req: kafka_protocol::protocol::Encodable,
+        Resp: kafka_protocol::protocol::Decodable,
+    {
+        use crate::cluster::kafka_client::{KafkaClientError, KafkaConnection};
+        let cluster = self
+            .broker
+            .cluster
+            .as_ref()
+            .ok_or_else(|| KafkaClientError::Protocol("standalone".into()))?;
+        let addr = crate::cluster::replica_fetcher::endpoint(&self.broker, id)
+            .ok_or_else(|| KafkaClientError::Protocol(format!("no address of broker {id}")))?;
+        let key = (id, addr.clone());
+        let idle = lock(&self.links).get_mut(&key).and_then(Vec::pop);
+        let mut conn = match idle {
+            Some(c) => c,
+            None => {
+                let client_id = format!("strata-txn-{}", self.broker.config.node_id);
+                KafkaConnection::connect(&addr, &client_id, &cluster.inter_broker).await?
+            }
+        };
+        let r = conn
+            .request::<Req, Resp>(api, version, req, Duration::from_secs(30))
+            .await?;
+        let mut links = lock(&self.links);
+        let pool = links.entry(key).or_default();
+        if pool.len() < 4 {
+            pool.push(conn);
+        }
+        Ok(r)
     }
 
     /// Aborts the transactions open longer than their timeout, fencing their producers.

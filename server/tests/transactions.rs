@@ -341,3 +341,183 @@ fn a_transaction_past_its_timeout_is_aborted() {
     let p: ThreadedProducer<DefaultProducerContext> = c.create().unwrap();
     assert!(p.init_transactions(Duration::from_secs(10)).is_err());
 }
+
+/// A transactional batch of `pid` at `epoch` with one record at sequence `seq`.
+fn txn_batch(pid: i64, epoch: i16, seq: i32, value: &str) -> bytes::Bytes {
+    use strata_engine::{Offset as O, batch};
+    let mut b = batch::build(O(0), 1_700_000_000_000, &[(None, Some(value.as_bytes()))]);
+    batch::stamp_producer(&mut b, pid, epoch, seq);
+    batch::stamp_transactional(&mut b, false);
+    bytes::Bytes::from(b)
+}
+
+/// Produce v9 of `records` to `topic`-0 with `transactional_id`; the partition's error code
+/// and base offset.
+fn produce_raw(
+    conn: &mut std::net::TcpStream,
+    topic: &str,
+    transactional_id: Option<&str>,
+    records: bytes::Bytes,
+) -> (i16, i64) {
+    use kafka_protocol::messages::{ApiKey, ResponseKind, TransactionalId};
+    let mut r = common::wire::produce(topic, vec![(0, records)]);
+    r.transactional_id = transactional_id.map(|t| TransactionalId(t.to_string().into()));
+    let ResponseKind::Produce(resp) = common::wire::call(conn, ApiKey::Produce, 9, &r) else {
+        panic!()
+    };
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// KIP-890 and the other guards of a partition, over the raw protocol: a transactional batch
+/// is appended only inside a transaction its coordinator knows holds the partition (a late
+/// batch of an ended transaction, which would hang the last stable offset, is refused with
+/// INVALID_TXN_STATE), only with a transactional id, never as a control batch from a client;
+/// DescribeProducers shows an open transaction's first offset; read_committed ListOffsets
+/// answers the last stable offset.
+#[test]
+fn a_late_batch_of_an_ended_transaction_is_refused() {
+    use kafka_protocol::messages::*;
+    let rt = runtime();
+    let b = Broker::start(&[]);
+    create_topic(&rt, &b.bootstrap(), "guarded", 1, 1);
+    let mut conn = common::wire::connect(&b);
+    let id = "late-writer";
+    let mut find = find_coordinator_request::FindCoordinatorRequest::default();
+    find.key = id.to_string().into();
+    find.key_type = 1;
+    let ResponseKind::FindCoordinator(found) =
+        common::wire::call(&mut conn, ApiKey::FindCoordinator, 3, &find)
+    else {
+        panic!()
+    };
+    assert_eq!(found.error_code, 0);
+    let mut init = init_producer_id_request::InitProducerIdRequest::default();
+    init.transactional_id = Some(TransactionalId(id.to_string().into()));
+    init.transaction_timeout_ms = 60_000;
+    let (pid, epoch) = common::cluster::wait_for("a producer id", T, || {
+        let ResponseKind::InitProducerId(r) =
+            common::wire::call(&mut conn, ApiKey::InitProducerId, 4, &init)
+        else {
+            panic!()
+        };
+        (r.error_code == 0).then_some((r.producer_id.0, r.producer_epoch))
+    });
+    // Not added to a transaction: refused.
+    let (code, _) = produce_raw(
+        &mut conn,
+        "guarded",
+        Some(id),
+        txn_batch(pid, epoch, 0, "x"),
+    );
+    assert_eq!(code, 48, "INVALID_TXN_STATE before AddPartitionsToTxn");
+    let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+    t.name = TopicName("guarded".to_string().into());
+    t.partitions = vec![0];
+    let mut add = add_partitions_to_txn_request::AddPartitionsToTxnRequest::default();
+    add.v3_and_below_transactional_id = TransactionalId(id.to_string().into());
+    add.v3_and_below_producer_id = ProducerId(pid);
+    add.v3_and_below_producer_epoch = epoch;
+    add.v3_and_below_topics = vec![t];
+    let ResponseKind::AddPartitionsToTxn(added) =
+        common::wire::call(&mut conn, ApiKey::AddPartitionsToTxn, 3, &add)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    let (code, base) = produce_raw(
+        &mut conn,
+        "guarded",
+        Some(id),
+        txn_batch(pid, epoch, 0, "in"),
+    );
+    assert_eq!(code, 0, "inside the transaction");
+    // The open transaction: DescribeProducers shows where it starts; read_committed's latest
+    // offset stops there while read_uncommitted's is past it.
+    let mut dp_t = describe_producers_request::TopicRequest::default();
+    dp_t.name = TopicName("guarded".to_string().into());
+    dp_t.partition_indexes = vec![0];
+    let mut dp = describe_producers_request::DescribeProducersRequest::default();
+    dp.topics = vec![dp_t];
+    let ResponseKind::DescribeProducers(d) =
+        common::wire::call(&mut conn, ApiKey::DescribeProducers, 0, &dp)
+    else {
+        panic!()
+    };
+    let p = &d.topics[0].partitions[0].active_producers[0];
+    assert_eq!((p.producer_id.0, p.current_txn_start_offset), (pid, base));
+    let latest = |conn: &mut std::net::TcpStream, isolation: i8| {
+        let mut lp = list_offsets_request::ListOffsetsPartition::default();
+        lp.partition_index = 0;
+        lp.timestamp = -1;
+        let mut lt = list_offsets_request::ListOffsetsTopic::default();
+        lt.name = TopicName("guarded".to_string().into());
+        lt.partitions = vec![lp];
+        let mut r = list_offsets_request::ListOffsetsRequest::default();
+        r.replica_id = BrokerId(-1);
+        r.isolation_level = isolation;
+        r.topics = vec![lt];
+        let ResponseKind::ListOffsets(resp) = common::wire::call(conn, ApiKey::ListOffsets, 7, &r)
+        else {
+            panic!()
+        };
+        resp.topics[0].partitions[0].offset
+    };
+    assert_eq!(
+        latest(&mut conn, 1),
+        base,
+        "read_committed: the last stable offset"
+    );
+    assert_eq!(
+        latest(&mut conn, 0),
+        base + 1,
+        "read_uncommitted: the high watermark"
+    );
+    let mut end = end_txn_request::EndTxnRequest::default();
+    end.transactional_id = TransactionalId(id.to_string().into());
+    end.producer_id = ProducerId(pid);
+    end.producer_epoch = epoch;
+    end.committed = true;
+    let ResponseKind::EndTxn(ended) = common::wire::call(&mut conn, ApiKey::EndTxn, 3, &end) else {
+        panic!()
+    };
+    assert_eq!(ended.error_code, 0);
+    // The marker follows in the background; then the partition is stable again.
+    common::cluster::wait_for("the commit marker", T, || {
+        (latest(&mut conn, 1) == latest(&mut conn, 0)).then_some(())
+    });
+    // A late batch of the ended transaction (a retry that lost its way, a zombie thread).
+    let (code, _) = produce_raw(
+        &mut conn,
+        "guarded",
+        Some(id),
+        txn_batch(pid, epoch, 1, "late"),
+    );
+    assert_eq!(
+        code, 48,
+        "a late batch is refused, not opening a hanging transaction"
+    );
+    assert_eq!(latest(&mut conn, 1), latest(&mut conn, 0), "nothing hangs");
+    // A transactional batch without a transactional id, and a marker from a client.
+    let (code, _) = produce_raw(&mut conn, "guarded", None, txn_batch(pid, epoch, 1, "anon"));
+    assert_eq!(code, 53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED");
+    let marker = {
+        use strata_engine::{Offset as O, batch};
+        let mut m = batch::build(
+            O(0),
+            1,
+            &[(Some(&[0u8, 0, 0, 1][..]), Some(&[0u8, 0, 0, 0, 0, 0][..]))],
+        );
+        batch::stamp_producer(&mut m, pid, epoch, -1);
+        batch::stamp_transactional(&mut m, true);
+        bytes::Bytes::from(m)
+    };
+    let (code, _) = produce_raw(&mut conn, "guarded", Some(id), marker);
+    assert_eq!(
+        code, 87,
+        "INVALID_RECORD: markers come from coordinators only"
+    );
+}

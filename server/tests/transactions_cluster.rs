@@ -213,3 +213,113 @@ fn transactions_stay_whole_when_the_coordinator_and_a_leader_are_killed() {
         per_txn.len()
     );
 }
+
+/// KIP-890 across brokers: a partition leader that is not the transaction's coordinator asks
+/// the coordinator (AddPartitionsToTxn v4, verify_only) before a producer's first batch of a
+/// transaction opens it there: refused before AddPartitionsToTxn and after EndTxn (a late
+/// batch that would hang the partition), appended in between.
+#[test]
+fn a_leader_checks_transactional_batches_with_a_remote_coordinator() {
+    use kafka_protocol::messages::*;
+    let mut c = Cluster::start(Layout {
+        brokers: 3,
+        extra: vec!["transaction.state.log.num.partitions=1".into()],
+        ..Default::default()
+    });
+    c.wait_live(3);
+    let bs = c.bootstrap();
+    create_topic(&bs, "checked", 3, 3);
+    let id = "remote-checked";
+    let mut conn = common::wire::connect(c.broker(1));
+    let mut find = find_coordinator_request::FindCoordinatorRequest::default();
+    find.key = id.to_string().into();
+    find.key_type = 1;
+    let coordinator = common::cluster::wait_for("the transaction coordinator", T, || {
+        let ResponseKind::FindCoordinator(f) =
+            common::wire::call(&mut conn, ApiKey::FindCoordinator, 3, &find)
+        else {
+            panic!()
+        };
+        (f.error_code == 0).then_some(f.node_id.0 as usize)
+    });
+    let mut to_coordinator = common::wire::connect(c.broker(coordinator));
+    let mut init = init_producer_id_request::InitProducerIdRequest::default();
+    init.transactional_id = Some(TransactionalId(id.to_string().into()));
+    init.transaction_timeout_ms = 60_000;
+    let (pid, epoch) = common::cluster::wait_for("a producer id", T, || {
+        let ResponseKind::InitProducerId(r) =
+            common::wire::call(&mut to_coordinator, ApiKey::InitProducerId, 4, &init)
+        else {
+            panic!()
+        };
+        (r.error_code == 0).then_some((r.producer_id.0, r.producer_epoch))
+    });
+    let (partition, leader) = (0..3)
+        .map(|p| (p, wait_isr(&bs, "checked", p, 3) as usize))
+        .find(|(_, l)| *l != coordinator)
+        .expect("a partition led by another broker than the coordinator");
+    let mut to_leader = common::wire::connect(c.broker(leader));
+    let batch = |seq: i32| {
+        use strata_engine::{Offset as O, batch};
+        let mut b = batch::build(O(0), 1_700_000_000_000, &[(None, Some(&b"v"[..]))]);
+        batch::stamp_producer(&mut b, pid, epoch, seq);
+        batch::stamp_transactional(&mut b, false);
+        bytes::Bytes::from(b)
+    };
+    let produce = |conn: &mut std::net::TcpStream, seq: i32| {
+        let mut r = common::wire::produce("checked", vec![(partition, batch(seq))]);
+        r.transactional_id = Some(TransactionalId(id.to_string().into()));
+        let ResponseKind::Produce(resp) = common::wire::call(conn, ApiKey::Produce, 9, &r) else {
+            panic!()
+        };
+        resp.responses[0].partition_responses[0].error_code
+    };
+    assert_eq!(produce(&mut to_leader, 0), 48, "not in the transaction yet");
+    let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+    t.name = TopicName("checked".to_string().into());
+    t.partitions = vec![partition];
+    let mut add = add_partitions_to_txn_request::AddPartitionsToTxnRequest::default();
+    add.v3_and_below_transactional_id = TransactionalId(id.to_string().into());
+    add.v3_and_below_producer_id = ProducerId(pid);
+    add.v3_and_below_producer_epoch = epoch;
+    add.v3_and_below_topics = vec![t];
+    let ResponseKind::AddPartitionsToTxn(added) =
+        common::wire::call(&mut to_coordinator, ApiKey::AddPartitionsToTxn, 3, &add)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    assert_eq!(produce(&mut to_leader, 0), 0, "inside the transaction");
+    let mut end = end_txn_request::EndTxnRequest::default();
+    end.transactional_id = TransactionalId(id.to_string().into());
+    end.producer_id = ProducerId(pid);
+    end.producer_epoch = epoch;
+    end.committed = true;
+    let ResponseKind::EndTxn(ended) =
+        common::wire::call(&mut to_coordinator, ApiKey::EndTxn, 3, &end)
+    else {
+        panic!()
+    };
+    assert_eq!(ended.error_code, 0);
+    let mut describe = describe_transactions_request::DescribeTransactionsRequest::default();
+    describe.transactional_ids = vec![TransactionalId(id.to_string().into())];
+    common::cluster::wait_for("the transaction complete", T, || {
+        let ResponseKind::DescribeTransactions(d) = common::wire::call(
+            &mut to_coordinator,
+            ApiKey::DescribeTransactions,
+            0,
+            &describe,
+        ) else {
+            panic!()
+        };
+        (d.transaction_states[0].transaction_state.as_str() == "CompleteCommit").then_some(())
+    });
+    assert_eq!(
+        produce(&mut to_leader, 1),
+        48,
+        "a late batch of the ended transaction"
+    );
+}

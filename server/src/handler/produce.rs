@@ -85,7 +85,8 @@ pub async fn handle(
     r: ProduceRequest,
     _version: i16,
 ) -> Option<ProduceResponse> {
-    start(ctx, r).finish().await
+    let refused = verify_with_remote_coordinator(ctx, &r).await;
+    start(ctx, r, refused).finish().await
 }
 
 /// A produce request whose batches are appended (or refused) and whose response waits for
@@ -114,7 +115,7 @@ type Wait = (
 /// Appends every batch of a produce request now, without waiting for durability or
 /// replication (an append that would wait on the disk, for a roll or a full commit pipeline,
 /// runs through [`crate::blocking::run`]: see `Partition::append`).
-pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
+pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest, refused: Refused) -> InFlight {
     let acks = r.acks;
     let timeout = Duration::from_millis(u64::try_from(r.timeout_ms).unwrap_or(0).max(1));
     let mut topics = Vec::with_capacity(r.topic_data.len());
@@ -212,8 +213,12 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
                 partitions.push(rejected);
                 continue;
             }
-            if let Some(id) = transactional_id.as_deref()
-                && let Some((code, message)) = verify_transactional(ctx, id, &partition, &records)
+            if let Some((code, message)) = refused
+                .get(&(partition.topic.clone(), index))
+                .cloned()
+                .or_else(|| {
+                    verify_transactional(ctx, transactional_id.as_deref(), &partition, &records)
+                })
             {
                 partitions.push(error(index, code, Some(message)));
                 continue;
@@ -315,12 +320,29 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest) -> InFlight {
 /// Checked where the coordinator is this broker (always standalone).
 fn verify_transactional(
     ctx: &Context,
-    transactional_id: &str,
+    transactional_id: Option<&str>,
     partition: &Partition,
     records: &bytes::Bytes,
 ) -> Option<(ErrorCode, String)> {
     let h = strata_engine::batch::parse_header(records, 0).ok()?;
-    if !h.is_transactional() || partition.in_transaction(h.producer_id) {
+    if h.is_control() {
+        // Markers are the coordinators' (`Partition::append` refuses them too).
+        return Some((
+            ErrorCode::InvalidRecord,
+            "control batches (transaction markers) cannot be produced".into(),
+        ));
+    }
+    if !h.is_transactional() {
+        return None;
+    }
+    // Kafka authorizes a transactional batch by its request's transactional id: none, none.
+    let Some(transactional_id) = transactional_id else {
+        return Some((
+            ErrorCode::TransactionalIdAuthorizationFailed,
+            "a transactional batch in a produce without a transactional id".into(),
+        ));
+    };
+    if partition.in_transaction(h.producer_id) {
         return None;
     }
     ctx.txns.check_coordinator(transactional_id).ok()?;
@@ -342,6 +364,94 @@ fn verify_transactional(
                 ),
             )
         })
+}
+
+/// Partitions of a produce refused before appending, with the code and message to answer.
+pub type Refused = std::collections::HashMap<(String, i32), (ErrorCode, String)>;
+
+/// KIP-890 where the transaction's coordinator is another broker: the partitions this broker
+/// leads whose batch would open the producer's transaction here are checked with that
+/// coordinator (AddPartitionsToTxn v4, `verify_only`) before anything is appended; those it
+/// does not confirm are refused. A coordinator that cannot answer now makes the batch
+/// retriable (NOT_ENOUGH_REPLICAS, as Kafka answers producers that predate the coordinator
+/// errors).
+pub async fn verify_with_remote_coordinator(ctx: &Context, r: &ProduceRequest) -> Refused {
+    let mut refused = Refused::new();
+    let Some(id) = r
+        .transactional_id
+        .as_ref()
+        .map(|t| t.0.as_str())
+        .filter(|t| !t.is_empty())
+    else {
+        return refused;
+    };
+    if ctx.broker.cluster.is_none() || ctx.txns.check_coordinator(id).is_ok() {
+        return refused;
+    }
+    let mut wanted = Vec::new();
+    let mut producer = None;
+    for td in &r.topic_data {
+        let topic = if td.name.0.is_empty() {
+            ctx.broker.topic_by_id(td.topic_id)
+        } else {
+            ctx.broker.topic(td.name.0.as_str())
+        };
+        let Some(topic) = topic else {
+            continue;
+        };
+        for pd in &td.partition_data {
+            let Some(partition) = topic.partition(pd.index) else {
+                continue;
+            };
+            let Some(h) = pd
+                .records
+                .as_ref()
+                .and_then(|b| strata_engine::batch::parse_header(b, 0).ok())
+            else {
+                continue;
+            };
+            if h.is_transactional()
+                && partition.is_leader()
+                && !partition.in_transaction(h.producer_id)
+            {
+                producer = Some((h.producer_id, h.producer_epoch));
+                wanted.push((topic.name.clone(), pd.index));
+            }
+        }
+    }
+    let Some((pid, epoch)) = producer else {
+        return refused;
+    };
+    match ctx.txns.verify_remote(id, pid, epoch, wanted.clone()).await {
+        Ok(answers) => {
+            for (tp, code) in answers {
+                if code != ErrorCode::None {
+                    let code = match code {
+                        ErrorCode::ProducerFenced => ErrorCode::InvalidProducerEpoch,
+                        ErrorCode::InvalidTxnState | ErrorCode::InvalidProducerIdMapping => {
+                            ErrorCode::InvalidTxnState
+                        }
+                        _ => ErrorCode::NotEnoughReplicas,
+                    };
+                    let message =
+                        format!("{}-{} is not in an open transaction of {id}", tp.0, tp.1);
+                    refused.insert(tp, (code, message));
+                }
+            }
+        }
+        Err(e) => {
+            for tp in wanted {
+                refused.insert(
+                    tp,
+                    (
+                        ErrorCode::NotEnoughReplicas,
+                        format!("the transaction coordinator could not confirm it: {e}"),
+                    ),
+                );
+            }
+        }
+    }
+    refused
 }
 
 /// What an acknowledgement waits for locally: durability under `flush.policy=always`, the
