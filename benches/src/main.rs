@@ -8,6 +8,8 @@
 //! - `run`: a workload file (`benches/workloads/`) with a same-run socket-into-file baseline.
 //! - `sync`: ways to make a round of appends to many files durable, with device flushes.
 //! - `failover`: SIGKILL of a partition leader in a 3-node cluster, against Kafka's timing.
+//! - `transactions`: transactional against idempotent produce, read_committed against
+//!   read_uncommitted consume, commit latency.
 
 mod baseline;
 mod chart;
@@ -21,6 +23,7 @@ mod logins;
 mod report;
 mod resources;
 mod sync_options;
+mod transactions;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +61,9 @@ enum Command {
     /// SASL logins per second (new connection, handshake, exchange) against new plaintext
     /// connections on the same broker.
     Logins(logins::LoginsArgs),
+    /// Transactional produce (a commit every --transaction-ms) against idempotent produce, and
+    /// read_committed against read_uncommitted consume of the same log, with commit latency.
+    Transactions(transactions::TransactionsArgs),
     /// What one round of small appends to many files costs to make durable, per method
     /// (serial and io_uring fdatasyncs, preallocated files, syncfs, a per-disk journal), with
     /// device flushes per round.
@@ -79,6 +85,9 @@ fn main() {
         Command::Run(args) => workload::run(args).map_err(|e| e as Box<dyn std::error::Error>),
         Command::Sync(args) => sync_options::run(args),
         Command::Logins(args) => logins::run(args).map_err(|e| e as Box<dyn std::error::Error>),
+        Command::Transactions(args) => {
+            transactions::run(args).map_err(|e| e as Box<dyn std::error::Error>)
+        }
     };
     if let Err(e) = result {
         eprintln!("strata-bench: {e}");

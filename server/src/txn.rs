@@ -34,6 +34,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How long a request waits for the id's previous transaction to complete before it answers
+/// CONCURRENT_TRANSACTIONS.
+const PREPARED_WAIT: Duration = Duration::from_secs(1);
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -67,6 +71,9 @@ pub struct TransactionCoordinator {
     /// The `__transaction_state` partitions coordinated here, with the coordinator epoch of
     /// each (the partition's leader epoch when it was loaded; markers carry it).
     loaded: Mutex<HashMap<i32, i32>>,
+    /// Bumped each time a transaction's markers are all written and it is recorded complete:
+    /// requests that found it prepared wait for this instead of failing at once.
+    completions: tokio::sync::watch::Sender<u64>,
     /// Idle connections to other brokers for WriteTxnMarkers, by broker id and address.
     links: Mutex<HashMap<(i32, String), Vec<crate::cluster::kafka_client::KafkaConnection>>>,
 }
@@ -85,6 +92,7 @@ impl TransactionCoordinator {
             locks: Mutex::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
+            completions: tokio::sync::watch::channel(0).0,
         });
         if broker.cluster.is_none()
             && let Some(topic) = broker.topic(TXN_TOPIC)
@@ -240,6 +248,26 @@ impl TransactionCoordinator {
         Ok(())
     }
 
+    /// Waits (up to [`PREPARED_WAIT`]) while the id's last transaction is being completed:
+    /// its markers usually take a few milliseconds, and a producer that hears
+    /// CONCURRENT_TRANSACTIONS backs off far longer (librdkafka: `retry.backoff.ms`, 100 ms)
+    /// before its next transaction may start.
+    async fn wait_while_prepared(&self, transactional_id: &str) {
+        let mut rx = self.completions.subscribe();
+        let deadline = tokio::time::Instant::now() + PREPARED_WAIT;
+        while self
+            .get(transactional_id)
+            .is_some_and(|m| m.state.is_prepared())
+        {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
     fn id_lock(&self, transactional_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = lock(&self.locks);
         if locks.len() > 10_000 {
@@ -303,6 +331,7 @@ impl TransactionCoordinator {
             return Err(ErrorCode::InvalidTransactionTimeout);
         }
         self.check_coordinator(transactional_id)?;
+        self.wait_while_prepared(transactional_id).await;
         let id_lock = self.id_lock(transactional_id);
         let _g = id_lock.lock().await;
         self.check_coordinator(transactional_id)?;
@@ -405,6 +434,8 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<(), ErrorCode> {
+        tracing::debug!(transactional_id, ?partitions, "AddPartitionsToTxn");
+        self.wait_while_prepared(transactional_id).await;
         let id_lock = self.id_lock(transactional_id);
         let _g = id_lock.lock().await;
         let mut meta = self.check_producer(transactional_id, producer_id, producer_epoch)?;
@@ -450,6 +481,7 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         commit: bool,
     ) -> Result<(), ErrorCode> {
+        tracing::debug!(transactional_id, commit, "EndTxn");
         let id_lock = self.id_lock(transactional_id);
         let _g = id_lock.lock().await;
         let mut meta = self.check_producer(transactional_id, producer_id, producer_epoch)?;
@@ -524,6 +556,8 @@ impl TransactionCoordinator {
             // again: a marker written twice ends nothing twice.
             tracing::warn!(transactional_id, error = ?e, "recording a completed transaction");
         }
+        self.completions.send_modify(|n| *n = n.wrapping_add(1));
+        tracing::debug!(transactional_id, "transaction complete");
     }
 
     /// Writes one marker to each partition (all at once); returns those not written yet.

@@ -46,3 +46,20 @@ pub fn create_topic(
         }
     }
 }
+
+/// Deletes `topic` through `bootstrap` (its data goes with it: benchmarks free the disk
+/// between measurements).
+pub fn delete_topic(bootstrap: &str, topic: &str) -> Result<(), BoxError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "3")
+        .create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let res = rt.block_on(admin.delete_topics(&[topic], &AdminOptions::new()))?;
+    match res.into_iter().next() {
+        Some(Err((t, e))) => Err(format!("deleting {t}: {e}").into()),
+        _ => Ok(()),
+    }
+}

@@ -7,7 +7,7 @@ pub mod admin;
 pub mod process;
 pub mod proxy;
 
-pub use admin::create_topic;
+pub use admin::{create_topic, delete_topic};
 pub use process::{free_port, metric, strata_bin};
 pub use proxy::Proxy;
 
