@@ -15,6 +15,20 @@
 //!   is not the next offset, within one assignment;
 //! - **committed backwards**: the group's committed offset of a partition going down;
 //! - **unverified**: a partition whose final read did not reach its high watermark.
+//!
+//! With the transactional workload (`--transactions`), against the final read_committed read of
+//! the transactional topic (Jepsen's transactional anomalies):
+//! - **aborted read**: a value of a transaction the client aborted, read by a read_committed
+//!   consumer (the observer or the final read);
+//! - **partial transaction**: a transaction some but not all of whose values are visible;
+//! - **lost commit**: a transaction the client saw committed, none of whose values are visible;
+//! - **intermediate read**: a read_committed observer read a value that is not in the final
+//!   committed log (it saw a transaction that did not commit);
+//! - **duplicate (exactly-once)**: a value twice in the committed log; for the
+//!   consume-transform-produce worker, an input record transformed twice;
+//! - **not exactly once**: an input record below the worker's committed offset with no
+//!   output, or an output of an input record at or above it (its offsets and its outputs
+//!   were not committed together).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -34,11 +48,17 @@ pub enum Kind {
     ConsumerBackwards,
     CommittedBackwards,
     Unverified,
+    AbortedRead,
+    PartialTransaction,
+    LostCommit,
+    IntermediateRead,
+    DuplicateExactlyOnce,
+    NotExactlyOnce,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 16] = [
         Kind::LostWrite,
         Kind::OffsetConflict,
         Kind::Duplicate,
@@ -49,6 +69,12 @@ impl Kind {
         Kind::ConsumerBackwards,
         Kind::CommittedBackwards,
         Kind::Unverified,
+        Kind::AbortedRead,
+        Kind::PartialTransaction,
+        Kind::LostCommit,
+        Kind::IntermediateRead,
+        Kind::DuplicateExactlyOnce,
+        Kind::NotExactlyOnce,
     ];
 
     /// Its name in reports.
@@ -64,6 +90,12 @@ impl Kind {
             Kind::ConsumerBackwards => "consumer went backwards",
             Kind::CommittedBackwards => "committed offset went backwards",
             Kind::Unverified => "partitions not verified",
+            Kind::AbortedRead => "aborted reads",
+            Kind::PartialTransaction => "partial transactions",
+            Kind::LostCommit => "lost commits",
+            Kind::IntermediateRead => "intermediate reads",
+            Kind::DuplicateExactlyOnce => "duplicates (exactly-once)",
+            Kind::NotExactlyOnce => "not exactly once",
         }
     }
 }
@@ -91,6 +123,13 @@ pub struct Stats {
     /// Values of producers without idempotence found at more than one offset (allowed).
     pub allowed_duplicates: u64,
     pub faults: BTreeMap<String, u64>,
+    /// Transactions of the writer, by what the client learnt of their end.
+    pub transactions: u64,
+    pub committed_transactions: u64,
+    pub aborted_transactions: u64,
+    pub unknown_transactions: u64,
+    /// Input records the consume-transform-produce worker committed an output of.
+    pub transformed: u64,
 }
 
 /// The checker's verdict.
@@ -127,6 +166,16 @@ impl Findings {
             "duplicates without idempotence (allowed): {}\n",
             st.allowed_duplicates
         ));
+        if st.transactions > 0 {
+            s.push_str(&format!(
+                "transactions: {} ({} committed, {} aborted, {} unknown); {} input records transformed exactly once\n",
+                st.transactions,
+                st.committed_transactions,
+                st.aborted_transactions,
+                st.unknown_transactions,
+                st.transformed
+            ));
+        }
         s.push_str(&format!("{:<34} {:>8}\n", "anomaly", "found"));
         for k in Kind::ALL {
             s.push_str(&format!("{:<34} {:>8}\n", k.name(), self.count(k)));
@@ -229,6 +278,11 @@ pub fn check(events: &[Event]) -> Findings {
                 final_end.insert(*partition, *end);
                 partitions.insert(*partition);
             }
+            Event::TxnEnd { .. }
+            | Event::TxnRead { .. }
+            | Event::TxnFinal { .. }
+            | Event::TxnFinalEnd { .. }
+            | Event::TxnCommitted { .. } => {}
         }
     }
     let mut anomalies = Vec::new();
@@ -419,8 +473,224 @@ pub fn check(events: &[Event]) -> Findings {
             _ => {}
         }
     }
+    check_transactions(events, &final_log, &final_end, &mut push, &mut f.stats);
     f.anomalies = anomalies;
     f
+}
+
+/// The transactional workload's anomalies (see the module's list). `input_log` and
+/// `input_end` are the final read of the input topic.
+fn check_transactions(
+    events: &[Event],
+    input_log: &BTreeMap<i32, BTreeMap<i64, &str>>,
+    input_end: &HashMap<i32, i64>,
+    push: &mut impl FnMut(Kind, i32, i64, String),
+    stats: &mut Stats,
+) {
+    let mut outcomes: BTreeMap<&str, (&str, &[String])> = BTreeMap::new();
+    let mut observed: Vec<(i32, i64, &str)> = Vec::new();
+    let mut committed_log: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
+    let mut finished: HashSet<i32> = HashSet::new();
+    let mut group_offsets: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut any = false;
+    for e in events {
+        match e {
+            Event::TxnEnd {
+                txn,
+                values,
+                outcome,
+                ..
+            } => {
+                any = true;
+                stats.transactions += 1;
+                outcomes.insert(txn, (outcome, values));
+            }
+            Event::TxnRead {
+                partition,
+                offset,
+                value,
+                ..
+            } => observed.push((*partition, *offset, value)),
+            Event::TxnFinal {
+                partition,
+                offset,
+                value,
+            } => {
+                any = true;
+                committed_log
+                    .entry(value)
+                    .or_default()
+                    .push((*partition, *offset));
+            }
+            Event::TxnFinalEnd { partition, .. } => {
+                finished.insert(*partition);
+            }
+            Event::TxnCommitted { partition, offset } => {
+                any = true;
+                group_offsets.insert(*partition, *offset);
+            }
+            _ => {}
+        }
+    }
+    if !any {
+        return;
+    }
+    for p in 0..3 {
+        if !finished.contains(&p) {
+            push(
+                Kind::Unverified,
+                p,
+                -1,
+                "the final read_committed read of the transactional topic did not reach its end (a transaction left open?)".into(),
+            );
+        }
+    }
+    // The writer's transactions: all or nothing, never an aborted one, every commit.
+    let mut aborted_values: HashSet<&str> = HashSet::new();
+    for (txn, (outcome, values)) in &outcomes {
+        let visible = values
+            .iter()
+            .filter(|v| committed_log.contains_key(v.as_str()))
+            .count();
+        match *outcome {
+            "committed" => stats.committed_transactions += 1,
+            "aborted" => {
+                stats.aborted_transactions += 1;
+                aborted_values.extend(values.iter().map(String::as_str));
+            }
+            _ => stats.unknown_transactions += 1,
+        }
+        if visible > 0 && visible < values.len() {
+            push(
+                Kind::PartialTransaction,
+                -1,
+                -1,
+                format!(
+                    "{txn} ({outcome}): {visible} of {} values visible",
+                    values.len()
+                ),
+            );
+        }
+        if *outcome == "committed" && visible == 0 {
+            push(
+                Kind::LostCommit,
+                -1,
+                -1,
+                format!("{txn} was committed and none of its values is visible"),
+            );
+        }
+        if *outcome == "aborted" && visible > 0 {
+            push(
+                Kind::AbortedRead,
+                -1,
+                -1,
+                format!(
+                    "{txn} was aborted and the final read_committed read has {visible} of its values"
+                ),
+            );
+        }
+    }
+    for (p, o, v) in &observed {
+        if aborted_values.contains(v) {
+            push(
+                Kind::AbortedRead,
+                *p,
+                *o,
+                format!("the read_committed observer read {v} of an aborted transaction"),
+            );
+        } else if !committed_log.contains_key(v) {
+            push(
+                Kind::IntermediateRead,
+                *p,
+                *o,
+                format!(
+                    "the read_committed observer read {v}, which no committed transaction holds"
+                ),
+            );
+        }
+    }
+    for (v, at) in &committed_log {
+        if at.len() > 1 {
+            push(
+                Kind::DuplicateExactlyOnce,
+                at[0].0,
+                at[1].1,
+                format!("{v} is in the committed log at {at:?}"),
+            );
+        }
+    }
+    // Consume-transform-produce: outputs `x<partition>:<offset>:<value>` of the input records
+    // below the group's committed offsets, each exactly once.
+    let mut outputs: HashMap<(i32, i64), usize> = HashMap::new();
+    for (v, at) in &committed_log {
+        let Some(rest) = v.strip_prefix('x') else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, ':');
+        let (Some(p), Some(o), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let (Ok(p), Ok(o)) = (p.parse::<i32>(), o.parse::<i64>()) else {
+            continue;
+        };
+        *outputs.entry((p, o)).or_default() += at.len();
+        if input_log
+            .get(&p)
+            .and_then(|l| l.get(&o))
+            .is_some_and(|found| *found != value)
+        {
+            push(
+                Kind::NotExactlyOnce,
+                p,
+                o,
+                format!("the output {v} names input offset {o}, which holds another value"),
+            );
+        }
+    }
+    stats.transformed = outputs.len() as u64;
+    for (p, committed) in &group_offsets {
+        if !input_end.contains_key(p) {
+            continue;
+        }
+        let log = input_log.get(p);
+        for o in log
+            .into_iter()
+            .flat_map(|l| l.range(..*committed))
+            .map(|(o, _)| *o)
+        {
+            match outputs.get(&(*p, o)).copied().unwrap_or(0) {
+                1 => {}
+                0 => push(
+                    Kind::NotExactlyOnce,
+                    *p,
+                    o,
+                    format!(
+                        "input offset {o} is below the committed offset {committed} and was never output"
+                    ),
+                ),
+                n => push(
+                    Kind::DuplicateExactlyOnce,
+                    *p,
+                    o,
+                    format!("input offset {o} was output {n} times"),
+                ),
+            }
+        }
+    }
+    for ((p, o), _) in outputs
+        .iter()
+        .filter(|((p, o), _)| group_offsets.get(p).is_some_and(|c| o >= c))
+    {
+        push(
+            Kind::NotExactlyOnce,
+            *p,
+            *o,
+            format!(
+                "input offset {o} was output but the committed offset is {}",
+                group_offsets.get(p).copied().unwrap_or(0)
+            ),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -679,5 +949,138 @@ mod tests {
         rec.flush().unwrap_or_else(|e| panic!("{e}"));
         let back = crate::history::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, clean_history());
+    }
+    /// The clean history plus a clean transactional workload: writer transactions t0
+    /// (committed, on three partitions) and t1 (aborted, not visible), the transform worker's
+    /// outputs of input offsets 0..3 with the group committed at 3, an observer read.
+    fn clean_txn_history() -> Vec<Event> {
+        let mut h = clean_history();
+        let txn = |name: &str, outcome: &str| Event::TxnEnd {
+            t_ms: 0,
+            txn: name.into(),
+            values: (0..3).map(|k| format!("{name}-{k}")).collect(),
+            outcome: outcome.into(),
+        };
+        h.push(txn("t0", "committed"));
+        h.push(txn("t1", "aborted"));
+        h.push(Event::TxnRead {
+            t_ms: 0,
+            partition: 0,
+            offset: 0,
+            value: "t0-0".into(),
+        });
+        let mut at = [0i64; 3];
+        let mut fin_txn = |p: i32, v: String| {
+            h.push(Event::TxnFinal {
+                partition: p,
+                offset: at[p as usize],
+                value: v,
+            });
+            at[p as usize] += 2;
+        };
+        for k in 0..3 {
+            fin_txn(k, format!("t0-{k}"));
+        }
+        for (o, v) in ["p0-0", "p0-1", "p0-2"].iter().enumerate() {
+            fin_txn(0, format!("x0:{o}:{v}"));
+        }
+        for p in 0..3 {
+            h.push(Event::TxnFinalEnd {
+                partition: p,
+                end: 10,
+            });
+        }
+        h.push(Event::TxnCommitted {
+            partition: 0,
+            offset: 3,
+        });
+        h
+    }
+
+    fn txn_final(h: &mut Vec<Event>, value: &str) {
+        h.push(Event::TxnFinal {
+            partition: 2,
+            offset: 100,
+            value: value.into(),
+        });
+    }
+
+    #[test]
+    fn a_clean_transactional_history_has_no_anomaly() {
+        let f = check(&clean_txn_history());
+        assert!(f.clean(), "{:?}", f.anomalies);
+        assert_eq!(
+            (
+                f.stats.committed_transactions,
+                f.stats.aborted_transactions,
+                f.stats.transformed
+            ),
+            (1, 1, 3)
+        );
+    }
+
+    #[test]
+    fn an_aborted_transaction_visible_is_an_aborted_read() {
+        let mut h = clean_txn_history();
+        h.push(Event::TxnRead {
+            t_ms: 0,
+            partition: 1,
+            offset: 9,
+            value: "t1-1".into(),
+        });
+        only(&check(&h), Kind::AbortedRead);
+    }
+
+    #[test]
+    fn part_of_a_transaction_visible_is_a_partial_transaction() {
+        let mut h = clean_txn_history();
+        h.retain(|e| !matches!(e, Event::TxnFinal { value, .. } if value == "t0-2"));
+        only(&check(&h), Kind::PartialTransaction);
+    }
+
+    #[test]
+    fn a_committed_transaction_not_visible_is_a_lost_commit() {
+        let mut h = clean_txn_history();
+        h.retain(|e| !matches!(e, Event::TxnFinal { value, .. } if value.starts_with("t0-")));
+        // The observer's read of t0-0 is then intermediate as well: only check the commit.
+        h.retain(|e| !matches!(e, Event::TxnRead { .. }));
+        only(&check(&h), Kind::LostCommit);
+    }
+
+    #[test]
+    fn an_observer_reading_what_never_committed_is_an_intermediate_read() {
+        let mut h = clean_txn_history();
+        h.push(Event::TxnRead {
+            t_ms: 0,
+            partition: 0,
+            offset: 50,
+            value: "t9-0".into(),
+        });
+        only(&check(&h), Kind::IntermediateRead);
+    }
+
+    #[test]
+    fn a_value_twice_in_the_committed_log_is_a_duplicate() {
+        let mut h = clean_txn_history();
+        txn_final(&mut h, "x0:1:p0-1");
+        only(&check(&h), Kind::DuplicateExactlyOnce);
+    }
+
+    #[test]
+    fn an_input_below_the_committed_offset_never_output_is_not_exactly_once() {
+        let mut h = clean_txn_history();
+        h.retain(|e| !matches!(e, Event::TxnFinal { value, .. } if value == "x0:2:p0-2"));
+        only(&check(&h), Kind::NotExactlyOnce);
+    }
+
+    #[test]
+    fn an_output_beyond_the_committed_offset_is_not_exactly_once() {
+        let mut h = clean_txn_history();
+        h.retain(|e| !matches!(e, Event::TxnCommitted { .. }));
+        h.push(Event::TxnCommitted {
+            partition: 0,
+            offset: 2,
+        });
+        only(&check(&h), Kind::NotExactlyOnce);
     }
 }

@@ -70,6 +70,31 @@ pub enum Event {
     },
     /// The final read of `partition` reached its high watermark `end` (absent: it did not).
     FinalEnd { partition: i32, end: i64 },
+    /// A transaction of the writer ended: its values, and what the client learnt
+    /// (`committed`, `aborted`, or `unknown` when it could not tell).
+    TxnEnd {
+        t_ms: u64,
+        txn: String,
+        values: Vec<String>,
+        outcome: String,
+    },
+    /// The read_committed observer read `value` from the transactional topic.
+    TxnRead {
+        t_ms: u64,
+        partition: i32,
+        offset: i64,
+        value: String,
+    },
+    /// The final read_committed read of the transactional topic found `value`.
+    TxnFinal {
+        partition: i32,
+        offset: i64,
+        value: String,
+    },
+    /// The final read_committed read of the transactional topic finished `partition`.
+    TxnFinalEnd { partition: i32, end: i64 },
+    /// The transform group's committed offset of the input `partition` at the end.
+    TxnCommitted { partition: i32, offset: i64 },
 }
 
 /// Appends events to `history.jsonl` as they happen, from any thread.

@@ -64,6 +64,10 @@ struct RunArgs {
     /// to the controllers, ACLs on (clients stay on PLAINTEXT).
     #[arg(long)]
     secure_links: bool,
+    /// The transactional workload too: a transactional writer, a consume-transform-produce
+    /// worker with read_committed consumers, and the checker's transactional anomalies.
+    #[arg(long)]
+    transactions: bool,
     /// Run directory (default: target/strata-chaos/<seed>).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -105,6 +109,7 @@ fn run_cmd(a: RunArgs) -> Result<bool, Box<dyn std::error::Error + Send + Sync>>
             consumers: a.consumers,
             settings: a.set.clone(),
             secure_links: a.secure_links,
+            transactions: a.transactions,
             faults: if a.faults.is_empty() {
                 FaultKind::ALL
                     .iter()

@@ -57,6 +57,10 @@ pub struct Options {
     /// is built without OpenSSL).
     #[serde(default)]
     pub secure_links: bool,
+    /// The transactional workload too: a transactional writer, a consume-transform-produce
+    /// worker over the main topic and a read_committed observer (`transactions.rs`).
+    #[serde(default)]
+    pub transactions: bool,
 }
 
 /// What a run found.
@@ -415,6 +419,15 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
         rf,
         Duration::from_secs(60),
     )?;
+    if opts.transactions {
+        strata_testkit::create_topic(
+            &bootstrap,
+            crate::transactions::TXN_TOPIC,
+            crate::transactions::WRITER_SPAN,
+            rf,
+            Duration::from_secs(60),
+        )?;
+    }
     let rec = Arc::new(Recorder::create(&dir.join("history.jsonl"))?);
     // The workload's clients: over SASL_SSL with secure links; the harness's own checks
     // (liveness, topic creation, replication) stay on the PLAINTEXT listener.
@@ -445,6 +458,20 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
         );
         consumers.push(std::thread::spawn(move || {
             crate::clients::observe_commits(&b, topic, p, r, s)
+        }));
+    }
+    if opts.transactions {
+        let (b, r, s) = (endpoint.clone(), rec.clone(), stop_producers.clone());
+        producers.push(std::thread::spawn(move || {
+            crate::transactions::writer(&b, r, s)
+        }));
+        let (b, r, s) = (endpoint.clone(), rec.clone(), stop_producers.clone());
+        producers.push(std::thread::spawn(move || {
+            crate::transactions::transform(&b, topic, r, s)
+        }));
+        let (b, r, s) = (endpoint.clone(), rec.clone(), stop_consumers.clone());
+        consumers.push(std::thread::spawn(move || {
+            crate::transactions::observe(&b, r, s)
         }));
     }
     // Faulty broker count over time, for availability: (from ms, to ms, faulty).
@@ -530,6 +557,17 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
         &rec,
         Duration::from_secs(90),
     )?;
+    if opts.transactions {
+        // Longer than transaction.timeout.ms (30 s): a transaction a client left open is
+        // aborted by its coordinator by then, and the last stable offset moves on.
+        crate::transactions::final_read(
+            &endpoint,
+            topic,
+            opts.partitions,
+            &rec,
+            Duration::from_secs(120),
+        )?;
+    }
     rec.flush()?;
     // Self-healing: every partition back at its replication factor, wholly in sync, on live
     // brokers only (a lost broker's replicas re-created elsewhere).

@@ -35,6 +35,7 @@ fn options(seed: u64, duration_s: u64, faults: &[&str], settings: &[&str]) -> Op
         settings: settings.iter().map(|s| s.to_string()).collect(),
         faults: faults.iter().map(|s| s.to_string()).collect(),
         secure_links: false,
+        transactions: false,
     }
 }
 
@@ -103,6 +104,45 @@ fn secure_links_lose_nothing_under_faults() {
     assert!(
         o.clean(),
         "anomalies or not healed:\n{summary}\n{:#?}",
+        o.findings.anomalies.iter().take(20).collect::<Vec<_>>()
+    );
+}
+
+/// The transactional workload beside the classic one: a transactional writer (every fourth
+/// transaction aborted), a consume-transform-produce worker with a read_committed consumer and
+/// `send_offsets_to_transaction`, a read_committed observer; kills of brokers and of the
+/// active controller, splits, pauses and a leader cut off then killed. No aborted or
+/// intermediate read, no partial or lost commit, every input record below the worker's
+/// committed offset output exactly once.
+#[test]
+fn transactions_stay_whole_under_faults() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut opts = options(
+        20261206,
+        60,
+        &[
+            "kill",
+            "kill-controller",
+            "split",
+            "pause",
+            "leader-cut-kill",
+        ],
+        &[],
+    );
+    opts.transactions = true;
+    opts.consumers = 1;
+    let o = run(&opts, &strata_bin(), dir.path()).unwrap_or_else(|e| panic!("chaos run: {e}"));
+    let summary = strata_chaos::run::summary(&o);
+    eprintln!("{summary}");
+    let st = &o.findings.stats;
+    assert!(
+        st.committed_transactions >= 50,
+        "too few commits:\n{summary}"
+    );
+    assert!(st.transformed >= 500, "too little transformed:\n{summary}");
+    assert!(
+        o.findings.clean(),
+        "anomalies:\n{summary}\n{:#?}",
         o.findings.anomalies.iter().take(20).collect::<Vec<_>>()
     );
 }
