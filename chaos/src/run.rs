@@ -465,9 +465,9 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
         producers.push(std::thread::spawn(move || {
             crate::transactions::writer(&b, r, s)
         }));
-        let (b, r, s) = (endpoint.clone(), rec.clone(), stop_producers.clone());
+        let (b, s) = (endpoint.clone(), stop_producers.clone());
         producers.push(std::thread::spawn(move || {
-            crate::transactions::transform(&b, topic, r, s)
+            crate::transactions::transform(&b, topic, s)
         }));
         let (b, r, s) = (endpoint.clone(), rec.clone(), stop_consumers.clone());
         consumers.push(std::thread::spawn(move || {

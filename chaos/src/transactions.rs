@@ -150,12 +150,7 @@ fn rewind(c: &BaseConsumer) {
 }
 
 /// The consume-transform-produce worker, until `stop`.
-pub fn transform(
-    endpoint: &Endpoint,
-    input: &str,
-    rec: Arc<Recorder>,
-    stop: Arc<AtomicBool>,
-) -> Result<(), BoxError> {
+pub fn transform(endpoint: &Endpoint, input: &str, stop: Arc<AtomicBool>) -> Result<(), BoxError> {
     let mut consumer = ctp_consumer(endpoint, input)?;
     let mut p = None;
     while !stop.load(Ordering::Relaxed) {
@@ -171,13 +166,12 @@ pub fn transform(
         let mut batch = Vec::new();
         let until = Instant::now() + Duration::from_millis(300);
         while batch.len() < 50 && Instant::now() < until {
-            match consumer.poll(Duration::from_millis(50)) {
-                Some(Ok(m)) => batch.push((
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                batch.push((
                     m.partition(),
                     m.offset(),
                     String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-                )),
-                Some(Err(_)) | None => {}
+                ));
             }
         }
         if batch.is_empty() {
@@ -222,7 +216,6 @@ pub fn transform(
             }
         }
     }
-    let _ = rec;
     Ok(())
 }
 
