@@ -1196,6 +1196,99 @@ mod tests {
         );
     }
 
+    /// Open transactions hold the last stable offset at their first offset; markers end
+    /// them, an abort is listed for the fetches whose range it overlaps, a marker of an older
+    /// epoch is refused, and retention forgets aborts below the log start.
+    #[test]
+    fn transactions_move_the_first_unstable_offset_and_list_aborts() {
+        let mut st = ProducerStates::default();
+        st.record(7, 0, 0, 0, Offset(10), 0);
+        st.record_transactional(7, Offset(10));
+        st.record(8, 0, 0, 0, Offset(11), 0);
+        st.record_transactional(8, Offset(11));
+        st.record_transactional(7, Offset(12));
+        assert_eq!(st.first_unstable_offset(), Some(Offset(10)));
+        assert!(st.in_transaction(7) && st.in_transaction(8));
+        st.record_marker(7, 0, ControlType::Abort, Offset(13));
+        assert_eq!(st.first_unstable_offset(), Some(Offset(11)));
+        st.record_marker(8, 0, ControlType::Commit, Offset(14));
+        assert_eq!(st.first_unstable_offset(), None);
+        let abort = AbortedTxn {
+            producer_id: 7,
+            first_offset: Offset(10),
+            last_offset: Offset(13),
+        };
+        assert_eq!(st.aborted_between(Offset(0), Offset(11)), vec![abort]);
+        assert_eq!(st.aborted_between(Offset(13), Offset(20)), vec![abort]);
+        assert!(st.aborted_between(Offset(14), Offset(20)).is_empty());
+        assert!(st.aborted_between(Offset(0), Offset(10)).is_empty());
+        // A fenced producer's coordinator wrote epoch 1: epoch 0's marker is stale.
+        st.record_marker(7, 1, ControlType::Abort, Offset(15));
+        assert_eq!(st.check_marker(7, 0), Err(ErrorCode::InvalidProducerEpoch));
+        assert_eq!(st.check_marker(7, 1), Ok(()));
+        assert_eq!(
+            st.check(7, 0, 1, 1),
+            SequenceCheck::Reject(ErrorCode::InvalidProducerEpoch),
+            "the fenced epoch's batches are refused"
+        );
+        st.forget_aborted_before(Offset(14));
+        assert!(st.aborted_between(Offset(0), Offset(20)).is_empty());
+    }
+
+    /// The state survives a reopen: rebuilt from the log's batches, control batches included
+    /// (their type read from the marker's key).
+    #[test]
+    fn transaction_state_is_rebuilt_from_the_log() {
+        use strata_engine::io::sim::SimStorage;
+        let sim = SimStorage::new();
+        let pipeline = strata_engine::CommitPipeline::start(
+            std::sync::Arc::new(sim.clone()),
+            Default::default(),
+        )
+        .unwrap();
+        let txn = |pid: i64, seq: i32| {
+            let mut b = batch::build(
+                Offset(0),
+                1_700_000_000_000,
+                &[(None, Some(b"v".as_slice()))],
+            );
+            batch::stamp_producer(&mut b, pid, 0, seq);
+            batch::stamp_transactional(&mut b, false);
+            Bytes::from(b)
+        };
+        {
+            let log = Log::open("/sim/t-0", LogConfig::default(), &pipeline.handle()).unwrap();
+            let p = Partition::new("t", 0, log, None).unwrap();
+            for (pid, seq) in [(1, 0), (2, 0), (1, 1)] {
+                let Ok((AppendOutcome::Appended(info), _)) = p.append(txn(pid, seq), false) else {
+                    panic!("appended")
+                };
+                info.completion.wait_durable().unwrap();
+            }
+            let (info, _) = p.append_marker(1, 0, ControlType::Abort, 5).unwrap();
+            info.completion.wait_durable().unwrap();
+            p.on_local_progress();
+            assert_eq!(p.last_stable_offset(), Offset(1), "producer 2 still open");
+            p.log.close().unwrap();
+        }
+        let log = Log::open("/sim/t-0", LogConfig::default(), &pipeline.handle()).unwrap();
+        let p = Partition::new("t", 0, log, None).unwrap();
+        p.on_local_progress();
+        assert_eq!(p.last_stable_offset(), Offset(1));
+        assert!(p.in_transaction(2) && !p.in_transaction(1));
+        assert_eq!(
+            p.aborted_transactions(Offset(0), Offset(4)),
+            vec![AbortedTxn {
+                producer_id: 1,
+                first_offset: Offset(0),
+                last_offset: Offset(3),
+            }]
+        );
+        let active = p.active_producers();
+        assert_eq!(active[0].current_txn_start_offset, None);
+        assert_eq!(active[1].current_txn_start_offset, Some(Offset(1)));
+    }
+
     #[test]
     fn sequence_checks_follow_kafka() {
         let mut st = ProducerStates::default();
