@@ -85,6 +85,27 @@ fn aiokafka_transactions() {
     );
 }
 
+/// Transactions as kafkajs runs them (EndTxn below v2: a fenced producer hears
+/// INVALID_PRODUCER_EPOCH): commit and abort under both isolation levels, consume-transform-
+/// produce with sendOffsets, zombie fencing.
+#[test]
+fn kafkajs_transactions() {
+    run_client(
+        "kafkajs",
+        "node",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/node/kafkajs_transactions.js"
+        ),
+        &[
+            "read_committed sees commits only",
+            "consume-transform-produce exactly once",
+            "zombie fenced (INVALID_PRODUCER_EPOCH)",
+            "kafkajs: transactions ok",
+        ],
+    );
+}
+
 #[test]
 fn kafkajs_admin_produce_consume_and_group_resume() {
     run_client(

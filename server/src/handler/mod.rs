@@ -253,6 +253,12 @@ pub fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
         AlterUserScramCredentials,
         DescribeClientQuotas,
         AlterClientQuotas,
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        TxnOffsetCommit,
+        DescribeTransactions,
+        ListTransactions,
     );
 }
 
