@@ -486,8 +486,10 @@ fn a_late_batch_of_an_ended_transaction_is_refused() {
     };
     assert_eq!(ended.error_code, 0);
     // The marker follows in the background; then the partition is stable again.
+    // The record and the marker after it: both ends there (two calls, so both must be).
+    let end = base + 2;
     common::cluster::wait_for("the commit marker", T, || {
-        (latest(&mut conn, 1) == latest(&mut conn, 0)).then_some(())
+        (latest(&mut conn, 1) == end && latest(&mut conn, 0) == end).then_some(())
     });
     // A late batch of the ended transaction (a retry that lost its way, a zombie thread).
     let (code, _) = produce_raw(
@@ -500,7 +502,11 @@ fn a_late_batch_of_an_ended_transaction_is_refused() {
         code, 48,
         "a late batch is refused, not opening a hanging transaction"
     );
-    assert_eq!(latest(&mut conn, 1), latest(&mut conn, 0), "nothing hangs");
+    assert_eq!(
+        (latest(&mut conn, 1), latest(&mut conn, 0)),
+        (end, end),
+        "nothing hangs"
+    );
     // A transactional batch without a transactional id, and a marker from a client.
     let (code, _) = produce_raw(&mut conn, "guarded", None, txn_batch(pid, epoch, 1, "anon"));
     assert_eq!(code, 53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED");
@@ -520,4 +526,68 @@ fn a_late_batch_of_an_ended_transaction_is_refused() {
         code, 87,
         "INVALID_RECORD: markers come from coordinators only"
     );
+
+    // An operator aborts a transaction by hand (KIP-664's `kafka-transactions.sh abort`:
+    // WriteTxnMarkers to the partition's leader with the producer DescribeProducers shows).
+    let ResponseKind::AddPartitionsToTxn(added) =
+        common::wire::call(&mut conn, ApiKey::AddPartitionsToTxn, 3, &add)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    let (code, open_at) = produce_raw(
+        &mut conn,
+        "guarded",
+        Some(id),
+        txn_batch(pid, epoch, 1, "stuck"),
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        latest(&mut conn, 1),
+        open_at,
+        "held at the open transaction"
+    );
+    let mut t = write_txn_markers_request::WritableTxnMarkerTopic::default();
+    t.name = TopicName("guarded".to_string().into());
+    t.partition_indexes = vec![0];
+    let mut m = write_txn_markers_request::WritableTxnMarker::default();
+    m.producer_id = ProducerId(pid);
+    m.producer_epoch = epoch;
+    m.transaction_result = false;
+    m.topics = vec![t];
+    let mut abort = write_txn_markers_request::WriteTxnMarkersRequest::default();
+    abort.markers = vec![m];
+    let ResponseKind::WriteTxnMarkers(aborted) =
+        common::wire::call(&mut conn, ApiKey::WriteTxnMarkers, 1, &abort)
+    else {
+        panic!()
+    };
+    assert_eq!(aborted.markers[0].topics[0].partitions[0].error_code, 0);
+    // Answered once durable: the record and the abort marker are below the end now.
+    let end = open_at + 2;
+    assert_eq!(
+        (latest(&mut conn, 1), latest(&mut conn, 0)),
+        (end, end),
+        "no longer held"
+    );
+    let ResponseKind::DescribeProducers(d) =
+        common::wire::call(&mut conn, ApiKey::DescribeProducers, 0, &dp)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        d.topics[0].partitions[0].active_producers[0].current_txn_start_offset,
+        -1
+    );
+    let rc = read_all(
+        &b.bootstrap(),
+        "guarded",
+        1,
+        "read_committed",
+        Duration::from_secs(2),
+    );
+    assert_eq!(rc, ["in"], "the aborted record is not read");
 }
