@@ -560,7 +560,7 @@ fn read_offsets(
             let h = batch::parse_header(&bytes[pos..], pos)?;
             let one = &bytes[pos..pos + h.size()];
             if h.is_control() {
-                if let Some(control) = crate::topic::ControlType::of_batch(one)
+                if let Some((control, _)) = crate::topic::ControlType::of_batch(one)
                     && let Some(list) = pending.remove(&h.producer_id)
                     && control == crate::topic::ControlType::Commit
                 {

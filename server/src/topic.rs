@@ -30,7 +30,7 @@ struct ProducerBatch {
 }
 
 /// What a partition knows of one idempotent producer.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<ProducerBatch>,
@@ -38,6 +38,21 @@ struct ProducerEntry {
     last_timestamp: i64,
     /// First offset of its transaction that no marker has ended yet, if one is open here.
     txn_first: Option<Offset>,
+    /// The coordinator epoch of its last marker here (-1: none): a marker of an older
+    /// coordinator (one that lost the transactional id and came back, say) is refused.
+    coordinator_epoch: i32,
+}
+
+impl Default for ProducerEntry {
+    fn default() -> ProducerEntry {
+        ProducerEntry {
+            epoch: 0,
+            batches: VecDeque::new(),
+            last_timestamp: 0,
+            txn_first: None,
+            coordinator_epoch: -1,
+        }
+    }
 }
 
 /// A transaction a marker aborted, as Fetch reports it to read_committed consumers: its
@@ -62,16 +77,24 @@ pub enum ControlType {
 }
 
 impl ControlType {
-    /// Reads the control record key (version i16, type i16) of a control batch's bytes.
-    /// `None` for a key this broker does not know (a newer control type: not a marker).
-    pub fn of_batch(bytes: &[u8]) -> Option<ControlType> {
+    /// Reads the control record of a control batch's bytes: its type (key: version i16,
+    /// type i16) and the coordinator epoch of its value (version i16, coordinator epoch i32;
+    /// -1 if absent). `None` for a key this broker does not know (a newer control type: not a
+    /// marker).
+    pub fn of_batch(bytes: &[u8]) -> Option<(ControlType, i32)> {
         let records = batch::records(bytes)?;
-        let key = records.first()?.key?;
-        match key.get(2..4)? {
-            [0, 0] => Some(ControlType::Abort),
-            [0, 1] => Some(ControlType::Commit),
-            _ => None,
-        }
+        let record = records.first()?;
+        let control = match record.key?.get(2..4)? {
+            [0, 0] => ControlType::Abort,
+            [0, 1] => ControlType::Commit,
+            _ => return None,
+        };
+        let coordinator_epoch = record
+            .value
+            .and_then(|v| v.get(2..6))
+            .and_then(|e| <[u8; 4]>::try_from(e).ok())
+            .map_or(-1, i32::from_be_bytes);
+        Some((control, coordinator_epoch))
     }
 
     /// A marker batch of one control record, for `producer_id` at `epoch`, written by the
@@ -110,6 +133,8 @@ pub struct ActiveProducer {
     pub last_timestamp: i64,
     /// First offset of its open transaction here, if any.
     pub current_txn_start_offset: Option<Offset>,
+    /// The coordinator epoch of its last marker here (-1: none).
+    pub coordinator_epoch: i32,
 }
 
 /// Outcome of the sequence check of one batch.
@@ -230,8 +255,16 @@ impl ProducerStates {
     /// A marker of `pid` at `epoch` was appended at `offset`: its open transaction here ends
     /// (an abort is remembered for read_committed fetches). The marker's epoch becomes the
     /// producer's (a coordinator that fenced the producer writes a bumped epoch).
-    pub fn record_marker(&mut self, pid: i64, epoch: i16, control: ControlType, offset: Offset) {
+    pub fn record_marker(
+        &mut self,
+        pid: i64,
+        epoch: i16,
+        control: ControlType,
+        coordinator_epoch: i32,
+        offset: Offset,
+    ) {
         let entry = self.producers.entry(pid).or_default();
+        entry.coordinator_epoch = entry.coordinator_epoch.max(coordinator_epoch);
         if epoch > entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
@@ -248,11 +281,21 @@ impl ProducerStates {
         }
     }
 
-    /// Checks a marker of `pid` at `epoch`: INVALID_PRODUCER_EPOCH if the producer here has a
-    /// newer epoch (a marker of a coordinator that lost the id to a newer one).
-    pub fn check_marker(&self, pid: i64, epoch: i16) -> Result<(), ErrorCode> {
+    /// Checks a marker of `pid` at `epoch` from the coordinator of `coordinator_epoch`:
+    /// INVALID_PRODUCER_EPOCH if the producer here has a newer epoch (it was fenced since),
+    /// TRANSACTION_COORDINATOR_FENCED if a newer coordinator already wrote a marker here (this
+    /// one is a zombie's, which could otherwise end a later transaction).
+    pub fn check_marker(
+        &self,
+        pid: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ErrorCode> {
         match self.producers.get(&pid) {
             Some(e) if e.epoch > epoch => Err(ErrorCode::InvalidProducerEpoch),
+            Some(e) if e.coordinator_epoch > coordinator_epoch => {
+                Err(ErrorCode::TransactionCoordinatorFenced)
+            }
             _ => Ok(()),
         }
     }
@@ -300,8 +343,14 @@ impl ProducerStates {
             return;
         }
         if h.is_control() {
-            if let Some(c) = control.and_then(ControlType::of_batch) {
-                self.record_marker(h.producer_id, h.producer_epoch, c, h.base_offset);
+            if let Some((c, coordinator_epoch)) = control.and_then(ControlType::of_batch) {
+                self.record_marker(
+                    h.producer_id,
+                    h.producer_epoch,
+                    c,
+                    coordinator_epoch,
+                    h.base_offset,
+                );
             }
             return;
         }
@@ -337,6 +386,7 @@ impl ProducerStates {
                     last_sequence: e.batches.back()?.last_seq,
                     last_timestamp: e.last_timestamp,
                     current_txn_start_offset: e.txn_first,
+                    coordinator_epoch: e.coordinator_epoch,
                 })
             })
             .collect();
@@ -924,8 +974,15 @@ impl Partition {
             ));
         }
         producers
-            .check_marker(producer_id, producer_epoch)
-            .map_err(|code| (code, "the producer has a newer epoch here".to_string()))?;
+            .check_marker(producer_id, producer_epoch, coordinator_epoch)
+            .map_err(|code| {
+                let why = if code == ErrorCode::TransactionCoordinatorFenced {
+                    "a newer transaction coordinator wrote a marker here"
+                } else {
+                    "the producer has a newer epoch here"
+                };
+                (code, why.to_string())
+            })?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -938,7 +995,13 @@ impl Partition {
             Err(e) => Err(e),
         }
         .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
-        producers.record_marker(producer_id, producer_epoch, control, info.first_offset);
+        producers.record_marker(
+            producer_id,
+            producer_epoch,
+            control,
+            coordinator_epoch,
+            info.first_offset,
+        );
         Ok((info, epoch))
     }
 
@@ -1209,9 +1272,9 @@ mod tests {
         st.record_transactional(7, Offset(12));
         assert_eq!(st.first_unstable_offset(), Some(Offset(10)));
         assert!(st.in_transaction(7) && st.in_transaction(8));
-        st.record_marker(7, 0, ControlType::Abort, Offset(13));
+        st.record_marker(7, 0, ControlType::Abort, 0, Offset(13));
         assert_eq!(st.first_unstable_offset(), Some(Offset(11)));
-        st.record_marker(8, 0, ControlType::Commit, Offset(14));
+        st.record_marker(8, 0, ControlType::Commit, 0, Offset(14));
         assert_eq!(st.first_unstable_offset(), None);
         let abort = AbortedTxn {
             producer_id: 7,
@@ -1223,9 +1286,17 @@ mod tests {
         assert!(st.aborted_between(Offset(14), Offset(20)).is_empty());
         assert!(st.aborted_between(Offset(0), Offset(10)).is_empty());
         // A fenced producer's coordinator wrote epoch 1: epoch 0's marker is stale.
-        st.record_marker(7, 1, ControlType::Abort, Offset(15));
-        assert_eq!(st.check_marker(7, 0), Err(ErrorCode::InvalidProducerEpoch));
-        assert_eq!(st.check_marker(7, 1), Ok(()));
+        st.record_marker(7, 1, ControlType::Abort, 3, Offset(15));
+        assert_eq!(
+            st.check_marker(7, 0, 3),
+            Err(ErrorCode::InvalidProducerEpoch)
+        );
+        assert_eq!(st.check_marker(7, 1, 3), Ok(()));
+        assert_eq!(
+            st.check_marker(7, 1, 2),
+            Err(ErrorCode::TransactionCoordinatorFenced),
+            "a marker of an older coordinator is a zombie's"
+        );
         assert_eq!(
             st.check(7, 0, 1, 1),
             SequenceCheck::Reject(ErrorCode::InvalidProducerEpoch),

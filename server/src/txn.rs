@@ -506,9 +506,14 @@ impl TransactionCoordinator {
 
     /// Writes the markers of the id's prepared transaction to every partition of it, retrying
     /// until each is written (or the partition is gone), then records the transaction complete.
-    /// Stops if this broker stops coordinating the id: the next coordinator finishes it.
+    /// Stops if this broker stops coordinating the id, even if it coordinates it again later
+    /// (another coordinator epoch: that load finishes it, and the partitions refuse this
+    /// task's markers from then on).
     async fn complete(self: Arc<Self>, transactional_id: String) {
         let mut backoff = Duration::from_millis(50);
+        let Ok(coordinator_epoch) = self.check_coordinator(&transactional_id) else {
+            return;
+        };
         let Some(start) = self.get(&transactional_id) else {
             return;
         };
@@ -518,9 +523,9 @@ impl TransactionCoordinator {
         let commit = start.state == TxnState::PrepareCommit;
         let mut remaining: Vec<(String, i32)> = start.partitions.iter().cloned().collect();
         loop {
-            let Ok(coordinator_epoch) = self.check_coordinator(&transactional_id) else {
+            if self.check_coordinator(&transactional_id) != Ok(coordinator_epoch) {
                 return;
-            };
+            }
             remaining = self
                 .write_markers(
                     start.producer_id,
@@ -538,6 +543,9 @@ impl TransactionCoordinator {
         }
         let id_lock = self.id_lock(&transactional_id);
         let _g = id_lock.lock().await;
+        if self.check_coordinator(&transactional_id) != Ok(coordinator_epoch) {
+            return;
+        }
         let Some(mut meta) = self.get(&transactional_id) else {
             return;
         };

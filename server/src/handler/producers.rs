@@ -2,7 +2,7 @@
 //! their epochs, last sequences and last timestamps, for `kafka-transactions.sh
 //! describe-producers` and `Admin::describeProducers`, and the first offset of each one's open
 //! transaction there (`current_txn_start_offset`, -1 if none; a transaction hanging there is
-//! found this way, KIP-664). The coordinator epoch is not kept per producer (-1).
+//! found this way, KIP-664), and the coordinator epoch of its last marker (-1: none).
 
 use crate::error_code::ErrorCode;
 use kafka_protocol::messages::ProducerId;
@@ -53,7 +53,7 @@ pub fn handle(ctx: &Context, r: DescribeProducersRequest) -> DescribeProducersRe
                                 producer_epoch: i32::from(p.producer_epoch),
                                 last_sequence: p.last_sequence,
                                 last_timestamp: p.last_timestamp,
-                                coordinator_epoch: -1,
+                                coordinator_epoch: p.coordinator_epoch,
                                 current_txn_start_offset: p
                                     .current_txn_start_offset
                                     .map_or(-1, |o| o.0),
