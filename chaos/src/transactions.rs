@@ -132,21 +132,35 @@ fn ctp_consumer(endpoint: &Endpoint, input: &str) -> Result<BaseConsumer, BoxErr
     Ok(c)
 }
 
-/// Puts the consumer back at the group's committed offsets (after an abort, or a new producer).
-fn rewind(c: &BaseConsumer) {
+/// Puts the consumer back at the group's committed offsets (after an abort, or a new
+/// producer). `false` if it could not (the group's coordinator unreachable, say): then the
+/// consumer must not go on from where it is, or the aborted records would be skipped (seen in
+/// a 30-minute run: a rewind that failed during a split, and the next transaction committed
+/// offsets past records whose outputs had been aborted).
+#[must_use]
+fn rewind(c: &BaseConsumer) -> bool {
     let Ok(assigned) = c.assignment() else {
-        return;
+        return false;
     };
+    if assigned.count() == 0 {
+        return false;
+    }
     let Ok(committed) = c.committed_offsets(assigned.clone(), API_TIMEOUT) else {
-        return;
+        return false;
     };
     for e in committed.elements() {
+        if e.error().is_err() {
+            return false;
+        }
         let at = match e.offset() {
             Offset::Offset(o) => Offset::Offset(o),
             _ => Offset::Beginning,
         };
-        let _ = c.seek(e.topic(), e.partition(), at, API_TIMEOUT);
+        if c.seek(e.topic(), e.partition(), at, API_TIMEOUT).is_err() {
+            return false;
+        }
     }
+    true
 }
 
 /// The consume-transform-produce worker, until `stop`.
@@ -158,8 +172,10 @@ pub fn transform(endpoint: &Endpoint, input: &str, stop: Arc<AtomicBool>) -> Res
             p = producer(endpoint, "strata-chaos-transform");
             if p.is_none() {
                 std::thread::sleep(Duration::from_millis(500));
-            } else {
-                rewind(&consumer);
+            } else if !rewind(&consumer) {
+                // A new member starts from the group's committed offsets.
+                drop(consumer);
+                consumer = ctp_consumer(endpoint, input)?;
             }
             continue;
         };
@@ -208,11 +224,10 @@ pub fn transform(endpoint: &Endpoint, input: &str, stop: Arc<AtomicBool>) -> Res
                 p = None;
             }
             // Whatever this round wrote is aborted or will be: read it again from the
-            // group's committed offsets. A consumer that lost its group is made anew.
-            if consumer.assignment().map(|a| a.count()).unwrap_or(0) == 0 {
+            // group's committed offsets, or with a new member that starts from them.
+            if !rewind(&consumer) {
+                drop(consumer);
                 consumer = ctp_consumer(endpoint, input)?;
-            } else {
-                rewind(&consumer);
             }
         }
     }

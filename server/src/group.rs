@@ -1267,6 +1267,13 @@ impl GroupCoordinator {
         }
     }
 
+    /// Whether this broker has loaded `__consumer_offsets` partition `index` (always
+    /// standalone): a marker may end its transactional offsets only then, or offsets read by
+    /// a load that began before the marker was appended would stay pending for ever.
+    pub fn is_loaded(&self, index: i32) -> bool {
+        self.broker.cluster.is_none() || lock(&self.loaded).contains(&index)
+    }
+
     /// Whether an open transaction has committed an offset of this partition for the group
     /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then, KIP-447).
     pub fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {

@@ -904,6 +904,11 @@ pub async fn write_marker_local(
     let Some(partition) = t.partition(index) else {
         return ErrorCode::UnknownTopicOrPartition;
     };
+    // The group coordinator applies or drops a transaction's offsets when its marker lands;
+    // it must have read the partition first (the coordinator retries the marker).
+    if topic == OFFSETS_TOPIC && !groups.is_loaded(index) {
+        return ErrorCode::CoordinatorLoadInProgress;
+    }
     let control = if commit {
         ControlType::Commit
     } else {
