@@ -69,6 +69,15 @@ pub struct Metrics {
     pub duplicate_batches: Counter,
     /// Batches found corrupt on disk when read (failed CRC-32C or framing).
     pub corrupt_batches: Counter,
+    /// Transactions this broker coordinated to a commit (every marker written).
+    pub transactions_committed: Counter,
+    /// Transactions this broker coordinated to an abort (by the client, a new producer of the
+    /// id, or a timeout).
+    pub transactions_aborted: Counter,
+    /// Transactions aborted because they were open past their `transaction.timeout.ms`.
+    pub transactions_timed_out: Counter,
+    /// Rounds of transaction markers that left some partition unwritten (retried).
+    pub transaction_marker_retries: Counter,
     /// TLS handshakes that failed or timed out (a plaintext client on an SSL listener, a
     /// certificate the truststore does not vouch for, a client that never finished).
     pub tls_handshake_failures: Counter,
@@ -145,6 +154,10 @@ impl Metrics {
             malformed_requests: Counter::default(),
             response_encode_errors: Family::default(),
             duplicate_batches: Counter::default(),
+            transactions_committed: Counter::default(),
+            transactions_aborted: Counter::default(),
+            transactions_timed_out: Counter::default(),
+            transaction_marker_retries: Counter::default(),
             corrupt_batches: Counter::default(),
             tls_handshake_failures: Counter::default(),
             tls_reloads: Counter::default(),
@@ -191,6 +204,26 @@ impl Metrics {
             "corrupt_batches",
             "Batches found corrupt on disk when read",
             m.corrupt_batches.clone(),
+        );
+        registry.register(
+            "transactions_committed",
+            "Transactions coordinated here to a commit (every marker written)",
+            m.transactions_committed.clone(),
+        );
+        registry.register(
+            "transactions_aborted",
+            "Transactions coordinated here to an abort",
+            m.transactions_aborted.clone(),
+        );
+        registry.register(
+            "transactions_timed_out",
+            "Transactions aborted past their transaction.timeout.ms",
+            m.transactions_timed_out.clone(),
+        );
+        registry.register(
+            "transaction_marker_retries",
+            "Rounds of transaction markers that left some partition unwritten",
+            m.transaction_marker_retries.clone(),
         );
         registry.register(
             "connections_refused_total_limit",

@@ -151,7 +151,8 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let broker_lock = data_dir_lock.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, broker_lock)).await??;
     let groups = GroupCoordinator::load(broker.clone())?;
-    let txns = crate::txn::TransactionCoordinator::load(broker.clone(), groups.clone())?;
+    let txns =
+        crate::txn::TransactionCoordinator::load(broker.clone(), groups.clone(), metrics.clone())?;
     // A standalone broker keeps its SCRAM credentials and ACLs in its data directory; a
     // cluster member takes them from the metadata image, as the watch delivers it.
     let c = &broker.config;

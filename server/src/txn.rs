@@ -65,6 +65,7 @@ pub type ProducerIdAndEpoch = (i64, i16);
 pub struct TransactionCoordinator {
     broker: Arc<Broker>,
     groups: Arc<GroupCoordinator>,
+    metrics: Arc<crate::metrics::Metrics>,
     txns: Mutex<HashMap<String, TxnMetadata>>,
     /// One async lock per transactional id: its changes are written one at a time.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -84,10 +85,12 @@ impl TransactionCoordinator {
     pub fn load(
         broker: Arc<Broker>,
         groups: Arc<GroupCoordinator>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Arc<TransactionCoordinator>> {
         let tc = Arc::new(TransactionCoordinator {
             broker: broker.clone(),
             groups,
+            metrics,
             txns: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             loaded: Mutex::new(HashMap::new()),
@@ -538,6 +541,7 @@ impl TransactionCoordinator {
             if remaining.is_empty() {
                 break;
             }
+            self.metrics.transaction_marker_retries.inc();
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
@@ -565,6 +569,11 @@ impl TransactionCoordinator {
             tracing::warn!(transactional_id, error = ?e, "recording a completed transaction");
         }
         self.completions.send_modify(|n| *n = n.wrapping_add(1));
+        if commit {
+            self.metrics.transactions_committed.inc();
+        } else {
+            self.metrics.transactions_aborted.inc();
+        }
         tracing::debug!(transactional_id, "transaction complete");
     }
 
@@ -857,6 +866,7 @@ impl TransactionCoordinator {
                 continue;
             }
             tracing::info!(transactional_id = %id, producer_id = meta.producer_id, "aborting a transaction past its timeout");
+            self.metrics.transactions_timed_out.inc();
             if let Err(e) = self.fence_and_abort(&id, meta).await {
                 tracing::warn!(transactional_id = %id, error = ?e, "aborting a timed-out transaction");
             }

@@ -306,7 +306,11 @@ fn a_new_producer_fences_the_zombie() {
 #[test]
 fn a_transaction_past_its_timeout_is_aborted() {
     let rt = runtime();
-    let b = Broker::start(&["transaction.abort.timed.out.transaction.cleanup.interval.ms=200"]);
+    let mport = common::free_port();
+    let b = Broker::start(&[
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms=200",
+        &format!("metrics.listen=127.0.0.1:{mport}"),
+    ]);
     let bs = b.bootstrap();
     create_topic(&rt, &bs, "slow", 1, 1);
     let slow = txn_producer(
@@ -335,6 +339,11 @@ fn a_transaction_past_its_timeout_is_aborted() {
     other.commit_transaction(T).unwrap();
     let rc = read_all(&bs, "slow", 1, "read_committed", Duration::from_secs(2));
     assert_eq!(rc, values("ok", 3));
+    // Operators see it: one timed out (and aborted), one committed.
+    let metric = |name| Broker::metric(mport, name);
+    assert_eq!(metric("strata_transactions_timed_out_total"), 1.0);
+    assert!(metric("strata_transactions_aborted_total") >= 1.0);
+    assert!(metric("strata_transactions_committed_total") >= 1.0);
     // The broker refuses a timeout above transaction.max.timeout.ms.
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &bs)
