@@ -328,6 +328,24 @@ pub struct GroupCoordinator {
 /// Offsets of open transactions, by producer id: (key, offset, where its record is).
 type PendingTxnOffsets = HashMap<i64, Vec<(OffsetKey, CommittedOffset, Offset)>>;
 
+/// A record for `__consumer_offsets`: key, and value (`None`: a tombstone).
+type KeyedRecord = (Vec<u8>, Option<Vec<u8>>);
+
+/// The `__consumer_offsets` records of a group's commits, and the time they carry.
+fn offset_records(
+    group_id: &str,
+    commits: &[((String, i32), CommittedOffset)],
+) -> (Vec<KeyedRecord>, i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let records = commits
+        .iter()
+        .map(|((t, p), c)| (encode_key(group_id, t, *p), Some(encode_value(c, now))))
+        .collect();
+    (records, now)
+}
+
 /// Kafka's partition of a key: `Utils.abs(key.hashCode) % n`, with Java's `String.hashCode`
 /// (groups in `__consumer_offsets`, transactional ids in `__transaction_state`).
 pub fn partition_of(key: &str, n: i32) -> i32 {
@@ -1183,13 +1201,7 @@ impl GroupCoordinator {
         if commits.is_empty() {
             return Ok(());
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = commits
-            .iter()
-            .map(|((t, p), c)| (encode_key(group_id, t, *p), Some(encode_value(c, now))))
-            .collect();
+        let (records, now) = offset_records(group_id, &commits);
         let pending = self.append_records(group_id, &records, now, None)?;
         let at = pending.info.first_offset;
         pending.settle().await?;
@@ -1220,13 +1232,7 @@ impl GroupCoordinator {
         if commits.is_empty() {
             return Ok(());
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = commits
-            .iter()
-            .map(|((t, p), c)| (encode_key(group_id, t, *p), Some(encode_value(c, now))))
-            .collect();
+        let (records, now) = offset_records(group_id, &commits);
         let pending =
             self.append_records(group_id, &records, now, Some((producer_id, producer_epoch)))?;
         let at = pending.info.first_offset;

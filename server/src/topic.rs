@@ -871,16 +871,7 @@ impl Partition {
                 }
             }
         }
-        // Called from async tasks: an append that would wait on the disk (backpressure, a
-        // roll) is done where waiting does not stall the runtime's worker.
-        let info = match self.log.try_append(records, epoch) {
-            Ok(TryAppend::Appended(info)) => Ok(info),
-            Ok(TryAppend::WouldWait(records)) => {
-                crate::blocking::run(|| self.log.append(records, epoch))
-            }
-            Err(e) => Err(e),
-        }
-        .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
+        let info = self.write(records, epoch)?;
         if let Some(h) = idempotent.first() {
             let last = h.base_sequence.wrapping_add(h.last_offset_delta);
             producers.record(
@@ -925,14 +916,7 @@ impl Partition {
                 "a write to this replica's log failed".into(),
             ));
         }
-        let info = match self.log.try_append(records, epoch) {
-            Ok(TryAppend::Appended(info)) => Ok(info),
-            Ok(TryAppend::WouldWait(records)) => {
-                crate::blocking::run(|| self.log.append(records, epoch))
-            }
-            Err(e) => Err(e),
-        }
-        .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
+        let info = self.write(records, epoch)?;
         let mut offset = info.first_offset;
         for (_, h) in &headers {
             if h.is_transactional() && !h.is_control() && h.producer_id >= 0 {
@@ -987,14 +971,7 @@ impl Partition {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let bytes = control.marker(producer_id, producer_epoch, coordinator_epoch, now);
-        let info = match self.log.try_append(Bytes::from(bytes), epoch) {
-            Ok(TryAppend::Appended(info)) => Ok(info),
-            Ok(TryAppend::WouldWait(records)) => {
-                crate::blocking::run(|| self.log.append(records, epoch))
-            }
-            Err(e) => Err(e),
-        }
-        .map_err(|e| (ErrorCode::from(&e), e.to_string()))?;
+        let info = self.write(Bytes::from(bytes), epoch)?;
         producers.record_marker(
             producer_id,
             producer_epoch,
@@ -1025,6 +1002,20 @@ impl Partition {
     /// Whether `producer_id` has a transaction open in this partition.
     pub fn in_transaction(&self, producer_id: i64) -> bool {
         lock(&self.producers).in_transaction(producer_id)
+    }
+
+    /// Appends batches as leader in `epoch`. Called from async tasks: an append that would
+    /// wait on the disk (backpressure, a roll) is done where waiting does not stall the
+    /// runtime's worker.
+    fn write(&self, records: Bytes, epoch: LeaderEpoch) -> Result<AppendInfo, (ErrorCode, String)> {
+        match self.log.try_append(records, epoch) {
+            Ok(TryAppend::Appended(info)) => Ok(info),
+            Ok(TryAppend::WouldWait(records)) => {
+                crate::blocking::run(|| self.log.append(records, epoch))
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(|e| (ErrorCode::from(&e), e.to_string()))
     }
 
     /// Appends batches fetched from the leader (follower side), keeping their offsets and

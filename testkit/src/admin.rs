@@ -9,6 +9,20 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::BoxError;
 
+/// An admin client of `bootstrap` and a runtime to wait on its futures with.
+fn admin_client(
+    bootstrap: &str,
+) -> Result<(AdminClient<DefaultClientContext>, tokio::runtime::Runtime), BoxError> {
+    let admin = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "3")
+        .create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok((admin, rt))
+}
+
 /// Creates `topic` with `partitions` and replication factor `rf` through `bootstrap`. A topic
 /// that already exists is fine. Other refusals (a cluster still forming: not enough live
 /// brokers yet, no controller) are retried until `wait` has passed; then the last one is the
@@ -20,13 +34,7 @@ pub fn create_topic(
     rf: i32,
     wait: Duration,
 ) -> Result<(), BoxError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("log_level", "3")
-        .create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let (admin, rt) = admin_client(bootstrap)?;
     let deadline = Instant::now() + wait;
     loop {
         let res = rt.block_on(admin.create_topics(
@@ -50,13 +58,7 @@ pub fn create_topic(
 /// Deletes `topic` through `bootstrap` (its data goes with it: benchmarks free the disk
 /// between measurements).
 pub fn delete_topic(bootstrap: &str, topic: &str) -> Result<(), BoxError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("log_level", "3")
-        .create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let (admin, rt) = admin_client(bootstrap)?;
     let res = rt.block_on(admin.delete_topics(&[topic], &AdminOptions::new()))?;
     match res.into_iter().next() {
         Some(Err((t, e))) => Err(format!("deleting {t}: {e}").into()),

@@ -213,13 +213,13 @@ pub fn start(ctx: &std::sync::Arc<Context>, r: ProduceRequest, refused: Refused)
                 partitions.push(rejected);
                 continue;
             }
-            if let Some((code, message)) = refused
-                .get(&(partition.topic.clone(), index))
-                .cloned()
-                .or_else(|| {
-                    verify_transactional(ctx, transactional_id.as_deref(), &partition, &records)
-                })
-            {
+            // (Refused partitions are rare: no key is built for a produce without any.)
+            let refused_here = (!refused.is_empty())
+                .then(|| refused.get(&(partition.topic.clone(), index)).cloned())
+                .flatten();
+            if let Some((code, message)) = refused_here.or_else(|| {
+                verify_transactional(ctx, transactional_id.as_deref(), &partition, &records)
+            }) {
                 partitions.push(error(index, code, Some(message)));
                 continue;
             }
