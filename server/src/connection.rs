@@ -740,9 +740,9 @@ async fn start_produce(
     if !throttle.is_zero() {
         ctx.metrics.quota_produce_throttled.inc();
     }
-    // KIP-890: a transaction's first batch in a partition checked with its coordinator
-    // elsewhere (rare: once per partition and transaction); the local check is in `start`.
-    let refused = handler::produce::verify_with_remote_coordinator(ctx, &r).await;
+    // KIP-890: a transaction's first batch in a partition checked with (or, transaction
+    // version 2, added by) its coordinator: once per partition and transaction.
+    let refused = handler::produce::verify_with_coordinator(ctx, &r, version).await;
     let in_flight = handler::produce::start(ctx, r, refused);
     // The produce's CPU is its decoding and appending, here; what follows is waiting.
     if let Some(q) = ctx.quotas.request_quota(user, client_id) {

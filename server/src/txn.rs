@@ -353,6 +353,8 @@ impl TransactionCoordinator {
                 partitions: BTreeSet::new(),
                 start_ms: -1,
                 update_ms: now,
+                ended_by: None,
+                markers_as: None,
             };
             self.store(transactional_id, meta).await?;
             return Ok((pid, 0));
@@ -401,6 +403,7 @@ impl TransactionCoordinator {
             meta.producer_epoch += 1;
         }
         meta.state = TxnState::PrepareAbort;
+        meta.markers_as = None;
         meta.update_ms = now_ms();
         self.store(transactional_id, meta).await?;
         tokio::spawn(self.clone().complete(transactional_id.to_string()));
@@ -477,24 +480,51 @@ impl TransactionCoordinator {
 
     /// EndTxn: once the prepare record is safe the client is answered, and the markers are
     /// written in the background. A retry of an ended transaction's EndTxn succeeds again.
+    ///
+    /// `tv2` (KIP-890 part 2, EndTxn v5+): ending bumps the producer's epoch, the markers carry
+    /// the new epoch (so a late batch of the ended transaction is fenced by every partition),
+    /// and the client continues with the returned producer id and epoch (a new producer id if
+    /// the epoch would overflow). Such a client may also abort with no transaction open, to
+    /// fence what it may still have in flight. Without `tv2` the id and epoch stay.
     pub async fn end_txn(
         self: &Arc<Self>,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
-    ) -> Result<(), ErrorCode> {
-        tracing::debug!(transactional_id, commit, "EndTxn");
+        tv2: bool,
+    ) -> Result<ProducerIdAndEpoch, ErrorCode> {
+        tracing::debug!(transactional_id, commit, tv2, "EndTxn");
         let id_lock = self.id_lock(transactional_id);
         let _g = id_lock.lock().await;
-        let mut meta = self.check_producer(transactional_id, producer_id, producer_epoch)?;
-        match (meta.state, commit) {
-            (TxnState::Ongoing, _) => {}
-            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok(()),
+        self.check_coordinator(transactional_id)?;
+        let ended = |state: TxnState| match (state, commit) {
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(()),
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
-                return Err(ErrorCode::ConcurrentTransactions);
+                Err(ErrorCode::ConcurrentTransactions)
             }
-            _ => return Err(ErrorCode::InvalidTxnState),
+            _ => Err(ErrorCode::InvalidTxnState),
+        };
+        if tv2
+            && let Some(meta) = self.get(transactional_id)
+            && meta.ended_by == Some((producer_id, producer_epoch))
+            && (meta.producer_id, meta.producer_epoch) != (producer_id, producer_epoch)
+        {
+            // The retry of the EndTxn that bumped the epoch: its outcome again.
+            return match meta.state {
+                TxnState::Empty | TxnState::Ongoing => Err(ErrorCode::ProducerFenced),
+                state => ended(state).map(|()| (meta.producer_id, meta.producer_epoch)),
+            };
+        }
+        let mut meta = self.check_producer(transactional_id, producer_id, producer_epoch)?;
+        let open = meta.state == TxnState::Ongoing;
+        let fence_only = tv2 && !commit && !open && !meta.state.is_prepared();
+        if !open && !fence_only {
+            ended(meta.state)?;
+            return Ok((meta.producer_id, meta.producer_epoch));
+        }
+        if fence_only {
+            meta.partitions.clear();
         }
         meta.state = if commit {
             TxnState::PrepareCommit
@@ -502,9 +532,28 @@ impl TransactionCoordinator {
             TxnState::PrepareAbort
         };
         meta.update_ms = now_ms();
+        if tv2 {
+            meta.ended_by = Some((producer_id, producer_epoch));
+            let bumped = producer_epoch + 1;
+            if bumped == i16::MAX {
+                // The old id's epochs are used up: the markers end its transaction at the
+                // last epoch, and the client goes on with a new producer id.
+                meta.markers_as = Some((producer_id, bumped));
+                meta.producer_id = self
+                    .broker
+                    .allocate_producer_id()
+                    .await
+                    .map_err(|e| e.code())?;
+                meta.producer_epoch = 0;
+            } else {
+                meta.markers_as = None;
+                meta.producer_epoch = bumped;
+            }
+        }
+        let answer = (meta.producer_id, meta.producer_epoch);
         self.store(transactional_id, meta).await?;
         tokio::spawn(self.clone().complete(transactional_id.to_string()));
-        Ok(())
+        Ok(answer)
     }
 
     /// Writes the markers of the id's prepared transaction to every partition of it, retrying
@@ -524,6 +573,7 @@ impl TransactionCoordinator {
             return;
         }
         let commit = start.state == TxnState::PrepareCommit;
+        let (marker_pid, marker_epoch) = start.marker_producer();
         let mut remaining: Vec<(String, i32)> = start.partitions.iter().cloned().collect();
         loop {
             if self.check_coordinator(&transactional_id) != Ok(coordinator_epoch) {
@@ -531,8 +581,8 @@ impl TransactionCoordinator {
             }
             remaining = self
                 .write_markers(
-                    start.producer_id,
-                    start.producer_epoch,
+                    marker_pid,
+                    marker_epoch,
                     commit,
                     coordinator_epoch,
                     remaining,
@@ -562,6 +612,7 @@ impl TransactionCoordinator {
             TxnState::CompleteAbort
         };
         meta.partitions.clear();
+        meta.markers_as = None;
         meta.update_ms = now_ms();
         if let Err(e) = self.store(&transactional_id, meta).await {
             // The next coordinator (or a restart) finds it prepared and writes the markers
@@ -731,6 +782,38 @@ impl TransactionCoordinator {
         parts.into_iter().filter(|p| !written.contains(p)).collect()
     }
 
+    /// KIP-890 part 2: `partitions` join the producer's transaction on behalf of a client that
+    /// does not add them itself (transaction version 2: a partition leader's produce v12+, the
+    /// group coordinator's TxnOffsetCommit v5+). Here if this broker coordinates the id, else
+    /// with the coordinator over AddPartitionsToTxn v4. The code per partition, or why the
+    /// coordinator could not be asked.
+    pub async fn join(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<((String, i32), ErrorCode)>, String> {
+        if self.check_coordinator(transactional_id).is_ok() {
+            let code = match self
+                .add_partitions(transactional_id, producer_id, producer_epoch, &partitions)
+                .await
+            {
+                Ok(()) => ErrorCode::None,
+                Err(code) => code,
+            };
+            return Ok(partitions.into_iter().map(|tp| (tp, code)).collect());
+        }
+        self.ask_remote(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            partitions,
+            false,
+        )
+        .await
+    }
+
     /// KIP-890 from a partition leader whose produce carries `transactional_id`, coordinated by
     /// another broker: asks that coordinator (AddPartitionsToTxn v4, `verify_only`) whether
     /// each partition is in the producer's open transaction. The code per partition, or why
@@ -741,6 +824,26 @@ impl TransactionCoordinator {
         producer_id: i64,
         producer_epoch: i16,
         partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<((String, i32), ErrorCode)>, String> {
+        self.ask_remote(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            partitions,
+            true,
+        )
+        .await
+    }
+
+    /// AddPartitionsToTxn v4 to the id's coordinator, adding `partitions` or (`verify_only`)
+    /// only checking that they are in the producer's open transaction.
+    async fn ask_remote(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<(String, i32)>,
+        verify_only: bool,
     ) -> Result<Vec<((String, i32), ErrorCode)>, String> {
         use kafka_protocol::messages::add_partitions_to_txn_request::{
             AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
@@ -766,7 +869,7 @@ impl TransactionCoordinator {
         txn.transactional_id = TransactionalId(crate::handler::s(transactional_id));
         txn.producer_id = ProducerId(producer_id);
         txn.producer_epoch = producer_epoch;
-        txn.verify_only = true;
+        txn.verify_only = verify_only;
         txn.topics = by_topic
             .into_iter()
             .map(|(t, ps)| {

@@ -353,15 +353,6 @@ fn a_transaction_past_its_timeout_is_aborted() {
     assert!(p.init_transactions(Duration::from_secs(10)).is_err());
 }
 
-/// A transactional batch of `pid` at `epoch` with one record at sequence `seq`.
-fn txn_batch(pid: i64, epoch: i16, seq: i32, value: &str) -> bytes::Bytes {
-    use strata_engine::{Offset as O, batch};
-    let mut b = batch::build(O(0), 1_700_000_000_000, &[(None, Some(value.as_bytes()))]);
-    batch::stamp_producer(&mut b, pid, epoch, seq);
-    batch::stamp_transactional(&mut b, false);
-    bytes::Bytes::from(b)
-}
-
 /// Produce v9 of `records` to `topic`-0 with `transactional_id`; the partition's error code
 /// and base offset.
 fn produce_raw(
@@ -370,14 +361,7 @@ fn produce_raw(
     transactional_id: Option<&str>,
     records: bytes::Bytes,
 ) -> (i16, i64) {
-    use kafka_protocol::messages::{ApiKey, ResponseKind, TransactionalId};
-    let mut r = common::wire::produce(topic, vec![(0, records)]);
-    r.transactional_id = transactional_id.map(|t| TransactionalId(t.to_string().into()));
-    let ResponseKind::Produce(resp) = common::wire::call(conn, ApiKey::Produce, 9, &r) else {
-        panic!()
-    };
-    let p = &resp.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    common::wire::txn::produce(conn, 9, topic, 0, transactional_id, records)
 }
 
 /// KIP-890 and the other guards of a partition, over the raw protocol: a transactional batch
@@ -394,32 +378,13 @@ fn a_late_batch_of_an_ended_transaction_is_refused() {
     create_topic(&rt, &b.bootstrap(), "guarded", 1, 1);
     let mut conn = common::wire::connect(&b);
     let id = "late-writer";
-    let mut find = find_coordinator_request::FindCoordinatorRequest::default();
-    find.key = id.to_string().into();
-    find.key_type = 1;
-    let ResponseKind::FindCoordinator(found) =
-        common::wire::call(&mut conn, ApiKey::FindCoordinator, 3, &find)
-    else {
-        panic!()
-    };
-    assert_eq!(found.error_code, 0);
-    let mut init = init_producer_id_request::InitProducerIdRequest::default();
-    init.transactional_id = Some(TransactionalId(id.to_string().into()));
-    init.transaction_timeout_ms = 60_000;
-    let (pid, epoch) = common::cluster::wait_for("a producer id", T, || {
-        let ResponseKind::InitProducerId(r) =
-            common::wire::call(&mut conn, ApiKey::InitProducerId, 4, &init)
-        else {
-            panic!()
-        };
-        (r.error_code == 0).then_some((r.producer_id.0, r.producer_epoch))
-    });
+    let (pid, epoch) = common::wire::txn::init(&mut conn, id);
     // Not added to a transaction: refused.
     let (code, _) = produce_raw(
         &mut conn,
         "guarded",
         Some(id),
-        txn_batch(pid, epoch, 0, "x"),
+        common::wire::txn::batch(pid, epoch, 0, "x"),
     );
     assert_eq!(code, 48, "INVALID_TXN_STATE before AddPartitionsToTxn");
     let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
@@ -443,7 +408,7 @@ fn a_late_batch_of_an_ended_transaction_is_refused() {
         &mut conn,
         "guarded",
         Some(id),
-        txn_batch(pid, epoch, 0, "in"),
+        common::wire::txn::batch(pid, epoch, 0, "in"),
     );
     assert_eq!(code, 0, "inside the transaction");
     // The open transaction: DescribeProducers shows where it starts; read_committed's latest
@@ -507,7 +472,7 @@ fn a_late_batch_of_an_ended_transaction_is_refused() {
         &mut conn,
         "guarded",
         Some(id),
-        txn_batch(pid, epoch, 1, "late"),
+        common::wire::txn::batch(pid, epoch, 1, "late"),
     );
     assert_eq!(
         code, 48,
@@ -519,7 +484,12 @@ fn a_late_batch_of_an_ended_transaction_is_refused() {
         "nothing hangs"
     );
     // A transactional batch without a transactional id, and a marker from a client.
-    let (code, _) = produce_raw(&mut conn, "guarded", None, txn_batch(pid, epoch, 1, "anon"));
+    let (code, _) = produce_raw(
+        &mut conn,
+        "guarded",
+        None,
+        common::wire::txn::batch(pid, epoch, 1, "anon"),
+    );
     assert_eq!(code, 53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED");
     let marker = {
         use strata_engine::{Offset as O, batch};
@@ -553,7 +523,7 @@ fn a_late_batch_of_an_ended_transaction_is_refused() {
         &mut conn,
         "guarded",
         Some(id),
-        txn_batch(pid, epoch, 1, "stuck"),
+        common::wire::txn::batch(pid, epoch, 1, "stuck"),
     );
     assert_eq!(code, 0);
     assert_eq!(
@@ -601,4 +571,127 @@ fn a_late_batch_of_an_ended_transaction_is_refused() {
         Duration::from_secs(2),
     );
     assert_eq!(rc, ["in"], "the aborted record is not read");
+}
+
+/// KIP-890 part 2, transaction version 2 as Java's 4.x producer runs it, over the raw
+/// protocol: no AddPartitionsToTxn or AddOffsetsToTxn (Produce v12 and TxnOffsetCommit v5 add
+/// the partitions), EndTxn v5 bumps the epoch and answers it, a retry of that EndTxn gets
+/// the same answer, and a late batch of an ended transaction is fenced even once the next
+/// transaction has opened in its partition (which transaction version 1 cannot tell).
+#[test]
+fn transaction_version_2_bumps_the_epoch_per_transaction() {
+    use common::wire::txn;
+    let rt = runtime();
+    let b = Broker::start(&[]);
+    create_topic(&rt, &b.bootstrap(), "tv2", 1, 1);
+    let mut conn = common::wire::connect(&b);
+    let (id, group) = ("tv2-writer", "tv2-group");
+    let (pid, e0) = txn::init(&mut conn, id);
+
+    // Transaction 1: a record and the group's offset, committed.
+    let (code, base) = txn::produce(
+        &mut conn,
+        12,
+        "tv2",
+        0,
+        Some(id),
+        txn::batch(pid, e0, 0, "one"),
+    );
+    assert_eq!(code, 0, "Produce v12 adds the partition itself");
+    let code = txn::offset_commit(&mut conn, 5, id, group, (pid, e0), "tv2", 42);
+    assert_eq!(
+        code, 0,
+        "TxnOffsetCommit v5 adds the group's partition itself"
+    );
+    assert_eq!(
+        txn::committed(&mut conn, group, "tv2").0,
+        88,
+        "UNSTABLE_OFFSET_COMMIT while the transaction is open"
+    );
+    let (code, next) = txn::end(&mut conn, 5, id, (pid, e0), true);
+    assert_eq!(
+        (code, next),
+        (0, (pid, e0 + 1)),
+        "EndTxn v5 bumps the epoch"
+    );
+    let (code, again) = common::cluster::wait_for("the retried EndTxn", T, || {
+        let (code, again) = txn::end(&mut conn, 5, id, (pid, e0), true);
+        (code != 51).then_some((code, again))
+    });
+    assert_eq!((code, again), (0, next), "a retry is answered as the first");
+    let (code, _) = txn::end(&mut conn, 5, id, (pid, e0), false);
+    assert_eq!(
+        code, 48,
+        "INVALID_TXN_STATE: the other outcome for the same transaction"
+    );
+    common::cluster::wait_for("the committed offset", T, || {
+        (txn::committed(&mut conn, group, "tv2") == (0, 42)).then_some(())
+    });
+
+    // Transaction 2 at the bumped epoch opens in the same partition; a late batch of
+    // transaction 1 (old epoch) now finds the producer's transaction open there, and the
+    // partition fences it by its epoch instead of taking it into transaction 2.
+    let e1 = next.1;
+    let (code, _) = txn::produce(
+        &mut conn,
+        12,
+        "tv2",
+        0,
+        Some(id),
+        txn::batch(pid, e1, 0, "two"),
+    );
+    assert_eq!(code, 0);
+    let (code, _) = txn::produce(
+        &mut conn,
+        12,
+        "tv2",
+        0,
+        Some(id),
+        txn::batch(pid, e0, 1, "late"),
+    );
+    assert_eq!(code, 47, "INVALID_PRODUCER_EPOCH for the late batch");
+    let (code, next) = txn::end(&mut conn, 5, id, (pid, e1), false);
+    assert_eq!((code, next), (0, (pid, e1 + 1)), "an abort bumps it too");
+    // With nothing open, an abort only fences (a client does so after an error); while the
+    // last abort's markers are written it is CONCURRENT_TRANSACTIONS, which clients retry.
+    let after = next;
+    let (code, next) = common::cluster::wait_for("the fencing abort", T, || {
+        let (code, next) = txn::end(&mut conn, 5, id, after, false);
+        (code != 51).then_some((code, next))
+    });
+    assert_eq!((code, next), (0, (pid, e1 + 2)));
+    // The older epochs are fenced at the coordinator as well.
+    let (code, _) = txn::produce(
+        &mut conn,
+        12,
+        "tv2",
+        0,
+        Some(id),
+        txn::batch(pid, e1, 1, "old"),
+    );
+    assert_eq!(code, 47);
+
+    let rc = read_all(
+        &b.bootstrap(),
+        "tv2",
+        1,
+        "read_committed",
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        rc,
+        ["one"],
+        "transaction 1 whole, nothing of the aborted one or the late batch"
+    );
+    let ru = read_all(
+        &b.bootstrap(),
+        "tv2",
+        1,
+        "read_uncommitted",
+        Duration::from_secs(2),
+    );
+    assert_eq!(ru, ["one", "two"], "the late batches never reached the log");
+    // The records and markers are all below the last stable offset: nothing hangs.
+    let (_, _, end) = common::wire::list_offsets(&b, "tv2", [0], -1)[0];
+    assert_eq!(end, base + 4, "one, its marker, two, its abort marker");
 }

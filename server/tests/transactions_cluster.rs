@@ -306,20 +306,59 @@ fn a_leader_checks_transactional_batches_with_a_remote_coordinator() {
     assert_eq!(ended.error_code, 0);
     let mut describe = describe_transactions_request::DescribeTransactionsRequest::default();
     describe.transactional_ids = vec![TransactionalId(id.to_string().into())];
-    common::cluster::wait_for("the transaction complete", T, || {
-        let ResponseKind::DescribeTransactions(d) = common::wire::call(
-            &mut to_coordinator,
-            ApiKey::DescribeTransactions,
-            0,
-            &describe,
-        ) else {
-            panic!()
-        };
-        (d.transaction_states[0].transaction_state.as_str() == "CompleteCommit").then_some(())
-    });
+    let complete = |conn: &mut std::net::TcpStream| {
+        common::cluster::wait_for("the transaction complete", T, || {
+            let ResponseKind::DescribeTransactions(d) =
+                common::wire::call(conn, ApiKey::DescribeTransactions, 0, &describe)
+            else {
+                panic!()
+            };
+            (d.transaction_states[0].transaction_state.as_str() == "CompleteCommit").then_some(())
+        })
+    };
+    complete(&mut to_coordinator);
     assert_eq!(
         produce(&mut to_leader, 1),
         48,
         "a late batch of the ended transaction"
     );
+
+    // Transaction version 2 (KIP-890 part 2): Produce v12 has the leader add the partition at
+    // the remote coordinator (AddPartitionsToTxn v4, not verify_only); EndTxn v5 bumps the
+    // epoch, which fences a late batch of the ended transaction there too.
+    use common::wire::txn;
+    let (code, _) = txn::produce(
+        &mut to_leader,
+        12,
+        "checked",
+        partition,
+        Some(id),
+        txn::batch(pid, epoch, 1, "tv2"),
+    );
+    assert_eq!(code, 0, "the leader added the partition at the coordinator");
+    let (code, next) = txn::end(&mut to_coordinator, 5, id, (pid, epoch), true);
+    assert_eq!((code, next), (0, (pid, epoch + 1)));
+    // Until its marker lands the ended transaction is still open in the partition (a batch of
+    // it arriving then joins it, as in Kafka); after, its epoch is over there.
+    complete(&mut to_coordinator);
+    let (code, _) = txn::produce(
+        &mut to_leader,
+        12,
+        "checked",
+        partition,
+        Some(id),
+        txn::batch(pid, epoch, 2, "late"),
+    );
+    assert_eq!(code, 47, "INVALID_PRODUCER_EPOCH: fenced by the bump");
+    let (code, _) = txn::produce(
+        &mut to_leader,
+        12,
+        "checked",
+        partition,
+        Some(id),
+        txn::batch(pid, next.1, 0, "next"),
+    );
+    assert_eq!(code, 0, "the next transaction at the bumped epoch");
+    let (code, _) = txn::end(&mut to_coordinator, 5, id, next, false);
+    assert_eq!(code, 0);
 }

@@ -754,6 +754,16 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
             };
             assert_eq!(resp.error_code, 0, "ApiVersions v{v}");
             assert!(resp.api_keys.len() > 10);
+            if v >= 3 {
+                // KIP-890 part 2 is on: Java's 4.x clients read this to use it.
+                let tv = resp
+                    .finalized_features
+                    .iter()
+                    .find(|f| f.name.as_str() == "transaction.version")
+                    .map(|f| f.max_version_level);
+                assert_eq!(tv, Some(2), "ApiVersions v{v} finalized features");
+                assert!(resp.finalized_features_epoch >= 0);
+            }
         }
         ApiKey::CreateTopics => {
             let topic = format!("mx-created-v{v}");
@@ -1716,6 +1726,17 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 panic!()
             };
             assert_eq!(resp.error_code, 0, "EndTxn v{v}");
+            // v5+ (transaction version 2): the epoch is bumped and the client told it.
+            let next = if v >= 5 {
+                (producer.0.0, producer.1 + 1)
+            } else {
+                (-1, -1)
+            };
+            assert_eq!(
+                (resp.producer_id.0, resp.producer_epoch),
+                next,
+                "EndTxn v{v}"
+            );
             // A stale epoch is fenced (INVALID_PRODUCER_EPOCH before v2).
             r.producer_epoch = producer.1 - 1;
             let ResponseKind::EndTxn(resp) = conn.call(api, v, &r) else {

@@ -83,9 +83,9 @@ fn keyless_in_compacted(
 pub async fn handle(
     ctx: &std::sync::Arc<Context>,
     r: ProduceRequest,
-    _version: i16,
+    version: i16,
 ) -> Option<ProduceResponse> {
-    let refused = verify_with_remote_coordinator(ctx, &r).await;
+    let refused = verify_with_coordinator(ctx, &r, version).await;
     start(ctx, r, refused).finish().await
 }
 
@@ -369,13 +369,19 @@ fn verify_transactional(
 /// Partitions of a produce refused before appending, with the code and message to answer.
 pub type Refused = std::collections::HashMap<(String, i32), (ErrorCode, String)>;
 
-/// KIP-890 where the transaction's coordinator is another broker: the partitions this broker
-/// leads whose batch would open the producer's transaction here are checked with that
-/// coordinator (AddPartitionsToTxn v4, `verify_only`) before anything is appended; those it
-/// does not confirm are refused. A coordinator that cannot answer now makes the batch
-/// retriable (NOT_ENOUGH_REPLICAS, as Kafka answers producers that predate the coordinator
-/// errors).
-pub async fn verify_with_remote_coordinator(ctx: &Context, r: &ProduceRequest) -> Refused {
+/// The first Produce version of a transaction-version-2 client (KIP-890 part 2): it sends no
+/// AddPartitionsToTxn, its first batch in a partition adds the partition to the transaction.
+pub const TV2_PRODUCE_VERSION: i16 = 12;
+
+/// KIP-890 before anything is appended, for the partitions this broker leads whose batch
+/// would open the producer's transaction here. Produce v12+ (transaction version 2): the
+/// partitions join the transaction at its coordinator, here or elsewhere. Older versions,
+/// where the coordinator is another broker: that coordinator confirms they are in the open
+/// transaction (AddPartitionsToTxn v4, `verify_only`; a local coordinator is asked in
+/// `start`). Partitions not confirmed are refused; a coordinator that cannot answer now makes
+/// the batch retriable (NOT_ENOUGH_REPLICAS, as Kafka answers producers that predate the
+/// coordinator errors).
+pub async fn verify_with_coordinator(ctx: &Context, r: &ProduceRequest, version: i16) -> Refused {
     let mut refused = Refused::new();
     let Some(id) = r
         .transactional_id
@@ -385,7 +391,8 @@ pub async fn verify_with_remote_coordinator(ctx: &Context, r: &ProduceRequest) -
     else {
         return refused;
     };
-    if ctx.broker.cluster.is_none() || ctx.txns.check_coordinator(id).is_ok() {
+    let tv2 = version >= TV2_PRODUCE_VERSION;
+    if !tv2 && (ctx.broker.cluster.is_none() || ctx.txns.check_coordinator(id).is_ok()) {
         return refused;
     }
     let mut wanted = Vec::new();
@@ -422,7 +429,12 @@ pub async fn verify_with_remote_coordinator(ctx: &Context, r: &ProduceRequest) -
     let Some((pid, epoch)) = producer else {
         return refused;
     };
-    match ctx.txns.verify_remote(id, pid, epoch, wanted.clone()).await {
+    let answers = if tv2 {
+        ctx.txns.join(id, pid, epoch, wanted.clone()).await
+    } else {
+        ctx.txns.verify_remote(id, pid, epoch, wanted.clone()).await
+    };
+    match answers {
         Ok(answers) => {
             for (tp, code) in answers {
                 if code != ErrorCode::None {

@@ -223,25 +223,34 @@ pub async fn add_offsets(
     })
 }
 
-/// EndTxn: commit or abort.
+/// The first EndTxn and TxnOffsetCommit version of a transaction-version-2 client (KIP-890
+/// part 2), which adds no partitions itself and continues with the epoch EndTxn returns.
+pub const TV2_VERSION: i16 = 5;
+
+/// EndTxn: commit or abort (v5+: with the epoch bump of transaction version 2).
 pub async fn end_txn(ctx: &Context, r: EndTxnRequest, version: i16) -> EndTxnResponse {
     let id = r.transactional_id.0.as_str();
-    let code = if !ctx.authorized(Operation::Write, ResourceType::TransactionalId, id) {
-        ErrorCode::TransactionalIdAuthorizationFailed
+    let answer = if !ctx.authorized(Operation::Write, ResourceType::TransactionalId, id) {
+        Err(ErrorCode::TransactionalIdAuthorizationFailed)
     } else {
-        match ctx
-            .txns
-            .end_txn(id, r.producer_id.0, r.producer_epoch, r.committed)
+        ctx.txns
+            .end_txn(
+                id,
+                r.producer_id.0,
+                r.producer_epoch,
+                r.committed,
+                version >= TV2_VERSION,
+            )
             .await
-        {
-            Ok(()) => ErrorCode::None,
-            Err(e) => fenced_for(e, version, 2),
-        }
+    };
+    let (code, (pid, epoch)) = match answer {
+        Ok(next) => (ErrorCode::None, next),
+        Err(e) => (fenced_for(e, version, 2), (-1, -1)),
     };
     msg!(EndTxnResponse {
         error_code: code.code(),
-        producer_id: ProducerId(-1),
-        producer_epoch: -1,
+        producer_id: ProducerId(pid),
+        producer_epoch: epoch,
     })
 }
 
@@ -269,6 +278,30 @@ pub async fn txn_offset_commit(
             .validate_commit(group, r.generation_id, r.member_id.as_str())
     } else {
         ctx.groups.check_coordinator(group)
+    };
+    // Transaction version 2 sends no AddOffsetsToTxn: the group's partition joins here.
+    let check = if check == ErrorCode::None && version >= TV2_VERSION {
+        let partition = (OFFSETS_TOPIC.to_string(), ctx.groups.partition_for(group));
+        match ctx
+            .txns
+            .join(
+                r.transactional_id.0.as_str(),
+                r.producer_id.0,
+                r.producer_epoch,
+                vec![partition],
+            )
+            .await
+        {
+            Ok(codes) => codes
+                .into_iter()
+                .map(|(_, code)| code)
+                .find(|c| *c != ErrorCode::None)
+                .unwrap_or(ErrorCode::None),
+            // Retriable: the client sends it again.
+            Err(_) => ErrorCode::CoordinatorNotAvailable,
+        }
+    } else {
+        check
     };
     let mut commits = Vec::new();
     let mut topics = Vec::with_capacity(r.topics.len());

@@ -71,6 +71,24 @@ pub struct TxnMetadata {
     pub start_ms: i64,
     /// When the state last changed, ms since the epoch.
     pub update_ms: i64,
+    /// KIP-890 part 2 (transaction version 2): the producer id and epoch the client ended its
+    /// last transaction with. Ending bumps the epoch, so the client's retry of that EndTxn
+    /// comes with these and is answered as the ending's outcome, not fenced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<(i64, i16)>,
+    /// The producer id and epoch the markers of the prepared transaction carry, when not the
+    /// current ones: a transaction-version-2 ending whose epoch bump overflowed gives the
+    /// client a new producer id, and the markers end the old one's transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub markers_as: Option<(i64, i16)>,
+}
+
+impl TxnMetadata {
+    /// The producer id and epoch the markers of the current transaction carry.
+    pub fn marker_producer(&self) -> (i64, i16) {
+        self.markers_as
+            .unwrap_or((self.producer_id, self.producer_epoch))
+    }
 }
 
 /// The record key of `transactional_id`.
@@ -130,6 +148,8 @@ mod tests {
             .collect(),
             start_ms: 1_700_000_000_000,
             update_ms: 1_700_000_000_500,
+            ended_by: Some((42, 2)),
+            markers_as: None,
         };
         assert_eq!(decode_key(&encode_key("app-1")).unwrap(), "app-1");
         assert_eq!(decode_value(&encode_value(&meta)).unwrap(), meta);
@@ -139,5 +159,14 @@ mod tests {
             "another key version"
         );
         assert_eq!(decode_value(b"{}"), None, "no version tag");
+        // A record written before the KIP-890 part 2 fields reads with none of them.
+        let mut old = serde_json::to_value(&meta).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("ended_by");
+        fields.remove("markers_as");
+        let mut bytes = VALUE_VERSION.to_vec();
+        bytes.extend(serde_json::to_vec(&old).unwrap());
+        let read = decode_value(&bytes).unwrap();
+        assert_eq!((read.ended_by, read.markers_as), (None, None));
     }
 }
