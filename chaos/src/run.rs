@@ -525,25 +525,17 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
     let load_end_ms = rec.now_ms();
     eprintln!("strata-chaos: load done; draining producers");
     stop_producers.store(true, std::sync::atomic::Ordering::Relaxed);
-    for p in producers {
-        p.join().map_err(|_| "a producer panicked")??;
-    }
+    // A librdkafka transactional call can wait past its timeout (seen: a transform worker in
+    // send_offsets_to_transaction at the end of a 30-minute run): wait a bounded time, then
+    // go on; a transaction it left open is aborted by its coordinator's timeout before the
+    // final read ends.
+    join_bounded(producers, "producer", Duration::from_secs(90))?;
     // Consumers read what was acknowledged last before they stop.
     std::thread::sleep(Duration::from_secs(5));
     stop_consumers.store(true, std::sync::atomic::Ordering::Relaxed);
     // A librdkafka consumer's close waits on its group (seen stuck for minutes once, at the
     // end of a 30-minute run): wait a bounded time, then go on to the final read.
-    let close_deadline = Instant::now() + Duration::from_secs(60);
-    for c in consumers {
-        while !c.is_finished() && Instant::now() < close_deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if c.is_finished() {
-            c.join().map_err(|_| "a consumer panicked")??;
-        } else {
-            eprintln!("strata-chaos: a consumer did not close within 60 s; going on without it");
-        }
-    }
+    join_bounded(consumers, "consumer", Duration::from_secs(60))?;
     eprintln!("strata-chaos: final read");
     wait_live(
         &bootstrap,
@@ -589,6 +581,30 @@ pub fn run(opts: &Options, bin: &Path, dir: &Path) -> Result<Outcome, BoxError> 
     };
     write_report(dir, &outcome)?;
     Ok(outcome)
+}
+
+/// Joins client threads, waiting at most `limit` for all of them; one still running then is
+/// left behind (reported), one that failed fails the run.
+fn join_bounded(
+    threads: Vec<std::thread::JoinHandle<Result<(), BoxError>>>,
+    what: &str,
+    limit: Duration,
+) -> Result<(), BoxError> {
+    let deadline = Instant::now() + limit;
+    for t in threads {
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if t.is_finished() {
+            t.join().map_err(|_| format!("a {what} panicked"))??;
+        } else {
+            eprintln!(
+                "strata-chaos: a {what} did not stop within {} s; going on without it",
+                limit.as_secs()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Availability over 1-second windows from the first fault's quiet start to the end of the
