@@ -179,8 +179,15 @@ pub fn apply(broker: &Broker, image: &MetadataImage, now_ms: u64) -> Changes {
     changes
 }
 
+/// After a refused ISR proposal, how long the leader waits before it may propose again. A
+/// follower the controller has fenced (its heartbeats cut off while its fetches still arrive)
+/// is refused until it is unfenced: without a pause every fetch of it made a new proposal (a
+/// chaos run logged 2,400 refusals a minute on one broker).
+const ISR_RETRY_PAUSE: Duration = Duration::from_millis(250);
+
 /// Sends a leader's ISR proposal to the controller. The committed change arrives with the
-/// next image; a refusal or a timeout clears the proposal so a new one can be made.
+/// next image; a refusal or a timeout clears the proposal, after [`ISR_RETRY_PAUSE`], so a new
+/// one can be made.
 pub fn propose_isr(broker: &Arc<Broker>, partition: &Arc<Partition>, alter: AlterIsr) {
     if broker.cluster.is_none() {
         return;
@@ -203,6 +210,7 @@ pub fn propose_isr(broker: &Arc<Broker>, partition: &Arc<Partition>, alter: Alte
             Ok(ControllerResponse::Done { .. }) => {}
             other => {
                 tracing::warn!(topic = %partition.topic, partition = partition.index, answer = ?other, "ISR change refused");
+                tokio::time::sleep(ISR_RETRY_PAUSE).await;
                 partition.with_replica(|r| r.machine.on_isr_rejected());
             }
         }
