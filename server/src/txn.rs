@@ -372,6 +372,20 @@ impl TransactionCoordinator {
             self.fence_and_abort(transactional_id, meta).await?;
             return Err(ErrorCode::ConcurrentTransactions);
         }
+        self.bump_epoch(&mut meta).await?;
+        meta.timeout_ms = timeout_ms;
+        meta.state = TxnState::Empty;
+        meta.partitions.clear();
+        meta.start_ms = -1;
+        meta.update_ms = now;
+        let answer = (meta.producer_id, meta.producer_epoch);
+        self.store(transactional_id, meta).await?;
+        Ok(answer)
+    }
+
+    /// The id's next producer epoch, or a new producer id at epoch 0 once its epochs are used
+    /// up (the last, `i16::MAX`, is left to the markers of an overflowing bump).
+    async fn bump_epoch(&self, meta: &mut TxnMetadata) -> Result<(), ErrorCode> {
         if meta.producer_epoch >= i16::MAX - 1 {
             meta.producer_id = self
                 .broker
@@ -382,14 +396,7 @@ impl TransactionCoordinator {
         } else {
             meta.producer_epoch += 1;
         }
-        meta.timeout_ms = timeout_ms;
-        meta.state = TxnState::Empty;
-        meta.partitions.clear();
-        meta.start_ms = -1;
-        meta.update_ms = now;
-        let answer = (meta.producer_id, meta.producer_epoch);
-        self.store(transactional_id, meta).await?;
-        Ok(answer)
+        Ok(())
     }
 
     /// Bumps the epoch of an open transaction's producer and aborts the transaction with it
@@ -534,21 +541,10 @@ impl TransactionCoordinator {
         meta.update_ms = now_ms();
         if tv2 {
             meta.ended_by = Some((producer_id, producer_epoch));
-            let bumped = producer_epoch + 1;
-            if bumped == i16::MAX {
-                // The old id's epochs are used up: the markers end its transaction at the
-                // last epoch, and the client goes on with a new producer id.
-                meta.markers_as = Some((producer_id, bumped));
-                meta.producer_id = self
-                    .broker
-                    .allocate_producer_id()
-                    .await
-                    .map_err(|e| e.code())?;
-                meta.producer_epoch = 0;
-            } else {
-                meta.markers_as = None;
-                meta.producer_epoch = bumped;
-            }
+            // If the old id's epochs are used up, the markers end its transaction at the last
+            // epoch, and the client goes on with a new producer id.
+            meta.markers_as = (producer_epoch >= i16::MAX - 1).then_some((producer_id, i16::MAX));
+            self.bump_epoch(&mut meta).await?;
         }
         let answer = (meta.producer_id, meta.producer_epoch);
         self.store(transactional_id, meta).await?;

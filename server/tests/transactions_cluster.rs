@@ -327,37 +327,20 @@ fn a_leader_checks_transactional_batches_with_a_remote_coordinator() {
     // the remote coordinator (AddPartitionsToTxn v4, not verify_only); EndTxn v5 bumps the
     // epoch, which fences a late batch of the ended transaction there too.
     use common::wire::txn;
-    let (code, _) = txn::produce(
-        &mut to_leader,
-        12,
-        "checked",
-        partition,
-        Some(id),
-        txn::batch(pid, epoch, 1, "tv2"),
-    );
+    let produce_v12 = |conn: &mut std::net::TcpStream, epoch: i16, seq: i32, value: &str| {
+        let batch = txn::batch(pid, epoch, seq, value);
+        txn::produce(conn, 12, "checked", partition, Some(id), batch).0
+    };
+    let code = produce_v12(&mut to_leader, epoch, 1, "tv2");
     assert_eq!(code, 0, "the leader added the partition at the coordinator");
     let (code, next) = txn::end(&mut to_coordinator, 5, id, (pid, epoch), true);
     assert_eq!((code, next), (0, (pid, epoch + 1)));
     // Until its marker lands the ended transaction is still open in the partition (a batch of
     // it arriving then joins it, as in Kafka); after, its epoch is over there.
     complete(&mut to_coordinator);
-    let (code, _) = txn::produce(
-        &mut to_leader,
-        12,
-        "checked",
-        partition,
-        Some(id),
-        txn::batch(pid, epoch, 2, "late"),
-    );
+    let code = produce_v12(&mut to_leader, epoch, 2, "late");
     assert_eq!(code, 47, "INVALID_PRODUCER_EPOCH: fenced by the bump");
-    let (code, _) = txn::produce(
-        &mut to_leader,
-        12,
-        "checked",
-        partition,
-        Some(id),
-        txn::batch(pid, next.1, 0, "next"),
-    );
+    let code = produce_v12(&mut to_leader, next.1, 0, "next");
     assert_eq!(code, 0, "the next transaction at the bumped epoch");
     let (code, _) = txn::end(&mut to_coordinator, 5, id, next, false);
     assert_eq!(code, 0);
