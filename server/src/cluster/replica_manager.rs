@@ -186,7 +186,7 @@ pub fn apply(broker: &Broker, image: &MetadataImage, now_ms: u64) -> Changes {
 const ISR_RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 /// Sends a leader's ISR proposal to the controller. The committed change arrives with the
-/// next image; a refusal or a timeout clears the proposal, after [`ISR_RETRY_PAUSE`], so a new
+/// next image; a refusal or a timeout clears the proposal, after a short pause, so a new
 /// one can be made.
 pub fn propose_isr(broker: &Arc<Broker>, partition: &Arc<Partition>, alter: AlterIsr) {
     if broker.cluster.is_none() {
