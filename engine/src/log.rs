@@ -1658,13 +1658,30 @@ impl Log {
     #[cfg_attr(feature = "internals", visibility::make(pub))]
     pub(crate) fn for_each_batch_header(
         &self,
+        f: impl FnMut(&BatchHeader, Option<&[u8]>),
+    ) -> Result<()> {
+        self.for_each_batch_header_from(Offset::ZERO, f)
+    }
+
+    /// [`Self::for_each_batch_header`] for the batches that end at or after `from` only, reading
+    /// no segment that ends before it (state rebuilt from a snapshot taken at `from`).
+    #[cfg_attr(feature = "internals", visibility::make(pub))]
+    pub(crate) fn for_each_batch_header_from(
+        &self,
+        from: Offset,
         mut f: impl FnMut(&BatchHeader, Option<&[u8]>),
     ) -> Result<()> {
         const CONTROL_BATCH_MAX: usize = 64 << 10;
         let g = self.lock()?;
-        let start = g.log_start_offset;
+        let start = g.log_start_offset.max(from);
         let mut control = Vec::new();
-        for seg in g.segments.values() {
+        // The segment holding `start` and those after it.
+        let first = g
+            .segments
+            .range(..=start)
+            .next_back()
+            .map_or(Offset::ZERO, |(b, _)| *b);
+        for seg in g.segments.range(first..).map(|(_, s)| s) {
             let mut pos = 0u64;
             while let Some(h) = seg.read_header(pos)? {
                 if h.last_offset() >= start {

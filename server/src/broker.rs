@@ -1106,7 +1106,8 @@ impl Broker {
         self.appends.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Applies retention and compaction to every partition.
+    /// Applies retention and compaction to every partition, and snapshots the producer state of
+    /// those whose active segment changed.
     pub fn run_cleanup(&self, now_ms: i64) {
         for t in self.topics() {
             for p in t.local_partitions() {
@@ -1122,6 +1123,8 @@ impl Broker {
                         tracing::warn!(topic = %t.name, partition = p.index, error = %e, "compaction failed");
                     }
                 }
+                // After a roll: a crash then costs a walk of the segments since, not the log.
+                p.save_producer_snapshot(false);
             }
         }
     }
@@ -1137,6 +1140,7 @@ impl Broker {
         let _ = crate::disk_parallel::map(partitions.len(), |i| {
             if let Some(p) = partitions.get(i) {
                 p.with_replica(|r| r.machine.become_offline());
+                p.save_producer_snapshot(true);
                 if let Err(e) = p.log.close() {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "closing log");
                 }

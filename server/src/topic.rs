@@ -17,6 +17,8 @@ use uuid::Uuid;
 
 use crate::error_code::ErrorCode;
 
+mod producer_snapshot;
+
 /// How many recent batches per producer are remembered for duplicate detection (Kafka: 5, the
 /// most in-flight requests an idempotent producer may have).
 pub const PRODUCER_BATCHES_MAX: usize = 5;
@@ -30,7 +32,7 @@ struct ProducerBatch {
 }
 
 /// What a partition knows of one idempotent producer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<ProducerBatch>,
@@ -159,7 +161,7 @@ pub enum SequenceCheck {
 ///
 /// Invariant: `open` holds exactly the producers whose `txn_first` is set, keyed by it; the
 /// last stable offset is the smallest key (or the high watermark when none).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
     /// Open transactions by first offset.
@@ -459,6 +461,9 @@ pub struct Partition {
     corrupt_from: Mutex<Option<Offset>>,
     /// This replica was reported failed to the controller (and not refilled since).
     failed: std::sync::atomic::AtomicBool,
+    /// The active segment when the last producer-state snapshot was written. Its lock is held
+    /// while a snapshot is written and while the log is truncated (taken before `producers`).
+    snapshot_tail: Mutex<Option<Offset>>,
     /// Long-polling fetches waiting on this partition (Kafka's delayed-fetch watchers, keyed
     /// by partition): woken when it has something new for them (a write, a high watermark
     /// move), so an append wakes only the fetches that asked for this partition. At most
@@ -489,7 +494,8 @@ impl Partition {
         log: Log,
         replica: Option<(BrokerId, strata_replication::PartitionConfig)>,
     ) -> strata_engine::Result<Partition> {
-        let producers = ProducerStates::rebuild(&log)?;
+        let (producers, walked_from) = producer_snapshot::load(&log)?;
+        tracing::debug!(topic, partition = index, snapshot = ?walked_from, "producer state loaded");
         let replica = replica.map(|(id, config)| {
             Mutex::new(ReplicaState {
                 machine: strata_replication::Partition::new(id, config, Offset::ZERO),
@@ -512,7 +518,30 @@ impl Partition {
             corrupt_from: Mutex::new(None),
             fetch_watchers: Mutex::new(Vec::new()),
             failed: std::sync::atomic::AtomicBool::new(false),
+            snapshot_tail: Mutex::new(None),
         })
+    }
+
+    /// Writes a snapshot of the producer state (and the aborted-transaction index of each
+    /// sealed segment that lacks one) if a segment has rolled since the last one, or always
+    /// with `force` (a clean shutdown): a later open then walks only what came after it.
+    pub fn save_producer_snapshot(&self, force: bool) {
+        // Held throughout, so a truncation cannot come between the copy and the files.
+        let mut snapshot_tail = lock(&self.snapshot_tail);
+        let tail = self.log.segment_base_offsets().last().copied();
+        if !force && *snapshot_tail == tail {
+            return;
+        }
+        let (state, end) = {
+            let producers = lock(&self.producers);
+            (producers.clone(), self.log.log_end_offset())
+        };
+        match producer_snapshot::save(&self.log, &state, end) {
+            Ok(()) => *snapshot_tail = tail,
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "writing a producer-state snapshot")
+            }
+        }
     }
 
     /// Marks this replica failed; `true` only the first time (until it is refilled), so the
@@ -1046,27 +1075,41 @@ impl Partition {
     /// Empties the log and restarts it at `offset` (a follower behind its leader's log start),
     /// forgetting the producer state with the records.
     pub fn restart_at(&self, offset: Offset) -> strata_engine::Result<Offset> {
+        let mut snapshot_tail = lock(&self.snapshot_tail);
         let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
+        self.forget_snapshots_from(&mut snapshot_tail, Offset(-1));
         let end = self.log.truncate_fully_and_start_at(offset)?;
         *producers = ProducerStates::default();
         Ok(end)
     }
 
+    /// Removes the producer snapshots and indexes a truncation to `offset` makes wrong (with
+    /// the snapshot lock held).
+    fn forget_snapshots_from(&self, snapshot_tail: &mut Option<Offset>, offset: Offset) {
+        *snapshot_tail = None;
+        if let Err(e) = producer_snapshot::forget_from(&self.log, offset) {
+            // Left in place they could describe records the truncation removes.
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "removing producer-state snapshots before a truncation");
+        }
+    }
+
     /// Truncates the log (follower diverging from its leader) and rebuilds the producer state.
     /// A replica with a corrupt batch is cut back to that batch as well, which clears it.
     pub fn truncate_to(&self, offset: Offset) -> strata_engine::Result<Offset> {
+        let mut snapshot_tail = lock(&self.snapshot_tail);
         let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
         let corrupt = lock(&self.corrupt_from).take();
         if let Some(c) = corrupt {
             tracing::warn!(topic = %self.topic, partition = self.index, from = c.0, "cutting the replica back to its first corrupt batch, to refill it from the leader");
         }
         let offset = corrupt.map_or(offset, |c| c.min(offset));
+        self.forget_snapshots_from(&mut snapshot_tail, offset);
         let end = self.log.truncate_to(offset)?;
         if corrupt.is_some() {
             self.failed
                 .store(false, std::sync::atomic::Ordering::SeqCst);
         }
-        *producers = ProducerStates::rebuild(&self.log)?;
+        *producers = producer_snapshot::load(&self.log)?.0;
         self.with_replica(|r| r.machine.on_truncated(end));
         Ok(end)
     }
@@ -1349,6 +1392,150 @@ mod tests {
         let active = p.active_producers();
         assert_eq!(active[0].current_txn_start_offset, None);
         assert_eq!(active[1].current_txn_start_offset, Some(Offset(1)));
+    }
+
+    /// A partition opens (and truncates) from its producer-state snapshot and the sealed
+    /// segments' aborted-transaction indexes, walking only what follows the snapshot, into the
+    /// very state a walk of the whole log gives; a snapshot past a truncation, a torn snapshot
+    /// or a missing index is never believed (the whole log is walked instead).
+    #[test]
+    fn producer_state_from_a_snapshot_equals_a_full_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = strata_engine::CommitPipeline::start(
+            Arc::new(strata_engine::io::std_fs::StdStorage::new()),
+            Default::default(),
+        )
+        .unwrap();
+        // A segment of a few batches, so a few dozen batches make many segments.
+        let config = LogConfig {
+            segment_bytes: 400,
+            ..LogConfig::default()
+        };
+        let path = dir.path().join("t-0");
+        let open = || {
+            let log = Log::open(&path, config.clone(), &pipeline.handle()).unwrap();
+            Partition::new("t", 0, log, None).unwrap()
+        };
+        let batch = |pid: i64, seq: i32, transactional: bool| {
+            let mut b = batch::build(
+                Offset(0),
+                1_700_000_000_000,
+                &[(None, Some(b"v".as_slice()))],
+            );
+            batch::stamp_producer(&mut b, pid, 0, seq);
+            if transactional {
+                batch::stamp_transactional(&mut b, false);
+            }
+            Bytes::from(b)
+        };
+        let mut seqs: HashMap<i64, i32> = HashMap::new();
+        // Rounds of: transactions of producers 1-3 (every other one aborted), an idempotent
+        // producer 9; producer 3's last transaction stays open.
+        let write = |p: &Partition, rounds: i32, seqs: &mut HashMap<i64, i32>| {
+            for round in 0..rounds {
+                for pid in 1..=3i64 {
+                    for _ in 0..2 {
+                        let seq = seqs.entry(pid).or_default();
+                        let r = p.append(batch(pid, *seq, true), false);
+                        let Ok((AppendOutcome::Appended(info), _)) = r else {
+                            panic!("appended: {r:?}")
+                        };
+                        *seq += 1;
+                        info.completion.wait_durable().unwrap();
+                    }
+                    if pid != 3 || round + 1 < rounds {
+                        let control = if (round + pid as i32) % 2 == 0 {
+                            ControlType::Abort
+                        } else {
+                            ControlType::Commit
+                        };
+                        let (info, _) = p.append_marker(pid, 0, control, 1).unwrap();
+                        info.completion.wait_durable().unwrap();
+                    }
+                }
+                let seq = seqs.entry(9).or_default();
+                let Ok((AppendOutcome::Appended(info), _)) = p.append(batch(9, *seq, false), false)
+                else {
+                    panic!("appended")
+                };
+                *seq += 1;
+                info.completion.wait_durable().unwrap();
+            }
+        };
+        let p = open();
+        write(&p, 6, &mut seqs);
+        assert!(
+            p.log.segment_count() > 5,
+            "{} segments",
+            p.log.segment_count()
+        );
+        p.save_producer_snapshot(false);
+        let snapshot_at = p.log.log_end_offset();
+        write(&p, 3, &mut seqs);
+        let full = ProducerStates::rebuild(&p.log).unwrap();
+        assert!(!full.aborted.is_empty() && !full.open.is_empty());
+        let (loaded, from) = producer_snapshot::load(&p.log).unwrap();
+        assert_eq!(from, Some(snapshot_at), "walked from the snapshot");
+        assert_eq!(loaded, full);
+        assert_eq!(*lock(&p.producers), full, "the live state too");
+
+        // Reopened after a clean shutdown's snapshot: nothing to walk.
+        p.save_producer_snapshot(true);
+        let end = p.log.log_end_offset();
+        p.log.close().unwrap();
+        drop(p);
+        let p = open();
+        assert_eq!(*lock(&p.producers), full);
+        assert_eq!(producer_snapshot::load(&p.log).unwrap().1, Some(end));
+
+        // A truncation below both snapshots: they go, and the state is the walk's again.
+        let cut = Offset(snapshot_at.0 - 5);
+        p.truncate_to(cut).unwrap();
+        let full = ProducerStates::rebuild(&p.log).unwrap();
+        assert_eq!(*lock(&p.producers), full);
+        assert_eq!(producer_snapshot::load(&p.log).unwrap().1, None);
+        // Writing on after it, each producer from its last sequence the log still has.
+        let mut seqs: HashMap<i64, i32> = p
+            .active_producers()
+            .iter()
+            .map(|a| (a.producer_id, a.last_sequence + 1))
+            .collect();
+        write(&p, 2, &mut seqs);
+        p.save_producer_snapshot(false);
+        let full = ProducerStates::rebuild(&p.log).unwrap();
+        let (loaded, from) = producer_snapshot::load(&p.log).unwrap();
+        assert!(from.is_some());
+        assert_eq!(loaded, full);
+
+        // A torn snapshot, then a missing index: the whole log is walked.
+        let files = |suffix: &str| {
+            let mut v: Vec<_> = std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == suffix))
+                .collect();
+            v.sort();
+            v
+        };
+        let newest = files("producers").pop().unwrap();
+        let mut bytes = std::fs::read(&newest).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x20;
+        std::fs::write(&newest, bytes).unwrap();
+        let (loaded, from) = producer_snapshot::load(&p.log).unwrap();
+        assert_ne!(
+            from,
+            Some(p.log.log_end_offset()),
+            "the torn one is not used"
+        );
+        assert_eq!(loaded, full);
+        std::fs::remove_file(&newest).unwrap();
+        for index in files("txnindex") {
+            std::fs::remove_file(index).unwrap();
+        }
+        let (loaded, from) = producer_snapshot::load(&p.log).unwrap();
+        assert_eq!(from, None);
+        assert_eq!(loaded, full);
     }
 
     #[test]
