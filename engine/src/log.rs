@@ -1682,7 +1682,16 @@ impl Log {
             .next_back()
             .map_or(Offset::ZERO, |(b, _)| *b);
         for seg in g.segments.range(first..).map(|(_, s)| s) {
-            let mut pos = 0u64;
+            // In the first segment, from the batch holding `start` (found with the offset
+            // index), not from its beginning.
+            let mut pos = if seg.base_offset() == first && start > first {
+                match seg.find_batch(start, Offset(i64::MAX))? {
+                    Some((pos, _)) => pos,
+                    None => continue,
+                }
+            } else {
+                0
+            };
             while let Some(h) = seg.read_header(pos)? {
                 if h.last_offset() >= start {
                     let bytes = if h.is_control() && h.size() <= CONTROL_BATCH_MAX {

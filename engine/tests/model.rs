@@ -105,6 +105,27 @@ fn check(log: &Log, m: &Model) {
         .map(|o| (Offset(o), Some(m.records[o as usize].clone())))
         .collect();
     assert_eq!(got, want, "log contents");
+    // The header walk from an offset (producer state after a snapshot) sees exactly the
+    // batches of the whole walk that end at or after it, seeking into the first segment with
+    // its offset index.
+    let mut all = Vec::new();
+    log.for_each_batch_header(|h, _| all.push((h.base_offset, h.last_offset())))
+        .unwrap();
+    let end = m.records.len() as i64;
+    for from in [
+        m.log_start,
+        (m.log_start + end) / 2,
+        end.saturating_sub(1),
+        end,
+    ] {
+        let mut walked = Vec::new();
+        log.for_each_batch_header_from(Offset(from), |h, _| {
+            walked.push((h.base_offset, h.last_offset()))
+        })
+        .unwrap();
+        let want: Vec<_> = all.iter().copied().filter(|(_, l)| l.0 >= from).collect();
+        assert_eq!(walked, want, "headers from {from}");
+    }
 }
 
 fn run(ops: Vec<Op>) {

@@ -494,8 +494,9 @@ impl Partition {
         log: Log,
         replica: Option<(BrokerId, strata_replication::PartitionConfig)>,
     ) -> strata_engine::Result<Partition> {
+        let started = std::time::Instant::now();
         let (producers, walked_from) = producer_snapshot::load(&log)?;
-        tracing::debug!(topic, partition = index, snapshot = ?walked_from, "producer state loaded");
+        tracing::debug!(topic, partition = index, snapshot = ?walked_from, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "producer state loaded");
         let replica = replica.map(|(id, config)| {
             Mutex::new(ReplicaState {
                 machine: strata_replication::Partition::new(id, config, Offset::ZERO),
