@@ -338,7 +338,18 @@ pub fn final_read(
     for p in 0..input_partitions {
         wanted.add_partition(input, p);
     }
-    let committed = c.committed_offsets(wanted, API_TIMEOUT)?;
+    // The group's coordinator may still be coming back from the last fault: asked again until
+    // the deadline (one timeout ended a 30-minute run before its verdict).
+    let committed = loop {
+        match c.committed_offsets(wanted.clone(), API_TIMEOUT) {
+            Ok(committed) => break committed,
+            Err(e) if Instant::now() >= deadline => return Err(e.into()),
+            Err(e) => {
+                eprintln!("strata-chaos: the group's committed offsets: {e}; asking again");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    };
     for e in committed.elements() {
         let offset = match e.offset() {
             Offset::Offset(o) => o,
