@@ -461,9 +461,9 @@ pub struct Partition {
     corrupt_from: Mutex<Option<Offset>>,
     /// This replica was reported failed to the controller (and not refilled since).
     failed: std::sync::atomic::AtomicBool,
-    /// The active segment when the last producer-state snapshot was written. Its lock is held
-    /// while a snapshot is written and while the log is truncated (taken before `producers`).
-    snapshot_tail: Mutex<Option<Offset>>,
+    /// What the producer-state snapshots have written. Its lock is held while a snapshot is
+    /// written and while the log is truncated (taken before `producers`).
+    snapshots: Mutex<producer_snapshot::Written>,
     /// Long-polling fetches waiting on this partition (Kafka's delayed-fetch watchers, keyed
     /// by partition): woken when it has something new for them (a write, a high watermark
     /// move), so an append wakes only the fetches that asked for this partition. At most
@@ -519,7 +519,7 @@ impl Partition {
             corrupt_from: Mutex::new(None),
             fetch_watchers: Mutex::new(Vec::new()),
             failed: std::sync::atomic::AtomicBool::new(false),
-            snapshot_tail: Mutex::new(None),
+            snapshots: Mutex::default(),
         })
     }
 
@@ -528,17 +528,17 @@ impl Partition {
     /// with `force` (a clean shutdown): a later open then walks only what came after it.
     pub fn save_producer_snapshot(&self, force: bool) {
         // Held throughout, so a truncation cannot come between the copy and the files.
-        let mut snapshot_tail = lock(&self.snapshot_tail);
+        let mut written = lock(&self.snapshots);
         let tail = self.log.segment_base_offsets().last().copied();
-        if !force && *snapshot_tail == tail {
+        if !force && written.tail == tail {
             return;
         }
         let (state, end) = {
             let producers = lock(&self.producers);
             (producers.clone(), self.log.log_end_offset())
         };
-        match producer_snapshot::save(&self.log, &state, end) {
-            Ok(()) => *snapshot_tail = tail,
+        match producer_snapshot::save(&self.log, &state, end, &mut written) {
+            Ok(()) => {}
             Err(e) => {
                 tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "writing a producer-state snapshot")
             }
@@ -1076,9 +1076,9 @@ impl Partition {
     /// Empties the log and restarts it at `offset` (a follower behind its leader's log start),
     /// forgetting the producer state with the records.
     pub fn restart_at(&self, offset: Offset) -> strata_engine::Result<Offset> {
-        let mut snapshot_tail = lock(&self.snapshot_tail);
+        let mut written = lock(&self.snapshots);
         let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
-        self.forget_snapshots_from(&mut snapshot_tail, Offset(-1));
+        self.forget_snapshots_from(&mut written, Offset(-1));
         let end = self.log.truncate_fully_and_start_at(offset)?;
         *producers = ProducerStates::default();
         Ok(end)
@@ -1086,9 +1086,8 @@ impl Partition {
 
     /// Removes the producer snapshots and indexes a truncation to `offset` makes wrong (with
     /// the snapshot lock held).
-    fn forget_snapshots_from(&self, snapshot_tail: &mut Option<Offset>, offset: Offset) {
-        *snapshot_tail = None;
-        if let Err(e) = producer_snapshot::forget_from(&self.log, offset) {
+    fn forget_snapshots_from(&self, written: &mut producer_snapshot::Written, offset: Offset) {
+        if let Err(e) = producer_snapshot::forget_from(&self.log, offset, written) {
             // Left in place they could describe records the truncation removes.
             tracing::error!(topic = %self.topic, partition = self.index, error = %e, "removing producer-state snapshots before a truncation");
         }
@@ -1097,14 +1096,14 @@ impl Partition {
     /// Truncates the log (follower diverging from its leader) and rebuilds the producer state.
     /// A replica with a corrupt batch is cut back to that batch as well, which clears it.
     pub fn truncate_to(&self, offset: Offset) -> strata_engine::Result<Offset> {
-        let mut snapshot_tail = lock(&self.snapshot_tail);
+        let mut written = lock(&self.snapshots);
         let mut producers = self.producers.lock().unwrap_or_else(|p| p.into_inner());
         let corrupt = lock(&self.corrupt_from).take();
         if let Some(c) = corrupt {
             tracing::warn!(topic = %self.topic, partition = self.index, from = c.0, "cutting the replica back to its first corrupt batch, to refill it from the leader");
         }
         let offset = corrupt.map_or(offset, |c| c.min(offset));
-        self.forget_snapshots_from(&mut snapshot_tail, offset);
+        self.forget_snapshots_from(&mut written, offset);
         let end = self.log.truncate_to(offset)?;
         if corrupt.is_some() {
             self.failed

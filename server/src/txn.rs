@@ -810,30 +810,11 @@ impl TransactionCoordinator {
         .await
     }
 
-    /// KIP-890 from a partition leader whose produce carries `transactional_id`, coordinated by
-    /// another broker: asks that coordinator (AddPartitionsToTxn v4, `verify_only`) whether
-    /// each partition is in the producer's open transaction. The code per partition, or why
-    /// the coordinator could not be asked.
-    pub async fn verify_remote(
-        &self,
-        transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        partitions: Vec<(String, i32)>,
-    ) -> Result<Vec<((String, i32), ErrorCode)>, String> {
-        self.ask_remote(
-            transactional_id,
-            producer_id,
-            producer_epoch,
-            partitions,
-            true,
-        )
-        .await
-    }
-
-    /// AddPartitionsToTxn v4 to the id's coordinator, adding `partitions` or (`verify_only`)
-    /// only checking that they are in the producer's open transaction.
-    async fn ask_remote(
+    /// AddPartitionsToTxn v4 to the id's coordinator on another broker, adding `partitions` or
+    /// (`verify_only`, KIP-890 from a partition leader whose produce carries
+    /// `transactional_id`) only checking that each is in the producer's open transaction. The
+    /// code per partition, or why the coordinator could not be asked.
+    pub async fn ask_remote(
         &self,
         transactional_id: &str,
         producer_id: i64,

@@ -432,7 +432,9 @@ pub async fn verify_with_coordinator(ctx: &Context, r: &ProduceRequest, version:
     let answers = if tv2 {
         ctx.txns.join(id, pid, epoch, wanted.clone()).await
     } else {
-        ctx.txns.verify_remote(id, pid, epoch, wanted.clone()).await
+        ctx.txns
+            .ask_remote(id, pid, epoch, wanted.clone(), true)
+            .await
     };
     match answers {
         Ok(answers) => {

@@ -17,7 +17,7 @@
 //! snapshot past its point and every index of the segment it cuts and those after, and each
 //! file carries a CRC-32C: a torn or stale file is never believed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,17 @@ const SNAPSHOT_MAGIC: &[u8; 4] = b"STPS";
 const TXN_INDEX_MAGIC: &[u8; 4] = b"STTX";
 /// Snapshots kept: the newest, and the one before it (a truncation may land between them).
 const SNAPSHOTS_KEPT: usize = 2;
+
+/// What this process has written (or found current) since the partition opened: the active
+/// segment of its last snapshot, and the sealed segments whose index records their range, so
+/// a snapshot reads no index file it has already checked.
+#[derive(Debug, Default)]
+pub(super) struct Written {
+    /// The active segment when the last snapshot was written.
+    pub tail: Option<Offset>,
+    /// Sealed segment base -> the `next` its index records.
+    indexes: BTreeMap<Offset, Offset>,
+}
 
 #[derive(Serialize, Deserialize)]
 struct Producer {
@@ -147,7 +158,12 @@ fn segment_ranges(log: &Log) -> Vec<(Offset, Offset)> {
 /// Writes a snapshot of `state`, taken when the log ended at `end` (a copy made under the
 /// partition's append lock), after the index of every sealed segment that lacks a current one;
 /// then removes files no longer needed. Called off the append path.
-pub(super) fn save(log: &Log, state: &ProducerStates, end: Offset) -> std::io::Result<()> {
+pub(super) fn save(
+    log: &Log,
+    state: &ProducerStates,
+    end: Offset,
+    written: &mut Written,
+) -> std::io::Result<()> {
     let dir = log.dir();
     let ranges = segment_ranges(log);
     let Some(&(tail_base, _)) = ranges.last() else {
@@ -158,6 +174,9 @@ pub(super) fn save(log: &Log, state: &ProducerStates, end: Offset) -> std::io::R
         if next > end {
             // Sealed after the copy was made: its markers are not all in `state`.
             return Ok(());
+        }
+        if written.indexes.get(&base) == Some(&next) {
+            continue;
         }
         let current = indexes
             .get(&base)
@@ -180,6 +199,7 @@ pub(super) fn save(log: &Log, state: &ProducerStates, end: Offset) -> std::io::R
                 &encode(TXN_INDEX_MAGIC, &index),
             )?;
         }
+        written.indexes.insert(base, next);
     }
     let snapshot = Snapshot {
         end: end.0,
@@ -224,18 +244,24 @@ pub(super) fn save(log: &Log, state: &ProducerStates, end: Offset) -> std::io::R
             std::fs::remove_file(p)?;
         }
     }
+    written
+        .indexes
+        .retain(|b, _| ranges.iter().any(|(base, _)| base == b));
+    written.tail = Some(tail_base);
     Ok(())
 }
 
 /// Removes what a truncation of the log to `offset` makes wrong: snapshots past it, and the
 /// indexes of the segment holding it and every later one. Called before the log is cut.
-pub(super) fn forget_from(log: &Log, offset: Offset) -> std::io::Result<()> {
+pub(super) fn forget_from(log: &Log, offset: Offset, written: &mut Written) -> std::io::Result<()> {
     let dir = log.dir();
     let cut_segment = log
         .segment_base_offsets()
         .into_iter()
         .rfind(|b| *b <= offset)
         .unwrap_or(Offset::ZERO);
+    written.tail = None;
+    written.indexes.retain(|b, _| *b < cut_segment);
     for (end, p) in files(dir, SNAPSHOT_SUFFIX) {
         if end > offset {
             std::fs::remove_file(p)?;
