@@ -35,6 +35,7 @@ use strata_replication::BrokerId;
 use strata_replication::controller::balance::{Placement, plan};
 
 use crate::cluster::kafka_client::KafkaConnection;
+use crate::cluster::link::LinkSecurity;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 const THROTTLE_RATES: [&str; 2] = [
@@ -59,14 +60,14 @@ pub struct RebalanceOptions {
     pub throttle: Option<u64>,
 }
 
-async fn connect(bootstrap: &str) -> anyhow::Result<KafkaConnection> {
+async fn connect(bootstrap: &str, link: &LinkSecurity) -> anyhow::Result<KafkaConnection> {
     let mut last = None;
     for addr in bootstrap
         .split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
     {
-        match KafkaConnection::connect(addr, "strata-cluster-tool", &Default::default()).await {
+        match KafkaConnection::connect(addr, "strata-cluster-tool", link).await {
             Ok(c) => return Ok(c),
             Err(e) => last = Some(format!("{addr}: {e}")),
         }
@@ -194,8 +195,12 @@ async fn ongoing(conn: &mut KafkaConnection) -> anyhow::Result<usize> {
 }
 
 /// `strata cluster rebalance`.
-pub async fn rebalance(bootstrap: &str, options: &RebalanceOptions) -> anyhow::Result<()> {
-    let mut conn = connect(bootstrap).await?;
+pub async fn rebalance(
+    bootstrap: &str,
+    link: &LinkSecurity,
+    options: &RebalanceOptions,
+) -> anyhow::Result<()> {
+    let mut conn = connect(bootstrap, link).await?;
     let (mut brokers, partitions) = placement(&mut conn).await?;
     for b in &options.exclude {
         brokers.remove(&BrokerId(*b));
@@ -294,11 +299,12 @@ pub async fn rebalance(bootstrap: &str, options: &RebalanceOptions) -> anyhow::R
 /// `strata cluster reassign`: moves one partition to `replicas`, or cancels its move (`None`).
 pub async fn reassign(
     bootstrap: &str,
+    link: &LinkSecurity,
     topic: &str,
     partition: i32,
     replicas: Option<Vec<i32>>,
 ) -> anyhow::Result<()> {
-    let mut conn = connect(bootstrap).await?;
+    let mut conn = connect(bootstrap, link).await?;
     let mut p = ReassignablePartition::default();
     p.partition_index = partition;
     p.replicas = replicas
@@ -336,8 +342,8 @@ pub async fn reassign(
 }
 
 /// `strata cluster unregister`.
-pub async fn unregister(bootstrap: &str, broker: i32) -> anyhow::Result<()> {
-    let mut conn = connect(bootstrap).await?;
+pub async fn unregister(bootstrap: &str, link: &LinkSecurity, broker: i32) -> anyhow::Result<()> {
+    let mut conn = connect(bootstrap, link).await?;
     let mut req = UnregisterBrokerRequest::default();
     req.broker_id = WireBrokerId(broker);
     let resp: UnregisterBrokerResponse = conn

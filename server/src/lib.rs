@@ -21,6 +21,7 @@ macro_rules! msg {
 }
 
 pub mod acl;
+pub mod admin;
 pub mod alloc;
 pub mod blocking;
 pub mod broker;

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use strata_server::admin::client::AdminClient;
+use strata_server::admin::output::Format;
+use strata_server::admin::settings::ClientSettings;
 use strata_server::config::BrokerConfig;
 
 /// See `strata_server::alloc`: a hostile array length must not abort the broker.
@@ -60,11 +63,31 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
-    /// Operates a running cluster through any of its brokers: balance it, drain brokers,
-    /// remove brokers that are gone.
+    /// Topics: create, list, describe, alter-config, add-partitions, delete, produce, consume.
+    Topic {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: TopicCommand,
+    },
+    /// Consumer groups: list, describe, lag, reset-offsets, delete.
+    Group {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// The cluster: info and health; balance it, drain brokers, remove brokers that are gone.
     Cluster {
+        #[command(flatten)]
+        client: ClientArgs,
         #[command(subcommand)]
         command: ClusterCommand,
+    },
+    /// Prints a shell completion script: `strata completions bash > /etc/bash_completion.d/strata`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// SCRAM credentials in a standalone broker's data directory, stored salted and hashed
     /// (never the password), as Kafka's storage tool creates the first users before a start:
@@ -149,15 +172,216 @@ fn scram(command: ScramCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the admin commands reach the cluster and print.
+#[derive(clap::Args, Debug, Clone)]
+struct ClientArgs {
+    /// Any broker(s) of the cluster, `host:port[,host:port...]` (works with Kafka too).
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_BOOTSTRAP_SERVER",
+        default_value = "127.0.0.1:9092"
+    )]
+    bootstrap_server: String,
+    /// Client properties (`security.protocol`, `sasl.mechanism`, `sasl.username`,
+    /// `sasl.password` or `sasl.jaas.config`, `ssl.ca.location` / `ssl.truststore.location`,
+    /// `ssl.certificate.location` + `ssl.key.location`), as Kafka's tools take them.
+    #[arg(long, global = true)]
+    command_config: Option<PathBuf>,
+    /// One client property, `KEY=VALUE`, over those of --command-config. Repeatable.
+    #[arg(short = 'X', global = true, value_name = "KEY=VALUE")]
+    property: Vec<String>,
+    /// Tables for people, or JSON for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Seconds one request may take.
+    #[arg(long, global = true, default_value_t = 15)]
+    timeout: u64,
+}
+
+impl ClientArgs {
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        let settings = ClientSettings::load(self.command_config.as_deref(), &self.property)?;
+        let mut c = AdminClient::new(
+            &self.bootstrap_server,
+            settings.link_security()?,
+            "strata-admin",
+        );
+        c.set_timeout(std::time::Duration::from_secs(self.timeout.max(1)));
+        Ok(c)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum TopicCommand {
+    /// Creates a topic.
+    Create {
+        /// The topic.
+        topic: String,
+        /// Partitions (default: the cluster's num.partitions).
+        #[arg(long, short = 'p')]
+        partitions: Option<i32>,
+        /// Replicas per partition (default: the cluster's default.replication.factor).
+        #[arg(long, short = 'r')]
+        replication_factor: Option<i16>,
+        /// A topic config, `KEY=VALUE` (`cleanup.policy=compact`). Repeatable.
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// Only checks that the topic could be created.
+        #[arg(long)]
+        validate_only: bool,
+    },
+    /// Lists topics with partitions, replication, health, records and size.
+    List {
+        /// Includes internal topics (`__consumer_offsets`, `__transaction_state`).
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Shows a topic's partitions (leader, replicas, ISR, offsets, size, status) and configs.
+    Describe {
+        /// The topic.
+        topic: String,
+        /// Shows every config, not only those set on the topic.
+        #[arg(long)]
+        all_configs: bool,
+    },
+    /// Sets or removes topic configs.
+    AlterConfig {
+        /// The topic.
+        topic: String,
+        /// `KEY=VALUE` to set. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A key to remove (back to the broker's default). Repeatable.
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+    },
+    /// Raises a topic's partition count.
+    AddPartitions {
+        /// The topic.
+        topic: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        count: i32,
+    },
+    /// Deletes topics and their data.
+    Delete {
+        /// The topics.
+        #[arg(required = true)]
+        topics: Vec<String>,
+    },
+    /// Produces one record per line of standard input.
+    Produce {
+        /// The topic.
+        topic: String,
+        /// Every record to this partition (default: by key, as Kafka's partitioner; else spread).
+        #[arg(long, short = 'p')]
+        partition: Option<i32>,
+        /// Splits each line into key and value at the first SEP.
+        #[arg(long, short = 'K', value_name = "SEP")]
+        key_separator: Option<String>,
+        /// acks: all (-1), 1 or 0.
+        #[arg(long, default_value = "all", value_parser = parse_acks)]
+        acks: i16,
+    },
+    /// Prints records (values, one per line; `--format json` for everything).
+    Consume {
+        /// The topic.
+        topic: String,
+        /// Only this partition.
+        #[arg(long, short = 'p')]
+        partition: Option<i32>,
+        /// Starts at the log start (default: only new records).
+        #[arg(long, conflicts_with = "offset")]
+        from_beginning: bool,
+        /// Starts at this offset.
+        #[arg(long)]
+        offset: Option<i64>,
+        /// Stops after this many records (with a progress bar on a terminal).
+        #[arg(long, short = 'n')]
+        count: Option<u64>,
+        /// Stops at the end offsets of the moment it started.
+        #[arg(long, short = 'e')]
+        exit: bool,
+        /// Prints `key<SEP>value`.
+        #[arg(long, value_name = "SEP", num_args = 0..=1, default_missing_value = "\t")]
+        print_key: Option<String>,
+        /// Reads only committed transactions' records.
+        #[arg(long)]
+        read_committed: bool,
+    },
+}
+
+fn parse_acks(s: &str) -> Result<i16, String> {
+    match s {
+        "all" | "-1" => Ok(-1),
+        "1" => Ok(1),
+        "0" => Ok(0),
+        _ => Err(format!("{s}: all, 1 or 0")),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupCommand {
+    /// Lists every group of the cluster with its state and coordinator.
+    List,
+    /// Shows a group's state, members and assignments, and its lag per partition.
+    Describe {
+        /// The group.
+        group: String,
+    },
+    /// Shows a group's lag per partition and in total.
+    Lag {
+        /// The group.
+        group: String,
+    },
+    /// Moves a group's committed offsets (the group must have no members). Prints the plan;
+    /// `--execute` commits it.
+    ResetOffsets {
+        /// The group.
+        group: String,
+        /// Only these topics (default: every topic the group has offsets for). Repeatable.
+        #[arg(long)]
+        topic: Vec<String>,
+        /// To the log start.
+        #[arg(long, group = "target")]
+        to_earliest: bool,
+        /// To the log end (skip everything not yet read).
+        #[arg(long, group = "target")]
+        to_latest: bool,
+        /// To the first record at or after this UTC time (`2026-12-06T07:00:00`).
+        #[arg(long, group = "target", value_name = "TIME")]
+        to_datetime: Option<String>,
+        /// By this many records from the committed offset (negative: back).
+        #[arg(long, group = "target", allow_hyphen_values = true, value_name = "N")]
+        shift_by: Option<i64>,
+        /// To this offset.
+        #[arg(long, group = "target", value_name = "OFFSET")]
+        to_offset: Option<i64>,
+        /// Commits the new offsets (without it, only prints them).
+        #[arg(long)]
+        execute: bool,
+    },
+    /// Deletes groups (with no members) and their committed offsets.
+    Delete {
+        /// The groups.
+        #[arg(required = true)]
+        groups: Vec<String>,
+    },
+}
+
 #[derive(Subcommand, Debug)]
 enum ClusterCommand {
+    /// Shows the cluster: brokers (address, rack, state, leaders, replicas, size), controller,
+    /// topic and partition counts, and its health.
+    Info,
+    /// Checks health: brokers down, offline, under-min-ISR and under-replicated partitions.
+    /// Exits 0 when healthy, 3 when not (1 when the cluster cannot be reached).
+    Health,
     /// Plans a balanced, rack-aware placement over the live brokers and prints it (Kafka's
     /// reassignment JSON); `--execute` moves the replicas. A broker joins by starting it and
     /// running this; one leaves by `--exclude`-ing it, then `unregister`.
     Rebalance {
-        /// Any broker(s) of the cluster, `host:port[,host:port...]`.
-        #[arg(long)]
-        bootstrap_server: String,
         /// Brokers to drain: they hold nothing once the plan is carried out.
         #[arg(long, value_delimiter = ',')]
         exclude: Vec<i32>,
@@ -175,9 +399,6 @@ enum ClusterCommand {
     /// Moves one partition to the replicas given (the first is the preferred leader), or
     /// cancels the move under way.
     Reassign {
-        /// Any broker(s) of the cluster, `host:port[,host:port...]`.
-        #[arg(long)]
-        bootstrap_server: String,
         /// The topic.
         #[arg(long)]
         topic: String,
@@ -194,9 +415,6 @@ enum ClusterCommand {
     /// Removes a broker that is gone for good from the metadata; its replicas are re-created
     /// on the live brokers.
     Unregister {
-        /// Any broker(s) of the cluster, `host:port[,host:port...]`.
-        #[arg(long)]
-        bootstrap_server: String,
         /// The broker's id.
         #[arg(long)]
         broker: i32,
@@ -306,6 +524,193 @@ fn build_config(
     Ok(c)
 }
 
+/// Exit status of `strata cluster health` on an unhealthy cluster (1 is an error, 2 a usage
+/// error).
+const UNHEALTHY: i32 = 3;
+
+/// Runs an admin command on a current-thread runtime.
+fn admin(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+async fn topic(args: ClientArgs, command: TopicCommand) -> anyhow::Result<()> {
+    use strata_server::admin::topic;
+    let mut c = args.client()?;
+    let format = args.format;
+    match command {
+        TopicCommand::Create {
+            topic,
+            partitions,
+            replication_factor,
+            configs,
+            validate_only,
+        } => {
+            let t = topic::NewTopic {
+                name: topic.clone(),
+                partitions,
+                replication_factor,
+                configs,
+                validate_only,
+            };
+            topic::create(&mut c, &t).await?;
+            if validate_only {
+                eprintln!("strata: topic {topic:?} can be created");
+            } else {
+                eprintln!("strata: topic {topic:?} created");
+            }
+        }
+        TopicCommand::List { internal } => topic::list(&mut c, internal, format).await?,
+        TopicCommand::Describe { topic, all_configs } => {
+            topic::describe(&mut c, &topic, all_configs, format).await?
+        }
+        TopicCommand::AlterConfig { topic, set, delete } => {
+            topic::alter_config(&mut c, &topic, &set, &delete).await?;
+            eprintln!("strata: configs of {topic:?} changed");
+        }
+        TopicCommand::AddPartitions { topic, count } => {
+            topic::add_partitions(&mut c, &topic, count).await?;
+            eprintln!("strata: {topic:?} has {count} partitions");
+        }
+        TopicCommand::Delete { topics } => {
+            topic::delete(&mut c, &topics).await?;
+            eprintln!("strata: deleted {}", topics.join(", "));
+        }
+        TopicCommand::Produce {
+            topic,
+            partition,
+            key_separator,
+            acks,
+        } => {
+            let options = topic::ProduceOptions {
+                partition,
+                key_separator,
+                acks,
+            };
+            let n = topic::produce(&mut c, &topic, std::io::stdin().lock(), &options).await?;
+            eprintln!("strata: {n} records produced to {topic:?}");
+        }
+        TopicCommand::Consume {
+            topic,
+            partition,
+            from_beginning,
+            offset,
+            count,
+            exit,
+            print_key,
+            read_committed,
+        } => {
+            let start = match (offset, from_beginning) {
+                (Some(o), _) => topic::StartAt::Offset(o),
+                (None, true) => topic::StartAt::Beginning,
+                (None, false) => topic::StartAt::End,
+            };
+            let options = topic::ConsumeOptions {
+                partition,
+                start,
+                count,
+                exit_at_end: exit,
+                print_key: print_key.map(|s| s.replace("\\t", "\t")),
+                read_committed,
+                format,
+                progress: true,
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            topic::consume(&mut c, &topic, &options, &mut out).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn group(args: ClientArgs, command: GroupCommand) -> anyhow::Result<()> {
+    use strata_server::admin::group;
+    let mut c = args.client()?;
+    let format = args.format;
+    match command {
+        GroupCommand::List => group::list(&mut c, format).await?,
+        GroupCommand::Describe { group } => group::describe(&mut c, &group, format).await?,
+        GroupCommand::Lag { group } => group::lag(&mut c, &group, format).await?,
+        GroupCommand::ResetOffsets {
+            group,
+            topic,
+            to_earliest,
+            to_latest,
+            to_datetime,
+            shift_by,
+            to_offset,
+            execute,
+        } => {
+            let to = match (to_earliest, to_latest, to_datetime, shift_by, to_offset) {
+                (true, ..) => group::ResetTo::Earliest,
+                (_, true, ..) => group::ResetTo::Latest,
+                (_, _, Some(t), ..) => group::ResetTo::Datetime(group::parse_datetime(&t)?),
+                (_, _, _, Some(n), _) => group::ResetTo::ShiftBy(n),
+                (_, _, _, _, Some(o)) => group::ResetTo::Offset(o),
+                _ => anyhow::bail!(
+                    "say where to: --to-earliest, --to-latest, --to-datetime, --shift-by or --to-offset"
+                ),
+            };
+            group::reset_offsets(&mut c, &group, &topic, &to, execute, format).await?;
+        }
+        GroupCommand::Delete { groups } => {
+            group::delete(&mut c, &groups).await?;
+            eprintln!("strata: deleted {}", groups.join(", "));
+        }
+    }
+    Ok(())
+}
+
+async fn cluster(args: ClientArgs, command: ClusterCommand) -> anyhow::Result<()> {
+    use strata_server::admin::cluster;
+    use strata_server::cluster_tool;
+    let bootstrap = args.bootstrap_server.clone();
+    let link =
+        ClientSettings::load(args.command_config.as_deref(), &args.property)?.link_security()?;
+    match command {
+        ClusterCommand::Info => cluster::info(&mut args.client()?, args.format).await?,
+        ClusterCommand::Health => {
+            if !cluster::health(&mut args.client()?, args.format).await? {
+                std::process::exit(UNHEALTHY);
+            }
+        }
+        ClusterCommand::Rebalance {
+            exclude,
+            execute,
+            wait,
+            throttle,
+        } => {
+            let options = cluster_tool::RebalanceOptions {
+                exclude,
+                execute,
+                wait,
+                throttle,
+            };
+            cluster_tool::rebalance(&bootstrap, &link, &options).await?
+        }
+        ClusterCommand::Reassign {
+            topic,
+            partition,
+            replicas,
+            cancel,
+        } => {
+            cluster_tool::reassign(
+                &bootstrap,
+                &link,
+                &topic,
+                partition,
+                (!cancel).then_some(replicas),
+            )
+            .await?
+        }
+        ClusterCommand::Unregister { broker } => {
+            cluster_tool::unregister(&bootstrap, &link, broker).await?
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -336,53 +741,13 @@ fn main() {
             set,
         } => dev_cluster(nodes, base_port, controller_base_port, data_dir, set),
         Command::Scram { command } => scram(command),
-        Command::Cluster { command } => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| {
-                rt.block_on(async {
-                    match command {
-                        ClusterCommand::Rebalance {
-                            bootstrap_server,
-                            exclude,
-                            execute,
-                            wait,
-                            throttle,
-                        } => {
-                            let options = strata_server::cluster_tool::RebalanceOptions {
-                                exclude,
-                                execute,
-                                wait,
-                                throttle,
-                            };
-                            strata_server::cluster_tool::rebalance(&bootstrap_server, &options)
-                                .await
-                        }
-                        ClusterCommand::Reassign {
-                            bootstrap_server,
-                            topic,
-                            partition,
-                            replicas,
-                            cancel,
-                        } => {
-                            strata_server::cluster_tool::reassign(
-                                &bootstrap_server,
-                                &topic,
-                                partition,
-                                (!cancel).then_some(replicas),
-                            )
-                            .await
-                        }
-                        ClusterCommand::Unregister {
-                            bootstrap_server,
-                            broker,
-                        } => {
-                            strata_server::cluster_tool::unregister(&bootstrap_server, broker).await
-                        }
-                    }
-                })
-            }),
+        Command::Topic { client, command } => admin(topic(client, command)),
+        Command::Group { client, command } => admin(group(client, command)),
+        Command::Cluster { client, command } => admin(cluster(client, command)),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "strata", &mut std::io::stdout());
+            Ok(())
+        }
     };
     if let Err(e) = result {
         eprintln!("strata: {e:#}");
