@@ -162,6 +162,11 @@ pub struct BrokerConfig {
     /// `group.consumer.heartbeat.interval.ms`: the heartbeat interval consumer group members
     /// are told to keep. Default: 5000.
     pub group_consumer_heartbeat_interval_ms: i32,
+    /// `console.listen`: address of the web console and its JSON API; unset or empty
+    /// disables it.
+    pub console_listen: Option<SocketAddr>,
+    /// `console.poll.interval.ms`: how often the console looks at the cluster. Default: 2000.
+    pub console_poll_interval_ms: u64,
     /// `metrics.listen`: address of the Prometheus endpoint; empty disables it.
     /// Default: `127.0.0.1:9644`... unless the port is taken: then the error says so.
     pub metrics_listen: Option<SocketAddr>,
@@ -278,6 +283,8 @@ impl Default for BrokerConfig {
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
             metrics_listen: None,
+            console_listen: None,
+            console_poll_interval_ms: 2000,
             retention_check_interval_ms: 300_000,
             controller_quorum_voters: Vec::new(),
             broker_session_timeout_ms: 600,
@@ -646,6 +653,14 @@ impl BrokerConfig {
             "group.consumer.heartbeat.interval.ms" => {
                 self.group_consumer_heartbeat_interval_ms = positive(key, v)?
             }
+            "console.listen" => {
+                self.console_listen = if v.trim().is_empty() {
+                    None
+                } else {
+                    Some(parse(key, v)?)
+                };
+            }
+            "console.poll.interval.ms" => self.console_poll_interval_ms = positive(key, v)?,
             "metrics.listen" => {
                 self.metrics_listen = if v.trim().is_empty() {
                     None

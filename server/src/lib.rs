@@ -31,6 +31,7 @@ pub mod cluster_tool;
 pub mod config;
 pub mod connection;
 pub mod connection_limits;
+pub mod console;
 pub mod disk_parallel;
 pub mod dynamic_config;
 pub mod error_backoff;

@@ -59,6 +59,9 @@ enum Command {
         /// Parent of the nodes' data directories (`node-1`, ...).
         #[arg(long, default_value = "./data-cluster")]
         data_dir: PathBuf,
+        /// Web console of node 1 (node N serves one on base + N - 1); 0 turns them off.
+        #[arg(long, default_value_t = 8080)]
+        console_base_port: u16,
         /// Extra `--set KEY=VALUE` for every node. Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
@@ -428,6 +431,7 @@ fn dev_cluster(
     base_port: u16,
     controller_base_port: u16,
     data_dir: PathBuf,
+    console_base_port: u16,
     set: Vec<String>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(nodes >= 1, "--nodes must be at least 1");
@@ -456,15 +460,26 @@ fn dev_cluster(
             .arg(format!("offsets.topic.replication.factor={rf}"))
             .arg("--set")
             .arg(format!("min.insync.replicas={}", rf.min(2)));
+        if console_base_port > 0 {
+            cmd.arg("--set").arg(format!(
+                "console.listen=127.0.0.1:{}",
+                console_base_port + i
+            ));
+        }
         for kv in &set {
             cmd.arg("--set").arg(kv);
         }
         let child = cmd.spawn()?;
         println!(
-            "strata dev-cluster: node {id} (pid {}) on 127.0.0.1:{}, data in {:?}",
+            "strata dev-cluster: node {id} (pid {}) on 127.0.0.1:{}, data in {:?}{}",
             child.id(),
             base_port + i,
-            data_dir.join(format!("node-{id}"))
+            data_dir.join(format!("node-{id}")),
+            if console_base_port > 0 {
+                format!(", console http://127.0.0.1:{}/", console_base_port + i)
+            } else {
+                String::new()
+            }
         );
         children.push(child);
     }
@@ -738,8 +753,16 @@ fn main() {
             base_port,
             controller_base_port,
             data_dir,
+            console_base_port,
             set,
-        } => dev_cluster(nodes, base_port, controller_base_port, data_dir, set),
+        } => dev_cluster(
+            nodes,
+            base_port,
+            controller_base_port,
+            data_dir,
+            console_base_port,
+            set,
+        ),
         Command::Scram { command } => scram(command),
         Command::Topic { client, command } => admin(topic(client, command)),
         Command::Group { client, command } => admin(group(client, command)),

@@ -118,6 +118,14 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let console_listener = match config.console_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding console.listen {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
     // A controller node binds its quorum listener first, so peers can reach it while it opens.
     let controller = match config.controller_address() {
@@ -239,6 +247,33 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     if let Some(l) = metrics_listener {
         tracing::info!(addr = ?l.local_addr().ok(), "metrics endpoint at /metrics");
         tokio::spawn(crate::metrics::serve(l, ctx.clone(), shutdown_rx.clone()));
+    }
+    if let Some(l) = console_listener {
+        // The console looks at the cluster as a client of this broker's inter-broker
+        // listener, with this broker's own credentials there.
+        let config = &broker.config;
+        let link = crate::cluster::link::LinkSecurity::inter_broker(config)
+            .map_err(|e| anyhow::anyhow!("console: {e}"))?;
+        let name = config.inter_broker_listener_name();
+        let (host, port) = config
+            .resolved_listeners()?
+            .into_iter()
+            .find(|l| l.name == name)
+            .map(|l| l.advertised)
+            .ok_or_else(|| anyhow::anyhow!("console: no listener {name}"))?;
+        let client = crate::admin::client::AdminClient::new(
+            &format!("{host}:{port}"),
+            link,
+            "strata-console",
+        );
+        let at = l.local_addr().ok();
+        tracing::info!(addr = ?at, "web console at http://{}/", at.map_or(String::new(), |a| a.to_string()));
+        tokio::spawn(crate::console::serve(
+            l,
+            client,
+            Duration::from_millis(config.console_poll_interval_ms),
+            shutdown_rx.clone(),
+        ));
     }
     // Transactions past their timeout are aborted.
     {

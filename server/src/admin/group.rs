@@ -133,7 +133,8 @@ pub struct PartitionLag {
     pub committed: Option<i64>,
     /// The log end offset.
     pub end: Option<i64>,
-    /// `end - committed` (from the log start when nothing is committed).
+    /// `end - committed`; from the log start when nothing is committed (as a consumer with
+    /// `auto.offset.reset=earliest` would read).
     pub lag: Option<i64>,
     /// The member the partition is assigned to.
     pub member: Option<String>,
@@ -154,7 +155,8 @@ pub struct GroupView {
     pub coordinator: String,
     /// Members.
     pub members: Vec<MemberView>,
-    /// Committed offsets and lag of the partitions it has offsets for or is assigned.
+    /// Committed offsets and lag of every partition of the topics it has offsets in or is
+    /// assigned.
     pub partitions: Vec<PartitionLag>,
     /// The sum of the known lags.
     pub total_lag: i64,
@@ -277,7 +279,7 @@ pub async fn describe_group(client: &mut AdminClient, group: &str) -> AdminResul
             }
         }
     }
-    let keys: BTreeSet<(String, i32)> = committed
+    let mut keys: BTreeSet<(String, i32)> = committed
         .keys()
         .cloned()
         .chain(owner.keys().cloned())
@@ -302,6 +304,11 @@ pub async fn describe_group(client: &mut AdminClient, group: &str) -> AdminResul
                     .filter_map(|p| Some((t.name.clone(), p.partition, p.leader?)))
             })
             .collect();
+        // Every partition of the group's topics: one it has never committed in is behind by
+        // all of its records (what auto.offset.reset=earliest would read).
+        for t in cluster.topics.iter().filter(|t| topics.contains(&t.name)) {
+            keys.extend(t.partitions.iter().map(|p| (t.name.clone(), p.partition)));
+        }
         (
             list_offsets(client, &located, LATEST).await?,
             list_offsets(client, &located, EARLIEST).await?,

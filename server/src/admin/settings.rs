@@ -119,17 +119,23 @@ impl ClientSettings {
                     "sasl.mechanism={name}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
                 ))
             })?;
-        let (user, password) = match (self.get("sasl.username"), self.get("sasl.password")) {
-            (Some(u), Some(p)) => (u.to_string(), p.to_string()),
-            _ => self
-                .get("sasl.jaas.config")
-                .and_then(crate::sasl::parse_login_jaas)
-                .ok_or_else(|| {
-                    AdminError::Usage(
-                        "SASL needs sasl.username and sasl.password (or a sasl.jaas.config with username=\"...\" password=\"...\")"
-                            .to_string(),
-                    )
-                })?,
+        // librdkafka's keys win over the JAAS text's options, one by one.
+        let jaas = self
+            .get("sasl.jaas.config")
+            .and_then(crate::sasl::parse_login_jaas);
+        let user = self
+            .get("sasl.username")
+            .map(str::to_string)
+            .or_else(|| jaas.as_ref().map(|j| j.0.clone()));
+        let password = self
+            .get("sasl.password")
+            .map(str::to_string)
+            .or_else(|| jaas.as_ref().map(|j| j.1.clone()));
+        let (Some(user), Some(password)) = (user, password) else {
+            return Err(AdminError::Usage(
+                "SASL needs sasl.username and sasl.password (or a sasl.jaas.config with username=\"...\" password=\"...\")"
+                    .to_string(),
+            ));
         };
         Ok(Login {
             mechanism,
