@@ -481,6 +481,26 @@ fn cluster_health_follows_a_killed_broker_down_and_back() {
     });
     let info = json(&bs, &["cluster", "info"]);
     assert_eq!(info["brokers"].as_array().unwrap().len(), 3);
+    // The quorum as DescribeQuorum tells it: the active controller is one of the three
+    // combined nodes, and so is every voter, each heard from.
+    let quorum = &info["quorum"];
+    let leader = quorum["leader"].as_i64().unwrap();
+    assert!((1..=3).contains(&leader), "{quorum}");
+    assert_eq!(info["controller"], leader);
+    let voters: Vec<i64> = quorum["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(voters, [1, 2, 3]);
+    assert!(
+        quorum["voters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["reachable"] == true)
+    );
     assert!(
         info["brokers"]
             .as_array()
@@ -513,6 +533,16 @@ fn cluster_health_follows_a_killed_broker_down_and_back() {
         .find(|b| b["id"] == 3)
         .unwrap();
     assert_eq!(b3["state"], "fenced");
+    // Node 3 was also a quorum voter: once silent for a few seconds, health names it.
+    wait_for(
+        "voter 3 reported unreachable",
+        Duration::from_secs(20),
+        || {
+            let out = strata(&bs, &["cluster", "health", "--format", "json"], None);
+            let h: Value = serde_json::from_slice(&out.stdout).ok()?;
+            (h["controllers_unreachable"] == serde_json::json!([3])).then_some(())
+        },
+    );
     // The topic still serves (min.insync.replicas=2 of 3).
     ok(&bs, &["topic", "produce", "orders"], Some("still-up\n"));
 

@@ -35,6 +35,30 @@ pub enum QuorumError {
     Decode(#[from] serde_json::Error),
 }
 
+/// A voter's replication as the active controller sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VoterProgress {
+    /// The voter's Raft id.
+    pub id: u64,
+    /// The highest log index known to be on the voter.
+    pub matched: u64,
+    /// Whether it answered within the last election timeout.
+    pub recent_active: bool,
+}
+
+/// The quorum's state as one member sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumStatus {
+    /// The active controller, if known.
+    pub leader: Option<u64>,
+    /// The current term (Kafka's leader epoch of the metadata log).
+    pub term: u64,
+    /// The committed index (the metadata log's high watermark).
+    pub commit: u64,
+    /// Every voter's progress, by id; known only to the active controller (empty elsewhere).
+    pub voters: Vec<VoterProgress>,
+}
+
 /// One controller of the quorum.
 pub struct QuorumNode {
     id: u64,
@@ -115,6 +139,32 @@ impl QuorumNode {
     pub fn leader_id(&self) -> Option<u64> {
         let l = self.raw.raft.leader_id;
         (l != raft::INVALID_ID).then_some(l)
+    }
+
+    /// The quorum as this member sees it: the voters' progress only on the active
+    /// controller.
+    pub fn status(&self) -> QuorumStatus {
+        let mut voters: Vec<VoterProgress> = if self.is_leader() {
+            self.raw
+                .raft
+                .prs()
+                .iter()
+                .map(|(id, p)| VoterProgress {
+                    id: *id,
+                    matched: p.matched,
+                    recent_active: p.recent_active || *id == self.id,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        voters.sort_by_key(|v| v.id);
+        QuorumStatus {
+            leader: self.leader_id(),
+            term: self.term(),
+            commit: self.raw.raft.raft_log.committed,
+            voters,
+        }
     }
 
     /// The metadata as of the last applied record.

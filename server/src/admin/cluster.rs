@@ -49,6 +49,15 @@ pub fn health_lines(view: &ClusterView) -> Vec<String> {
         )
     };
     let mut lines = Vec::new();
+    if let Some(e) = &h.quorum_error {
+        lines.push(format!("the controller quorum cannot be described: {e}"));
+    }
+    if !h.controllers_unreachable.is_empty() {
+        lines.push(format!(
+            "controller quorum voters not heard from: {}",
+            output::ids(&h.controllers_unreachable)
+        ));
+    }
     if !h.brokers_down.is_empty() {
         lines.push(format!("brokers down: {}", output::ids(&h.brokers_down)));
     }
@@ -91,6 +100,31 @@ pub async fn info(client: &mut AdminClient, format: Format) -> AdminResult<()> {
         );
         s.push_str(&brokers_table(&view));
         s.push('\n');
+        if let Some(q) = &view.quorum {
+            s.push_str(&format!(
+                "Controller quorum: leader {}  epoch {}  high watermark {}\n",
+                q.leader, q.epoch, q.high_watermark
+            ));
+            let mut t = Table::new(&["VOTER", "LOG END", "LAG", "LAST CONTACT"]);
+            for v in &q.voters {
+                t.row(vec![
+                    if v.id == q.leader {
+                        format!("{} (leader)", v.id)
+                    } else {
+                        v.id.to_string()
+                    },
+                    v.log_end_offset.to_string(),
+                    v.lag.to_string(),
+                    match v.last_contact_ms_ago {
+                        Some(ms) if v.reachable => format!("{ms} ms ago"),
+                        Some(ms) => format!("{ms} ms ago (UNREACHABLE)"),
+                        None => "never (UNREACHABLE)".to_string(),
+                    },
+                ]);
+            }
+            s.push_str(&t.render());
+            s.push('\n');
+        }
         let lines = health_lines(&view);
         if lines.is_empty() {
             s.push_str("health: OK\n");

@@ -137,6 +137,37 @@ impl TopicView {
     }
 }
 
+/// A voter of the metadata quorum.
+#[derive(Debug, Clone, Serialize)]
+pub struct VoterView {
+    /// Node id.
+    pub id: i32,
+    /// Its metadata log end offset.
+    pub log_end_offset: i64,
+    /// How far it is behind the high watermark.
+    pub lag: i64,
+    /// Milliseconds since the active controller last heard from it, if known.
+    pub last_contact_ms_ago: Option<i64>,
+    /// Heard from within the last few seconds (the active controller always is).
+    pub reachable: bool,
+}
+
+/// The metadata quorum (DescribeQuorum).
+#[derive(Debug, Clone, Serialize)]
+pub struct QuorumView {
+    /// The active controller.
+    pub leader: i32,
+    /// Its epoch (Raft term).
+    pub epoch: i32,
+    /// The committed metadata offset.
+    pub high_watermark: i64,
+    /// Every voter.
+    pub voters: Vec<VoterView>,
+}
+
+/// A voter not heard from for this long is reported unreachable.
+pub const VOTER_SILENCE_MS: i64 = 5_000;
+
 /// What is wrong, if anything.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Health {
@@ -150,6 +181,10 @@ pub struct Health {
     pub under_min_isr_partitions: Vec<String>,
     /// `topic-partition`s with fewer in-sync replicas than replicas.
     pub under_replicated_partitions: Vec<String>,
+    /// Quorum voters the active controller has not heard from lately.
+    pub controllers_unreachable: Vec<i32>,
+    /// Why the quorum could not be described (no active controller, say), if it could not.
+    pub quorum_error: Option<String>,
 }
 
 /// One look at a cluster.
@@ -157,8 +192,11 @@ pub struct Health {
 pub struct ClusterView {
     /// The cluster id.
     pub cluster_id: Option<String>,
-    /// The controller a client is told of (in Strata: any broker forwards to the active one).
+    /// The active controller (the quorum's leader; where DescribeQuorum is not served, the
+    /// controller DescribeCluster names).
     pub controller: Option<i32>,
+    /// The metadata quorum, where the cluster serves DescribeQuorum.
+    pub quorum: Option<QuorumView>,
     /// Every broker, up or down, by id.
     pub brokers: Vec<BrokerView>,
     /// Every topic, by name.
@@ -246,6 +284,17 @@ impl ClusterView {
                 }
             }
         }
+        let mut quorum = None;
+        let mut quorum_error = None;
+        if let Ok(version) = client.version(&any, ApiKey::DescribeQuorum, 0, 2).await {
+            match describe_quorum(client, &any, version).await {
+                Ok(q) => {
+                    controller = Some(q.leader);
+                    quorum = Some(q);
+                }
+                Err(e) => quorum_error = Some(e.to_string()),
+            }
+        }
         let mut views = Vec::new();
         for t in &md.topics {
             let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
@@ -328,6 +377,7 @@ impl ClusterView {
         let mut view = ClusterView {
             cluster_id,
             controller,
+            quorum,
             brokers: brokers.into_values().collect(),
             topics: views,
             health: Health::default(),
@@ -342,6 +392,8 @@ impl ClusterView {
             view.fill_offsets(client).await?;
         }
         view.health = view.judge();
+        view.health.quorum_error = quorum_error;
+        view.health.healthy &= view.health.quorum_error.is_none();
         Ok(view)
     }
 
@@ -369,7 +421,13 @@ impl ClusterView {
                 }
             }
         }
+        h.controllers_unreachable = self
+            .quorum
+            .iter()
+            .flat_map(|q| q.voters.iter().filter(|v| !v.reachable).map(|v| v.id))
+            .collect();
         h.healthy = h.brokers_down.is_empty()
+            && h.controllers_unreachable.is_empty()
             && h.offline_partitions.is_empty()
             && h.under_min_isr_partitions.is_empty()
             && h.under_replicated_partitions.is_empty();
@@ -498,6 +556,70 @@ impl ClusterView {
             ))
         })
     }
+}
+
+/// DescribeQuorum of the metadata log at `addr`.
+async fn describe_quorum(
+    client: &mut AdminClient,
+    addr: &str,
+    version: i16,
+) -> AdminResult<QuorumView> {
+    use kafka_protocol::messages::describe_quorum_request::{
+        DescribeQuorumRequest, PartitionData, TopicData,
+    };
+    use kafka_protocol::messages::describe_quorum_response::DescribeQuorumResponse;
+    let mut p = PartitionData::default();
+    p.partition_index = 0;
+    let mut t = TopicData::default();
+    t.topic_name = topic_name("__cluster_metadata");
+    t.partitions = vec![p];
+    let mut req = DescribeQuorumRequest::default();
+    req.topics = vec![t];
+    let r: DescribeQuorumResponse = client
+        .send(addr, ApiKey::DescribeQuorum, version, &req)
+        .await?;
+    super::client::check(
+        r.error_code,
+        || "describing the metadata quorum".into(),
+        r.error_message.as_deref(),
+    )?;
+    let p = r
+        .topics
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .next()
+        .ok_or_else(|| AdminError::Usage("DescribeQuorum answered no partition".into()))?;
+    super::client::check(
+        p.error_code,
+        || "describing the metadata quorum".into(),
+        p.error_message.as_deref(),
+    )?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let voters = p
+        .current_voters
+        .iter()
+        .map(|v| {
+            let ago = (v.last_fetch_timestamp >= 0).then(|| (now - v.last_fetch_timestamp).max(0));
+            VoterView {
+                id: v.replica_id.0,
+                log_end_offset: v.log_end_offset,
+                lag: (p.high_watermark - v.log_end_offset).max(0),
+                last_contact_ms_ago: ago,
+                // Before v1 there are no times: only the leader is known to be there.
+                reachable: v.replica_id == p.leader_id
+                    || ago.is_some_and(|a| a <= VOTER_SILENCE_MS)
+                    || (version == 0 && v.log_end_offset >= p.high_watermark),
+            }
+        })
+        .collect();
+    Ok(QuorumView {
+        leader: p.leader_id.0,
+        epoch: p.leader_epoch,
+        high_watermark: p.high_watermark,
+        voters,
+    })
 }
 
 /// ListOffsets' timestamp for the log end offset.

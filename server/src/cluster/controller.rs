@@ -146,6 +146,7 @@ impl Controller {
             runtime: tokio::runtime::Handle::current(),
             tx: tx.clone(),
             gone_leader: None,
+            last_heard: std::collections::HashMap::new(),
         };
         if voters.len() == 1 {
             state.node.campaign()?;
@@ -423,6 +424,8 @@ struct ControllerLoop {
     tx: Sender<Input>,
     /// The last active controller found gone (its listener refused us), and when.
     gone_leader: Option<(u64, Instant)>,
+    /// When each peer's last Raft message arrived (DescribeQuorum's last fetch).
+    last_heard: std::collections::HashMap<u64, Instant>,
 }
 
 fn error_response(e: &ControllerError) -> ControllerResponse {
@@ -568,6 +571,7 @@ impl ControllerLoop {
                 }
             }
             Input::Raft(m) => {
+                self.last_heard.insert(m.from, Instant::now());
                 if let Err(e) = self.node.step(m) {
                     tracing::debug!(error = %e, "raft message refused");
                 }
@@ -1108,6 +1112,32 @@ impl ControllerLoop {
                         let _ = tx.send(error_response(&e));
                     }
                 }
+            }
+            ControllerRequest::DescribeQuorum => {
+                let status = self.node.status();
+                let me = self.node.id();
+                let voters = status
+                    .voters
+                    .iter()
+                    .map(|v| crate::cluster::wire::VoterState {
+                        id: node_of(v.id),
+                        log_end_offset: v.matched,
+                        last_heard_ms_ago: if v.id == me {
+                            Some(0)
+                        } else {
+                            self.last_heard
+                                .get(&v.id)
+                                .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX))
+                        },
+                        caught_up: v.matched >= status.commit,
+                    })
+                    .collect();
+                let _ = tx.send(ControllerResponse::Quorum {
+                    leader: node_of(me),
+                    term: status.term,
+                    high_watermark: status.commit,
+                    voters,
+                });
             }
             ControllerRequest::AllocateProducerIds => {
                 let start = image.next_producer_id;

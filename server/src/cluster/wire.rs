@@ -140,6 +140,8 @@ pub enum ControllerRequest {
     },
     /// A broker needs a block of producer ids.
     AllocateProducerIds,
+    /// The quorum's state (DescribeQuorum), from the active controller.
+    DescribeQuorum,
     /// UnregisterBroker: the broker leaves the metadata for good.
     UnregisterBroker {
         /// Its id.
@@ -169,6 +171,20 @@ pub enum ControllerRequest {
         /// The proposed ISR.
         isr: Vec<i32>,
     },
+}
+
+/// A voter of the controller quorum, as the active controller sees it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VoterState {
+    /// Node id.
+    pub id: i32,
+    /// The highest metadata log index known to be on it.
+    pub log_end_offset: u64,
+    /// Milliseconds since it was last heard from (0 for the active controller itself);
+    /// `None` if never since this controller became active.
+    pub last_heard_ms_ago: Option<u64>,
+    /// Whether it has the whole committed log.
+    pub caught_up: bool,
 }
 
 /// The controller's answer.
@@ -209,6 +225,17 @@ pub enum ControllerResponse {
     Done {
         /// Metadata offset that includes the change.
         metadata_offset: u64,
+    },
+    /// The quorum (DescribeQuorum).
+    Quorum {
+        /// The active controller (this one).
+        leader: i32,
+        /// The Raft term.
+        term: u64,
+        /// The committed index.
+        high_watermark: u64,
+        /// Every voter.
+        voters: Vec<VoterState>,
     },
     /// Refused, with a Kafka error code and a message.
     Error {

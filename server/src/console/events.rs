@@ -27,7 +27,7 @@ pub struct Event {
     pub at_ms: i64,
     /// How much it matters.
     pub severity: Severity,
-    /// `broker`, `election`, `isr`, `partition`, `topic`.
+    /// `broker`, `controller`, `election`, `isr`, `partition`, `topic`.
     pub kind: &'static str,
     /// What happened, in a sentence.
     pub message: String,
@@ -48,6 +48,39 @@ pub fn diff(before: &ClusterView, after: &ClusterView, at_ms: i64) -> Vec<Event>
             message,
         })
     };
+    match (&before.quorum, &after.quorum) {
+        (Some(a), Some(b)) if a.leader != b.leader => event(
+            Severity::Warning,
+            "controller",
+            format!(
+                "the active controller moved from {} to {} (epoch {} -> {})",
+                a.leader, b.leader, a.epoch, b.epoch
+            ),
+        ),
+        _ => {}
+    }
+    if let (Some(a), Some(b)) = (&before.quorum, &after.quorum) {
+        for v in &b.voters {
+            let was = a
+                .voters
+                .iter()
+                .find(|o| o.id == v.id)
+                .is_none_or(|o| o.reachable);
+            if was && !v.reachable {
+                event(
+                    Severity::Warning,
+                    "controller",
+                    format!("controller quorum voter {} is not heard from", v.id),
+                );
+            } else if !was && v.reachable {
+                event(
+                    Severity::Info,
+                    "controller",
+                    format!("controller quorum voter {} is heard from again", v.id),
+                );
+            }
+        }
+    }
     let old_brokers: BTreeMap<i32, BrokerState> =
         before.brokers.iter().map(|b| (b.id, b.state)).collect();
     for b in &after.brokers {
@@ -227,6 +260,7 @@ mod tests {
         ClusterView {
             cluster_id: None,
             controller: Some(1),
+            quorum: None,
             brokers: (1..=3).map(|i| broker(i, states[i as usize - 1])).collect(),
             topics: vec![TopicView {
                 name: "orders".into(),

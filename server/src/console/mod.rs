@@ -224,6 +224,7 @@ mod tests {
         ClusterView {
             cluster_id: Some("c1".into()),
             controller: Some(1),
+            quorum: None,
             brokers: vec![BrokerView {
                 id: 1,
                 host: "127.0.0.1".into(),

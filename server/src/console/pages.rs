@@ -205,7 +205,7 @@ pub fn overview(snap: &Snapshot) -> Markup {
             }
             div.grid {
                 div.stat { b #brokers-up { (up) "/" (c.brokers.len()) } "brokers up" }
-                div.stat { b { (c.controller.map_or("none".to_string(), |id| id.to_string())) } "controller (as clients are told)" }
+                div.stat { b #controller { (c.controller.map_or("none".to_string(), |id| id.to_string())) } "active controller" }
                 div.stat { b { (c.topics.len()) } "topics" }
                 div.stat { b { (partitions) } "partitions" }
                 div.stat { b { (c.health.under_replicated_partitions.len()) } "under-replicated" }
@@ -223,6 +223,24 @@ pub fn overview(snap: &Snapshot) -> Markup {
                         td { (state_pill(b.state)) }
                         td.num { (b.leaders) } td.num { (b.replicas) }
                         td.num { (b.size_bytes.map_or("?".to_string(), bytes)) }
+                    }
+                }
+            }
+            @if let Some(q) = &c.quorum {
+                h2 { "Controller quorum" }
+                p.muted { "leader " (q.leader) " · epoch " (q.epoch) " · high watermark " (q.high_watermark) }
+                table #quorum {
+                    tr { th { "Voter" } th.num { "Log end" } th.num { "Lag" } th { "Last contact" } }
+                    @for v in &q.voters {
+                        tr id=(format!("voter-{}", v.id)) class=@if !v.reachable { "down" } {
+                            td { (v.id) @if v.id == q.leader { " " span.muted.small { "(leader)" } } }
+                            td.num { (v.log_end_offset) } td.num { (v.lag) }
+                            td { @match v.last_contact_ms_ago {
+                                Some(ms) if v.reachable => { (ms) " ms ago" }
+                                Some(ms) => { span.pill.crit { "unreachable" } " " (ms / 1000) " s ago" }
+                                None => { span.pill.crit { "never heard from" } }
+                            } }
+                        }
                     }
                 }
             }

@@ -17,6 +17,7 @@ pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
 pub mod producers;
+pub mod quorum;
 pub mod quotas;
 pub mod reassignments;
 pub mod scram_users;
@@ -164,6 +165,7 @@ pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
         ApiKey::ListPartitionReassignments => (0, 0),
         ApiKey::IncrementalAlterConfigs => (0, 1),
         ApiKey::DescribeCluster => (0, 2),
+        ApiKey::DescribeQuorum => (0, 2),
         ApiKey::UnregisterBroker => (0, 0),
         ApiKey::DescribeProducers => (0, 0),
         ApiKey::DescribeTopicPartitions => (0, 0),
@@ -356,6 +358,9 @@ async fn dispatch(
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::describe_cluster(ctx, r))
+        }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(quorum::describe_quorum(ctx, r, v).await)
         }
         RequestKind::UnregisterBroker(r) => {
             ResponseKind::UnregisterBroker(admin::unregister_broker(ctx, r).await)

@@ -284,6 +284,11 @@ pub fn for_response(failed: &ResponseKind) -> Option<ResponseKind> {
                 error_code: ERROR,
             }
         )),
+        ResponseKind::DescribeQuorum(_) => ResponseKind::DescribeQuorum(msg!(
+            kafka_protocol::messages::describe_quorum_response::DescribeQuorumResponse {
+                error_code: ERROR,
+            }
+        )),
         ResponseKind::ApiVersions(_) => ResponseKind::ApiVersions(msg!(
             kafka_protocol::messages::api_versions_response::ApiVersionsResponse {
                 error_code: ERROR,
