@@ -1853,6 +1853,50 @@ fn check(conn: &mut Conn, world: &mut World, api: ApiKey, v: i16) {
                 "ListTransactions v{v}"
             );
         }
+        ApiKey::DescribeQuorum => {
+            let ask = |topic: &str| {
+                let mut p = describe_quorum_request::PartitionData::default();
+                p.partition_index = 0;
+                let mut t = describe_quorum_request::TopicData::default();
+                t.topic_name = TopicName(s(topic));
+                t.partitions = vec![p];
+                let mut r = describe_quorum_request::DescribeQuorumRequest::default();
+                r.topics = vec![t];
+                r
+            };
+            let ResponseKind::DescribeQuorum(resp) = conn.call(api, v, &ask("__cluster_metadata"))
+            else {
+                panic!()
+            };
+            assert_eq!(resp.error_code, 0, "DescribeQuorum v{v}");
+            let p = &resp.topics[0].partitions[0];
+            assert_eq!(p.error_code, 0, "DescribeQuorum v{v}");
+            // Every node here is a voter (combined), or the standalone broker is its own.
+            assert_eq!(
+                p.current_voters.len(),
+                world.brokers,
+                "DescribeQuorum v{v} voters"
+            );
+            let leader = p
+                .current_voters
+                .iter()
+                .find(|r| r.replica_id == p.leader_id)
+                .expect("the leader is a voter");
+            assert!(leader.log_end_offset >= 0);
+            if v >= 1 {
+                assert!(
+                    leader.last_fetch_timestamp > 0,
+                    "DescribeQuorum v{v}: times"
+                );
+            }
+            let ResponseKind::DescribeQuorum(resp) = conn.call(api, v, &ask("matrix")) else {
+                panic!()
+            };
+            assert_eq!(
+                resp.topics[0].partitions[0].error_code, 3,
+                "DescribeQuorum v{v}: only the metadata log"
+            );
+        }
         other => panic!(
             "{other:?} v{v} is advertised but the version matrix has no request for it: add one"
         ),
