@@ -279,14 +279,30 @@ pub async fn rebalance(
         moves.len() - failed
     );
     if options.wait {
+        // A bar on a terminal; nothing drawn when standard error is not one (a script).
+        let started = (moves.len() - failed) as u64;
+        let bar = indicatif::ProgressBar::new(started);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} moves done {pos}/{len} [{bar:30}] {elapsed_precise}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        let mut last = None;
         loop {
             let left = ongoing(&mut conn).await?;
+            bar.set_position(started.saturating_sub(left as u64));
             if left == 0 {
                 break;
             }
-            eprintln!("strata cluster rebalance: {left} moves under way");
+            if bar.is_hidden() && last != Some(left) {
+                eprintln!("strata cluster rebalance: {left} moves under way");
+                last = Some(left);
+            }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        bar.finish_and_clear();
         if options.throttle.is_some() {
             set_throttle(&mut conn, None, &topics).await?;
         }

@@ -127,9 +127,10 @@ pub fn diff(before: &ClusterView, after: &ClusterView, at_ms: i64) -> Vec<Event>
                 Severity::Info,
                 "topic",
                 format!(
-                    "topic {} created ({} partitions, replication factor {})",
+                    "topic {} created ({} partition{}, replication factor {})",
                     t.name,
                     t.partitions.len(),
+                    if t.partitions.len() == 1 { "" } else { "s" },
                     t.replication_factor
                 ),
             );
