@@ -80,6 +80,34 @@ enum Command {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// ACLs: list, create, delete (`kafka-acls.sh`).
+    Acl {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: AclCommand,
+    },
+    /// SCRAM users: list, set, delete (the password is salted and hashed before it is sent).
+    User {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Client quotas: list, set.
+    Quota {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: QuotaCommand,
+    },
+    /// Transactions: list, describe, and the producers of a topic's partitions.
+    Txn {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: TxnCommand,
+    },
     /// The cluster: info and health; balance it, drain brokers, remove brokers that are gone.
     Cluster {
         #[command(flatten)]
@@ -373,8 +401,138 @@ enum GroupCommand {
     },
 }
 
+/// An ACL as `acl create|delete` name it.
+#[derive(clap::Args, Debug)]
+struct AclArgs {
+    /// The resource: `topic:NAME`, `group:NAME`, `cluster`, `transactional-id:NAME`.
+    #[arg(long)]
+    resource: String,
+    /// The resource name is a prefix.
+    #[arg(long)]
+    prefixed: bool,
+    /// The principal, `User:NAME`.
+    #[arg(long)]
+    principal: String,
+    /// The client host (`*`: any).
+    #[arg(long, default_value = "*")]
+    host: String,
+    /// An operation: read, write, create, delete, alter, describe, describe-configs,
+    /// alter-configs, idempotent-write, cluster-action, all. Repeatable.
+    #[arg(long = "operation", required = true)]
+    operations: Vec<String>,
+    /// Deny instead of allow.
+    #[arg(long)]
+    deny: bool,
+}
+
+impl AclArgs {
+    fn spec(self) -> strata_server::admin::security::AclSpec {
+        strata_server::admin::security::AclSpec {
+            resource: self.resource,
+            prefixed: self.prefixed,
+            principal: self.principal,
+            host: self.host,
+            operations: self.operations,
+            deny: self.deny,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum AclCommand {
+    /// Lists ACLs (all, or those on a resource or of a principal).
+    List {
+        /// Only this resource (`topic:NAME`, `cluster`, ...).
+        #[arg(long)]
+        resource: Option<String>,
+        /// Only this principal.
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    /// Creates ACLs (one per operation).
+    Create(AclArgs),
+    /// Deletes the ACLs that match exactly.
+    Delete(AclArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Lists SCRAM users (all, or those named).
+    List {
+        /// Users.
+        users: Vec<String>,
+    },
+    /// Sets a user's SCRAM credential (the password from --password or one line of stdin).
+    Set {
+        /// The user.
+        user: String,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512.
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+        /// The password (default: read from standard input, which keeps it out of `ps`).
+        #[arg(long)]
+        password: Option<String>,
+        /// PBKDF2 iterations (4096-16384).
+        #[arg(long, default_value_t = 8192)]
+        iterations: u32,
+    },
+    /// Deletes a user's SCRAM credential.
+    Delete {
+        /// The user.
+        user: String,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512.
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum QuotaCommand {
+    /// Lists every quota.
+    List,
+    /// Sets or removes one entity's quotas.
+    Set {
+        /// The entity: `user=alice`, `client-id=app`, `user=alice,client-id=app`, `user=`
+        /// (the default user), `ip=10.0.0.1`.
+        entity: String,
+        /// `producer_byte_rate=1048576`, `consumer_byte_rate=...`, `request_percentage=...`,
+        /// `controller_mutation_rate=...`, `connection_creation_rate=...`. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A quota key to remove. Repeatable.
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TxnCommand {
+    /// Lists transactional ids with their state (`--state Ongoing` to find open ones).
+    List {
+        /// Only ids in these states. Repeatable.
+        #[arg(long)]
+        state: Vec<String>,
+    },
+    /// Shows one transactional id: state, producer, timeout, the open transaction's partitions.
+    Describe {
+        /// The transactional id.
+        transactional_id: String,
+    },
+    /// Shows the producers a topic's partitions know, with their open transactions' first
+    /// offsets (a low one that stays is a hanging transaction).
+    Producers {
+        /// The topic.
+        topic: String,
+        /// Only this partition.
+        #[arg(long, short = 'p')]
+        partition: Option<i32>,
+    },
+}
+
 #[derive(Subcommand, Debug)]
 enum ClusterCommand {
+    /// Lists the partition moves under way.
+    Reassignments,
     /// Shows the cluster: brokers (address, rack, state, leaders, replicas, size), controller,
     /// topic and partition counts, and its health.
     Info,
@@ -677,6 +835,103 @@ async fn group(args: ClientArgs, command: GroupCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn acl(args: ClientArgs, command: AclCommand) -> anyhow::Result<()> {
+    use strata_server::admin::security;
+    let mut c = args.client()?;
+    match command {
+        AclCommand::List {
+            resource,
+            principal,
+        } => {
+            security::list_acls(
+                &mut c,
+                resource.as_deref(),
+                principal.as_deref(),
+                args.format,
+            )
+            .await?;
+        }
+        AclCommand::Create(a) => {
+            let n = security::create_acls(&mut c, &a.spec()).await?;
+            eprintln!("strata: {n} ACLs created");
+        }
+        AclCommand::Delete(a) => {
+            let n = security::delete_acls(&mut c, &a.spec()).await?;
+            eprintln!("strata: {n} ACLs deleted");
+        }
+    }
+    Ok(())
+}
+
+async fn user(args: ClientArgs, command: UserCommand) -> anyhow::Result<()> {
+    use strata_server::admin::security;
+    let mut c = args.client()?;
+    match command {
+        UserCommand::List { users } => {
+            security::list_users(&mut c, &users, args.format).await?;
+        }
+        UserCommand::Set {
+            user,
+            mechanism,
+            password,
+            iterations,
+        } => {
+            let password = match password {
+                Some(p) => p,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            anyhow::ensure!(!password.is_empty(), "an empty password");
+            security::alter_user(&mut c, &user, &mechanism, Some((&password, iterations))).await?;
+            eprintln!("strata: {mechanism} credential of {user:?} set");
+        }
+        UserCommand::Delete { user, mechanism } => {
+            security::alter_user(&mut c, &user, &mechanism, None).await?;
+            eprintln!("strata: {mechanism} credential of {user:?} deleted");
+        }
+    }
+    Ok(())
+}
+
+async fn quota(args: ClientArgs, command: QuotaCommand) -> anyhow::Result<()> {
+    use strata_server::admin::security;
+    let mut c = args.client()?;
+    match command {
+        QuotaCommand::List => {
+            security::list_quotas(&mut c, args.format).await?;
+        }
+        QuotaCommand::Set {
+            entity,
+            set,
+            delete,
+        } => {
+            security::alter_quota(&mut c, &entity, &set, &delete).await?;
+            eprintln!("strata: quotas of {entity} changed");
+        }
+    }
+    Ok(())
+}
+
+async fn txn(args: ClientArgs, command: TxnCommand) -> anyhow::Result<()> {
+    use strata_server::admin::txn;
+    let mut c = args.client()?;
+    match command {
+        TxnCommand::List { state } => {
+            txn::list(&mut c, &state, args.format).await?;
+        }
+        TxnCommand::Describe { transactional_id } => {
+            txn::describe(&mut c, &transactional_id, args.format).await?;
+        }
+        TxnCommand::Producers { topic, partition } => {
+            txn::producers(&mut c, &topic, partition, args.format).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn cluster(args: ClientArgs, command: ClusterCommand) -> anyhow::Result<()> {
     use strata_server::admin::cluster;
     use strata_server::cluster_tool;
@@ -685,6 +940,9 @@ async fn cluster(args: ClientArgs, command: ClusterCommand) -> anyhow::Result<()
         ClientSettings::load(args.command_config.as_deref(), &args.property)?.link_security()?;
     match command {
         ClusterCommand::Info => cluster::info(&mut args.client()?, args.format).await?,
+        ClusterCommand::Reassignments => {
+            cluster::reassignments(&mut args.client()?, args.format).await?;
+        }
         ClusterCommand::Health => {
             if !cluster::health(&mut args.client()?, args.format).await? {
                 std::process::exit(UNHEALTHY);
@@ -767,6 +1025,10 @@ fn main() {
         Command::Topic { client, command } => admin(topic(client, command)),
         Command::Group { client, command } => admin(group(client, command)),
         Command::Cluster { client, command } => admin(cluster(client, command)),
+        Command::Acl { client, command } => admin(acl(client, command)),
+        Command::User { client, command } => admin(user(client, command)),
+        Command::Quota { client, command } => admin(quota(client, command)),
+        Command::Txn { client, command } => admin(txn(client, command)),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "strata", &mut std::io::stdout());
             Ok(())

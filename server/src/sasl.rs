@@ -176,19 +176,26 @@ pub const MIN_ITERATIONS: u32 = 4096;
 /// key on every connection.
 pub const MAX_ITERATIONS: u32 = 16384;
 
+/// A fresh random salt and SCRAM's SaltedPassword (`Hi(password, salt, iterations)`, RFC 5802)
+/// of `password`: what AlterUserScramCredentials carries instead of the password.
+pub fn salt_password(mechanism: Mechanism, password: &str, iterations: u32) -> ([u8; 32], Vec<u8>) {
+    let mut salt = [0u8; 32];
+    let _ = ring::rand::SystemRandom::new().fill(&mut salt);
+    let mut salted = vec![0u8; mechanism.key_len()];
+    pbkdf2::derive(
+        mechanism.pbkdf2(),
+        std::num::NonZeroU32::new(iterations.max(1)).unwrap_or(std::num::NonZeroU32::MIN),
+        &salt,
+        password.as_bytes(),
+        &mut salted,
+    );
+    (salt, salted)
+}
+
 impl ScramCredential {
     /// The credential of `password` with a fresh random salt.
     pub fn new(mechanism: Mechanism, password: &str, iterations: u32) -> ScramCredential {
-        let mut salt = [0u8; 32];
-        let _ = ring::rand::SystemRandom::new().fill(&mut salt);
-        let mut salted = vec![0u8; mechanism.key_len()];
-        pbkdf2::derive(
-            mechanism.pbkdf2(),
-            std::num::NonZeroU32::new(iterations.max(1)).unwrap_or(std::num::NonZeroU32::MIN),
-            &salt,
-            password.as_bytes(),
-            &mut salted,
-        );
+        let (salt, salted) = salt_password(mechanism, password, iterations);
         ScramCredential::from_salted_password(mechanism, &salt, iterations, &salted)
     }
 

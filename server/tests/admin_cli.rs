@@ -604,3 +604,204 @@ fn the_commands_log_in_with_sasl_from_a_command_config() {
     let out = strata(&bs, &["topic", "list", "--timeout", "3"], None);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// A librdkafka producer's settings as SCRAM user `user`.
+fn scram_client(bootstrap: &str, user: &str, password: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanisms", "SCRAM-SHA-512")
+        .set("sasl.username", user)
+        .set("sasl.password", password)
+        .set("message.timeout.ms", "5000");
+    c
+}
+
+/// Produces one record as `config`'s user; the delivery result.
+fn produce_as(config: &ClientConfig, topic: &str) -> Result<(), String> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let rt = common::kafka::runtime();
+    let producer: FutureProducer = config.create().unwrap();
+    rt.block_on(producer.send(
+        FutureRecord::<(), _>::to(topic).payload("x"),
+        Duration::from_secs(5),
+    ))
+    .map(|_| ())
+    .map_err(|(e, _)| e.to_string())
+}
+
+#[test]
+fn users_acls_and_quotas_from_the_commands_govern_real_clients() {
+    let port = common::free_port();
+    let jaas = "org.apache.kafka.common.security.plain.PlainLoginModule required \
+                user_admin=\"admin-secret\";";
+    let _b = Broker::start_on(
+        port,
+        &[
+            &format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+            &format!("listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}"),
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:admin",
+        ],
+    );
+    let bs = format!("127.0.0.1:{port}");
+    let admin = [
+        "-X",
+        "security.protocol=SASL_PLAINTEXT",
+        "-X",
+        "sasl.mechanism=PLAIN",
+        "-X",
+        "sasl.username=admin",
+        "-X",
+        "sasl.password=admin-secret",
+    ];
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut a = args.to_vec();
+        a.extend(admin);
+        strata(&bs, &a, stdin)
+    };
+    let run_ok = |args: &[&str], stdin: Option<&str>| {
+        let out = run(args, stdin);
+        assert!(
+            out.status.success(),
+            "strata {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run_ok(&["topic", "create", "orders", "-p", "1"], None);
+
+    // A SCRAM user created by the command (the password from stdin) logs in; without ACLs
+    // it may not write.
+    run_ok(&["user", "set", "carol"], Some("carol-secret\n"));
+    let users: Value =
+        serde_json::from_str(&run_ok(&["user", "list", "--format", "json"], None)).unwrap();
+    assert_eq!(users[0]["user"], "carol");
+    assert_eq!(users[0]["credentials"][0][0], "SCRAM-SHA-512");
+    let carol = scram_client(&bs, "carol", "carol-secret");
+    let refused = produce_as(&carol, "orders").unwrap_err();
+    assert!(refused.contains("uthorization"), "{refused}");
+
+    // ACLs from the command let her write; removed, they stop her again.
+    run_ok(
+        &[
+            "acl",
+            "create",
+            "--resource",
+            "topic:orders",
+            "--principal",
+            "User:carol",
+            "--operation",
+            "write",
+            "--operation",
+            "describe",
+        ],
+        None,
+    );
+    let acls: Value = serde_json::from_str(&run_ok(
+        &[
+            "acl",
+            "list",
+            "--principal",
+            "User:carol",
+            "--format",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let ops: Vec<&str> = acls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["describe", "write"]);
+    produce_as(&carol, "orders").expect("carol may write");
+    let out = run(
+        &[
+            "acl",
+            "delete",
+            "--resource",
+            "topic:orders",
+            "--principal",
+            "User:carol",
+            "--operation",
+            "write",
+        ],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 ACLs deleted"));
+    assert!(produce_as(&carol, "orders").is_err());
+
+    // Quotas set and listed.
+    run_ok(
+        &[
+            "quota",
+            "set",
+            "user=carol",
+            "--set",
+            "producer_byte_rate=1048576",
+        ],
+        None,
+    );
+    let quotas: Value =
+        serde_json::from_str(&run_ok(&["quota", "list", "--format", "json"], None)).unwrap();
+    assert_eq!(quotas[0]["entity"], "user=carol");
+    assert_eq!(quotas[0]["values"][0][0], "producer_byte_rate");
+    assert_eq!(quotas[0]["values"][0][1], 1048576.0);
+
+    // The user deleted: her login is refused.
+    run_ok(&["user", "delete", "carol"], None);
+    let gone = produce_as(&carol, "orders").unwrap_err();
+    assert!(!gone.is_empty());
+    let users: Value =
+        serde_json::from_str(&run_ok(&["user", "list", "--format", "json"], None)).unwrap();
+    assert_eq!(users, serde_json::json!([]));
+}
+
+#[test]
+fn txn_commands_find_an_open_transaction() {
+    use rdkafka::producer::{BaseProducer, BaseRecord as Record, Producer as _};
+    let b = Broker::start(&[
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.num.partitions=1",
+    ]);
+    let bs = b.bootstrap();
+    ok(&bs, &["topic", "create", "payments", "-p", "2"], None);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bs)
+        .set("transactional.id", "payments-tx")
+        .create()
+        .unwrap();
+    producer.init_transactions(Duration::from_secs(20)).unwrap();
+    producer.begin_transaction().unwrap();
+    producer
+        .send(Record::<(), _>::to("payments").partition(1).payload("p"))
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let listed = json(&bs, &["txn", "list", "--state", "Ongoing"]);
+    assert_eq!(listed[0]["transactional_id"], "payments-tx", "{listed}");
+    let described = json(&bs, &["txn", "describe", "payments-tx"]);
+    assert_eq!(described["state"], "Ongoing");
+    assert_eq!(described["partitions"]["payments"], serde_json::json!([1]));
+    let producers = json(&bs, &["txn", "producers", "payments"]);
+    assert_eq!(producers[0]["partition"], 1);
+    assert_eq!(producers[0]["current_txn_start_offset"], 0);
+
+    producer
+        .commit_transaction(Duration::from_secs(20))
+        .unwrap();
+    let described = json(&bs, &["txn", "describe", "payments-tx"]);
+    assert_eq!(described["state"], "CompleteCommit");
+    assert_eq!(
+        json(&bs, &["txn", "list", "--state", "Ongoing"]),
+        serde_json::json!([])
+    );
+    let producers = json(&bs, &["txn", "producers", "payments", "-p", "1"]);
+    assert_eq!(producers[0]["current_txn_start_offset"], -1);
+    let typo = strata(&bs, &["txn", "producers", "paymnts"], None);
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("did you mean \"payments\""));
+}

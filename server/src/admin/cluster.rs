@@ -170,3 +170,76 @@ pub async fn health(client: &mut AdminClient, format: Format) -> AdminResult<boo
     });
     Ok(view.health.healthy)
 }
+
+/// A move under way.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reassignment {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Its replicas during the move.
+    pub replicas: Vec<i32>,
+    /// Replicas being added.
+    pub adding: Vec<i32>,
+    /// Replicas being removed.
+    pub removing: Vec<i32>,
+}
+
+/// `strata cluster reassignments`: the moves under way (ListPartitionReassignments).
+pub async fn reassignments(
+    client: &mut AdminClient,
+    format: Format,
+) -> AdminResult<Vec<Reassignment>> {
+    use kafka_protocol::messages::ApiKey;
+    use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
+    use kafka_protocol::messages::list_partition_reassignments_response::ListPartitionReassignmentsResponse;
+    let any = client.any_broker().await?;
+    let version = client
+        .version(&any, ApiKey::ListPartitionReassignments, 0, 0)
+        .await?;
+    let mut req = ListPartitionReassignmentsRequest::default();
+    req.timeout_ms = 30_000;
+    req.topics = None;
+    let r: ListPartitionReassignmentsResponse = client
+        .send(&any, ApiKey::ListPartitionReassignments, version, &req)
+        .await?;
+    super::client::check(
+        r.error_code,
+        || "listing reassignments".into(),
+        r.error_message.as_deref(),
+    )?;
+    let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    let mut out: Vec<Reassignment> = r
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| Reassignment {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                replicas: ids(&p.replicas),
+                adding: ids(&p.adding_replicas),
+                removing: ids(&p.removing_replicas),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    output::print(format, &out, || {
+        let mut t = Table::new(&["TOPIC", "PARTITION", "REPLICAS", "ADDING", "REMOVING"]);
+        for m in &out {
+            t.row(vec![
+                m.topic.clone(),
+                m.partition.to_string(),
+                output::ids(&m.replicas),
+                output::ids(&m.adding),
+                output::ids(&m.removing),
+            ]);
+        }
+        if t.is_empty() {
+            "(no reassignment under way)\n".to_string()
+        } else {
+            t.render()
+        }
+    });
+    Ok(out)
+}

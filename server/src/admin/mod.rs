@@ -6,13 +6,15 @@
 //!   ApiVersions; typed errors that name Kafka's error codes.
 //! - `settings`: `--command-config` / `-X` client properties → TLS and SASL.
 //! - `view`: [`view::ClusterView`], brokers, topics and health in one look.
-//! - `topic`, `group`, `cluster`: the commands.
+//! - `topic`, `group`, `cluster`, `security` (ACLs, SCRAM users, quotas), `txn`: the commands.
 //! - `output`: tables for people, JSON for scripts, close-name suggestions for typos.
 
 pub mod client;
 pub mod cluster;
 pub mod group;
 pub mod output;
+pub mod security;
 pub mod settings;
 pub mod topic;
+pub mod txn;
 pub mod view;

@@ -301,14 +301,26 @@ impl ClusterView {
                 continue;
             };
             if t.error_code != 0 {
-                if topics.is_some() {
-                    return Err(AdminError::kafka(
-                        format!("topic {name:?}"),
-                        t.error_code,
-                        None,
-                    ));
+                if topics.is_none() {
+                    continue;
                 }
-                continue;
+                if t.error_code == 3 {
+                    let all = client.metadata(None).await?;
+                    let names: Vec<String> = all
+                        .topics
+                        .iter()
+                        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                        .collect();
+                    return Err(AdminError::Usage(format!(
+                        "topic {name:?} does not exist{}",
+                        super::output::suggestion(&name, names.iter().map(String::as_str))
+                    )));
+                }
+                return Err(AdminError::kafka(
+                    format!("topic {name:?}"),
+                    t.error_code,
+                    None,
+                ));
             }
             let mut partitions: Vec<PartitionView> = t
                 .partitions
