@@ -181,6 +181,16 @@ fn decode_assignment(bytes: &[u8]) -> BTreeMap<String, Vec<i32>> {
 
 /// Looks at group `group`; fails (suggesting a close name) when the cluster has no such group.
 pub async fn describe_group(client: &mut AdminClient, group: &str) -> AdminResult<GroupView> {
+    describe_group_in(client, group, None).await
+}
+
+/// [`describe_group`], taking the end and start offsets from `cluster` (a look fetched with
+/// offsets, as the console's) instead of asking the leaders again.
+pub async fn describe_group_in(
+    client: &mut AdminClient,
+    group: &str,
+    cluster: Option<&ClusterView>,
+) -> AdminResult<GroupView> {
     let coordinator = client.coordinator(group, 0).await?;
     let mut view = GroupView {
         group: group.to_string(),
@@ -290,8 +300,30 @@ pub async fn describe_group(client: &mut AdminClient, group: &str) -> AdminResul
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let with_offsets = cluster.filter(|c| {
+        c.topics
+            .iter()
+            .filter(|t| topics.contains(&t.name))
+            .all(|t| t.partitions.iter().all(|p| p.end_offset.is_some()))
+    });
     let (ends, starts) = if topics.is_empty() {
         (BTreeMap::new(), BTreeMap::new())
+    } else if let Some(cluster) = with_offsets {
+        let mut ends = BTreeMap::new();
+        let mut starts = BTreeMap::new();
+        for t in cluster.topics.iter().filter(|t| topics.contains(&t.name)) {
+            for p in &t.partitions {
+                let key = (t.name.clone(), p.partition);
+                keys.insert(key.clone());
+                if let Some(e) = p.end_offset {
+                    ends.insert(key.clone(), e);
+                }
+                if let Some(s) = p.start_offset {
+                    starts.insert(key, s);
+                }
+            }
+        }
+        (ends, starts)
     } else {
         let cluster = ClusterView::fetch(client, None, Detail::default()).await?;
         let located: Vec<(String, i32, i32)> = cluster

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::admin::client::AdminClient;
-use crate::admin::group::{GroupView, ListedGroup, describe_group, list_groups};
+use crate::admin::group::{GroupView, ListedGroup, describe_group_in, list_groups};
 use crate::admin::view::{ClusterView, Detail};
 
 use super::events::{Event, diff};
@@ -115,7 +115,7 @@ impl Monitor {
         let groups = list_groups(client).await.unwrap_or_default();
         let mut details = BTreeMap::new();
         for g in groups.iter().take(GROUPS_DESCRIBED) {
-            if let Ok(d) = describe_group(client, &g.group).await {
+            if let Ok(d) = describe_group_in(client, &g.group, Some(&cluster)).await {
                 details.insert(g.group.clone(), d);
             }
         }
