@@ -28,6 +28,25 @@ use super::client::{AdminClient, AdminError, AdminResult, check, topic_name, wir
 use super::output::{self, Format, Table};
 use super::view::{ClusterView, Detail, EARLIEST, LATEST, list_offsets};
 
+/// Evaluates `$call` again while the group's coordinator is moving or loading
+/// (COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR: a cluster just
+/// started, a coordinator just failed over), until the client's timeout.
+macro_rules! at_coordinator {
+    ($client:expr, $call:expr) => {{
+        let deadline = std::time::Instant::now() + $client.timeout();
+        loop {
+            match $call {
+                Err(AdminError::Kafka { code: 14..=16, .. })
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
 fn group_id(g: &str) -> GroupId {
     GroupId(wire_str(g))
 }
@@ -187,6 +206,14 @@ pub async fn describe_group(client: &mut AdminClient, group: &str) -> AdminResul
 /// [`describe_group`], taking the end and start offsets from `cluster` (a look fetched with
 /// offsets, as the console's) instead of asking the leaders again.
 pub async fn describe_group_in(
+    client: &mut AdminClient,
+    group: &str,
+    cluster: Option<&ClusterView>,
+) -> AdminResult<GroupView> {
+    at_coordinator!(client, describe_group_once(client, group, cluster).await)
+}
+
+async fn describe_group_once(
     client: &mut AdminClient,
     group: &str,
     cluster: Option<&ClusterView>,
@@ -365,6 +392,13 @@ pub async fn describe_group_in(
 
 /// The group's committed offsets (OffsetFetch of every partition).
 async fn committed_offsets(
+    client: &mut AdminClient,
+    group: &str,
+) -> AdminResult<BTreeMap<(String, i32), i64>> {
+    at_coordinator!(client, committed_offsets_once(client, group).await)
+}
+
+async fn committed_offsets_once(
     client: &mut AdminClient,
     group: &str,
 ) -> AdminResult<BTreeMap<(String, i32), i64>> {
@@ -591,7 +625,7 @@ pub async fn reset_offsets(
         });
     }
     if execute {
-        commit(client, group, &plan).await?;
+        at_coordinator!(client, commit(client, group, &plan).await)?;
     }
     output::print(format, &plan, || {
         let mut t = Table::new(&["TOPIC", "PARTITION", "FROM", "TO"]);
@@ -664,6 +698,13 @@ async fn commit(client: &mut AdminClient, group: &str, plan: &[Reset]) -> AdminR
 /// `strata group delete`: removes groups (they must have no members) and their offsets.
 pub async fn delete(client: &mut AdminClient, groups: &[String]) -> AdminResult<()> {
     for group in groups {
+        at_coordinator!(client, delete_one(client, group).await)?;
+    }
+    Ok(())
+}
+
+async fn delete_one(client: &mut AdminClient, group: &str) -> AdminResult<()> {
+    {
         let coordinator = client.coordinator(group, 0).await?;
         let version = client
             .version(&coordinator, ApiKey::DeleteGroups, 0, 2)
