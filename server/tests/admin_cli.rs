@@ -821,3 +821,51 @@ fn txn_commands_find_an_open_transaction() {
     let typo = strata(&bs, &["txn", "producers", "paymnts"], None);
     assert!(String::from_utf8_lossy(&typo.stderr).contains("did you mean \"payments\""));
 }
+
+#[test]
+fn a_kip_848_consumer_group_is_described_with_its_assignment() {
+    let b = Broker::start(&[]);
+    let bs = b.bootstrap();
+    ok(
+        &bs,
+        &["topic", "create", "clicks", "--partitions", "2"],
+        None,
+    );
+    let lines: String = (0..10).map(|i| format!("c{i}\n")).collect();
+    ok(
+        &bs,
+        &["topic", "produce", "clicks", "-p", "0"],
+        Some(&lines),
+    );
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bs)
+        .set("group.id", "clickers")
+        .set("group.protocol", "consumer")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&["clicks"]).unwrap();
+    poll_n(&c, 4);
+    c.commit_consumer_state(CommitMode::Sync).unwrap();
+    let described = json(&bs, &["group", "describe", "clickers"]);
+    assert_eq!(
+        described["protocol_type"], "consumer (KIP-848)",
+        "{described}"
+    );
+    assert_eq!(described["members"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        described["members"][0]["assignment"]["clicks"],
+        serde_json::json!([0, 1])
+    );
+    // Four read and committed of ten in partition 0; partition 1 is empty.
+    assert_eq!(described["total_lag"], 6, "{described}");
+    let listed = json(&bs, &["group", "list"]);
+    let g = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "clickers")
+        .unwrap();
+    assert_eq!(g["group_type"], "consumer");
+}
