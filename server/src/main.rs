@@ -269,12 +269,23 @@ enum TopicCommand {
         internal: bool,
     },
     /// Shows a topic's partitions (leader, replicas, ISR, offsets, size, status) and configs.
+    /// Without a topic, or with a filter: the partitions of every topic (or the topic) that
+    /// match, as `kafka-topics.sh --describe` filters them.
     Describe {
-        /// The topic.
-        topic: String,
+        /// The topic (default: every topic).
+        topic: Option<String>,
         /// Shows every config, not only those set on the topic.
         #[arg(long)]
         all_configs: bool,
+        /// Only partitions with fewer in-sync replicas than replicas.
+        #[arg(long)]
+        under_replicated_partitions: bool,
+        /// Only partitions without a leader.
+        #[arg(long)]
+        unavailable_partitions: bool,
+        /// Only partitions below their topic's min.insync.replicas.
+        #[arg(long)]
+        under_min_isr_partitions: bool,
     },
     /// Sets or removes topic configs.
     AlterConfig {
@@ -736,8 +747,26 @@ async fn topic(args: ClientArgs, command: TopicCommand) -> anyhow::Result<()> {
             }
         }
         TopicCommand::List { internal } => topic::list(&mut c, internal, format).await?,
-        TopicCommand::Describe { topic, all_configs } => {
-            topic::describe(&mut c, &topic, all_configs, format).await?
+        TopicCommand::Describe {
+            topic,
+            all_configs,
+            under_replicated_partitions,
+            unavailable_partitions,
+            under_min_isr_partitions,
+        } => {
+            let filter = topic::PartitionFilter {
+                under_replicated: under_replicated_partitions,
+                unavailable: unavailable_partitions,
+                under_min_isr: under_min_isr_partitions,
+            };
+            match topic {
+                Some(t) if !filter.any() => {
+                    topic::describe(&mut c, &t, all_configs, format).await?
+                }
+                t => {
+                    topic::describe_partitions(&mut c, t.as_deref(), &filter, format).await?;
+                }
+            }
         }
         TopicCommand::AlterConfig { topic, set, delete } => {
             topic::alter_config(&mut c, &topic, &set, &delete).await?;

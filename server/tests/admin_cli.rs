@@ -559,6 +559,35 @@ fn cluster_health_follows_a_killed_broker_down_and_back() {
             (h["controllers_unreachable"] == serde_json::json!([3])).then_some(())
         },
     );
+    // The on-call question, as kafka-topics.sh asks it: which partitions are under-replicated
+    // (all of orders'), and which unavailable (none).
+    let under = json(&bs, &["topic", "describe", "--under-replicated-partitions"]);
+    let orders: Vec<&Value> = under
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["topic"] == "orders")
+        .collect();
+    assert_eq!(orders.len(), 3, "{under}");
+    assert!(orders.iter().all(|p| p["under_replicated"] == true));
+    let text = ok(
+        &bs,
+        &[
+            "topic",
+            "describe",
+            "orders",
+            "--under-replicated-partitions",
+        ],
+        None,
+    );
+    assert!(
+        text.contains("3(down)") && text.contains("UNDER-REPLICATED"),
+        "{text}"
+    );
+    assert_eq!(
+        json(&bs, &["topic", "describe", "--unavailable-partitions"]),
+        serde_json::json!([])
+    );
     // The topic still serves (min.insync.replicas=2 of 3).
     ok(&bs, &["topic", "produce", "orders"], Some("still-up\n"));
 

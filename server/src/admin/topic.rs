@@ -313,6 +313,129 @@ pub async fn describe(
     Ok(())
 }
 
+/// Which partitions `describe_partitions` shows (none set: all).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PartitionFilter {
+    /// Fewer in-sync replicas than replicas.
+    pub under_replicated: bool,
+    /// No leader.
+    pub unavailable: bool,
+    /// Below the topic's `min.insync.replicas`.
+    pub under_min_isr: bool,
+}
+
+impl PartitionFilter {
+    /// Whether any filter is set.
+    pub fn any(&self) -> bool {
+        self.under_replicated || self.unavailable || self.under_min_isr
+    }
+
+    fn keeps(&self, p: &super::view::PartitionView) -> bool {
+        !self.any()
+            || (self.under_replicated && p.under_replicated)
+            || (self.unavailable && p.offline)
+            || (self.under_min_isr && p.under_min_isr)
+    }
+}
+
+/// One partition of `describe_partitions`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicPartitionView {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    #[serde(flatten)]
+    pub partition: super::view::PartitionView,
+}
+
+/// The partitions of every topic (or `topic`) that `filter` keeps, one table across topics:
+/// what an on-call engineer asks first (`--under-replicated-partitions`).
+pub async fn describe_partitions(
+    client: &mut AdminClient,
+    topic: Option<&str>,
+    filter: &PartitionFilter,
+    format: Format,
+) -> AdminResult<Vec<TopicPartitionView>> {
+    let only: Option<Vec<String>> = topic.map(|t| vec![t.to_string()]);
+    let view = ClusterView::fetch(
+        client,
+        only.as_deref(),
+        Detail {
+            sizes: false,
+            offsets: false,
+            min_isr: true,
+        },
+    )
+    .await?;
+    let down = view.health.brokers_down.clone();
+    let rows: Vec<TopicPartitionView> = view
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| filter.keeps(p))
+                .map(|p| TopicPartitionView {
+                    topic: t.name.clone(),
+                    partition: p.clone(),
+                })
+        })
+        .collect();
+    output::print(format, &rows, || {
+        let mut table = Table::new(&[
+            "TOPIC",
+            "PARTITION",
+            "LEADER",
+            "EPOCH",
+            "REPLICAS",
+            "ISR",
+            "STATUS",
+        ]);
+        for r in &rows {
+            let p = &r.partition;
+            let replicas: Vec<String> = p
+                .replicas
+                .iter()
+                .map(|b| {
+                    if down.contains(b) {
+                        format!("{b}(down)")
+                    } else {
+                        b.to_string()
+                    }
+                })
+                .collect();
+            let status = if p.offline {
+                "OFFLINE"
+            } else if p.under_min_isr {
+                "UNDER-MIN-ISR"
+            } else if p.under_replicated {
+                "UNDER-REPLICATED"
+            } else {
+                "ok"
+            };
+            table.row(vec![
+                r.topic.clone(),
+                p.partition.to_string(),
+                p.leader.map_or("none".into(), |l| l.to_string()),
+                p.leader_epoch.to_string(),
+                replicas.join(","),
+                output::ids(&p.isr),
+                status.to_string(),
+            ]);
+        }
+        if table.is_empty() {
+            if filter.any() {
+                "(no such partitions)\n".to_string()
+            } else {
+                "(no partitions)\n".to_string()
+            }
+        } else {
+            table.render()
+        }
+    });
+    Ok(rows)
+}
+
 /// Sets (`set`: `key=value`) and removes (`delete`: keys, back to the default) topic configs.
 pub async fn alter_config(
     client: &mut AdminClient,
