@@ -166,6 +166,7 @@ fn the_console_shows_health_topics_lag_and_a_killed_broker_in_a_browser() {
         assert!(row.contains(">up<"), "{row}");
     }
     screenshot(&format!("{base}/"), &shots.join("overview.png"));
+    assert!(element(&dom(&format!("{base}/partitions")), "no-problems").is_some());
 
     // Topics, and one topic's partitions with leaders and end offsets summing to 1000.
     let html = dom(&format!("{base}/topics"));
@@ -217,12 +218,26 @@ fn the_console_shows_health_topics_lag_and_a_killed_broker_in_a_browser() {
     );
     assert!(element(&html, "brokers-up").unwrap().contains("2/3"));
     assert!(
+        element(&html, "groups-count").unwrap().ends_with(">1"),
+        "the group is still listed while its coordinator may have moved"
+    );
+    assert!(
         element(&html, "events")
             .unwrap()
             .contains("broker 3 is down"),
         "the event is listed"
     );
     screenshot(&format!("{base}/"), &shots.join("overview-broker-down.png"));
+    // Every affected partition on one page: all three of orders' lost a replica.
+    let html = dom(&format!("{base}/partitions"));
+    let table = element(&html, "problem-partitions").unwrap();
+    assert_eq!(
+        table.matches("<a href=\"/topics/orders\">").count(),
+        3,
+        "{table}"
+    );
+    assert!(table.contains("3 down"));
+    screenshot(&format!("{base}/partitions"), &shots.join("partitions.png"));
     screenshot(&format!("{base}/events"), &shots.join("events.png"));
     let (status, body) = get(port, "/api/health");
     assert_eq!(status, 503, "{body}");

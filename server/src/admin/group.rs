@@ -68,6 +68,14 @@ pub struct ListedGroup {
 
 /// Every group of the cluster: ListGroups to every broker (each lists those it coordinates).
 pub async fn list_groups(client: &mut AdminClient) -> AdminResult<Vec<ListedGroup>> {
+    Ok(list_groups_from(client).await?.0)
+}
+
+/// Every group, and the brokers that listed theirs: the groups of any other broker (down,
+/// gone from the metadata, or a coordinator still loading) are missing from the list.
+pub async fn list_groups_from(
+    client: &mut AdminClient,
+) -> AdminResult<(Vec<ListedGroup>, Vec<i32>)> {
     client.metadata(Some(&[])).await?;
     let brokers: Vec<(i32, String)> = client
         .brokers()
@@ -75,21 +83,21 @@ pub async fn list_groups(client: &mut AdminClient) -> AdminResult<Vec<ListedGrou
         .map(|(id, a)| (*id, a.clone()))
         .collect();
     let mut out = Vec::new();
+    let mut answered = Vec::new();
+    let mut last_error = None;
     for (id, addr) in brokers {
-        let version = client.version(&addr, ApiKey::ListGroups, 0, 5).await?;
-        let r: ListGroupsResponse = client
-            .send(
-                &addr,
-                ApiKey::ListGroups,
-                version,
-                &ListGroupsRequest::default(),
-            )
-            .await?;
-        check(
-            r.error_code,
-            || format!("listing the groups of broker {id}"),
-            None,
-        )?;
+        // A broker that cannot answer now (just elected coordinator and loading, say) leaves
+        // out only its own groups.
+        let r = at_coordinator!(client, list_groups_of(client, id, &addr).await);
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(broker = id, error = %e, "its groups are left out");
+                last_error = Some(e);
+                continue;
+            }
+        };
+        answered.push(id);
         for g in r.groups {
             out.push(ListedGroup {
                 group: g.group_id.0.to_string(),
@@ -100,8 +108,35 @@ pub async fn list_groups(client: &mut AdminClient) -> AdminResult<Vec<ListedGrou
             });
         }
     }
+    if answered.is_empty()
+        && let Some(e) = last_error
+    {
+        return Err(e);
+    }
     out.sort_by(|a, b| a.group.cmp(&b.group));
-    Ok(out)
+    Ok((out, answered))
+}
+
+async fn list_groups_of(
+    client: &mut AdminClient,
+    id: i32,
+    addr: &str,
+) -> AdminResult<ListGroupsResponse> {
+    let version = client.version(addr, ApiKey::ListGroups, 0, 5).await?;
+    let r: ListGroupsResponse = client
+        .send(
+            addr,
+            ApiKey::ListGroups,
+            version,
+            &ListGroupsRequest::default(),
+        )
+        .await?;
+    check(
+        r.error_code,
+        || format!("listing the groups of broker {id}"),
+        None,
+    )?;
+    Ok(r)
 }
 
 /// `strata group list`.

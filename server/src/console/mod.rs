@@ -13,6 +13,7 @@
 //! | `/` | health, brokers, total throughput, recent events |
 //! | `/topics`, `/topics/<name>` | topics; one topic's partitions and throughput |
 //! | `/groups`, `/groups/<id>` | groups; one group's members and lag |
+//! | `/partitions` | every partition with a problem, the worst first |
 //! | `/events` | the events kept |
 //! | `/api/cluster` | [`crate::admin::view::ClusterView`] as JSON |
 //! | `/api/health` | the health; 200 when healthy, 503 when not |
@@ -113,6 +114,7 @@ pub fn route(monitor: &Monitor, method: &Method, path: &str) -> Response<Body> {
             page,
         ),
         ["events"] => page(pages::events(snap)),
+        ["partitions"] => page(pages::partitions(snap)),
         ["api", "cluster"] => match &snap.cluster {
             Some(c) => json(StatusCode::OK, c),
             None => unavailable(snap),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::admin::client::AdminClient;
-use crate::admin::group::{GroupView, ListedGroup, describe_group_in, list_groups};
+use crate::admin::group::{GroupView, ListedGroup, describe_group_in, list_groups_from};
 use crate::admin::view::{ClusterView, Detail};
 
 use super::events::{Event, diff};
@@ -112,11 +112,27 @@ impl Monitor {
                 return;
             }
         };
-        let groups = list_groups(client).await.unwrap_or_default();
+        // A group whose coordinator cannot list it this time (down, or a new one still
+        // loading it) keeps the last look's entry instead of vanishing from the console.
+        let (mut groups, answered) = list_groups_from(client).await.unwrap_or_default();
+        let (old_groups, old_details) = self.with(|s| (s.groups.clone(), s.group_details.clone()));
+        for g in old_groups {
+            if !answered.contains(&g.coordinator) && !groups.iter().any(|n| n.group == g.group) {
+                groups.push(g);
+            }
+        }
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
         let mut details = BTreeMap::new();
         for g in groups.iter().take(GROUPS_DESCRIBED) {
-            if let Ok(d) = describe_group_in(client, &g.group, Some(&cluster)).await {
-                details.insert(g.group.clone(), d);
+            match describe_group_in(client, &g.group, Some(&cluster)).await {
+                Ok(d) => {
+                    details.insert(g.group.clone(), d);
+                }
+                Err(_) => {
+                    if let Some(d) = old_details.get(&g.group) {
+                        details.insert(g.group.clone(), d.clone());
+                    }
+                }
             }
         }
         self.update(cluster, groups, details, now_ms());

@@ -201,6 +201,9 @@ pub fn overview(snap: &Snapshot) -> Markup {
                 div.box.crit #health {
                     b { "Unhealthy" }
                     ul { @for p in &problems { li { (p) } } }
+                    @if !c.health.under_replicated_partitions.is_empty() || !c.health.offline_partitions.is_empty() {
+                        a href="/partitions" { "every affected partition" }
+                    }
                 }
             }
             div.grid {
@@ -210,7 +213,7 @@ pub fn overview(snap: &Snapshot) -> Markup {
                 div.stat { b { (partitions) } "partitions" }
                 div.stat { b { (c.health.under_replicated_partitions.len()) } "under-replicated" }
                 div.stat { b { (c.health.offline_partitions.len()) } "offline" }
-                div.stat { b { (snap.groups.len()) } "consumer groups" }
+                div.stat { b #groups-count { (snap.groups.len()) } "consumer groups" }
             }
             h2 { "Brokers" }
             table #brokers {
@@ -356,6 +359,58 @@ pub fn topic(snap: &Snapshot, name: &str) -> Option<Markup> {
             }
         },
     ))
+}
+
+/// `/partitions`: every partition with a problem (offline, under min ISR, under-replicated),
+/// across topics, the worst first.
+pub fn partitions(snap: &Snapshot) -> Markup {
+    let Some(c) = &snap.cluster else {
+        return no_picture(snap, "Partitions");
+    };
+    let down = &c.health.brokers_down;
+    let mut rows: Vec<(&str, &crate::admin::view::PartitionView)> = c
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| p.offline || p.under_min_isr || p.under_replicated)
+                .map(move |p| (t.name.as_str(), p))
+        })
+        .collect();
+    rows.sort_by_key(|(t, p)| (!p.offline, !p.under_min_isr, *t, p.partition));
+    layout(
+        "Partitions",
+        "",
+        snap,
+        html! {
+            h1 { "Partitions with a problem" }
+            @if rows.is_empty() {
+                p #no-problems { "None: every partition has a leader and its full ISR." }
+            } @else {
+                table #problem-partitions {
+                    tr { th { "Topic" } th.num { "Partition" } th { "Leader" } th { "Replicas" } th { "ISR" } th { "Problem" } }
+                    @for (t, p) in &rows {
+                        tr class=@if p.offline { "down" } {
+                            td { a href=(topic_href(t)) { (t) } }
+                            td.num { (p.partition) }
+                            td { (p.leader.map_or("none".to_string(), |l| l.to_string())) }
+                            td { @for (i, r) in p.replicas.iter().enumerate() {
+                                @if i > 0 { "," }
+                                @if down.contains(r) { span.pill.crit { (r) " down" } } @else { (r) }
+                            } }
+                            td { (crate::admin::output::ids(&p.isr)) }
+                            td {
+                                @if p.offline { span.pill.crit { "offline" } }
+                                @else if p.under_min_isr { span.pill.crit { "under min ISR" } }
+                                @else { span.pill.warn { "under-replicated" } }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// `/groups`: every group with state, members and lag.
