@@ -117,10 +117,12 @@ fn the_console_shows_health_topics_lag_and_a_killed_broker_in_a_browser() {
     let port = free_port();
     let mut c = Cluster::start(Layout {
         brokers: 3,
-        per_node: vec![vec![
+        // With STRATA_TEST_SECURE_LINKS (CI runs this test so too), the console reaches the
+        // cluster over the mutual-TLS inter-broker listener with its node's certificate.
+        first_node: vec![
             format!("console.listen=127.0.0.1:{port}"),
             "console.poll.interval.ms=500".into(),
-        ]],
+        ],
         ..Layout::default()
     });
     let bs = c.bootstrap();

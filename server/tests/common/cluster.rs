@@ -31,6 +31,9 @@ pub struct Layout {
     pub per_node: Vec<Vec<String>>,
     /// The PLAINTEXT port of each broker, in node order (free ports when empty).
     pub ports: Vec<u16>,
+    /// Extra `--set` for node 1 only, that lay out no listeners (unlike `per_node`, they
+    /// leave `STRATA_TEST_SECURE_LINKS` in force).
+    pub first_node: Vec<String>,
 }
 
 /// A running cluster.
@@ -226,6 +229,9 @@ impl Cluster {
             }
             if let Some(own) = layout.per_node.get(i) {
                 args.extend(own.iter().cloned());
+            }
+            if i == 0 {
+                args.extend(layout.first_node.iter().cloned());
             }
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             brokers.push(Broker::start_on(kafka[i], &refs));
