@@ -66,6 +66,21 @@ pub struct BrokerView {
     pub size_bytes: Option<u64>,
 }
 
+impl BrokerView {
+    fn new(id: i32, host: &str, port: i32, rack: Option<&str>, state: BrokerState) -> BrokerView {
+        BrokerView {
+            id,
+            host: host.to_string(),
+            port,
+            rack: rack.map(str::to_string),
+            state,
+            leaders: 0,
+            replicas: 0,
+            size_bytes: None,
+        }
+    }
+}
+
 /// One partition.
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionView {
@@ -237,19 +252,9 @@ impl ClusterView {
             .brokers
             .iter()
             .map(|b| {
-                (
-                    b.node_id.0,
-                    BrokerView {
-                        id: b.node_id.0,
-                        host: b.host.to_string(),
-                        port: b.port,
-                        rack: b.rack.as_ref().map(|r| r.to_string()),
-                        state: BrokerState::Up,
-                        leaders: 0,
-                        replicas: 0,
-                        size_bytes: None,
-                    },
-                )
+                let rack = b.rack.as_deref();
+                let view = BrokerView::new(b.node_id.0, &b.host, b.port, rack, BrokerState::Up);
+                (b.node_id.0, view)
             })
             .collect();
         let mut cluster_id = md.cluster_id.as_ref().map(|c| c.to_string());
@@ -268,15 +273,9 @@ impl ClusterView {
                 cluster_id = Some(r.cluster_id.to_string());
                 controller = (r.controller_id.0 >= 0).then_some(r.controller_id.0);
                 for b in &r.brokers {
-                    let view = brokers.entry(b.broker_id.0).or_insert_with(|| BrokerView {
-                        id: b.broker_id.0,
-                        host: b.host.to_string(),
-                        port: b.port,
-                        rack: b.rack.as_ref().map(|r| r.to_string()),
-                        state: BrokerState::Up,
-                        leaders: 0,
-                        replicas: 0,
-                        size_bytes: None,
+                    let view = brokers.entry(b.broker_id.0).or_insert_with(|| {
+                        let rack = b.rack.as_deref();
+                        BrokerView::new(b.broker_id.0, &b.host, b.port, rack, BrokerState::Up)
                     });
                     if b.is_fenced {
                         view.state = BrokerState::Fenced;
@@ -361,16 +360,9 @@ impl ClusterView {
         for t in &views {
             for p in &t.partitions {
                 for r in &p.replicas {
-                    brokers.entry(*r).or_insert_with(|| BrokerView {
-                        id: *r,
-                        host: String::new(),
-                        port: 0,
-                        rack: None,
-                        state: BrokerState::Missing,
-                        leaders: 0,
-                        replicas: 0,
-                        size_bytes: None,
-                    });
+                    brokers
+                        .entry(*r)
+                        .or_insert_with(|| BrokerView::new(*r, "", 0, None, BrokerState::Missing));
                 }
             }
         }
