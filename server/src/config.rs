@@ -165,6 +165,9 @@ pub struct BrokerConfig {
     /// `console.listen`: address of the web console and its JSON API; unset or empty
     /// disables it.
     pub console_listen: Option<SocketAddr>,
+    /// `console.ssl.enabled`: the console serves HTTPS with the broker's `ssl.keystore.*`
+    /// (no client certificate asked for). Default: false.
+    pub console_ssl: bool,
     /// `console.poll.interval.ms`: how often the console looks at the cluster. Default: 2000.
     pub console_poll_interval_ms: u64,
     /// `metrics.listen`: address of the Prometheus endpoint; empty disables it.
@@ -285,6 +288,7 @@ impl Default for BrokerConfig {
             metrics_listen: None,
             console_listen: None,
             console_poll_interval_ms: 2000,
+            console_ssl: false,
             retention_check_interval_ms: 300_000,
             controller_quorum_voters: Vec::new(),
             broker_session_timeout_ms: 600,
@@ -661,6 +665,7 @@ impl BrokerConfig {
                 };
             }
             "console.poll.interval.ms" => self.console_poll_interval_ms = positive(key, v)?,
+            "console.ssl.enabled" => self.console_ssl = parse(key, v)?,
             "metrics.listen" => {
                 self.metrics_listen = if v.trim().is_empty() {
                     None

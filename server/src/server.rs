@@ -266,10 +266,24 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             link,
             "strata-console",
         );
+        let tls = if config.console_ssl {
+            let settings = crate::tls::SslSettings {
+                client_auth: crate::tls::ClientAuth::None,
+                ..config.ssl.clone()
+            };
+            Some(Arc::new(
+                crate::tls::ReloadingAcceptor::new(settings)
+                    .map_err(|e| anyhow::anyhow!("console.ssl.enabled: {e}"))?,
+            ))
+        } else {
+            None
+        };
         let at = l.local_addr().ok();
-        tracing::info!(addr = ?at, "web console at http://{}/", at.map_or(String::new(), |a| a.to_string()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(addr = ?at, "web console at {scheme}://{}/", at.map_or(String::new(), |a| a.to_string()));
         tokio::spawn(crate::console::serve(
             l,
+            tls,
             client,
             Duration::from_millis(config.console_poll_interval_ms),
             shutdown_rx.clone(),

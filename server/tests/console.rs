@@ -259,3 +259,58 @@ fn the_console_shows_health_topics_lag_and_a_killed_broker_in_a_browser() {
             .then_some(())
     });
 }
+
+#[test]
+fn the_console_serves_https_with_the_brokers_certificate() {
+    use common::certs;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = certs::ca("strata console test CA");
+    let server = certs::leaf(
+        &ca,
+        "strata-broker",
+        &["127.0.0.1", "localhost"],
+        &[certs::Purpose::ServerAuth],
+    );
+    let keystore = dir.path().join("broker.pem");
+    std::fs::write(&keystore, certs::keystore(&server)).unwrap();
+    let port = free_port();
+    let _b = common::Broker::start(&[
+        &format!("console.listen=127.0.0.1:{port}"),
+        "console.ssl.enabled=true",
+        &format!("ssl.keystore.location={}", keystore.display()),
+        "console.poll.interval.ms=500",
+    ]);
+    // The page comes over TLS (the browser told to accept a certificate it cannot verify)...
+    let html = wait_for("the console over HTTPS", Duration::from_secs(20), || {
+        let html = chromium(
+            &format!("https://127.0.0.1:{port}/"),
+            &["--dump-dom", "--ignore-certificate-errors"],
+        );
+        element(&html, "health")?
+            .contains("Healthy.")
+            .then_some(html)
+    });
+    assert!(element(&html, "brokers-up").unwrap().ends_with(">1/1"));
+    // ...with the broker's certificate, which a client trusting the CA verifies (Python's ssl).
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.cert.pem()).unwrap();
+    let script = format!(
+        "import ssl, urllib.request\n\
+         ctx = ssl.create_default_context(cafile={:?})\n\
+         r = urllib.request.urlopen('https://127.0.0.1:{port}/api/health', context=ctx)\n\
+         print(r.status, r.read().decode())",
+        ca_file.display().to_string()
+    );
+    let out = common::python(&["-c".to_string(), script]);
+    assert!(
+        out.starts_with("200") && out.contains("\"healthy\": true"),
+        "{out}"
+    );
+    // ...and plain HTTP gets no page.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = Vec::new();
+    let _ = s.read_to_end(&mut text);
+    assert!(!String::from_utf8_lossy(&text).contains("HTTP/1.1 200"));
+}

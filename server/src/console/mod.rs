@@ -1,6 +1,7 @@
 //! The web console (`console.listen`): pages for people and a JSON API for scripts, served by
-//! the broker over HTTP/1.1 (hyper). Read-only: it shows what the operator commands show and
-//! changes nothing.
+//! the broker over HTTP/1.1 (hyper), or HTTPS with the broker's certificate
+//! (`console.ssl.enabled`). Read-only: it shows what the operator commands show and changes
+//! nothing.
 //!
 //! A [`monitor::Monitor`] looks at the cluster every `console.poll.interval.ms` through the
 //! Kafka protocol, as any admin client would, from this broker's inter-broker listener with
@@ -173,10 +174,11 @@ fn unavailable(snap: &Snapshot) -> Response<Body> {
     )
 }
 
-/// Serves the console on `listener` and keeps `monitor` looking at the cluster through
-/// `client`, until `stop` is set.
+/// Serves the console on `listener` (HTTPS with `tls`) and keeps a monitor looking at the
+/// cluster through `client`, until `stop` is set.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<crate::tls::ReloadingAcceptor>>,
     client: crate::admin::client::AdminClient,
     poll: Duration,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -195,25 +197,44 @@ pub async fn serve(
             continue;
         };
         let monitor = monitor.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let r = route(&monitor, req.method(), req.uri().path());
-                async move { Ok::<_, Infallible>(r) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+            match tls {
+                None => http(stream, monitor, stop).await,
+                Some(tls) => {
+                    let handshake = tls.acceptor().accept(stream);
+                    if let Ok(Ok(s)) =
+                        tokio::time::timeout(Duration::from_secs(10), handshake).await
+                    {
+                        http(s, monitor, stop).await;
+                    }
                 }
             }
         });
+    }
+}
+
+/// HTTP/1.1 on one connection until it closes or the console stops.
+async fn http<S>(stream: S, monitor: Arc<Monitor>, mut stop: tokio::sync::watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let r = route(&monitor, req.method(), req.uri().path());
+        async move { Ok::<_, Infallible>(r) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
     }
 }
 
