@@ -23,21 +23,15 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig, IncrementalAlterConfigsRequest,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::IncrementalAlterConfigsResponse;
-use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
-use kafka_protocol::messages::list_partition_reassignments_response::ListPartitionReassignmentsResponse;
-use kafka_protocol::messages::metadata_request::MetadataRequest;
-use kafka_protocol::messages::metadata_response::MetadataResponse;
 use kafka_protocol::messages::unregister_broker_request::UnregisterBrokerRequest;
 use kafka_protocol::messages::unregister_broker_response::UnregisterBrokerResponse;
 use kafka_protocol::messages::{ApiKey, BrokerId as WireBrokerId, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use strata_replication::BrokerId;
 use strata_replication::controller::balance::{Placement, plan};
 
-use crate::cluster::kafka_client::KafkaConnection;
-use crate::cluster::link::LinkSecurity;
+use crate::admin::client::AdminClient;
 
-const TIMEOUT: Duration = Duration::from_secs(15);
 const THROTTLE_RATES: [&str; 2] = [
     "leader.replication.throttled.rate",
     "follower.replication.throttled.rate",
@@ -60,22 +54,16 @@ pub struct RebalanceOptions {
     pub throttle: Option<u64>,
 }
 
-async fn connect(bootstrap: &str, link: &LinkSecurity) -> anyhow::Result<KafkaConnection> {
-    let mut last = None;
-    for addr in bootstrap
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-    {
-        match KafkaConnection::connect(addr, "strata-cluster-tool", link).await {
-            Ok(c) => return Ok(c),
-            Err(e) => last = Some(format!("{addr}: {e}")),
-        }
-    }
-    anyhow::bail!(
-        "no broker of {bootstrap} answers ({})",
-        last.unwrap_or_default()
-    )
+/// Sends `req` to any broker at the newest version of `key` both sides serve (at least `min`).
+async fn call<Req: Encodable, Resp: Decodable>(
+    client: &mut AdminClient,
+    key: ApiKey,
+    (min, max): (i16, i16),
+    req: &Req,
+) -> anyhow::Result<Resp> {
+    let any = client.any_broker().await?;
+    let version = client.version(&any, key, min, max).await?;
+    Ok(client.send(&any, key, version, req).await?)
 }
 
 fn name(s: &str) -> TopicName {
@@ -84,11 +72,9 @@ fn name(s: &str) -> TopicName {
 
 /// The live brokers (with racks) and every partition's replicas, from Metadata.
 async fn placement(
-    conn: &mut KafkaConnection,
+    client: &mut AdminClient,
 ) -> anyhow::Result<(BTreeMap<BrokerId, Option<String>>, Vec<Placement>)> {
-    let mut req = MetadataRequest::default();
-    req.topics = None; // every topic
-    let md: MetadataResponse = conn.request(ApiKey::Metadata, 12, &req, TIMEOUT).await?;
+    let md = client.metadata(None).await?;
     let brokers = md
         .brokers
         .iter()
@@ -134,7 +120,7 @@ pub fn reassignment_json(moves: &[Placement]) -> String {
 /// Sets (`Some`) or removes (`None`) the throttle: the rate on every broker (the cluster-wide
 /// default) and `*` as the throttled replicas of the moving topics.
 async fn set_throttle(
-    conn: &mut KafkaConnection,
+    client: &mut AdminClient,
     rate: Option<u64>,
     topics: &[String],
 ) -> anyhow::Result<()> {
@@ -165,9 +151,8 @@ async fn set_throttle(
     }
     let mut req = IncrementalAlterConfigsRequest::default();
     req.resources = resources;
-    let resp: IncrementalAlterConfigsResponse = conn
-        .request(ApiKey::IncrementalAlterConfigs, 1, &req, TIMEOUT)
-        .await?;
+    let resp: IncrementalAlterConfigsResponse =
+        call(client, ApiKey::IncrementalAlterConfigs, (0, 1), &req).await?;
     for r in resp.responses {
         anyhow::ensure!(
             r.error_code == 0,
@@ -181,27 +166,15 @@ async fn set_throttle(
 }
 
 /// How many moves are under way.
-async fn ongoing(conn: &mut KafkaConnection) -> anyhow::Result<usize> {
-    let req = ListPartitionReassignmentsRequest::default();
-    let resp: ListPartitionReassignmentsResponse = conn
-        .request(ApiKey::ListPartitionReassignments, 0, &req, TIMEOUT)
-        .await?;
-    anyhow::ensure!(
-        resp.error_code == 0,
-        "listing reassignments: error {}",
-        resp.error_code
-    );
-    Ok(resp.topics.iter().map(|t| t.partitions.len()).sum())
+async fn ongoing(client: &mut AdminClient) -> anyhow::Result<usize> {
+    Ok(crate::admin::cluster::list_reassignments(client)
+        .await?
+        .len())
 }
 
 /// `strata cluster rebalance`.
-pub async fn rebalance(
-    bootstrap: &str,
-    link: &LinkSecurity,
-    options: &RebalanceOptions,
-) -> anyhow::Result<()> {
-    let mut conn = connect(bootstrap, link).await?;
-    let (mut brokers, partitions) = placement(&mut conn).await?;
+pub async fn rebalance(client: &mut AdminClient, options: &RebalanceOptions) -> anyhow::Result<()> {
+    let (mut brokers, partitions) = placement(client).await?;
     for b in &options.exclude {
         brokers.remove(&BrokerId(*b));
     }
@@ -223,7 +196,7 @@ pub async fn rebalance(
     let mut topics: Vec<String> = moves.iter().map(|m| m.topic.clone()).collect();
     topics.dedup();
     if let Some(rate) = options.throttle {
-        set_throttle(&mut conn, Some(rate), &topics).await?;
+        set_throttle(client, Some(rate), &topics).await?;
         eprintln!("strata cluster rebalance: replication throttled to {rate} bytes/s per broker");
     }
     let mut by_topic: BTreeMap<&str, Vec<ReassignablePartition>> = BTreeMap::new();
@@ -245,14 +218,13 @@ pub async fn rebalance(
             rt
         })
         .collect();
-    let resp: AlterPartitionReassignmentsResponse = conn
-        .request(
-            ApiKey::AlterPartitionReassignments,
-            1,
-            &req,
-            Duration::from_secs(60),
-        )
-        .await?;
+    // The controller may take up to the request's 30 s to place every move.
+    let usual = client.timeout();
+    client.set_timeout(usual.max(Duration::from_secs(60)));
+    let resp: anyhow::Result<AlterPartitionReassignmentsResponse> =
+        call(client, ApiKey::AlterPartitionReassignments, (0, 1), &req).await;
+    client.set_timeout(usual);
+    let resp = resp?;
     anyhow::ensure!(
         resp.error_code == 0,
         "reassignment refused: error {} {}",
@@ -291,7 +263,7 @@ pub async fn rebalance(
         );
         let mut last = None;
         loop {
-            let left = ongoing(&mut conn).await?;
+            let left = ongoing(client).await?;
             bar.set_position(started.saturating_sub(left as u64));
             if left == 0 {
                 break;
@@ -304,7 +276,7 @@ pub async fn rebalance(
         }
         bar.finish_and_clear();
         if options.throttle.is_some() {
-            set_throttle(&mut conn, None, &topics).await?;
+            set_throttle(client, None, &topics).await?;
         }
         eprintln!("strata cluster rebalance: done");
     }
@@ -314,13 +286,11 @@ pub async fn rebalance(
 
 /// `strata cluster reassign`: moves one partition to `replicas`, or cancels its move (`None`).
 pub async fn reassign(
-    bootstrap: &str,
-    link: &LinkSecurity,
+    client: &mut AdminClient,
     topic: &str,
     partition: i32,
     replicas: Option<Vec<i32>>,
 ) -> anyhow::Result<()> {
-    let mut conn = connect(bootstrap, link).await?;
     let mut p = ReassignablePartition::default();
     p.partition_index = partition;
     p.replicas = replicas
@@ -332,9 +302,8 @@ pub async fn reassign(
     let mut req = AlterPartitionReassignmentsRequest::default();
     req.timeout_ms = 30_000;
     req.topics = vec![t];
-    let resp: AlterPartitionReassignmentsResponse = conn
-        .request(ApiKey::AlterPartitionReassignments, 1, &req, TIMEOUT)
-        .await?;
+    let resp: AlterPartitionReassignmentsResponse =
+        call(client, ApiKey::AlterPartitionReassignments, (0, 1), &req).await?;
     let code = resp
         .responses
         .first()
@@ -358,13 +327,11 @@ pub async fn reassign(
 }
 
 /// `strata cluster unregister`.
-pub async fn unregister(bootstrap: &str, link: &LinkSecurity, broker: i32) -> anyhow::Result<()> {
-    let mut conn = connect(bootstrap, link).await?;
+pub async fn unregister(client: &mut AdminClient, broker: i32) -> anyhow::Result<()> {
     let mut req = UnregisterBrokerRequest::default();
     req.broker_id = WireBrokerId(broker);
-    let resp: UnregisterBrokerResponse = conn
-        .request(ApiKey::UnregisterBroker, 0, &req, TIMEOUT)
-        .await?;
+    let resp: UnregisterBrokerResponse =
+        call(client, ApiKey::UnregisterBroker, (0, 0), &req).await?;
     anyhow::ensure!(
         resp.error_code == 0,
         "unregistering broker {broker}: error {} {}",

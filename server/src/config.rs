@@ -794,6 +794,20 @@ impl BrokerConfig {
         }
     }
 
+    /// `host:port` other brokers (and this broker's console) reach this broker at: the
+    /// inter-broker listener's advertised address, else the first listener's.
+    pub fn inter_broker_endpoint(&self) -> String {
+        let name = self.inter_broker_listener_name();
+        self.resolved_listeners()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|l| l.name == name)
+            .map_or_else(
+                || format!("{}:{}", self.advertised.0, self.advertised.1),
+                |l| format!("{}:{}", l.advertised.0, l.advertised.1),
+            )
+    }
+
     /// The listener brokers replicate over and register with.
     pub fn inter_broker_listener_name(&self) -> String {
         self.inter_broker_listener.clone().unwrap_or_else(|| {

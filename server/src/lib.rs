@@ -26,6 +26,7 @@ pub mod alloc;
 pub mod blocking;
 pub mod broker;
 pub mod client_stream;
+pub mod clock;
 pub mod cluster;
 pub mod cluster_tool;
 pub mod config;

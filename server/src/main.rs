@@ -964,16 +964,14 @@ async fn txn(args: ClientArgs, command: TxnCommand) -> anyhow::Result<()> {
 async fn cluster(args: ClientArgs, command: ClusterCommand) -> anyhow::Result<()> {
     use strata_server::admin::cluster;
     use strata_server::cluster_tool;
-    let bootstrap = args.bootstrap_server.clone();
-    let link =
-        ClientSettings::load(args.command_config.as_deref(), &args.property)?.link_security()?;
+    let mut client = args.client()?;
     match command {
-        ClusterCommand::Info => cluster::info(&mut args.client()?, args.format).await?,
+        ClusterCommand::Info => cluster::info(&mut client, args.format).await?,
         ClusterCommand::Reassignments => {
-            cluster::reassignments(&mut args.client()?, args.format).await?;
+            cluster::reassignments(&mut client, args.format).await?;
         }
         ClusterCommand::Health => {
-            if !cluster::health(&mut args.client()?, args.format).await? {
+            if !cluster::health(&mut client, args.format).await? {
                 std::process::exit(UNHEALTHY);
             }
         }
@@ -989,7 +987,7 @@ async fn cluster(args: ClientArgs, command: ClusterCommand) -> anyhow::Result<()
                 wait,
                 throttle,
             };
-            cluster_tool::rebalance(&bootstrap, &link, &options).await?
+            cluster_tool::rebalance(&mut client, &options).await?
         }
         ClusterCommand::Reassign {
             topic,
@@ -998,8 +996,7 @@ async fn cluster(args: ClientArgs, command: ClusterCommand) -> anyhow::Result<()
             cancel,
         } => {
             cluster_tool::reassign(
-                &bootstrap,
-                &link,
+                &mut client,
                 &topic,
                 partition,
                 (!cancel).then_some(replicas),
@@ -1007,7 +1004,7 @@ async fn cluster(args: ClientArgs, command: ClusterCommand) -> anyhow::Result<()
             .await?
         }
         ClusterCommand::Unregister { broker } => {
-            cluster_tool::unregister(&bootstrap, &link, broker).await?
+            cluster_tool::unregister(&mut client, broker).await?
         }
     }
     Ok(())

@@ -254,18 +254,16 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         let config = &broker.config;
         let link = crate::cluster::link::LinkSecurity::inter_broker(config)
             .map_err(|e| anyhow::anyhow!("console: {e}"))?;
-        let name = config.inter_broker_listener_name();
-        let (host, port) = config
-            .resolved_listeners()?
-            .into_iter()
-            .find(|l| l.name == name)
-            .map(|l| l.advertised)
-            .ok_or_else(|| anyhow::anyhow!("console: no listener {name}"))?;
-        let client = crate::admin::client::AdminClient::new(
-            &format!("{host}:{port}"),
+        let mut client = crate::admin::client::AdminClient::new(
+            &config.inter_broker_endpoint(),
             link,
             "strata-console",
         );
+        // A look may not wait on one slow answer (a coordinator loading its groups, say)
+        // longer than a few poll intervals.
+        client.set_timeout(Duration::from_millis(
+            config.console_poll_interval_ms.max(2000),
+        ));
         let tls = if config.console_ssl {
             let settings = crate::tls::SslSettings {
                 client_auth: crate::tls::ClientAuth::None,

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use strata_engine::{Offset, batch};
 
 use crate::broker::{Broker, OFFSETS_TOPIC, TXN_TOPIC};
+use crate::clock::now_ms;
 use crate::error_code::ErrorCode;
 use crate::group::{GroupCoordinator, PendingAppend, partition_of};
 use crate::topic::ControlType;
@@ -37,12 +38,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// How long a request waits for the id's previous transaction to complete before it answers
 /// CONCURRENT_TRANSACTIONS.
 const PREPARED_WAIT: Duration = Duration::from_secs(1);
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// A transaction as ListTransactions reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]

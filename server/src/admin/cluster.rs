@@ -186,11 +186,8 @@ pub struct Reassignment {
     pub removing: Vec<i32>,
 }
 
-/// `strata cluster reassignments`: the moves under way (ListPartitionReassignments).
-pub async fn reassignments(
-    client: &mut AdminClient,
-    format: Format,
-) -> AdminResult<Vec<Reassignment>> {
+/// The moves under way (ListPartitionReassignments).
+pub async fn list_reassignments(client: &mut AdminClient) -> AdminResult<Vec<Reassignment>> {
     use kafka_protocol::messages::ApiKey;
     use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsRequest;
     use kafka_protocol::messages::list_partition_reassignments_response::ListPartitionReassignmentsResponse;
@@ -224,6 +221,15 @@ pub async fn reassignments(
         })
         .collect();
     out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    Ok(out)
+}
+
+/// `strata cluster reassignments`: the moves under way.
+pub async fn reassignments(
+    client: &mut AdminClient,
+    format: Format,
+) -> AdminResult<Vec<Reassignment>> {
+    let out = list_reassignments(client).await?;
     output::print(format, &out, || {
         let mut t = Table::new(&["TOPIC", "PARTITION", "REPLICAS", "ADDING", "REMOVING"]);
         for m in &out {

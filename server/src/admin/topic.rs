@@ -267,22 +267,11 @@ pub async fn describe(
                         output::ids(&missing)
                     ));
                 }
-                let replicas: Vec<String> = p
-                    .replicas
-                    .iter()
-                    .map(|r| {
-                        if down.contains(r) {
-                            format!("{r}(down)")
-                        } else {
-                            r.to_string()
-                        }
-                    })
-                    .collect();
                 table.row(vec![
                     p.partition.to_string(),
                     p.leader.map_or("none".into(), |l| l.to_string()),
                     p.leader_epoch.to_string(),
-                    replicas.join(","),
+                    replicas_marked(&p.replicas, down),
                     output::ids(&p.isr),
                     p.start_offset.map_or("?".into(), |o| o.to_string()),
                     p.end_offset.map_or("?".into(), |o| o.to_string()),
@@ -311,6 +300,21 @@ pub async fn describe(
         },
     );
     Ok(())
+}
+
+/// `1,2(down),3`: replicas with those on brokers that are down marked.
+fn replicas_marked(replicas: &[i32], down: &[i32]) -> String {
+    replicas
+        .iter()
+        .map(|r| {
+            if down.contains(r) {
+                format!("{r}(down)")
+            } else {
+                r.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Which partitions `describe_partitions` shows (none set: all).
@@ -393,17 +397,6 @@ pub async fn describe_partitions(
         ]);
         for r in &rows {
             let p = &r.partition;
-            let replicas: Vec<String> = p
-                .replicas
-                .iter()
-                .map(|b| {
-                    if down.contains(b) {
-                        format!("{b}(down)")
-                    } else {
-                        b.to_string()
-                    }
-                })
-                .collect();
             let status = if p.offline {
                 "OFFLINE"
             } else if p.under_min_isr {
@@ -418,7 +411,7 @@ pub async fn describe_partitions(
                 p.partition.to_string(),
                 p.leader.map_or("none".into(), |l| l.to_string()),
                 p.leader_epoch.to_string(),
-                replicas.join(","),
+                replicas_marked(&p.replicas, &down),
                 output::ids(&p.isr),
                 status.to_string(),
             ]);
@@ -880,7 +873,7 @@ pub async fn consume(
                         continue;
                     };
                     let from = positions[&p];
-                    let whole = complete_batches(&records);
+                    let (whole, last) = whole_batches(&records);
                     for record in
                         RecordReader::new(records.slice(..whole), strata_engine::Offset(from))
                     {
@@ -899,9 +892,7 @@ pub async fn consume(
                         }
                     }
                     // Past batches with nothing to print (control batches, compacted gaps).
-                    if whole > 0
-                        && let Some(next) = last_offset_of(&records[..whole])
-                    {
+                    if let Some(next) = last {
                         let at = positions[&p].max(next + 1);
                         positions.insert(p, at);
                     }
@@ -926,31 +917,22 @@ pub async fn consume(
     Ok(printed)
 }
 
-/// The length of the whole batches at the start of `records` (a fetch may end inside one).
-fn complete_batches(records: &[u8]) -> usize {
-    let mut at = 0;
-    while let Some(len) = records.get(at + 8..at + 12) {
-        let size = 12 + i32::from_be_bytes([len[0], len[1], len[2], len[3]]).max(0) as usize;
-        if at + size > records.len() {
-            break;
-        }
-        at += size;
-    }
-    at
-}
-
-/// The last offset of the last whole batch in `records`.
-fn last_offset_of(records: &[u8]) -> Option<i64> {
+/// The whole batches at the start of `records` (a fetch may end inside one): their length,
+/// and the last offset of the last of them.
+fn whole_batches(records: &[u8]) -> (usize, Option<i64>) {
     let mut at = 0;
     let mut last = None;
-    while let Some(head) = records.get(at..at + 27) {
-        let base = i64::from_be_bytes(head[0..8].try_into().ok()?);
-        let len = i32::from_be_bytes(head[8..12].try_into().ok()?).max(0) as usize;
-        let delta = i32::from_be_bytes(head[23..27].try_into().ok()?);
-        last = Some(base + i64::from(delta));
-        at += 12 + len;
+    while let Some(rest) = records.get(at..) {
+        let Ok(header) = strata_engine::batch::parse_header(rest, at) else {
+            break;
+        };
+        if header.size() > rest.len() {
+            break;
+        }
+        at += header.size();
+        last = Some(header.last_offset().value());
     }
-    last
+    (at, last)
 }
 
 fn print_record(
@@ -1014,9 +996,11 @@ mod tests {
             .unwrap();
         let mut two = one.to_vec();
         two.extend_from_slice(&one);
-        assert_eq!(complete_batches(&two), two.len());
-        assert_eq!(complete_batches(&two[..two.len() - 3]), one.len());
-        assert_eq!(complete_batches(&two[..5]), 0);
-        assert_eq!(last_offset_of(&one), Some(0));
+        // The second batch at offset 5 (the base offset lies outside the CRC).
+        two[one.len()..one.len() + 8].copy_from_slice(&5i64.to_be_bytes());
+        assert_eq!(whole_batches(&two), (two.len(), Some(5)));
+        assert_eq!(whole_batches(&two[..two.len() - 3]), (one.len(), Some(0)));
+        assert_eq!(whole_batches(&two[..5]), (0, None));
+        assert_eq!(whole_batches(&[]), (0, None));
     }
 }

@@ -161,7 +161,7 @@ pub async fn describe(
             } else {
                 format!(
                     "open since {} ms ago, in {}\n",
-                    (super::super::console::monitor::now_ms() - d.start_time_ms).max(0),
+                    (crate::clock::now_ms() - d.start_time_ms).max(0),
                     d.partitions
                         .iter()
                         .map(|(t, ps)| format!("{t}:{}", output::ids(ps)))
@@ -253,7 +253,7 @@ pub async fn producers(
             "LAST WRITE (MS AGO)",
             "OPEN TRANSACTION FROM",
         ]);
-        let now = super::super::console::monitor::now_ms();
+        let now = crate::clock::now_ms();
         for p in &out {
             t.row(vec![
                 p.partition.to_string(),

@@ -598,9 +598,7 @@ async fn describe_quorum(
         || "describing the metadata quorum".into(),
         p.error_message.as_deref(),
     )?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now = crate::clock::now_ms();
     let voters = p
         .current_voters
         .iter()

@@ -50,13 +50,7 @@ async fn register(broker: &Broker, client: &ControllerClient) -> u64 {
         .into_iter()
         .map(|l| (l.name, format!("{}:{}", l.advertised.0, l.advertised.1)))
         .collect();
-    let endpoint = listeners
-        .get(&broker.config.inter_broker_listener_name())
-        .cloned()
-        .unwrap_or_else(|| {
-            let (host, port) = &broker.config.advertised;
-            format!("{host}:{port}")
-        });
+    let endpoint = broker.config.inter_broker_endpoint();
     loop {
         let req = ControllerRequest::Register {
             id: broker.config.node_id,

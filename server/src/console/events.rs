@@ -310,6 +310,45 @@ mod tests {
     }
 
     #[test]
+    fn the_active_controller_moving_and_a_silent_voter_are_events() {
+        use crate::admin::view::{QuorumView, VoterView};
+        use BrokerState::*;
+        let voter = |id, reachable| VoterView {
+            id,
+            log_end_offset: 10,
+            lag: 0,
+            last_contact_ms_ago: Some(if reachable { 10 } else { 9_000 }),
+            reachable,
+        };
+        let quorum = |leader, epoch, third_reachable| QuorumView {
+            leader,
+            epoch,
+            high_watermark: 10,
+            voters: vec![voter(1, true), voter(2, true), voter(3, third_reachable)],
+        };
+        let mut before = view([Up, Up, Up], partition(Some(1), 1, &[1, 2, 3]));
+        before.quorum = Some(quorum(3, 4, true));
+        let mut after = before.clone();
+        after.quorum = Some(quorum(1, 5, false));
+        let messages: Vec<String> = diff(&before, &after, 0)
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "the active controller moved from 3 to 1 (epoch 4 -> 5)",
+                "controller quorum voter 3 is not heard from",
+            ]
+        );
+        let back: Vec<String> = diff(&after, &before, 0)
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert!(back.contains(&"controller quorum voter 3 is heard from again".to_string()));
+    }
+
+    #[test]
     fn offline_partitions_and_topic_changes_are_events() {
         use BrokerState::*;
         let before = view([Up, Up, Up], partition(Some(2), 1, &[2]));

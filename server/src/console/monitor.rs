@@ -14,6 +14,7 @@ use crate::admin::group::{GroupView, ListedGroup, describe_group_in, list_groups
 use crate::admin::view::{ClusterView, Detail};
 
 use super::events::{Event, diff};
+use crate::clock::now_ms;
 
 /// Events kept.
 const EVENTS_KEPT: usize = 500;
@@ -56,22 +57,7 @@ pub struct Monitor {
     snapshot: RwLock<Snapshot>,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl Monitor {
-    /// A copy of what the console knows now.
-    pub fn snapshot(&self) -> Snapshot {
-        self.snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
     /// Reads `f` of the current picture without copying it.
     pub fn with<T>(&self, f: impl FnOnce(&Snapshot) -> T) -> T {
         f(&self.snapshot.read().unwrap_or_else(|p| p.into_inner()))
@@ -112,6 +98,9 @@ impl Monitor {
                 return;
             }
         };
+        // Brokers, partitions and events are shown at once: describing the groups (each at
+        // its coordinator, which may be moving) must not hold them back.
+        self.update_cluster(cluster.clone(), now_ms());
         // A group whose coordinator cannot list it this time (down, or a new one still
         // loading it) keeps the last look's entry instead of vanishing from the console.
         let (mut groups, answered) = list_groups_from(client).await.unwrap_or_default();
@@ -135,7 +124,7 @@ impl Monitor {
                 }
             }
         }
-        self.update(cluster, groups, details, now_ms());
+        self.update_groups(groups, details);
     }
 
     fn failed(&self, error: String) {
@@ -143,8 +132,7 @@ impl Monitor {
         s.error = Some(error);
     }
 
-    /// Takes a new look: events from the difference with the last, throughput from the end
-    /// offsets' growth.
+    /// Takes a new look at the cluster and its groups (what one poll does).
     pub fn update(
         &self,
         cluster: ClusterView,
@@ -152,6 +140,13 @@ impl Monitor {
         group_details: BTreeMap<String, GroupView>,
         at_ms: i64,
     ) {
+        self.update_cluster(cluster, at_ms);
+        self.update_groups(groups, group_details);
+    }
+
+    /// Takes a new look at the cluster: events from the difference with the last, throughput
+    /// from the end offsets' growth.
+    pub fn update_cluster(&self, cluster: ClusterView, at_ms: i64) {
         let mut s = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
         if let Some(before) = &s.cluster {
             let events = diff(before, &cluster, at_ms);
@@ -185,10 +180,19 @@ impl Monitor {
         s.throughput
             .retain(|t, _| cluster.topics.iter().any(|c| &c.name == t));
         s.cluster = Some(cluster);
-        s.groups = groups;
-        s.group_details = group_details;
         s.error = None;
         s.updated_ms = at_ms;
+    }
+
+    /// Takes a new look at the groups.
+    pub fn update_groups(
+        &self,
+        groups: Vec<ListedGroup>,
+        group_details: BTreeMap<String, GroupView>,
+    ) {
+        let mut s = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        s.groups = groups;
+        s.group_details = group_details;
     }
 }
 

@@ -11,7 +11,8 @@ use crate::admin::output::bytes;
 use crate::admin::view::{BrokerState, TopicView};
 
 use super::events::{Event, Severity};
-use super::monitor::{Sample, Snapshot, now_ms};
+use super::monitor::{Sample, Snapshot};
+use crate::clock::now_ms;
 
 const STYLE: &str = r#"
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1d2330;background:#f5f6f8}

@@ -14,17 +14,12 @@ use kafka_protocol::messages::describe_quorum_response::{
 
 use super::{Context, s};
 use crate::acl::Operation;
+use crate::clock::now_ms;
 use crate::cluster::wire::{ControllerRequest, ControllerResponse};
 use crate::error_code::ErrorCode;
 
 /// The metadata log's name, as Kafka's clients ask for it.
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 fn answer(
     error_code: i16,
