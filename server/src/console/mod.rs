@@ -91,9 +91,18 @@ pub fn route(monitor: &Monitor, method: &Method, path: &str) -> Response<Body> {
             "the console is read-only: GET only\n",
         );
     }
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    let path = decoded.trim_end_matches('/');
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    // Split first, then decode each segment: a group id may hold a `/` (`%2F` in its link).
+    let path = path.trim_end_matches('/');
+    let decoded: Vec<String> = path
+        .split('/')
+        .skip(1)
+        .map(|seg| {
+            percent_encoding::percent_decode_str(seg)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     monitor.with(|snap: &Snapshot| match segments.as_slice() {
         [] | [""] => page(pages::overview(snap)),
         ["topics"] => page(pages::topics(snap)),
@@ -309,6 +318,27 @@ mod tests {
         assert_eq!(
             route(&m, &Method::GET, "/topics/nope").status(),
             StatusCode::NOT_FOUND
+        );
+        // A group id with a slash, as its link encodes it.
+        let mut details = std::collections::BTreeMap::new();
+        let group = crate::admin::group::GroupView {
+            group: "team/a".into(),
+            state: "Empty".into(),
+            protocol_type: "consumer".into(),
+            assignor: String::new(),
+            coordinator: String::new(),
+            members: vec![],
+            partitions: vec![],
+            total_lag: 7,
+        };
+        details.insert("team/a".to_string(), group);
+        m.update_groups(vec![], details);
+        let r = route(&m, &Method::GET, "/api/groups/team%2Fa");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(body(r).contains("\"total_lag\": 7"));
+        assert_eq!(
+            route(&m, &Method::GET, "/groups/team%2Fa").status(),
+            StatusCode::OK
         );
         assert_eq!(
             route(&m, &Method::POST, "/api/cluster").status(),
