@@ -853,12 +853,18 @@ fn txn_commands_find_an_open_transaction() {
     producer
         .commit_transaction(Duration::from_secs(20))
         .unwrap();
-    let described = json(&bs, &["txn", "describe", "payments-tx"]);
-    assert_eq!(described["state"], "CompleteCommit");
+    // EndTxn is answered once the commit is decided (PrepareCommit, as in Kafka); the markers
+    // follow, then CompleteCommit.
     assert_eq!(
         json(&bs, &["txn", "list", "--state", "Ongoing"]),
         serde_json::json!([])
     );
+    let state = wait_for("the commit completed", Duration::from_secs(10), || {
+        let d = json(&bs, &["txn", "describe", "payments-tx"]);
+        let state = d["state"].as_str()?.to_string();
+        (state != "PrepareCommit").then_some(state)
+    });
+    assert_eq!(state, "CompleteCommit");
     let producers = json(&bs, &["txn", "producers", "payments", "-p", "1"]);
     assert_eq!(producers[0]["current_txn_start_offset"], -1);
     let typo = strata(&bs, &["txn", "producers", "paymnts"], None);
